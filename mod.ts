@@ -1,0 +1,34 @@
+/**
+ * lockbox: shared state on disk that many processes can change at once
+ * without losing a byte.
+ *
+ * - {@linkcode FileLock} and {@linkcode withLock}: a cross-process lock on a
+ *   sidecar `.lock` file, taken with `flock(2)` and released by the kernel when
+ *   its holder dies; timeouts, `AbortSignal`, shared and exclusive modes,
+ *   holder records and fencing tokens.
+ * - {@linkcode isLocked}, {@linkcode lockHolder} and
+ *   {@linkcode waitForRelease}: look at a lock without disturbing it.
+ *
+ * Requires `--allow-read` and `--allow-write`.
+ *
+ * @example Count under a lock from any number of processes
+ * ```ts
+ * import { withLock } from "@lockbox/lockbox";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const file = `${dir}/count.txt`;
+ * await withLock(file, async () => {
+ *   const count = Number(await Deno.readTextFile(file).catch(() => "0"));
+ *   await Deno.writeTextFile(file, String(count + 1));
+ * });
+ * console.assert(await Deno.readTextFile(file) === "1");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
+ * @module
+ */
+
+export * from "./src/errors.ts";
+export * from "./src/lock_holder.ts";
+export * from "./src/lock_inspect.ts";
+export * from "./src/file_lock.ts";

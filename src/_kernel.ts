@@ -1,0 +1,144 @@
+// The kernel's view of a lock file, and the checks every lock path passes.
+
+import {
+  type _FileStat,
+  _isLinux,
+  _lstat,
+  _openReadOnly,
+  _readProcLocks,
+  _toPath,
+} from "./_runtime.ts";
+import { LockError } from "./errors.ts";
+import { _readHolderRecord } from "./_holder_record.ts";
+import type { LockHolder } from "./lock_holder.ts";
+
+/** The kernel's view of one lock file. */
+export interface _KernelView {
+  mode: "exclusive" | "shared" | null;
+  pids: number[];
+}
+
+/** The absolute lock file path for `path`, honouring `lockPath`. */
+export function _resolveLockPath(
+  path: string | URL,
+  lockPath?: string | URL,
+): string {
+  return lockPath === undefined ? `${_toPath(path)}.lock` : _toPath(lockPath);
+}
+
+/**
+ * Throws a clear `LockError` unless `stat` describes something a lock can live
+ * in: a regular file (or nothing yet).
+ */
+export function _checkLockFileStat(
+  lockPath: string,
+  stat: _FileStat | null,
+): void {
+  if (stat === null || stat.isFile) return;
+  const what = stat.isSymlink
+    ? "it is a symbolic link, and lockbox never follows one for a lock file"
+    : stat.isDirectory
+    ? "it is a directory"
+    : "it is not a regular file";
+  throw new LockError(
+    `Cannot lock '${lockPath}': ${what}; remove it or choose another lockPath`,
+  );
+}
+
+// Linux's st_dev packs major and minor numbers; /proc/locks prints them apart.
+function _devKey(dev: number): string {
+  const high = Math.floor(dev / 2 ** 32);
+  const low = dev >>> 0;
+  const major = ((low >>> 8) & 0xfff) | ((high & ~0xfff) >>> 0);
+  const minor = (low & 0xff) | ((low >>> 12) & ~0xff);
+  return `${major.toString(16).padStart(2, "0")}:${
+    minor.toString(16).padStart(2, "0")
+  }`;
+}
+
+/** Parses `/proc/locks` into flock holders by `"maj:min:ino"`. */
+function _parseProcLocks(text: string): Map<string, _KernelView> {
+  const views = new Map<string, _KernelView>();
+  for (const line of text.split("\n")) {
+    const fields = line.trim().split(/\s+/);
+    // "1: FLOCK ADVISORY WRITE 2127 fe:00:2146430 0 EOF"; waiters have "->".
+    if (fields.length < 6 || fields[1] !== "FLOCK") continue;
+    const [, , , access, pid, id] = fields;
+    let view = views.get(id);
+    if (!view) views.set(id, view = { mode: null, pids: [] });
+    view.mode = access === "WRITE" ? "exclusive" : "shared";
+    const n = Number(pid);
+    if (Number.isInteger(n) && n > 0 && !view.pids.includes(n)) {
+      view.pids.push(n);
+    }
+  }
+  return views;
+}
+
+/**
+ * Who holds the lock on the file `stat` describes. On Linux this reads
+ * `/proc/locks`, which never touches the lock. Elsewhere it probes with a
+ * non-blocking lock on a separate handle: for a moment the probe holds the
+ * lock, so another process's `tryAcquire` may fail in that instant, and pids
+ * are unknown.
+ */
+export function _kernelView(lockPath: string, stat: _FileStat): _KernelView {
+  const procLocks = _readProcLocks();
+  if (procLocks !== null) {
+    return _parseProcLocks(procLocks).get(`${_devKey(stat.dev)}:${stat.ino}`) ??
+      { mode: null, pids: [] };
+  }
+  const probe = _openReadOnly(lockPath);
+  try {
+    if (!probe.tryLock(false)) return { mode: "exclusive", pids: [] };
+    probe.unlock();
+    if (!probe.tryLock(true)) return { mode: "shared", pids: [] };
+    probe.unlock();
+    return { mode: null, pids: [] };
+  } finally {
+    probe.close();
+  }
+}
+
+/** Whether the kernel view comes from `/proc/locks` (no probe needed). */
+export function _kernelViewIsPassive(): boolean {
+  return _isLinux() && _readProcLocks() !== null;
+}
+
+export function _inspectable(lockPath: string): _FileStat | null {
+  const stat = _lstat(lockPath);
+  _checkLockFileStat(lockPath, stat);
+  return stat;
+}
+
+/** The kernel's view of `lockPath`, or a free view if the file is missing. */
+export function _viewOf(lockPath: string): _KernelView {
+  const stat = _inspectable(lockPath);
+  return stat === null ? { mode: null, pids: [] } : _kernelView(lockPath, stat);
+}
+
+/** The holder record if the kernel says the lock is held, else `null`. */
+export function _heldRecord(lockPath: string): LockHolder | null {
+  const stat = _inspectable(lockPath);
+  if (stat === null) return null;
+  const view = _kernelView(lockPath, stat);
+  if (view.mode === null) return null;
+  const record = _readHolderRecord(lockPath);
+  // A record from an earlier holder is not this holder's: trust it only if
+  // its pid is among the kernel's holders (when the kernel names them).
+  if (record && view.pids.length > 0 && !view.pids.includes(record.pid)) {
+    return null;
+  }
+  return record;
+}
+
+/** Validates a timeout option: a number from 0 to Infinity. */
+export function _checkTimeout(timeout: number | undefined): number {
+  if (timeout === undefined) return Infinity;
+  if (typeof timeout !== "number" || Number.isNaN(timeout) || timeout < 0) {
+    throw new RangeError(
+      `Cannot use timeout ${timeout}: expected milliseconds from 0 to Infinity`,
+    );
+  }
+  return timeout;
+}

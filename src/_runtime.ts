@@ -1,0 +1,199 @@
+// The only module that touches `Deno.*`. Everything above it is
+// runtime-agnostic, so a Node implementation can replace this file alone.
+
+import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
+
+/** What lockbox needs to know about a file, from `lstat` or `fstat`. */
+export interface _FileStat {
+  dev: number;
+  ino: number;
+  nlink: number;
+  size: number;
+  mtimeMs: number | null;
+  isFile: boolean;
+  isDirectory: boolean;
+  isSymlink: boolean;
+}
+
+/** An open file on which an advisory `flock` can be taken. */
+export interface _LockHandle {
+  tryLock(exclusive: boolean): boolean;
+  /** Blocks one thread of the runtime's pool until the kernel grants it. */
+  lock(exclusive: boolean): Promise<void>;
+  unlock(): void;
+  stat(): _FileStat;
+  /** Reads from offset 0 into `buffer`; returns the bytes read. */
+  readFromStart(buffer: Uint8Array): number;
+  /** Writes all of `data` at offset 0. */
+  writeAtStart(data: Uint8Array): void;
+  close(): void;
+}
+
+/** Turns a `string | URL` into an absolute file system path. */
+export function _toPath(path: string | URL): string {
+  if (path instanceof URL) return fileURLToPath(path);
+  if (typeof path !== "string" || path.length === 0) {
+    throw new TypeError(
+      `Cannot use path ${
+        JSON.stringify(path)
+      }: expected a non-empty string or a file URL`,
+    );
+  }
+  return resolve(path);
+}
+
+function _stat(info: Deno.FileInfo): _FileStat {
+  return {
+    dev: info.dev,
+    ino: info.ino ?? 0,
+    nlink: info.nlink ?? 1,
+    size: info.size,
+    mtimeMs: info.mtime?.getTime() ?? null,
+    isFile: info.isFile,
+    isDirectory: info.isDirectory,
+    isSymlink: info.isSymlink,
+  };
+}
+
+/** `lstat`, with `null` for a path that does not exist. */
+export function _lstat(path: string): _FileStat | null {
+  try {
+    return _stat(Deno.lstatSync(path));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+class _DenoLockHandle implements _LockHandle {
+  #file: Deno.FsFile;
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+  tryLock(exclusive: boolean): boolean {
+    return this.#file.tryLockSync(exclusive);
+  }
+  lock(exclusive: boolean): Promise<void> {
+    return this.#file.lock(exclusive);
+  }
+  unlock(): void {
+    this.#file.unlockSync();
+  }
+  stat(): _FileStat {
+    return _stat(this.#file.statSync());
+  }
+  readFromStart(buffer: Uint8Array): number {
+    this.#file.seekSync(0, Deno.SeekMode.Start);
+    let total = 0;
+    while (total < buffer.length) {
+      const n = this.#file.readSync(buffer.subarray(total));
+      if (n === null || n === 0) break;
+      total += n;
+    }
+    return total;
+  }
+  writeAtStart(data: Uint8Array): void {
+    this.#file.seekSync(0, Deno.SeekMode.Start);
+    let written = 0;
+    while (written < data.length) {
+      written += this.#file.writeSync(data.subarray(written));
+    }
+  }
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/**
+ * Opens an existing file for locking, read and write, without creating or
+ * truncating it.
+ */
+export function _openExisting(path: string): _LockHandle {
+  return new _DenoLockHandle(Deno.openSync(path, { read: true, write: true }));
+}
+
+/**
+ * Creates a new file with `O_CREAT | O_EXCL`, which never follows a symlink
+ * and never touches an existing file. Throws `AlreadyExists` if one is there.
+ */
+export function _createNew(path: string, mode = 0o644): _LockHandle {
+  return new _DenoLockHandle(
+    Deno.openSync(path, { read: true, write: true, createNew: true, mode }),
+  );
+}
+
+/** Opens a file read-only, for readers that must not disturb anyone. */
+export function _openReadOnly(path: string): _LockHandle {
+  return new _DenoLockHandle(Deno.openSync(path, { read: true }));
+}
+
+export function _mkdirp(dir: string): void {
+  Deno.mkdirSync(dir, { recursive: true });
+}
+
+export function _unlink(path: string): void {
+  Deno.removeSync(path);
+}
+
+/** The error code (`ENOENT`, `EEXIST`, ...) of a runtime error, if any. */
+export function _errorCode(error: unknown): string | undefined {
+  if (error instanceof Deno.errors.NotFound) return "ENOENT";
+  if (error instanceof Deno.errors.AlreadyExists) return "EEXIST";
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+export function _pid(): number {
+  return Deno.pid;
+}
+
+let _hostnameCache: string | undefined;
+/**
+ * The host name, or `"unknown"` without `--allow-sys=hostname`: it only labels
+ * a holder record, and the lock itself does not depend on it.
+ */
+export function _hostname(): string {
+  if (_hostnameCache === undefined) {
+    try {
+      _hostnameCache = Deno.hostname();
+    } catch {
+      _hostnameCache = "unknown";
+    }
+  }
+  return _hostnameCache;
+}
+
+/** Whether a process with this pid exists (it may belong to anyone). */
+export function _processExists(pid: number): boolean {
+  try {
+    Deno.kill(pid, 0 as unknown as Deno.Signal);
+    return true;
+  } catch (error) {
+    if (_errorCode(error) === "EPERM") return true;
+    if (_errorCode(error) === "ESRCH") return false;
+    // Without --allow-run, fall back to /proc where there is one.
+    try {
+      Deno.statSync(`/proc/${pid}`);
+      return true;
+    } catch (statError) {
+      if (statError instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+}
+
+/** The text of `/proc/locks`, or `null` where the system has none. */
+export function _readProcLocks(): string | null {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    return Deno.readTextFileSync("/proc/locks");
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+export function _isLinux(): boolean {
+  return Deno.build.os === "linux";
+}

@@ -1,0 +1,662 @@
+// FileLock: a cross-process advisory lock on a sidecar file, taken with
+// flock(2). See DESIGN.md, "The lock protocol".
+//
+// In one process, requests for one lock path wait in a FIFO queue here; only
+// the head touches the OS lock. An uncontended acquire is a handful of
+// non-blocking system calls and no trip to the runtime's thread pool. A
+// contended one parks one pool thread per path (a blocking flock) and hands
+// the lock on as soon as the kernel grants it; a request that timed out or
+// was aborted leaves that wait to finish and pass the lock to the next
+// request, or release it at once.
+
+import { AsyncLocalStorage } from "node:async_hooks";
+import { dirname } from "node:path";
+import {
+  _createNew,
+  _errorCode,
+  _hostname,
+  type _LockHandle,
+  _lstat,
+  _mkdirp,
+  _openExisting,
+  _pid,
+  _toPath,
+  _unlink,
+} from "./_runtime.ts";
+import { LockError, LockTimeoutError } from "./errors.ts";
+import {
+  _checkLockFileStat,
+  _checkTimeout,
+  _heldRecord,
+  _resolveLockPath,
+} from "./_kernel.ts";
+import {
+  _decodeHolder,
+  _encodeHolder,
+  _MAX_RECORD_BYTES,
+} from "./_holder_record.ts";
+import type { LockHolder } from "./lock_holder.ts";
+
+/** How to take a {@linkcode FileLock}. */
+export interface LockOptions {
+  /**
+   * Take the lock shared (many holders) instead of exclusive (one holder).
+   *
+   * @default {false}
+   */
+  shared?: boolean;
+  /**
+   * How long to wait for the lock, in milliseconds; `0` tries once.
+   *
+   * @default {Infinity}
+   */
+  timeout?: number;
+  /** Gives up waiting; the promise then rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  /**
+   * The lock file.
+   *
+   * @default {`${path}.lock`}
+   */
+  lockPath?: string | URL;
+  /** Caller metadata kept in the holder record, such as `{ user, message }`. */
+  metadata?: Record<string, unknown>;
+  /**
+   * Remove the lock file on release, while still holding it, if this process
+   * is then its only holder and it is still the file at `lockPath`.
+   *
+   * @default {false}
+   */
+  removeOnRelease?: boolean;
+}
+
+interface _Request {
+  readonly path: string;
+  readonly lockPath: string;
+  readonly shared: boolean;
+  readonly timeout: number;
+  readonly metadata: Record<string, unknown> | undefined;
+  readonly removeOnRelease: boolean;
+  settle(lock: FileLock | null, error?: unknown): void;
+}
+
+class _Queue {
+  waiting: _Request[] = [];
+  active = 0;
+  activeExclusive = false;
+  osWait = false;
+  constructor(readonly lockPath: string) {}
+
+  compatible(shared: boolean): boolean {
+    return this.active === 0 || (shared && !this.activeExclusive);
+  }
+  idle(): boolean {
+    return this.waiting.length === 0 && this.active === 0 && !this.osWait;
+  }
+}
+
+const _queues = new Map<string, _Queue>();
+const _context = new AsyncLocalStorage<FileLock[]>();
+let _newLock: (
+  request: _Request,
+  handle: _LockHandle,
+  token: number,
+  queue: _Queue,
+) => FileLock;
+
+function _queueFor(lockPath: string): _Queue {
+  let queue = _queues.get(lockPath);
+  if (!queue) _queues.set(lockPath, queue = new _Queue(lockPath));
+  return queue;
+}
+
+function _dropIfIdle(queue: _Queue): void {
+  if (queue.idle() && _queues.get(queue.lockPath) === queue) {
+    _queues.delete(queue.lockPath);
+  }
+}
+
+function _wrap(lockPath: string, error: unknown): unknown {
+  if (error instanceof LockError || error instanceof RangeError) return error;
+  const code = _errorCode(error);
+  const hint = code === "EACCES" || code === "EPERM" || code === "EROFS"
+    ? "check that the directory is writable"
+    : "check the path";
+  return new LockError(
+    `Cannot lock '${lockPath}': ${
+      (error as Error)?.message ?? String(error)
+    }; ${hint}`,
+    { cause: error },
+  );
+}
+
+/** True if `handle` is still the file linked at `lockPath`. */
+function _isCurrent(handle: _LockHandle, lockPath: string): boolean {
+  const own = handle.stat();
+  if (own.nlink === 0) return false;
+  const linked = _lstat(lockPath);
+  return linked !== null && linked.isFile && linked.dev === own.dev &&
+    linked.ino === own.ino;
+}
+
+/** Opens the lock file without following symlinks, creating it if needed. */
+function _open(lockPath: string): _LockHandle {
+  for (let attempt = 0;; attempt++) {
+    const stat = _lstat(lockPath);
+    _checkLockFileStat(lockPath, stat);
+    try {
+      if (stat !== null) return _openExisting(lockPath);
+      try {
+        return _createNew(lockPath);
+      } catch (error) {
+        if (_errorCode(error) !== "ENOENT") throw error;
+        _mkdirp(dirname(lockPath));
+        return _createNew(lockPath);
+      }
+    } catch (error) {
+      const code = _errorCode(error);
+      // Removed or created between the lstat and the open: look again.
+      if ((code === "ENOENT" || code === "EEXIST") && attempt < 100) continue;
+      throw error;
+    }
+  }
+}
+
+/**
+ * One non-blocking attempt. Returns the open handle either way: locked, or
+ * ready for a blocking wait.
+ */
+function _tryTake(
+  lockPath: string,
+  shared: boolean,
+): { handle: _LockHandle; locked: boolean } {
+  while (true) {
+    const handle = _open(lockPath);
+    try {
+      if (!handle.tryLock(!shared)) return { handle, locked: false };
+      if (_isCurrent(handle, lockPath)) return { handle, locked: true };
+      handle.unlock();
+      handle.close();
+    } catch (error) {
+      handle.close();
+      throw error;
+    }
+  }
+}
+
+function _readToken(handle: _LockHandle): number {
+  const size = Math.min(handle.stat().size, _MAX_RECORD_BYTES);
+  if (size === 0) return 0;
+  const buffer = new Uint8Array(size);
+  // Shared holders may be writing their records right now; retry a torn read.
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const n = handle.readFromStart(buffer);
+    const record = _decodeHolder(buffer.subarray(0, n));
+    if (record !== "torn") return record?.token ?? 0;
+  }
+  return 0;
+}
+
+/**
+ * A held cross-process lock on a file's sidecar lock file.
+ *
+ * The kernel releases it when the holding process dies, so a crash never
+ * leaves a lock held. Locks taken by `flock(1)`, Python's `fcntl.flock` and
+ * other flock users on the same lock file exclude lockbox and are excluded by
+ * it.
+ *
+ * Requires `--allow-read` and `--allow-write` (and `--allow-sys=hostname` to
+ * record the host name).
+ *
+ * @example Hold a lock for a block of code
+ * ```ts
+ * import { FileLock } from "@lockbox/lockbox";
+ * const dir = await Deno.makeTempDir();
+ * {
+ *   await using lock = await FileLock.acquire(`${dir}/state.json`);
+ *   console.assert(lock.held && lock.token >= 1);
+ * }
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class FileLock implements AsyncDisposable {
+  #handle: _LockHandle | null;
+  #queue: _Queue;
+  #removeOnRelease: boolean;
+
+  /** The file this lock guards, as given (made absolute). */
+  readonly path: string;
+  /** The lock file. */
+  readonly lockPath: string;
+  /** The fencing token: it grows by one with every exclusive acquisition. */
+  readonly token: number;
+  /** Whether this lock is shared. */
+  readonly shared: boolean;
+
+  static {
+    _newLock = (request, handle, token, queue) =>
+      new FileLock(request, handle, token, queue);
+  }
+
+  private constructor(
+    request: _Request,
+    handle: _LockHandle,
+    token: number,
+    queue: _Queue,
+  ) {
+    this.path = request.path;
+    this.lockPath = request.lockPath;
+    this.shared = request.shared;
+    this.token = token;
+    this.#handle = handle;
+    this.#queue = queue;
+    this.#removeOnRelease = request.removeOnRelease;
+  }
+
+  /** Whether this lock is still held (not yet released). */
+  get held(): boolean {
+    return this.#handle !== null;
+  }
+
+  /**
+   * Takes the lock on `path`, waiting as long as `timeout` allows.
+   *
+   * Requires `--allow-read` and `--allow-write`.
+   *
+   * @param path The file to guard; the lock lives in `${path}.lock` unless
+   *   `options.lockPath` says otherwise. A missing parent directory of the lock
+   *   file is created.
+   * @param options Mode, timeout, abort signal, lock path and metadata.
+   * @returns The held lock.
+   * @throws {LockTimeoutError} If the lock was still held elsewhere when the timeout ran out.
+   * @throws {LockError} If the lock path is unusable (a symlink, a directory,
+   *   an unwritable directory), or this async context already holds it.
+   * @throws {RangeError} If `timeout` is negative or not a number.
+   *
+   * @example
+   * ```ts
+   * import { FileLock } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const lock = await FileLock.acquire(`${dir}/state.json`, { timeout: 5_000 });
+   * try {
+   *   // read, change and write state.json
+   * } finally {
+   *   await lock.release();
+   * }
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  static acquire(
+    path: string | URL,
+    options: LockOptions = {},
+  ): Promise<FileLock> {
+    return new Promise<FileLock | null>((resolve, reject) => {
+      FileLock.#request(path, options, false, resolve, reject);
+    }) as Promise<FileLock>;
+  }
+
+  /**
+   * Takes the lock if it is free now, without waiting.
+   *
+   * @param path The file to guard.
+   * @param options Mode, lock path and metadata (`timeout` is ignored).
+   * @returns The held lock, or `null` if another holder has it.
+   * @throws {LockError} If the lock path is unusable.
+   *
+   * @example
+   * ```ts
+   * import { FileLock } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const first = await FileLock.tryAcquire(`${dir}/job`);
+   * const second = await FileLock.tryAcquire(`${dir}/job`);
+   * console.assert(first !== null && second === null);
+   * await first?.release();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  static tryAcquire(
+    path: string | URL,
+    options: LockOptions = {},
+  ): Promise<FileLock | null> {
+    return new Promise<FileLock | null>((resolve, reject) => {
+      FileLock.#request(
+        path,
+        { ...options, timeout: 0 },
+        true,
+        resolve,
+        reject,
+      );
+    });
+  }
+
+  static #request(
+    path: string | URL,
+    options: LockOptions,
+    nullOnBusy: boolean,
+    resolve: (lock: FileLock | null) => void,
+    reject: (error: unknown) => void,
+  ): void {
+    let lockPath: string;
+    let timeout: number;
+    try {
+      timeout = _checkTimeout(options.timeout);
+      lockPath = _resolveLockPath(path, options.lockPath);
+      options.signal?.throwIfAborted();
+      for (const held of _context.getStore() ?? []) {
+        if (held.held && held.lockPath === lockPath) {
+          throw new LockError(
+            `Cannot lock '${lockPath}': this async context already holds it ` +
+              `(withLock is not re-entrant); use the lock you already have`,
+          );
+        }
+      }
+      if (options.metadata !== undefined) {
+        _encodeHolder(_record(true, options.metadata, 0), 0);
+      }
+    } catch (error) {
+      reject(error);
+      return;
+    }
+    const queue = _queueFor(lockPath);
+    const { signal } = options;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const onAbort = () => fail(signal!.reason);
+    const request: _Request = {
+      path: _toPath(path),
+      lockPath,
+      shared: options.shared === true,
+      timeout,
+      metadata: options.metadata,
+      removeOnRelease: options.removeOnRelease === true,
+      settle(lock, error) {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        if (lock) resolve(lock);
+        else if (error === undefined) resolve(null);
+        else reject(error);
+      },
+    };
+    const fail = (error: unknown) => {
+      const index = queue.waiting.indexOf(request);
+      if (index === -1) return;
+      queue.waiting.splice(index, 1);
+      request.settle(null, error);
+      _pump(queue);
+    };
+    const busy = () => {
+      if (nullOnBusy) return undefined;
+      let holder: LockHolder | null = null;
+      try {
+        holder = _heldRecord(lockPath);
+      } catch {
+        // The error names the path either way; the holder is a courtesy.
+      }
+      return new LockTimeoutError(lockPath, holder);
+    };
+    if (
+      timeout === 0 &&
+      (queue.waiting.length > 0 || queue.osWait ||
+        !queue.compatible(request.shared))
+    ) {
+      request.settle(null, busy());
+      return;
+    }
+    queue.waiting.push(request);
+    if (timeout === 0) {
+      // One try, now: the head of an empty queue.
+      _pump(queue, () => {
+        queue.waiting.splice(queue.waiting.indexOf(request), 1);
+        request.settle(null, busy());
+      });
+      return;
+    }
+    if (timeout !== Infinity) {
+      timer = setTimeout(() => fail(busy()), timeout);
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+    _pump(queue);
+  }
+
+  /**
+   * Checks that the lock is still held and that the file at `lockPath` is
+   * still the one locked: a process that ignores the protocol may have removed
+   * or replaced it, and then another process can lock the new file.
+   *
+   * @returns `true` if held and still the file at `lockPath`.
+   *
+   * @example
+   * ```ts
+   * import { FileLock } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const lock = await FileLock.acquire(`${dir}/state.json`);
+   * console.assert(await lock.verify());
+   * await Deno.remove(lock.lockPath);
+   * console.assert(!await lock.verify());
+   * await lock.release();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  verify(): Promise<boolean> {
+    try {
+      return Promise.resolve(
+        this.#handle !== null && _isCurrent(this.#handle, this.lockPath),
+      );
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Releases the lock. Calling it again does nothing.
+   *
+   * With `removeOnRelease`, the lock file is unlinked first, while still held,
+   * if this is its only holder and it is still the file at `lockPath`.
+   *
+   * @returns A promise that resolves once the lock is released.
+   *
+   * @example
+   * ```ts
+   * import { FileLock } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const lock = await FileLock.acquire(`${dir}/state.json`);
+   * await lock.release();
+   * await lock.release(); // no-op
+   * console.assert(!lock.held);
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  release(): Promise<void> {
+    const handle = this.#handle;
+    if (handle === null) return Promise.resolve();
+    this.#handle = null;
+    try {
+      // Converting to exclusive fails if anyone else still shares the file.
+      if (this.#removeOnRelease && handle.tryLock(true)) {
+        if (_isCurrent(handle, this.lockPath)) _unlink(this.lockPath);
+      }
+    } catch (error) {
+      if (_errorCode(error) !== "ENOENT") {
+        handle.unlock();
+        handle.close();
+        this.#released();
+        return Promise.reject(_wrap(this.lockPath, error));
+      }
+    }
+    handle.unlock();
+    handle.close();
+    this.#released();
+    return Promise.resolve();
+  }
+
+  #released(): void {
+    const queue = this.#queue;
+    queue.active--;
+    if (queue.active === 0) queue.activeExclusive = false;
+    _pump(queue);
+  }
+
+  /** Releases the lock: `await using lock = await FileLock.acquire(p)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
+
+/** Gives `request` the OS lock on `handle`: writes the holder record. */
+function _grant(queue: _Queue, request: _Request, handle: _LockHandle): void {
+  let lock: FileLock;
+  try {
+    const old = _readToken(handle);
+    const token = request.shared ? old : old + 1;
+    const record = _record(request.shared, request.metadata, token);
+    handle.writeAtStart(_encodeHolder(record, handle.stat().size));
+    lock = _newLock(request, handle, token, queue);
+  } catch (error) {
+    handle.unlock();
+    handle.close();
+    request.settle(null, _wrap(request.lockPath, error));
+    return;
+  }
+  queue.active++;
+  queue.activeExclusive = !request.shared;
+  request.settle(lock);
+}
+
+function _record(
+  shared: boolean,
+  metadata: Record<string, unknown> | undefined,
+  token: number,
+): LockHolder {
+  const record: LockHolder = {
+    pid: _pid(),
+    hostname: _hostname(),
+    acquiredAt: new Date().toISOString(),
+    token,
+    shared,
+  };
+  if (metadata !== undefined) record.metadata = metadata;
+  return record;
+}
+
+/**
+ * Serves the queue's head while it can. `onBusy` is called instead of
+ * starting a blocking wait (a one-try request found the lock taken).
+ */
+function _pump(queue: _Queue, onBusy?: () => void): void {
+  while (queue.waiting.length > 0) {
+    const head = queue.waiting[0];
+    if (queue.osWait || !queue.compatible(head.shared)) return;
+    let attempt;
+    try {
+      attempt = _tryTake(queue.lockPath, head.shared);
+    } catch (error) {
+      queue.waiting.shift();
+      head.settle(null, _wrap(queue.lockPath, error));
+      continue;
+    }
+    if (attempt.locked) {
+      queue.waiting.shift();
+      _grant(queue, head, attempt.handle);
+      continue;
+    }
+    if (onBusy) {
+      attempt.handle.close();
+      onBusy();
+      onBusy = undefined;
+      continue;
+    }
+    _waitInKernel(queue, attempt.handle, head.shared);
+    return;
+  }
+  _dropIfIdle(queue);
+}
+
+function _waitInKernel(
+  queue: _Queue,
+  handle: _LockHandle,
+  shared: boolean,
+): void {
+  queue.osWait = true;
+  handle.lock(!shared).then(
+    () => {
+      queue.osWait = false;
+      _onKernelGrant(queue, handle, shared);
+    },
+    (error) => {
+      queue.osWait = false;
+      handle.close();
+      const head = queue.waiting.shift();
+      head?.settle(null, _wrap(queue.lockPath, error));
+      _pump(queue);
+    },
+  );
+}
+
+function _onKernelGrant(
+  queue: _Queue,
+  handle: _LockHandle,
+  shared: boolean,
+): void {
+  const head = queue.waiting[0];
+  let usable = false;
+  try {
+    usable = head !== undefined && queue.compatible(head.shared) &&
+      _isCurrent(handle, queue.lockPath) &&
+      // The request that started the wait may have given up; the next one
+      // may want the other mode. Convert without blocking, or start over.
+      (head.shared === shared || handle.tryLock(!head.shared));
+  } catch {
+    usable = false;
+  }
+  if (!usable) {
+    handle.unlock();
+    handle.close();
+    _pump(queue);
+    return;
+  }
+  queue.waiting.shift();
+  _grant(queue, head, handle);
+  _pump(queue);
+}
+
+/**
+ * Runs `fn` while holding the lock on `path`, and releases it afterwards,
+ * whether `fn` returns or throws.
+ *
+ * Locks are not re-entrant: calling `withLock` (or `FileLock.acquire`) for the
+ * same lock path inside `fn`, in the same async call chain, throws a
+ * `LockError` at once instead of waiting for itself forever.
+ *
+ * Requires `--allow-read` and `--allow-write`.
+ *
+ * @param path The file to guard.
+ * @param fn The work to do under the lock; it receives the lock.
+ * @param options Mode, timeout, abort signal, lock path and metadata.
+ * @returns What `fn` returns.
+ * @throws {LockTimeoutError} If the lock could not be taken in time.
+ * @throws {LockError} If the lock path is unusable, or this async context holds it already.
+ *
+ * @example
+ * ```ts
+ * import { withLock } from "@lockbox/lockbox";
+ * const dir = await Deno.makeTempDir();
+ * const file = `${dir}/counter.txt`;
+ * await withLock(file, async () => {
+ *   const n = Number(await Deno.readTextFile(file).catch(() => "0"));
+ *   await Deno.writeTextFile(file, String(n + 1));
+ * });
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function withLock<T>(
+  path: string | URL,
+  fn: (lock: FileLock) => T | Promise<T>,
+  options: LockOptions = {},
+): Promise<T> {
+  const lock = await FileLock.acquire(path, options);
+  try {
+    const held = [...(_context.getStore() ?? []), lock];
+    return await _context.run(held, () => fn(lock));
+  } finally {
+    await lock.release();
+  }
+}

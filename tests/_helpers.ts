@@ -1,0 +1,174 @@
+// Test helpers: temporary directories and real child processes.
+
+import { fileURLToPath } from "node:url";
+
+/** Runs `fn` in a fresh temporary directory, removed afterwards. */
+export async function withTempDir(
+  fn: (dir: string) => Promise<void> | void,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "lockbox_test_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The absolute path of a worker script in `tests/multiprocess/workers/`. */
+export function worker(name: string): string {
+  return fileURLToPath(
+    new URL(`./multiprocess/workers/${name}`, import.meta.url),
+  );
+}
+
+/** A child process whose stdout is read line by line. */
+export class Child {
+  readonly process: Deno.ChildProcess;
+  readonly pid: number;
+  #lines: string[] = [];
+  #waiters: (() => void)[] = [];
+  #ended = false;
+  #stdoutDone: Promise<void>;
+  #stderr: Promise<string>;
+  #stdin: WritableStreamDefaultWriter<Uint8Array> | null;
+
+  constructor(
+    command: string,
+    args: string[],
+    options: { stdin?: boolean; env?: Record<string, string>; cwd?: string } =
+      {},
+  ) {
+    this.process = new Deno.Command(command, {
+      args,
+      stdin: options.stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: options.env,
+      cwd: options.cwd,
+    }).spawn();
+    this.pid = this.process.pid;
+    this.#stdin = options.stdin ? this.process.stdin.getWriter() : null;
+    this.#stdoutDone = this.#readLines();
+    this.#stderr = new Response(this.process.stderr).text();
+  }
+
+  async #readLines(): Promise<void> {
+    let buffer = "";
+    for await (
+      const chunk of this.process.stdout.pipeThrough(new TextDecoderStream())
+    ) {
+      buffer += chunk;
+      let nl;
+      while ((nl = buffer.indexOf("\n")) !== -1) {
+        this.#lines.push(buffer.slice(0, nl));
+        buffer = buffer.slice(nl + 1);
+      }
+      this.#wake();
+    }
+    if (buffer) this.#lines.push(buffer);
+    this.#ended = true;
+    this.#wake();
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  /** Every stdout line read so far. */
+  get lines(): readonly string[] {
+    return this.#lines;
+  }
+
+  /** Waits for a stdout line that starts with `prefix`; returns it. */
+  async waitFor(prefix: string, guardMs = 60_000): Promise<string> {
+    const deadline = Date.now() + guardMs;
+    while (true) {
+      const line = this.#lines.find((l) => l.startsWith(prefix));
+      if (line !== undefined) return line;
+      if (this.#ended) {
+        throw new Error(
+          `child ${this.pid} ended without printing '${prefix}': ${await this
+            .#stderr}`,
+        );
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`child ${this.pid} did not print '${prefix}' in time`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 100);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Writes a line to the child's stdin. */
+  async send(line: string): Promise<void> {
+    await this.#stdin!.write(new TextEncoder().encode(line + "\n"));
+  }
+
+  /** Closes stdin, waits for the exit; returns status, stdout lines, stderr. */
+  async finish(): Promise<
+    {
+      code: number;
+      signal: Deno.Signal | null;
+      lines: readonly string[];
+      stderr: string;
+    }
+  > {
+    if (this.#stdin) {
+      await this.#stdin.close().catch(() => {});
+      this.#stdin = null;
+    }
+    const status = await this.process.status;
+    await this.#stdoutDone;
+    const stderr = await this.#stderr;
+    return {
+      code: status.code,
+      signal: status.signal,
+      lines: this.#lines,
+      stderr,
+    };
+  }
+
+  /** Kills the child with SIGKILL and reaps it. */
+  async kill(): Promise<void> {
+    try {
+      this.process.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    await this.finish();
+  }
+}
+
+/** Starts a Deno worker script from `tests/multiprocess/workers/`. */
+export function spawnWorker(
+  name: string,
+  args: string[],
+  options: { stdin?: boolean; env?: Record<string, string> } = {},
+): Child {
+  return new Child(
+    Deno.execPath(),
+    ["run", "--allow-all", "--quiet", worker(name), ...args],
+    options,
+  );
+}
+
+/** Waits for every child and throws if one failed. */
+export async function finishAll(children: Child[]): Promise<string[][]> {
+  const results = await Promise.all(children.map((c) => c.finish()));
+  for (const [i, r] of results.entries()) {
+    if (r.code !== 0) {
+      throw new Error(`child ${children[i].pid} exited ${r.code}: ${r.stderr}`);
+    }
+  }
+  return results.map((r) => [...r.lines]);
+}
+
+/** Resolves after `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

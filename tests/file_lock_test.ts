@@ -1,0 +1,274 @@
+// FileLock inside one process: queueing, re-entry, options and bad input.
+
+import assert from "node:assert/strict";
+import {
+  FileLock,
+  isLocked,
+  LockError,
+  LockTimeoutError,
+  waitForRelease,
+  withLock,
+} from "../mod.ts";
+import { delay, withTempDir } from "./_helpers.ts";
+
+Deno.test("withLock() runs 200 concurrent calls on one path in order, beside a second path", async () => {
+  await withTempDir(async (dir) => {
+    const a = `${dir}/a.json`;
+    const b = `${dir}/b.json`;
+    const order: Record<string, number[]> = { a: [], b: [] };
+    let inside = { a: 0, b: 0 };
+    let maxInside = { a: 0, b: 0 };
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 1);
+    const calls = [];
+    for (let i = 0; i < 300; i++) {
+      const key = i % 3 === 2 ? "b" : "a";
+      calls.push(withLock(key === "a" ? a : b, async () => {
+        inside = { ...inside, [key]: inside[key as "a"] + 1 };
+        maxInside = {
+          ...maxInside,
+          [key]: Math.max(maxInside[key as "a"], inside[key as "a"]),
+        };
+        order[key].push(i);
+        await delay(0);
+        inside = { ...inside, [key]: inside[key as "a"] - 1 };
+      }));
+    }
+    await Promise.all(calls);
+    clearInterval(ticker);
+    assert.equal(order.a.length, 200);
+    assert.equal(order.b.length, 100);
+    assert.deepEqual(order.a, [...order.a].sort((x, y) => x - y));
+    assert.deepEqual(order.b, [...order.b].sort((x, y) => x - y));
+    assert.deepEqual(maxInside, { a: 1, b: 1 });
+    assert.ok(ticks > 0, "the event loop kept running");
+  });
+});
+
+Deno.test("withLock() inside withLock() on the same path throws LockError at once", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    await withLock(path, async () => {
+      await assert.rejects(
+        withLock(path, () => "never"),
+        (error: Error) =>
+          error instanceof LockError && !(error instanceof LockTimeoutError) &&
+          error.message.includes("not re-entrant") &&
+          error.message.includes(`${path}.lock`),
+      );
+      await assert.rejects(FileLock.acquire(path), LockError);
+      // A different path is fine inside.
+      assert.equal(await withLock(`${dir}/other.json`, () => 7), 7);
+    });
+    // Outside, the path is free again.
+    assert.equal(await withLock(path, () => 1), 1);
+  });
+});
+
+Deno.test("withLock() does not mistake a later call from a released context for re-entry", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    let later: Promise<number> | undefined;
+    await withLock(path, () => {
+      later = delay(20).then(() => withLock(path, () => 2));
+    });
+    assert.equal(await later, 2);
+  });
+});
+
+Deno.test("FileLock.tryAcquire() returns null while another in-process holder has it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/job`;
+    const first = await FileLock.tryAcquire(path);
+    assert.ok(first);
+    assert.equal(await FileLock.tryAcquire(path), null);
+    await assert.rejects(
+      FileLock.acquire(path, { timeout: 0 }),
+      LockTimeoutError,
+    );
+    await first.release();
+    const again = await FileLock.tryAcquire(path);
+    assert.ok(again);
+    await again.release();
+  });
+});
+
+Deno.test("FileLock.acquire() rejects with signal.reason when aborted, leaving nothing queued", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const holder = await FileLock.acquire(path);
+    const controller = new AbortController();
+    const waiting = FileLock.acquire(path, { signal: controller.signal });
+    const reason = new Error("stop waiting");
+    setTimeout(() => controller.abort(reason), 20);
+    await assert.rejects(waiting, (error) => error === reason);
+    await assert.rejects(
+      FileLock.acquire(path, { signal: AbortSignal.abort(reason) }),
+      (error) => error === reason,
+    );
+    await holder.release();
+    // Nothing was left queued: the lock is immediately free.
+    const next = await FileLock.tryAcquire(path);
+    assert.ok(next);
+    await next.release();
+  });
+});
+
+Deno.test("FileLock.release() is idempotent and await using releases", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    let outer: FileLock;
+    {
+      await using lock = await FileLock.acquire(path);
+      outer = lock;
+      assert.ok(lock.held);
+      assert.ok(await isLocked(path));
+    }
+    assert.equal(outer.held, false);
+    assert.equal(await isLocked(path), false);
+    await outer.release();
+    assert.equal(await isLocked(path), false);
+  });
+});
+
+Deno.test("FileLock shared locks coexist in one process and exclude an exclusive one", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const s1 = await FileLock.acquire(path, { shared: true });
+    const s2 = await FileLock.acquire(path, { shared: true, timeout: 0 });
+    assert.ok(s1.shared && s2.shared);
+    assert.equal(await FileLock.tryAcquire(path), null);
+    let got = false;
+    const exclusive = FileLock.acquire(path).then((lock) => {
+      got = true;
+      return lock;
+    });
+    await s1.release();
+    await delay(20);
+    assert.equal(got, false, "the exclusive waits for every shared holder");
+    await s2.release();
+    const lock = await exclusive;
+    assert.equal(lock.shared, false);
+    await lock.release();
+  });
+});
+
+Deno.test("FileLock tokens grow by one per exclusive acquisition; shared ones keep it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const tokens = [];
+    for (let i = 0; i < 5; i++) {
+      const lock = await FileLock.acquire(path);
+      tokens.push(lock.token);
+      await lock.release();
+    }
+    assert.deepEqual(tokens, [1, 2, 3, 4, 5]);
+    const shared = await FileLock.acquire(path, { shared: true });
+    assert.equal(shared.token, 5);
+    await shared.release();
+  });
+});
+
+Deno.test("FileLock.verify() turns false when the lock file is removed or replaced", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const lock = await FileLock.acquire(path);
+    assert.equal(await lock.verify(), true);
+    await Deno.remove(lock.lockPath);
+    assert.equal(await lock.verify(), false);
+    await lock.release();
+
+    const second = await FileLock.acquire(path);
+    assert.equal(await second.verify(), true);
+    await Deno.writeTextFile(`${dir}/other`, "");
+    await Deno.rename(`${dir}/other`, second.lockPath);
+    assert.equal(await second.verify(), false);
+    await second.release();
+    assert.equal(await second.verify(), false);
+  });
+});
+
+Deno.test("FileLock removeOnRelease removes the lock file, and a new lock recreates it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const lock = await FileLock.acquire(path, { removeOnRelease: true });
+    await lock.release();
+    await assert.rejects(Deno.lstat(`${path}.lock`), Deno.errors.NotFound);
+    const again = await FileLock.acquire(path);
+    assert.ok((await Deno.lstat(`${path}.lock`)).isFile);
+    await again.release();
+  });
+});
+
+Deno.test("FileLock.acquire() creates a missing parent directory", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/a/b/state.json`;
+    const lock = await FileLock.acquire(path);
+    assert.ok((await Deno.lstat(`${dir}/a/b/state.json.lock`)).isFile);
+    await lock.release();
+  });
+});
+
+Deno.test("FileLock.acquire() refuses a lock path that is a symlink, and follows nothing", async () => {
+  await withTempDir(async (dir) => {
+    const target = `${dir}/target`;
+    await Deno.symlink(target, `${dir}/state.json.lock`);
+    await assert.rejects(
+      FileLock.acquire(`${dir}/state.json`),
+      (error: Error) =>
+        error instanceof LockError && error.message.includes("symbolic link") &&
+        error.message.includes(`${dir}/state.json.lock`),
+    );
+    await assert.rejects(Deno.lstat(target), Deno.errors.NotFound);
+    // An existing target is neither locked nor changed.
+    await Deno.writeTextFile(target, "precious");
+    await assert.rejects(FileLock.acquire(`${dir}/state.json`), LockError);
+    assert.equal(await Deno.readTextFile(target), "precious");
+    await assert.rejects(isLocked(`${dir}/state.json`), LockError);
+  });
+});
+
+Deno.test("FileLock.acquire() refuses a lock path that is a directory", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/state.json.lock`);
+    await assert.rejects(
+      FileLock.acquire(`${dir}/state.json`),
+      (error: Error) =>
+        error instanceof LockError && error.message.includes("directory") &&
+        error.message.includes(`${dir}/state.json.lock`),
+    );
+  });
+});
+
+Deno.test("FileLock.acquire() reports an unwritable directory and creates nothing", async () => {
+  await withTempDir(async (dir) => {
+    const locked = `${dir}/ro`;
+    await Deno.mkdir(locked);
+    const chattr = (flag: string) =>
+      new Deno.Command("chattr", { args: [flag, locked] }).output();
+    assert.ok((await chattr("+i")).success, "chattr +i needs root and ext4");
+    try {
+      await assert.rejects(
+        FileLock.acquire(`${locked}/state.json`),
+        (error: Error) =>
+          error instanceof LockError &&
+          error.message.includes(`${locked}/state.json.lock`) &&
+          error.message.includes("writable"),
+      );
+      assert.deepEqual([...Deno.readDirSync(locked)], []);
+    } finally {
+      await chattr("-i");
+    }
+  });
+});
+
+Deno.test("FileLock.acquire() rejects bad options with TypeError and RangeError", async () => {
+  await assert.rejects(FileLock.acquire(""), TypeError);
+  await assert.rejects(FileLock.acquire("x", { timeout: -1 }), RangeError);
+  await assert.rejects(FileLock.acquire("x", { timeout: NaN }), RangeError);
+  await assert.rejects(
+    FileLock.acquire("x", { metadata: { big: "x".repeat(70_000) } }),
+    RangeError,
+  );
+  await assert.rejects(waitForRelease("x", { timeout: -5 }), RangeError);
+});
