@@ -16,57 +16,190 @@ export const _MAX_RECORD_BYTES = 64 * 1024;
 const _encoder = new TextEncoder();
 const _decoder = new TextDecoder();
 
-function _fnv1a(bytes: Uint8Array): string {
+function _fnv1a(bytes: Uint8Array, end: number): number {
   let hash = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) {
+  for (let i = 0; i < end; i++) {
     hash ^= bytes[i];
     hash = Math.imul(hash, 0x01000193);
   }
-  return (hash >>> 0).toString(16).padStart(8, "0");
+  return hash >>> 0;
+}
+
+const _TOKEN_PREFIX = '{"token":';
+
+/**
+ * The JSON of a record, token first so that an acquire can read the previous
+ * token without parsing the whole record. Hand-built: this runs on every
+ * acquire. `metadataJson` comes from {@linkcode _metadataJson}.
+ */
+export function _recordText(
+  token: number,
+  pid: number,
+  hostname: string,
+  shared: boolean,
+  metadataJson: string | undefined,
+): string {
+  return `${_TOKEN_PREFIX}${token},"pid":${pid},"hostname":${
+    _jsonString(hostname)
+  },"acquiredAt":"${_isoNow()}","shared":${shared}${
+    metadataJson === undefined ? "" : `,"metadata":${metadataJson}`
+  }}`;
+}
+
+let _lastHost = "";
+let _lastHostJson = '""';
+function _jsonString(value: string): string {
+  if (value !== _lastHost) {
+    _lastHost = value;
+    _lastHostJson = JSON.stringify(value);
+  }
+  return _lastHostJson;
+}
+
+let _lastMs = -1;
+let _lastIso = "";
+function _isoNow(): string {
+  const now = Date.now();
+  if (now !== _lastMs) {
+    _lastMs = now;
+    _lastIso = new Date(now).toISOString();
+  }
+  return _lastIso;
 }
 
 /**
- * Encodes a record, padded with spaces to at least `minSize` bytes so that it
- * fully covers an older, longer record.
+ * Serializes caller metadata once per request, refusing what does not fit in
+ * a record.
  */
-export function _encodeHolder(holder: LockHolder, minSize: number): Uint8Array {
-  const json = _encoder.encode(JSON.stringify(holder));
-  const tail = _encoder.encode(`\n${_MAGIC}${_fnv1a(json)}\n`);
-  const length = json.length + tail.length;
-  if (length > _MAX_RECORD_BYTES) {
-    throw new RangeError(
-      `Cannot write lock holder record: ${length} bytes exceeds ${_MAX_RECORD_BYTES}; pass smaller metadata`,
+export function _metadataJson(
+  metadata: Record<string, unknown> | undefined,
+): string | undefined {
+  if (metadata === undefined) return undefined;
+  if (typeof metadata !== "object" || metadata === null) {
+    throw new TypeError(
+      `Cannot use lock metadata: expected an object, got ${typeof metadata}`,
     );
   }
+  let json: string;
+  try {
+    json = JSON.stringify(metadata);
+  } catch (error) {
+    throw new TypeError(
+      `Cannot use lock metadata: it is not JSON-serializable (${
+        (error as Error).message
+      })`,
+      { cause: error },
+    );
+  }
+  if (json.length * 3 > _MAX_RECORD_BYTES - 512) {
+    const bytes = _encoder.encode(json).length;
+    if (bytes > _MAX_RECORD_BYTES - 512) {
+      throw new RangeError(
+        `Cannot use lock metadata: ${bytes} bytes of JSON exceeds ${
+          _MAX_RECORD_BYTES - 512
+        }; pass smaller metadata`,
+      );
+    }
+  }
+  return json;
+}
+
+// One scratch buffer for every encode, kept filled with spaces past the last
+// record: allocating and filling a fresh one costs more than the rest of an
+// uncontended acquire.
+let _scratch = new Uint8Array(_PAD_TO * 2).fill(0x20);
+let _dirty = 0;
+const _HEX = _encoder.encode("0123456789abcdef");
+
+/**
+ * Encodes a record's JSON, padded with spaces to at least `minSize` bytes so
+ * that it fully covers an older, longer record. The result is a view of a
+ * shared buffer: write it before the next call.
+ */
+export function _encodeRecord(text: string, minSize: number): Uint8Array {
+  const tailLength = 1 + _MAGIC.length + 8 + 1;
+  const need = text.length * 3 + tailLength;
+  const padded = Math.max(minSize <= _MAX_RECORD_BYTES ? minSize : 0, need);
+  if (_scratch.length < padded + _PAD_TO) {
+    _scratch = new Uint8Array(padded + _PAD_TO).fill(0x20);
+    _dirty = 0;
+  }
+  const { written } = _encoder.encodeInto(text, _scratch);
+  const hash = _fnv1a(_scratch, written);
+  let at = written;
+  _scratch[at++] = 0x0a;
+  at += _encoder.encodeInto(_MAGIC, _scratch.subarray(at)).written;
+  for (let shift = 28; shift >= 0; shift -= 4) {
+    _scratch[at++] = _HEX[(hash >>> shift) & 0xf];
+  }
+  _scratch[at++] = 0x0a;
+  if (at > _MAX_RECORD_BYTES) {
+    throw new RangeError(
+      `Cannot write lock holder record: ${at} bytes exceeds ${_MAX_RECORD_BYTES}; pass smaller metadata`,
+    );
+  }
+  if (_dirty > at) _scratch.fill(0x20, at, _dirty);
+  _dirty = at;
   const size = Math.max(
     minSize <= _MAX_RECORD_BYTES ? minSize : 0,
-    Math.ceil(length / _PAD_TO) * _PAD_TO,
+    Math.ceil(at / _PAD_TO) * _PAD_TO,
   );
-  const out = new Uint8Array(size).fill(0x20);
-  out.set(json, 0);
-  out.set(tail, json.length);
-  return out;
+  return _scratch.subarray(0, size);
+}
+
+/** The checksum line's state for the record line ending at `newline`. */
+function _checksumOk(bytes: Uint8Array, newline: number): boolean {
+  const start = newline + 1 + _MAGIC.length;
+  if (bytes.length < start + 8) return false;
+  for (let i = 0; i < _MAGIC.length; i++) {
+    if (bytes[newline + 1 + i] !== _MAGIC.charCodeAt(i)) return false;
+  }
+  let stored = 0;
+  for (let i = start; i < start + 8; i++) {
+    const c = bytes[i];
+    const digit = c >= 0x30 && c <= 0x39
+      ? c - 0x30
+      : c >= 0x61 && c <= 0x66
+      ? c - 0x57
+      : -1;
+    if (digit < 0) return false;
+    stored = stored * 16 + digit;
+  }
+  return stored === _fnv1a(bytes, newline);
 }
 
 /**
- * Decodes a record. Returns `"torn"` when the bytes look like a record whose
- * checksum does not match (a write in progress), `null` when there is no
- * lockbox record at all (an empty file, or one another tool wrote).
+ * Reads only the token of a record: `"torn"` for a record caught half
+ * written, `null` when there is no lockbox record.
+ */
+export function _decodeToken(bytes: Uint8Array): number | "torn" | null {
+  if (bytes.length === 0 || bytes[0] !== 0x7b /* { */) return null;
+  const newline = bytes.indexOf(0x0a);
+  if (newline === -1 || !_checksumOk(bytes, newline)) return "torn";
+  let at = _TOKEN_PREFIX.length;
+  let token = 0;
+  let digits = 0;
+  while (at < newline && bytes[at] >= 0x30 && bytes[at] <= 0x39) {
+    token = token * 10 + bytes[at++] - 0x30;
+    digits++;
+  }
+  return digits > 0 && bytes[at] === 0x2c /* , */ ? token : null;
+}
+
+/**
+ * Decodes a whole record. Returns `"torn"` when the bytes look like a record
+ * caught half written, `null` when there is no lockbox record at all (an empty
+ * file, or one another tool wrote).
  */
 export function _decodeHolder(bytes: Uint8Array): LockHolder | "torn" | null {
+  if (bytes.length === 0 || bytes[0] !== 0x7b /* { */) return null;
   const newline = bytes.indexOf(0x0a);
-  if (newline <= 0 || bytes[0] !== 0x7b /* { */) return null;
-  const json = bytes.subarray(0, newline);
-  const rest = _decoder.decode(
-    bytes.subarray(newline + 1, newline + 1 + _MAGIC.length + 8),
-  );
-  if (!rest.startsWith(_MAGIC)) return "torn";
-  if (rest.slice(_MAGIC.length) !== _fnv1a(json)) return "torn";
+  if (newline === -1 || !_checksumOk(bytes, newline)) return "torn";
   let value: unknown;
   try {
-    value = JSON.parse(_decoder.decode(json));
+    value = JSON.parse(_decoder.decode(bytes.subarray(0, newline)));
   } catch {
-    return "torn";
+    return null;
   }
   return _isHolder(value) ? value : null;
 }

@@ -2,7 +2,6 @@
 
 import {
   type _FileStat,
-  _isLinux,
   _lstat,
   _openReadOnly,
   _readProcLocks,
@@ -98,11 +97,6 @@ export function _kernelView(lockPath: string, stat: _FileStat): _KernelView {
   } finally {
     probe.close();
   }
-}
-
-/** Whether the kernel view comes from `/proc/locks` (no probe needed). */
-export function _kernelViewIsPassive(): boolean {
-  return _isLinux() && _readProcLocks() !== null;
 }
 
 export function _inspectable(lockPath: string): _FileStat | null {

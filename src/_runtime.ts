@@ -68,8 +68,14 @@ export function _lstat(path: string): _FileStat | null {
 
 class _DenoLockHandle implements _LockHandle {
   #file: Deno.FsFile;
+  // Tracked so that a fresh handle reads and writes without a seek.
+  #position = 0;
   constructor(file: Deno.FsFile) {
     this.#file = file;
+  }
+  #seekToStart(): void {
+    if (this.#position !== 0) this.#file.seekSync(0, Deno.SeekMode.Start);
+    this.#position = 0;
   }
   tryLock(exclusive: boolean): boolean {
     return this.#file.tryLockSync(exclusive);
@@ -84,21 +90,23 @@ class _DenoLockHandle implements _LockHandle {
     return _stat(this.#file.statSync());
   }
   readFromStart(buffer: Uint8Array): number {
-    this.#file.seekSync(0, Deno.SeekMode.Start);
+    this.#seekToStart();
     let total = 0;
     while (total < buffer.length) {
       const n = this.#file.readSync(buffer.subarray(total));
       if (n === null || n === 0) break;
       total += n;
+      this.#position += n;
     }
     return total;
   }
   writeAtStart(data: Uint8Array): void {
-    this.#file.seekSync(0, Deno.SeekMode.Start);
+    this.#seekToStart();
     let written = 0;
     while (written < data.length) {
       written += this.#file.writeSync(data.subarray(written));
     }
+    this.#position = written;
   }
   close(): void {
     this.#file.close();

@@ -14,6 +14,7 @@ import { dirname } from "node:path";
 import {
   _createNew,
   _errorCode,
+  type _FileStat,
   _hostname,
   type _LockHandle,
   _lstat,
@@ -24,16 +25,13 @@ import {
   _unlink,
 } from "./_runtime.ts";
 import { LockError, LockTimeoutError } from "./errors.ts";
+import { _checkLockFileStat, _checkTimeout, _heldRecord } from "./_kernel.ts";
 import {
-  _checkLockFileStat,
-  _checkTimeout,
-  _heldRecord,
-  _resolveLockPath,
-} from "./_kernel.ts";
-import {
-  _decodeHolder,
-  _encodeHolder,
+  _decodeToken,
+  _encodeRecord,
   _MAX_RECORD_BYTES,
+  _metadataJson,
+  _recordText,
 } from "./_holder_record.ts";
 import type { LockHolder } from "./lock_holder.ts";
 
@@ -70,14 +68,63 @@ export interface LockOptions {
   removeOnRelease?: boolean;
 }
 
-interface _Request {
-  readonly path: string;
-  readonly lockPath: string;
-  readonly shared: boolean;
-  readonly timeout: number;
-  readonly metadata: Record<string, unknown> | undefined;
-  readonly removeOnRelease: boolean;
-  settle(lock: FileLock | null, error?: unknown): void;
+/** One call to acquire, from its start until it is settled. */
+class _Request {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #onAbort: (() => void) | undefined;
+
+  constructor(
+    readonly path: string,
+    readonly lockPath: string,
+    readonly shared: boolean,
+    readonly metadataJson: string | undefined,
+    readonly removeOnRelease: boolean,
+    readonly nullOnBusy: boolean,
+    readonly signal: AbortSignal | undefined,
+    readonly resolve: (lock: FileLock | null) => void,
+    readonly reject: (error: unknown) => void,
+  ) {}
+
+  /** Starts the timeout and the abort listener of a queued request. */
+  arm(queue: _Queue, timeout: number): void {
+    const fail = (error: unknown) => {
+      const index = queue.waiting.indexOf(this);
+      if (index === -1) return;
+      queue.waiting.splice(index, 1);
+      this.settle(null, error);
+      _pump(queue);
+    };
+    if (timeout !== Infinity) {
+      this.#timer = setTimeout(() => fail(this.busy()), timeout);
+    }
+    if (this.signal) {
+      const signal = this.signal;
+      this.#onAbort = () => fail(signal.reason);
+      signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
+  }
+
+  settle(lock: FileLock | null, error?: unknown): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#onAbort) {
+      this.signal!.removeEventListener("abort", this.#onAbort);
+    }
+    if (lock) this.resolve(lock);
+    else if (error === undefined) this.resolve(null);
+    else this.reject(error);
+  }
+
+  /** What a request that found the lock taken settles with. */
+  busy(): LockTimeoutError | undefined {
+    if (this.nullOnBusy) return undefined;
+    let holder: LockHolder | null = null;
+    try {
+      holder = _heldRecord(this.lockPath);
+    } catch {
+      // The error names the path either way; the holder is a courtesy.
+    }
+    return new LockTimeoutError(this.lockPath, holder);
+  }
 }
 
 class _Queue {
@@ -130,13 +177,18 @@ function _wrap(lockPath: string, error: unknown): unknown {
   );
 }
 
-/** True if `handle` is still the file linked at `lockPath`. */
-function _isCurrent(handle: _LockHandle, lockPath: string): boolean {
+/**
+ * The handle's `fstat` if it is still the file linked at `lockPath`, else
+ * `null` (removed or replaced since it was opened).
+ */
+function _current(handle: _LockHandle, lockPath: string): _FileStat | null {
   const own = handle.stat();
-  if (own.nlink === 0) return false;
+  if (own.nlink === 0) return null;
   const linked = _lstat(lockPath);
   return linked !== null && linked.isFile && linked.dev === own.dev &&
-    linked.ino === own.ino;
+      linked.ino === own.ino
+    ? own
+    : null;
 }
 
 /** Opens the lock file without following symlinks, creating it if needed. */
@@ -169,12 +221,13 @@ function _open(lockPath: string): _LockHandle {
 function _tryTake(
   lockPath: string,
   shared: boolean,
-): { handle: _LockHandle; locked: boolean } {
+): { handle: _LockHandle; stat: _FileStat | null } {
   while (true) {
     const handle = _open(lockPath);
     try {
-      if (!handle.tryLock(!shared)) return { handle, locked: false };
-      if (_isCurrent(handle, lockPath)) return { handle, locked: true };
+      if (!handle.tryLock(!shared)) return { handle, stat: null };
+      const stat = _current(handle, lockPath);
+      if (stat) return { handle, stat };
       handle.unlock();
       handle.close();
     } catch (error) {
@@ -184,15 +237,18 @@ function _tryTake(
   }
 }
 
-function _readToken(handle: _LockHandle): number {
-  const size = Math.min(handle.stat().size, _MAX_RECORD_BYTES);
+let _readBuffer = new Uint8Array(4096);
+
+function _readToken(handle: _LockHandle, fileSize: number): number {
+  const size = Math.min(fileSize, _MAX_RECORD_BYTES);
   if (size === 0) return 0;
-  const buffer = new Uint8Array(size);
+  if (_readBuffer.length < size) _readBuffer = new Uint8Array(size);
+  const buffer = _readBuffer.subarray(0, size);
   // Shared holders may be writing their records right now; retry a torn read.
   for (let attempt = 0; attempt < 1000; attempt++) {
     const n = handle.readFromStart(buffer);
-    const record = _decodeHolder(buffer.subarray(0, n));
-    if (record !== "torn") return record?.token ?? 0;
+    const token = _decodeToken(buffer.subarray(0, n));
+    if (token !== "torn") return token ?? 0;
   }
   return 0;
 }
@@ -336,11 +392,16 @@ export class FileLock implements AsyncDisposable {
     resolve: (lock: FileLock | null) => void,
     reject: (error: unknown) => void,
   ): void {
+    let absolute: string;
     let lockPath: string;
     let timeout: number;
+    let metadataJson: string | undefined;
     try {
       timeout = _checkTimeout(options.timeout);
-      lockPath = _resolveLockPath(path, options.lockPath);
+      absolute = _toPath(path);
+      lockPath = options.lockPath === undefined
+        ? `${absolute}.lock`
+        : _toPath(options.lockPath);
       options.signal?.throwIfAborted();
       for (const held of _context.getStore() ?? []) {
         if (held.held && held.lockPath === lockPath) {
@@ -350,71 +411,57 @@ export class FileLock implements AsyncDisposable {
           );
         }
       }
-      if (options.metadata !== undefined) {
-        _encodeHolder(_record(true, options.metadata, 0), 0);
-      }
+      metadataJson = _metadataJson(options.metadata);
     } catch (error) {
       reject(error);
       return;
     }
-    const queue = _queueFor(lockPath);
-    const { signal } = options;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const onAbort = () => fail(signal!.reason);
-    const request: _Request = {
-      path: _toPath(path),
+    const shared = options.shared === true;
+    const request = new _Request(
+      absolute,
       lockPath,
-      shared: options.shared === true,
-      timeout,
-      metadata: options.metadata,
-      removeOnRelease: options.removeOnRelease === true,
-      settle(lock, error) {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        if (lock) resolve(lock);
-        else if (error === undefined) resolve(null);
-        else reject(error);
-      },
-    };
-    const fail = (error: unknown) => {
-      const index = queue.waiting.indexOf(request);
-      if (index === -1) return;
-      queue.waiting.splice(index, 1);
-      request.settle(null, error);
-      _pump(queue);
-    };
-    const busy = () => {
-      if (nullOnBusy) return undefined;
-      let holder: LockHolder | null = null;
-      try {
-        holder = _heldRecord(lockPath);
-      } catch {
-        // The error names the path either way; the holder is a courtesy.
-      }
-      return new LockTimeoutError(lockPath, holder);
-    };
+      shared,
+      metadataJson,
+      options.removeOnRelease === true,
+      nullOnBusy,
+      options.signal,
+      resolve,
+      reject,
+    );
+    const queue = _queueFor(lockPath);
     if (
-      timeout === 0 &&
-      (queue.waiting.length > 0 || queue.osWait ||
-        !queue.compatible(request.shared))
+      queue.waiting.length > 0 || queue.osWait || !queue.compatible(shared)
     ) {
-      request.settle(null, busy());
+      // Someone in this process is ahead: wait in line, or give up now.
+      if (timeout === 0) request.settle(null, request.busy());
+      else {
+        queue.waiting.push(request);
+        request.arm(queue, timeout);
+      }
+      return;
+    }
+    // First in line: try right away, with no trip to the thread pool.
+    let attempt;
+    try {
+      attempt = _tryTake(lockPath, shared);
+    } catch (error) {
+      request.settle(null, _wrap(lockPath, error));
+      _dropIfIdle(queue);
+      return;
+    }
+    if (attempt.stat) {
+      _grant(queue, request, attempt.handle, attempt.stat);
+      return;
+    }
+    if (timeout === 0) {
+      attempt.handle.close();
+      request.settle(null, request.busy());
+      _dropIfIdle(queue);
       return;
     }
     queue.waiting.push(request);
-    if (timeout === 0) {
-      // One try, now: the head of an empty queue.
-      _pump(queue, () => {
-        queue.waiting.splice(queue.waiting.indexOf(request), 1);
-        request.settle(null, busy());
-      });
-      return;
-    }
-    if (timeout !== Infinity) {
-      timer = setTimeout(() => fail(busy()), timeout);
-    }
-    signal?.addEventListener("abort", onAbort, { once: true });
-    _pump(queue);
+    request.arm(queue, timeout);
+    _waitInKernel(queue, attempt.handle, shared);
   }
 
   /**
@@ -439,7 +486,7 @@ export class FileLock implements AsyncDisposable {
   verify(): Promise<boolean> {
     try {
       return Promise.resolve(
-        this.#handle !== null && _isCurrent(this.#handle, this.lockPath),
+        this.#handle !== null && _current(this.#handle, this.lockPath) !== null,
       );
     } catch (error) {
       return Promise.reject(error);
@@ -472,7 +519,7 @@ export class FileLock implements AsyncDisposable {
     try {
       // Converting to exclusive fails if anyone else still shares the file.
       if (this.#removeOnRelease && handle.tryLock(true)) {
-        if (_isCurrent(handle, this.lockPath)) _unlink(this.lockPath);
+        if (_current(handle, this.lockPath)) _unlink(this.lockPath);
       }
     } catch (error) {
       if (_errorCode(error) !== "ENOENT") {
@@ -502,13 +549,24 @@ export class FileLock implements AsyncDisposable {
 }
 
 /** Gives `request` the OS lock on `handle`: writes the holder record. */
-function _grant(queue: _Queue, request: _Request, handle: _LockHandle): void {
+function _grant(
+  queue: _Queue,
+  request: _Request,
+  handle: _LockHandle,
+  stat: _FileStat,
+): void {
   let lock: FileLock;
   try {
-    const old = _readToken(handle);
+    const old = _readToken(handle, stat.size);
     const token = request.shared ? old : old + 1;
-    const record = _record(request.shared, request.metadata, token);
-    handle.writeAtStart(_encodeHolder(record, handle.stat().size));
+    const text = _recordText(
+      token,
+      _pid(),
+      _hostname(),
+      request.shared,
+      request.metadataJson,
+    );
+    handle.writeAtStart(_encodeRecord(text, stat.size));
     lock = _newLock(request, handle, token, queue);
   } catch (error) {
     handle.unlock();
@@ -521,27 +579,8 @@ function _grant(queue: _Queue, request: _Request, handle: _LockHandle): void {
   request.settle(lock);
 }
 
-function _record(
-  shared: boolean,
-  metadata: Record<string, unknown> | undefined,
-  token: number,
-): LockHolder {
-  const record: LockHolder = {
-    pid: _pid(),
-    hostname: _hostname(),
-    acquiredAt: new Date().toISOString(),
-    token,
-    shared,
-  };
-  if (metadata !== undefined) record.metadata = metadata;
-  return record;
-}
-
-/**
- * Serves the queue's head while it can. `onBusy` is called instead of
- * starting a blocking wait (a one-try request found the lock taken).
- */
-function _pump(queue: _Queue, onBusy?: () => void): void {
+/** Serves the queue's head while it can, and starts a kernel wait if not. */
+function _pump(queue: _Queue): void {
   while (queue.waiting.length > 0) {
     const head = queue.waiting[0];
     if (queue.osWait || !queue.compatible(head.shared)) return;
@@ -553,15 +592,9 @@ function _pump(queue: _Queue, onBusy?: () => void): void {
       head.settle(null, _wrap(queue.lockPath, error));
       continue;
     }
-    if (attempt.locked) {
+    if (attempt.stat) {
       queue.waiting.shift();
-      _grant(queue, head, attempt.handle);
-      continue;
-    }
-    if (onBusy) {
-      attempt.handle.close();
-      onBusy();
-      onBusy = undefined;
+      _grant(queue, head, attempt.handle, attempt.stat);
       continue;
     }
     _waitInKernel(queue, attempt.handle, head.shared);
@@ -597,24 +630,27 @@ function _onKernelGrant(
   shared: boolean,
 ): void {
   const head = queue.waiting[0];
-  let usable = false;
+  let stat: _FileStat | null = null;
   try {
-    usable = head !== undefined && queue.compatible(head.shared) &&
-      _isCurrent(handle, queue.lockPath) &&
+    if (
+      head !== undefined && queue.compatible(head.shared) &&
       // The request that started the wait may have given up; the next one
       // may want the other mode. Convert without blocking, or start over.
-      (head.shared === shared || handle.tryLock(!head.shared));
+      (head.shared === shared || handle.tryLock(!head.shared))
+    ) {
+      stat = _current(handle, queue.lockPath);
+    }
   } catch {
-    usable = false;
+    stat = null;
   }
-  if (!usable) {
+  if (!stat) {
     handle.unlock();
     handle.close();
     _pump(queue);
     return;
   }
   queue.waiting.shift();
-  _grant(queue, head, handle);
+  _grant(queue, head, handle, stat);
   _pump(queue);
 }
 
