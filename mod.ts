@@ -8,6 +8,10 @@
  *   holder records and fencing tokens.
  * - {@linkcode isLocked}, {@linkcode lockHolder} and
  *   {@linkcode waitForRelease}: look at a lock without disturbing it.
+ * - {@linkcode JsonStore}: a JSON document with locked read-modify-write,
+ *   durable atomic replace, backups, fencing and corrupt-file handling that
+ *   never loses data; {@linkcode atomicWriteFile}, {@linkcode appendJsonl} and
+ *   {@linkcode readJsonl} underneath.
  *
  * Requires `--allow-read` and `--allow-write`.
  *
@@ -32,3 +36,6 @@ export * from "./src/errors.ts";
 export * from "./src/lock_holder.ts";
 export * from "./src/lock_inspect.ts";
 export * from "./src/file_lock.ts";
+export * from "./src/atomic_write.ts";
+export * from "./src/jsonl.ts";
+export * from "./src/json_store.ts";

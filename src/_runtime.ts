@@ -11,6 +11,8 @@ export interface _FileStat {
   nlink: number;
   size: number;
   mtimeMs: number | null;
+  /** Permission bits, or `null` where the platform has none. */
+  mode: number | null;
   isFile: boolean;
   isDirectory: boolean;
   isSymlink: boolean;
@@ -50,6 +52,7 @@ function _stat(info: Deno.FileInfo): _FileStat {
     nlink: info.nlink ?? 1,
     size: info.size,
     mtimeMs: info.mtime?.getTime() ?? null,
+    mode: info.mode === null ? null : info.mode & 0o7777,
     isFile: info.isFile,
     isDirectory: info.isDirectory,
     isSymlink: info.isSymlink,
@@ -204,4 +207,95 @@ export function _readProcLocks(): string | null {
 
 export function _isLinux(): boolean {
   return Deno.build.os === "linux";
+}
+
+/** A file opened for writing new content: temp files and appends. */
+export interface _WriteHandle {
+  write(data: Uint8Array): Promise<void>;
+  /** `fsync` (or `fdatasync` with `dataOnly`); a failure is final. */
+  sync(dataOnly?: boolean): Promise<void>;
+  size(): number;
+  /** Reads the byte at `offset` (the handle must be readable). */
+  byteAt(offset: number): number;
+  close(): void;
+}
+
+class _DenoWriteHandle implements _WriteHandle {
+  #file: Deno.FsFile;
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+  async write(data: Uint8Array): Promise<void> {
+    let written = 0;
+    while (written < data.length) {
+      written += await this.#file.write(data.subarray(written));
+    }
+  }
+  sync(dataOnly = false): Promise<void> {
+    return dataOnly ? this.#file.syncData() : this.#file.sync();
+  }
+  size(): number {
+    return this.#file.statSync().size;
+  }
+  byteAt(offset: number): number {
+    const one = new Uint8Array(1);
+    this.#file.seekSync(offset, Deno.SeekMode.Start);
+    return this.#file.readSync(one) === 1 ? one[0] : -1;
+  }
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/** Creates a new file for writing with `O_CREAT | O_EXCL`. */
+export function _createForWrite(path: string, mode: number): _WriteHandle {
+  return new _DenoWriteHandle(
+    Deno.openSync(path, { write: true, createNew: true, mode }),
+  );
+}
+
+/** Opens (creating if needed) a file for appending; readable too. */
+export function _openForAppend(path: string): _WriteHandle {
+  return new _DenoWriteHandle(
+    Deno.openSync(path, { read: true, append: true, create: true }),
+  );
+}
+
+/** `fsync` on a directory, so that a rename in it is durable. */
+export async function _syncDirectory(dir: string): Promise<void> {
+  const handle = await Deno.open(dir, { read: true });
+  try {
+    await handle.sync();
+  } finally {
+    handle.close();
+  }
+}
+
+export function _rename(from: string, to: string): void {
+  Deno.renameSync(from, to);
+}
+
+export function _link(from: string, to: string): void {
+  Deno.linkSync(from, to);
+}
+
+/** Reads a whole file; `null` if it does not exist. */
+export async function _readFile(path: string): Promise<Uint8Array | null> {
+  try {
+    return await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/** Removes a file; `false` if it was not there. */
+export function _removeIfExists(path: string): boolean {
+  try {
+    Deno.removeSync(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
 }

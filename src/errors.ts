@@ -97,3 +97,105 @@ export class LockBusyError extends LockError {
     );
   }
 }
+
+/**
+ * A store's file does not hold a valid document: it does not parse, or
+ * `validate` rejected it. The file is left as it was (unless it was
+ * quarantined, then `quarantinedTo` says where its bytes went).
+ *
+ * @example
+ * ```ts ignore
+ * import { CorruptStoreError, JsonStore } from "@lockbox/lockbox";
+ * const store = new JsonStore("state.json", { initial: {} });
+ * try {
+ *   await store.read();
+ * } catch (error) {
+ *   if (error instanceof CorruptStoreError) console.error(error.path);
+ * }
+ * ```
+ */
+export class CorruptStoreError extends Error {
+  override name = "CorruptStoreError";
+  /**
+   * @param path The store file.
+   * @param reason Why it is not a valid document.
+   * @param quarantinedTo Where its bytes were moved, if they were.
+   * @param options The underlying cause (the parse or validation error).
+   */
+  constructor(
+    readonly path: string,
+    reason: string,
+    readonly quarantinedTo?: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      quarantinedTo === undefined
+        ? `Cannot read store '${path}': ${reason}; the file was left as it is: repair it, restore a backup, or use onCorrupt: "quarantine"`
+        : `Store '${path}' was corrupt (${reason}); its bytes were moved to '${quarantinedTo}'`,
+      options,
+    );
+  }
+}
+
+/**
+ * A write carried a fencing token older than one already applied to the
+ * store: its writer stalled past its turn, and the write was refused.
+ *
+ * @example
+ * ```ts ignore
+ * import { FileLock, JsonStore, StaleFenceError } from "@lockbox/lockbox";
+ * const store = new JsonStore("state.json", { initial: { n: 0 } });
+ * const lock = await FileLock.acquire("job");
+ * try {
+ *   await store.update((s) => { s.n++; }, { fence: lock.token });
+ * } catch (error) {
+ *   if (error instanceof StaleFenceError) console.error("lost our turn");
+ * }
+ * ```
+ */
+export class StaleFenceError extends Error {
+  override name = "StaleFenceError";
+  /**
+   * @param path The store file.
+   * @param fence The fence the write carried.
+   * @param highest The highest fence already applied.
+   * @param options The underlying cause, if any.
+   */
+  constructor(
+    readonly path: string,
+    readonly fence: number,
+    readonly highest: number,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `Cannot write store '${path}': fence ${fence} is older than ${highest}, already applied; take the lock again for a new token`,
+      options,
+    );
+  }
+}
+
+/**
+ * A store or file operation failed on the file system (permissions, a full
+ * disk, a failed fsync, a path that is a directory or a symlink).
+ *
+ * @example
+ * ```ts ignore
+ * import { atomicWriteFile, StoreError } from "@lockbox/lockbox";
+ * try {
+ *   await atomicWriteFile("/read-only/state.json", "{}");
+ * } catch (error) {
+ *   if (error instanceof StoreError) console.error(error.path, error.message);
+ * }
+ * ```
+ */
+export class StoreError extends Error {
+  override name = "StoreError";
+  /**
+   * @param path The file the operation was on.
+   * @param message What failed and what to do.
+   * @param options The underlying cause.
+   */
+  constructor(readonly path: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+  }
+}

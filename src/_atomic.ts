@@ -1,0 +1,117 @@
+// The durable atomic replace every lockbox writer uses, and the checks and
+// messages around it.
+
+import { dirname } from "node:path";
+import {
+  _createForWrite,
+  _errorCode,
+  type _FileStat,
+  _lstat,
+  _removeIfExists,
+  _rename,
+  _syncDirectory,
+  type _WriteHandle,
+} from "./_runtime.ts";
+import { StoreError } from "./errors.ts";
+
+/** A hint for the user from an error code. */
+export function _hint(error: unknown): string {
+  switch (_errorCode(error)) {
+    case "ENOSPC":
+    case "EDQUOT":
+      return "the disk is full; free some space and retry";
+    case "EACCES":
+    case "EPERM":
+    case "EROFS":
+      return "check that the directory is writable";
+    case "EISDIR":
+      return "the path is a directory; choose a file path";
+    case "ENOENT":
+      return "check that the directory exists";
+    default:
+      return "check the path and the file system";
+  }
+}
+
+function _reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Throws a `StoreError` unless `target` is a regular file or missing: a store
+ * never writes through a symlink or over a directory.
+ */
+export function _checkTarget(target: string): _FileStat | null {
+  const stat = _lstat(target);
+  if (stat === null || stat.isFile) return stat;
+  const what = stat.isSymlink
+    ? "it is a symbolic link, and lockbox never writes through one"
+    : stat.isDirectory
+    ? "it is a directory"
+    : "it is not a regular file";
+  throw new StoreError(
+    target,
+    `Cannot write '${target}': ${what}; point the store at a regular file`,
+  );
+}
+
+/**
+ * Replaces `target` with `bytes` through `tempPath`. With `staleTemp`, a file
+ * already at `tempPath` is an orphan of a writer that died holding the same
+ * lock, and is removed first.
+ */
+export async function _atomicReplace(
+  target: string,
+  bytes: Uint8Array,
+  options: {
+    durable: boolean;
+    mode?: number;
+    tempPath: string;
+    staleTemp: boolean;
+  },
+): Promise<void> {
+  const stat = _checkTarget(target);
+  const mode = options.mode ?? stat?.mode ?? 0o644;
+  const { tempPath, durable } = options;
+  let handle: _WriteHandle | undefined;
+  try {
+    try {
+      handle = _createForWrite(tempPath, mode);
+    } catch (error) {
+      if (!options.staleTemp || _errorCode(error) !== "EEXIST") throw error;
+      _removeIfExists(tempPath);
+      handle = _createForWrite(tempPath, mode);
+    }
+    await handle.write(bytes);
+    // A failed fsync is final: the page cache may have dropped the data, so a
+    // retry could "succeed" without it. Give up and leave the target alone.
+    if (durable) await handle.sync();
+    handle.close();
+    handle = undefined;
+    _rename(tempPath, target);
+  } catch (error) {
+    handle?.close();
+    try {
+      _removeIfExists(tempPath);
+    } catch {
+      // The original error is what the caller needs; the temp name is in it.
+    }
+    throw new StoreError(
+      target,
+      `Cannot write '${target}': ${_reason(error)}; ${_hint(error)}`,
+      { cause: error },
+    );
+  }
+  if (!durable) return;
+  try {
+    await _syncDirectory(dirname(target));
+  } catch (error) {
+    throw new StoreError(
+      target,
+      `Wrote '${target}', but the fsync of its directory failed (${
+        _reason(error)
+      }): the new content may not survive a power loss; check the disk`,
+      { cause: error },
+    );
+  }
+}

@@ -1,0 +1,520 @@
+// JsonStore: a JSON document on disk that many processes read and change,
+// with locked read-modify-write, durable atomic replace, backups, fencing,
+// and corrupt-file handling that never loses data.
+
+import { basename, dirname } from "node:path";
+import {
+  _link,
+  _lstat,
+  _readFile,
+  _removeIfExists,
+  _rename,
+  _toPath,
+} from "./_runtime.ts";
+import { _atomicReplace, _checkTarget, _hint } from "./_atomic.ts";
+import { CorruptStoreError, StaleFenceError, StoreError } from "./errors.ts";
+import { FileLock } from "./file_lock.ts";
+
+/** How a {@linkcode JsonStore} reads and writes its file. */
+export interface JsonStoreOptions<T> {
+  /** The value while the file does not exist (a function is called each time). */
+  initial: T | (() => T);
+  /**
+   * `true`: every write fsyncs the new file before renaming it into place and
+   * fsyncs the directory after, so a resolved `update` survives a power loss.
+   * `false`: skip both fsyncs; writes are still atomic and survive a crash of
+   * the process, not of the machine.
+   *
+   * @default {true}
+   */
+  durable?: boolean;
+  /**
+   * How many previous versions to keep, as `<path>.bak.1` (newest) to
+   * `<path>.bak.N`.
+   *
+   * @default {0}
+   */
+  backups?: number;
+  /**
+   * Checks a value read from or about to be written to the file; throw to
+   * reject it. What it returns is what the store uses.
+   */
+  validate?: (value: unknown) => T;
+  /**
+   * How long `update` and `write` wait for the lock, in milliseconds.
+   *
+   * @default {30_000}
+   */
+  lockTimeout?: number;
+  /**
+   * What to do with a file that does not parse or validate: `"throw"` a
+   * `CorruptStoreError` and leave the file as it is, or `"quarantine"`: move
+   * its bytes to `<path>.corrupt-<timestamp>`, continue from the newest backup
+   * that parses and validates (else `initial`), and warn.
+   *
+   * @default {"throw"}
+   */
+  onCorrupt?: "throw" | "quarantine";
+  /**
+   * JSON indentation, in spaces.
+   *
+   * @default {2}
+   */
+  indent?: number;
+  /**
+   * The lock file.
+   *
+   * @default {`${path}.lock`}
+   */
+  lockPath?: string | URL;
+  /**
+   * Receives warnings (a quarantined file).
+   *
+   * @default {console.warn}
+   */
+  onWarning?: (message: string) => void;
+}
+
+/** Options of {@linkcode JsonStore.update} and {@linkcode JsonStore.write}. */
+export interface StoreWriteOptions {
+  /**
+   * A fencing token (such as `FileLock.token`): the write is refused with
+   * `StaleFenceError` if a higher fence was already applied to this store.
+   */
+  fence?: number;
+  /** Gives up waiting for the lock; the promise rejects with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+type _Loaded<T> =
+  | { ok: true; value: T; exists: boolean }
+  | { ok: false; bytes: Uint8Array; error: CorruptStoreError };
+
+const _encoder = new TextEncoder();
+const _utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * A JSON document in a file, shared safely by any number of processes.
+ *
+ * `update` holds the file's exclusive lock from the read to the rename, so
+ * concurrent updates never lose each other's changes. Every write is an
+ * atomic replace (durable by default). A file that does not parse or
+ * validate is never silently replaced.
+ *
+ * Requires `--allow-read` and `--allow-write`.
+ *
+ * @example Count from many processes
+ * ```ts
+ * import { JsonStore } from "@lockbox/lockbox";
+ * const dir = await Deno.makeTempDir();
+ * const store = new JsonStore(`${dir}/state.json`, {
+ *   initial: { count: 0, items: [] as string[] },
+ * });
+ * await store.update((data) => {
+ *   data.count++;
+ *   data.items.push("first");
+ * });
+ * console.assert((await store.read()).count === 1);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class JsonStore<T> {
+  /** The store file. */
+  readonly path: string;
+  /** The lock file. */
+  readonly lockPath: string;
+  #initial: T | (() => T);
+  #durable: boolean;
+  #backups: number;
+  #validate: ((value: unknown) => T) | undefined;
+  #lockTimeout: number;
+  #onCorrupt: "throw" | "quarantine";
+  #indent: number;
+  #warn: (message: string) => void;
+
+  /**
+   * @param path The store file (created on the first write).
+   * @param options The initial value and how to read and write.
+   * @throws {TypeError} If `initial` is missing or `onCorrupt` is unknown.
+   * @throws {RangeError} If `backups`, `indent` or `lockTimeout` is out of range.
+   */
+  constructor(path: string | URL, options: JsonStoreOptions<T>) {
+    if (options === undefined || !("initial" in options)) {
+      throw new TypeError(
+        "Cannot create a JsonStore without options.initial: the value while the file does not exist",
+      );
+    }
+    this.path = _toPath(path);
+    this.lockPath = options.lockPath === undefined
+      ? `${this.path}.lock`
+      : _toPath(options.lockPath);
+    const backups = options.backups ?? 0;
+    if (!Number.isInteger(backups) || backups < 0 || backups > 1000) {
+      throw new RangeError(
+        `Cannot use backups ${backups}: expected an integer from 0 to 1000`,
+      );
+    }
+    const indent = options.indent ?? 2;
+    if (!Number.isInteger(indent) || indent < 0 || indent > 10) {
+      throw new RangeError(
+        `Cannot use indent ${indent}: expected an integer from 0 to 10`,
+      );
+    }
+    const lockTimeout = options.lockTimeout ?? 30_000;
+    if (typeof lockTimeout !== "number" || !(lockTimeout >= 0)) {
+      throw new RangeError(
+        `Cannot use lockTimeout ${lockTimeout}: expected milliseconds from 0 to Infinity`,
+      );
+    }
+    const onCorrupt = options.onCorrupt ?? "throw";
+    if (onCorrupt !== "throw" && onCorrupt !== "quarantine") {
+      throw new TypeError(
+        `Cannot use onCorrupt "${onCorrupt}": expected "throw" or "quarantine"`,
+      );
+    }
+    this.#initial = options.initial;
+    this.#durable = options.durable ?? true;
+    this.#backups = backups;
+    this.#validate = options.validate;
+    this.#lockTimeout = lockTimeout;
+    this.#onCorrupt = onCorrupt;
+    this.#indent = indent;
+    this.#warn = options.onWarning ?? ((message) => console.warn(message));
+  }
+
+  /**
+   * Reads a consistent snapshot of the document without taking the lock
+   * (writes are atomic renames, so a reader sees one whole version).
+   *
+   * If the file does not parse, it is read again under a shared lock, in case
+   * a tool that writes in place (such as the Python seed systems) was caught
+   * mid-write; only then is it corrupt.
+   *
+   * @returns The document, or `initial` while the file does not exist.
+   * @throws {CorruptStoreError} If the file does not parse or validate (with
+   *   `onCorrupt: "throw"`).
+   * @throws {StoreError} If the path is a directory or a symlink, or unreadable.
+   *
+   * @example
+   * ```ts
+   * import { JsonStore } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const store = new JsonStore(`${dir}/s.json`, { initial: { n: 0 } });
+   * console.assert((await store.read()).n === 0);
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  async read(): Promise<T> {
+    const loaded = await this.#load();
+    if (loaded.ok) return loaded.value;
+    const quarantine = this.#onCorrupt === "quarantine";
+    return await this.#locked(
+      async () => (await this.#loadLocked()).value,
+      { shared: !quarantine },
+    );
+  }
+
+  /**
+   * Changes the document under the exclusive lock: reads it, calls `fn` to
+   * change `data` in place, and writes it back (only if it changed) with an
+   * atomic replace. If `fn` throws or rejects, nothing is written and the
+   * error reaches the caller unchanged.
+   *
+   * @param fn Changes `data` in place; what it returns is returned.
+   * @param options A fencing token and an abort signal.
+   * @returns What `fn` returned.
+   * @throws {StaleFenceError} If `options.fence` is older than one already applied.
+   * @throws {CorruptStoreError} If the file does not parse or validate (with
+   *   `onCorrupt: "throw"`).
+   * @throws {TypeError} If the new value is not representable as JSON.
+   * @throws {StoreError} If writing fails; the file is left as it was.
+   * @throws {LockTimeoutError} If the lock was not free within `lockTimeout`.
+   *
+   * @example
+   * ```ts
+   * import { JsonStore } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const store = new JsonStore(`${dir}/s.json`, { initial: { n: 0 } });
+   * const n = await store.update((data) => ++data.n);
+   * console.assert(n === 1);
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  update<R>(
+    fn: (data: T) => R | Promise<R>,
+    options: StoreWriteOptions = {},
+  ): Promise<R> {
+    if (typeof fn !== "function") {
+      return Promise.reject(
+        new TypeError("Cannot update a JsonStore: fn must be a function"),
+      );
+    }
+    return this.#locked(async () => {
+      const { value, exists } = await this.#loadLocked();
+      const highest = await this.#checkFence(options.fence);
+      const before = exists ? this.#serialize(value) : undefined;
+      const result = await fn(value);
+      await this.#commit(value, before, options.fence, highest);
+      return result;
+    }, { signal: options.signal });
+  }
+
+  /**
+   * Replaces the whole document under the exclusive lock.
+   *
+   * @param value The new document.
+   * @param options A fencing token and an abort signal.
+   * @returns A promise that resolves once the document is written.
+   * @throws {StaleFenceError} If `options.fence` is older than one already applied.
+   * @throws {CorruptStoreError} If the current file is corrupt (with
+   *   `onCorrupt: "throw"`): it is never replaced silently.
+   * @throws {TypeError} If the value is not representable as JSON.
+   * @throws {StoreError} If writing fails; the file is left as it was.
+   *
+   * @example
+   * ```ts
+   * import { JsonStore } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const store = new JsonStore(`${dir}/s.json`, { initial: { n: 0 } });
+   * await store.write({ n: 5 });
+   * console.assert((await store.read()).n === 5);
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  write(value: T, options: StoreWriteOptions = {}): Promise<void> {
+    return this.#locked(async () => {
+      await this.#loadLocked();
+      const highest = await this.#checkFence(options.fence);
+      await this.#commit(value, undefined, options.fence, highest);
+    }, { signal: options.signal });
+  }
+
+  async #locked<R>(
+    fn: () => Promise<R>,
+    options: { shared?: boolean; signal?: AbortSignal },
+  ): Promise<R> {
+    const lock = await FileLock.acquire(this.path, {
+      lockPath: this.lockPath,
+      timeout: this.#lockTimeout,
+      shared: options.shared,
+      signal: options.signal,
+    });
+    try {
+      return await fn();
+    } finally {
+      await lock.release();
+    }
+  }
+
+  #initialValue(): T {
+    const initial = this.#initial;
+    return typeof initial === "function"
+      ? (initial as () => T)()
+      : structuredClone(initial);
+  }
+
+  /** Parses and validates bytes; a failure is a `CorruptStoreError`. */
+  #parse(bytes: Uint8Array, path = this.path): _Loaded<T> {
+    const corrupt = (reason: string, cause?: unknown) => ({
+      ok: false as const,
+      bytes,
+      error: new CorruptStoreError(path, reason, undefined, { cause }),
+    });
+    if (bytes.length === 0) return corrupt("it is empty");
+    let text: string;
+    try {
+      text = _utf8.decode(bytes);
+    } catch (error) {
+      return corrupt("it is not UTF-8 text", error);
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      return corrupt(
+        `it is not valid JSON (${(error as Error).message})`,
+        error,
+      );
+    }
+    if (this.#validate) {
+      try {
+        value = this.#validate(value);
+      } catch (error) {
+        return corrupt(
+          `validate rejected it (${(error as Error).message})`,
+          error,
+        );
+      }
+    }
+    return { ok: true, value: value as T, exists: true };
+  }
+
+  async #load(): Promise<_Loaded<T>> {
+    _checkTarget(this.path);
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await _readFile(this.path);
+    } catch (error) {
+      throw new StoreError(
+        this.path,
+        `Cannot read '${this.path}': ${(error as Error).message}; ${
+          _hint(error)
+        }`,
+        { cause: error },
+      );
+    }
+    if (bytes === null) {
+      return { ok: true, value: this.#initialValue(), exists: false };
+    }
+    return this.#parse(bytes);
+  }
+
+  /** Loads under the lock, applying `onCorrupt`. */
+  async #loadLocked(): Promise<{ value: T; exists: boolean }> {
+    const loaded = await this.#load();
+    if (loaded.ok) return loaded;
+    if (this.#onCorrupt === "throw") throw loaded.error;
+    return await this.#quarantine(loaded.error);
+  }
+
+  async #quarantine(
+    error: CorruptStoreError,
+  ): Promise<{ value: T; exists: boolean }> {
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    let destination = `${this.path}.corrupt-${stamp}`;
+    for (let n = 1; _exists(destination); n++) {
+      destination = `${this.path}.corrupt-${stamp}-${n}`;
+    }
+    try {
+      _rename(this.path, destination);
+    } catch (cause) {
+      throw new StoreError(
+        this.path,
+        `Cannot quarantine corrupt store '${this.path}': ${
+          (cause as Error).message
+        }; ${_hint(cause)}`,
+        { cause },
+      );
+    }
+    let value: T | undefined;
+    let source = "the initial value";
+    for (let i = 1; i <= this.#backups && value === undefined; i++) {
+      const backup = `${this.path}.bak.${i}`;
+      const bytes = await _readFile(backup).catch(() => null);
+      if (bytes === null) continue;
+      const parsed = this.#parse(bytes, backup);
+      if (parsed.ok) {
+        value = parsed.value;
+        source = `backup '${backup}'`;
+      }
+    }
+    value ??= this.#initialValue();
+    await this.#replace(this.path, this.#serialize(value));
+    this.#warn(
+      `${
+        error.message.split(";")[0]
+      }; moved its bytes to '${destination}' and continued from ${source}`,
+    );
+    return { value, exists: true };
+  }
+
+  #serialize(value: unknown): string {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value, null, this.#indent);
+    } catch (error) {
+      throw new TypeError(
+        `Cannot write store '${this.path}': the value is not JSON (${
+          (error as Error).message
+        }); nothing was written`,
+        { cause: error },
+      );
+    }
+    if (text === undefined) {
+      throw new TypeError(
+        `Cannot write store '${this.path}': ${typeof value} is not JSON; nothing was written`,
+      );
+    }
+    return text;
+  }
+
+  get #fencePath(): string {
+    return `${this.path}.fence`;
+  }
+
+  /** The highest fence applied so far; throws if `fence` is older. */
+  async #checkFence(fence: number | undefined): Promise<number> {
+    if (fence === undefined) return -Infinity;
+    if (!Number.isSafeInteger(fence) || fence < 0) {
+      throw new RangeError(
+        `Cannot use fence ${fence}: expected a non-negative integer such as FileLock.token`,
+      );
+    }
+    const bytes = await _readFile(this.#fencePath);
+    const highest = bytes === null
+      ? -Infinity
+      : Number(new TextDecoder().decode(bytes).trim());
+    if (Number.isNaN(highest)) {
+      throw new StoreError(
+        this.#fencePath,
+        `Cannot read the fence of '${this.path}': '${this.#fencePath}' does not hold a number; repair or remove it`,
+      );
+    }
+    if (fence < highest) throw new StaleFenceError(this.path, fence, highest);
+    return highest;
+  }
+
+  async #commit(
+    value: T,
+    before: string | undefined,
+    fence: number | undefined,
+    highest: number,
+  ): Promise<void> {
+    const checked = this.#validate ? this.#validate(value) : value;
+    const text = this.#serialize(checked);
+    if (text === before) return;
+    // The fence goes first: if we die between the two writes, the fence has
+    // moved on and the change (never acknowledged) is simply not there.
+    if (fence !== undefined && fence > highest) {
+      await this.#replace(this.#fencePath, `${fence}\n`);
+    }
+    if (this.#backups > 0) this.#rotateBackups();
+    await this.#replace(this.path, text);
+  }
+
+  #rotateBackups(): void {
+    const name = (i: number) => `${this.path}.bak.${i}`;
+    try {
+      if (!_exists(this.path)) return;
+      _removeIfExists(name(this.#backups));
+      for (let i = this.#backups - 1; i >= 1; i--) {
+        if (_exists(name(i))) _rename(name(i), name(i + 1));
+      }
+      // A hard link keeps the current bytes as backup 1 for free; the atomic
+      // replace then moves only the store's own name to the new version.
+      _link(this.path, name(1));
+    } catch (error) {
+      throw new StoreError(
+        this.path,
+        `Cannot rotate the backups of '${this.path}': ${
+          (error as Error).message
+        }; ${_hint(error)}; nothing was written`,
+        { cause: error },
+      );
+    }
+  }
+
+  #replace(path: string, text: string): Promise<void> {
+    return _atomicReplace(path, _encoder.encode(text), {
+      durable: this.#durable,
+      // Only a holder of the store's lock writes, so one temp name is unique,
+      // and an old one is the orphan of a writer that died holding the lock.
+      tempPath: `${dirname(path)}/.${basename(path)}.lockbox-tmp`,
+      staleTemp: true,
+    });
+  }
+}
+
+function _exists(path: string): boolean {
+  return _lstat(path) !== null;
+}

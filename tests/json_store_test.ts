@@ -1,0 +1,334 @@
+// JsonStore in one process: update semantics, corruption, backups, fencing
+// and bad input.
+
+import assert from "node:assert/strict";
+import {
+  CorruptStoreError,
+  FileLock,
+  isLocked,
+  JsonStore,
+  StaleFenceError,
+  StoreError,
+} from "../mod.ts";
+import { withTempDir } from "./_helpers.ts";
+
+type Doc = { count: number; items: string[] };
+const initial = (): Doc => ({ count: 0, items: [] });
+
+Deno.test("JsonStore.update() writes the change and returns what fn returns", async () => {
+  await withTempDir(async (dir) => {
+    const store = new JsonStore<Doc>(`${dir}/s.json`, { initial });
+    assert.deepEqual(await store.read(), { count: 0, items: [] });
+    const r = await store.update((d) => {
+      d.count++;
+      d.items.push("a");
+      return "result";
+    });
+    assert.equal(r, "result");
+    assert.equal(
+      await Deno.readTextFile(`${dir}/s.json`),
+      JSON.stringify({ count: 1, items: ["a"] }, null, 2),
+    );
+    assert.deepEqual(await store.read(), { count: 1, items: ["a"] });
+  });
+});
+
+Deno.test("JsonStore.update() writes nothing when fn throws, and the error is unchanged", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = new JsonStore<Doc>(path, { initial });
+    await store.write({ count: 1, items: [] });
+    const before = await Deno.readTextFile(path);
+    const boom = new Error("boom");
+    await assert.rejects(
+      store.update((d) => {
+        d.count = 99;
+        throw boom;
+      }),
+      (error) => error === boom,
+    );
+    await assert.rejects(
+      store.update(async (d) => {
+        d.count = 98;
+        await Promise.resolve();
+        throw boom;
+      }),
+      (error) => error === boom,
+    );
+    assert.equal(await Deno.readTextFile(path), before);
+    assert.equal(await isLocked(path), false, "the lock was released");
+  });
+});
+
+Deno.test("JsonStore.update() leaves the file alone when the value did not change", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = new JsonStore<Doc>(path, { initial });
+    await store.write({ count: 1, items: [] });
+    const { ino } = await Deno.stat(path);
+    await store.update(() => {});
+    assert.equal((await Deno.stat(path)).ino, ino, "not replaced");
+    await store.update((d) => {
+      d.count = 2;
+    });
+    assert.notEqual((await Deno.stat(path)).ino, ino, "replaced");
+  });
+});
+
+const corruptions: [string, Uint8Array][] = [
+  ["an empty file", new Uint8Array()],
+  ["truncated JSON", new TextEncoder().encode('{"count": 1, "items": ["a"')],
+  ["random bytes", new Uint8Array([0xff, 0xfe, 0x00, 0x81, 0x7b, 0x22, 0xc3])],
+  ["JSON that validate rejects", new TextEncoder().encode('{"count": "x"}')],
+];
+
+function validate(value: unknown): Doc {
+  const v = value as Doc;
+  if (typeof v?.count !== "number" || !Array.isArray(v.items)) {
+    throw new Error("not a Doc");
+  }
+  return v;
+}
+
+for (const [what, bytes] of corruptions) {
+  Deno.test(`JsonStore.read() and update() throw CorruptStoreError on ${what}, leaving it byte for byte`, async () => {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/s.json`;
+      await Deno.writeFile(path, bytes);
+      const store = new JsonStore<Doc>(path, { initial, validate });
+      const named = (error: Error) =>
+        error instanceof CorruptStoreError && error.path === path &&
+        error.message.includes(path);
+      await assert.rejects(store.read(), named);
+      await assert.rejects(store.update((d) => void d.count++), named);
+      await assert.rejects(store.write({ count: 5, items: [] }), named);
+      assert.deepEqual(await Deno.readFile(path), bytes);
+    });
+  });
+}
+
+Deno.test("JsonStore quarantines a corrupt file and continues from the newest valid backup", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const warnings: string[] = [];
+    const store = new JsonStore<Doc>(path, {
+      initial,
+      validate,
+      backups: 3,
+      onCorrupt: "quarantine",
+      onWarning: (m) => warnings.push(m),
+    });
+    for (let i = 1; i <= 3; i++) {
+      await store.update((d) => {
+        d.count = i;
+      });
+    }
+    // Backup 1 (count 2) is damaged too; backup 2 (count 1) is good.
+    await Deno.writeTextFile(`${path}.bak.1`, "{ nope");
+    const garbage = new TextEncoder().encode("\u0000garbage");
+    await Deno.writeFile(path, garbage);
+    const value = await store.read();
+    assert.equal(value.count, 1);
+    const moved = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+      n.startsWith("s.json.corrupt-")
+    );
+    assert.equal(moved.length, 1);
+    assert.deepEqual(await Deno.readFile(`${dir}/${moved[0]}`), garbage);
+    assert.equal(warnings.length, 1);
+    assert.ok(warnings[0].includes(moved[0]) && warnings[0].includes(".bak.2"));
+    assert.equal(JSON.parse(await Deno.readTextFile(path)).count, 1);
+  });
+});
+
+Deno.test("JsonStore quarantine with no valid backup continues from initial", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    await Deno.writeTextFile(path, "[1,");
+    const warnings: string[] = [];
+    const store = new JsonStore<Doc>(path, {
+      initial,
+      onCorrupt: "quarantine",
+      onWarning: (m) => warnings.push(m),
+    });
+    await store.update((d) => void d.items.push("after"));
+    assert.deepEqual(await store.read(), { count: 0, items: ["after"] });
+    assert.equal(warnings.length, 1);
+    assert.ok(warnings[0].includes("initial value"));
+  });
+});
+
+Deno.test("JsonStore backups: 3 keeps the three previous versions, newest first", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = new JsonStore<Doc>(path, { initial, backups: 3 });
+    for (let i = 1; i <= 5; i++) {
+      await store.update((d) => {
+        d.count = i;
+      });
+    }
+    const count = async (file: string) =>
+      JSON.parse(await Deno.readTextFile(file)).count;
+    assert.equal(await count(path), 5);
+    assert.equal(await count(`${path}.bak.1`), 4);
+    assert.equal(await count(`${path}.bak.2`), 3);
+    assert.equal(await count(`${path}.bak.3`), 2);
+    await assert.rejects(Deno.lstat(`${path}.bak.4`), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("JsonStore fencing refuses a write with an older fence and keeps the document's shape", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = new JsonStore<Doc>(path, { initial });
+    const old = await FileLock.acquire(`${dir}/job`);
+    await old.release();
+    const current = await FileLock.acquire(`${dir}/job`);
+    await current.release();
+    assert.ok(current.token > old.token);
+    await store.update((d) => void (d.count = 1), { fence: current.token });
+    const before = await Deno.readTextFile(path);
+    await assert.rejects(
+      store.update((d) => void (d.count = 2), { fence: old.token }),
+      (error: Error) =>
+        error instanceof StaleFenceError && error.message.includes(path),
+    );
+    await assert.rejects(
+      store.write({ count: 3, items: [] }, { fence: old.token }),
+      StaleFenceError,
+    );
+    assert.equal(await Deno.readTextFile(path), before);
+    await store.update((d) => void (d.count = 4), { fence: current.token });
+    assert.equal(
+      await Deno.readTextFile(path),
+      JSON.stringify({ count: 4, items: [] }, null, 2),
+    );
+    await assert.rejects(store.update(() => {}, { fence: -1 }), RangeError);
+  });
+});
+
+Deno.test("JsonStore refuses a path that is a directory or a symlink and changes nothing", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/d.json`);
+    const asDir = new JsonStore<Doc>(`${dir}/d.json`, { initial });
+    await assert.rejects(
+      asDir.update((d) => void d.count++),
+      (e: Error) => e instanceof StoreError && e.message.includes("directory"),
+    );
+    await assert.rejects(asDir.read(), StoreError);
+    await Deno.writeTextFile(`${dir}/real.json`, '{"count":7,"items":[]}');
+    await Deno.symlink(`${dir}/real.json`, `${dir}/link.json`);
+    const viaLink = new JsonStore<Doc>(`${dir}/link.json`, { initial });
+    await assert.rejects(
+      viaLink.update((d) => void d.count++),
+      (e: Error) =>
+        e instanceof StoreError && e.message.includes("symbolic link") &&
+        e.message.includes(`${dir}/link.json`),
+    );
+    assert.equal(
+      await Deno.readTextFile(`${dir}/real.json`),
+      '{"count":7,"items":[]}',
+    );
+    assert.ok((await Deno.lstat(`${dir}/link.json`)).isSymlink);
+  });
+});
+
+Deno.test("JsonStore refuses values JSON cannot represent and changes nothing", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = new JsonStore<Record<string, unknown>>(path, {
+      initial: {},
+    });
+    await store.write({ ok: true });
+    const before = await Deno.readTextFile(path);
+    await assert.rejects(
+      store.update((d) => void (d.big = 10n)),
+      (e: Error) => e instanceof TypeError && e.message.includes(path),
+    );
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    await assert.rejects(store.write(cycle), TypeError);
+    assert.equal(await Deno.readTextFile(path), before);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["s.json", "s.json.lock"],
+    );
+  });
+});
+
+Deno.test("JsonStore in an unwritable directory gives a clear error and changes nothing", async () => {
+  await withTempDir(async (dir) => {
+    const sub = `${dir}/ro`;
+    await Deno.mkdir(sub);
+    const path = `${sub}/s.json`;
+    const store = new JsonStore<Doc>(path, { initial });
+    await store.write({ count: 1, items: [] });
+    const chattr = (flag: string) =>
+      new Deno.Command("chattr", { args: [flag, sub] }).output();
+    assert.ok((await chattr("+i")).success);
+    try {
+      await assert.rejects(
+        store.update((d) => void d.count++),
+        (e: Error) =>
+          e instanceof StoreError && e.message.includes(path) &&
+          e.message.includes("writable"),
+      );
+    } finally {
+      await chattr("-i");
+    }
+    assert.deepEqual(await store.read(), { count: 1, items: [] });
+    assert.deepEqual(
+      [...Deno.readDirSync(sub)].map((e) => e.name).sort(),
+      ["s.json", "s.json.lock"],
+    );
+  });
+});
+
+Deno.test("JsonStore on a full disk throws, keeps the previous file and leaves no temp file", async () => {
+  await withTempDir(async (dir) => {
+    const mount = `${dir}/tiny`;
+    await Deno.mkdir(mount);
+    const mounted = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mount],
+    }).output();
+    assert.ok(mounted.success, "mounting a tmpfs needs root");
+    try {
+      const path = `${mount}/s.json`;
+      const store = new JsonStore<{ blob: string }>(path, {
+        initial: { blob: "" },
+      });
+      await store.write({ blob: "x".repeat(600_000) });
+      const before = await Deno.readTextFile(path);
+      await assert.rejects(
+        store.update((d) => void (d.blob = "y".repeat(600_000))),
+        (e: Error) =>
+          e instanceof StoreError && e.message.includes(path) &&
+          e.message.includes("disk is full"),
+      );
+      assert.equal(await Deno.readTextFile(path), before);
+      assert.deepEqual(
+        [...Deno.readDirSync(mount)].map((e) => e.name).sort(),
+        ["s.json", "s.json.lock"],
+      );
+    } finally {
+      await new Deno.Command("umount", { args: [mount] }).output();
+    }
+  });
+});
+
+Deno.test("JsonStore rejects bad options", () => {
+  // @ts-expect-error: initial is required
+  assert.throws(() => new JsonStore("x.json", {}), TypeError);
+  assert.throws(
+    () => new JsonStore("x.json", { initial: {}, backups: -1 }),
+    RangeError,
+  );
+  assert.throws(
+    () => new JsonStore("x.json", { initial: {}, indent: 99 }),
+    RangeError,
+  );
+  assert.throws(
+    // @ts-expect-error: not a mode
+    () => new JsonStore("x.json", { initial: {}, onCorrupt: "ignore" }),
+    TypeError,
+  );
+});
