@@ -1,0 +1,58 @@
+// One process of the store benchmark: COUNT read-modify-writes that push an
+// item and bump a counter, by MODE.
+// Usage: _store_worker.ts MODE PATH COUNT PREFIX
+//   MODE: json-durable | json-fast | sqlite-full | sqlite-normal | naive
+import { DatabaseSync } from "node:sqlite";
+import { JsonStore } from "../mod.ts";
+
+type Doc = { count: number; items: string[] };
+const [mode, path, countText, prefix] = Deno.args;
+const count = Number(countText);
+
+if (mode === "json-durable" || mode === "json-fast") {
+  const store = new JsonStore<Doc>(path, {
+    initial: { count: 0, items: [] },
+    durable: mode === "json-durable",
+    lockTimeout: Infinity,
+  });
+  for (let i = 0; i < count; i++) {
+    await store.update((d) => {
+      d.count++;
+      d.items.push(`${prefix}-${i}`);
+    });
+  }
+} else if (mode === "sqlite-full" || mode === "sqlite-normal") {
+  const db = new DatabaseSync(path);
+  db.exec(
+    `PRAGMA busy_timeout=600000; PRAGMA synchronous=${
+      mode === "sqlite-full" ? "FULL" : "NORMAL"
+    }`,
+  );
+  const select = db.prepare("SELECT body FROM doc WHERE id = 1");
+  const update = db.prepare("UPDATE doc SET body = ? WHERE id = 1");
+  for (let i = 0; i < count; i++) {
+    db.exec("BEGIN IMMEDIATE");
+    const row = select.get() as { body: string };
+    const d: Doc = JSON.parse(row.body);
+    d.count++;
+    d.items.push(`${prefix}-${i}`);
+    update.run(JSON.stringify(d));
+    db.exec("COMMIT");
+  }
+  db.close();
+} else if (mode === "naive") {
+  for (let i = 0; i < count; i++) {
+    let d: Doc = { count: 0, items: [] };
+    try {
+      d = JSON.parse(await Deno.readTextFile(path));
+    } catch {
+      // Missing, or caught half-written by another process: start over, as
+      // the naive scripts do.
+    }
+    d.count++;
+    d.items.push(`${prefix}-${i}`);
+    await Deno.writeTextFile(path, JSON.stringify(d));
+  }
+} else {
+  throw new Error(`unknown mode ${mode}`);
+}
