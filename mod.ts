@@ -12,6 +12,10 @@
  *   durable atomic replace, backups, fencing and corrupt-file handling that
  *   never loses data; {@linkcode atomicWriteFile}, {@linkcode appendJsonl} and
  *   {@linkcode readJsonl} underneath.
+ * - The seed systems, file-compatible: {@linkcode CaptureGroups},
+ *   {@linkcode Operations}, the archiver's run state
+ *   ({@linkcode updateContiguousRunState} and friends) and its
+ *   single-instance lock ({@linkcode acquireInstanceLock}).
  *
  * Requires `--allow-read` and `--allow-write`.
  *
@@ -39,3 +43,6 @@ export * from "./src/file_lock.ts";
 export * from "./src/atomic_write.ts";
 export * from "./src/jsonl.ts";
 export * from "./src/json_store.ts";
+export * from "./src/capture_groups.ts";
+export * from "./src/operations.ts";
+export * from "./src/archiver_state.ts";

@@ -1,8 +1,10 @@
 // One demo process: appends one entry to a shared JSON list, naively or
 // under a FileLock. Each does read -> 5 ms of "work" -> write, as real
 // programs do (validation, a network call) between reading and writing.
-// Usage: append_worker.ts naive|locked FILE ENTRY
-import { withLock } from "../mod.ts";
+// With "group", it adds ENTRY as a transaction of capture group "demo" in a
+// seed-000 capture group DB instead.
+// Usage: append_worker.ts naive|locked|group FILE ENTRY
+import { CaptureGroups, withLock } from "../mod.ts";
 
 const [mode, file, entry] = Deno.args;
 
@@ -19,5 +21,7 @@ async function appendEntry(): Promise<void> {
   await Deno.writeTextFile(file, JSON.stringify(entries));
 }
 
-if (mode === "locked") await withLock(file, appendEntry);
+if (mode === "group") {
+  await new CaptureGroups(file).addTransaction("demo", entry);
+} else if (mode === "locked") await withLock(file, appendEntry);
 else await appendEntry();

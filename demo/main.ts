@@ -2,11 +2,15 @@
 // processes, in a temporary directory.
 
 import { fileURLToPath } from "node:url";
+import { CaptureGroups } from "../mod.ts";
 
 const PROCESSES = 50;
 const worker = fileURLToPath(new URL("./append_worker.ts", import.meta.url));
 
-async function race(mode: "naive" | "locked", dir: string): Promise<number> {
+async function race(
+  mode: "naive" | "locked" | "group",
+  dir: string,
+): Promise<number> {
   const file = `${dir}/${mode}.json`;
   const children = Array.from(
     { length: PROCESSES },
@@ -28,6 +32,9 @@ async function race(mode: "naive" | "locked", dir: string): Promise<number> {
   );
   for (const result of await Promise.all(children)) {
     if (!result.success) throw new Error(`a ${mode} process failed`);
+  }
+  if (mode === "group") {
+    return new Set(await new CaptureGroups(file).transactions("demo")).size;
   }
   let entries: string[] = [];
   try {
@@ -54,7 +61,19 @@ try {
       PROCESSES - locked
     } lost)`,
   );
-  if (locked !== PROCESSES) {
+
+  console.log(
+    `\nCapture groups (seed 000's DB): ${PROCESSES} processes each add one transaction`,
+  );
+  await new CaptureGroups(`${dir}/group.json`).create("demo");
+  const group = await race("group", dir);
+  console.log(
+    `  CaptureGroups.addTransaction(): ${group} of ${PROCESSES} transactions in group "demo"`,
+  );
+  console.log(
+    "  (in seed 000's exact JSON format, so the Python system shares the DB)",
+  );
+  if (locked !== PROCESSES || group !== PROCESSES) {
     console.error("lockbox lost an entry: please report this as a bug");
     Deno.exitCode = 1;
   }

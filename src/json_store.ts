@@ -118,7 +118,7 @@ const _utf8 = new TextDecoder("utf-8", { fatal: true });
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export class JsonStore<T> {
+export class JsonStore<T> implements DocumentBackend<T> {
   /** The store file. */
   readonly path: string;
   /** The lock file. */
@@ -517,4 +517,20 @@ export class JsonStore<T> {
 
 function _exists(path: string): boolean {
   return _lstat(path) !== null;
+}
+
+/**
+ * What a domain module needs from its store: the small interface
+ * {@linkcode JsonStore} implements, so another backend can slot in.
+ */
+export interface DocumentBackend<T> {
+  /** A consistent snapshot. */
+  read(): Promise<T>;
+  /** A locked read-modify-write; `fn` changes the document in place. */
+  update<R>(
+    fn: (data: T) => R | Promise<R>,
+    options?: StoreWriteOptions,
+  ): Promise<R>;
+  /** Replaces the document. */
+  write(value: T, options?: StoreWriteOptions): Promise<void>;
 }

@@ -1,0 +1,24 @@
+// Identifiers and argument checks shared by the domain modules.
+
+/** A new id of 16 lowercase hex characters, as the seed systems make them. */
+export function _newHexId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Throws a `TypeError` unless `value` is a non-empty string. */
+export function _checkId(value: unknown, what: string): string {
+  if (typeof value !== "string" || value.length === 0) {
+    throw new TypeError(
+      `Cannot use ${what} ${
+        JSON.stringify(value)
+      }: expected a non-empty string`,
+    );
+  }
+  return value;
+}
+
+/** Unix time in whole seconds, as the seeds store `created`. */
+export function _unixSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
