@@ -39,6 +39,7 @@
 export * from "./src/errors.ts";
 export * from "./src/lock_holder.ts";
 export * from "./src/lock_inspect.ts";
+export * from "./src/lock_monitor.ts";
 export * from "./src/file_lock.ts";
 export * from "./src/atomic_write.ts";
 export * from "./src/jsonl.ts";

@@ -299,3 +299,18 @@ export function _removeIfExists(path: string): boolean {
     throw error;
   }
 }
+
+/** One directory entry, never followed through a symlink. */
+export interface _DirEntry {
+  name: string;
+  isFile: boolean;
+  isDirectory: boolean;
+  isSymlink: boolean;
+}
+
+/** Lists a directory's entries. */
+export async function _readDir(dir: string): Promise<_DirEntry[]> {
+  const entries: _DirEntry[] = [];
+  for await (const entry of Deno.readDir(dir)) entries.push(entry);
+  return entries;
+}

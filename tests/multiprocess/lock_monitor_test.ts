@@ -1,0 +1,185 @@
+// The lock monitor against real holders: the kernel's view, stale locks,
+// cleanup beside busy lockers, and listing that never disturbs.
+
+import assert from "node:assert/strict";
+import {
+  cleanupStaleLocks,
+  FileLock,
+  formatLockStatus,
+  isLockStale,
+  listLocks,
+  lockInfo,
+} from "../../mod.ts";
+import { finishAll, spawnWorker, withTempDir } from "../_helpers.ts";
+
+const HOUR = 3_600_000;
+
+async function age(path: string, ms: number): Promise<void> {
+  const then = new Date(Date.now() - ms);
+  await Deno.utime(path, then, then);
+}
+
+Deno.test("listLocks() reports held, shared, free, old and nested lock files from the kernel", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/sub`);
+    const exclusive = spawnWorker("hold.ts", [`${dir}/ex.json`], {
+      stdin: true,
+    });
+    const shared = [1, 2].map(() =>
+      spawnWorker("hold.ts", [`${dir}/sub/sh.json`, "--shared"], {
+        stdin: true,
+      })
+    );
+    const oldHeld = spawnWorker("hold.ts", [`${dir}/oldheld.json`], {
+      stdin: true,
+    });
+    await Promise.all(
+      [exclusive, ...shared, oldHeld].map((c) => c.waitFor("locked")),
+    );
+    await (await FileLock.acquire(`${dir}/free.json`)).release();
+    await (await FileLock.acquire(`${dir}/sub/oldfree.json`)).release();
+    await age(`${dir}/sub/oldfree.json.lock`, 2 * HOUR);
+    await age(`${dir}/oldheld.json.lock`, 2 * HOUR);
+    try {
+      const infos = await listLocks(dir, { recursive: true });
+      const by = Object.fromEntries(
+        infos.map((i) => [i.lockPath.slice(dir.length + 1), i]),
+      );
+      assert.deepEqual(Object.keys(by).sort(), [
+        "ex.json.lock",
+        "free.json.lock",
+        "oldheld.json.lock",
+        "sub/oldfree.json.lock",
+        "sub/sh.json.lock",
+      ]);
+      assert.equal(by["ex.json.lock"].held, true);
+      assert.equal(by["ex.json.lock"].mode, "exclusive");
+      assert.deepEqual(by["ex.json.lock"].holders, [exclusive.pid]);
+      assert.equal(by["ex.json.lock"].record?.pid, exclusive.pid);
+      assert.equal(by["sub/sh.json.lock"].mode, "shared");
+      assert.deepEqual(
+        [...by["sub/sh.json.lock"].holders].sort(),
+        shared.map((c) => c.pid).sort(),
+      );
+      assert.equal(by["free.json.lock"].held, false);
+      assert.equal(by["free.json.lock"].stale, false);
+      assert.equal(by["sub/oldfree.json.lock"].stale, true);
+      assert.ok(by["sub/oldfree.json.lock"].ageMs >= 2 * HOUR - 1000);
+      assert.equal(by["oldheld.json.lock"].held, true);
+      assert.equal(by["oldheld.json.lock"].stale, false, "held is never stale");
+      assert.equal((await listLocks(dir)).length, 3, "not recursive");
+      const table = formatLockStatus(infos, { now: new Date() });
+      assert.match(table, /^PATH\s+STATE\s+MODE\s+PID\s+HOST\s+AGE\s+STALE/);
+      assert.ok(table.includes(String(exclusive.pid)));
+      assert.ok(
+        table.split("\n").some((l) =>
+          l.includes("oldfree") && l.endsWith("stale")
+        ),
+      );
+      assert.ok(!table.includes("\x1b["), "no colour unless asked");
+      assert.ok(formatLockStatus(infos, { color: true }).includes("\x1b["));
+    } finally {
+      await finishAll([exclusive, ...shared, oldHeld]);
+    }
+  });
+});
+
+Deno.test("lockInfo() reports free a lock whose record names a live pid that does not hold it", async () => {
+  await withTempDir(async (dir) => {
+    await (await FileLock.acquire(`${dir}/a.json`)).release();
+    const lockFile = `${dir}/a.json.lock`;
+    await age(lockFile, 2 * HOUR);
+    const info = await lockInfo(lockFile);
+    assert.equal(info.record?.pid, Deno.pid, "the record names a live pid");
+    assert.equal(info.held, false);
+    assert.deepEqual(info.holders, []);
+    assert.equal(await isLockStale(lockFile), true);
+  });
+});
+
+Deno.test("cleanupStaleLocks() beside 4 lockers keeps counts exact and never removes a held lock", async () => {
+  await withTempDir(async (dir) => {
+    const counter = `${dir}/counter`;
+    const holder = spawnWorker("hold.ts", [`${dir}/held.json`], {
+      stdin: true,
+    });
+    await holder.waitFor("locked");
+    const workers = Array.from(
+      { length: 4 },
+      () => spawnWorker("increment.ts", [counter, "150"]),
+    );
+    let removed = 0;
+    const done = finishAll(workers);
+    let running = true;
+    done.finally(() => running = false);
+    while (running) {
+      const report = await cleanupStaleLocks(dir, { staleAfter: 0 });
+      removed += report.removed.length;
+      assert.ok(!report.removed.includes(`${dir}/held.json.lock`));
+      assert.deepEqual(report.errors, []);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await done;
+    assert.equal(await Deno.readTextFile(counter), "600");
+    assert.ok(removed > 0, "the cleaner did remove free lock files");
+    assert.ok((await lockInfo(`${dir}/held.json.lock`)).held);
+    await holder.finish();
+  });
+});
+
+Deno.test("listLocks() in a tight loop never makes another process's tryAcquire fail", async () => {
+  await withTempDir(async (dir) => {
+    const lockers = [0, 1, 2].map((i) =>
+      spawnWorker("try_loop.ts", [`${dir}/free${i}.json`, "1500"])
+    );
+    let listings = 0;
+    const done = finishAll(lockers);
+    let running = true;
+    done.finally(() => running = false);
+    while (running) {
+      await listLocks(dir);
+      listings++;
+    }
+    const outputs = await done;
+    assert.ok(listings > 10);
+    for (const [line] of outputs) {
+      const [, tries, , failed] = line.split(" ");
+      assert.ok(Number(tries) > 0);
+      assert.equal(Number(failed), 0, line);
+    }
+  });
+});
+
+Deno.test("cleanupStaleLocks() dryRun removes nothing and reports what it would remove", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/a.lock`, "");
+    await Deno.writeTextFile(`${dir}/young.lock`, "");
+    await age(`${dir}/a.lock`, 2 * HOUR);
+    const report = await cleanupStaleLocks(dir, { dryRun: true });
+    assert.deepEqual(report.removed, [`${dir}/a.lock`]);
+    assert.ok((await Deno.lstat(`${dir}/a.lock`)).isFile);
+    const real = await cleanupStaleLocks(dir);
+    assert.deepEqual(real.removed, [`${dir}/a.lock`]);
+    await assert.rejects(Deno.lstat(`${dir}/a.lock`), Deno.errors.NotFound);
+    assert.ok((await Deno.lstat(`${dir}/young.lock`)).isFile);
+  });
+});
+
+Deno.test("cleanupStaleLocks() reports a symlink and a directory named *.lock and follows neither", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/target`, "precious");
+    await age(`${dir}/target`, 2 * HOUR);
+    await Deno.symlink(`${dir}/target`, `${dir}/x.lock`);
+    await Deno.mkdir(`${dir}/y.lock`);
+    await Deno.writeTextFile(`${dir}/y.lock/inner.lock`, "");
+    await age(`${dir}/y.lock/inner.lock`, 2 * HOUR);
+    const report = await cleanupStaleLocks(dir, { staleAfter: 0 });
+    const kept = Object.fromEntries(report.kept.map((k) => [k.path, k.reason]));
+    assert.match(kept[`${dir}/x.lock`], /symlink/);
+    assert.match(kept[`${dir}/y.lock`], /directory/);
+    assert.deepEqual(report.removed, []);
+    assert.equal(await Deno.readTextFile(`${dir}/target`), "precious");
+    assert.ok((await Deno.lstat(`${dir}/x.lock`)).isSymlink);
+    assert.equal((await listLocks(dir)).length, 0);
+  });
+});
