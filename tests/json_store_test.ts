@@ -332,3 +332,55 @@ Deno.test("JsonStore rejects bad options", () => {
     TypeError,
   );
 });
+
+Deno.test("JsonStore.update() throws on a failed fsync, leaves the target untouched and no temp file", async () => {
+  // ext4 on a loop device whose backing file sits on a 3 MB tmpfs: ext4 thinks
+  // it has room, so write() succeeds into the page cache, and the fsync that
+  // pushes the data to the device fails with ENOSPC. A real failed fsync.
+  await withTempDir(async (dir) => {
+    const run = async (cmd: string, ...args: string[]) => {
+      const out = await new Deno.Command(cmd, { args }).output();
+      assert.ok(
+        out.success,
+        `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
+      );
+    };
+    await Deno.mkdir(`${dir}/small`);
+    await Deno.mkdir(`${dir}/mnt`);
+    await run("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", `${dir}/small`);
+    try {
+      await run("truncate", "-s", "64M", `${dir}/small/img`);
+      await run("mkfs.ext4", "-q", "-F", `${dir}/small/img`);
+      await run("mount", "-o", "loop", `${dir}/small/img`, `${dir}/mnt`);
+      try {
+        const path = `${dir}/mnt/s.json`;
+        const store = new JsonStore<{ blob: string }>(path, {
+          initial: { blob: "" },
+        });
+        await store.write({ blob: "old" });
+        await assert.rejects(
+          store.update((d) => void (d.blob = "x".repeat(8_000_000))),
+          (e: Error) =>
+            e instanceof StoreError && e.message.includes(path) &&
+            e.message.includes("No space left"),
+        );
+        assert.deepEqual(await store.read(), { blob: "old" });
+        assert.deepEqual(
+          [...Deno.readDirSync(`${dir}/mnt`)].map((e) => e.name).sort(),
+          ["lost+found", "s.json", "s.json.lock"],
+        );
+        // Without fsync the same write succeeds: the failure was the fsync.
+        const fast = new JsonStore<{ blob: string }>(path, {
+          initial: { blob: "" },
+          durable: false,
+        });
+        await fast.update((d) => void (d.blob = "y".repeat(8_000_000)));
+        assert.equal((await fast.read()).blob.length, 8_000_000);
+      } finally {
+        await run("umount", `${dir}/mnt`);
+      }
+    } finally {
+      await run("umount", `${dir}/small`);
+    }
+  });
+});
