@@ -1,12 +1,14 @@
 // The durable atomic replace every lockbox writer uses, and the checks and
 // messages around it.
 
-import { dirname } from "node:path";
+import { basename, dirname } from "node:path";
 import {
   _createForWrite,
   _errorCode,
   type _FileStat,
   _lstat,
+  _notRegularFile,
+  _readFile,
   _removeIfExists,
   _rename,
   _syncDirectory,
@@ -38,20 +40,48 @@ function _reason(error: unknown): string {
 }
 
 /**
+ * The `StoreError` for a failed file system call:
+ * "Cannot <action> '<path>': <reason>; <what to do>".
+ */
+export function _fsError(
+  action: string,
+  path: string,
+  error: unknown,
+  suffix = "",
+): StoreError {
+  return new StoreError(
+    path,
+    `Cannot ${action} '${path}': ${_reason(error)}; ${_hint(error)}${suffix}`,
+    { cause: error },
+  );
+}
+
+/** Reads a whole file; `null` if it does not exist, else a `StoreError`. */
+export async function _readStoreFile(
+  path: string,
+  action = "read",
+): Promise<Uint8Array | null> {
+  try {
+    return await _readFile(path);
+  } catch (error) {
+    throw _fsError(action, path, error);
+  }
+}
+
+/**
  * Throws a `StoreError` unless `target` is a regular file or missing: a store
  * never writes through a symlink or over a directory.
  */
 export function _checkTarget(target: string): _FileStat | null {
   const stat = _lstat(target);
-  if (stat === null || stat.isFile) return stat;
-  const what = stat.isSymlink
-    ? "it is a symbolic link, and lockbox never writes through one"
-    : stat.isDirectory
-    ? "it is a directory"
-    : "it is not a regular file";
+  const what = _notRegularFile(stat);
+  if (what === null) return stat;
+  const never = what === "a symbolic link"
+    ? ", and lockbox never writes through one"
+    : "";
   throw new StoreError(
     target,
-    `Cannot write '${target}': ${what}; point the store at a regular file`,
+    `Cannot write '${target}': it is ${what}${never}; point the store at a regular file`,
   );
 }
 
@@ -96,11 +126,7 @@ export async function _atomicReplace(
     } catch {
       // The original error is what the caller needs; the temp name is in it.
     }
-    throw new StoreError(
-      target,
-      `Cannot write '${target}': ${_reason(error)}; ${_hint(error)}`,
-      { cause: error },
-    );
+    throw _fsError("write", target, error);
   }
   if (!durable) return;
   try {
@@ -114,4 +140,24 @@ export async function _atomicReplace(
       { cause: error },
     );
   }
+}
+
+const _encoder = new TextEncoder();
+
+/**
+ * Replaces `target` with `text` for a caller that holds the target's lock.
+ * Only a lock holder writes, so one fixed temp name (`.<name>.lockbox-tmp`)
+ * is unique, and a file already there is the orphan of a writer that died
+ * holding the lock: it is removed first.
+ */
+export function _replaceHoldingLock(
+  target: string,
+  text: string,
+  durable: boolean,
+): Promise<void> {
+  return _atomicReplace(target, _encoder.encode(text), {
+    durable,
+    tempPath: `${dirname(target)}/.${basename(target)}.lockbox-tmp`,
+    staleTemp: true,
+  });
 }

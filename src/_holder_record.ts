@@ -1,6 +1,6 @@
 // The bytes of a holder record in a lock file, and reading them back.
 
-import { _errorCode, _openReadOnly } from "./_runtime.ts";
+import { _errorCode, type _LockHandle, _openReadOnly } from "./_runtime.ts";
 import type { LockHolder } from "./lock_holder.ts";
 
 // Layout: line 1 is the record as JSON, line 2 is `#lockbox <fnv1a-32 hex>`
@@ -169,13 +169,22 @@ function _checksumOk(bytes: Uint8Array, newline: number): boolean {
 }
 
 /**
+ * Where the record line ends: its newline's index, `"torn"` for a record
+ * caught half written, `null` when the bytes hold no lockbox record.
+ */
+function _recordEnd(bytes: Uint8Array): number | "torn" | null {
+  if (bytes.length === 0 || bytes[0] !== 0x7b /* { */) return null;
+  const newline = bytes.indexOf(0x0a);
+  return newline === -1 || !_checksumOk(bytes, newline) ? "torn" : newline;
+}
+
+/**
  * Reads only the token of a record: `"torn"` for a record caught half
  * written, `null` when there is no lockbox record.
  */
 export function _decodeToken(bytes: Uint8Array): number | "torn" | null {
-  if (bytes.length === 0 || bytes[0] !== 0x7b /* { */) return null;
-  const newline = bytes.indexOf(0x0a);
-  if (newline === -1 || !_checksumOk(bytes, newline)) return "torn";
+  const newline = _recordEnd(bytes);
+  if (typeof newline !== "number") return newline;
   let at = _TOKEN_PREFIX.length;
   let token = 0;
   let digits = 0;
@@ -191,10 +200,9 @@ export function _decodeToken(bytes: Uint8Array): number | "torn" | null {
  * caught half written, `null` when there is no lockbox record at all (an empty
  * file, or one another tool wrote).
  */
-export function _decodeHolder(bytes: Uint8Array): LockHolder | "torn" | null {
-  if (bytes.length === 0 || bytes[0] !== 0x7b /* { */) return null;
-  const newline = bytes.indexOf(0x0a);
-  if (newline === -1 || !_checksumOk(bytes, newline)) return "torn";
+function _decodeHolder(bytes: Uint8Array): LockHolder | "torn" | null {
+  const newline = _recordEnd(bytes);
+  if (typeof newline !== "number") return newline;
   let value: unknown;
   try {
     value = JSON.parse(_decoder.decode(bytes.subarray(0, newline)));
@@ -214,9 +222,32 @@ function _isHolder(value: unknown): value is LockHolder {
       (typeof v.metadata === "object" && v.metadata !== null));
 }
 
+let _readBuffer = new Uint8Array(4096);
+
 /**
- * Reads the holder record of a lock file, retrying while a write is half
- * done. `null` when the file is missing or holds no lockbox record.
+ * Reads the record at the start of an open lock file and decodes it,
+ * reading again while a write is half done (shared holders may be writing
+ * theirs right now). `null` when there is no whole lockbox record.
+ */
+export function _readRecord<T>(
+  handle: _LockHandle,
+  fileSize: number,
+  decode: (bytes: Uint8Array) => T | "torn" | null,
+): T | null {
+  const size = Math.min(fileSize, _MAX_RECORD_BYTES);
+  if (size === 0) return null;
+  if (_readBuffer.length < size) _readBuffer = new Uint8Array(size);
+  const buffer = _readBuffer.subarray(0, size);
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    const decoded = decode(buffer.subarray(0, handle.readFromStart(buffer)));
+    if (decoded !== "torn") return decoded;
+  }
+  return null;
+}
+
+/**
+ * Reads the holder record of a lock file, without locking it. `null` when
+ * the file is missing or holds no lockbox record.
  */
 export function _readHolderRecord(lockPath: string): LockHolder | null {
   let handle;
@@ -227,15 +258,7 @@ export function _readHolderRecord(lockPath: string): LockHolder | null {
     throw error;
   }
   try {
-    const size = Math.min(handle.stat().size, _MAX_RECORD_BYTES);
-    if (size === 0) return null;
-    const buffer = new Uint8Array(size);
-    for (let attempt = 0; attempt < 1000; attempt++) {
-      const n = handle.readFromStart(buffer);
-      const decoded = _decodeHolder(buffer.subarray(0, n));
-      if (decoded !== "torn") return decoded;
-    }
-    return null;
+    return _readRecord(handle, handle.stat().size, _decodeHolder);
   } finally {
     handle.close();
   }

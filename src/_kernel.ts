@@ -3,6 +3,7 @@
 import {
   type _FileStat,
   _lstat,
+  _notRegularFile,
   _openReadOnly,
   _readProcLocks,
   _toPath,
@@ -33,14 +34,13 @@ export function _checkLockFileStat(
   lockPath: string,
   stat: _FileStat | null,
 ): void {
-  if (stat === null || stat.isFile) return;
-  const what = stat.isSymlink
-    ? "it is a symbolic link, and lockbox never follows one for a lock file"
-    : stat.isDirectory
-    ? "it is a directory"
-    : "it is not a regular file";
+  const what = _notRegularFile(stat);
+  if (what === null) return;
+  const never = what === "a symbolic link"
+    ? ", and lockbox never follows one for a lock file"
+    : "";
   throw new LockError(
-    `Cannot lock '${lockPath}': ${what}; remove it or choose another lockPath`,
+    `Cannot lock '${lockPath}': it is ${what}${never}; remove it or choose another lockPath`,
   );
 }
 
@@ -99,7 +99,7 @@ export function _kernelView(lockPath: string, stat: _FileStat): _KernelView {
   }
 }
 
-export function _inspectable(lockPath: string): _FileStat | null {
+function _inspectable(lockPath: string): _FileStat | null {
   const stat = _lstat(lockPath);
   _checkLockFileStat(lockPath, stat);
   return stat;

@@ -59,6 +59,21 @@ function _stat(info: Deno.FileInfo): _FileStat {
   };
 }
 
+/**
+ * Why a path cannot be opened or replaced as a file by lockbox: `null` for a
+ * regular file or nothing at all, else what is there instead.
+ */
+export function _notRegularFile(
+  stat: _FileStat | null,
+): "a symbolic link" | "a directory" | "not a regular file" | null {
+  if (stat === null || stat.isFile) return null;
+  return stat.isSymlink
+    ? "a symbolic link"
+    : stat.isDirectory
+    ? "a directory"
+    : "not a regular file";
+}
+
 /** `lstat`, with `null` for a path that does not exist. */
 export function _lstat(path: string): _FileStat | null {
   try {
@@ -203,10 +218,6 @@ export function _readProcLocks(): string | null {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;
   }
-}
-
-export function _isLinux(): boolean {
-  return Deno.build.os === "linux";
 }
 
 /** A file opened for writing new content: temp files and appends. */

@@ -1,10 +1,10 @@
 // Archiver run state (seed 003): run-state JSON, failure logs, and a
 // single-instance lock with a validity monitor.
 
-import { _readFile, _toPath } from "./_runtime.ts";
-import { _atomicReplace, _hint } from "./_atomic.ts";
+import { _toPath } from "./_runtime.ts";
+import { _readStoreFile, _replaceHoldingLock } from "./_atomic.ts";
 import { LockBusyError, StoreError } from "./errors.ts";
-import { FileLock } from "./file_lock.ts";
+import { FileLock, withLock } from "./file_lock.ts";
 import { JsonStore } from "./json_store.ts";
 import { appendJsonl } from "./jsonl.ts";
 import { lockHolder } from "./lock_inspect.ts";
@@ -82,15 +82,16 @@ export function readState(path: string | URL): Promise<RunState> {
  * @returns A promise that resolves once the state is durable.
  * @throws {TypeError} If the state is not a valid state object.
  */
-export function writeState(path: string | URL, state: RunState): Promise<void> {
+export async function writeState(
+  path: string | URL,
+  state: RunState,
+): Promise<void> {
   try {
     _validateState(state);
   } catch (error) {
-    return Promise.reject(
-      new TypeError(`Cannot write state: ${(error as Error).message}`),
-    );
+    throw new TypeError(`Cannot write state: ${(error as Error).message}`);
   }
-  return _store(path).write(state);
+  await _store(path).write(state);
 }
 
 /**
@@ -112,17 +113,13 @@ export function writeState(path: string | URL, state: RunState): Promise<void> {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export function updateContiguousRunState(
+export async function updateContiguousRunState(
   path: string | URL,
   successfulRuns: number[],
 ): Promise<RunState> {
-  try {
-    _checkRuns(successfulRuns, "successful runs");
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  _checkRuns(successfulRuns, "successful runs");
   const sorted = [...new Set(successfulRuns)].sort((a, b) => a - b);
-  return _store(path).update((state) => {
+  return await _store(path).update((state) => {
     if (sorted.length === 0) return { ...state };
     let last = state.last_contiguous_run ?? sorted[0] - 1;
     for (const run of sorted) {
@@ -146,16 +143,12 @@ export function updateContiguousRunState(
  * @returns The new state.
  * @throws {TypeError} If a run is not a non-negative integer.
  */
-export function updateAttemptedRunState(
+export async function updateAttemptedRunState(
   path: string | URL,
   attemptedRuns: number[],
 ): Promise<RunState> {
-  try {
-    _checkRuns(attemptedRuns, "attempted runs");
-  } catch (error) {
-    return Promise.reject(error);
-  }
-  return _store(path).update((state) => {
+  _checkRuns(attemptedRuns, "attempted runs");
+  return await _store(path).update((state) => {
     if (attemptedRuns.length > 0) {
       const highest = Math.max(...attemptedRuns);
       if (highest > (state.last_attempted_run ?? -1)) {
@@ -194,18 +187,7 @@ export async function parseRunRecordsFile(
   path: string | URL,
 ): Promise<number[]> {
   const file = _toPath(path);
-  let bytes: Uint8Array | null;
-  try {
-    bytes = await _readFile(file);
-  } catch (error) {
-    throw new StoreError(
-      file,
-      `Cannot read run records '${file}': ${(error as Error).message}; ${
-        _hint(error)
-      }`,
-      { cause: error },
-    );
-  }
+  const bytes = await _readStoreFile(file, "read run records");
   if (bytes === null) {
     throw new StoreError(
       file,
@@ -230,17 +212,13 @@ export async function parseRunRecordsFile(
  * @returns A promise that resolves once the lines are durable.
  * @throws {TypeError} If a run is not a non-negative integer.
  */
-export function appendToFailureLog(
+export async function appendToFailureLog(
   path: string | URL,
   runs: number[],
 ): Promise<void> {
-  try {
-    _checkRuns(runs, "failed runs");
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  _checkRuns(runs, "failed runs");
   // A run number is a JSON value, so the log is also a JSONL file.
-  return appendJsonl(path, runs);
+  await appendJsonl(path, runs);
 }
 
 /**
@@ -258,16 +236,10 @@ export async function writeFailureLog(
 ): Promise<void> {
   _checkRuns(runs, "failed runs");
   const file = _toPath(path);
-  const lock = await FileLock.acquire(file, { timeout: 30_000 });
-  try {
-    await _atomicReplace(
-      file,
-      new TextEncoder().encode(runs.map((r) => `${r}\n`).join("")),
-      { durable: true, tempPath: `${file}.lockbox-tmp`, staleTemp: true },
-    );
-  } finally {
-    await lock.release();
-  }
+  const text = runs.map((r) => `${r}\n`).join("");
+  await withLock(file, () => _replaceHoldingLock(file, text, true), {
+    timeout: 30_000,
+  });
 }
 
 /** Options of {@linkcode acquireInstanceLock}. */

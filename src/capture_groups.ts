@@ -129,14 +129,12 @@ export class CaptureGroups {
    * @throws {TypeError} If `groupId` is given and is not a non-empty string.
    * @throws {CorruptStoreError} If the DB is corrupt (it is left untouched).
    */
-  create(groupId?: string): Promise<string> {
-    const id = groupId === undefined ? _newHexId() : groupId;
-    try {
-      _checkId(id, "group id");
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return this.#store.update((db) => {
+  async create(groupId?: string): Promise<string> {
+    const id = _checkId(
+      groupId === undefined ? _newHexId() : groupId,
+      "group id",
+    );
+    return await this.#store.update((db) => {
       db[id] ??= { created: _unixSeconds(), transactions: [] };
       return id;
     });
@@ -151,14 +149,10 @@ export class CaptureGroups {
    * @throws {GroupNotFoundError} If the group does not exist.
    * @throws {TypeError} If an id is not a non-empty string.
    */
-  addTransaction(groupId: string, txnId: string): Promise<void> {
-    try {
-      _checkId(groupId, "group id");
-      _checkId(txnId, "transaction id");
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return this.#store.update((db) => {
+  async addTransaction(groupId: string, txnId: string): Promise<void> {
+    _checkId(groupId, "group id");
+    _checkId(txnId, "transaction id");
+    await this.#store.update((db) => {
       const group = db[groupId];
       if (!group) throw new GroupNotFoundError(groupId, this.dbPath);
       if (!group.transactions.includes(txnId)) group.transactions.push(txnId);
@@ -194,13 +188,9 @@ export class CaptureGroups {
    * @param groupId The group.
    * @returns `true` if it existed.
    */
-  delete(groupId: string): Promise<boolean> {
-    try {
-      _checkId(groupId, "group id");
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return this.#store.update((db) => {
+  async delete(groupId: string): Promise<boolean> {
+    _checkId(groupId, "group id");
+    return await this.#store.update((db) => {
       if (!(groupId in db)) return false;
       delete db[groupId];
       return true;
@@ -223,15 +213,13 @@ export class CaptureGroups {
    * @returns The ids removed.
    * @throws {RangeError} If `seconds` is negative or not a number.
    */
-  pruneOlderThan(seconds: number): Promise<string[]> {
+  async pruneOlderThan(seconds: number): Promise<string[]> {
     if (typeof seconds !== "number" || !(seconds >= 0)) {
-      return Promise.reject(
-        new RangeError(
-          `Cannot prune groups older than ${seconds} s: expected a non-negative number`,
-        ),
+      throw new RangeError(
+        `Cannot prune groups older than ${seconds} s: expected a non-negative number`,
       );
     }
-    return this.#store.update((db) => {
+    return await this.#store.update((db) => {
       const cutoff = _unixSeconds() - seconds;
       const old = Object.keys(db).filter((id) => db[id].created < cutoff);
       for (const id of old) delete db[id];

@@ -29,8 +29,8 @@ import { _checkLockFileStat, _checkTimeout, _heldRecord } from "./_kernel.ts";
 import {
   _decodeToken,
   _encodeRecord,
-  _MAX_RECORD_BYTES,
   _metadataJson,
+  _readRecord,
   _recordText,
 } from "./_holder_record.ts";
 import type { LockHolder } from "./lock_holder.ts";
@@ -235,22 +235,6 @@ function _tryTake(
       throw error;
     }
   }
-}
-
-let _readBuffer = new Uint8Array(4096);
-
-function _readToken(handle: _LockHandle, fileSize: number): number {
-  const size = Math.min(fileSize, _MAX_RECORD_BYTES);
-  if (size === 0) return 0;
-  if (_readBuffer.length < size) _readBuffer = new Uint8Array(size);
-  const buffer = _readBuffer.subarray(0, size);
-  // Shared holders may be writing their records right now; retry a torn read.
-  for (let attempt = 0; attempt < 1000; attempt++) {
-    const n = handle.readFromStart(buffer);
-    const token = _decodeToken(buffer.subarray(0, n));
-    if (token !== "torn") return token ?? 0;
-  }
-  return 0;
 }
 
 /**
@@ -484,13 +468,9 @@ export class FileLock implements AsyncDisposable {
    * ```
    */
   verify(): Promise<boolean> {
-    try {
-      return Promise.resolve(
-        this.#handle !== null && _current(this.#handle, this.lockPath) !== null,
-      );
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return Promise.try(() =>
+      this.#handle !== null && _current(this.#handle, this.lockPath) !== null
+    );
   }
 
   /**
@@ -557,7 +537,7 @@ function _grant(
 ): void {
   let lock: FileLock;
   try {
-    const old = _readToken(handle, stat.size);
+    const old = _readRecord(handle, stat.size, _decodeToken) ?? 0;
     const token = request.shared ? old : old + 1;
     const text = _recordText(
       token,

@@ -2,7 +2,6 @@
 // with locked read-modify-write, durable atomic replace, backups, fencing,
 // and corrupt-file handling that never loses data.
 
-import { basename, dirname } from "node:path";
 import {
   _link,
   _lstat,
@@ -11,7 +10,12 @@ import {
   _rename,
   _toPath,
 } from "./_runtime.ts";
-import { _atomicReplace, _checkTarget, _hint } from "./_atomic.ts";
+import {
+  _checkTarget,
+  _fsError,
+  _readStoreFile,
+  _replaceHoldingLock,
+} from "./_atomic.ts";
 import { CorruptStoreError, StaleFenceError, StoreError } from "./errors.ts";
 import { FileLock } from "./file_lock.ts";
 
@@ -90,7 +94,6 @@ type _Loaded<T> =
   | { ok: true; value: T; exists: boolean }
   | { ok: false; bytes: Uint8Array; error: CorruptStoreError };
 
-const _encoder = new TextEncoder();
 const _utf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
@@ -240,16 +243,14 @@ export class JsonStore<T> implements DocumentBackend<T> {
    * await Deno.remove(dir, { recursive: true });
    * ```
    */
-  update<R>(
+  async update<R>(
     fn: (data: T) => R | Promise<R>,
     options: StoreWriteOptions = {},
   ): Promise<R> {
     if (typeof fn !== "function") {
-      return Promise.reject(
-        new TypeError("Cannot update a JsonStore: fn must be a function"),
-      );
+      throw new TypeError("Cannot update a JsonStore: fn must be a function");
     }
-    return this.#locked(async () => {
+    return await this.#locked(async () => {
       const { value, exists } = await this.#loadLocked();
       const highest = await this.#checkFence(options.fence);
       const before = exists ? this.#serialize(value) : undefined;
@@ -351,18 +352,7 @@ export class JsonStore<T> implements DocumentBackend<T> {
 
   async #load(): Promise<_Loaded<T>> {
     _checkTarget(this.path);
-    let bytes: Uint8Array | null;
-    try {
-      bytes = await _readFile(this.path);
-    } catch (error) {
-      throw new StoreError(
-        this.path,
-        `Cannot read '${this.path}': ${(error as Error).message}; ${
-          _hint(error)
-        }`,
-        { cause: error },
-      );
-    }
+    const bytes = await _readStoreFile(this.path);
     if (bytes === null) {
       return { ok: true, value: this.#initialValue(), exists: false };
     }
@@ -387,19 +377,14 @@ export class JsonStore<T> implements DocumentBackend<T> {
     }
     try {
       _rename(this.path, destination);
-    } catch (cause) {
-      throw new StoreError(
-        this.path,
-        `Cannot quarantine corrupt store '${this.path}': ${
-          (cause as Error).message
-        }; ${_hint(cause)}`,
-        { cause },
-      );
+    } catch (error) {
+      throw _fsError("quarantine corrupt store", this.path, error);
     }
     let value: T | undefined;
     let source = "the initial value";
     for (let i = 1; i <= this.#backups && value === undefined; i++) {
       const backup = `${this.path}.bak.${i}`;
+      // A backup that cannot be read is no candidate; the next one may be.
       const bytes = await _readFile(backup).catch(() => null);
       if (bytes === null) continue;
       const parsed = this.#parse(bytes, backup);
@@ -450,7 +435,7 @@ export class JsonStore<T> implements DocumentBackend<T> {
         `Cannot use fence ${fence}: expected a non-negative integer such as FileLock.token`,
       );
     }
-    const bytes = await _readFile(this.#fencePath);
+    const bytes = await _readStoreFile(this.#fencePath);
     const highest = bytes === null
       ? -Infinity
       : Number(new TextDecoder().decode(bytes).trim());
@@ -494,24 +479,17 @@ export class JsonStore<T> implements DocumentBackend<T> {
       // replace then moves only the store's own name to the new version.
       _link(this.path, name(1));
     } catch (error) {
-      throw new StoreError(
+      throw _fsError(
+        "rotate the backups of",
         this.path,
-        `Cannot rotate the backups of '${this.path}': ${
-          (error as Error).message
-        }; ${_hint(error)}; nothing was written`,
-        { cause: error },
+        error,
+        "; nothing was written",
       );
     }
   }
 
   #replace(path: string, text: string): Promise<void> {
-    return _atomicReplace(path, _encoder.encode(text), {
-      durable: this.#durable,
-      // Only a holder of the store's lock writes, so one temp name is unique,
-      // and an old one is the orphan of a writer that died holding the lock.
-      tempPath: `${dirname(path)}/.${basename(path)}.lockbox-tmp`,
-      staleTemp: true,
-    });
+    return _replaceHoldingLock(path, text, this.#durable);
   }
 }
 

@@ -4,13 +4,11 @@
 import { dirname } from "node:path";
 import {
   _openForAppend,
-  _readFile,
   _syncDirectory,
   _toPath,
   type _WriteHandle,
 } from "./_runtime.ts";
-import { _checkTarget, _hint } from "./_atomic.ts";
-import { StoreError } from "./errors.ts";
+import { _checkTarget, _fsError, _readStoreFile } from "./_atomic.ts";
 import { withLock } from "./file_lock.ts";
 
 /** How {@linkcode appendJsonl} appends. */
@@ -121,13 +119,7 @@ export async function appendJsonl(
       await handle.write(_encoder.encode(cutShort ? "\n" + text : text));
       if (durable) await handle.sync(true);
     } catch (error) {
-      throw new StoreError(
-        target,
-        `Cannot append to '${target}': ${(error as Error).message}; ${
-          _hint(error)
-        }`,
-        { cause: error },
-      );
+      throw _fsError("append to", target, error);
     } finally {
       handle?.close();
     }
@@ -161,16 +153,7 @@ export async function readJsonl<T = unknown>(
   path: string | URL,
 ): Promise<JsonlContents<T>> {
   const target = _toPath(path);
-  let bytes: Uint8Array | null;
-  try {
-    bytes = await _readFile(target);
-  } catch (error) {
-    throw new StoreError(
-      target,
-      `Cannot read '${target}': ${(error as Error).message}; ${_hint(error)}`,
-      { cause: error },
-    );
-  }
+  const bytes = await _readStoreFile(target);
   const result: JsonlContents<T> = { records: [], torn: 0, invalid: [] };
   if (bytes === null || bytes.length === 0) return result;
   const lines = new TextDecoder().decode(bytes).split("\n");

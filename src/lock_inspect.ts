@@ -58,12 +58,9 @@ export function isLocked(
   path: string | URL,
   options: LockPathOptions = {},
 ): Promise<boolean> {
-  try {
-    const lockPath = _resolveLockPath(path, options.lockPath);
-    return Promise.resolve(_viewOf(lockPath).mode !== null);
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return Promise.try(() =>
+    _viewOf(_resolveLockPath(path, options.lockPath)).mode !== null
+  );
 }
 
 /**
@@ -96,12 +93,9 @@ export function lockHolder(
   path: string | URL,
   options: LockPathOptions = {},
 ): Promise<LockHolder | null> {
-  try {
-    const lockPath = _resolveLockPath(path, options.lockPath);
-    return Promise.resolve(_heldRecord(lockPath));
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return Promise.try(() =>
+    _heldRecord(_resolveLockPath(path, options.lockPath))
+  );
 }
 
 /**

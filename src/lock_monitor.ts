@@ -206,13 +206,9 @@ export function lockInfo(
   lockFile: string | URL,
   options: { staleAfter?: number } = {},
 ): Promise<LockInfo> {
-  try {
-    return Promise.resolve(
-      _info(_toPath(lockFile), _staleAfter(options.staleAfter), Date.now()),
-    );
-  } catch (error) {
-    return Promise.reject(error);
-  }
+  return Promise.try(() =>
+    _info(_toPath(lockFile), _staleAfter(options.staleAfter), Date.now())
+  );
 }
 
 /**

@@ -172,3 +172,48 @@ export async function finishAll(children: Child[]): Promise<string[][]> {
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Runs a command, fails the test if it fails, and returns its stdout. */
+export async function sh(command: string, ...args: string[]): Promise<string> {
+  const out = await new Deno.Command(command, { args }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  if (!out.success) {
+    throw new Error(`${command} ${args.join(" ")}: ${decode(out.stderr)}`);
+  }
+  return decode(out.stdout);
+}
+
+/**
+ * Runs `fn` while `dir` is immutable (`chattr +i`): unwritable even for root,
+ * which ignores permission bits. Needs root and ext4.
+ */
+export async function withImmutableDir(
+  dir: string,
+  fn: () => Promise<void>,
+): Promise<void> {
+  await sh("chattr", "+i", dir);
+  try {
+    await fn();
+  } finally {
+    await sh("chattr", "-i", dir);
+  }
+}
+
+/** Runs `fn` with `mount ARGS... MOUNTPOINT` in place, unmounting after. */
+export async function withMount(
+  args: string[],
+  mountpoint: string,
+  fn: () => Promise<void>,
+): Promise<void> {
+  await sh("mount", ...args, mountpoint);
+  try {
+    await fn();
+  } finally {
+    await sh("umount", mountpoint);
+  }
+}
+
+/** The names in a directory, sorted. */
+export function names(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}

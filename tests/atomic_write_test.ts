@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { atomicWriteFile, StoreError } from "../mod.ts";
-import { withTempDir, worker } from "./_helpers.ts";
+import { names, withTempDir, worker } from "./_helpers.ts";
 
 Deno.test("atomicWriteFile() replaces content and keeps the mode", async () => {
   await withTempDir(async (dir) => {
@@ -14,7 +14,7 @@ Deno.test("atomicWriteFile() replaces content and keeps the mode", async () => {
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
     await atomicWriteFile(path, new Uint8Array([0x41]), { durable: false });
     assert.equal(await Deno.readTextFile(path), "A");
-    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["f.txt"]);
+    assert.deepEqual(names(dir), ["f.txt"]);
   });
 });
 

@@ -9,7 +9,7 @@ import {
   waitForRelease,
   withLock,
 } from "../mod.ts";
-import { delay, withTempDir } from "./_helpers.ts";
+import { delay, names, withImmutableDir, withTempDir } from "./_helpers.ts";
 
 Deno.test("withLock() runs 200 concurrent calls on one path in order, beside a second path", async () => {
   await withTempDir(async (dir) => {
@@ -244,10 +244,7 @@ Deno.test("FileLock.acquire() reports an unwritable directory and creates nothin
   await withTempDir(async (dir) => {
     const locked = `${dir}/ro`;
     await Deno.mkdir(locked);
-    const chattr = (flag: string) =>
-      new Deno.Command("chattr", { args: [flag, locked] }).output();
-    assert.ok((await chattr("+i")).success, "chattr +i needs root and ext4");
-    try {
+    await withImmutableDir(locked, async () => {
       await assert.rejects(
         FileLock.acquire(`${locked}/state.json`),
         (error: Error) =>
@@ -255,10 +252,8 @@ Deno.test("FileLock.acquire() reports an unwritable directory and creates nothin
           error.message.includes(`${locked}/state.json.lock`) &&
           error.message.includes("writable"),
       );
-      assert.deepEqual([...Deno.readDirSync(locked)], []);
-    } finally {
-      await chattr("-i");
-    }
+      assert.deepEqual(names(locked), []);
+    });
   });
 });
 

@@ -10,7 +10,13 @@ import {
   StaleFenceError,
   StoreError,
 } from "../mod.ts";
-import { withTempDir } from "./_helpers.ts";
+import {
+  names,
+  sh,
+  withImmutableDir,
+  withMount,
+  withTempDir,
+} from "./_helpers.ts";
 
 type Doc = { count: number; items: string[] };
 const initial = (): Doc => ({ count: 0, items: [] });
@@ -129,9 +135,7 @@ Deno.test("JsonStore quarantines a corrupt file and continues from the newest va
     await Deno.writeFile(path, garbage);
     const value = await store.read();
     assert.equal(value.count, 1);
-    const moved = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
-      n.startsWith("s.json.corrupt-")
-    );
+    const moved = names(dir).filter((n) => n.startsWith("s.json.corrupt-"));
     assert.equal(moved.length, 1);
     assert.deepEqual(await Deno.readFile(`${dir}/${moved[0]}`), garbage);
     assert.equal(warnings.length, 1);
@@ -248,10 +252,7 @@ Deno.test("JsonStore refuses values JSON cannot represent and changes nothing", 
     cycle.self = cycle;
     await assert.rejects(store.write(cycle), TypeError);
     assert.equal(await Deno.readTextFile(path), before);
-    assert.deepEqual(
-      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
-      ["s.json", "s.json.lock"],
-    );
+    assert.deepEqual(names(dir), ["s.json", "s.json.lock"]);
   });
 });
 
@@ -262,24 +263,16 @@ Deno.test("JsonStore in an unwritable directory gives a clear error and changes 
     const path = `${sub}/s.json`;
     const store = new JsonStore<Doc>(path, { initial });
     await store.write({ count: 1, items: [] });
-    const chattr = (flag: string) =>
-      new Deno.Command("chattr", { args: [flag, sub] }).output();
-    assert.ok((await chattr("+i")).success);
-    try {
+    await withImmutableDir(sub, async () => {
       await assert.rejects(
         store.update((d) => void d.count++),
         (e: Error) =>
           e instanceof StoreError && e.message.includes(path) &&
           e.message.includes("writable"),
       );
-    } finally {
-      await chattr("-i");
-    }
+    });
     assert.deepEqual(await store.read(), { count: 1, items: [] });
-    assert.deepEqual(
-      [...Deno.readDirSync(sub)].map((e) => e.name).sort(),
-      ["s.json", "s.json.lock"],
-    );
+    assert.deepEqual(names(sub), ["s.json", "s.json.lock"]);
   });
 });
 
@@ -287,31 +280,26 @@ Deno.test("JsonStore on a full disk throws, keeps the previous file and leaves n
   await withTempDir(async (dir) => {
     const mount = `${dir}/tiny`;
     await Deno.mkdir(mount);
-    const mounted = await new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mount],
-    }).output();
-    assert.ok(mounted.success, "mounting a tmpfs needs root");
-    try {
-      const path = `${mount}/s.json`;
-      const store = new JsonStore<{ blob: string }>(path, {
-        initial: { blob: "" },
-      });
-      await store.write({ blob: "x".repeat(600_000) });
-      const before = await Deno.readTextFile(path);
-      await assert.rejects(
-        store.update((d) => void (d.blob = "y".repeat(600_000))),
-        (e: Error) =>
-          e instanceof StoreError && e.message.includes(path) &&
-          e.message.includes("disk is full"),
-      );
-      assert.equal(await Deno.readTextFile(path), before);
-      assert.deepEqual(
-        [...Deno.readDirSync(mount)].map((e) => e.name).sort(),
-        ["s.json", "s.json.lock"],
-      );
-    } finally {
-      await new Deno.Command("umount", { args: [mount] }).output();
-    }
+    await withMount(
+      ["-t", "tmpfs", "-o", "size=1m", "tmpfs"],
+      mount,
+      async () => {
+        const path = `${mount}/s.json`;
+        const store = new JsonStore<{ blob: string }>(path, {
+          initial: { blob: "" },
+        });
+        await store.write({ blob: "x".repeat(600_000) });
+        const before = await Deno.readTextFile(path);
+        await assert.rejects(
+          store.update((d) => void (d.blob = "y".repeat(600_000))),
+          (e: Error) =>
+            e instanceof StoreError && e.message.includes(path) &&
+            e.message.includes("disk is full"),
+        );
+        assert.equal(await Deno.readTextFile(path), before);
+        assert.deepEqual(names(mount), ["s.json", "s.json.lock"]);
+      },
+    );
   });
 });
 
@@ -338,49 +326,39 @@ Deno.test("JsonStore.update() throws on a failed fsync, leaves the target untouc
   // it has room, so write() succeeds into the page cache, and the fsync that
   // pushes the data to the device fails with ENOSPC. A real failed fsync.
   await withTempDir(async (dir) => {
-    const run = async (cmd: string, ...args: string[]) => {
-      const out = await new Deno.Command(cmd, { args }).output();
-      assert.ok(
-        out.success,
-        `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`,
-      );
-    };
-    await Deno.mkdir(`${dir}/small`);
-    await Deno.mkdir(`${dir}/mnt`);
-    await run("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", `${dir}/small`);
-    try {
-      await run("truncate", "-s", "64M", `${dir}/small/img`);
-      await run("mkfs.ext4", "-q", "-F", `${dir}/small/img`);
-      await run("mount", "-o", "loop", `${dir}/small/img`, `${dir}/mnt`);
-      try {
-        const path = `${dir}/mnt/s.json`;
-        const store = new JsonStore<{ blob: string }>(path, {
-          initial: { blob: "" },
+    const small = `${dir}/small`;
+    const mnt = `${dir}/mnt`;
+    await Deno.mkdir(small);
+    await Deno.mkdir(mnt);
+    await withMount(
+      ["-t", "tmpfs", "-o", "size=3m", "tmpfs"],
+      small,
+      async () => {
+        await sh("truncate", "-s", "64M", `${small}/img`);
+        await sh("mkfs.ext4", "-q", "-F", `${small}/img`);
+        await withMount(["-o", "loop", `${small}/img`], mnt, async () => {
+          const path = `${mnt}/s.json`;
+          const store = new JsonStore<{ blob: string }>(path, {
+            initial: { blob: "" },
+          });
+          await store.write({ blob: "old" });
+          await assert.rejects(
+            store.update((d) => void (d.blob = "x".repeat(8_000_000))),
+            (e: Error) =>
+              e instanceof StoreError && e.message.includes(path) &&
+              e.message.includes("No space left"),
+          );
+          assert.deepEqual(await store.read(), { blob: "old" });
+          assert.deepEqual(names(mnt), ["lost+found", "s.json", "s.json.lock"]);
+          // Without fsync the same write succeeds: the failure was the fsync.
+          const fast = new JsonStore<{ blob: string }>(path, {
+            initial: { blob: "" },
+            durable: false,
+          });
+          await fast.update((d) => void (d.blob = "y".repeat(8_000_000)));
+          assert.equal((await fast.read()).blob.length, 8_000_000);
         });
-        await store.write({ blob: "old" });
-        await assert.rejects(
-          store.update((d) => void (d.blob = "x".repeat(8_000_000))),
-          (e: Error) =>
-            e instanceof StoreError && e.message.includes(path) &&
-            e.message.includes("No space left"),
-        );
-        assert.deepEqual(await store.read(), { blob: "old" });
-        assert.deepEqual(
-          [...Deno.readDirSync(`${dir}/mnt`)].map((e) => e.name).sort(),
-          ["lost+found", "s.json", "s.json.lock"],
-        );
-        // Without fsync the same write succeeds: the failure was the fsync.
-        const fast = new JsonStore<{ blob: string }>(path, {
-          initial: { blob: "" },
-          durable: false,
-        });
-        await fast.update((d) => void (d.blob = "y".repeat(8_000_000)));
-        assert.equal((await fast.read()).blob.length, 8_000_000);
-      } finally {
-        await run("umount", `${dir}/mnt`);
-      }
-    } finally {
-      await run("umount", `${dir}/small`);
-    }
+      },
+    );
   });
 });

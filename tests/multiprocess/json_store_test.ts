@@ -3,7 +3,13 @@
 
 import assert from "node:assert/strict";
 import { JsonStore, readJsonl } from "../../mod.ts";
-import { delay, finishAll, spawnWorker, withTempDir } from "../_helpers.ts";
+import {
+  delay,
+  finishAll,
+  names,
+  spawnWorker,
+  withTempDir,
+} from "../_helpers.ts";
 
 type Doc = { count: number; items: string[] };
 
@@ -55,8 +61,7 @@ Deno.test("JsonStore survives 200 SIGKILLs: the file parses and every acknowledg
       initial: { count: 0, items: [] },
     });
     await store.update((d) => void d.count++);
-    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    assert.deepEqual(names, ["state.json", "state.json.lock"]);
+    assert.deepEqual(names(dir), ["state.json", "state.json.lock"]);
   });
 });
 
