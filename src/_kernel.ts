@@ -55,6 +55,11 @@ function _devKey(dev: number): string {
   }`;
 }
 
+// A seq_file read returns at most one page of records; a record of
+// /proc/locks is well under 128 bytes.
+const _PAGE = 4096;
+const _LONGEST_RECORD = 128;
+
 /** Parses `/proc/locks` into flock holders by `"maj:min:ino"`. */
 function _parseProcLocks(text: string): Map<string, _KernelView> {
   const views = new Map<string, _KernelView>();
@@ -84,7 +89,16 @@ function _parseProcLocks(text: string): Map<string, _KernelView> {
 export function _kernelView(lockPath: string, stat: _FileStat): _KernelView {
   const procLocks = _readProcLocks();
   if (procLocks !== null) {
-    return _parseProcLocks(procLocks).get(`${_devKey(stat.dev)}:${stat.ino}`) ??
+    const id = `${_devKey(stat.dev)}:${stat.ino}`;
+    const view = _parseProcLocks(procLocks).get(id);
+    if (view) return view;
+    // A table longer than one page came in several reads, and a release
+    // between two of them can hide a record (see _readProcLocks). Before
+    // calling a lock free, look once more.
+    if (procLocks.length + _LONGEST_RECORD < _PAGE) {
+      return { mode: null, pids: [] };
+    }
+    return _parseProcLocks(_readProcLocks()!).get(id) ??
       { mode: null, pids: [] };
   }
   const probe = _openReadOnly(lockPath);

@@ -209,14 +209,42 @@ export function _processExists(pid: number): boolean {
   }
 }
 
-/** The text of `/proc/locks`, or `null` where the system has none. */
+let _procBuffer = new Uint8Array(64 * 1024);
+const _procDecoder = new TextDecoder();
+
+/**
+ * The text of `/proc/locks`, or `null` where the system has none.
+ *
+ * `/proc/locks` is a seq_file: each `read()` is consistent on its own, but a
+ * lock released between two reads shifts the records, and the next one is
+ * skipped. `readTextFileSync` reads it 32 bytes at a time, so a held lock
+ * could vanish from the table. One large read returns the first page of
+ * records (about 70 locks) in one consistent piece.
+ */
 export function _readProcLocks(): string | null {
   if (Deno.build.os !== "linux") return null;
+  let file: Deno.FsFile;
   try {
-    return Deno.readTextFileSync("/proc/locks");
+    file = Deno.openSync("/proc/locks", { read: true });
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;
+  }
+  try {
+    let length = 0;
+    while (true) {
+      if (length === _procBuffer.length) {
+        const grown = new Uint8Array(_procBuffer.length * 2);
+        grown.set(_procBuffer);
+        _procBuffer = grown;
+      }
+      const n = file.readSync(_procBuffer.subarray(length));
+      if (n === null || n === 0) break;
+      length += n;
+    }
+    return _procDecoder.decode(_procBuffer.subarray(0, length));
+  } finally {
+    file.close();
   }
 }
 

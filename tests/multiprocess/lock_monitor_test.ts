@@ -6,11 +6,12 @@ import {
   cleanupStaleLocks,
   FileLock,
   formatLockStatus,
+  isLocked,
   isLockStale,
   listLocks,
   lockInfo,
 } from "../../mod.ts";
-import { finishAll, spawnWorker, withTempDir } from "../_helpers.ts";
+import { delay, finishAll, spawnWorker, withTempDir } from "../_helpers.ts";
 
 const HOUR = 3_600_000;
 
@@ -181,5 +182,34 @@ Deno.test("cleanupStaleLocks() reports a symlink and a directory named *.lock an
     assert.equal(await Deno.readTextFile(`${dir}/target`), "precious");
     assert.ok((await Deno.lstat(`${dir}/x.lock`)).isSymlink);
     assert.equal((await listLocks(dir)).length, 0);
+  });
+});
+
+Deno.test("isLocked() never reports a held lock free while other processes churn locks", async () => {
+  // /proc/locks is read while other locks come and go before and after ours
+  // in the table; a reader that takes it in several reads can skip a record.
+  await withTempDir(async (dir) => {
+    const holder = spawnWorker("hold.ts", [`${dir}/held.json`], {
+      stdin: true,
+    });
+    await holder.waitFor("locked");
+    const churners = [0, 1, 2].map((i) =>
+      spawnWorker("churn.ts", [`${dir}/churn${i}.json`, "2000"])
+    );
+    let looks = 0;
+    let free = 0;
+    const done = finishAll(churners);
+    let running = true;
+    done.finally(() => running = false);
+    while (running) {
+      if (!await isLocked(`${dir}/held.json`)) free++;
+      // isLocked settles without a trip through the event loop; let the
+      // children's exits be seen now and then.
+      if (++looks % 20 === 0) await delay(0);
+    }
+    await done;
+    await holder.finish();
+    assert.ok(looks > 100);
+    assert.equal(free, 0, `reported free ${free} times in ${looks} looks`);
   });
 });
