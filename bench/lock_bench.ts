@@ -8,6 +8,7 @@ import { FileLock } from "../mod.ts";
 const dir = Deno.makeTempDirSync({ prefix: "lockbox_bench_" });
 const path = `${dir}/state.json`;
 Deno.writeTextFileSync(path, "{}");
+Deno.writeFileSync(`${path}.raw`, new Uint8Array(512));
 
 Deno.bench({
   name: "floor: openSync + tryLockSync + unlockSync + close",
@@ -20,6 +21,29 @@ Deno.bench({
       create: true,
     });
     file.tryLockSync(true);
+    file.unlockSync();
+    file.close();
+  },
+});
+
+// The system calls lockbox's protocol makes, with no JavaScript around them:
+// lstat (never follow a symlink), open, flock, fstat + lstat (the inode
+// check), read (the previous token), seek + write (the holder record),
+// unlock, close. FileLock minus this is what lockbox's own code costs.
+const record = new Uint8Array(512).fill(0x20);
+const scratch = new Uint8Array(512);
+Deno.bench({
+  name: "protocol system calls alone (no JavaScript logic)",
+  group: "acquire+release",
+  fn() {
+    Deno.lstatSync(`${path}.raw`);
+    const file = Deno.openSync(`${path}.raw`, { read: true, write: true });
+    file.tryLockSync(true);
+    file.statSync();
+    Deno.lstatSync(`${path}.raw`);
+    file.readSync(scratch);
+    file.seekSync(0, Deno.SeekMode.Start);
+    file.writeSync(record);
     file.unlockSync();
     file.close();
   },
