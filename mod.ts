@@ -15,7 +15,11 @@
  * - The seed systems, file-compatible: {@linkcode CaptureGroups},
  *   {@linkcode Operations}, the archiver's run state
  *   ({@linkcode updateContiguousRunState} and friends) and its
- *   single-instance lock ({@linkcode acquireInstanceLock}).
+ *   single-instance lock ({@linkcode acquireInstanceLock}), file checkout
+ *   ({@linkcode FileService}, {@linkcode CheckoutRegistry}), a document store
+ *   with backups and an audit log ({@linkcode DocumentStore}), batch work under
+ *   locks ({@linkcode processFiles}) and the locking config
+ *   ({@linkcode loadLockingConfig}).
  *
  * Requires `--allow-read` and `--allow-write`.
  *
@@ -47,3 +51,7 @@ export * from "./src/json_store.ts";
 export * from "./src/capture_groups.ts";
 export * from "./src/operations.ts";
 export * from "./src/archiver_state.ts";
+export * from "./src/checkout.ts";
+export * from "./src/document_store.ts";
+export * from "./src/batch.ts";
+export * from "./src/config.ts";

@@ -353,3 +353,18 @@ export async function _readDir(dir: string): Promise<_DirEntry[]> {
   for await (const entry of Deno.readDir(dir)) entries.push(entry);
   return entries;
 }
+
+/** `stat` following symlinks, with `null` for a path (or target) that does not exist. */
+export function _statFollow(path: string): _FileStat | null {
+  try {
+    return _stat(Deno.statSync(path));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/** The canonical path, every symlink resolved. */
+export function _realPath(path: string): string {
+  return Deno.realPathSync(path);
+}

@@ -16,7 +16,12 @@ import {
   _readStoreFile,
   _replaceHoldingLock,
 } from "./_atomic.ts";
-import { CorruptStoreError, StaleFenceError, StoreError } from "./errors.ts";
+import { type _Parsed, _parseJson, _toJson } from "./_json.ts";
+import {
+  type CorruptStoreError,
+  StaleFenceError,
+  StoreError,
+} from "./errors.ts";
 import { FileLock } from "./file_lock.ts";
 
 /** How a {@linkcode JsonStore} reads and writes its file. */
@@ -92,9 +97,7 @@ export interface StoreWriteOptions {
 
 type _Loaded<T> =
   | { ok: true; value: T; exists: boolean }
-  | { ok: false; bytes: Uint8Array; error: CorruptStoreError };
-
-const _utf8 = new TextDecoder("utf-8", { fatal: true });
+  | Extract<_Parsed<T>, { ok: false }>;
 
 /**
  * A JSON document in a file, shared safely by any number of processes.
@@ -314,40 +317,9 @@ export class JsonStore<T> implements DocumentBackend<T> {
       : structuredClone(initial);
   }
 
-  /** Parses and validates bytes; a failure is a `CorruptStoreError`. */
   #parse(bytes: Uint8Array, path = this.path): _Loaded<T> {
-    const corrupt = (reason: string, cause?: unknown) => ({
-      ok: false as const,
-      bytes,
-      error: new CorruptStoreError(path, reason, undefined, { cause }),
-    });
-    if (bytes.length === 0) return corrupt("it is empty");
-    let text: string;
-    try {
-      text = _utf8.decode(bytes);
-    } catch (error) {
-      return corrupt("it is not UTF-8 text", error);
-    }
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (error) {
-      return corrupt(
-        `it is not valid JSON (${(error as Error).message})`,
-        error,
-      );
-    }
-    if (this.#validate) {
-      try {
-        value = this.#validate(value);
-      } catch (error) {
-        return corrupt(
-          `validate rejected it (${(error as Error).message})`,
-          error,
-        );
-      }
-    }
-    return { ok: true, value: value as T, exists: true };
+    const parsed = _parseJson(bytes, path, this.#validate);
+    return parsed.ok ? { ...parsed, exists: true } : parsed;
   }
 
   async #load(): Promise<_Loaded<T>> {
@@ -404,23 +376,7 @@ export class JsonStore<T> implements DocumentBackend<T> {
   }
 
   #serialize(value: unknown): string {
-    let text: string | undefined;
-    try {
-      text = JSON.stringify(value, null, this.#indent);
-    } catch (error) {
-      throw new TypeError(
-        `Cannot write store '${this.path}': the value is not JSON (${
-          (error as Error).message
-        }); nothing was written`,
-        { cause: error },
-      );
-    }
-    if (text === undefined) {
-      throw new TypeError(
-        `Cannot write store '${this.path}': ${typeof value} is not JSON; nothing was written`,
-      );
-    }
-    return text;
+    return _toJson(value, this.#indent, this.path);
   }
 
   get #fencePath(): string {

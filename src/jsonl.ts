@@ -108,23 +108,36 @@ export async function appendJsonl(
     text += line + "\n";
   }
   if (text === "") return;
-  const durable = options.durable ?? true;
-  await withLock(target, async () => {
-    const existed = _checkTarget(target) !== null;
-    let handle: _WriteHandle | undefined;
-    try {
-      handle = _openForAppend(target);
-      const size = handle.size();
-      const cutShort = size > 0 && handle.byteAt(size - 1) !== 0x0a;
-      await handle.write(_encoder.encode(cutShort ? "\n" + text : text));
-      if (durable) await handle.sync(true);
-    } catch (error) {
-      throw _fsError("append to", target, error);
-    } finally {
-      handle?.close();
-    }
-    if (durable && !existed) await _syncDirectory(dirname(target));
-  }, { lockPath: options.lockPath, timeout: options.lockTimeout ?? 30_000 });
+  await withLock(
+    target,
+    () => _appendHoldingLock(target, text, options.durable ?? true),
+    { lockPath: options.lockPath, timeout: options.lockTimeout ?? 30_000 },
+  );
+}
+
+/**
+ * Appends whole lines in one write, for a caller that holds the lock that
+ * serializes appends to `target`.
+ */
+export async function _appendHoldingLock(
+  target: string,
+  text: string,
+  durable: boolean,
+): Promise<void> {
+  const existed = _checkTarget(target) !== null;
+  let handle: _WriteHandle | undefined;
+  try {
+    handle = _openForAppend(target);
+    const size = handle.size();
+    const cutShort = size > 0 && handle.byteAt(size - 1) !== 0x0a;
+    await handle.write(_encoder.encode(cutShort ? "\n" + text : text));
+    if (durable) await handle.sync(true);
+  } catch (error) {
+    throw _fsError("append to", target, error);
+  } finally {
+    handle?.close();
+  }
+  if (durable && !existed) await _syncDirectory(dirname(target));
 }
 
 /**
