@@ -20,6 +20,8 @@ export interface _FileStat {
 
 /** An open file on which an advisory `flock` can be taken. */
 export interface _LockHandle {
+  /** `false` for a file opened read-only (one this process may not write). */
+  readonly writable: boolean;
   tryLock(exclusive: boolean): boolean;
   /** Blocks one thread of the runtime's pool until the kernel grants it. */
   lock(exclusive: boolean): Promise<void>;
@@ -88,7 +90,7 @@ class _DenoLockHandle implements _LockHandle {
   #file: Deno.FsFile;
   // Tracked so that a fresh handle reads and writes without a seek.
   #position = 0;
-  constructor(file: Deno.FsFile) {
+  constructor(file: Deno.FsFile, readonly writable: boolean) {
     this.#file = file;
   }
   #seekToStart(): void {
@@ -132,11 +134,21 @@ class _DenoLockHandle implements _LockHandle {
 }
 
 /**
- * Opens an existing file for locking, read and write, without creating or
- * truncating it.
+ * Opens an existing file for locking without creating or truncating it: read
+ * and write, or read-only where this process may not write it (flock needs
+ * only a read).
  */
 export function _openExisting(path: string): _LockHandle {
-  return new _DenoLockHandle(Deno.openSync(path, { read: true, write: true }));
+  try {
+    return new _DenoLockHandle(
+      Deno.openSync(path, { read: true, write: true }),
+      true,
+    );
+  } catch (error) {
+    const code = _errorCode(error);
+    if (code !== "EACCES" && code !== "EPERM" && code !== "EROFS") throw error;
+    return new _DenoLockHandle(Deno.openSync(path, { read: true }), false);
+  }
 }
 
 /**
@@ -146,12 +158,13 @@ export function _openExisting(path: string): _LockHandle {
 export function _createNew(path: string, mode = 0o644): _LockHandle {
   return new _DenoLockHandle(
     Deno.openSync(path, { read: true, write: true, createNew: true, mode }),
+    true,
   );
 }
 
 /** Opens a file read-only, for readers that must not disturb anyone. */
 export function _openReadOnly(path: string): _LockHandle {
-  return new _DenoLockHandle(Deno.openSync(path, { read: true }));
+  return new _DenoLockHandle(Deno.openSync(path, { read: true }), false);
 }
 
 export function _mkdirp(dir: string): void {

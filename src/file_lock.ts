@@ -245,6 +245,10 @@ function _tryTake(
  * other flock users on the same lock file exclude lockbox and are excluded by
  * it.
  *
+ * The holder record is written only into an empty lock file or one that
+ * already holds a lockbox record; a file with other content, or one this
+ * process may not write, is locked as it is, with no record and token 0.
+ *
  * Requires `--allow-read` and `--allow-write` (and `--allow-sys=hostname` to
  * record the host name).
  *
@@ -537,16 +541,22 @@ function _grant(
 ): void {
   let lock: FileLock;
   try {
-    const old = _readRecord(handle, stat.size, _decodeToken) ?? 0;
-    const token = request.shared ? old : old + 1;
-    const text = _recordText(
-      token,
-      _pid(),
-      _hostname(),
-      request.shared,
-      request.metadataJson,
-    );
-    handle.writeAtStart(_encodeRecord(text, stat.size));
+    const old = _readRecord(handle, stat.size, _decodeToken);
+    // A file with content that is not a lockbox record (a script locked as
+    // `flock script.sh` does, a pid another tool wrote), or one this process
+    // may not write, is never written.
+    const foreign = (old === null && stat.size > 0) || !handle.writable;
+    const token = foreign ? 0 : request.shared ? old ?? 0 : (old ?? 0) + 1;
+    if (!foreign) {
+      const text = _recordText(
+        token,
+        _pid(),
+        _hostname(),
+        request.shared,
+        request.metadataJson,
+      );
+      handle.writeAtStart(_encodeRecord(text, stat.size));
+    }
     lock = _newLock(request, handle, token, queue);
   } catch (error) {
     handle.unlock();

@@ -9,7 +9,7 @@ import {
   waitForRelease,
   withLock,
 } from "../mod.ts";
-import { delay, names, withImmutableDir, withTempDir } from "./_helpers.ts";
+import { delay, names, sh, withImmutableDir, withTempDir } from "./_helpers.ts";
 
 Deno.test("withLock() runs 200 concurrent calls on one path in order, beside a second path", async () => {
   await withTempDir(async (dir) => {
@@ -266,4 +266,43 @@ Deno.test("FileLock.acquire() rejects bad options with TypeError and RangeError"
     RangeError,
   );
   await assert.rejects(waitForRelease("x", { timeout: -5 }), RangeError);
+});
+
+Deno.test("FileLock never writes into a lock file whose content it did not write", async () => {
+  await withTempDir(async (dir) => {
+    const script = `${dir}/job.sh`;
+    const content = "#!/bin/sh\necho this script locks itself\n".repeat(40);
+    await Deno.writeTextFile(script, content);
+    const lock = await FileLock.acquire(script, { lockPath: script });
+    assert.equal(lock.token, 0);
+    assert.equal(await FileLock.tryAcquire(script, { lockPath: script }), null);
+    assert.equal(await isLocked(script, { lockPath: script }), true);
+    await lock.release();
+    assert.equal(await Deno.readTextFile(script), content);
+    // An empty file is lockbox's to write: it gets a record.
+    await Deno.writeTextFile(`${dir}/empty.lock`, "");
+    const recorded = await FileLock.acquire(dir, {
+      lockPath: `${dir}/empty.lock`,
+    });
+    assert.equal(recorded.token, 1);
+    await recorded.release();
+    assert.match(await Deno.readTextFile(`${dir}/empty.lock`), /^\{"token":1,/);
+  });
+});
+
+Deno.test("FileLock locks a file it may not write, read-only, as flock(1) does", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/frozen.lock`;
+    await Deno.writeTextFile(file, "");
+    await sh("chattr", "+i", file);
+    try {
+      const lock = await FileLock.acquire(file, { lockPath: file });
+      assert.equal(lock.token, 0);
+      assert.equal(await FileLock.tryAcquire(file, { lockPath: file }), null);
+      await lock.release();
+      assert.equal(await Deno.readTextFile(file), "");
+    } finally {
+      await sh("chattr", "-i", file);
+    }
+  });
 });
