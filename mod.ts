@@ -55,3 +55,5 @@ export * from "./src/checkout.ts";
 export * from "./src/document_store.ts";
 export * from "./src/batch.ts";
 export * from "./src/config.ts";
+export * from "./src/run_command.ts";
+export * from "./src/edit_store.ts";

@@ -6,6 +6,12 @@ import { CaptureGroups } from "../mod.ts";
 
 const PROCESSES = 50;
 const worker = fileURLToPath(new URL("./append_worker.ts", import.meta.url));
+const cli = [
+  "run",
+  "--allow-all",
+  "--quiet",
+  fileURLToPath(new URL("../cli.ts", import.meta.url)),
+];
 
 async function race(
   mode: "naive" | "locked" | "group",
@@ -73,6 +79,26 @@ try {
   console.log(
     "  (in seed 000's exact JSON format, so the Python system shares the DB)",
   );
+
+  console.log(
+    `\nlockbox status ${dir} (while \`lockbox run\` holds job.lock, and the`,
+  );
+  console.log("lock files of the runs above sit free):\n");
+  const holder = new Deno.Command(Deno.execPath(), {
+    args: [...cli, "run", `${dir}/job.lock`, "sh", "-c", "echo held; sleep 1"],
+    stdout: "piped",
+  }).spawn();
+  const reader = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  await reader.read(); // "held"
+  const status = await new Deno.Command(Deno.execPath(), {
+    args: [...cli, "status", dir],
+    env: { NO_COLOR: "1" },
+  }).output();
+  console.log(
+    new TextDecoder().decode(status.stdout).trimEnd().replace(/^/gm, "  "),
+  );
+  await reader.cancel();
+  await holder.status;
   if (locked !== PROCESSES || group !== PROCESSES) {
     console.error("lockbox lost an entry: please report this as a bug");
     Deno.exitCode = 1;

@@ -8,6 +8,7 @@ import {
   type _FileStat,
   _lstat,
   _notRegularFile,
+  _openForAppend,
   _readFile,
   _removeIfExists,
   _rename,
@@ -160,4 +161,29 @@ export function _replaceHoldingLock(
     tempPath: `${dirname(target)}/.${basename(target)}.lockbox-tmp`,
     staleTemp: true,
   });
+}
+
+/**
+ * Appends whole lines in one write, for a caller that holds the lock that
+ * serializes appends to `target`.
+ */
+export async function _appendHoldingLock(
+  target: string,
+  text: string,
+  durable: boolean,
+): Promise<void> {
+  const existed = _checkTarget(target) !== null;
+  let handle: _WriteHandle | undefined;
+  try {
+    handle = _openForAppend(target);
+    const size = handle.size();
+    const cutShort = size > 0 && handle.byteAt(size - 1) !== 0x0a;
+    await handle.write(_encoder.encode(cutShort ? "\n" + text : text));
+    if (durable) await handle.sync(true);
+  } catch (error) {
+    throw _fsError("append to", target, error);
+  } finally {
+    handle?.close();
+  }
+  if (durable && !existed) await _syncDirectory(dirname(target));
 }

@@ -150,3 +150,16 @@ export function _checkTimeout(timeout: number | undefined): number {
   }
   return timeout;
 }
+
+/**
+ * A lock file's record, if it describes a current holder: the lock is held
+ * and the record's pid is among the kernel's holders (or they are unknown).
+ */
+export function _liveRecord(
+  held: boolean,
+  holders: number[],
+  record: LockHolder | null,
+): LockHolder | null {
+  if (!held || record === null) return null;
+  return holders.length === 0 || holders.includes(record.pid) ? record : null;
+}

@@ -1,8 +1,11 @@
 // The only module that touches `Deno.*`. Everything above it is
 // runtime-agnostic, so a Node implementation can replace this file alone.
 
+import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
 import { resolve } from "node:path";
+
+const _signals = constants.signals as Record<string, number>;
 
 /** What lockbox needs to know about a file, from `lstat` or `fstat`. */
 export interface _FileStat {
@@ -240,7 +243,11 @@ export function _readProcLocks(): string | null {
   try {
     file = Deno.openSync("/proc/locks", { read: true });
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
+    // Deno lets only --allow-all read /proc/locks; without it, probe.
+    if (
+      error instanceof Deno.errors.NotFound ||
+      error instanceof Deno.errors.NotCapable
+    ) return null;
     throw error;
   }
   try {
@@ -380,4 +387,126 @@ export function _statFollow(path: string): _FileStat | null {
 /** The canonical path, every symlink resolved. */
 export function _realPath(path: string): string {
   return Deno.realPathSync(path);
+}
+
+/** A child process started by {@linkcode _spawn}. */
+export interface _Child {
+  readonly pid: number;
+  /** Resolves when it exits: its exit code, or the number of the signal that killed it. */
+  readonly status: Promise<{ code: number; signal: number | null }>;
+  /** Sends it a signal, if it is still running. */
+  kill(signal: "SIGINT" | "SIGTERM" | "SIGKILL"): void;
+}
+
+/**
+ * Starts a command with this process's stdin, stdout and stderr. Throws
+ * (code `ENOENT` or `EACCES`) if it cannot be started.
+ */
+export function _spawn(
+  command: string,
+  args: string[],
+  options: { env?: Record<string, string> } = {},
+): _Child {
+  const child = new Deno.Command(command, {
+    args,
+    env: options.env,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  return {
+    pid: child.pid,
+    status: child.status.then((s) => ({
+      code: s.code,
+      signal: s.signal === null ? null : _signals[s.signal] ?? null,
+    })),
+    kill(signal) {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already exited.
+      }
+    },
+  };
+}
+
+/** Calls `fn` on SIGINT or SIGTERM instead of dying; returns the undo. */
+export function _onTerminationSignals(
+  fn: (signal: "SIGINT" | "SIGTERM") => void,
+): () => void {
+  const int = () => fn("SIGINT");
+  const term = () => fn("SIGTERM");
+  Deno.addSignalListener("SIGINT", int);
+  Deno.addSignalListener("SIGTERM", term);
+  return () => {
+    Deno.removeSignalListener("SIGINT", int);
+    Deno.removeSignalListener("SIGTERM", term);
+  };
+}
+
+/** Whether a standard stream is a terminal. */
+export function _isTerminal(stream: "stdin" | "stdout" | "stderr"): boolean {
+  return Deno[stream].isTerminal();
+}
+
+/** The width of the terminal on stderr, or 80. */
+export function _columns(): number {
+  try {
+    return Deno.consoleSize().columns || 80;
+  } catch {
+    return 80;
+  }
+}
+
+/** An environment variable, or `undefined`. */
+export function _env(name: string): string | undefined {
+  return Deno.env.get(name);
+}
+
+const _out = new TextEncoder();
+
+/** Writes text to stderr as it is, with no newline added. */
+export function _writeStderr(text: string): void {
+  const bytes = _out.encode(text);
+  for (let n = 0; n < bytes.length;) {
+    n += Deno.stderr.writeSync(bytes.subarray(n));
+  }
+}
+
+/** Reads one line from stdin, or `null` at its end. */
+export async function _readStdinLine(): Promise<string | null> {
+  const buffer = new Uint8Array(1);
+  const bytes: number[] = [];
+  while (true) {
+    const n = await Deno.stdin.read(buffer);
+    if (n === null) {
+      return bytes.length
+        ? new TextDecoder().decode(new Uint8Array(bytes))
+        : null;
+    }
+    if (buffer[0] === 0x0a) {
+      return new TextDecoder().decode(new Uint8Array(bytes));
+    }
+    bytes.push(buffer[0]);
+  }
+}
+
+/** Makes a private temporary directory. */
+export async function _makeTempDir(prefix: string): Promise<string> {
+  return await Deno.makeTempDir({ prefix });
+}
+
+/** Removes a directory and everything in it. */
+export async function _removeTree(path: string): Promise<void> {
+  await Deno.remove(path, { recursive: true });
+}
+
+/** Ends the process. */
+export function _exit(code: number): never {
+  Deno.exit(code);
+}
+
+/** The command-line arguments. */
+export function _args(): string[] {
+  return [...Deno.args];
 }

@@ -14,13 +14,14 @@ import {
   _toPath,
 } from "./_runtime.ts";
 import {
+  _appendHoldingLock,
   _checkTarget,
   _fsError,
   _readStoreFile,
   _replaceHoldingLock,
 } from "./_atomic.ts";
 import { _parseJson, _toJson } from "./_json.ts";
-import { _appendHoldingLock, appendJsonl, readJsonl } from "./jsonl.ts";
+import { appendJsonl, readJsonl } from "./jsonl.ts";
 import { withLock } from "./file_lock.ts";
 import { StoreError } from "./errors.ts";
 

@@ -124,7 +124,7 @@ export class CorruptStoreError extends Error {
    */
   constructor(
     readonly path: string,
-    reason: string,
+    readonly reason: string,
     readonly quarantinedTo?: string,
     options?: ErrorOptions,
   ) {

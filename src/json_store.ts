@@ -253,13 +253,62 @@ export class JsonStore<T> implements DocumentBackend<T> {
     if (typeof fn !== "function") {
       throw new TypeError("Cannot update a JsonStore: fn must be a function");
     }
+    return await this.#change(async (value) => {
+      const result = await fn(value);
+      return { value, result };
+    }, options);
+  }
+
+  /**
+   * Replaces the document with what `fn` returns, under the exclusive lock:
+   * {@linkcode JsonStore.update} for code that builds a new value instead of
+   * changing the old one in place. A value that serializes as the file
+   * already is writes nothing; if `fn` throws, nothing is written.
+   *
+   * @param fn Returns the new document, given the current one.
+   * @param options A fencing token and an abort signal.
+   * @returns The new document.
+   * @throws {StaleFenceError} If `options.fence` is older than one already applied.
+   * @throws {CorruptStoreError} If the file does not parse or validate (with
+   *   `onCorrupt: "throw"`).
+   * @throws {StoreError} If writing fails; the file is left as it was.
+   *
+   * @example
+   * ```ts
+   * import { JsonStore } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const store = new JsonStore(`${dir}/s.json`, { initial: [1, 2] });
+   * await store.transform((list) => list.filter((n) => n > 1));
+   * console.assert((await store.read()).length === 1);
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  async transform(
+    fn: (data: T) => T | Promise<T>,
+    options: StoreWriteOptions = {},
+  ): Promise<T> {
+    if (typeof fn !== "function") {
+      throw new TypeError(
+        "Cannot transform a JsonStore: fn must be a function",
+      );
+    }
+    return await this.#change(async (current) => {
+      const value = await fn(current);
+      return { value, result: value };
+    }, options);
+  }
+
+  async #change<R>(
+    fn: (data: T) => Promise<{ value: T; result: R }>,
+    options: StoreWriteOptions,
+  ): Promise<R> {
     return await this.#locked(async () => {
       const { value, exists } = await this.#loadLocked();
       const highest = await this.#checkFence(options.fence);
       const before = exists ? this.#serialize(value) : undefined;
-      const result = await fn(value);
-      await this.#commit(value, before, options.fence, highest);
-      return result;
+      const next = await fn(value);
+      await this.#commit(next.value, before, options.fence, highest);
+      return next.result;
     }, { signal: options.signal });
   }
 

@@ -1,14 +1,8 @@
 // JSON Lines logs: whole-line appends from many processes, and reads that
 // report damage instead of hiding it.
 
-import { dirname } from "node:path";
-import {
-  _openForAppend,
-  _syncDirectory,
-  _toPath,
-  type _WriteHandle,
-} from "./_runtime.ts";
-import { _checkTarget, _fsError, _readStoreFile } from "./_atomic.ts";
+import { _toPath } from "./_runtime.ts";
+import { _appendHoldingLock, _readStoreFile } from "./_atomic.ts";
 import { withLock } from "./file_lock.ts";
 
 /** How {@linkcode appendJsonl} appends. */
@@ -44,8 +38,6 @@ export interface JsonlContents<T> {
   /** Whole lines that did not parse, with their 1-based line numbers. */
   invalid: { line: number; text: string }[];
 }
-
-const _encoder = new TextEncoder();
 
 /**
  * Appends records to a JSON Lines file, one line each, in a single write
@@ -113,31 +105,6 @@ export async function appendJsonl(
     () => _appendHoldingLock(target, text, options.durable ?? true),
     { lockPath: options.lockPath, timeout: options.lockTimeout ?? 30_000 },
   );
-}
-
-/**
- * Appends whole lines in one write, for a caller that holds the lock that
- * serializes appends to `target`.
- */
-export async function _appendHoldingLock(
-  target: string,
-  text: string,
-  durable: boolean,
-): Promise<void> {
-  const existed = _checkTarget(target) !== null;
-  let handle: _WriteHandle | undefined;
-  try {
-    handle = _openForAppend(target);
-    const size = handle.size();
-    const cutShort = size > 0 && handle.byteAt(size - 1) !== 0x0a;
-    await handle.write(_encoder.encode(cutShort ? "\n" + text : text));
-    if (durable) await handle.sync(true);
-  } catch (error) {
-    throw _fsError("append to", target, error);
-  } finally {
-    handle?.close();
-  }
-  if (durable && !existed) await _syncDirectory(dirname(target));
 }
 
 /**

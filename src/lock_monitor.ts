@@ -3,7 +3,7 @@
 
 import { join } from "node:path";
 import { _readHolderRecord } from "./_holder_record.ts";
-import { _kernelView } from "./_kernel.ts";
+import { _kernelView, _liveRecord } from "./_kernel.ts";
 import { _lstat, _readDir, _toPath } from "./_runtime.ts";
 import { FileLock } from "./file_lock.ts";
 import type { LockHolder } from "./lock_holder.ts";
@@ -363,12 +363,13 @@ export function formatLockStatus(
   const paint = (code: string, text: string) =>
     options.color ? `\x1b[${code}m${text}\x1b[0m` : text;
   const rows = infos.map((info) => {
+    const record = _liveRecord(info.held, info.holders, info.record);
     const pid = info.holders.length > 0
       ? info.holders.join(",")
-      : info.held && info.record
-      ? String(info.record.pid)
+      : record
+      ? String(record.pid)
       : "-";
-    const host = info.held && info.record ? info.record.hostname : "-";
+    const host = record ? record.hostname : "-";
     return [
       info.lockPath,
       info.held ? "held" : "free",

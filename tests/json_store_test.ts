@@ -362,3 +362,33 @@ Deno.test("JsonStore.update() throws on a failed fsync, leaves the target untouc
     );
   });
 });
+
+Deno.test("JsonStore.transform() replaces the document with what fn returns, and skips an equal one", async () => {
+  await withTempDir(async (dir) => {
+    const store = new JsonStore<number[] | string>(`${dir}/s.json`, {
+      initial: [1, 2, 3],
+    });
+    assert.deepEqual(
+      await store.transform((list) => [...(list as number[]), 4]),
+      [
+        1,
+        2,
+        3,
+        4,
+      ],
+    );
+    assert.deepEqual(await store.read(), [1, 2, 3, 4]);
+    assert.equal(await store.transform(() => "text"), "text");
+    assert.equal(await Deno.readTextFile(`${dir}/s.json`), '"text"');
+    const before = (await Deno.stat(`${dir}/s.json`)).ino;
+    await store.transform(() => "text");
+    assert.equal((await Deno.stat(`${dir}/s.json`)).ino, before);
+    await assert.rejects(
+      store.transform(() => {
+        throw new Error("no");
+      }),
+      /no/,
+    );
+    assert.equal(await store.read(), "text");
+  });
+});

@@ -1,0 +1,147 @@
+// Editing a JSON store by hand, as `visudo` edits sudoers: under the lock,
+// on a copy, checked before it replaces the file.
+
+import { basename, join } from "node:path";
+import {
+  _createForWrite,
+  _errorCode,
+  _makeTempDir,
+  _readFile,
+  _removeTree,
+  _spawn,
+  _toPath,
+} from "./_runtime.ts";
+import { _fsError } from "./_atomic.ts";
+import { JsonStore } from "./json_store.ts";
+import { CommandNotStartedError } from "./run_command.ts";
+import { StoreError } from "./errors.ts";
+
+/** How {@linkcode editStore} edits. */
+export interface EditStoreOptions {
+  /** The editor command; the file to edit is appended to it. */
+  editor: string[];
+  /**
+   * Called when the edited text is not valid JSON: resolve `true` to edit
+   * again (the text is kept), `false` to give up with the file untouched.
+   *
+   * @default {() => false}
+   */
+  onInvalid?: (error: SyntaxError) => boolean | Promise<boolean>;
+  /**
+   * How long to wait for the lock, in milliseconds.
+   *
+   * @default {30_000}
+   */
+  lockTimeout?: number;
+}
+
+/** What {@linkcode editStore} did. */
+export type EditOutcome = "changed" | "unchanged" | "aborted";
+
+class _Abort extends Error {}
+
+/**
+ * Opens a JSON store in an editor, holding its exclusive lock until the
+ * editor exits, then writes the edited document back with a durable atomic
+ * replace, only if it is valid JSON and changed. A missing file starts as
+ * `{}`.
+ *
+ * Requires `--allow-read`, `--allow-write` and `--allow-run`.
+ *
+ * @param path The store file.
+ * @param options The editor, what to do with invalid JSON, the lock timeout.
+ * @returns `"changed"`, `"unchanged"` (nothing written) or `"aborted"`
+ *   (invalid JSON given up on; nothing written).
+ * @throws {StoreError} If the editor fails (nothing written).
+ * @throws {CommandNotStartedError} If the editor cannot be started.
+ * @throws {CorruptStoreError} If the store does not parse to begin with.
+ *
+ * @example
+ * ```ts ignore
+ * import { editStore } from "@lockbox/lockbox";
+ * await editStore("state.json", { editor: ["vi"] });
+ * ```
+ */
+export async function editStore(
+  path: string | URL,
+  options: EditStoreOptions,
+): Promise<EditOutcome> {
+  const { editor } = options;
+  if (!Array.isArray(editor) || editor.length === 0 || !editor[0]) {
+    throw new TypeError(
+      "Cannot edit a store: options.editor must name an editor command",
+    );
+  }
+  const target = _toPath(path);
+  const store = new JsonStore<unknown>(target, {
+    initial: () => ({}),
+    lockTimeout: options.lockTimeout,
+  });
+  let outcome: EditOutcome = "changed";
+  try {
+    await store.transform(async (current) => {
+      const dir = await _makeTempDir("lockbox_edit_");
+      try {
+        const copy = join(dir, basename(target));
+        const original = JSON.stringify(current, null, 2) + "\n";
+        await _writeText(copy, original);
+        while (true) {
+          await _runEditor(editor, copy);
+          const text = new TextDecoder().decode(
+            await _readFile(copy) ?? new Uint8Array(),
+          );
+          if (text === original) {
+            outcome = "unchanged";
+            return current;
+          }
+          try {
+            return JSON.parse(text);
+          } catch (error) {
+            if (!await (options.onInvalid?.(error as SyntaxError) ?? false)) {
+              throw new _Abort();
+            }
+          }
+        }
+      } finally {
+        await _removeTree(dir);
+      }
+    });
+  } catch (error) {
+    if (error instanceof _Abort) return "aborted";
+    throw error;
+  }
+  return outcome;
+}
+
+async function _writeText(path: string, text: string): Promise<void> {
+  const handle = _createForWrite(path, 0o600);
+  try {
+    await handle.write(new TextEncoder().encode(text));
+  } catch (error) {
+    throw _fsError("write the copy", path, error);
+  } finally {
+    handle.close();
+  }
+}
+
+async function _runEditor(editor: string[], file: string): Promise<void> {
+  let child;
+  try {
+    child = _spawn(editor[0], [...editor.slice(1), file]);
+  } catch (error) {
+    throw new CommandNotStartedError(editor[0], _errorCode(error), {
+      cause: error,
+    });
+  }
+  const { code, signal } = await child.status;
+  if (code !== 0 || signal !== null) {
+    throw new StoreError(
+      file,
+      `Cannot use the edit: the editor '${editor.join(" ")}' ${
+        signal === null
+          ? `exited with ${code}`
+          : `was killed by signal ${signal}`
+      }; the store was left untouched`,
+    );
+  }
+}

@@ -1,0 +1,687 @@
+// The lockbox CLI, black-box: spawned as a user would run it, and compared
+// with the real flock(1). Set LOCKBOX_CLI to a compiled binary to test that
+// instead of `deno run cli.ts`.
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { FileLock, listLocks } from "../../mod.ts";
+import { Child, spawnWorker, withTempDir } from "../_helpers.ts";
+
+const CLI_SOURCE = fileURLToPath(new URL("../../cli.ts", import.meta.url));
+const CLI: string[] = Deno.env.get("LOCKBOX_CLI")
+  ? [Deno.env.get("LOCKBOX_CLI")!]
+  : [Deno.execPath(), "run", "--allow-all", "--quiet", CLI_SOURCE];
+
+const quoted = CLI.map((part) => `'${part}'`).join(" ");
+
+interface Output {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(
+  command: string[],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<Output> {
+  const out = await new Deno.Command(command[0], {
+    args: command.slice(1),
+    env: options.env,
+    cwd: options.cwd,
+    stdin: "null",
+  }).output();
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+function lockbox(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<Output> {
+  return run([...CLI, ...args], options);
+}
+
+/** A process holding `lockFile` with flock(1) until `release()`. */
+async function holdWithFlock(
+  lockFile: string,
+  mode: "-x" | "-s",
+): Promise<{ release: () => Promise<void> }> {
+  const child = new Child("flock", [
+    mode,
+    lockFile,
+    "sh",
+    "-c",
+    "echo held; cat",
+  ], {
+    stdin: true,
+  });
+  await child.waitFor("held");
+  return { release: async () => void await child.finish() };
+}
+
+Deno.test("lockbox run gives the exit codes flock(1) gives, scenario by scenario", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    const scenarios: {
+      name: string;
+      held: "-x" | "-s" | null;
+      args: string[];
+      expected: number;
+    }[] = [
+      { name: "free lock", held: null, args: [L, "true"], expected: 0 },
+      {
+        name: "-n, held elsewhere",
+        held: "-x",
+        args: ["-n", L, "true"],
+        expected: 1,
+      },
+      {
+        name: "-w 0.3, held elsewhere",
+        held: "-x",
+        args: ["-w", "0.3", L, "true"],
+        expected: 1,
+      },
+      {
+        name: "-E 42 -n, held elsewhere",
+        held: "-x",
+        args: ["-E", "42", "-n", L, "true"],
+        expected: 42,
+      },
+      {
+        name: "shared beside shared",
+        held: "-s",
+        args: ["-s", "-n", L, "true"],
+        expected: 0,
+      },
+      {
+        name: "exclusive beside shared",
+        held: "-s",
+        args: ["-n", L, "true"],
+        expected: 1,
+      },
+      {
+        name: "shared beside exclusive",
+        held: "-x",
+        args: ["-s", "-n", L, "true"],
+        expected: 1,
+      },
+      {
+        name: "a failing command",
+        held: null,
+        args: [L, "sh", "-c", "exit 7"],
+        expected: 7,
+      },
+      {
+        name: "-c with a failing command",
+        held: null,
+        args: [L, "-c", "exit 5"],
+        expected: 5,
+      },
+      {
+        name: "a command killed by a signal",
+        held: null,
+        args: [L, "sh", "-c", "kill -KILL $$"],
+        expected: 137,
+      },
+      {
+        name: "a command that is not there",
+        held: null,
+        args: [L, "no-such-command-xyz"],
+        expected: 69,
+      },
+    ];
+    for (const s of scenarios) {
+      const holder = s.held ? await holdWithFlock(L, s.held) : null;
+      try {
+        const ours = await lockbox(["run", ...s.args]);
+        const theirs = await run(["flock", ...s.args]);
+        assert.equal(theirs.code, s.expected, `flock(1), ${s.name}`);
+        assert.equal(
+          ours.code,
+          theirs.code,
+          `lockbox run, ${s.name}: ${ours.stderr}`,
+        );
+      } finally {
+        await holder?.release();
+      }
+    }
+  });
+});
+
+Deno.test("lockbox run and flock(1) on one LOCKFILE exclude each other", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/counter.lock`;
+    const counter = `${dir}/counter`;
+    await Deno.writeTextFile(counter, "0");
+    // A read-modify-write that loses updates unless the lock excludes.
+    const bump = `n=$(cat ${counter}); sleep 0.02; echo $((n+1)) > ${counter}`;
+    const loop = (runner: string) =>
+      new Child("sh", [
+        "-c",
+        `for i in 1 2 3 4 5; do ${runner} ${L} sh -c '${bump}' || exit 1; done; echo done`,
+      ]);
+    const children = [
+      loop(`${quoted} run`),
+      loop(`${quoted} run`),
+      loop("flock"),
+      loop("flock"),
+    ];
+    for (const child of children) {
+      const result = await child.finish();
+      assert.equal(result.code, 0, result.stderr);
+    }
+    assert.equal((await Deno.readTextFile(counter)).trim(), "20");
+
+    // While lockbox runs a command, flock -n fails; the moment it is done,
+    // flock -n succeeds.
+    const running = new Child(CLI[0], [
+      ...CLI.slice(1),
+      "run",
+      L,
+      "sh",
+      "-c",
+      "echo started; sleep 0.5",
+    ]);
+    await running.waitFor("started");
+    assert.equal((await run(["flock", "-n", L, "true"])).code, 1);
+    assert.equal((await running.finish()).code, 0);
+    assert.equal((await run(["flock", "-n", L, "true"])).code, 0);
+  });
+});
+
+Deno.test("lockbox run passes SIGTERM on to the command and exits 128+15 when it dies of it", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    const trapped = new Child(CLI[0], [
+      ...CLI.slice(1),
+      "run",
+      L,
+      "sh",
+      "-c",
+      "trap 'exit 9' TERM; echo ready; while :; do sleep 0.05; done",
+    ]);
+    await trapped.waitFor("ready");
+    Deno.kill(trapped.pid, "SIGTERM"); // only lockbox, not its child
+    assert.equal((await trapped.finish()).code, 9);
+
+    const plain = new Child(CLI[0], [
+      ...CLI.slice(1),
+      "run",
+      L,
+      "sh",
+      "-c",
+      "echo ready; exec sleep 30",
+    ]);
+    await plain.waitFor("ready");
+    const started = Date.now();
+    Deno.kill(plain.pid, "SIGTERM");
+    assert.equal((await plain.finish()).code, 143);
+    assert.ok(Date.now() - started < 20_000, "the command was not killed");
+    assert.equal((await run(["flock", "-n", L, "true"])).code, 0);
+  });
+});
+
+Deno.test("lockbox run --verbose says how long the lock took, on stderr only", async () => {
+  await withTempDir(async (dir) => {
+    const out = await lockbox(["run", "--verbose", `${dir}/l`, "echo", "hi"]);
+    assert.equal(out.code, 0);
+    assert.equal(out.stdout, "hi\n");
+    assert.match(out.stderr, /getting lock took \d+\.\d{6} seconds/);
+  });
+});
+
+Deno.test("lockbox status --json matches listLocks(); clean --dry-run removes nothing", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/sub`);
+    const holder = spawnWorker("hold.ts", [`${dir}/a.json`], { stdin: true });
+    const shared = spawnWorker("hold.ts", [`${dir}/sub/b.json`, "--shared"], {
+      stdin: true,
+    });
+    try {
+      await holder.waitFor("locked");
+      await shared.waitFor("locked");
+      await Deno.writeTextFile(`${dir}/old.lock`, "");
+      const old = new Date(Date.now() - 3 * 3_600_000);
+      await Deno.utime(`${dir}/old.lock`, old, old);
+
+      const out = await lockbox(["status", "--json", "-r", dir]);
+      assert.equal(out.code, 0, out.stderr);
+      const listed = await listLocks(dir, { recursive: true });
+      const strip = (infos: { ageMs?: number }[]) =>
+        infos.map(({ ageMs: _, ...rest }) => rest);
+      assert.deepEqual(strip(JSON.parse(out.stdout)), strip(listed));
+      assert.deepEqual(listed.map((i) => i.holders), [
+        [holder.pid],
+        [],
+        [shared.pid],
+      ]);
+
+      const table = await lockbox(["status", "-r", dir], {
+        env: { NO_COLOR: "1" },
+      });
+      assert.match(
+        table.stdout,
+        new RegExp(`a\\.json\\.lock\\s+held\\s+exclusive\\s+${holder.pid}`),
+      );
+      assert.match(table.stdout, /old\.lock\s+free.*stale/);
+      assert.ok(!table.stdout.includes("\x1b["));
+      // Colour on a terminal (script(1) gives the CLI one), unless NO_COLOR.
+      const onTerminal = (env: Record<string, string>) =>
+        run(["script", "-qec", `${quoted} status ${dir}`, "/dev/null"], {
+          env,
+        });
+      assert.ok((await onTerminal({})).stdout.includes("\x1b[33m"));
+      assert.ok(
+        !(await onTerminal({ NO_COLOR: "1" })).stdout.includes("\x1b["),
+      );
+
+      const dry = await lockbox(["clean", "--dry-run", "-r", dir]);
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.equal(dry.stdout, `would remove ${dir}/old.lock\n`);
+      assert.ok(await Deno.stat(`${dir}/old.lock`));
+      const real = await lockbox(["clean", "-r", "--json", dir]);
+      assert.deepEqual(JSON.parse(real.stdout).removed, [`${dir}/old.lock`]);
+      await assert.rejects(Deno.stat(`${dir}/old.lock`), Deno.errors.NotFound);
+      assert.ok(await Deno.stat(`${dir}/a.json.lock`));
+    } finally {
+      await holder.send("release");
+      await shared.send("release");
+      await holder.finish();
+      await shared.finish();
+    }
+  });
+});
+
+Deno.test("lockbox holder exits 0 naming the holder, 1 when free", async () => {
+  await withTempDir(async (dir) => {
+    const lock = `${dir}/a.json.lock`;
+    const holder = spawnWorker("hold.ts", [
+      `${dir}/a.json`,
+      "--metadata",
+      '{"user":"ann"}',
+    ], {
+      stdin: true,
+    });
+    try {
+      await holder.waitFor("locked");
+      const held = await lockbox(["holder", lock]);
+      assert.equal(held.code, 0);
+      assert.match(
+        held.stdout,
+        new RegExp(
+          `^held exclusive by pid ${holder.pid} on .+ token 1 \\{"user":"ann"\\}\\n$`,
+        ),
+      );
+      const json = JSON.parse(
+        (await lockbox(["holder", "--json", lock])).stdout,
+      );
+      assert.equal(json.record.metadata.user, "ann");
+    } finally {
+      await holder.send("release");
+      await holder.finish();
+    }
+    const free = await lockbox(["holder", lock]);
+    assert.equal(free.code, 1);
+    assert.equal(free.stdout, "free\n");
+  });
+});
+
+Deno.test("lockbox store set from 8 concurrent shells loses no write", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/state.json`;
+    const shells = Array.from({ length: 8 }, (_, i) =>
+      new Child("sh", [
+        "-c",
+        `for j in 1 2 3; do ${quoted} store set ${file} /s${i}/k$j $j || exit 1; done`,
+      ]));
+    for (const shell of shells) {
+      const result = await shell.finish();
+      assert.equal(result.code, 0, result.stderr);
+    }
+    const doc = JSON.parse(await Deno.readTextFile(file));
+    assert.equal(Object.keys(doc).length, 8);
+    for (let i = 0; i < 8; i++) {
+      assert.deepEqual(doc[`s${i}`], { k1: 1, k2: 2, k3: 3 });
+    }
+    const got = await lockbox(["store", "get", file, "--pointer", "/s3/k2"]);
+    assert.equal(got.stdout, "2\n");
+    assert.equal(
+      (await lockbox(["store", "get", file, "--pointer", "/nope"])).code,
+      1,
+    );
+    const bad = await lockbox(["store", "set", file, "/x", "{not json"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /Usage: lockbox store set/);
+  });
+});
+
+Deno.test("lockbox store edit writes a valid edit, and leaves the file untouched on invalid JSON", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/state.json`;
+    const original = '{\n  "count": 1\n}';
+    await Deno.writeTextFile(file, original);
+    const editor = async (name: string, script: string) => {
+      const path = `${dir}/${name}`;
+      await Deno.writeTextFile(path, `#!/bin/sh\n${script}\n`);
+      await Deno.chmod(path, 0o755);
+      return path;
+    };
+    const breaks = await editor("breaks.sh", `printf '{"count": ' > "$1"`);
+    const broken = await lockbox(["store", "edit", file], {
+      env: { EDITOR: breaks, VISUAL: "" },
+    });
+    assert.equal(broken.code, 1, broken.stderr);
+    assert.match(broken.stderr, /not valid JSON/);
+    assert.equal(await Deno.readTextFile(file), original);
+
+    const inode = (await Deno.stat(file)).ino;
+    const keeps = await editor("keeps.sh", "true");
+    const same = await lockbox(["store", "edit", file], {
+      env: { EDITOR: keeps },
+    });
+    assert.equal(same.code, 0, same.stderr);
+    assert.equal((await Deno.stat(file)).ino, inode);
+
+    // The lock is held while the editor runs.
+    const checks = await editor(
+      "checks.sh",
+      `flock -n "${file}.lock" true && exit 1; printf '{"count": 2}' > "$1"`,
+    );
+    const edited = await lockbox(["store", "edit", file], {
+      env: { EDITOR: checks },
+    });
+    assert.equal(edited.code, 0, edited.stderr);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(file)), { count: 2 });
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+      "breaks.sh",
+      "checks.sh",
+      "keeps.sh",
+      "state.json",
+      "state.json.lock",
+    ]);
+  });
+});
+
+Deno.test("lockbox store check reports ok, corrupt and missing files, and quarantines on request", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/good.json`, "{}");
+    await Deno.writeTextFile(`${dir}/bad.json`, "{oops");
+    const out = await lockbox([
+      "store",
+      "check",
+      `${dir}/good.json`,
+      `${dir}/bad.json`,
+      `${dir}/none.json`,
+    ]);
+    assert.equal(out.code, 3);
+    assert.deepEqual(
+      out.stdout.trim().split("\n").map((l) => l.split(" ")[0]),
+      ["ok", "corrupt", "missing"],
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/bad.json`), "{oops");
+    const fixed = await lockbox([
+      "store",
+      "check",
+      "--quarantine",
+      `${dir}/bad.json`,
+    ]);
+    assert.equal(fixed.code, 0, fixed.stderr);
+    assert.match(fixed.stdout, /^quarantined /);
+    const moved = [...Deno.readDirSync(dir)].find((e) =>
+      e.name.startsWith("bad.json.corrupt-")
+    );
+    assert.ok(moved);
+    assert.equal(await Deno.readTextFile(`${dir}/${moved.name}`), "{oops");
+  });
+});
+
+Deno.test("lockbox groups, ops, state and files drive the seed systems' files", async () => {
+  await withTempDir(async (dir) => {
+    const db = `${dir}/groups.json`;
+    const id = (await lockbox(["groups", "--db", db, "create"])).stdout.trim();
+    assert.match(id, /^[0-9a-f]{16}$/);
+    assert.equal(
+      (await lockbox(["groups", "--db", db, "add", id, "t1", "t2"])).code,
+      0,
+    );
+    const shown = JSON.parse(
+      (await lockbox(["groups", "--db", db, "show", id])).stdout,
+    );
+    assert.deepEqual(shown.transactions, ["t1", "t2"]);
+    assert.equal(
+      (await lockbox(["groups", "--db", db, "show", "missing"])).code,
+      1,
+    );
+    const ops = ["ops", "--db", `${dir}/ops.json`, "--groups-db", db];
+    const op = (await lockbox([...ops, "register", id])).stdout.trim();
+    assert.equal((await lockbox([...ops, "get", op])).stdout.trim(), id);
+    assert.equal((await lockbox([...ops, "register", "missing"])).code, 1);
+    assert.equal(
+      (await lockbox(["groups", "--db", db, "prune", "--older-than", "1h"]))
+        .stdout,
+      "",
+    );
+    assert.equal(
+      (await lockbox(["groups", "--db", db, "list"])).stdout.trim(),
+      id,
+    );
+
+    const state = [
+      "state",
+      "--state",
+      `${dir}/state.json`,
+      "--failures",
+      `${dir}/fail.log`,
+    ];
+    const recorded = await lockbox([
+      ...state,
+      "record",
+      "--succeeded",
+      "101,102,104-105",
+      "--failed",
+      "103",
+    ]);
+    assert.equal(recorded.code, 0, recorded.stderr);
+    assert.deepEqual(JSON.parse(recorded.stdout), {
+      last_contiguous_run: 102,
+      last_attempted_run: 105,
+    });
+    assert.equal((await lockbox([...state, "next"])).stdout.trim(), "105");
+    assert.equal(await Deno.readTextFile(`${dir}/fail.log`), "103\n");
+    assert.equal(
+      (await lockbox([...state, "record", "--succeeded", "1-x"])).code,
+      2,
+    );
+
+    await Deno.mkdir(`${dir}/repo`);
+    await Deno.writeTextFile(`${dir}/repo/part.mcam`, "G0");
+    const files = [
+      "files",
+      "--repo",
+      `${dir}/repo`,
+      "--registry",
+      `${dir}/reg.json`,
+    ];
+    assert.equal(
+      (await lockbox([
+        ...files,
+        "checkout",
+        "part.mcam",
+        "--user",
+        "ann",
+        "-m",
+        "fix",
+      ])).code,
+      0,
+    );
+    const taken = await lockbox([
+      ...files,
+      "checkout",
+      "part.mcam",
+      "--user",
+      "bob",
+    ]);
+    assert.equal(taken.code, 1);
+    assert.match(taken.stderr, /checked out by ann/);
+    assert.match(
+      (await lockbox([...files, "list"])).stdout,
+      /^part\.mcam\t2\t.*\tchecked out by ann\n$/,
+    );
+    assert.equal(
+      (await lockbox([...files, "checkin", "part.mcam", "--user", "bob"])).code,
+      1,
+    );
+    assert.equal(
+      (await lockbox([...files, "checkout", "../x.mcam", "--user", "bob"]))
+        .code,
+      3,
+    );
+    assert.equal(
+      (await lockbox([...files, "checkin", "part.mcam", "--user", "ann"])).code,
+      0,
+    );
+  });
+});
+
+Deno.test("lockbox batch runs the command per file under its lock and exits 1 if any was locked", async () => {
+  await withTempDir(async (dir) => {
+    const files = ["a", "b", "c"].map((n) => `${dir}/${n}.txt`);
+    for (const f of files) await Deno.writeTextFile(f, "");
+    const held = spawnWorker("hold.ts", [files[1]], { stdin: true });
+    try {
+      await held.waitFor("locked");
+      const out = await lockbox([
+        "batch",
+        "--lock-timeout",
+        "0.2",
+        ...files,
+        "--",
+        "sh",
+        "-c",
+        'flock -n "$1.lock" true && exit 1; echo done > "$1"',
+        "sh",
+        "{}",
+      ]);
+      assert.equal(out.code, 1, out.stderr);
+      assert.deepEqual(out.stdout.trim().split("\n").sort(), [
+        `locked ${files[1]}: locked by another process (pid ${held.pid})`,
+        `ok ${files[0]}`,
+        `ok ${files[2]}`,
+      ]);
+      assert.match(out.stderr, /3 files: 2 ok, 0 failed, 1 locked/);
+      assert.equal(await Deno.readTextFile(files[0]), "done\n");
+      assert.equal(await Deno.readTextFile(files[1]), "");
+    } finally {
+      await held.send("release");
+      await held.finish();
+    }
+    const all = await lockbox(["batch", ...files, "--", "true"]);
+    assert.equal(all.code, 0, all.stderr);
+    const config = `${dir}/config.yaml`;
+    await Deno.writeTextFile(
+      config,
+      "file_locking:\n  timeout_seconds: oops\n",
+    );
+    const bad = await lockbox([
+      "batch",
+      "--config",
+      config,
+      ...files,
+      "--",
+      "true",
+    ]);
+    assert.equal(bad.code, 3);
+    assert.match(bad.stderr, /file_locking\.timeout_seconds/);
+  });
+});
+
+const COMMANDS = [
+  ["run"],
+  ["status"],
+  ["clean"],
+  ["holder"],
+  ["store"],
+  ["store", "get"],
+  ["store", "set"],
+  ["store", "edit"],
+  ["store", "check"],
+  ["groups"],
+  ["groups", "create"],
+  ["groups", "add"],
+  ["groups", "list"],
+  ["groups", "show"],
+  ["groups", "delete"],
+  ["groups", "prune"],
+  ["ops"],
+  ["ops", "register"],
+  ["ops", "get"],
+  ["ops", "list"],
+  ["state"],
+  ["state", "show"],
+  ["state", "next"],
+  ["state", "record"],
+  ["files"],
+  ["files", "list"],
+  ["files", "checkout"],
+  ["files", "checkin"],
+  ["batch"],
+];
+
+Deno.test("lockbox --help, --version and every command's --help exit 0", async () => {
+  const top = await lockbox(["--help"]);
+  assert.equal(top.code, 0);
+  assert.match(top.stdout, /Exit codes:/);
+  const version = JSON.parse(
+    await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
+  ).version;
+  assert.equal((await lockbox(["--version"])).stdout.trim(), version);
+  const outputs = await Promise.all(
+    COMMANDS.map((command) => lockbox([...command, "--help"])),
+  );
+  for (const [i, out] of outputs.entries()) {
+    assert.equal(out.code, 0, COMMANDS[i].join(" "));
+    assert.match(
+      out.stdout,
+      new RegExp(`^Usage: lockbox ${COMMANDS[i].join(" ")} `),
+    );
+  }
+});
+
+Deno.test("lockbox exits 2 with a usage line on unknown options and missing arguments", async () => {
+  const cases = [
+    ["run", "--bogus", "x", "true"],
+    ["run"],
+    ["run", "x"],
+    ["run", "-w", "soon", "x", "true"],
+    ["status", "--nope"],
+    ["holder"],
+    ["store", "set", "f.json", "/a"],
+    ["groups", "list"],
+    ["groups", "--db", "g.json", "add", "id"],
+    ["state", "--state", "s.json", "record", "--failed", "3"],
+    ["files", "--repo", ".", "--registry", "r.json", "checkout", "x.mcam"],
+    ["batch", "a.txt"],
+    ["frobnicate"],
+  ];
+  const outputs = await Promise.all(cases.map((args) => lockbox(args)));
+  for (const [i, out] of outputs.entries()) {
+    assert.equal(out.code, 2, `${cases[i].join(" ")}: ${out.stderr}`);
+    assert.match(out.stderr, /Usage: lockbox/, cases[i].join(" "));
+    assert.equal(out.stdout, "", cases[i].join(" "));
+  }
+});
+
+Deno.test("lockbox run -w waits the given time for a lock a FileLock holds, then exits 1", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/x.lock`;
+    const lock = await FileLock.acquire(L, { lockPath: L });
+    try {
+      const started = Date.now();
+      const out = await lockbox(["run", "-w", "0.3", L, "true"]);
+      assert.equal(out.code, 1);
+      assert.ok(Date.now() - started >= 300);
+    } finally {
+      await lock.release();
+    }
+  });
+});
