@@ -1,7 +1,8 @@
 // One process of the store benchmark: COUNT read-modify-writes that push an
 // item and bump a counter, by MODE.
 // Usage: _store_worker.ts MODE PATH COUNT PREFIX
-//   MODE: json-durable | json-fast | sqlite-full | sqlite-normal | naive
+//   MODE: json-durable | json-fast | journal-durable | journal-fast |
+//         sqlite-full | sqlite-normal | naive
 import { DatabaseSync } from "node:sqlite";
 import { JsonStore } from "../mod.ts";
 
@@ -9,10 +10,11 @@ type Doc = { count: number; items: string[] };
 const [mode, path, countText, prefix] = Deno.args;
 const count = Number(countText);
 
-if (mode === "json-durable" || mode === "json-fast") {
+if (mode.startsWith("json-") || mode.startsWith("journal-")) {
   const store = new JsonStore<Doc>(path, {
     initial: { count: 0, items: [] },
-    durable: mode === "json-durable",
+    durable: mode.endsWith("-durable"),
+    journal: mode.startsWith("journal-"),
     lockTimeout: Infinity,
   });
   for (let i = 0; i < count; i++) {

@@ -1,6 +1,6 @@
 // `deno task bench`: multi-process read-modify-write throughput of JsonStore
-// beside SQLite (WAL, BEGIN IMMEDIATE) and naive unlocked writes, and the cost
-// of one update as the document grows.
+// (whole-file and journal mode) beside SQLite (WAL, BEGIN IMMEDIATE) and naive
+// unlocked writes, and the cost of one update as the document grows.
 //
 // The multi-process cases run 8 processes x 250 updates on one document that
 // grows to 2000 items; ops/s = 2000 / (time per iteration).
@@ -46,6 +46,8 @@ for (
   const [mode, label] of [
     ["json-durable", "JsonStore durable: true (fsync file + dir)"],
     ["json-fast", "JsonStore durable: false"],
+    ["journal-durable", "JsonStore journal, durable: true (fdatasync)"],
+    ["journal-fast", "JsonStore journal, durable: false"],
     ["sqlite-full", "SQLite WAL synchronous=FULL"],
     ["sqlite-normal", "SQLite WAL synchronous=NORMAL"],
   ]
@@ -88,25 +90,32 @@ Deno.bench({
   },
 });
 
-// One update (bump a counter) on documents of 1k, 10k and 100k items, in one
-// process: today's whole-file rewrite costs O(size) per update.
-for (const items of [1_000, 10_000, 100_000]) {
-  for (const durable of [true, false]) {
-    const path = `${dir}/size-${items}-${durable}.json`;
-    const store = new JsonStore(path, {
-      initial: {
-        count: 0,
-        items: Array.from({ length: items }, (_, i) => `item-${i}`),
-      },
-      durable,
-    });
-    Deno.bench({
-      name: `${items} items, durable: ${durable}`,
-      group: "one update by document size",
-      async fn() {
-        await store.update((d) => void d.count++);
-      },
-    });
+// One update (bump a counter) on documents of 1k to 1M items, in one
+// process: a whole-file rewrite costs O(size) per update (1M is left out: a
+// second or so per update), a journal line does not.
+for (const items of [1_000, 10_000, 100_000, 1_000_000]) {
+  for (const journal of [false, true]) {
+    if (!journal && items > 100_000) continue;
+    for (const durable of [true, false]) {
+      const path = `${dir}/size-${items}-${journal}-${durable}.json`;
+      const store = new JsonStore(path, {
+        initial: () => ({
+          count: 0,
+          items: Array.from({ length: items }, (_, i) => `item-${i}`),
+        }),
+        durable,
+        journal,
+      });
+      Deno.bench({
+        name: `${
+          journal ? "journal" : "whole file"
+        }, ${items} items, durable: ${durable}`,
+        group: `one update by document size${journal ? ", journal" : ""}`,
+        async fn() {
+          await store.update((d) => void d.count++);
+        },
+      });
+    }
   }
 }
 

@@ -16,7 +16,8 @@ export const _MAX_RECORD_BYTES = 64 * 1024;
 const _encoder = new TextEncoder();
 const _decoder = new TextDecoder();
 
-function _fnv1a(bytes: Uint8Array, end: number): number {
+/** FNV-1a, 32 bits, of `bytes[0..end)`: a cheap checksum. */
+export function _fnv1a(bytes: Uint8Array, end: number): number {
   let hash = 0x811c9dc5;
   for (let i = 0; i < end; i++) {
     hash ^= bytes[i];

@@ -273,9 +273,20 @@ export interface _WriteHandle {
   write(data: Uint8Array): Promise<void>;
   /** `fsync` (or `fdatasync` with `dataOnly`); a failure is final. */
   sync(dataOnly?: boolean): Promise<void>;
+  /**
+   * Writes all of `data` on this thread: for short writes, where a trip to
+   * the runtime's thread pool costs more than the write.
+   */
+  writeNow(data: Uint8Array): void;
+  /** `fdatasync` on this thread, blocking it until the data is on disk. */
+  syncDataNow(): void;
   size(): number;
   /** Reads the byte at `offset` (the handle must be readable). */
   byteAt(offset: number): number;
+  /** Reads up to `length` bytes from `offset` (fewer at the end of the file). */
+  readAt(offset: number, length: number): Uint8Array;
+  /** Cuts the file to `size` bytes. */
+  truncate(size: number): void;
   close(): void;
 }
 
@@ -293,6 +304,15 @@ class _DenoWriteHandle implements _WriteHandle {
   sync(dataOnly = false): Promise<void> {
     return dataOnly ? this.#file.syncData() : this.#file.sync();
   }
+  writeNow(data: Uint8Array): void {
+    let written = 0;
+    while (written < data.length) {
+      written += this.#file.writeSync(data.subarray(written));
+    }
+  }
+  syncDataNow(): void {
+    this.#file.syncDataSync();
+  }
   size(): number {
     return this.#file.statSync().size;
   }
@@ -300,6 +320,20 @@ class _DenoWriteHandle implements _WriteHandle {
     const one = new Uint8Array(1);
     this.#file.seekSync(offset, Deno.SeekMode.Start);
     return this.#file.readSync(one) === 1 ? one[0] : -1;
+  }
+  readAt(offset: number, length: number): Uint8Array {
+    const buffer = new Uint8Array(length);
+    this.#file.seekSync(offset, Deno.SeekMode.Start);
+    let total = 0;
+    while (total < length) {
+      const n = this.#file.readSync(buffer.subarray(total));
+      if (n === null || n === 0) break;
+      total += n;
+    }
+    return buffer.subarray(0, total);
+  }
+  truncate(size: number): void {
+    this.#file.truncateSync(size);
   }
   close(): void {
     this.#file.close();
@@ -318,6 +352,21 @@ export function _openForAppend(path: string): _WriteHandle {
   return new _DenoWriteHandle(
     Deno.openSync(path, { read: true, append: true, create: true }),
   );
+}
+
+/**
+ * Opens an existing file for reading and appending; `null` if it does not
+ * exist. Never creates one.
+ */
+export function _openExistingForAppend(path: string): _WriteHandle | null {
+  try {
+    return new _DenoWriteHandle(
+      Deno.openSync(path, { read: true, append: true }),
+    );
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
 }
 
 /** `fsync` on a directory, so that a rename in it is durable. */

@@ -35,6 +35,15 @@ export interface DbOptions {
    * @default {0}
    */
   backups?: number;
+  /**
+   * Journal mode (see `JsonStoreOptions.journal`): each change appends one
+   * line instead of rewriting the DB. The DB file then shows the state as of
+   * the last compaction, so a Python seed process reading it alone sees an
+   * older state: use it only where lockbox alone reads and writes the DB.
+   *
+   * @default {false}
+   */
+  journal?: boolean;
 }
 
 /**
@@ -115,6 +124,7 @@ export class CaptureGroups {
       validate: _validateGroupDb,
       lockTimeout: options.lockTimeout,
       durable: options.durable,
+      journal: options.journal,
       backups: options.backups,
     });
     this.dbPath = store.path;

@@ -156,6 +156,7 @@ export class CheckoutRegistry {
       validate: _validateRegistry,
       lockTimeout: options.lockTimeout,
       durable: options.durable,
+      journal: options.journal,
       backups: options.backups,
     });
     this.registryPath = store.path;

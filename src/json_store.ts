@@ -17,6 +17,7 @@ import {
   _replaceHoldingLock,
 } from "./_atomic.ts";
 import { type _Parsed, _parseJson, _toJson } from "./_json.ts";
+import { _Journal } from "./_journal.ts";
 import {
   type CorruptStoreError,
   StaleFenceError,
@@ -76,6 +77,24 @@ export interface JsonStoreOptions<T> {
    * @default {`${path}.lock`}
    */
   lockPath?: string | URL;
+  /**
+   * Journal mode: each update appends one line recording its change to
+   * `<path>.journal` (with one `fdatasync` when durable) instead of rewriting
+   * the file, so its cost does not grow with the document. The file at
+   * `path` stays a valid JSON document, as of the last compaction; readers
+   * through lockbox see every update. Only for stores that lockbox alone
+   * writes: another tool writing `path` would make the journal refuse it.
+   *
+   * @default {false}
+   */
+  journal?: boolean;
+  /**
+   * Journal mode: the journal's size in bytes past which an update folds it
+   * into a new snapshot (a durable atomic replace of `path`).
+   *
+   * @default {the larger of 1 MiB and the snapshot's size}
+   */
+  compactAt?: number;
   /**
    * Receives warnings (a quarantined file).
    *
@@ -137,6 +156,7 @@ export class JsonStore<T> implements DocumentBackend<T> {
   #onCorrupt: "throw" | "quarantine";
   #indent: number;
   #warn: (message: string) => void;
+  #journal: _Journal<T> | undefined;
 
   /**
    * @param path The store file (created on the first write).
@@ -186,6 +206,37 @@ export class JsonStore<T> implements DocumentBackend<T> {
     this.#onCorrupt = onCorrupt;
     this.#indent = indent;
     this.#warn = options.onWarning ?? ((message) => console.warn(message));
+    const compactAt = options.compactAt;
+    if (
+      compactAt !== undefined &&
+      (typeof compactAt !== "number" || !(compactAt >= 0))
+    ) {
+      throw new RangeError(
+        `Cannot use compactAt ${compactAt}: expected a number of bytes of at least 0`,
+      );
+    }
+    if (options.journal) {
+      this.#journal = new _Journal<T>({
+        path: this.path,
+        durable: this.#durable,
+        compactAt,
+        onCorrupt,
+        validate: this.#validate,
+        initial: () => this.#initialValue(),
+        serialize: (value) => this.#serialize(value),
+        parse: (bytes) => this.#parse(bytes),
+        locked: (fn, o) => this.#locked(fn, o),
+        checkFence: (fence) => this.#checkFence(fence),
+        writeFence: (fence) => this.#replace(this.#fencePath, `${fence}\n`),
+        rotateBackups: () => {
+          if (this.#backups > 0) this.#rotateBackups();
+        },
+        replaceSnapshot: (text) => this.#replace(this.path, text),
+        quarantineSnapshot: async (error) =>
+          (await this.#quarantine(error)).value,
+        warn: this.#warn,
+      });
+    }
   }
 
   /**
@@ -211,6 +262,7 @@ export class JsonStore<T> implements DocumentBackend<T> {
    * ```
    */
   async read(): Promise<T> {
+    if (this.#journal) return await this.#journal.read();
     const loaded = await this.#load();
     if (loaded.ok) return loaded.value;
     const quarantine = this.#onCorrupt === "quarantine";
@@ -253,6 +305,12 @@ export class JsonStore<T> implements DocumentBackend<T> {
     if (typeof fn !== "function") {
       throw new TypeError("Cannot update a JsonStore: fn must be a function");
     }
+    if (this.#journal) {
+      return await this.#journal.change(async (value) => {
+        const result = await fn(value);
+        return { replace: false, value, result };
+      }, options);
+    }
     return await this.#change(async (value) => {
       const result = await fn(value);
       return { value, result };
@@ -291,6 +349,12 @@ export class JsonStore<T> implements DocumentBackend<T> {
       throw new TypeError(
         "Cannot transform a JsonStore: fn must be a function",
       );
+    }
+    if (this.#journal) {
+      return await this.#journal.change(async (current) => {
+        const value = await fn(current);
+        return { replace: true, value, result: value };
+      }, options);
     }
     return await this.#change(async (current) => {
       const value = await fn(current);
@@ -335,6 +399,12 @@ export class JsonStore<T> implements DocumentBackend<T> {
    * ```
    */
   write(value: T, options: StoreWriteOptions = {}): Promise<void> {
+    if (this.#journal) {
+      return this.#journal.change(
+        () => Promise.resolve({ replace: true, value, result: undefined }),
+        options,
+      );
+    }
     return this.#locked(async () => {
       await this.#loadLocked();
       const highest = await this.#checkFence(options.fence);

@@ -83,6 +83,7 @@ export class Operations {
       validate: _validateOperationDb,
       lockTimeout: options.lockTimeout,
       durable: options.durable,
+      journal: options.journal,
     });
     this.dbPath = store.path;
     this.#store = store;

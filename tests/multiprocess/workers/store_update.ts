@@ -1,11 +1,24 @@
 // Runs COUNT JsonStore updates (counter + item), printing "ack ID" after each
-// resolved update. Usage: store_update.ts PATH COUNT PREFIX [--no-durable]
+// resolved update.
+// Usage: store_update.ts PATH COUNT PREFIX [--no-durable] [--journal] [--compact-at BYTES]
+import { parseArgs } from "node:util";
 import { JsonStore } from "../../../mod.ts";
 
-const [path, count, prefix] = Deno.args;
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: {
+    "no-durable": { type: "boolean", default: false },
+    journal: { type: "boolean", default: false },
+    "compact-at": { type: "string" },
+  },
+});
+const [path, count, prefix] = positionals;
 const store = new JsonStore(path, {
   initial: { count: 0, items: [] as string[] },
-  durable: !Deno.args.includes("--no-durable"),
+  durable: !values["no-durable"],
+  journal: values.journal,
+  compactAt: values["compact-at"] ? Number(values["compact-at"]) : undefined,
 });
 for (let i = 0; i < Number(count); i++) {
   const id = `${prefix}-${i}`;

@@ -1,0 +1,248 @@
+// JsonStore journal mode in one process: replay, repair, refusal, recovery.
+
+import assert from "node:assert/strict";
+import {
+  CaptureGroups,
+  CorruptStoreError,
+  JsonStore,
+  StaleFenceError,
+} from "../mod.ts";
+import { names, withTempDir } from "./_helpers.ts";
+
+type Doc = Record<string, unknown>;
+
+function open(path: string, options: Partial<Parameters<typeof make>[1]> = {}) {
+  return make(path, options);
+}
+function make(
+  path: string,
+  options: {
+    warnings?: string[];
+    onCorrupt?: "throw" | "quarantine";
+    compactAt?: number;
+  },
+) {
+  return new JsonStore<Doc>(path, {
+    initial: () => ({}),
+    journal: true,
+    durable: false,
+    compactAt: options.compactAt,
+    onCorrupt: options.onCorrupt,
+    onWarning: (m) =>
+      options.warnings ? options.warnings.push(m) : assert.fail(m),
+  });
+}
+
+async function sha256(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(text),
+  );
+  return Array.from(
+    new Uint8Array(digest),
+    (b) => b.toString(16).padStart(2, "0"),
+  )
+    .join("");
+}
+
+Deno.test("JsonStore journal mode replays every kind of change exactly, in another instance", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const writer = open(path);
+    const expected = await writer.update((d) => {
+      d.list = [1, 2, 3, 4, 5];
+      d.obj = { a: { b: 1 }, gone: true, undef: 1 };
+      d.__proto__ = { polluted: true };
+      return null;
+    }).then(() =>
+      writer.update((d) => {
+        const list = d.list as number[];
+        list.push(6);
+        list.shift();
+        list.splice(1, 1, 9, 9);
+        list.reverse();
+        list.length = 4;
+        const obj = d.obj as Record<string, unknown>;
+        delete obj.gone;
+        obj.undef = undefined;
+        (obj.a as Record<string, unknown>).b = new Date(0);
+        obj.nan = NaN;
+        obj.late = obj.a; // a copy, not an alias
+        (obj.a as Record<string, unknown>).c = 2;
+        d.first = "moved"; // a new key goes last
+        delete d.list;
+        d.list = list.map((n) => n * 10);
+        return JSON.parse(JSON.stringify(d));
+      })
+    );
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+    const fresh = await open(path).read();
+    assert.equal(JSON.stringify(fresh), JSON.stringify(expected));
+    assert.deepEqual(Object.keys(fresh), ["obj", "__proto__", "first", "list"]);
+    assert.deepEqual((fresh.obj as Doc).late, {
+      b: "1970-01-01T00:00:00.000Z",
+    });
+    assert.equal((fresh.obj as Doc).nan, null);
+    // The journal holds changes, not documents.
+    const journal = await Deno.readTextFile(`${path}.journal`);
+    assert.equal(journal.trimEnd().split("\n").length, 3);
+    assert.match(journal, /\["d",\["obj","gone"\]\]/);
+  });
+});
+
+Deno.test("JsonStore journal mode writes nothing when fn throws, and goes on from the files", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = open(path);
+    await store.update((d) => void (d.n = 1));
+    const before = await Deno.readTextFile(`${path}.journal`);
+    await assert.rejects(
+      store.update((d) => {
+        d.n = 99;
+        throw new Error("no");
+      }),
+      /no/,
+    );
+    assert.equal(await Deno.readTextFile(`${path}.journal`), before);
+    assert.equal(await store.update((d) => (d.n as number) + 1), 2);
+    assert.equal((await open(path).read()).n, 1);
+  });
+});
+
+Deno.test("JsonStore journal mode cuts a torn last line and says so", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    await open(path).update((d) => void (d.n = 1));
+    await Deno.writeTextFile(`${path}.journal`, '0badc0de {"n":2,"o":[["s"', {
+      append: true,
+    });
+    assert.equal((await open(path).read()).n, 1);
+    const warnings: string[] = [];
+    const store = open(path, { warnings });
+    await store.update((d) => void (d.n = 3));
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /Cut a torn last line \(25 bytes\)/);
+    assert.equal((await open(path).read()).n, 3);
+    assert.ok((await Deno.readTextFile(`${path}.journal`)).endsWith("]]}\n"));
+  });
+});
+
+Deno.test("JsonStore journal mode refuses a damaged line in the middle, or quarantines it", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = open(path);
+    for (let n = 1; n <= 3; n++) await store.update((d) => void (d.n = n));
+    const journal = `${path}.journal`;
+    const text = await Deno.readTextFile(journal);
+    const damaged = text.replace('"o":[["s",["n"],2]]', '"o":[["s",["n"],7]]');
+    assert.notEqual(damaged, text);
+    await Deno.writeTextFile(journal, damaged);
+    await assert.rejects(
+      open(path).update((d) => void (d.n = 4)),
+      (error: unknown) =>
+        error instanceof CorruptStoreError &&
+        error.message.includes("update 2") &&
+        error.message.includes("checksum"),
+    );
+    await assert.rejects(open(path).read(), CorruptStoreError);
+    assert.equal(await Deno.readTextFile(journal), damaged);
+
+    const warnings: string[] = [];
+    const healed = open(path, { warnings, onCorrupt: "quarantine" });
+    assert.equal((await healed.read()).n, 1); // what the lines before give
+    assert.equal(warnings.length, 1);
+    const aside = names(dir).find((n) =>
+      n.startsWith("s.json.journal.corrupt-")
+    );
+    assert.ok(aside);
+    assert.equal(await Deno.readTextFile(`${dir}/${aside}`), damaged);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(path)), { n: 1 });
+  });
+});
+
+Deno.test("JsonStore journal mode refuses a snapshot another writer replaced", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    await open(path).update((d) => void (d.n = 1));
+    await new JsonStore<Doc>(path, { initial: {} }).write({ n: 50 });
+    await assert.rejects(
+      open(path).update((d) => void (d.n = 2)),
+      (error: unknown) =>
+        error instanceof CorruptStoreError &&
+        error.message.includes("not the snapshot"),
+    );
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(path)), { n: 50 });
+  });
+});
+
+Deno.test("JsonStore journal mode finishes a compaction that stopped between its renames", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = open(path);
+    for (let n = 1; n <= 3; n++) {
+      await store.update((d) => void (d[`k${n}`] = n));
+    }
+    // What a compaction does before its last rename: journal.next for the new
+    // snapshot, then the snapshot itself.
+    const snapshot = JSON.stringify({ k1: 1, k2: 2, k3: 3 }, null, 2);
+    await Deno.writeTextFile(
+      `${path}.journal.next`,
+      JSON.stringify({
+        "lockbox-journal": 1,
+        id: "next",
+        base: await sha256(snapshot),
+      }) +
+        "\n",
+    );
+    await Deno.writeTextFile(path, snapshot);
+    const fresh = open(path);
+    await fresh.update((d) => void (d.k4 = 4));
+    assert.deepEqual(await open(path).read(), { k1: 1, k2: 2, k3: 3, k4: 4 });
+    assert.deepEqual(names(dir), ["s.json", "s.json.journal", "s.json.lock"]);
+    assert.match(await Deno.readTextFile(`${path}.journal`), /"id":"next"/);
+  });
+});
+
+Deno.test("JsonStore journal mode compacts past compactAt, keeping the snapshot a plain document", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = open(path, { compactAt: 300 });
+    for (let n = 0; n < 40; n++) {
+      await store.update((d) => void (d[`k${n}`] = n));
+    }
+    const journal = await Deno.stat(`${path}.journal`);
+    assert.ok(journal.size < 400, `journal is ${journal.size} bytes`);
+    const snapshot = JSON.parse(await Deno.readTextFile(path));
+    assert.ok(Object.keys(snapshot).length > 30);
+    assert.equal(Object.keys(await store.read()).length, 40);
+  });
+});
+
+Deno.test("JsonStore journal mode refuses a stale fence", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = open(path);
+    await store.update((d) => void (d.n = 1), { fence: 5 });
+    await assert.rejects(
+      store.update((d) => void (d.n = 2), { fence: 4 }),
+      StaleFenceError,
+    );
+    assert.equal((await store.read()).n, 1);
+  });
+});
+
+Deno.test("CaptureGroups take { journal: true } and keep seed 000's file shape in the snapshot", async () => {
+  await withTempDir(async (dir) => {
+    const db = `${dir}/groups.json`;
+    const groups = new CaptureGroups(db, { journal: true, durable: false });
+    const id = await groups.create("g");
+    for (let i = 0; i < 5; i++) await groups.addTransaction(id, `t${i}`);
+    assert.equal(
+      (await new CaptureGroups(db, { journal: true }).transactions(id)).length,
+      5,
+    );
+    assert.ok(names(dir).includes("groups.json.journal"));
+    const snapshot = JSON.parse(await Deno.readTextFile(db));
+    assert.deepEqual(snapshot, {}); // as of the last compaction: before the group
+  });
+});
