@@ -1,7 +1,6 @@
 // The `file_locking` section of seed 001's config file, read into options
 // the rest of lockbox takes.
 
-import { parse as parseYaml } from "yaml";
 import { _readFile, _toPath } from "./_runtime.ts";
 
 /**
@@ -150,9 +149,11 @@ export async function loadLockingConfig(
   let document: unknown;
   try {
     const text = new TextDecoder().decode(bytes);
+    // Loaded on first use: most programs never read a YAML config, and the
+    // parser would add to every start.
     document = file.toLowerCase().endsWith(".json")
       ? JSON.parse(text)
-      : parseYaml(text);
+      : (await import("yaml")).parse(text);
   } catch (error) {
     throw new ConfigError(
       file,
