@@ -22,7 +22,6 @@ import { basename, dirname } from "node:path";
 import {
   _createForWrite,
   _errorCode,
-  _lstat,
   _openExistingForAppend,
   _readFile,
   _removeIfExists,
@@ -261,17 +260,23 @@ function _applyLines(
   used: number;
   torn: boolean;
   damage: _Damage | null;
+  /** A line said a compaction began: the journal may be retired. */
+  sealed: boolean;
 } {
   let at = 0;
+  let sealed = false;
   while (at < bytes.length) {
     const end = bytes.indexOf(0x0a, at);
-    if (end === -1) return { state, seq, used: at, torn: true, damage: null };
+    if (end === -1) {
+      return { state, seq, used: at, torn: true, damage: null, sealed };
+    }
     const damage = (reason: string) => ({
       state,
       seq,
       used: at,
       torn: false,
       damage: { line: seq + 1, reason },
+      sealed,
     });
     if (end - at < 10 || bytes[at + 8] !== 0x20) {
       return damage("it is not a journal line");
@@ -281,7 +286,7 @@ function _applyLines(
     if (_fnv1a(json, json.length) !== expected) {
       return damage("its checksum does not match");
     }
-    let record: { n?: unknown; o?: unknown };
+    let record: { n?: unknown; o?: unknown; seal?: unknown };
     try {
       record = JSON.parse(_decoder.decode(json));
     } catch {
@@ -295,10 +300,21 @@ function _applyLines(
     } catch (error) {
       return damage(`it does not apply (${(error as Error).message})`);
     }
+    if (record.seal !== undefined) sealed = true;
     seq++;
     at = end + 1;
   }
-  return { state, seq, used: at, torn: false, damage: null };
+  return { state, seq, used: at, torn: false, damage: null, sealed };
+}
+
+/** One journal line: checksum, space, `{"n":seq,...body}`, newline. */
+function _encodeLine(seq: number, body: string): Uint8Array {
+  const json = _encoder.encode(`{"n":${seq},${body}}`);
+  const line = new Uint8Array(json.length + 10);
+  line.set(_encoder.encode(_hex8(_fnv1a(json, json.length)) + " "));
+  line.set(json, 9);
+  line[line.length - 1] = 0x0a;
+  return line;
 }
 
 function _parseHeader(
@@ -458,13 +474,7 @@ export class _Journal<T> {
    * durable, for the caller to fdatasync once the lock is released.
    */
   #append(cache: _Cache<T>, ops: string[]): _WriteHandle | null {
-    const json = _encoder.encode(
-      `{"n":${cache.seq + 1},"o":[${ops.join(",")}]}`,
-    );
-    const line = new Uint8Array(json.length + 10);
-    line.set(_encoder.encode(_hex8(_fnv1a(json, json.length)) + " "));
-    line.set(json, 9);
-    line[line.length - 1] = 0x0a;
+    const line = _encodeLine(cache.seq + 1, `"o":[${ops.join(",")}]`);
     const handle = this.#handle ?? this.#open();
     this.#handle = null;
     if (handle === null) {
@@ -510,13 +520,6 @@ export class _Journal<T> {
    * crash can leave: a torn last line, an unfinished compaction.
    */
   async #sync(): Promise<_Cache<T>> {
-    // A compaction that died after replacing the snapshot leaves
-    // journal.next: finish it before trusting the old journal, even with a
-    // cache, or lines appended to it now would be lost with it.
-    if (_lstat(this.nextPath) !== null) {
-      this.#cache = null;
-      await this.#finishCompaction();
-    }
     const handle = this.#open();
     if (handle === null) return await this.#start();
     let cache: _Cache<T>;
@@ -573,6 +576,15 @@ export class _Journal<T> {
       cache.state = applied.state as T;
       cache.seq = applied.seq;
       cache.offset += applied.used;
+      // A compaction began here and may have died after replacing the
+      // snapshot: finish it before trusting this journal, or lines appended
+      // to it now would be lost with it. (If it never got that far, the seal
+      // is stale and the journal stands.)
+      if (applied.sealed && await this.#finishCompaction()) {
+        this.#cache = null;
+        handle.close();
+        return await this.#sync();
+      }
       if (applied.torn) {
         // Only a writer holding the lock appends, and we hold it: the cut
         // line is the remains of one that died mid-append.
@@ -645,9 +657,14 @@ export class _Journal<T> {
     if (next === null) return false;
     const header = _parseHeader(next);
     const snapshot = await this.#readFile(this.#host.path);
+    const journal = await this.#readFile(this.journalPath);
+    const current = journal === null ? null : _parseHeader(journal);
     if (
       header === null || snapshot === null ||
-      await _sha256(snapshot) !== header.base
+      await _sha256(snapshot) !== header.base ||
+      // The snapshot is still the journal's own: nothing was replaced, so
+      // the journal stands (were the two equal, its lines change nothing).
+      header.base === current?.base
     ) {
       // It never got as far as the snapshot: the old journal stands.
       _removeIfExists(this.nextPath);
@@ -718,11 +735,32 @@ export class _Journal<T> {
     const text = this.#host.serialize(state);
     const bytes = _encoder.encode(text);
     const header = await this.#writeNext(bytes);
+    this.#seal(header.id);
     this.#host.rotateBackups();
     await this.#host.replaceSnapshot(text);
     this.#renameNext();
     if (this.#host.durable) await this.#syncDir();
     return this.#cacheFor(header, state, bytes.length);
+  }
+
+  /**
+   * Marks the current journal as being compacted into `nextId`, so that a
+   * process that has it cached looks for an unfinished compaction before
+   * appending to it. (Only live processes read it from the page cache, so it
+   * needs no fsync.)
+   */
+  #seal(nextId: string): void {
+    const cache = this.#cache;
+    if (cache === null) return; // no journal, or moved aside
+    const handle = this.#open();
+    if (handle === null) return;
+    try {
+      handle.writeNow(
+        _encodeLine(cache.seq + 1, `"o":[],"seal":${JSON.stringify(nextId)}`),
+      );
+    } finally {
+      handle.close();
+    }
   }
 
   async #newJournal(state: T, snapshot: Uint8Array): Promise<_Cache<T>> {

@@ -7,6 +7,7 @@ import {
   JsonStore,
   StaleFenceError,
 } from "../mod.ts";
+import { _fnv1a } from "../src/_holder_record.ts";
 import { names, withTempDir } from "./_helpers.ts";
 
 type Doc = Record<string, unknown>;
@@ -183,16 +184,23 @@ Deno.test("JsonStore journal mode finishes a compaction that stopped between its
       await store.update((d) => void (d[`k${n}`] = n));
     }
     // What a compaction does before its last rename: journal.next for the new
-    // snapshot, then the snapshot itself.
+    // snapshot, a seal line in the old journal, then the snapshot itself.
     const snapshot = JSON.stringify({ k1: 1, k2: 2, k3: 3 }, null, 2);
+    const next = {
+      "lockbox-journal": 1,
+      id: "next",
+      base: await sha256(snapshot),
+    };
     await Deno.writeTextFile(
       `${path}.journal.next`,
-      JSON.stringify({
-        "lockbox-journal": 1,
-        id: "next",
-        base: await sha256(snapshot),
-      }) +
-        "\n",
+      JSON.stringify(next) + "\n",
+    );
+    const seal = new TextEncoder().encode('{"n":4,"o":[],"seal":"next"}');
+    const sum = _fnv1a(seal, seal.length).toString(16).padStart(8, "0");
+    await Deno.writeTextFile(
+      `${path}.journal`,
+      `${sum} ${new TextDecoder().decode(seal)}\n`,
+      { append: true },
     );
     await Deno.writeTextFile(path, snapshot);
     // The instance that wrote the old journal has it cached, and must still
@@ -252,5 +260,43 @@ Deno.test("CaptureGroups take { journal: true } and keep seed 000's file shape i
     assert.ok(names(dir).includes("groups.json.journal"));
     const snapshot = JSON.parse(await Deno.readTextFile(db));
     assert.deepEqual(snapshot, {}); // as of the last compaction: before the group
+  });
+});
+
+Deno.test("JsonStore journal mode keeps the journal when a compaction died before the snapshot", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = open(path);
+    for (let n = 1; n <= 3; n++) {
+      await store.update((d) => void (d[`k${n}`] = n));
+    }
+    // Its snapshot would have been this; the old one is still in place.
+    const folded = JSON.stringify({ k1: 1, k2: 2, k3: 3 }, null, 2);
+    const next = {
+      "lockbox-journal": 1,
+      id: "next",
+      base: await sha256(folded),
+    };
+    await Deno.writeTextFile(
+      `${path}.journal.next`,
+      JSON.stringify(next) + "\n",
+    );
+    const seal = new TextEncoder().encode('{"n":4,"o":[],"seal":"next"}');
+    const sum = _fnv1a(seal, seal.length).toString(16).padStart(8, "0");
+    await Deno.writeTextFile(
+      `${path}.journal`,
+      `${sum} ${new TextDecoder().decode(seal)}\n`,
+      { append: true },
+    );
+    await store.update((d) => void (d.k4 = 4));
+    await open(path).update((d) => void (d.k5 = 5));
+    assert.deepEqual(Object.keys(await open(path).read()), [
+      "k1",
+      "k2",
+      "k3",
+      "k4",
+      "k5",
+    ]);
+    assert.deepEqual(names(dir), ["s.json", "s.json.journal", "s.json.lock"]);
   });
 });
