@@ -26,6 +26,7 @@ import {
   _env,
   _errorCode,
   _exit,
+  _isMain,
   _isTerminal,
   _lstat,
   _readStdinLine,
@@ -715,7 +716,7 @@ function _program(): Command {
             : [...dash, file];
           let child;
           try {
-            child = _spawn(argv[0], argv.slice(1));
+            child = await _spawn(argv[0], argv.slice(1));
           } catch (error) {
             throw new CommandNotStartedError(argv[0], _errorCode(error), {
               cause: error,
@@ -830,6 +831,6 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
+if (_isMain(import.meta)) {
   _exit(await main(_args()));
 }

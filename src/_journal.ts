@@ -343,6 +343,7 @@ export class _Journal<T> {
   readonly journalPath: string;
   readonly nextPath: string;
 
+  /** Creates a _Journal. */
   constructor(host: _JournalHost<T>) {
     this.#host = host;
     this.journalPath = `${host.path}.journal`;

@@ -1,54 +1,19 @@
 // The only module that touches `Deno.*`. Everything above it is
-// runtime-agnostic, so a Node implementation can replace this file alone.
+// runtime-agnostic: the Node build swaps in _runtime_node.ts, which has the
+// same exports (the shapes are in _runtime_types.ts).
 
 import { constants } from "node:os";
-import { fileURLToPath } from "node:url";
-import { resolve } from "node:path";
+import type {
+  _Child,
+  _DirEntry,
+  _FileStat,
+  _LockHandle,
+  _WriteHandle,
+} from "./_runtime_types.ts";
+
+export * from "./_runtime_types.ts";
 
 const _signals = constants.signals as Record<string, number>;
-
-/** What lockbox needs to know about a file, from `lstat` or `fstat`. */
-export interface _FileStat {
-  dev: number;
-  ino: number;
-  nlink: number;
-  size: number;
-  mtimeMs: number | null;
-  /** Permission bits, or `null` where the platform has none. */
-  mode: number | null;
-  isFile: boolean;
-  isDirectory: boolean;
-  isSymlink: boolean;
-}
-
-/** An open file on which an advisory `flock` can be taken. */
-export interface _LockHandle {
-  /** `false` for a file opened read-only (one this process may not write). */
-  readonly writable: boolean;
-  tryLock(exclusive: boolean): boolean;
-  /** Blocks one thread of the runtime's pool until the kernel grants it. */
-  lock(exclusive: boolean): Promise<void>;
-  unlock(): void;
-  stat(): _FileStat;
-  /** Reads from offset 0 into `buffer`; returns the bytes read. */
-  readFromStart(buffer: Uint8Array): number;
-  /** Writes all of `data` at offset 0. */
-  writeAtStart(data: Uint8Array): void;
-  close(): void;
-}
-
-/** Turns a `string | URL` into an absolute file system path. */
-export function _toPath(path: string | URL): string {
-  if (path instanceof URL) return fileURLToPath(path);
-  if (typeof path !== "string" || path.length === 0) {
-    throw new TypeError(
-      `Cannot use path ${
-        JSON.stringify(path)
-      }: expected a non-empty string or a file URL`,
-    );
-  }
-  return resolve(path);
-}
 
 function _stat(info: Deno.FileInfo): _FileStat {
   return {
@@ -62,21 +27,6 @@ function _stat(info: Deno.FileInfo): _FileStat {
     isDirectory: info.isDirectory,
     isSymlink: info.isSymlink,
   };
-}
-
-/**
- * Why a path cannot be opened or replaced as a file by lockbox: `null` for a
- * regular file or nothing at all, else what is there instead.
- */
-export function _notRegularFile(
-  stat: _FileStat | null,
-): "a symbolic link" | "a directory" | "not a regular file" | null {
-  if (stat === null || stat.isFile) return null;
-  return stat.isSymlink
-    ? "a symbolic link"
-    : stat.isDirectory
-    ? "a directory"
-    : "not a regular file";
 }
 
 /** `lstat`, with `null` for a path that does not exist. */
@@ -268,28 +218,6 @@ export function _readProcLocks(): string | null {
   }
 }
 
-/** A file opened for writing new content: temp files and appends. */
-export interface _WriteHandle {
-  write(data: Uint8Array): Promise<void>;
-  /** `fsync` (or `fdatasync` with `dataOnly`); a failure is final. */
-  sync(dataOnly?: boolean): Promise<void>;
-  /**
-   * Writes all of `data` on this thread: for short writes, where a trip to
-   * the runtime's thread pool costs more than the write.
-   */
-  writeNow(data: Uint8Array): void;
-  /** `fdatasync` on this thread, blocking it until the data is on disk. */
-  syncDataNow(): void;
-  size(): number;
-  /** Reads the byte at `offset` (the handle must be readable). */
-  byteAt(offset: number): number;
-  /** Reads up to `length` bytes from `offset` (fewer at the end of the file). */
-  readAt(offset: number, length: number): Uint8Array;
-  /** Cuts the file to `size` bytes. */
-  truncate(size: number): void;
-  close(): void;
-}
-
 class _DenoWriteHandle implements _WriteHandle {
   #file: Deno.FsFile;
   constructor(file: Deno.FsFile) {
@@ -408,14 +336,6 @@ export function _removeIfExists(path: string): boolean {
   }
 }
 
-/** One directory entry, never followed through a symlink. */
-export interface _DirEntry {
-  name: string;
-  isFile: boolean;
-  isDirectory: boolean;
-  isSymlink: boolean;
-}
-
 /** Lists a directory's entries. */
 export async function _readDir(dir: string): Promise<_DirEntry[]> {
   const entries: _DirEntry[] = [];
@@ -438,23 +358,22 @@ export function _realPath(path: string): string {
   return Deno.realPathSync(path);
 }
 
-/** A child process started by {@linkcode _spawn}. */
-export interface _Child {
-  readonly pid: number;
-  /** Resolves when it exits: its exit code, or the number of the signal that killed it. */
-  readonly status: Promise<{ code: number; signal: number | null }>;
-  /** Sends it a signal, if it is still running. */
-  kill(signal: "SIGINT" | "SIGTERM" | "SIGKILL"): void;
-}
-
 /**
- * Starts a command with this process's stdin, stdout and stderr. Throws
+ * Starts a command with this process's stdin, stdout and stderr. Rejects
  * (code `ENOENT` or `EACCES`) if it cannot be started.
  */
 export function _spawn(
   command: string,
   args: string[],
   options: { env?: Record<string, string> } = {},
+): Promise<_Child> {
+  return Promise.resolve().then(() => _spawnNow(command, args, options));
+}
+
+function _spawnNow(
+  command: string,
+  args: string[],
+  options: { env?: Record<string, string> },
 ): _Child {
   const child = new Deno.Command(command, {
     args,
@@ -558,4 +477,9 @@ export function _exit(code: number): never {
 /** The command-line arguments. */
 export function _args(): string[] {
   return [...Deno.args];
+}
+
+/** Whether the module with this `import.meta` is the program's entry point. */
+export function _isMain(meta: ImportMeta): boolean {
+  return meta.main;
 }

@@ -15,6 +15,7 @@ export interface RunState {
   last_contiguous_run?: number;
   /** The highest run ever attempted. */
   last_attempted_run?: number;
+  /** Keys other tools keep in the state file, preserved as they are. */
   [key: string]: unknown;
 }
 
@@ -263,7 +264,11 @@ export class InstanceLock implements AsyncDisposable {
   #lock: FileLock;
   #timer: ReturnType<typeof setInterval> | undefined;
 
-  /** @param lock The held lock. */
+  /**
+   * Wraps a held lock; use {@linkcode acquireInstanceLock} to get one.
+   *
+   * @param lock The held lock.
+   */
   constructor(lock: FileLock) {
     this.#lock = lock;
   }

@@ -60,8 +60,11 @@ export interface DbOptions {
  * ```
  */
 export class GroupNotFoundError extends Error {
+  /** Always `"GroupNotFoundError"`. */
   override name = "GroupNotFoundError";
   /**
+   * Creates a GroupNotFoundError.
+   *
    * @param groupId The missing group.
    * @param dbPath The DB that was searched.
    */
@@ -115,6 +118,8 @@ export class CaptureGroups {
   #store: DocumentBackend<CaptureGroupDb>;
 
   /**
+   * Creates a CaptureGroups.
+   *
    * @param dbPath The DB file (created on the first change).
    * @param options Lock timeout, durability and backups.
    */

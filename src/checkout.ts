@@ -42,8 +42,11 @@ export type CheckoutRegistryData = Record<string, CheckoutRecord>;
  * ```
  */
 export class AlreadyCheckedOutError extends Error {
+  /** Always `"AlreadyCheckedOutError"`. */
   override name = "AlreadyCheckedOutError";
   /**
+   * Creates a AlreadyCheckedOutError.
+   *
    * @param file The file asked for.
    * @param holder Who has it.
    */
@@ -68,8 +71,13 @@ export class AlreadyCheckedOutError extends Error {
  * ```
  */
 export class NotCheckedOutError extends Error {
+  /** Always `"NotCheckedOutError"`. */
   override name = "NotCheckedOutError";
-  /** @param file The file asked for. */
+  /**
+   * Creates a NotCheckedOutError.
+   *
+   * @param file The file asked for.
+   */
   constructor(readonly file: string) {
     super(`Cannot check in '${file}': it is not checked out`);
   }
@@ -89,8 +97,11 @@ export class NotCheckedOutError extends Error {
  * ```
  */
 export class NotOwnerError extends Error {
+  /** Always `"NotOwnerError"`. */
   override name = "NotOwnerError";
   /**
+   * Creates a NotOwnerError.
+   *
    * @param file The file asked for.
    * @param user Who tried to check it in.
    * @param owner Who has it checked out.
@@ -147,6 +158,8 @@ export class CheckoutRegistry {
   #store: DocumentBackend<CheckoutRegistryData>;
 
   /**
+   * Creates a CheckoutRegistry.
+   *
    * @param registryFile The registry file (created on the first checkout).
    * @param options Lock timeout, durability and backups.
    */
@@ -288,6 +301,8 @@ export class FileService {
   #extension: string;
 
   /**
+   * Creates a FileService.
+   *
    * @param repoDir The repository directory (it must exist when used).
    * @param registryFile The checkout registry file.
    * @param options The files' extension, and the registry's options.

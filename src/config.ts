@@ -47,8 +47,11 @@ export interface LoadConfigOptions {
  * ```
  */
 export class ConfigError extends Error {
+  /** Always `"ConfigError"`. */
   override name = "ConfigError";
   /**
+   * Creates a ConfigError.
+   *
    * @param path The config file.
    * @param key The key at fault (`file_locking.timeout_seconds`), if one is.
    * @param message What is wrong and what to do.

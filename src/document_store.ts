@@ -101,8 +101,11 @@ export interface DocumentActionOptions {
  * ```
  */
 export class DocumentNotFoundError extends Error {
+  /** Always `"DocumentNotFoundError"`. */
   override name = "DocumentNotFoundError";
   /**
+   * Creates a DocumentNotFoundError.
+   *
    * @param id The missing document's id.
    * @param root The store searched.
    */
@@ -161,6 +164,8 @@ export class DocumentStore<T> {
   #warn: (message: string) => void;
 
   /**
+   * Creates a DocumentStore.
+   *
    * @param root The root directory (created on the first save).
    * @param options Validation, backups, durability and lock timeout.
    * @throws {RangeError} If `backups` or `lockTimeout` is out of range.

@@ -127,7 +127,7 @@ async function _writeText(path: string, text: string): Promise<void> {
 async function _runEditor(editor: string[], file: string): Promise<void> {
   let child;
   try {
-    child = _spawn(editor[0], [...editor.slice(1), file]);
+    child = await _spawn(editor[0], [...editor.slice(1), file]);
   } catch (error) {
     throw new CommandNotStartedError(editor[0], _errorCode(error), {
       cause: error,

@@ -20,8 +20,11 @@ function _by(holder: LockHolder | null | undefined): string {
  * ```
  */
 export class LockError extends Error {
+  /** Always `"LockError"`. */
   override name = "LockError";
   /**
+   * Creates a LockError.
+   *
    * @param message What failed, on which path, and what to do.
    * @param options The underlying cause, if any.
    */
@@ -44,8 +47,11 @@ export class LockError extends Error {
  * ```
  */
 export class LockTimeoutError extends LockError {
+  /** Always `"LockTimeoutError"`. */
   override name = "LockTimeoutError";
   /**
+   * Creates a LockTimeoutError.
+   *
    * @param lockPath The lock file that could not be taken.
    * @param holder What its holder record said, when it could be read.
    * @param options The underlying cause, if any.
@@ -78,8 +84,11 @@ export class LockTimeoutError extends LockError {
  * ```
  */
 export class LockBusyError extends LockError {
+  /** Always `"LockBusyError"`. */
   override name = "LockBusyError";
   /**
+   * Creates a LockBusyError.
+   *
    * @param lockPath The instance lock file.
    * @param holder The running instance's record, when it could be read.
    * @param options The underlying cause, if any.
@@ -115,8 +124,11 @@ export class LockBusyError extends LockError {
  * ```
  */
 export class CorruptStoreError extends Error {
+  /** Always `"CorruptStoreError"`. */
   override name = "CorruptStoreError";
   /**
+   * Creates a CorruptStoreError.
+   *
    * @param path The store file.
    * @param reason Why it is not a valid document.
    * @param quarantinedTo Where its bytes were moved, if they were.
@@ -154,8 +166,11 @@ export class CorruptStoreError extends Error {
  * ```
  */
 export class StaleFenceError extends Error {
+  /** Always `"StaleFenceError"`. */
   override name = "StaleFenceError";
   /**
+   * Creates a StaleFenceError.
+   *
    * @param path The store file.
    * @param fence The fence the write carried.
    * @param highest The highest fence already applied.
@@ -189,8 +204,11 @@ export class StaleFenceError extends Error {
  * ```
  */
 export class StoreError extends Error {
+  /** Always `"StoreError"`. */
   override name = "StoreError";
   /**
+   * Creates a StoreError.
+   *
    * @param path The file the operation was on.
    * @param message What failed and what to do.
    * @param options The underlying cause.

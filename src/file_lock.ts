@@ -9,6 +9,7 @@
 // was aborted leaves that wait to finish and pass the lock to the next
 // request, or release it at once.
 
+import { _promiseTry } from "./_promise.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { dirname } from "node:path";
 import {
@@ -472,7 +473,7 @@ export class FileLock implements AsyncDisposable {
    * ```
    */
   verify(): Promise<boolean> {
-    return Promise.try(() =>
+    return _promiseTry(() =>
       this.#handle !== null && _current(this.#handle, this.lockPath) !== null
     );
   }

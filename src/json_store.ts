@@ -159,6 +159,8 @@ export class JsonStore<T> implements DocumentBackend<T> {
   #journal: _Journal<T> | undefined;
 
   /**
+   * Creates a JsonStore.
+   *
    * @param path The store file (created on the first write).
    * @param options The initial value and how to read and write.
    * @throws {TypeError} If `initial` is missing or `onCorrupt` is unknown.

@@ -1,6 +1,7 @@
 // Looking at a lock without taking it: the kernel's view (who holds it, in
 // which mode) and the holder record. Nothing here disturbs a holder or waiter.
 
+import { _promiseTry } from "./_promise.ts";
 import { _processExists } from "./_runtime.ts";
 import {
   _checkTimeout,
@@ -58,7 +59,7 @@ export function isLocked(
   path: string | URL,
   options: LockPathOptions = {},
 ): Promise<boolean> {
-  return Promise.try(() =>
+  return _promiseTry(() =>
     _viewOf(_resolveLockPath(path, options.lockPath)).mode !== null
   );
 }
@@ -93,7 +94,7 @@ export function lockHolder(
   path: string | URL,
   options: LockPathOptions = {},
 ): Promise<LockHolder | null> {
-  return Promise.try(() =>
+  return _promiseTry(() =>
     _heldRecord(_resolveLockPath(path, options.lockPath))
   );
 }

@@ -1,6 +1,7 @@
 // The lock monitor: who holds which lock file, from the kernel, and cleanup
 // of stale lock files that can never break a held lock.
 
+import { _promiseTry } from "./_promise.ts";
 import { join } from "node:path";
 import { _readHolderRecord } from "./_holder_record.ts";
 import { _kernelView, _liveRecord } from "./_kernel.ts";
@@ -206,7 +207,7 @@ export function lockInfo(
   lockFile: string | URL,
   options: { staleAfter?: number } = {},
 ): Promise<LockInfo> {
-  return Promise.try(() =>
+  return _promiseTry(() =>
     _info(_toPath(lockFile), _staleAfter(options.staleAfter), Date.now())
   );
 }

@@ -68,6 +68,8 @@ export class Operations {
   #groups: CaptureGroups;
 
   /**
+   * Creates a Operations.
+   *
    * @param dbPath The operation DB file.
    * @param options The capture groups, lock timeout and durability.
    * @throws {TypeError} If `options.groups` is missing.

@@ -51,8 +51,11 @@ export interface RunResult {
  * ```
  */
 export class CommandNotStartedError extends Error {
+  /** Always `"CommandNotStartedError"`. */
   override name = "CommandNotStartedError";
   /**
+   * Creates a CommandNotStartedError.
+   *
    * @param command The program that could not be started.
    * @param code The error code (`ENOENT`, `EACCES`), if known.
    * @param options The underlying cause.
@@ -117,27 +120,33 @@ export async function runWithLock(
   }
   const path = _toPath(lockFile);
   const started = performance.now();
-  await using _lock = await FileLock.acquire(path, {
+  const lock = await FileLock.acquire(path, {
     lockPath: path,
     shared: options.shared,
     timeout: options.timeout,
     signal: options.signal,
     metadata: { command: command.join(" ") },
   });
-  const waitedMs = performance.now() - started;
-  let child;
   try {
-    child = _spawn(command[0], command.slice(1));
-  } catch (error) {
-    throw new CommandNotStartedError(command[0], _errorCode(error), {
-      cause: error,
-    });
-  }
-  const stopForwarding = _onTerminationSignals((signal) => child.kill(signal));
-  try {
-    const { code, signal } = await child.status;
-    return { code: signal === null ? code : 128 + signal, signal, waitedMs };
+    const waitedMs = performance.now() - started;
+    let child;
+    try {
+      child = await _spawn(command[0], command.slice(1));
+    } catch (error) {
+      throw new CommandNotStartedError(command[0], _errorCode(error), {
+        cause: error,
+      });
+    }
+    const stopForwarding = _onTerminationSignals((signal) =>
+      child.kill(signal)
+    );
+    try {
+      const { code, signal } = await child.status;
+      return { code: signal === null ? code : 128 + signal, signal, waitedMs };
+    } finally {
+      stopForwarding();
+    }
   } finally {
-    stopForwarding();
+    await lock.release();
   }
 }

@@ -1,0 +1,95 @@
+// `deno task build:npm`: the npm package for Node.js in dist/npm/ — ES
+// module bundles of mod.ts and cli.ts with Node's runtime layer
+// (src/_runtime_node.ts) swapped in for Deno's, .d.ts types, and a
+// package.json whose `bin` is the lockbox CLI. fs-ext (flock for Node) stays
+// a dependency: it is a native addon, built by npm on install.
+//
+// With --install, it also runs `npm install` in dist/npm, so that the
+// package can be used in place (the Node tests do).
+
+import { fileURLToPath } from "node:url";
+
+const root = new URL("../", import.meta.url);
+const out = new URL("dist/npm/", root);
+const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", root)));
+const FS_EXT = "2.1.1";
+
+async function run(command: string, args: string[], cwd = root): Promise<void> {
+  const { success, code } = await new Deno.Command(command, {
+    args,
+    cwd: fileURLToPath(cwd),
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!success) throw new Error(`${command} ${args.join(" ")} exited ${code}`);
+}
+
+await Deno.remove(out, { recursive: true }).catch(() => {});
+await Deno.mkdir(out, { recursive: true });
+
+// deno.json's imports, plus the one swap that makes it a Node build.
+const importMap = {
+  imports: {
+    ...config.imports,
+    [new URL("src/_runtime.ts", root).href]:
+      new URL("src/_runtime_node.ts", root).href,
+  },
+};
+const mapFile = await Deno.makeTempFile({ suffix: ".json" });
+try {
+  await Deno.writeTextFile(mapFile, JSON.stringify(importMap));
+  for (const [entry, declaration] of [["mod", true], ["cli", false]] as const) {
+    await run(Deno.execPath(), [
+      "bundle",
+      "--quiet",
+      "--platform=node",
+      "--format=esm",
+      "--external=fs-ext",
+      `--import-map=${mapFile}`,
+      ...(declaration ? ["--declaration"] : []),
+      `--output=${fileURLToPath(new URL(`${entry}.js`, out))}`,
+      `${entry}.ts`,
+    ]);
+  }
+} finally {
+  await Deno.remove(mapFile);
+}
+
+// The CLI runs under Node: swap Deno's shebang for Node's.
+const cliPath = new URL("cli.js", out);
+const cli = (await Deno.readTextFile(cliPath)).replace(/^#!.*\n/, "");
+await Deno.writeTextFile(cliPath, `#!/usr/bin/env node\n${cli}`);
+await Deno.chmod(cliPath, 0o755);
+
+const pkg = {
+  name: config.name,
+  version: config.version,
+  description:
+    "Cross-process file locks (flock) and JSON stores that never lose an update, for Node.js",
+  license: config.license,
+  type: "module",
+  main: "./mod.js",
+  types: "./mod.d.ts",
+  exports: { ".": { types: "./mod.d.ts", default: "./mod.js" } },
+  bin: { lockbox: "./cli.js" },
+  files: ["mod.js", "mod.d.ts", "cli.js", "README.md", "LICENSE"],
+  engines: { node: ">=20" },
+  os: ["linux", "darwin", "freebsd"],
+  dependencies: { "fs-ext": FS_EXT },
+};
+await Deno.writeTextFile(
+  new URL("package.json", out),
+  JSON.stringify(pkg, null, 2) + "\n",
+);
+for (const file of ["README.md", "LICENSE"]) {
+  await Deno.copyFile(new URL(file, root), new URL(file, out));
+}
+console.log(`wrote ${fileURLToPath(out)} (${pkg.name}@${pkg.version})`);
+
+if (Deno.args.includes("--install")) {
+  await run(
+    "npm",
+    ["install", "--no-audit", "--no-fund", "--loglevel=error"],
+    out,
+  );
+}

@@ -1,0 +1,67 @@
+// The CLI on Node, against the built package: run's exit codes beside
+// flock(1), and `npx lockbox --help` from a project that installs it.
+
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { test } from "node:test";
+import { Child, CLI, PACKAGE, run, withTempDir } from "./_helpers.mjs";
+
+test("lockbox run on Node gives flock(1)'s exit codes", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    const free = [
+      [[L, "true"], 0],
+      [[L, "sh", "-c", "exit 7"], 7],
+      [[L, "-c", "exit 5"], 5],
+      [[L, "sh", "-c", "kill -KILL $$"], 137],
+    ];
+    for (const [args, expected] of free) {
+      assert.equal(run("flock", args).code, expected);
+      assert.equal(run(process.execPath, [CLI, "run", ...args]).code, expected);
+    }
+    const holder = new Child("flock", [L, "sh", "-c", "echo held; cat"]);
+    try {
+      await holder.waitFor("held");
+      for (
+        const [args, expected] of [
+          [["-n", L, "true"], 1],
+          [["-w", "0.3", L, "true"], 1],
+          [["-E", "42", "-n", L, "true"], 42],
+        ]
+      ) {
+        assert.equal(run("flock", args).code, expected);
+        assert.equal(
+          run(process.execPath, [CLI, "run", ...args]).code,
+          expected,
+        );
+      }
+    } finally {
+      await holder.finish();
+    }
+  });
+});
+
+test("npx lockbox --help works in a project that installs the package", async () => {
+  await withTempDir((dir) => {
+    const project = `${dir}/app`;
+    mkdirSync(project);
+    writeFileSync(`${project}/package.json`, '{"name":"app","private":true}\n');
+    const install = run("npm", [
+      "install",
+      "--no-audit",
+      "--no-fund",
+      "--loglevel=error",
+      PACKAGE,
+    ], { cwd: project });
+    assert.equal(install.code, 0, install.stderr);
+    const help = run("npx", ["--no-install", "lockbox", "--help"], {
+      cwd: project,
+    });
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: lockbox /);
+    const version = run("npx", ["--no-install", "lockbox", "--version"], {
+      cwd: project,
+    });
+    assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
+  });
+});

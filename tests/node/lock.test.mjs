@@ -1,0 +1,143 @@
+// FileLock on Node, against the built package: exclusion, timeout, abort,
+// shared locks, holder records, and a wait handed over from another process.
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+import {
+  FileLock,
+  isLocked,
+  lockHolder,
+  LockTimeoutError,
+} from "../../dist/npm/mod.js";
+import { nodeWorker, withTempDir } from "./_helpers.mjs";
+
+test("withLock() from 6 Node processes x 50 keeps every increment", async () => {
+  await withTempDir(async (dir) => {
+    const counter = `${dir}/counter`;
+    const children = Array.from(
+      { length: 6 },
+      () => nodeWorker("increment.mjs", [counter, "50"]),
+    );
+    for (const child of children) {
+      const { code } = await child.finish();
+      assert.equal(code, 0, child.stderr);
+    }
+    assert.equal(readFileSync(counter, "utf8"), "300");
+  });
+});
+
+test("FileLock.acquire() times out on a lock another process holds, naming it", async () => {
+  await withTempDir(async (dir) => {
+    const holder = nodeWorker("hold.mjs", [`${dir}/a`]);
+    try {
+      await holder.waitFor("locked");
+      const started = Date.now();
+      await assert.rejects(
+        FileLock.acquire(`${dir}/a`, { timeout: 200 }),
+        (error) =>
+          error instanceof LockTimeoutError && error.holder?.pid === holder.pid,
+      );
+      assert.ok(Date.now() - started >= 190);
+      assert.equal(await FileLock.tryAcquire(`${dir}/a`), null);
+    } finally {
+      await holder.finish();
+    }
+  });
+});
+
+test("FileLock.acquire() rejects with signal.reason when aborted", async () => {
+  await withTempDir(async (dir) => {
+    const holder = nodeWorker("hold.mjs", [`${dir}/a`]);
+    try {
+      await holder.waitFor("locked");
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(new Error("gave up")), 100);
+      await assert.rejects(
+        FileLock.acquire(`${dir}/a`, { signal: controller.signal }),
+        /gave up/,
+      );
+    } finally {
+      await holder.finish();
+    }
+  });
+});
+
+test("FileLock waits in a helper process and gets the lock, in its own name, when the holder lets go", async () => {
+  await withTempDir(async (dir) => {
+    const holder = nodeWorker("hold.mjs", [`${dir}/a`]);
+    await holder.waitFor("locked");
+    // Many waits at once on different paths must not starve Node's fs pool.
+    const others = [];
+    for (let i = 0; i < 6; i++) {
+      others.push(nodeWorker("hold.mjs", [`${dir}/b${i}`]));
+    }
+    for (const other of others) await other.waitFor("locked");
+    const waits = [
+      FileLock.acquire(`${dir}/a`),
+      ...others.map((_, i) => FileLock.acquire(`${dir}/b${i}`)),
+    ];
+    // Meanwhile, file system calls still run.
+    const { readFile } = await import("node:fs/promises");
+    for (let i = 0; i < 5; i++) await readFile(`${dir}/a.lock`);
+    setTimeout(() => holder.finish(), 100);
+    for (const other of others) setTimeout(() => other.finish(), 150);
+    const locks = await Promise.all(waits);
+    assert.equal(locks[0].token, 2);
+    // The kernel lists this process as the holder, not the helper.
+    assert.equal((await lockHolder(`${dir}/a`))?.pid, process.pid);
+    for (const lock of locks) await lock.release();
+  });
+});
+
+test("shared locks coexist across processes and exclude an exclusive one", async () => {
+  await withTempDir(async (dir) => {
+    const holder = nodeWorker("hold.mjs", [`${dir}/a`, "--shared"]);
+    try {
+      await holder.waitFor("locked");
+      const shared = await FileLock.tryAcquire(`${dir}/a`, { shared: true });
+      assert.ok(shared);
+      assert.equal(await FileLock.tryAcquire(`${dir}/a`), null);
+      await shared.release();
+      assert.equal(await isLocked(`${dir}/a`), true);
+    } finally {
+      await holder.finish();
+    }
+    assert.equal(await isLocked(`${dir}/a`), false);
+  });
+});
+
+test("lockHolder() reads the holding process's record", async () => {
+  await withTempDir(async (dir) => {
+    const holder = nodeWorker("hold.mjs", [
+      `${dir}/a`,
+      "--metadata",
+      '{"user":"ann"}',
+    ]);
+    try {
+      await holder.waitFor("locked");
+      const record = await lockHolder(`${dir}/a`);
+      assert.equal(record?.pid, holder.pid);
+      assert.deepEqual(record?.metadata, { user: "ann" });
+      assert.equal(record?.shared, false);
+    } finally {
+      await holder.finish();
+    }
+    assert.equal(await lockHolder(`${dir}/a`), null);
+  });
+});
+
+test("process.exit() does not wait for a lock wait that timed out", async () => {
+  await withTempDir(async (dir) => {
+    const holder = nodeWorker("hold.mjs", [`${dir}/a`]);
+    try {
+      await holder.waitFor("locked");
+      const waiter = nodeWorker("give_up.mjs", [`${dir}/a`]);
+      const { code } = await waiter.exited;
+      assert.equal(code, 5, waiter.stderr);
+      assert.deepEqual(waiter.lines, ["timed out"]);
+    } finally {
+      await holder.finish();
+    }
+  });
+});

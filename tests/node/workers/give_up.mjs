@@ -1,0 +1,10 @@
+// Waits 200 ms for a lock held elsewhere, then exits 5 at once.
+import { FileLock, LockTimeoutError } from "../../../dist/npm/mod.js";
+
+try {
+  await FileLock.acquire(process.argv[2], { timeout: 200 });
+} catch (error) {
+  if (!(error instanceof LockTimeoutError)) throw error;
+  console.log("timed out");
+  process.exit(5);
+}
