@@ -5,7 +5,8 @@ import { _promiseTry } from "./_promise.ts";
 import { join } from "node:path";
 import { _readHolderRecord } from "./_holder_record.ts";
 import { _kernelView, _liveRecord } from "./_kernel.ts";
-import { _lstat, _readDir, _toPath } from "./_runtime.ts";
+import { _errorCode, _lstat, _readDir, _toPath } from "./_runtime.ts";
+import { StoreError } from "./errors.ts";
 import { FileLock } from "./file_lock.ts";
 import type { LockHolder } from "./lock_holder.ts";
 
@@ -97,10 +98,24 @@ function _info(lockPath: string, staleAfter: number, now: number): LockInfo {
     held,
     mode: view.mode,
     holders: view.pids,
-    record: _readHolderRecord(lockPath),
+    record: _readableRecord(lockPath),
     ageMs,
     stale: !held && ageMs > staleAfter,
   };
+}
+
+/**
+ * The lock file's record; `null` for a file this process may not read (its
+ * state and holders still come from the kernel).
+ */
+function _readableRecord(lockPath: string): LockHolder | null {
+  try {
+    return _readHolderRecord(lockPath);
+  } catch (error) {
+    const code = _errorCode(error);
+    if (code === "EACCES" || code === "EPERM") return null;
+    throw error;
+  }
 }
 
 /** Walks `dir` for `*.lock` entries; reports what it cannot read. */
@@ -148,7 +163,8 @@ async function _walk(
  * Elsewhere it probes each file with a non-blocking lock, which for an
  * instant holds it. Symlinks and directories named `*.lock` are skipped and
  * never followed; unreadable subdirectories are skipped
- * ({@linkcode cleanupStaleLocks} reports them).
+ * ({@linkcode cleanupStaleLocks} reports them), and a lock file this process
+ * may not read is listed with `record: null`.
  *
  * Requires `--allow-read`.
  *
@@ -156,6 +172,7 @@ async function _walk(
  * @param options `recursive` and `staleAfter`.
  * @returns One `LockInfo` per lock file, sorted by path.
  * @throws {RangeError} If `staleAfter` is negative.
+ * @throws {StoreError} If `dir` itself cannot be read.
  *
  * @example
  * ```ts
@@ -175,14 +192,27 @@ export async function listLocks(
   const staleAfter = _staleAfter(options.staleAfter);
   const now = Date.now();
   const infos: LockInfo[] = [];
-  await _walk(_toPath(dir), options.recursive ?? false, (path, kind) => {
+  const root = _toPath(dir);
+  await _walk(root, options.recursive ?? false, (path, kind) => {
     if (kind !== "file") return;
     try {
       infos.push(_info(path, staleAfter, now));
     } catch {
       // Removed or replaced while we looked: it is simply not listed.
     }
-  }, () => {});
+  }, (path, error) => {
+    // The directory asked for must be readable; a subdirectory that is not
+    // is skipped (cleanupStaleLocks reports it).
+    if (path === root) {
+      throw new StoreError(
+        root,
+        `Cannot list lock files in '${root}': ${
+          _message(error)
+        }; check that it is a readable directory`,
+        { cause: error },
+      );
+    }
+  });
   return infos.sort((a, b) => a.lockPath.localeCompare(b.lockPath));
 }
 

@@ -11,7 +11,15 @@ import {
   listLocks,
   lockInfo,
 } from "../../mod.ts";
-import { delay, finishAll, spawnWorker, withTempDir } from "../_helpers.ts";
+import { fileURLToPath } from "node:url";
+import {
+  delay,
+  finishAll,
+  sh,
+  spawnWorker,
+  withTempDir,
+  worker,
+} from "../_helpers.ts";
 
 const HOUR = 3_600_000;
 
@@ -211,5 +219,79 @@ Deno.test("isLocked() never reports a held lock free while other processes churn
     await holder.finish();
     assert.ok(looks > 100);
     assert.equal(free, 0, `reported free ${free} times in ${looks} looks`);
+  });
+});
+
+Deno.test("the monitor, run as an unprivileged user, reports unreadable directories and files and goes on", async () => {
+  // Permission bits bind only a process that is not root: run the monitor
+  // as nobody (setpriv), from copies it can read.
+  await withTempDir(async (tmp) => {
+    await Deno.chmod(tmp, 0o755);
+    const deno = `${tmp}/deno`;
+    await Deno.copyFile(Deno.execPath(), deno);
+    await Deno.chmod(deno, 0o755);
+    await sh(
+      "cp",
+      "-r",
+      fileURLToPath(new URL("../../src", import.meta.url)),
+      `${tmp}/src`,
+    );
+    await Deno.copyFile(worker("monitor_report.ts"), `${tmp}/report.ts`);
+    await sh("chmod", "-R", "a+rX", `${tmp}/src`, `${tmp}/report.ts`);
+    const home = `${tmp}/home`;
+    await Deno.mkdir(home);
+    await sh("chown", "65534:65534", home);
+
+    const dir = `${tmp}/locks`; // nobody's, so nobody may remove in it
+    await Deno.mkdir(dir);
+    const old = new Date(Date.now() - 3_600_000);
+    for (const name of ["free.lock", "secret.lock", "sub/hidden.lock"]) {
+      if (name.startsWith("sub/")) await Deno.mkdir(`${dir}/sub`);
+      await Deno.writeTextFile(`${dir}/${name}`, "");
+      await Deno.utime(`${dir}/${name}`, old, old);
+    }
+    await Deno.writeTextFile(`${tmp}/target`, "keep me");
+    await Deno.symlink(`${tmp}/target`, `${dir}/x.lock`);
+    await Deno.mkdir(`${dir}/y.lock`);
+    await sh("chown", "65534:65534", dir, `${dir}/free.lock`);
+    await Deno.chmod(`${dir}/secret.lock`, 0o000); // root's, unreadable
+    await Deno.chmod(`${dir}/sub`, 0o000); // root's, unreadable
+
+    const out = await new Deno.Command("setpriv", {
+      args: [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        deno,
+        "run",
+        "--allow-all",
+        "--no-config",
+        "--quiet",
+        `${tmp}/report.ts`,
+        dir,
+      ],
+      env: { HOME: home, DENO_DIR: `${home}/deno`, NO_COLOR: "1" },
+      clearEnv: true,
+    }).output();
+    const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+    assert.equal(out.code, 0, text(out.stderr));
+    const { listed, cleaned } = JSON.parse(text(out.stdout));
+    // Listed: the readable free file, and the unreadable one (record null).
+    assert.deepEqual(
+      listed.map((
+        i: { lockPath: string; record: unknown },
+      ) => [i.lockPath, i.record]),
+      [[`${dir}/free.lock`, null], [`${dir}/secret.lock`, null]],
+    );
+    assert.deepEqual(cleaned.removed, [`${dir}/free.lock`]);
+    const errors = cleaned.errors.map((e: { path: string }) => e.path).sort();
+    assert.deepEqual(errors, [`${dir}/secret.lock`, `${dir}/sub`]);
+    const kept = cleaned.kept.map((k: { path: string }) => k.path).sort();
+    assert.deepEqual(kept, [`${dir}/x.lock`, `${dir}/y.lock`]);
+    // Nothing followed, nothing unreadable removed.
+    assert.equal(await Deno.readTextFile(`${tmp}/target`), "keep me");
+    assert.ok((await Deno.lstat(`${dir}/secret.lock`)).isFile);
+    await Deno.chmod(`${dir}/sub`, 0o755);
+    assert.ok((await Deno.lstat(`${dir}/sub/hidden.lock`)).isFile);
   });
 });
