@@ -12,14 +12,7 @@ import {
   lockInfo,
 } from "../../mod.ts";
 import { fileURLToPath } from "node:url";
-import {
-  delay,
-  finishAll,
-  sh,
-  spawnWorker,
-  withTempDir,
-  worker,
-} from "../_helpers.ts";
+import { delay, finishAll, sh, spawnWorker, withTempDir } from "../_helpers.ts";
 
 const HOUR = 3_600_000;
 
@@ -236,7 +229,15 @@ Deno.test("the monitor, run as an unprivileged user, reports unreadable director
       fileURLToPath(new URL("../../src", import.meta.url)),
       `${tmp}/src`,
     );
-    await Deno.copyFile(worker("monitor_report.ts"), `${tmp}/report.ts`);
+    await Deno.writeTextFile(
+      `${tmp}/report.ts`,
+      `import { cleanupStaleLocks, listLocks } from "./src/lock_monitor.ts";
+const options = { recursive: true, staleAfter: 1000 };
+const listed = await listLocks(Deno.args[0], options);
+const cleaned = await cleanupStaleLocks(Deno.args[0], options);
+console.log(JSON.stringify({ listed, cleaned }));
+`,
+    );
     await sh("chmod", "-R", "a+rX", `${tmp}/src`, `${tmp}/report.ts`);
     const home = `${tmp}/home`;
     await Deno.mkdir(home);
