@@ -22,11 +22,13 @@ interface Output {
 
 async function run(
   command: string[],
-  options: { env?: Record<string, string>; cwd?: string } = {},
+  options: { env?: Record<string, string>; cwd?: string; clearEnv?: boolean } =
+    {},
 ): Promise<Output> {
   const out = await new Deno.Command(command[0], {
     args: command.slice(1),
     env: options.env,
+    clearEnv: options.clearEnv,
     cwd: options.cwd,
     stdin: "null",
   }).output();
@@ -266,10 +268,14 @@ Deno.test("lockbox status --json matches listLocks(); clean --dry-run removes no
       assert.match(table.stdout, /old\.lock\s+free.*stale/);
       assert.ok(!table.stdout.includes("\x1b["));
       // Colour on a terminal (script(1) gives the CLI one), unless NO_COLOR.
-      const onTerminal = (env: Record<string, string>) =>
-        run(["script", "-qec", `${quoted} status ${dir}`, "/dev/null"], {
-          env,
+      const onTerminal = (env: Record<string, string>) => {
+        // Not inherited: CI itself may run with NO_COLOR set.
+        const { NO_COLOR: _, ...rest } = Deno.env.toObject();
+        return run(["script", "-qec", `${quoted} status ${dir}`, "/dev/null"], {
+          env: { ...rest, ...env },
+          clearEnv: true,
         });
+      };
       assert.ok((await onTerminal({})).stdout.includes("\x1b[33m"));
       assert.ok(
         !(await onTerminal({ NO_COLOR: "1" })).stdout.includes("\x1b["),
