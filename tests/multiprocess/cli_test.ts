@@ -583,6 +583,16 @@ Deno.test("lockbox batch runs the command per file under its lock and exits 1 if
     }
     const all = await lockbox(["batch", ...files, "--", "true"]);
     assert.equal(all.code, 0, all.stderr);
+    // On a terminal (script(1) gives it one): a progress bar, then results.
+    const bar = await run([
+      "script",
+      "-qec",
+      `${quoted} batch ${files.join(" ")} -- true`,
+      "/dev/null",
+    ]);
+    assert.equal(bar.code, 0, bar.stdout);
+    assert.match(bar.stdout, /\[#+\] 3\/3 /);
+    assert.match(bar.stdout, /3 files: 3 ok, 0 failed, 0 locked/);
     const config = `${dir}/config.yaml`;
     await Deno.writeTextFile(
       config,
@@ -689,5 +699,35 @@ Deno.test("lockbox run -w waits the given time for a lock a FileLock holds, then
     } finally {
       await lock.release();
     }
+  });
+});
+
+Deno.test("lockbox store edit on a terminal sends you back to fix invalid JSON", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/state.json`;
+    await Deno.writeTextFile(file, '{"count": 1}');
+    // First edit: invalid JSON; second: valid.
+    const editor = `${dir}/editor.sh`;
+    await Deno.writeTextFile(
+      editor,
+      `#!/bin/sh
+if [ -e "${dir}/once" ]; then printf '{"count": 3}' > "$1"
+else touch "${dir}/once"; printf '{"count": ' > "$1"; fi
+`,
+    );
+    await Deno.chmod(editor, 0o755);
+    const session = new Child("script", [
+      "-qec",
+      `${quoted} store edit ${file}`,
+      "/dev/null",
+    ], { stdin: true, env: { EDITOR: editor, VISUAL: "" } });
+    // The answer waits in the terminal's input until lockbox asks.
+    await session.send("e");
+    const result = await session.finish();
+    const output = result.lines.join("\n");
+    assert.equal(result.code, 0, output);
+    assert.match(output, /not valid JSON/);
+    assert.match(output, /What now\? \(e\)dit again/);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(file)), { count: 3 });
   });
 });
