@@ -24,13 +24,11 @@ import {
   _args,
   _columns,
   _env,
-  _errorCode,
   _exit,
   _isMain,
   _isTerminal,
   _lstat,
   _readStdinLine,
-  _spawn,
   _writeStderr,
 } from "./src/_runtime.ts";
 import {
@@ -39,6 +37,7 @@ import {
   _setPointer,
 } from "./src/_json_pointer.ts";
 import { _liveRecord } from "./src/_kernel.ts";
+import { _startCommand } from "./src/_command.ts";
 import {
   AlreadyCheckedOutError,
   appendToFailureLog,
@@ -714,15 +713,7 @@ function _program(): Command {
           const argv = dash.includes("{}")
             ? dash.map((a) => a === "{}" ? file : a)
             : [...dash, file];
-          let child;
-          try {
-            child = await _spawn(argv[0], argv.slice(1));
-          } catch (error) {
-            throw new CommandNotStartedError(argv[0], _errorCode(error), {
-              cause: error,
-            });
-          }
-          const { code, signal } = await child.status;
+          const { code, signal } = await (await _startCommand(argv)).status;
           if (signal !== null) throw new Error(`killed by signal ${signal}`);
           if (code !== 0) throw new Error(`exited with ${code}`);
         },

@@ -2,6 +2,7 @@
 // a file held elsewhere reported as a result instead of stopping the batch.
 
 import { _toPath } from "./_runtime.ts";
+import { _sleep } from "./_promise.ts";
 import { FileLock } from "./file_lock.ts";
 import { LockTimeoutError } from "./errors.ts";
 
@@ -172,19 +173,4 @@ function _ms(value: number, name: string): number {
     );
   }
   return value;
-}
-
-function _sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -4,16 +4,14 @@
 import { basename, join } from "node:path";
 import {
   _createForWrite,
-  _errorCode,
   _makeTempDir,
   _readFile,
   _removeTree,
-  _spawn,
   _toPath,
 } from "./_runtime.ts";
 import { _fsError } from "./_atomic.ts";
 import { JsonStore } from "./json_store.ts";
-import { CommandNotStartedError } from "./run_command.ts";
+import { _startCommand } from "./_command.ts";
 import { StoreError } from "./errors.ts";
 
 /** How {@linkcode editStore} edits. */
@@ -125,14 +123,7 @@ async function _writeText(path: string, text: string): Promise<void> {
 }
 
 async function _runEditor(editor: string[], file: string): Promise<void> {
-  let child;
-  try {
-    child = await _spawn(editor[0], [...editor.slice(1), file]);
-  } catch (error) {
-    throw new CommandNotStartedError(editor[0], _errorCode(error), {
-      cause: error,
-    });
-  }
+  const child = await _startCommand([...editor, file]);
   const { code, signal } = await child.status;
   if (code !== 0 || signal !== null) {
     throw new StoreError(

@@ -217,3 +217,45 @@ export class StoreError extends Error {
     super(message, options);
   }
 }
+
+/**
+ * The command could not be started (not found, not executable). The lock
+ * was released.
+ *
+ * @example
+ * ```ts ignore
+ * import { CommandNotStartedError, runWithLock } from "@lockbox/lockbox";
+ * try {
+ *   await runWithLock("job.lock", ["no-such-command"]);
+ * } catch (error) {
+ *   if (error instanceof CommandNotStartedError) console.error(error.command);
+ * }
+ * ```
+ */
+export class CommandNotStartedError extends Error {
+  /** Always `"CommandNotStartedError"`. */
+  override name = "CommandNotStartedError";
+  /**
+   * Creates a CommandNotStartedError.
+   *
+   * @param command The program that could not be started.
+   * @param code The error code (`ENOENT`, `EACCES`), if known.
+   * @param options The underlying cause.
+   */
+  constructor(
+    readonly command: string,
+    readonly code: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `Cannot run '${command}': ${
+        code === "ENOENT"
+          ? "no such command; check the name and PATH"
+          : code === "EACCES"
+          ? "permission denied; check that it is an executable file"
+          : (options?.cause as Error)?.message ?? "it could not be started"
+      }`,
+      options,
+    );
+  }
+}

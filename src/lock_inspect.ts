@@ -1,7 +1,7 @@
 // Looking at a lock without taking it: the kernel's view (who holds it, in
 // which mode) and the holder record. Nothing here disturbs a holder or waiter.
 
-import { _promiseTry } from "./_promise.ts";
+import { _promiseTry, _sleep } from "./_promise.ts";
 import { _processExists } from "./_runtime.ts";
 import {
   _checkTimeout,
@@ -160,18 +160,4 @@ export function isProcessRunning(pid: number): boolean {
     );
   }
   return _processExists(pid);
-}
-
-function _sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -1,12 +1,8 @@
 // Running a command while holding a lock, as `flock(1)` does.
 
-import {
-  _errorCode,
-  _onTerminationSignals,
-  _spawn,
-  _toPath,
-} from "./_runtime.ts";
+import { _onTerminationSignals, _toPath } from "./_runtime.ts";
 import { FileLock } from "./file_lock.ts";
+import { _startCommand } from "./_command.ts";
 
 /** How {@linkcode runWithLock} locks. */
 export interface RunWithLockOptions {
@@ -34,48 +30,6 @@ export interface RunResult {
   signal: number | null;
   /** How long the lock took, in milliseconds. */
   waitedMs: number;
-}
-
-/**
- * The command could not be started (not found, not executable). The lock
- * was released.
- *
- * @example
- * ```ts ignore
- * import { CommandNotStartedError, runWithLock } from "@lockbox/lockbox";
- * try {
- *   await runWithLock("job.lock", ["no-such-command"]);
- * } catch (error) {
- *   if (error instanceof CommandNotStartedError) console.error(error.command);
- * }
- * ```
- */
-export class CommandNotStartedError extends Error {
-  /** Always `"CommandNotStartedError"`. */
-  override name = "CommandNotStartedError";
-  /**
-   * Creates a CommandNotStartedError.
-   *
-   * @param command The program that could not be started.
-   * @param code The error code (`ENOENT`, `EACCES`), if known.
-   * @param options The underlying cause.
-   */
-  constructor(
-    readonly command: string,
-    readonly code: string | undefined,
-    options?: ErrorOptions,
-  ) {
-    super(
-      `Cannot run '${command}': ${
-        code === "ENOENT"
-          ? "no such command; check the name and PATH"
-          : code === "EACCES"
-          ? "permission denied; check that it is an executable file"
-          : (options?.cause as Error)?.message ?? "it could not be started"
-      }`,
-      options,
-    );
-  }
 }
 
 /**
@@ -129,14 +83,7 @@ export async function runWithLock(
   });
   try {
     const waitedMs = performance.now() - started;
-    let child;
-    try {
-      child = await _spawn(command[0], command.slice(1));
-    } catch (error) {
-      throw new CommandNotStartedError(command[0], _errorCode(error), {
-        cause: error,
-      });
-    }
+    const child = await _startCommand(command);
     const stopForwarding = _onTerminationSignals((signal) =>
       child.kill(signal)
     );

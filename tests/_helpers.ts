@@ -217,3 +217,33 @@ export async function withMount(
 export function names(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
 }
+
+/**
+ * Kills store writers at random moments: in 4 lanes, starts `start(prefix)`
+ * (a worker printing "ack ID" per acknowledged update), SIGKILLs it 0-40 ms
+ * after its first ack, and calls `check(acked)` with every ID acknowledged so
+ * far, until `kills` writers have been killed.
+ */
+export async function killWriters(
+  kills: number,
+  start: (prefix: string) => Child,
+  check: (acked: ReadonlySet<string>) => Promise<void>,
+): Promise<void> {
+  const acked = new Set<string>();
+  let killed = 0;
+  let round = 0;
+  const lane = async (lane: number) => {
+    while (killed < kills) {
+      const child = start(`l${lane}r${round++}`);
+      await child.waitFor("ack");
+      await delay(Math.random() * 40);
+      await child.kill();
+      killed++;
+      for (const line of child.lines) {
+        if (line.startsWith("ack ")) acked.add(line.slice(4));
+      }
+      await check(acked);
+    }
+  };
+  await Promise.all([lane(0), lane(1), lane(2), lane(3)]);
+}

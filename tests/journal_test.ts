@@ -46,6 +46,30 @@ async function sha256(text: string): Promise<string> {
     .join("");
 }
 
+/**
+ * Does what a compaction does before replacing the snapshot: writes
+ * journal.next for `snapshot` and appends a seal line (update `seq`) to the
+ * journal.
+ */
+async function beginCompaction(
+  path: string,
+  snapshot: string,
+  seq: number,
+): Promise<void> {
+  const next = {
+    "lockbox-journal": 1,
+    id: "next",
+    base: await sha256(snapshot),
+  };
+  await Deno.writeTextFile(`${path}.journal.next`, JSON.stringify(next) + "\n");
+  const seal = `{"n":${seq},"o":[],"seal":"next"}`;
+  const bytes = new TextEncoder().encode(seal);
+  const sum = _fnv1a(bytes, bytes.length).toString(16).padStart(8, "0");
+  await Deno.writeTextFile(`${path}.journal`, `${sum} ${seal}\n`, {
+    append: true,
+  });
+}
+
 Deno.test("JsonStore journal mode replays every kind of change exactly, in another instance", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/s.json`;
@@ -186,22 +210,7 @@ Deno.test("JsonStore journal mode finishes a compaction that stopped between its
     // What a compaction does before its last rename: journal.next for the new
     // snapshot, a seal line in the old journal, then the snapshot itself.
     const snapshot = JSON.stringify({ k1: 1, k2: 2, k3: 3 }, null, 2);
-    const next = {
-      "lockbox-journal": 1,
-      id: "next",
-      base: await sha256(snapshot),
-    };
-    await Deno.writeTextFile(
-      `${path}.journal.next`,
-      JSON.stringify(next) + "\n",
-    );
-    const seal = new TextEncoder().encode('{"n":4,"o":[],"seal":"next"}');
-    const sum = _fnv1a(seal, seal.length).toString(16).padStart(8, "0");
-    await Deno.writeTextFile(
-      `${path}.journal`,
-      `${sum} ${new TextDecoder().decode(seal)}\n`,
-      { append: true },
-    );
+    await beginCompaction(path, snapshot, 4);
     await Deno.writeTextFile(path, snapshot);
     // The instance that wrote the old journal has it cached, and must still
     // notice.
@@ -272,22 +281,7 @@ Deno.test("JsonStore journal mode keeps the journal when a compaction died befor
     }
     // Its snapshot would have been this; the old one is still in place.
     const folded = JSON.stringify({ k1: 1, k2: 2, k3: 3 }, null, 2);
-    const next = {
-      "lockbox-journal": 1,
-      id: "next",
-      base: await sha256(folded),
-    };
-    await Deno.writeTextFile(
-      `${path}.journal.next`,
-      JSON.stringify(next) + "\n",
-    );
-    const seal = new TextEncoder().encode('{"n":4,"o":[],"seal":"next"}');
-    const sum = _fnv1a(seal, seal.length).toString(16).padStart(8, "0");
-    await Deno.writeTextFile(
-      `${path}.journal`,
-      `${sum} ${new TextDecoder().decode(seal)}\n`,
-      { append: true },
-    );
+    await beginCompaction(path, folded, 4);
     await store.update((d) => void (d.k4 = 4));
     await open(path).update((d) => void (d.k5 = 5));
     assert.deepEqual(Object.keys(await open(path).read()), [

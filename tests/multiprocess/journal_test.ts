@@ -4,7 +4,13 @@
 
 import assert from "node:assert/strict";
 import { JsonStore } from "../../mod.ts";
-import { delay, finishAll, spawnWorker, withTempDir } from "../_helpers.ts";
+import {
+  delay,
+  finishAll,
+  killWriters,
+  spawnWorker,
+  withTempDir,
+} from "../_helpers.ts";
 
 type Doc = { count: number; items: string[] };
 
@@ -71,35 +77,21 @@ Deno.test("JsonStore journal mode keeps 8 processes x 250 updates exact, with co
 Deno.test("JsonStore journal mode survives 200 SIGKILLs during appends and compactions", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
-    const acked = new Set<string>();
     const warnings: string[] = [];
-    let kills = 0;
-    let round = 0;
-    async function lane(lane: number): Promise<void> {
-      while (kills < 200) {
-        const child = spawnWorker("store_update.ts", [
-          path,
-          "100000",
-          `l${lane}r${round++}`,
-          "--journal",
-          "--compact-at",
-          "2048",
-        ]);
-        await child.waitFor("ack");
-        await delay(Math.random() * 40);
-        await child.kill();
-        kills++;
-        for (const line of child.lines) {
-          if (line.startsWith("ack ")) acked.add(line.slice(4));
-        }
-        const doc = await journalStore(path, warnings).read();
-        const items = new Set(doc.items);
-        for (const id of acked) assert.ok(items.has(id), `lost ${id}`);
-        assert.equal(doc.count, doc.items.length);
-      }
-    }
-    await Promise.all([lane(0), lane(1), lane(2), lane(3)]);
-    assert.ok(kills >= 200);
+    await killWriters(200, (prefix) =>
+      spawnWorker("store_update.ts", [
+        path,
+        "100000",
+        prefix,
+        "--journal",
+        "--compact-at",
+        "2048",
+      ]), async (acked) => {
+      const doc = await journalStore(path, warnings).read();
+      const items = new Set(doc.items);
+      for (const id of acked) assert.ok(items.has(id), `lost ${id}`);
+      assert.equal(doc.count, doc.items.length);
+    });
     const store = journalStore(path, warnings);
     await store.update((d) => void d.count++);
     const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();

@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { JsonStore, readJsonl } from "../../mod.ts";
 import {
-  delay,
   finishAll,
+  killWriters,
   names,
   spawnWorker,
   withTempDir,
@@ -31,31 +31,16 @@ Deno.test("JsonStore keeps 8 processes x 250 updates exact", async () => {
 Deno.test("JsonStore survives 200 SIGKILLs: the file parses and every acknowledged update is there", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
-    const acked = new Set<string>();
-    let kills = 0;
-    let round = 0;
-    async function lane(lane: number): Promise<void> {
-      while (kills < 200) {
-        const child = spawnWorker("store_update.ts", [
-          path,
-          "100000",
-          `l${lane}r${round++}`,
-        ]);
-        await child.waitFor("ack");
-        await delay(Math.random() * 40);
-        await child.kill();
-        kills++;
-        for (const line of child.lines) {
-          if (line.startsWith("ack ")) acked.add(line.slice(4));
-        }
+    await killWriters(
+      200,
+      (prefix) => spawnWorker("store_update.ts", [path, "100000", prefix]),
+      async (acked) => {
         const doc: Doc = JSON.parse(await Deno.readTextFile(path));
         const items = new Set(doc.items);
         for (const id of acked) assert.ok(items.has(id), `lost ${id}`);
         assert.equal(doc.count, doc.items.length);
-      }
-    }
-    await Promise.all([lane(0), lane(1), lane(2), lane(3)]);
-    assert.ok(kills >= 200);
+      },
+    );
     // The next update removes any temp file a killed writer left.
     const store = new JsonStore<Doc>(path, {
       initial: { count: 0, items: [] },
