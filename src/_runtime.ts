@@ -3,6 +3,7 @@
 // same exports (the shapes are in _runtime_types.ts).
 
 import { constants } from "node:os";
+import { _readWhole } from "./_runtime_types.ts";
 import type {
   _Child,
   _DirEntry,
@@ -175,9 +176,6 @@ export function _processExists(pid: number): boolean {
   }
 }
 
-let _procBuffer = new Uint8Array(64 * 1024);
-const _procDecoder = new TextDecoder();
-
 /**
  * The text of `/proc/locks`, or `null` where the system has none.
  *
@@ -201,18 +199,7 @@ export function _readProcLocks(): string | null {
     throw error;
   }
   try {
-    let length = 0;
-    while (true) {
-      if (length === _procBuffer.length) {
-        const grown = new Uint8Array(_procBuffer.length * 2);
-        grown.set(_procBuffer);
-        _procBuffer = grown;
-      }
-      const n = file.readSync(_procBuffer.subarray(length));
-      if (n === null || n === 0) break;
-      length += n;
-    }
-    return _procDecoder.decode(_procBuffer.subarray(0, length));
+    return _readWhole((into) => file.readSync(into) ?? 0);
   } finally {
     file.close();
   }

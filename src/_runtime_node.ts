@@ -23,6 +23,7 @@ import { createInterface } from "node:readline";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { _readWhole } from "./_runtime_types.ts";
 import type {
   _Child,
   _DirEntry,
@@ -343,9 +344,6 @@ export function _processExists(pid: number): boolean {
   }
 }
 
-let _procBuffer = new Uint8Array(64 * 1024);
-const _procDecoder = new TextDecoder();
-
 /**
  * The text of `/proc/locks`, or `null` where the system has none; read in
  * one large read (see _runtime.ts for why).
@@ -360,24 +358,7 @@ export function _readProcLocks(): string | null {
     throw error;
   }
   try {
-    let length = 0;
-    while (true) {
-      if (length === _procBuffer.length) {
-        const grown = new Uint8Array(_procBuffer.length * 2);
-        grown.set(_procBuffer);
-        _procBuffer = grown;
-      }
-      const n = fs.readSync(
-        fd,
-        _procBuffer,
-        length,
-        _procBuffer.length - length,
-        null,
-      );
-      if (n === 0) break;
-      length += n;
-    }
-    return _procDecoder.decode(_procBuffer.subarray(0, length));
+    return _readWhole((into) => fs.readSync(fd, into, 0, into.length, null));
   } finally {
     fs.closeSync(fd);
   }

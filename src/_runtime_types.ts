@@ -100,3 +100,27 @@ export interface _Child {
   /** Sends it a signal, if it is still running. */
   kill(signal: "SIGINT" | "SIGTERM" | "SIGKILL"): void;
 }
+
+let _wholeBuffer = new Uint8Array(64 * 1024);
+const _wholeDecoder = new TextDecoder();
+
+/**
+ * Reads a file to its end through `read(into)` (which returns the bytes read,
+ * 0 at the end) in as few, as large reads as it can: one 64 KiB read for
+ * `/proc/locks`, whose seq_file skips a record when a lock goes away between
+ * two reads.
+ */
+export function _readWhole(read: (into: Uint8Array) => number): string {
+  let length = 0;
+  while (true) {
+    if (length === _wholeBuffer.length) {
+      const grown = new Uint8Array(_wholeBuffer.length * 2);
+      grown.set(_wholeBuffer);
+      _wholeBuffer = grown;
+    }
+    const n = read(_wholeBuffer.subarray(length));
+    if (n === 0) break;
+    length += n;
+  }
+  return _wholeDecoder.decode(_wholeBuffer.subarray(0, length));
+}
