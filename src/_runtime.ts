@@ -207,10 +207,13 @@ export function _readProcLocks(): string | null {
 
 class _DenoWriteHandle implements _WriteHandle {
   #file: Deno.FsFile;
+  /** Where the next read starts, when known (a fresh file starts at 0). */
+  #readPosition: number | null = 0;
   constructor(file: Deno.FsFile) {
     this.#file = file;
   }
   async write(data: Uint8Array): Promise<void> {
+    this.#readPosition = null;
     let written = 0;
     while (written < data.length) {
       written += await this.#file.write(data.subarray(written));
@@ -220,6 +223,7 @@ class _DenoWriteHandle implements _WriteHandle {
     return dataOnly ? this.#file.syncData() : this.#file.sync();
   }
   writeNow(data: Uint8Array): void {
+    this.#readPosition = null;
     let written = 0;
     while (written < data.length) {
       written += this.#file.writeSync(data.subarray(written));
@@ -234,17 +238,23 @@ class _DenoWriteHandle implements _WriteHandle {
   byteAt(offset: number): number {
     const one = new Uint8Array(1);
     this.#file.seekSync(offset, Deno.SeekMode.Start);
-    return this.#file.readSync(one) === 1 ? one[0] : -1;
+    const n = this.#file.readSync(one);
+    this.#readPosition = offset + (n ?? 0);
+    return n === 1 ? one[0] : -1;
   }
   readAt(offset: number, length: number): Uint8Array {
     const buffer = new Uint8Array(length);
-    this.#file.seekSync(offset, Deno.SeekMode.Start);
+    // Deno has no pread: seek, unless the file is already there.
+    if (this.#readPosition !== offset) {
+      this.#file.seekSync(offset, Deno.SeekMode.Start);
+    }
     let total = 0;
     while (total < length) {
       const n = this.#file.readSync(buffer.subarray(total));
       if (n === null || n === 0) break;
       total += n;
     }
+    this.#readPosition = offset + total;
     return buffer.subarray(0, total);
   }
   truncate(size: number): void {
