@@ -277,6 +277,15 @@ Deno.test("lockbox status --json matches listLocks(); clean --dry-run removes no
         });
       };
       assert.ok((await onTerminal({})).stdout.includes("\x1b[33m"));
+      // --watch redraws in place on a terminal until interrupted.
+      const watched = await run([
+        "script",
+        "-qec",
+        `timeout -s INT 1.5 ${quoted} status --watch 0.3 ${dir}`,
+        "/dev/null",
+      ]);
+      const redraws = watched.stdout.split("\x1b[H\x1b[2J").length - 1;
+      assert.ok(redraws >= 2, `${redraws} redraws`);
       assert.ok(
         !(await onTerminal({ NO_COLOR: "1" })).stdout.includes("\x1b["),
       );
