@@ -406,6 +406,12 @@ function _program(): Command {
     .argument("<lockfile>", "the lock file itself")
     .option("--json", "print the LockInfo as JSON")
     .action(async (lockfile: string, options) => {
+      if (_lstat(lockfile) === null) {
+        // No lock file, no holder: free, but say why, in case of a typo.
+        if (options.json) _json(null);
+        else console.log("free");
+        throw new _Exit(EXIT_CONFLICT, `'${lockfile}' does not exist`);
+      }
       const info = await lockInfo(lockfile);
       if (options.json) {
         _json(info);

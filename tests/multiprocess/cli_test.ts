@@ -338,6 +338,10 @@ Deno.test("lockbox holder exits 0 naming the holder, 1 when free", async () => {
     const free = await lockbox(["holder", lock]);
     assert.equal(free.code, 1);
     assert.equal(free.stdout, "free\n");
+    const missing = await lockbox(["holder", `${dir}/typo.lock`]);
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stdout, "free\n");
+    assert.match(missing.stderr, /typo\.lock' does not exist/);
   });
 });
 
