@@ -22,6 +22,7 @@ import { basename, dirname } from "node:path";
 import {
   _createForWrite,
   _errorCode,
+  _lstat,
   _openExistingForAppend,
   _readFile,
   _removeIfExists,
@@ -359,7 +360,15 @@ export class _Journal<T> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const snapshot = await this.#readFile(this.#host.path);
       const journal = await this.#readFile(this.journalPath);
-      if (journal === null) break; // not in journal mode yet: under the lock
+      if (journal === null) {
+        // No journal yet: the snapshot (or nothing) is the whole story,
+        // unless a compaction stopped half way; then let #sync finish it.
+        if (_lstat(this.nextPath) !== null) break;
+        if (snapshot === null) return this.#host.initial();
+        const parsed = this.#host.parse(snapshot);
+        if (!parsed.ok) break;
+        return parsed.value;
+      }
       const header = _parseHeader(journal);
       if (header === null || snapshot === null) break;
       if (await _sha256(snapshot) !== header.base) continue; // mid-compaction

@@ -294,3 +294,16 @@ Deno.test("JsonStore journal mode keeps the journal when a compaction died befor
     assert.deepEqual(names(dir), ["s.json", "s.json.journal", "s.json.lock"]);
   });
 });
+
+Deno.test("JsonStore journal mode: read() writes nothing, before the first update or after", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    assert.deepEqual(await open(path).read(), {});
+    assert.deepEqual(names(dir), []);
+    await Deno.writeTextFile(path, '{"n": 1}'); // a whole-file store, say
+    assert.deepEqual(await open(path).read(), { n: 1 });
+    assert.deepEqual(names(dir), ["s.json"]);
+    await open(path).update((d) => void (d.n = 2));
+    assert.deepEqual(await open(path).read(), { n: 2 });
+  });
+});
