@@ -65,3 +65,25 @@ test("npx lockbox --help works in a project that installs the package", async ()
     assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
   });
 });
+
+test("lockbox status and holder on Node name the holding process from the kernel", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    const holder = new Child("flock", [L, "sh", "-c", "echo held; cat"]);
+    try {
+      await holder.waitFor("held");
+      const status = run(process.execPath, [CLI, "status", "--json", dir]);
+      assert.equal(status.code, 0, status.stderr);
+      const [info] = JSON.parse(status.stdout);
+      assert.equal(info.lockPath, L);
+      assert.equal(info.held, true);
+      assert.deepEqual(info.holders, [holder.pid]);
+      const who = run(process.execPath, [CLI, "holder", L]);
+      assert.equal(who.code, 0);
+      assert.equal(who.stdout, `held exclusive by pid ${holder.pid}\n`);
+    } finally {
+      await holder.finish();
+    }
+    assert.equal(run(process.execPath, [CLI, "holder", L]).code, 1);
+  });
+});
