@@ -158,9 +158,17 @@ export function _replaceHoldingLock(
 ): Promise<void> {
   return _atomicReplace(target, _encoder.encode(text), {
     durable,
-    tempPath: `${dirname(target)}/.${basename(target)}.lockbox-tmp`,
+    tempPath: _lockHolderTemp(target),
     staleTemp: true,
   });
+}
+
+/**
+ * The temp file `_replaceHoldingLock` writes for `target`. Found while
+ * holding the lock, it is the orphan of a writer that died.
+ */
+export function _lockHolderTemp(target: string): string {
+  return `${dirname(target)}/.${basename(target)}.lockbox-tmp`;
 }
 
 /**

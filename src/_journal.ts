@@ -30,7 +30,7 @@ import {
   _syncDirectory,
   type _WriteHandle,
 } from "./_runtime.ts";
-import { _fsError } from "./_atomic.ts";
+import { _fsError, _lockHolderTemp } from "./_atomic.ts";
 import { _fnv1a } from "./_holder_record.ts";
 import { CorruptStoreError, StoreError } from "./errors.ts";
 
@@ -551,6 +551,9 @@ export class _Journal<T> {
         cache = this.#cache;
       } else {
         this.#cache = null;
+        // A writer killed while replacing the snapshot may have left its
+        // temp file; we hold the lock, so nobody is writing it now.
+        _removeIfExists(_lockHolderTemp(this.#host.path));
         const loaded = await this.#loadSnapshot(header.base);
         if (loaded === null) {
           // The snapshot is not the journal's: a compaction that stopped

@@ -307,3 +307,14 @@ Deno.test("JsonStore journal mode: read() writes nothing, before the first updat
     assert.deepEqual(await open(path).read(), { n: 2 });
   });
 });
+
+Deno.test("JsonStore journal mode removes the temp file of a writer killed mid-compaction", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    await open(path).update((d) => void (d.n = 1));
+    await Deno.writeTextFile(`${dir}/.s.json.lockbox-tmp`, '{"half": ');
+    await open(path).update((d) => void (d.n = 2));
+    assert.deepEqual(names(dir), ["s.json", "s.json.journal", "s.json.lock"]);
+    assert.equal((await open(path).read()).n, 2);
+  });
+});
