@@ -48,6 +48,7 @@ import {
   CorruptStoreError,
   DocumentNotFoundError,
   editStore,
+  type FileResult,
   FileService,
   formatLockStatus,
   getIncrementalStartRun,
@@ -729,27 +730,13 @@ function _program(): Command {
           lockTimeout: options.lockTimeout ?? config?.lockTimeout,
           onProgress: (done, total, result) => {
             if (progress) _progressBar(done, total, result.file);
-            else {
-              console.log(
-                result.ok
-                  ? `ok ${result.file}`
-                  : `${
-                    result.locked ? "locked" : "failed"
-                  } ${result.file}: ${result.error}`,
-              );
-            }
+            else console.log(_resultLine(result));
           },
         },
       );
       if (progress) {
         _writeStderr("\r\x1b[K");
-        for (const r of results) {
-          console.log(
-            r.ok
-              ? `ok ${r.file}`
-              : `${r.locked ? "locked" : "failed"} ${r.file}: ${r.error}`,
-          );
-        }
+        for (const result of results) console.log(_resultLine(result));
       }
       const ok = results.filter((r) => r.ok).length;
       const locked = results.filter((r) => !r.ok && r.locked).length;
@@ -763,6 +750,13 @@ function _program(): Command {
 
   _finishHelp(program);
   return program;
+}
+
+/** One line of `batch` output: `ok FILE`, or `failed|locked FILE: why`. */
+function _resultLine(result: FileResult<void>): string {
+  return result.ok
+    ? `ok ${result.file}`
+    : `${result.locked ? "locked" : "failed"} ${result.file}: ${result.error}`;
 }
 
 /** The part of a `batch` command line after `--`, by command. */
@@ -801,9 +795,8 @@ async function main(args: string[]): Promise<number> {
   // `batch FILE... -- COMMAND`: the command is everything after the first
   // `--`, which commander would otherwise merge into the files.
   let argv = args;
-  const batchAt = args.indexOf("batch");
   const dashAt = args.indexOf("--");
-  if (batchAt !== -1 && dashAt > batchAt) {
+  if (args[0] === "batch" && dashAt !== -1) {
     const batch = program.commands.find((c) => c.name() === "batch")!;
     _batchCommand.set(batch, args.slice(dashAt + 1));
     argv = args.slice(0, dashAt);
