@@ -706,7 +706,7 @@ function _program(): Command {
       _seconds,
     )
     .action(async (operands: string[], options, command: Command) => {
-      const dash = _batchCommand.get(command);
+      const dash = _batchArgv;
       if (!dash || dash.length === 0) {
         command.error("missing -- COMMAND [ARG...] after the files");
       }
@@ -759,8 +759,8 @@ function _resultLine(result: FileResult<void>): string {
     : `${result.locked ? "locked" : "failed"} ${result.file}: ${result.error}`;
 }
 
-/** The part of a `batch` command line after `--`, by command. */
-const _batchCommand = new WeakMap<Command, string[]>();
+/** The part of a `batch` command line after `--`. */
+let _batchArgv: string[] | undefined;
 
 function _progressBar(done: number, total: number, file: string): void {
   const width = Math.max(10, Math.min(40, _columns() - 40));
@@ -797,8 +797,7 @@ async function main(args: string[]): Promise<number> {
   let argv = args;
   const dashAt = args.indexOf("--");
   if (args[0] === "batch" && dashAt !== -1) {
-    const batch = program.commands.find((c) => c.name() === "batch")!;
-    _batchCommand.set(batch, args.slice(dashAt + 1));
+    _batchArgv = args.slice(dashAt + 1);
     argv = args.slice(0, dashAt);
   }
   try {

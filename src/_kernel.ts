@@ -140,12 +140,19 @@ export function _heldRecord(lockPath: string): LockHolder | null {
   return record;
 }
 
-/** Validates a timeout option: a number from 0 to Infinity. */
-export function _checkTimeout(timeout: number | undefined): number {
-  if (timeout === undefined) return Infinity;
+/**
+ * Validates a duration option in milliseconds, from 0 to Infinity; a
+ * missing one is `fallback`.
+ */
+export function _checkTimeout(
+  timeout: number | undefined,
+  name = "timeout",
+  fallback = Infinity,
+): number {
+  if (timeout === undefined) return fallback;
   if (typeof timeout !== "number" || Number.isNaN(timeout) || timeout < 0) {
     throw new RangeError(
-      `Cannot use timeout ${timeout}: expected milliseconds from 0 to Infinity`,
+      `Cannot use ${name} ${timeout}: expected milliseconds from 0 to Infinity`,
     );
   }
   return timeout;

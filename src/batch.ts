@@ -3,6 +3,7 @@
 
 import { _toPath } from "./_runtime.ts";
 import { _sleep } from "./_promise.ts";
+import { _checkTimeout } from "./_kernel.ts";
 import { FileLock } from "./file_lock.ts";
 import { LockTimeoutError } from "./errors.ts";
 
@@ -92,8 +93,8 @@ export async function processFiles<R>(
   }
   const concurrency = _count(options.concurrency ?? 4, "concurrency", 1);
   const retries = _count(options.retries ?? 0, "retries", 0);
-  const lockTimeout = _ms(options.lockTimeout ?? 30_000, "lockTimeout");
-  const retryDelay = _ms(options.retryDelay ?? 0, "retryDelay");
+  const lockTimeout = _checkTimeout(options.lockTimeout, "lockTimeout", 30_000);
+  const retryDelay = _checkTimeout(options.retryDelay, "retryDelay", 0);
   const paths = files.map(_toPath);
   const { signal, onProgress } = options;
   signal?.throwIfAborted();
@@ -161,15 +162,6 @@ function _count(value: number, name: string, min: number): number {
   if (!Number.isInteger(value) || value < min) {
     throw new RangeError(
       `Cannot use ${name} ${value}: expected an integer of at least ${min}`,
-    );
-  }
-  return value;
-}
-
-function _ms(value: number, name: string): number {
-  if (typeof value !== "number" || !(value >= 0)) {
-    throw new RangeError(
-      `Cannot use ${name} ${value}: expected milliseconds from 0 to Infinity`,
     );
   }
   return value;

@@ -2,7 +2,8 @@
 // DB that the Python system reads and writes too.
 
 import { _checkId, _newHexId, _unixSeconds } from "./_ids.ts";
-import { type DocumentBackend, JsonStore } from "./json_store.ts";
+import type { DocumentBackend } from "./json_store.ts";
+import { _seedDb } from "./_seed_db.ts";
 
 /** One capture group, as stored: exactly seed 000's schema. */
 export interface CaptureGroupRecord {
@@ -124,14 +125,7 @@ export class CaptureGroups {
    * @param options Lock timeout, durability and backups.
    */
   constructor(dbPath: string | URL, options: DbOptions = {}) {
-    const store = new JsonStore<CaptureGroupDb>(dbPath, {
-      initial: () => ({}),
-      validate: _validateGroupDb,
-      lockTimeout: options.lockTimeout,
-      durable: options.durable,
-      journal: options.journal,
-      backups: options.backups,
-    });
+    const store = _seedDb<CaptureGroupDb>(dbPath, _validateGroupDb, options);
     this.dbPath = store.path;
     this.#store = store;
   }

@@ -12,7 +12,8 @@ import {
 import { _fsError } from "./_atomic.ts";
 import { _checkId } from "./_ids.ts";
 import type { DbOptions } from "./capture_groups.ts";
-import { type DocumentBackend, JsonStore } from "./json_store.ts";
+import type { DocumentBackend } from "./json_store.ts";
+import { _seedDb } from "./_seed_db.ts";
 import { StoreError } from "./errors.ts";
 
 /** Who has a file checked out: seed 002's registry entry. */
@@ -164,14 +165,11 @@ export class CheckoutRegistry {
    * @param options Lock timeout, durability and backups.
    */
   constructor(registryFile: string | URL, options: DbOptions = {}) {
-    const store = new JsonStore<CheckoutRegistryData>(registryFile, {
-      initial: () => ({}),
-      validate: _validateRegistry,
-      lockTimeout: options.lockTimeout,
-      durable: options.durable,
-      journal: options.journal,
-      backups: options.backups,
-    });
+    const store = _seedDb<CheckoutRegistryData>(
+      registryFile,
+      _validateRegistry,
+      options,
+    );
     this.registryPath = store.path;
     this.#store = store;
   }

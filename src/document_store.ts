@@ -22,6 +22,7 @@ import {
 } from "./_atomic.ts";
 import { _parseJson, _toJson } from "./_json.ts";
 import { appendJsonl, readJsonl } from "./jsonl.ts";
+import { _checkTimeout } from "./_kernel.ts";
 import { withLock } from "./file_lock.ts";
 import { StoreError } from "./errors.ts";
 
@@ -178,12 +179,11 @@ export class DocumentStore<T> {
         `Cannot keep ${backups} backups: expected a non-negative integer`,
       );
     }
-    const lockTimeout = options.lockTimeout ?? 30_000;
-    if (typeof lockTimeout !== "number" || !(lockTimeout >= 0)) {
-      throw new RangeError(
-        `Cannot use lockTimeout ${lockTimeout}: expected milliseconds from 0 to Infinity`,
-      );
-    }
+    const lockTimeout = _checkTimeout(
+      options.lockTimeout,
+      "lockTimeout",
+      30_000,
+    );
     this.#validate = options.validate;
     this.#backups = backups;
     this.#durable = options.durable ?? true;

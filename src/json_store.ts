@@ -23,6 +23,7 @@ import {
   StaleFenceError,
   StoreError,
 } from "./errors.ts";
+import { _checkTimeout } from "./_kernel.ts";
 import { FileLock } from "./file_lock.ts";
 
 /** How a {@linkcode JsonStore} reads and writes its file. */
@@ -188,12 +189,11 @@ export class JsonStore<T> implements DocumentBackend<T> {
         `Cannot use indent ${indent}: expected an integer from 0 to 10`,
       );
     }
-    const lockTimeout = options.lockTimeout ?? 30_000;
-    if (typeof lockTimeout !== "number" || !(lockTimeout >= 0)) {
-      throw new RangeError(
-        `Cannot use lockTimeout ${lockTimeout}: expected milliseconds from 0 to Infinity`,
-      );
-    }
+    const lockTimeout = _checkTimeout(
+      options.lockTimeout,
+      "lockTimeout",
+      30_000,
+    );
     const onCorrupt = options.onCorrupt ?? "throw";
     if (onCorrupt !== "throw" && onCorrupt !== "quarantine") {
       throw new TypeError(

@@ -7,7 +7,8 @@ import {
   type DbOptions,
   GroupNotFoundError,
 } from "./capture_groups.ts";
-import { type DocumentBackend, JsonStore } from "./json_store.ts";
+import type { DocumentBackend } from "./json_store.ts";
+import { _seedDb } from "./_seed_db.ts";
 
 /** One operation, as stored: exactly seed 000's schema. */
 export interface OperationRecord {
@@ -80,13 +81,11 @@ export class Operations {
         "Cannot create Operations without options.groups: the capture group DB",
       );
     }
-    const store = new JsonStore<Record<string, OperationRecord>>(dbPath, {
-      initial: () => ({}),
-      validate: _validateOperationDb,
-      lockTimeout: options.lockTimeout,
-      durable: options.durable,
-      journal: options.journal,
-    });
+    const store = _seedDb<Record<string, OperationRecord>>(
+      dbPath,
+      _validateOperationDb,
+      options,
+    );
     this.dbPath = store.path;
     this.#store = store;
     this.#groups = options.groups;
