@@ -551,9 +551,15 @@ export class _Journal<T> {
         cache = this.#cache;
       } else {
         this.#cache = null;
-        // A writer killed while replacing the snapshot may have left its
-        // temp file; we hold the lock, so nobody is writing it now.
+        // A writer killed mid-compaction may have left the snapshot's temp
+        // file or journal.next; we hold the lock, so nobody is writing them
+        // now. A journal.next for the snapshot in place finishes the
+        // compaction; any other is an orphan and goes.
         _removeIfExists(_lockHolderTemp(this.#host.path));
+        if (await this.#finishCompaction()) {
+          handle.close();
+          return await this.#sync();
+        }
         const loaded = await this.#loadSnapshot(header.base);
         if (loaded === null) {
           // The snapshot is not the journal's: a compaction that stopped
@@ -670,8 +676,7 @@ export class _Journal<T> {
     if (next === null) return false;
     const header = _parseHeader(next);
     const snapshot = await this.#readFile(this.#host.path);
-    const journal = await this.#readFile(this.journalPath);
-    const current = journal === null ? null : _parseHeader(journal);
+    const current = this.#readHeader();
     if (
       header === null || snapshot === null ||
       await _sha256(snapshot) !== header.base ||
@@ -686,6 +691,17 @@ export class _Journal<T> {
     this.#renameNext();
     if (this.#host.durable) await this.#syncDir();
     return true;
+  }
+
+  /** The current journal's header, reading only its start; `null` if none. */
+  #readHeader(): { id: string; base: string; length: number } | null {
+    const handle = this.#open();
+    if (handle === null) return null;
+    try {
+      return _parseHeader(handle.readAt(0, _HEADER_MAX));
+    } finally {
+      handle.close();
+    }
   }
 
   async #recover(): Promise<_Cache<T>> {

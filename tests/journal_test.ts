@@ -308,11 +308,12 @@ Deno.test("JsonStore journal mode: read() writes nothing, before the first updat
   });
 });
 
-Deno.test("JsonStore journal mode removes the temp file of a writer killed mid-compaction", async () => {
+Deno.test("JsonStore journal mode removes the temp files of a writer killed mid-compaction", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/s.json`;
     await open(path).update((d) => void (d.n = 1));
     await Deno.writeTextFile(`${dir}/.s.json.lockbox-tmp`, '{"half": ');
+    await Deno.writeTextFile(`${dir}/s.json.journal.next`, '{"lockbox-jou');
     await open(path).update((d) => void (d.n = 2));
     assert.deepEqual(names(dir), ["s.json", "s.json.journal", "s.json.lock"]);
     assert.equal((await open(path).read()).n, 2);
