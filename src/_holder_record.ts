@@ -16,10 +16,10 @@ export const _MAX_RECORD_BYTES = 64 * 1024;
 const _encoder = new TextEncoder();
 const _decoder = new TextDecoder();
 
-/** FNV-1a, 32 bits, of `bytes[0..end)`: a cheap checksum. */
-export function _fnv1a(bytes: Uint8Array, end: number): number {
+/** FNV-1a, 32 bits, of `bytes[start..end)`: a cheap checksum. */
+export function _fnv1a(bytes: Uint8Array, end: number, start = 0): number {
   let hash = 0x811c9dc5;
-  for (let i = 0; i < end; i++) {
+  for (let i = start; i < end; i++) {
     hash ^= bytes[i];
     hash = Math.imul(hash, 0x01000193);
   }

@@ -222,11 +222,11 @@ function _applyOp(state: unknown, op: _Op): unknown {
     return op[2];
   }
   let parent = state;
-  for (const key of keys.slice(0, -1)) {
+  for (let i = 0; i < keys.length - 1; i++) {
     if (typeof parent !== "object" || parent === null) {
       throw new TypeError(`no object at '${keys.join("/")}'`);
     }
-    parent = (parent as Record<string, unknown>)[key];
+    parent = (parent as Record<string, unknown>)[keys[i]];
   }
   if (typeof parent !== "object" || parent === null) {
     throw new TypeError(`no object at '${keys.join("/")}'`);
@@ -245,67 +245,119 @@ function _applyOp(state: unknown, op: _Op): unknown {
 /** Why a journal's lines cannot all be applied. */
 type _Damage = { line: number; reason: string };
 
+/** The 8 lowercase hex digits at `bytes[at..at+8)` as a number, or -1. */
+function _hexAt(bytes: Uint8Array, at: number): number {
+  let value = 0;
+  for (let i = at; i < at + 8; i++) {
+    const c = bytes[i];
+    const digit = c >= 0x30 && c <= 0x39
+      ? c - 0x30
+      : c >= 0x61 && c <= 0x66
+      ? c - 0x57
+      : -1;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
+}
+
+/** The result of {@linkcode _applyLines}. */
+interface _Applied {
+  state: unknown;
+  seq: number;
+  /** Bytes of whole lines applied. */
+  used: number;
+  /** The last line has no newline: a write that never finished. */
+  torn: boolean;
+  damage: _Damage | null;
+  /** A line said a compaction began: the journal may be retired. */
+  sealed: boolean;
+}
+
+function _damaged(result: _Applied, at: number, reason: string): _Applied {
+  result.used = at;
+  result.damage = { line: result.seq + 1, reason };
+  return result;
+}
+
 /**
  * Applies the complete lines of `bytes` (journal content from `start`) to
  * `state`. A last line without its newline is torn: not applied, and
- * reported by `tornAt`.
+ * reported by `torn`.
+ *
+ * This runs under the lock for every other writer's update, so the lines are
+ * decoded to text in one call (lines split alike in bytes and text: a newline
+ * byte is never part of a UTF-8 sequence), and each line costs one checksum
+ * loop and one `JSON.parse`.
  */
 function _applyLines(
   bytes: Uint8Array,
   state: unknown,
   seq: number,
-): {
-  state: unknown;
-  seq: number;
-  /** Bytes of whole lines applied. */
-  used: number;
-  torn: boolean;
-  damage: _Damage | null;
-  /** A line said a compaction began: the journal may be retired. */
-  sealed: boolean;
-} {
+): _Applied {
+  const result: _Applied = {
+    state,
+    seq,
+    used: 0,
+    torn: false,
+    damage: null,
+    sealed: false,
+  };
+  const complete = bytes.lastIndexOf(0x0a) + 1;
+  let text: string | null = null;
+  try {
+    text = _decoder.decode(bytes.subarray(0, complete));
+  } catch {
+    // Some line is not UTF-8: find which, line by line.
+  }
   let at = 0;
-  let sealed = false;
-  while (at < bytes.length) {
+  let textAt = 0;
+  while (at < complete) {
     const end = bytes.indexOf(0x0a, at);
-    if (end === -1) {
-      return { state, seq, used: at, torn: true, damage: null, sealed };
-    }
-    const damage = (reason: string) => ({
-      state,
-      seq,
-      used: at,
-      torn: false,
-      damage: { line: seq + 1, reason },
-      sealed,
-    });
+    const textEnd = text === null ? -1 : text.indexOf("\n", textAt);
     if (end - at < 10 || bytes[at + 8] !== 0x20) {
-      return damage("it is not a journal line");
+      return _damaged(result, at, "it is not a journal line");
     }
-    const expected = parseInt(_decoder.decode(bytes.subarray(at, at + 8)), 16);
-    const json = bytes.subarray(at + 9, end);
-    if (_fnv1a(json, json.length) !== expected) {
-      return damage("its checksum does not match");
+    const expected = _hexAt(bytes, at);
+    if (expected === -1 || _fnv1a(bytes, end, at + 9) !== expected) {
+      return _damaged(result, at, "its checksum does not match");
     }
     let record: { n?: unknown; o?: unknown; seal?: unknown };
     try {
-      record = JSON.parse(_decoder.decode(json));
+      record = JSON.parse(
+        text === null
+          ? _decoder.decode(bytes.subarray(at + 9, end))
+          : text.slice(textAt + 9, textEnd),
+      );
     } catch {
-      return damage("it is not JSON");
+      return _damaged(result, at, "it is not JSON");
     }
-    if (record.n !== seq + 1 || !Array.isArray(record.o)) {
-      return damage(`expected update ${seq + 1}, found ${record.n}`);
+    if (record.n !== result.seq + 1 || !Array.isArray(record.o)) {
+      return _damaged(
+        result,
+        at,
+        `expected update ${result.seq + 1}, found ${record.n}`,
+      );
     }
     try {
-      for (const op of record.o as _Op[]) state = _applyOp(state, op);
+      for (const op of record.o as _Op[]) {
+        result.state = _applyOp(result.state, op);
+      }
     } catch (error) {
-      return damage(`it does not apply (${(error as Error).message})`);
+      return _damaged(
+        result,
+        at,
+        `it does not apply (${(error as Error).message})`,
+      );
     }
-    if (record.seal !== undefined) sealed = true;
-    seq++;
+    if (record.seal !== undefined) result.sealed = true;
+    result.seq++;
     at = end + 1;
+    textAt = textEnd + 1;
   }
-  return { state, seq, used: at, torn: false, damage: null, sealed };
+  result.used = at;
+  result.torn = complete < bytes.length;
+  return result;
 }
 
 /** One journal line: checksum, space, `{"n":seq,...body}`, newline. */

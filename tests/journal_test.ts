@@ -185,6 +185,38 @@ Deno.test("JsonStore journal mode refuses a damaged line in the middle, or quara
   });
 });
 
+Deno.test("JsonStore journal mode refuses a line that is not UTF-8 even with a good checksum", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    await open(path).update((d) => void (d.n = 1));
+    // Lines 2 (a string holding the byte 0xff) and 3, both checksummed.
+    const line = (json: Uint8Array) => {
+      const sum = _fnv1a(json, json.length).toString(16).padStart(8, "0");
+      return new Uint8Array([
+        ...new TextEncoder().encode(`${sum} `),
+        ...json,
+        0x0a,
+      ]);
+    };
+    const bad = new TextEncoder().encode('{"n":2,"o":[["s",["n"],"?"]]}');
+    bad[bad.indexOf(0x3f)] = 0xff;
+    const good = new TextEncoder().encode('{"n":3,"o":[["s",["n"],3]]}');
+    await Deno.writeFile(`${path}.journal`, line(bad), { append: true });
+    await Deno.writeFile(`${path}.journal`, line(good), { append: true });
+    await assert.rejects(
+      open(path).update((d) => void (d.n = 4)),
+      (error: unknown) =>
+        error instanceof CorruptStoreError &&
+        error.message.includes("update 2") &&
+        error.message.includes("not JSON"),
+    );
+    const warnings: string[] = [];
+    const healed = open(path, { warnings, onCorrupt: "quarantine" });
+    assert.equal((await healed.read()).n, 1); // line 1 applied, 2 refused
+    assert.equal(warnings.length, 1);
+  });
+});
+
 Deno.test("JsonStore journal mode refuses a snapshot another writer replaced", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/s.json`;
