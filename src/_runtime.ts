@@ -57,6 +57,9 @@ class _DenoLockHandle implements _LockHandle {
   lock(exclusive: boolean): Promise<void> {
     return this.#file.lock(exclusive);
   }
+  lockSync(exclusive: boolean): void {
+    this.#file.lockSync(exclusive);
+  }
   unlock(): void {
     this.#file.unlockSync();
   }

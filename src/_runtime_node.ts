@@ -243,6 +243,9 @@ class _NodeLockHandle implements _LockHandle {
       attempt();
     });
   }
+  lockSync(exclusive: boolean): void {
+    _fsExt().flockSync(this.#fd, exclusive ? "ex" : "sh");
+  }
   unlock(): void {
     _fsExt().flockSync(this.#fd, "un");
   }

@@ -25,6 +25,8 @@ export interface _LockHandle {
   tryLock(exclusive: boolean): boolean;
   /** Blocks one thread of the runtime's pool until the kernel grants it. */
   lock(exclusive: boolean): Promise<void>;
+  /** Blocks the calling thread until the kernel grants it. */
+  lockSync(exclusive: boolean): void;
   unlock(): void;
   stat(): _FileStat;
   /** Reads from offset 0 into `buffer`; returns the bytes read. */

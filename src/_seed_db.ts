@@ -14,6 +14,7 @@ export function _seedDb<T extends object>(
     initial: () => ({}) as T,
     validate,
     lockTimeout: options.lockTimeout,
+    blockingLock: options.blockingLock,
     durable: options.durable,
     backups: options.backups,
     journal: options.journal,

@@ -25,6 +25,13 @@ export interface DbOptions {
    */
   lockTimeout?: number;
   /**
+   * Wait for the lock by blocking this thread (see
+   * `JsonStoreOptions.blockingLock`); needs `lockTimeout: Infinity`.
+   *
+   * @default {false}
+   */
+  blockingLock?: boolean;
+  /**
    * Fsync every write (see `JsonStoreOptions.durable`).
    *
    * @default {true}

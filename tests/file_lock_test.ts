@@ -266,6 +266,35 @@ Deno.test("FileLock.acquire() rejects bad options with TypeError and RangeError"
     RangeError,
   );
   await assert.rejects(waitForRelease("x", { timeout: -5 }), RangeError);
+  // A thread blocked in flock(2) cannot be woken by a timer or a signal.
+  await assert.rejects(
+    FileLock.acquire("x", { blocking: true, timeout: 200 }),
+    (error: Error) =>
+      error instanceof TypeError && error.message.includes("timeout of 200"),
+  );
+  await assert.rejects(
+    FileLock.acquire("x", {
+      blocking: true,
+      signal: new AbortController().signal,
+    }),
+    (error: Error) =>
+      error instanceof TypeError && error.message.includes("abort signal"),
+  );
+});
+
+Deno.test("FileLock blocking: true with timeout 0 tries once, like tryAcquire", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const held = await FileLock.acquire(path);
+    await assert.rejects(
+      FileLock.acquire(path, { blocking: true, timeout: 0 }),
+      LockTimeoutError,
+    );
+    await held.release();
+    const lock = await FileLock.acquire(path, { blocking: true, timeout: 0 });
+    assert.ok(lock.held);
+    await lock.release();
+  });
 });
 
 Deno.test("FileLock never writes into a lock file whose content it did not write", async () => {

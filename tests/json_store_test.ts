@@ -319,6 +319,17 @@ Deno.test("JsonStore rejects bad options", () => {
     () => new JsonStore("x.json", { initial: {}, onCorrupt: "ignore" }),
     TypeError,
   );
+  // A blocked thread cannot time out: blockingLock needs lockTimeout Infinity.
+  assert.throws(
+    () => new JsonStore("x.json", { initial: {}, blockingLock: true }),
+    (error: Error) =>
+      error instanceof TypeError && error.message.includes("lockTimeout"),
+  );
+  new JsonStore("x.json", {
+    initial: {},
+    blockingLock: true,
+    lockTimeout: Infinity,
+  });
 });
 
 Deno.test("JsonStore.update() throws on a failed fsync, leaves the target untouched and no temp file", async () => {

@@ -320,6 +320,63 @@ Deno.test("FileLock and flock(1) exclude each other", async () => {
   });
 });
 
+Deno.test("FileLock 8 processes x 100 increments with blocking waits stay exact", async () => {
+  await withTempDir(async (dir) => {
+    const counter = `${dir}/counter`;
+    const children = Array.from(
+      { length: 8 },
+      () => spawnWorker("increment.ts", [counter, "100", "--blocking"]),
+    );
+    await finishAll(children);
+    assert.equal(await Deno.readTextFile(counter), "800");
+  });
+});
+
+Deno.test("FileLock blocking: true sleeps in flock(2) until flock(1) lets go, running nothing meanwhile", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/db.json`;
+    const lockFile = `${path}.lock`;
+    const flock = new Child("flock", [
+      lockFile,
+      "sh",
+      "-c",
+      "echo locked; sleep 0.5",
+    ]);
+    await flock.waitFor("locked");
+    assert.equal(await FileLock.tryAcquire(path), null);
+    let timerRan = false;
+    const timer = setTimeout(() => timerRan = true, 0);
+    const lock = await FileLock.acquire(path, { blocking: true });
+    // A wait on a helper thread lets the event loop run the 0 ms timer
+    // during the half second flock(1) still holds the lock.
+    assert.equal(timerRan, false, "the thread itself waited");
+    clearTimeout(timer);
+    const busy = await new Deno.Command("flock", {
+      args: ["-n", lockFile, "true"],
+    }).output();
+    assert.equal(busy.code, 1, "held by us now");
+    await lock.release();
+    assert.equal((await flock.finish()).code, 0);
+  });
+});
+
+Deno.test("FileLock blocking: true queues behind this process's own holder instead of blocking on it", async () => {
+  await withTempDir(async (dir) => {
+    // In a child, so that a thread blocked on its own lock fails the test
+    // (killed after 30 s) instead of hanging it.
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", worker("blocking_self.ts"), `${dir}/state.json`],
+      stdout: "piped",
+      signal: AbortSignal.timeout(30_000),
+    }).output();
+    assert.equal(output.code, 0);
+    assert.deepEqual(
+      new TextDecoder().decode(output.stdout).trim().split("\n"),
+      ["queued", "granted 2"],
+    );
+  });
+});
+
 Deno.test("waitForRelease() returns true when the holder lets go and false on timeout", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;

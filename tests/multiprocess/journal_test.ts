@@ -74,6 +74,30 @@ Deno.test("JsonStore journal mode keeps 8 processes x 250 updates exact, with co
   });
 });
 
+Deno.test("JsonStore journal mode with blockingLock keeps 4 processes x 100 updates exact", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const children = Array.from(
+      { length: 4 },
+      (_, i) =>
+        spawnWorker("store_update.ts", [
+          path,
+          "100",
+          `w${i}`,
+          "--journal",
+          "--blocking",
+          "--compact-at",
+          "4096",
+        ]),
+    );
+    await finishAll(children);
+    const doc = await journalStore(path).read();
+    assert.equal(doc.count, 400);
+    assert.equal(new Set(doc.items).size, 400);
+    assertPrefixes(doc);
+  });
+});
+
 Deno.test("JsonStore journal mode survives 200 SIGKILLs during appends and compactions", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;

@@ -10,7 +10,7 @@ import {
   lockHolder,
   LockTimeoutError,
 } from "../../dist/npm/mod.js";
-import { nodeWorker, withTempDir } from "./_helpers.mjs";
+import { Child, nodeWorker, withTempDir } from "./_helpers.mjs";
 
 test("withLock() from 6 Node processes x 50 keeps every increment", async () => {
   await withTempDir(async (dir) => {
@@ -87,6 +87,28 @@ test("FileLock waits in a helper process and gets the lock, in its own name, whe
     // The kernel lists this process as the holder, not the helper.
     assert.equal((await lockHolder(`${dir}/a`))?.pid, process.pid);
     for (const lock of locks) await lock.release();
+  });
+});
+
+test("FileLock blocking: true waits in this thread until flock(1) lets go", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/a`;
+    const flock = new Child("flock", [
+      `${path}.lock`,
+      "sh",
+      "-c",
+      "echo locked; sleep 0.5",
+    ]);
+    await flock.waitFor("locked");
+    let timerRan = false;
+    const timer = setTimeout(() => timerRan = true, 0);
+    const lock = await FileLock.acquire(path, { blocking: true });
+    // Waiting in a helper would have let the 0 ms timer run meanwhile.
+    assert.equal(timerRan, false);
+    clearTimeout(timer);
+    assert.equal((await lockHolder(path))?.pid, process.pid);
+    await lock.release();
+    assert.equal((await flock.finish()).code, 0);
   });
 });
 

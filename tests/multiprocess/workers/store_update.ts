@@ -1,6 +1,7 @@
 // Runs COUNT JsonStore updates (counter + item), printing "ack ID" after each
 // resolved update.
 // Usage: store_update.ts PATH COUNT PREFIX [--no-durable] [--journal] [--compact-at BYTES]
+//   [--blocking]
 import { parseArgs } from "node:util";
 import { JsonStore } from "../../../mod.ts";
 
@@ -10,6 +11,7 @@ const { values, positionals } = parseArgs({
   options: {
     "no-durable": { type: "boolean", default: false },
     journal: { type: "boolean", default: false },
+    blocking: { type: "boolean", default: false },
     "compact-at": { type: "string" },
   },
 });
@@ -18,6 +20,8 @@ const store = new JsonStore(path, {
   initial: { count: 0, items: [] as string[] },
   durable: !values["no-durable"],
   journal: values.journal,
+  blockingLock: values.blocking,
+  lockTimeout: values.blocking ? Infinity : undefined,
   compactAt: values["compact-at"] ? Number(values["compact-at"]) : undefined,
 });
 for (let i = 0; i < Number(count); i++) {
