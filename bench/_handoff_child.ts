@@ -1,14 +1,15 @@
 // The other side of the hand-off bench: on each "go" line, waits for the
 // lock, writes one byte the moment it has it, and lets go.
-// Usage: _handoff_child.ts PATH
+// Usage: _handoff_child.ts PATH [--blocking]
 import { FileLock } from "../mod.ts";
 
 const [path] = Deno.args;
+const blocking = Deno.args.includes("--blocking");
 const byte = new Uint8Array([0x61]);
 const decoder = new TextDecoder();
 for await (const chunk of Deno.stdin.readable) {
   for (const _ of decoder.decode(chunk).matchAll(/go/g)) {
-    const lock = await FileLock.acquire(path);
+    const lock = await FileLock.acquire(path, { blocking });
     Deno.stdout.writeSync(byte);
     await lock.release();
   }

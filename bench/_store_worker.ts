@@ -2,6 +2,7 @@
 // item and bump a counter, by MODE.
 // Usage: _store_worker.ts MODE PATH COUNT PREFIX
 //   MODE: json-durable | json-fast | journal-durable | journal-fast |
+//         journal-durable-block | journal-fast-block (blockingLock) |
 //         sqlite-full | sqlite-normal | naive
 import { DatabaseSync } from "node:sqlite";
 import { JsonStore } from "../mod.ts";
@@ -13,9 +14,10 @@ const count = Number(countText);
 if (mode.startsWith("json-") || mode.startsWith("journal-")) {
   const store = new JsonStore<Doc>(path, {
     initial: { count: 0, items: [] },
-    durable: mode.endsWith("-durable"),
+    durable: mode.includes("-durable"),
     journal: mode.startsWith("journal-"),
     lockTimeout: Infinity,
+    blockingLock: mode.endsWith("-block"),
   });
   for (let i = 0; i < count; i++) {
     await store.update((d) => {

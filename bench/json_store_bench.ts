@@ -48,6 +48,11 @@ for (
     ["json-fast", "JsonStore durable: false"],
     ["journal-durable", "JsonStore journal, durable: true (fdatasync)"],
     ["journal-fast", "JsonStore journal, durable: false"],
+    [
+      "journal-durable-block",
+      "JsonStore journal, durable: true, blockingLock",
+    ],
+    ["journal-fast-block", "JsonStore journal, durable: false, blockingLock"],
     ["sqlite-full", "SQLite WAL synchronous=FULL"],
     ["sqlite-normal", "SQLite WAL synchronous=NORMAL"],
   ]

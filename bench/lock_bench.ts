@@ -69,21 +69,30 @@ Deno.bench({
 
 // Hand-off: this process holds the lock while a child waits for it in the
 // kernel; timed from our release to the child's first byte after it got the
-// lock (so it includes one pipe write and read: an upper bound).
-const child = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "--allow-read",
-    "--allow-write",
-    "--allow-sys=hostname",
-    fileURLToPath(new URL("./_handoff_child.ts", import.meta.url)),
-    `${path}.handoff`,
-  ],
-  stdin: "piped",
-  stdout: "piped",
-}).spawn();
-const toChild = child.stdin.getWriter();
-const fromChild = child.stdout.getReader();
+// lock (so it includes one pipe write and read: an upper bound). One child
+// waits the default way (a pool thread), one with `blocking: true`.
+function handoffChild(blocking: boolean) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-sys=hostname",
+      fileURLToPath(new URL("./_handoff_child.ts", import.meta.url)),
+      `${path}.handoff-${blocking}`,
+      ...(blocking ? ["--blocking"] : []),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  return {
+    child,
+    blocking,
+    toChild: child.stdin.getWriter(),
+    fromChild: child.stdout.getReader(),
+  };
+}
+const children = [handoffChild(false), handoffChild(true)];
 
 async function childIsWaiting(inode: number): Promise<void> {
   // /proc/locks marks a blocked waiter with "->".
@@ -96,21 +105,25 @@ async function childIsWaiting(inode: number): Promise<void> {
   }
 }
 
-Deno.bench({
-  name: "lockbox hand-off: release -> waiting process holds it",
-  group: "hand-off between two processes",
-  async fn(b) {
-    const lock = await FileLock.acquire(`${path}.handoff`);
-    await toChild.write(new TextEncoder().encode("go\n"));
-    await childIsWaiting(Deno.statSync(lock.lockPath).ino!);
-    b.start();
-    await lock.release();
-    await fromChild.read();
-    b.end();
-  },
-});
+for (const { blocking, toChild, fromChild } of children) {
+  Deno.bench({
+    name: `lockbox hand-off: release -> waiting process holds it${
+      blocking ? " (blocking: true)" : ""
+    }`,
+    group: "hand-off between two processes",
+    async fn(b) {
+      const lock = await FileLock.acquire(`${path}.handoff-${blocking}`);
+      await toChild.write(new TextEncoder().encode("go\n"));
+      await childIsWaiting(Deno.statSync(lock.lockPath).ino!);
+      b.start();
+      await lock.release();
+      await fromChild.read();
+      b.end();
+    },
+  });
+}
 
 globalThis.addEventListener("unload", () => {
-  child.kill();
+  for (const { child } of children) child.kill();
   Deno.removeSync(dir, { recursive: true });
 });
