@@ -155,18 +155,24 @@ function _checksumOk(bytes: Uint8Array, newline: number): boolean {
   for (let i = 0; i < _MAGIC.length; i++) {
     if (bytes[newline + 1 + i] !== _MAGIC.charCodeAt(i)) return false;
   }
-  let stored = 0;
-  for (let i = start; i < start + 8; i++) {
+  const stored = _hexAt(bytes, start);
+  return stored !== -1 && stored === _fnv1a(bytes, newline);
+}
+
+/** The 8 lowercase hex digits at `bytes[at..at+8)` as a number, or -1. */
+export function _hexAt(bytes: Uint8Array, at: number): number {
+  let value = 0;
+  for (let i = at; i < at + 8; i++) {
     const c = bytes[i];
     const digit = c >= 0x30 && c <= 0x39
       ? c - 0x30
       : c >= 0x61 && c <= 0x66
       ? c - 0x57
       : -1;
-    if (digit < 0) return false;
-    stored = stored * 16 + digit;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
   }
-  return stored === _fnv1a(bytes, newline);
+  return value;
 }
 
 /**

@@ -31,7 +31,7 @@ import {
   type _WriteHandle,
 } from "./_runtime.ts";
 import { _fsError, _lockHolderTemp } from "./_atomic.ts";
-import { _fnv1a } from "./_holder_record.ts";
+import { _fnv1a, _hexAt } from "./_holder_record.ts";
 import { CorruptStoreError, StoreError } from "./errors.ts";
 
 /** What the journal needs from its JsonStore. */
@@ -244,22 +244,6 @@ function _applyOp(state: unknown, op: _Op): unknown {
 
 /** Why a journal's lines cannot all be applied. */
 type _Damage = { line: number; reason: string };
-
-/** The 8 lowercase hex digits at `bytes[at..at+8)` as a number, or -1. */
-function _hexAt(bytes: Uint8Array, at: number): number {
-  let value = 0;
-  for (let i = at; i < at + 8; i++) {
-    const c = bytes[i];
-    const digit = c >= 0x30 && c <= 0x39
-      ? c - 0x30
-      : c >= 0x61 && c <= 0x66
-      ? c - 0x57
-      : -1;
-    if (digit < 0) return -1;
-    value = value * 16 + digit;
-  }
-  return value;
-}
 
 /** The result of {@linkcode _applyLines}. */
 interface _Applied {
