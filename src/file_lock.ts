@@ -72,7 +72,7 @@ export interface LockOptions {
    * `flock(2)` until the kernel grants it, instead of on a helper thread. The
    * hand-off is faster, because the kernel wakes this thread directly, but
    * nothing else runs in this thread meanwhile: no timers, no I/O callbacks,
-   * no other JavaScript. Meant for scripts, CLI commands and worker processes
+   * no signal listeners (`Deno.addSignalListener`), no other JavaScript. Meant for scripts, CLI commands and worker processes
    * that have nothing else to do while they wait. A blocked thread cannot be
    * woken early, so this cannot be combined with a `signal` or with a
    * `timeout` other than `Infinity` or `0`.
@@ -635,7 +635,12 @@ function _waitInKernel(
   );
 }
 
-/** Option `blocking`: waits in this thread until the kernel grants it. */
+/**
+ * Option `blocking`: waits in this thread until the kernel grants it. (Should
+ * the lock file turn out to have been replaced meanwhile, the request starts
+ * over through `_pump`, which waits on a helper thread: `_pump` also runs on
+ * release, where blocking the caller would be wrong.)
+ */
 function _waitBlocking(
   queue: _Queue,
   handle: _LockHandle,
