@@ -245,13 +245,17 @@ Deno.test("FileLock counts stay exact while another process keeps removing the l
   await withTempDir(async (dir) => {
     const counter = `${dir}/counter`;
     const remover = spawnWorker("remover.ts", [counter, "4000"]);
+    // Half remove on release; two wait with blocking: true, so a removal
+    // also lands while a thread sleeps in flock(2) on the old file.
     const children = Array.from(
       { length: 6 },
       (_, i) =>
-        spawnWorker(
-          "increment.ts",
-          i % 2 ? [counter, "150", "--remove-on-release"] : [counter, "150"],
-        ),
+        spawnWorker("increment.ts", [
+          counter,
+          "150",
+          ...(i % 2 ? ["--remove-on-release"] : []),
+          ...(i < 2 ? ["--blocking"] : []),
+        ]),
     );
     await finishAll(children);
     const [removed] = await finishAll([remover]);
