@@ -173,6 +173,31 @@ export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * Counts, until `done` settles, how often a child's main thread is seen
+ * asleep in the kernel's flock wait (`/proc/PID/wchan`). A wait on a helper
+ * thread leaves the main thread in epoll instead, so this tells the two
+ * kinds of wait apart.
+ */
+export async function countFlockSleeps(
+  children: Child[],
+  done: Promise<unknown>,
+): Promise<number> {
+  let finished = false;
+  const watched = done.finally(() => finished = true);
+  let sleeps = 0;
+  while (!finished) {
+    for (const child of children) {
+      const wchan = await Deno.readTextFile(`/proc/${child.pid}/wchan`)
+        .catch(() => "");
+      if (wchan === "locks_lock_inode_wait") sleeps++;
+    }
+    await delay(1);
+  }
+  await watched;
+  return sleeps;
+}
+
 /** Runs a command, fails the test if it fails, and returns its stdout. */
 export async function sh(command: string, ...args: string[]): Promise<string> {
   const out = await new Deno.Command(command, { args }).output();

@@ -11,6 +11,7 @@ import {
 } from "../../mod.ts";
 import {
   Child,
+  countFlockSleeps,
   delay,
   finishAll,
   spawnWorker,
@@ -331,8 +332,9 @@ Deno.test("FileLock 8 processes x 100 increments with blocking waits stay exact"
       { length: 8 },
       () => spawnWorker("increment.ts", [counter, "100", "--blocking"]),
     );
-    await finishAll(children);
+    const sleeps = await countFlockSleeps(children, finishAll(children));
     assert.equal(await Deno.readTextFile(counter), "800");
+    assert.ok(sleeps > 0, "main threads were seen asleep in flock(2)");
   });
 });
 

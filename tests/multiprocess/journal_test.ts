@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { JsonStore } from "../../mod.ts";
 import {
+  countFlockSleeps,
   delay,
   finishAll,
   killWriters,
@@ -90,7 +91,8 @@ Deno.test("JsonStore journal mode with blockingLock keeps 4 processes x 100 upda
           "4096",
         ]),
     );
-    await finishAll(children);
+    const sleeps = await countFlockSleeps(children, finishAll(children));
+    assert.ok(sleeps > 0, "main threads were seen asleep in flock(2)");
     const doc = await journalStore(path).read();
     assert.equal(doc.count, 400);
     assert.equal(new Set(doc.items).size, 400);
