@@ -26,7 +26,7 @@ export interface DbOptions {
   lockTimeout?: number;
   /**
    * Wait for the lock by blocking this thread (see
-   * `JsonStoreOptions.blockingLock`); needs `lockTimeout: Infinity`.
+   * `JsonStoreOptions.blockingLock`); needs `lockTimeout: Infinity` (or 0).
    *
    * @default {false}
    */

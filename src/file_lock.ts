@@ -85,6 +85,26 @@ export interface LockOptions {
   blocking?: boolean;
 }
 
+/**
+ * Throws a TypeError if a blocking wait comes with a way to end it early,
+ * which a thread asleep in flock(2) cannot honour. A timeout of 0 never waits.
+ */
+export function _checkBlockingWait(
+  option: "blocking" | "blockingLock",
+  timeoutOption: "timeout" | "lockTimeout",
+  timeout: number,
+  signal: AbortSignal | undefined,
+): void {
+  if (signal === undefined && (timeout === Infinity || timeout === 0)) return;
+  throw new TypeError(
+    `Cannot wait with ${option}: true and ${
+      signal === undefined
+        ? `a ${timeoutOption} of ${timeout} ms`
+        : "an abort signal"
+    }: a thread blocked in flock(2) cannot be woken early; use ${timeoutOption}: Infinity or ${option}: false`,
+  );
+}
+
 /** One call to acquire, from its start until it is settled. */
 class _Request {
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -403,17 +423,8 @@ export class FileLock implements AsyncDisposable {
     let metadataJson: string | undefined;
     try {
       timeout = _checkTimeout(options.timeout);
-      if (
-        options.blocking === true &&
-        (options.signal !== undefined || (timeout !== Infinity && timeout > 0))
-      ) {
-        throw new TypeError(
-          `Cannot wait with blocking: true and ${
-            options.signal === undefined
-              ? `a timeout of ${timeout} ms`
-              : "an abort signal"
-          }: a thread blocked in flock(2) cannot be woken early; use blocking: false`,
-        );
+      if (options.blocking === true) {
+        _checkBlockingWait("blocking", "timeout", timeout, options.signal);
       }
       absolute = _toPath(path);
       lockPath = options.lockPath === undefined

@@ -24,7 +24,7 @@ import {
   StoreError,
 } from "./errors.ts";
 import { _checkTimeout } from "./_kernel.ts";
-import { FileLock } from "./file_lock.ts";
+import { _checkBlockingWait, FileLock } from "./file_lock.ts";
 
 /** How a {@linkcode JsonStore} reads and writes its file. */
 export interface JsonStoreOptions<T> {
@@ -61,7 +61,7 @@ export interface JsonStoreOptions<T> {
    * Wait for the lock by blocking this thread (FileLock's `blocking`): a
    * faster hand-off between processes that update the store in turn, but
    * nothing else runs in this thread while it waits. Needs
-   * `lockTimeout: Infinity` (a blocked thread cannot time out), and then
+   * `lockTimeout: Infinity` or `0` (a blocked thread cannot time out), and then
    * `update`, `transform` and `write` take no `signal`. For worker processes
    * and scripts that only work on the store.
    *
@@ -177,7 +177,7 @@ export class JsonStore<T> implements DocumentBackend<T> {
    * @param path The store file (created on the first write).
    * @param options The initial value and how to read and write.
    * @throws {TypeError} If `initial` is missing, `onCorrupt` is unknown, or
-   *   `blockingLock` comes with a finite `lockTimeout`.
+   *   `blockingLock` comes with a `lockTimeout` other than `Infinity` or 0.
    * @throws {RangeError} If `backups`, `indent` or `lockTimeout` is out of range.
    */
   constructor(path: string | URL, options: JsonStoreOptions<T>) {
@@ -208,10 +208,8 @@ export class JsonStore<T> implements DocumentBackend<T> {
       30_000,
     );
     const blockingLock = options.blockingLock === true;
-    if (blockingLock && lockTimeout !== Infinity) {
-      throw new TypeError(
-        `Cannot use blockingLock with a lockTimeout of ${lockTimeout} ms: a thread blocked in flock(2) cannot time out; set lockTimeout: Infinity`,
-      );
+    if (blockingLock) {
+      _checkBlockingWait("blockingLock", "lockTimeout", lockTimeout, undefined);
     }
     const onCorrupt = options.onCorrupt ?? "throw";
     if (onCorrupt !== "throw" && onCorrupt !== "quarantine") {
