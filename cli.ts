@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-read --allow-write --allow-run --allow-env --allow-sys=hostname
+#!/usr/bin/env -S deno run --allow-read --allow-write --allow-run --allow-env --allow-ffi --allow-sys=hostname
 /**
  * The `lockbox` command: a `flock(1)`-compatible `run`, lock status and
  * cleanup, and safe tools for lockbox's stores. It parses arguments, calls
@@ -245,6 +245,10 @@ function _program(): Command {
       "-c, --command <command>",
       "run a single command string with $SHELL -c",
     )
+    .option(
+      "-o, --close",
+      "do not pass the lock file on to the command (it holds the lock otherwise, as with flock(1))",
+    )
     .option("--verbose", "say on stderr how long the lock took")
     .passThroughOptions()
     .action(
@@ -274,6 +278,7 @@ function _program(): Command {
           const result = await runWithLock(lockfile, argv, {
             shared: options.shared && !options.exclusive,
             timeout,
+            close: options.close,
           });
           if (options.verbose) {
             _say(

@@ -9,6 +9,7 @@ import type {
   _DirEntry,
   _FileStat,
   _LockHandle,
+  _SpawnOptions,
   _WriteHandle,
 } from "./_runtime_types.ts";
 
@@ -87,6 +88,31 @@ class _DenoLockHandle implements _LockHandle {
   }
   close(): void {
     this.#file.close();
+  }
+  /** The descriptor number, which Deno does not expose: found in /proc. */
+  descriptor(): number {
+    const { dev, ino } = this.stat();
+    const locked: number[] = [];
+    for (const entry of Deno.readDirSync("/proc/self/fd")) {
+      const fd = Number(entry.name);
+      let info: string;
+      try {
+        info = Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`);
+        const target = Deno.statSync(`/proc/self/fd/${fd}`);
+        if (target.dev !== dev || target.ino !== ino) continue;
+      } catch {
+        continue; // closed while we looked, or not a file
+      }
+      // The kernel lists a flock under the descriptor whose open file
+      // description owns it, which tells ours from other opens of the file.
+      if (/^lock:\s.*FLOCK/m.test(info)) locked.push(fd);
+    }
+    if (locked.length !== 1) {
+      throw new Error(
+        `Cannot find the descriptor of a lock: ${locked.length} descriptors hold a flock on inode ${ino}`,
+      );
+    }
+    return locked[0];
   }
 }
 
@@ -365,23 +391,62 @@ export function _realPath(path: string): string {
 export function _spawn(
   command: string,
   args: string[],
-  options: { env?: Record<string, string> } = {},
+  options: _SpawnOptions = {},
 ): Promise<_Child> {
   return Promise.resolve().then(() => _spawnNow(command, args, options));
+}
+
+const _F_GETFD = 1;
+const _F_SETFD = 2;
+const _FD_CLOEXEC = 1;
+
+let _libc: ReturnType<typeof _openLibc> | null = null;
+
+function _openLibc() {
+  return Deno.dlopen("libc.so.6", {
+    fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+    flock: { parameters: ["i32", "i32"], result: "i32" },
+  });
+}
+
+/** The C library, through FFI (`--allow-ffi`): for what Deno has no API for. */
+function _cLibrary(): ReturnType<typeof _openLibc>["symbols"] {
+  _libc ??= _openLibc();
+  return _libc.symbols;
+}
+
+/**
+ * Runs `fn` with `fd` inheritable by child processes: Deno opens every file
+ * close-on-exec, and a child keeps every descriptor that is not.
+ */
+function _withInheritable<T>(fd: number, fn: () => T): T {
+  const { fcntl } = _cLibrary();
+  const flags = fcntl(fd, _F_GETFD, 0);
+  if (flags < 0 || fcntl(fd, _F_SETFD, flags & ~_FD_CLOEXEC) < 0) {
+    throw new Error(`Cannot pass descriptor ${fd} on to a command`);
+  }
+  try {
+    return fn();
+  } finally {
+    fcntl(fd, _F_SETFD, flags);
+  }
 }
 
 function _spawnNow(
   command: string,
   args: string[],
-  options: { env?: Record<string, string> },
+  options: _SpawnOptions,
 ): _Child {
-  const child = new Deno.Command(command, {
-    args,
-    env: options.env,
-    stdin: "inherit",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
+  const start = () =>
+    new Deno.Command(command, {
+      args,
+      env: options.env,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+  const lock = options.passLock as _DenoLockHandle | undefined;
+  const child = lock ? _withInheritable(lock.descriptor(), start) : start();
   return {
     pid: child.pid,
     status: child.status.then((s) => ({

@@ -29,6 +29,7 @@ import type {
   _DirEntry,
   _FileStat,
   _LockHandle,
+  _SpawnOptions,
   _WriteHandle,
 } from "./_runtime_types.ts";
 
@@ -203,6 +204,9 @@ class _NodeLockHandle implements _LockHandle {
   #fd: number;
   constructor(fd: number, readonly writable: boolean) {
     this.#fd = fd;
+  }
+  descriptor(): number {
+    return this.#fd;
   }
   tryLock(exclusive: boolean): boolean {
     try {
@@ -519,11 +523,15 @@ const _signals = os.constants.signals as Record<string, number>;
 export function _spawn(
   command: string,
   args: string[],
-  options: { env?: Record<string, string> } = {},
+  options: _SpawnOptions = {},
 ): Promise<_Child> {
   return new Promise((resolve, reject) => {
+    // A passed lock goes in as descriptor 3: the same open file
+    // description, so the command holds the lock as flock(1)'s does.
     const child = spawnChild(command, args, {
-      stdio: "inherit",
+      stdio: options.passLock
+        ? ["inherit", "inherit", "inherit", options.passLock.descriptor()]
+        : "inherit",
       env: options.env ? { ...process.env, ...options.env } : process.env,
     });
     const status = new Promise<{ code: number; signal: number | null }>(

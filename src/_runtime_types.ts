@@ -33,7 +33,20 @@ export interface _LockHandle {
   readFromStart(buffer: Uint8Array): number;
   /** Writes all of `data` at offset 0. */
   writeAtStart(data: Uint8Array): void;
+  /** Its descriptor number in this process. */
+  descriptor(): number;
   close(): void;
+}
+
+/** How {@linkcode _spawn} starts a command. */
+export interface _SpawnOptions {
+  env?: Record<string, string>;
+  /**
+   * An open lock file the command inherits (the same open file
+   * description, as flock(1) passes it), so that the lock stays held while
+   * the command runs even if this process dies.
+   */
+  passLock?: _LockHandle;
 }
 
 /** Turns a `string | URL` into an absolute file system path. */

@@ -26,6 +26,7 @@ import {
   _unlink,
 } from "./_runtime.ts";
 import { LockError, LockTimeoutError } from "./errors.ts";
+import { _lockInternals } from "./_lock_internals.ts";
 import { _checkLockFileStat, _checkTimeout, _heldRecord } from "./_kernel.ts";
 import {
   _decodeToken,
@@ -304,6 +305,7 @@ export class FileLock implements AsyncDisposable {
   #handle: _LockHandle | null;
   #queue: _Queue;
   #removeOnRelease: boolean;
+  #sharedWithChildren = false;
 
   /** The file this lock guards, as given (made absolute). */
   readonly path: string;
@@ -317,6 +319,10 @@ export class FileLock implements AsyncDisposable {
   static {
     _newLock = (request, handle, token, queue) =>
       new FileLock(request, handle, token, queue);
+    _lockInternals.handleOf = (lock) => (lock as FileLock).#handle;
+    _lockInternals.shareWithChildren = (lock) => {
+      (lock as FileLock).#sharedWithChildren = true;
+    };
   }
 
   private constructor(
@@ -554,7 +560,9 @@ export class FileLock implements AsyncDisposable {
         return Promise.reject(_wrap(this.lockPath, error));
       }
     }
-    handle.unlock();
+    // A child that inherited the lock file keeps the lock until it closes
+    // it; unlocking would take it from the child too.
+    if (!this.#sharedWithChildren) handle.unlock();
     handle.close();
     this.#released();
     return Promise.resolve();

@@ -1,6 +1,7 @@
 // Running a command while holding a lock, as `flock(1)` does.
 
-import { _onTerminationSignals, _toPath } from "./_runtime.ts";
+import { type _Child, _onTerminationSignals, _toPath } from "./_runtime.ts";
+import { _lockInternals } from "./_lock_internals.ts";
 import { FileLock } from "./file_lock.ts";
 import { _startCommand } from "./_command.ts";
 
@@ -20,30 +21,53 @@ export interface RunWithLockOptions {
   timeout?: number;
   /** Gives up waiting for the lock; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
+  /**
+   * Do not pass the open lock file on to the command (`flock -o`). By
+   * default the command inherits it, as with `flock(1)`: the lock stays
+   * held while the command runs even if this process is killed, and a
+   * background process the command leaves holding the file keeps it held.
+   *
+   * @default {false}
+   */
+  close?: boolean;
 }
 
 /** How the command ended, from {@linkcode runWithLock}. */
 export interface RunResult {
   /** Its exit code, or 128 + the signal number if a signal killed it (as a shell reports it). */
   code: number;
-  /** The number of the signal that killed it, or `null`. */
+  /**
+   * The number of the signal that killed it, or that ended the run before
+   * the command started; otherwise `null`.
+   */
   signal: number | null;
+  /** Whether the command was started (a signal may end the wait first). */
+  started: boolean;
   /** How long the lock took, in milliseconds. */
   waitedMs: number;
 }
 
+const _SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
+
 /**
  * Runs a command while holding the lock on `lockFile` (the lock file itself,
  * created if missing), as `flock(1)` does: the lock is taken before the
- * command starts and released as soon as it ends. SIGINT and SIGTERM sent to
- * this process are passed on to the command. The command does not inherit
- * the lock, so a daemon it leaves behind does not keep it held.
+ * command starts and released as soon as it ends. The command inherits the
+ * open lock file (unless `close`), so it keeps the lock even if this process
+ * is killed.
  *
- * Requires `--allow-read`, `--allow-write` and `--allow-run`.
+ * SIGINT and SIGTERM are caught from the moment this is called until it
+ * returns: one that arrives while waiting for the lock ends the wait and the
+ * command is never started (`started: false`, `code` 128 + N); one that
+ * arrives once the command runs is passed on to it.
+ *
+ * Requires `--allow-read`, `--allow-write`, `--allow-run`, and on Deno
+ * `--allow-ffi` unless `close` (Deno has no API to let a child inherit a
+ * file; lockbox clears its close-on-exec flag through the C library).
  *
  * @param lockFile The lock file.
  * @param command The program and its arguments.
- * @param options Shared or exclusive, timeout, abort.
+ * @param options Shared or exclusive, timeout, abort, close.
  * @returns How the command ended, and how long the lock took.
  * @throws {LockTimeoutError} If the lock was held elsewhere past `timeout`;
  *   the command was not run.
@@ -52,10 +76,11 @@ export interface RunResult {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { runWithLock } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * const result = await runWithLock(`${dir}/job.lock`, ["true"]);
- * console.assert(result.code === 0);
+ * assert.equal(result.code, 0);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -74,26 +99,59 @@ export async function runWithLock(
   }
   const path = _toPath(lockFile);
   const started = performance.now();
-  const lock = await FileLock.acquire(path, {
-    lockPath: path,
-    shared: options.shared,
-    timeout: options.timeout,
-    signal: options.signal,
-    metadata: { command: command.join(" ") },
+  // Listen before anything can start: a signal that found no listener
+  // would kill this process and leave the command running unlocked.
+  const caught: ("SIGINT" | "SIGTERM")[] = [];
+  const stopWaiting = new AbortController();
+  let child: _Child | null = null;
+  const stopListening = _onTerminationSignals((signal) => {
+    if (child) child.kill(signal);
+    else {
+      caught.push(signal);
+      stopWaiting.abort(new Error(`${signal} while waiting for the lock`));
+    }
   });
+  const signaled = (waitedMs: number): RunResult => {
+    const signal = _SIGNAL_NUMBERS[caught[0]];
+    return { code: 128 + signal, signal, started: false, waitedMs };
+  };
   try {
-    const waitedMs = performance.now() - started;
-    const child = await _startCommand(command);
-    const stopForwarding = _onTerminationSignals((signal) =>
-      child.kill(signal)
-    );
+    let lock: FileLock;
     try {
+      lock = await FileLock.acquire(path, {
+        lockPath: path,
+        shared: options.shared,
+        timeout: options.timeout,
+        signal: options.signal
+          ? AbortSignal.any([options.signal, stopWaiting.signal])
+          : stopWaiting.signal,
+        metadata: { command: command.join(" ") },
+      });
+    } catch (error) {
+      if (caught.length > 0) return signaled(performance.now() - started);
+      throw error;
+    }
+    try {
+      const waitedMs = performance.now() - started;
+      if (caught.length > 0) return signaled(waitedMs);
+      const passLock = options.close
+        ? undefined
+        : _lockInternals.handleOf(lock) ?? undefined;
+      child = await _startCommand(command, { passLock });
+      if (passLock) _lockInternals.shareWithChildren(lock);
+      // A signal caught while the command was being started goes to it now.
+      for (const signal of caught) child.kill(signal);
       const { code, signal } = await child.status;
-      return { code: signal === null ? code : 128 + signal, signal, waitedMs };
+      return {
+        code: signal === null ? code : 128 + signal,
+        signal,
+        started: true,
+        waitedMs,
+      };
     } finally {
-      stopForwarding();
+      await lock.release();
     }
   } finally {
-    await lock.release();
+    stopListening();
   }
 }

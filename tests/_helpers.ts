@@ -1,6 +1,94 @@
-// Test helpers: temporary directories and real child processes.
+// Test helpers: temporary directories and real child processes. Every wait
+// on a child is bounded (GUARD_MS unless told), so a failure fails the test
+// instead of hanging the run.
 
 import { fileURLToPath } from "node:url";
+
+/** How long any wait on a child may take before the test fails. */
+export const GUARD_MS = 120_000;
+
+/**
+ * Resolves with `promise`, or runs `onTimeout` and rejects once `ms` have
+ * passed. The timer never outlives the race.
+ */
+export async function guarded<T>(
+  promise: Promise<T>,
+  ms: number,
+  what: string,
+  onTimeout: () => void = () => {},
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new Error(`gave up after ${ms} ms: ${what}`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([promise, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** What a finished command printed. */
+export interface Output {
+  code: number;
+  success: boolean;
+  signal: Deno.Signal | null;
+  stdout: Uint8Array;
+  stderr: Uint8Array;
+}
+
+/**
+ * Runs a command to its end and collects its output, as
+ * `Deno.Command.output()` does, but bounded: past `guardMs` the command is
+ * killed, its pipes are abandoned (a process it left behind may hold them)
+ * and the promise rejects.
+ */
+export async function output(
+  command: string,
+  options: Deno.CommandOptions & { guardMs?: number } = {},
+): Promise<Output> {
+  const { guardMs = GUARD_MS, ...rest } = options;
+  const child = new Deno.Command(command, {
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...rest,
+  }).spawn();
+  const cancel = new AbortController();
+  const collect = (stream: ReadableStream<Uint8Array> | null) =>
+    stream === null ? Promise.resolve(new Uint8Array()) : new Response(
+      stream.pipeThrough(new TransformStream(), { signal: cancel.signal }),
+    ).bytes().catch(() => new Uint8Array());
+  const [status, stdout, stderr] = await guarded(
+    Promise.all([
+      child.status,
+      collect(
+        rest.stdout === "null" || rest.stdout === "inherit"
+          ? null
+          : child.stdout,
+      ),
+      collect(
+        rest.stderr === "null" || rest.stderr === "inherit"
+          ? null
+          : child.stderr,
+      ),
+    ]),
+    guardMs,
+    `${command} ${(rest.args ?? []).join(" ")}`,
+    () => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already gone; a process it left behind holds the pipes.
+      }
+      cancel.abort();
+    },
+  );
+  return { ...status, stdout, stderr };
+}
 
 /** Runs `fn` in a fresh temporary directory, removed afterwards. */
 export async function withTempDir(
@@ -31,6 +119,7 @@ export class Child {
   #stdoutDone: Promise<void>;
   #stderr: Promise<string>;
   #stdin: WritableStreamDefaultWriter<Uint8Array> | null;
+  #abandon = new AbortController();
 
   constructor(
     command: string,
@@ -49,21 +138,30 @@ export class Child {
     this.pid = this.process.pid;
     this.#stdin = options.stdin ? this.process.stdin.getWriter() : null;
     this.#stdoutDone = this.#readLines();
-    this.#stderr = new Response(this.process.stderr).text();
+    this.#stderr = new Response(
+      this.process.stderr.pipeThrough(new TransformStream(), {
+        signal: this.#abandon.signal,
+      }),
+    ).text().catch(() => "(stderr abandoned)");
   }
 
   async #readLines(): Promise<void> {
     let buffer = "";
-    for await (
-      const chunk of this.process.stdout.pipeThrough(new TextDecoderStream())
-    ) {
-      buffer += chunk;
-      let nl;
-      while ((nl = buffer.indexOf("\n")) !== -1) {
-        this.#lines.push(buffer.slice(0, nl));
-        buffer = buffer.slice(nl + 1);
+    const chunks = this.process.stdout.pipeThrough(new TextDecoderStream(), {
+      signal: this.#abandon.signal,
+    });
+    try {
+      for await (const chunk of chunks) {
+        buffer += chunk;
+        let nl;
+        while ((nl = buffer.indexOf("\n")) !== -1) {
+          this.#lines.push(buffer.slice(0, nl));
+          buffer = buffer.slice(nl + 1);
+        }
+        this.#wake();
       }
-      this.#wake();
+    } catch {
+      // Abandoned by finish() after its guard ran out.
     }
     if (buffer) this.#lines.push(buffer);
     this.#ended = true;
@@ -109,8 +207,12 @@ export class Child {
     await this.#stdin!.write(new TextEncoder().encode(line + "\n"));
   }
 
-  /** Closes stdin, waits for the exit; returns status, stdout lines, stderr. */
-  async finish(): Promise<
+  /**
+   * Closes stdin, waits for the exit and for stdout to close; returns
+   * status, stdout lines, stderr. Past `guardMs` it kills the child, gives
+   * up on pipes that a process it left behind still holds, and throws.
+   */
+  async finish(guardMs: number = GUARD_MS): Promise<
     {
       code: number;
       signal: Deno.Signal | null;
@@ -122,8 +224,26 @@ export class Child {
       await this.#stdin.close().catch(() => {});
       this.#stdin = null;
     }
-    const status = await this.process.status;
-    await this.#stdoutDone;
+    const giveUp = () => {
+      try {
+        this.process.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+      this.#abandon.abort();
+    };
+    const status = await guarded(
+      this.process.status,
+      guardMs,
+      `child ${this.pid} did not exit`,
+      giveUp,
+    );
+    await guarded(
+      this.#stdoutDone,
+      guardMs,
+      `a process left behind by child ${this.pid} keeps its stdout open`,
+      giveUp,
+    );
     const stderr = await this.#stderr;
     return {
       code: status.code,
@@ -200,7 +320,7 @@ export async function countFlockSleeps(
 
 /** Runs a command, fails the test if it fails, and returns its stdout. */
 export async function sh(command: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command(command, { args }).output();
+  const out = await output(command, { args });
   const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   if (!out.success) {
     throw new Error(`${command} ${args.join(" ")}: ${decode(out.stderr)}`);

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { atomicWriteFile, StoreError } from "../mod.ts";
-import { names, withTempDir, worker } from "./_helpers.ts";
+import { names, output, withTempDir, worker } from "./_helpers.ts";
 
 Deno.test("atomicWriteFile() replaces content and keeps the mode", async () => {
   await withTempDir(async (dir) => {
@@ -38,7 +38,7 @@ Deno.test("atomicWriteFile() refuses a symlink and leaves its target alone", asy
  */
 async function trace(path: string, mode: string): Promise<string[]> {
   const dir = path.slice(0, path.lastIndexOf("/"));
-  const out = await new Deno.Command("strace", {
+  const out = await output("strace", {
     args: [
       "-f",
       "-e",
@@ -52,7 +52,7 @@ async function trace(path: string, mode: string): Promise<string[]> {
       path,
       mode,
     ],
-  }).output();
+  });
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
   const lines = (await Deno.readTextFile(`${dir}/trace.txt`)).split("\n");
   await Deno.remove(`${dir}/trace.txt`);

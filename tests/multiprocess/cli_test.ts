@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { FileLock, listLocks } from "../../mod.ts";
-import { Child, spawnWorker, withTempDir } from "../_helpers.ts";
+import { Child, delay, output, spawnWorker, withTempDir } from "../_helpers.ts";
 
 const CLI_SOURCE = fileURLToPath(new URL("../../cli.ts", import.meta.url));
 const CLI: string[] = Deno.env.get("LOCKBOX_CLI")
@@ -25,13 +25,13 @@ async function run(
   options: { env?: Record<string, string>; cwd?: string; clearEnv?: boolean } =
     {},
 ): Promise<Output> {
-  const out = await new Deno.Command(command[0], {
+  const out = await output(command[0], {
     args: command.slice(1),
     env: options.env,
     clearEnv: options.clearEnv,
     cwd: options.cwd,
     stdin: "null",
-  }).output();
+  });
   const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
 }
@@ -220,6 +220,121 @@ Deno.test("lockbox run passes SIGTERM on to the command and exits 128+15 when it
     assert.equal((await plain.finish()).code, 143);
     assert.ok(Date.now() - started < 20_000, "the command was not killed");
     assert.equal((await run(["flock", "-n", L, "true"])).code, 0);
+  });
+});
+
+/** The pids of processes whose command line contains `marker`. */
+async function processesWith(marker: string): Promise<number[]> {
+  const out = await output("pgrep", { args: ["-f", marker] });
+  return new TextDecoder().decode(out.stdout).trim().split("\n")
+    .filter(Boolean).map(Number);
+}
+
+Deno.test("lockbox run passes SIGINT and SIGTERM sent at any moment after the command starts, and leaves nothing running", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    for (let round = 0; round < 12; round++) {
+      const signal = round % 2 ? "SIGINT" : "SIGTERM";
+      // The marker names this round's command, to find it if it is orphaned.
+      const marker = `${dir}/started-${round}`;
+      const child = new Child(CLI[0], [
+        ...CLI.slice(1),
+        "run",
+        L,
+        "sh",
+        "-c",
+        "echo ready; while :; do sleep 0.05; done",
+        marker,
+      ]);
+      await child.waitFor("ready");
+      await delay(Math.random() * 50);
+      Deno.kill(child.pid, signal);
+      const status = await child.finish(20_000);
+      assert.equal(status.signal, null, `round ${round}: lockbox died of it`);
+      assert.equal(status.code, signal === "SIGINT" ? 130 : 143);
+      assert.deepEqual(await processesWith(marker), [], "orphaned command");
+      assert.equal((await run(["flock", "-n", L, "true"])).code, 0);
+    }
+  });
+});
+
+Deno.test("lockbox run stops waiting for the lock on SIGTERM and never starts the command", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    const holder = await holdWithFlock(L, "-x");
+    try {
+      const waiting = new Child(CLI[0], [
+        ...CLI.slice(1),
+        "run",
+        "--verbose",
+        L,
+        "touch",
+        `${dir}/ran`,
+      ]);
+      // Waiting means it has opened the lock file: the kernel lists it as a
+      // blocked flock once it sleeps in the wait.
+      const deadline = Date.now() + 30_000;
+      while (!(await Deno.readTextFile("/proc/locks")).includes("->")) {
+        assert.ok(Date.now() < deadline, "lockbox run never waited");
+        await delay(10);
+      }
+      Deno.kill(waiting.pid, "SIGTERM");
+      const status = await waiting.finish(20_000);
+      // Exited by itself (a default SIGTERM death has a signal, no code).
+      assert.equal(status.signal, null);
+      assert.equal(status.code, 143);
+    } finally {
+      await holder.release();
+    }
+    assert.equal(await Deno.lstat(`${dir}/ran`).catch(() => null), null);
+  });
+});
+
+Deno.test("lockbox run's command keeps the lock when lockbox is SIGKILLed, as flock(1)'s does; -o does not pass it on", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    for (const runner of ["flock", "lockbox"]) {
+      for (const close of [false, true]) {
+        const argv = [
+          ...(close ? ["-o"] : []),
+          L,
+          "sh",
+          "-c",
+          "echo ready; cat",
+        ];
+        const child = runner === "flock"
+          ? new Child("flock", argv, { stdin: true })
+          : new Child(CLI[0], [...CLI.slice(1), "run", ...argv], {
+            stdin: true,
+          });
+        await child.waitFor("ready");
+        const command = (await processesWith(`ready; cat`)).filter((pid) =>
+          pid !== child.pid
+        );
+        child.process.kill("SIGKILL");
+        await child.process.status;
+        const what = `${runner}${close ? " -o" : ""}`;
+        assert.equal(
+          (await run(["flock", "-n", L, "true"])).code,
+          close ? 0 : 1,
+          `${what}: the command ${close ? "must not hold" : "holds"} the lock`,
+        );
+        // The command (sh, reading its stdin) ends when its stdin closes.
+        await child.finish(20_000);
+        for (const pid of command) {
+          try {
+            Deno.kill(pid, "SIGKILL");
+          } catch {
+            // Already gone.
+          }
+        }
+        const deadline = Date.now() + 20_000;
+        while ((await run(["flock", "-n", L, "true"])).code !== 0) {
+          assert.ok(Date.now() < deadline, `${what}: the lock stays held`);
+          await delay(20);
+        }
+      }
+    }
   });
 });
 

@@ -14,6 +14,7 @@ import {
   countFlockSleeps,
   delay,
   finishAll,
+  output,
   spawnWorker,
   withTempDir,
   worker,
@@ -313,14 +314,14 @@ Deno.test("FileLock and flock(1) exclude each other", async () => {
     await flock.finish();
     assert.ok(await waitForRelease(path, { timeout: 5_000 }));
     const lock = await FileLock.acquire(path, { timeout: 5_000 });
-    const busy = await new Deno.Command("flock", {
+    const busy = await output("flock", {
       args: ["-n", lockFile, "true"],
-    }).output();
+    });
     assert.equal(busy.code, 1);
     await lock.release();
-    const free = await new Deno.Command("flock", {
+    const free = await output("flock", {
       args: ["-n", lockFile, "true"],
-    }).output();
+    });
     assert.equal(free.code, 0);
   });
 });
@@ -357,9 +358,9 @@ Deno.test("FileLock blocking: true sleeps in flock(2) until flock(1) lets go, ru
     // during the half second flock(1) still holds the lock.
     assert.equal(timerRan, false, "the thread itself waited");
     clearTimeout(timer);
-    const busy = await new Deno.Command("flock", {
+    const busy = await output("flock", {
       args: ["-n", lockFile, "true"],
-    }).output();
+    });
     assert.equal(busy.code, 1, "held by us now");
     await lock.release();
     assert.equal((await flock.finish()).code, 0);
@@ -370,14 +371,13 @@ Deno.test("FileLock blocking: true queues behind this process's own holder inste
   await withTempDir(async (dir) => {
     // In a child, so that a thread blocked on its own lock fails the test
     // (killed after 30 s) instead of hanging it.
-    const output = await new Deno.Command(Deno.execPath(), {
+    const out = await output(Deno.execPath(), {
       args: ["run", "-A", worker("blocking_self.ts"), `${dir}/state.json`],
-      stdout: "piped",
-      signal: AbortSignal.timeout(30_000),
-    }).output();
-    assert.equal(output.code, 0);
+      guardMs: 30_000,
+    });
+    assert.equal(out.code, 0);
     assert.deepEqual(
-      new TextDecoder().decode(output.stdout).trim().split("\n"),
+      new TextDecoder().decode(out.stdout).trim().split("\n"),
       ["queued", "granted 2"],
     );
   });

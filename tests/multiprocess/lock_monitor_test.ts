@@ -12,7 +12,14 @@ import {
   lockInfo,
 } from "../../mod.ts";
 import { fileURLToPath } from "node:url";
-import { delay, finishAll, sh, spawnWorker, withTempDir } from "../_helpers.ts";
+import {
+  delay,
+  finishAll,
+  output,
+  sh,
+  spawnWorker,
+  withTempDir,
+} from "../_helpers.ts";
 
 const HOUR = 3_600_000;
 
@@ -258,7 +265,7 @@ console.log(JSON.stringify({ listed, cleaned }));
     await Deno.chmod(`${dir}/secret.lock`, 0o000); // root's, unreadable
     await Deno.chmod(`${dir}/sub`, 0o000); // root's, unreadable
 
-    const out = await new Deno.Command("setpriv", {
+    const out = await output("setpriv", {
       args: [
         "--reuid=65534",
         "--regid=65534",
@@ -273,7 +280,7 @@ console.log(JSON.stringify({ listed, cleaned }));
       ],
       env: { HOME: home, DENO_DIR: `${home}/deno`, NO_COLOR: "1" },
       clearEnv: true,
-    }).output();
+    });
     const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
     assert.equal(out.code, 0, text(out.stderr));
     const { listed, cleaned } = JSON.parse(text(out.stdout));

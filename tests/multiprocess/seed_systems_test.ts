@@ -12,6 +12,7 @@ import {
   Child,
   delay,
   finishAll,
+  output,
   spawnWorker,
   withTempDir,
   worker,
@@ -66,13 +67,13 @@ Deno.test("CaptureGroups and a Python seed-000 writer on one DB lose nothing on 
     const pythonBytes = await Deno.readTextFile(db);
     const parsed = JSON.parse(pythonBytes);
     assert.deepEqual(await groups.get(group), parsed[group]);
-    const dumped = await new Deno.Command("python3", {
+    const dumped = await output("python3", {
       args: [
         "-c",
         "import json,sys; print(json.dumps(json.load(open(sys.argv[1])), indent=2), end='')",
         db,
       ],
-    }).output();
+    });
     await groups.addTransaction(group, "last");
     await groups.delete("nothing-to-delete");
     const ours = await Deno.readTextFile(db);

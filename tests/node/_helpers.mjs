@@ -11,6 +11,9 @@ export const PACKAGE = fileURLToPath(
 );
 export const CLI = `${PACKAGE}cli.js`;
 
+/** How long any wait on a child may take before the test fails. */
+export const GUARD_MS = 120_000;
+
 /** Runs `fn` in a fresh temporary directory, removed afterwards. */
 export async function withTempDir(fn) {
   const dir = mkdtempSync(`${tmpdir()}/lockbox_node_test_`);
@@ -59,10 +62,26 @@ export class Child {
       await new Promise((r) => setTimeout(r, 10));
     }
   }
-  /** Closes stdin and waits for the exit. */
-  async finish() {
+  /**
+   * Closes stdin and waits for the exit and the end of its output; past
+   * `guardMs` it kills the child and throws.
+   */
+  async finish(guardMs = GUARD_MS) {
     this.process.stdin.end();
-    return await this.exited;
+    let timer;
+    const expired = new Promise((_, reject) => {
+      timer = setTimeout(() => {
+        this.process.kill("SIGKILL");
+        this.process.stdout.destroy();
+        this.process.stderr.destroy();
+        reject(new Error(`child ${this.pid} did not finish in ${guardMs} ms`));
+      }, guardMs);
+    });
+    try {
+      return await Promise.race([this.exited, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -73,6 +92,14 @@ export function nodeWorker(name, args, options) {
 
 /** Runs a command to completion: { code, stdout, stderr }. */
 export function run(command, args, options = {}) {
-  const out = spawnSync(command, args, { encoding: "utf8", ...options });
+  const out = spawnSync(command, args, {
+    encoding: "utf8",
+    timeout: GUARD_MS,
+    killSignal: "SIGKILL",
+    ...options,
+  });
+  if (out.error?.code === "ETIMEDOUT") {
+    throw new Error(`${command} did not finish in ${GUARD_MS} ms`);
+  }
   return { code: out.status, stdout: out.stdout, stderr: out.stderr };
 }

@@ -87,3 +87,42 @@ test("lockbox status and holder on Node name the holding process from the kernel
     assert.equal(run(process.execPath, [CLI, "holder", L]).code, 1);
   });
 });
+
+test("lockbox run on Node: the command keeps the lock when lockbox is SIGKILLed, and SIGTERM is passed on", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    for (const close of [false, true]) {
+      // The marker names the command, to find it once lockbox is gone.
+      const marker = `${dir}/command-${close}`;
+      const child = new Child(process.execPath, [
+        CLI,
+        "run",
+        ...(close ? ["-o"] : []),
+        L,
+        "sh",
+        "-c",
+        "echo ready; while :; do sleep 0.05; done",
+        marker,
+      ]);
+      await child.waitFor("ready");
+      child.process.kill("SIGKILL");
+      await new Promise((resolve) => child.process.once("exit", resolve));
+      assert.equal(run("flock", ["-n", L, "true"]).code, close ? 0 : 1);
+      assert.equal(run("pkill", ["-f", marker]).code, 0, "the command ran");
+      await child.finish();
+    }
+    const plain = new Child(process.execPath, [
+      CLI,
+      "run",
+      L,
+      "sh",
+      "-c",
+      "echo ready; exec sleep 30",
+    ]);
+    await plain.waitFor("ready");
+    plain.process.kill("SIGTERM");
+    const { code, signal } = await plain.finish(20_000);
+    assert.deepEqual({ code, signal }, { code: 143, signal: null });
+    assert.equal(run("flock", ["-n", L, "true"]).code, 0);
+  });
+});

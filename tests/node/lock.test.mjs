@@ -155,7 +155,7 @@ test("process.exit() does not wait for a lock wait that timed out", async () => 
     try {
       await holder.waitFor("locked");
       const waiter = nodeWorker("give_up.mjs", [`${dir}/a`]);
-      const { code } = await waiter.exited;
+      const { code } = await waiter.finish(30_000);
       assert.equal(code, 5, waiter.stderr);
       assert.deepEqual(waiter.lines, ["timed out"]);
     } finally {
