@@ -240,16 +240,48 @@ export function _readRecord<T>(
   handle: _LockHandle,
   fileSize: number,
   decode: (bytes: Uint8Array) => T | "torn" | null,
-): T | null {
+  attempts = 1000,
+): T | "torn" | null {
   const size = Math.min(fileSize, _MAX_RECORD_BYTES);
   if (size === 0) return null;
   if (_readBuffer.length < size) _readBuffer = new Uint8Array(size);
   const buffer = _readBuffer.subarray(0, size);
-  for (let attempt = 0; attempt < 1000; attempt++) {
+  for (let attempt = 0; attempt < attempts; attempt++) {
     const decoded = decode(buffer.subarray(0, handle.readFromStart(buffer)));
     if (decoded !== "torn") return decoded;
   }
-  return null;
+  return "torn";
+}
+
+/**
+ * The first token for a lock file with no usable record (new, emptied by
+ * another tool, damaged, or removed and made again): the wall clock in
+ * microseconds. It exceeds every token the file's earlier lives handed
+ * out, since those started from an earlier clock reading and grew by one
+ * per acquisition, and no lock is taken a thousand times a millisecond.
+ * (A clock stepped back further than that gap can break this; see
+ * ARCHITECTURE.md.)
+ */
+export function _firstToken(): number {
+  return Date.now() * 1000;
+}
+
+/**
+ * Whether the bytes are a lockbox record whose checksum fails: a record
+ * damaged on disk (or by hand), which a holder of the exclusive lock may
+ * rewrite, as opposed to content another tool wrote.
+ */
+export function _isDamagedRecord(bytes: Uint8Array): boolean {
+  if (bytes.length < _TOKEN_PREFIX.length) return false;
+  for (let i = 0; i < _TOKEN_PREFIX.length; i++) {
+    if (bytes[i] !== _TOKEN_PREFIX.charCodeAt(i)) return false;
+  }
+  const newline = bytes.indexOf(0x0a);
+  if (newline === -1) return false;
+  for (let i = 0; i < _MAGIC.length; i++) {
+    if (bytes[newline + 1 + i] !== _MAGIC.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /**
@@ -265,7 +297,8 @@ export function _readHolderRecord(lockPath: string): LockHolder | null {
     throw error;
   }
   try {
-    return _readRecord(handle, handle.stat().size, _decodeHolder);
+    const record = _readRecord(handle, handle.stat().size, _decodeHolder);
+    return record === "torn" ? null : record;
   } finally {
     handle.close();
   }

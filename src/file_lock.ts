@@ -31,6 +31,9 @@ import { _checkLockFileStat, _checkTimeout, _heldRecord } from "./_kernel.ts";
 import {
   _decodeToken,
   _encodeRecord,
+  _firstToken,
+  _isDamagedRecord,
+  _MAX_RECORD_BYTES,
   _metadataJson,
   _readRecord,
   _recordText,
@@ -581,6 +584,12 @@ export class FileLock implements AsyncDisposable {
   }
 }
 
+/** The first bytes of a lock file, as far as a record can reach. */
+function _head(handle: _LockHandle, stat: _FileStat): Uint8Array {
+  const bytes = new Uint8Array(Math.min(stat.size, _MAX_RECORD_BYTES));
+  return bytes.subarray(0, handle.readFromStart(bytes));
+}
+
 /** Gives `request` the OS lock on `handle`: writes the holder record. */
 function _grant(
   queue: _Queue,
@@ -590,12 +599,28 @@ function _grant(
 ): void {
   let lock: FileLock;
   try {
-    const old = _readRecord(handle, stat.size, _decodeToken);
+    // Under the exclusive lock no one else writes, so one read tells; a
+    // shared holder may be writing its record beside ours, so read again.
+    const old = _readRecord(
+      handle,
+      stat.size,
+      _decodeToken,
+      request.shared ? 1000 : 1,
+    );
     // A file with content that is not a lockbox record (a script locked as
     // `flock script.sh` does, a pid another tool wrote), or one this process
-    // may not write, is never written.
-    const foreign = (old === null && stat.size > 0) || !handle.writable;
-    const token = foreign ? 0 : request.shared ? old ?? 0 : (old ?? 0) + 1;
+    // may not write, is never written. A lockbox record with a bad checksum
+    // is rewritten.
+    const damaged = old === "torn" && _isDamagedRecord(_head(handle, stat));
+    const foreign = !handle.writable ||
+      (typeof old !== "number" && stat.size > 0 && !damaged);
+    const token = foreign
+      ? 0
+      : typeof old !== "number"
+      ? _firstToken()
+      : request.shared
+      ? old
+      : old + 1;
     if (!foreign) {
       const text = _recordText(
         token,

@@ -156,16 +156,50 @@ Deno.test("FileLock shared locks coexist in one process and exclude an exclusive
 Deno.test("FileLock tokens grow by one per exclusive acquisition; shared ones keep it", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
-    const tokens = [];
+    const before = Date.now();
+    const tokens: number[] = [];
     for (let i = 0; i < 5; i++) {
       const lock = await FileLock.acquire(path);
       tokens.push(lock.token);
       await lock.release();
     }
-    assert.deepEqual(tokens, [1, 2, 3, 4, 5]);
+    // A new lock file starts from the clock (microseconds), then grows by one.
+    assert.ok(tokens[0] >= before * 1000, `${tokens[0]}`);
+    assert.deepEqual(tokens, [0, 1, 2, 3, 4].map((i) => tokens[0] + i));
     const shared = await FileLock.acquire(path, { shared: true });
-    assert.equal(shared.token, 5);
+    assert.equal(shared.token, tokens[4]);
     await shared.release();
+  });
+});
+
+Deno.test("FileLock tokens keep growing after the lock file is removed, emptied by another tool, or damaged", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const lockFile = `${path}.lock`;
+    const take = async () => {
+      const lock = await FileLock.acquire(path);
+      await lock.release();
+      return lock.token;
+    };
+    let last = await take();
+    for (let i = 0; i < 50; i++) last = await take();
+    // Removed (as cleanup does, or by hand).
+    await Deno.remove(lockFile);
+    let next = await take();
+    assert.ok(next > last, `after removal: ${next} <= ${last}`);
+    last = next;
+    // Truncated, as py-filelock does on every attempt.
+    await Deno.writeTextFile(lockFile, "");
+    next = await take();
+    assert.ok(next > last, `after truncation: ${next} <= ${last}`);
+    last = next;
+    // A damaged record (bad checksum) is repaired, not kept at token 0.
+    const bytes = await Deno.readFile(lockFile);
+    bytes[12] = bytes[12] === 0x31 ? 0x32 : 0x31; // a digit of the pid
+    await Deno.writeFile(lockFile, bytes);
+    next = await take();
+    assert.ok(next > last, `after damage: ${next} <= ${last}`);
+    assert.equal(await take(), next + 1, "the record was rewritten");
   });
 });
 
@@ -313,9 +347,12 @@ Deno.test("FileLock never writes into a lock file whose content it did not write
     const recorded = await FileLock.acquire(dir, {
       lockPath: `${dir}/empty.lock`,
     });
-    assert.equal(recorded.token, 1);
+    assert.ok(recorded.token > 1);
     await recorded.release();
-    assert.match(await Deno.readTextFile(`${dir}/empty.lock`), /^\{"token":1,/);
+    assert.match(
+      await Deno.readTextFile(`${dir}/empty.lock`),
+      new RegExp(`^\\{"token":${recorded.token},`),
+    );
   });
 });
 

@@ -439,7 +439,7 @@ Deno.test("lockbox holder exits 0 naming the holder, 1 when free", async () => {
       assert.match(
         held.stdout,
         new RegExp(
-          `^held exclusive by pid ${holder.pid} on .+ token 1 \\{"user":"ann"\\}\\n$`,
+          `^held exclusive by pid ${holder.pid} on .+ token \\d+ \\{"user":"ann"\\}\\n$`,
         ),
       );
       const json = JSON.parse(
