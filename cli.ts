@@ -38,6 +38,7 @@ import {
 } from "./src/_json_pointer.ts";
 import { _liveRecord } from "./src/_kernel.ts";
 import { _startCommand } from "./src/_command.ts";
+import { _sleep } from "./src/_promise.ts";
 import {
   AlreadyCheckedOutError,
   appendToFailureLog,
@@ -359,7 +360,7 @@ function _program(): Command {
         } else {
           console.log(text + (options.json ? "" : "\n"));
         }
-        await new Promise((resolve) => setTimeout(resolve, every));
+        await _sleep(every);
       }
     });
 

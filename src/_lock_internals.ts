@@ -13,7 +13,14 @@ export const _lockInternals: {
    * flock(1).
    */
   shareWithChildren: (lock: object) => void;
+  /**
+   * Runs `fn` as the holder of `lock`: a request for the same lock file
+   * from inside `fn` (through any API) fails at once with a `LockError`
+   * instead of waiting for itself.
+   */
+  runHolding: <R>(lock: object, fn: () => R) => R;
 } = {
   handleOf: () => null,
   shareWithChildren: () => {},
+  runHolding: (_lock, fn) => fn(),
 };

@@ -400,7 +400,20 @@ const _F_GETFD = 1;
 const _F_SETFD = 2;
 const _FD_CLOEXEC = 1;
 
-let _libc: ReturnType<typeof _openLibc> | null = null;
+/**
+ * Runs `fn` with the C library open, through FFI (`--allow-ffi`), for what
+ * Deno has no API for; closed again after, so no test sees it leak.
+ */
+function _withCLibrary<T>(
+  fn: (c: ReturnType<typeof _openLibc>["symbols"]) => T,
+): T {
+  const library = _openLibc();
+  try {
+    return fn(library.symbols);
+  } finally {
+    library.close();
+  }
+}
 
 function _openLibc() {
   return Deno.dlopen("libc.so.6", {
@@ -409,27 +422,22 @@ function _openLibc() {
   });
 }
 
-/** The C library, through FFI (`--allow-ffi`): for what Deno has no API for. */
-function _cLibrary(): ReturnType<typeof _openLibc>["symbols"] {
-  _libc ??= _openLibc();
-  return _libc.symbols;
-}
-
 /**
  * Runs `fn` with `fd` inheritable by child processes: Deno opens every file
  * close-on-exec, and a child keeps every descriptor that is not.
  */
 function _withInheritable<T>(fd: number, fn: () => T): T {
-  const { fcntl } = _cLibrary();
-  const flags = fcntl(fd, _F_GETFD, 0);
-  if (flags < 0 || fcntl(fd, _F_SETFD, flags & ~_FD_CLOEXEC) < 0) {
-    throw new Error(`Cannot pass descriptor ${fd} on to a command`);
-  }
-  try {
-    return fn();
-  } finally {
-    fcntl(fd, _F_SETFD, flags);
-  }
+  return _withCLibrary(({ fcntl }) => {
+    const flags = fcntl(fd, _F_GETFD, 0);
+    if (flags < 0 || fcntl(fd, _F_SETFD, flags & ~_FD_CLOEXEC) < 0) {
+      throw new Error(`Cannot pass descriptor ${fd} on to a command`);
+    }
+    try {
+      return fn();
+    } finally {
+      fcntl(fd, _F_SETFD, flags);
+    }
+  });
 }
 
 function _spawnNow(

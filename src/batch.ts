@@ -1,6 +1,7 @@
 // Batch work under locks (seed 001): each file processed under its own lock,
 // a file held elsewhere reported as a result instead of stopping the batch.
 
+import { _lockInternals } from "./_lock_internals.ts";
 import { _toPath } from "./_runtime.ts";
 import { _sleep } from "./_promise.ts";
 import { _checkTimeout } from "./_kernel.ts";
@@ -110,7 +111,17 @@ export async function processFiles<R>(
           lock = await FileLock.acquire(file, { timeout: lockTimeout, signal });
           break;
         } catch (error) {
-          if (!(error instanceof LockTimeoutError)) throw error;
+          if (signal?.aborted) throw error;
+          if (!(error instanceof LockTimeoutError)) {
+            // A lock that cannot be taken at all (its lock file is a
+            // directory, say) fails this file, not the batch.
+            return {
+              file,
+              ok: false,
+              locked: false,
+              error: error instanceof Error ? error.message : String(error),
+            };
+          }
           if (attempt >= retries) {
             const pid = error.holder ? ` (pid ${error.holder.pid})` : "";
             return {
@@ -125,7 +136,10 @@ export async function processFiles<R>(
       }
     }
     try {
-      return { file, ok: true, value: await fn(file) };
+      const value = lock
+        ? await _lockInternals.runHolding(lock, () => fn(file))
+        : await fn(file);
+      return { file, ok: true, value };
     } catch (error) {
       return {
         file,

@@ -9,7 +9,7 @@
 // was aborted leaves that wait to finish and pass the lock to the next
 // request, or release it at once.
 
-import { _promiseTry } from "./_promise.ts";
+import { _after, _promiseTry } from "./_promise.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { dirname } from "node:path";
 import {
@@ -111,7 +111,7 @@ export function _checkBlockingWait(
 
 /** One call to acquire, from its start until it is settled. */
 class _Request {
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #cancelTimer: (() => void) | undefined;
   #onAbort: (() => void) | undefined;
 
   constructor(
@@ -136,7 +136,7 @@ class _Request {
       _pump(queue);
     };
     if (timeout !== Infinity) {
-      this.#timer = setTimeout(() => fail(this.busy()), timeout);
+      this.#cancelTimer = _after(timeout, () => fail(this.busy()));
     }
     if (this.signal) {
       const signal = this.signal;
@@ -146,7 +146,7 @@ class _Request {
   }
 
   settle(lock: FileLock | null, error?: unknown): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#cancelTimer?.();
     if (this.#onAbort) {
       this.signal!.removeEventListener("abort", this.#onAbort);
     }
@@ -326,6 +326,8 @@ export class FileLock implements AsyncDisposable {
     _lockInternals.shareWithChildren = (lock) => {
       (lock as FileLock).#sharedWithChildren = true;
     };
+    _lockInternals.runHolding = (lock, fn) =>
+      _context.run([...(_context.getStore() ?? []), lock as FileLock], fn);
   }
 
   private constructor(
@@ -444,7 +446,9 @@ export class FileLock implements AsyncDisposable {
         if (held.held && held.lockPath === lockPath) {
           throw new LockError(
             `Cannot lock '${lockPath}': this async context already holds it ` +
-              `(withLock is not re-entrant); use the lock you already have`,
+              `(lockbox's locks are not re-entrant: a store's update or ` +
+              `withLock called from inside another on the same file would ` +
+              `wait for itself); use the lock or value you already have`,
           );
         }
       }
@@ -779,8 +783,7 @@ export async function withLock<T>(
 ): Promise<T> {
   const lock = await FileLock.acquire(path, options);
   try {
-    const held = [...(_context.getStore() ?? []), lock];
-    return await _context.run(held, () => fn(lock));
+    return await _lockInternals.runHolding(lock, () => fn(lock));
   } finally {
     await lock.release();
   }

@@ -25,6 +25,7 @@ import {
 } from "./errors.ts";
 import { _checkTimeout } from "./_kernel.ts";
 import { _checkBlockingWait, FileLock } from "./file_lock.ts";
+import { _lockInternals } from "./_lock_internals.ts";
 
 /** How a {@linkcode JsonStore} reads and writes its file. */
 export interface JsonStoreOptions<T> {
@@ -444,7 +445,7 @@ export class JsonStore<T> implements DocumentBackend<T> {
       signal: options.signal,
     });
     try {
-      return await fn();
+      return await _lockInternals.runHolding(lock, fn);
     } finally {
       await lock.release();
     }

@@ -125,12 +125,13 @@ export async function waitForRelease(
 ): Promise<boolean> {
   const timeout = _checkTimeout(options.timeout);
   const lockPath = _resolveLockPath(path, options.lockPath);
-  const deadline = Date.now() + timeout;
+  // The monotonic clock: a wall clock stepped back must not stretch the wait.
+  const deadline = performance.now() + timeout;
   let delay = 1;
   while (true) {
     options.signal?.throwIfAborted();
     if (_viewOf(lockPath).mode === null) return true;
-    const left = deadline - Date.now();
+    const left = deadline - performance.now();
     if (left <= 0) return false;
     await _sleep(Math.min(delay, left), options.signal);
     delay = Math.min(delay * 2, 50);
@@ -145,7 +146,7 @@ export async function waitForRelease(
  *
  * @param pid The process id.
  * @returns `true` if a process with that pid exists now.
- * @throws {RangeError} If `pid` is not a positive integer.
+ * @throws {RangeError} If `pid` is not an integer from 1 to 2^31 - 1.
  *
  * @example
  * ```ts
@@ -154,9 +155,11 @@ export async function waitForRelease(
  * ```
  */
 export function isProcessRunning(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) {
+  // kill(2) takes a C int: a larger number would wrap to another pid (2**32
+  // to 0, this process's group).
+  if (!Number.isInteger(pid) || pid <= 0 || pid > 2 ** 31 - 1) {
     throw new RangeError(
-      `Cannot check pid ${pid}: expected a positive integer`,
+      `Cannot check pid ${pid}: expected an integer from 1 to 2147483647`,
     );
   }
   return _processExists(pid);

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import {
   FileLock,
   isLocked,
+  JsonStore,
   LockError,
   LockTimeoutError,
   waitForRelease,
@@ -369,6 +370,59 @@ Deno.test("FileLock locks a file it may not write, read-only, as flock(1) does",
       assert.equal(await Deno.readTextFile(file), "");
     } finally {
       await sh("chattr", "-i", file);
+    }
+  });
+});
+
+Deno.test("FileLock.acquire() waits, not fails, with a timeout past 2^31 - 1 ms", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    for (const timeout of [2 ** 31, 3_000_000_000, Number.MAX_SAFE_INTEGER]) {
+      const holder = await FileLock.acquire(path);
+      let settled = false;
+      const waiting = FileLock.acquire(path, { timeout }).finally(() =>
+        settled = true
+      );
+      // A timer given more than 2^31 - 1 ms fires after about 1 ms.
+      await delay(200);
+      assert.equal(settled, false, `timeout ${timeout} fired early`);
+      await holder.release();
+      await (await waiting).release();
+    }
+  });
+});
+
+Deno.test("JsonStore.update() and withLock() inside an update of the same store fail at once instead of waiting for themselves", async () => {
+  await withTempDir(async (dir) => {
+    for (const journal of [false, true]) {
+      const path = `${dir}/state-${journal}.json`;
+      const store = new JsonStore<{ n: number }>(path, {
+        initial: { n: 0 },
+        journal,
+        lockTimeout: Infinity, // a wait on itself would never end
+      });
+      await assert.rejects(
+        store.update(async (d) => {
+          d.n = 1;
+          await store.update((inner) => void (inner.n = 2));
+        }),
+        LockError,
+      );
+      await assert.rejects(
+        store.update(() => withLock(path, () => {})),
+        LockError,
+      );
+      await assert.rejects(
+        store.update(async () => {
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          await store.write({ n: 3 });
+        }),
+        LockError,
+      );
+      // Nothing was written, and the store works afterwards.
+      assert.deepEqual(await store.read(), { n: 0 });
+      await store.update((d) => void d.n++);
+      assert.deepEqual(await store.read(), { n: 1 });
     }
   });
 });

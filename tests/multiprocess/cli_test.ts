@@ -859,3 +859,25 @@ else touch "${dir}/once"; printf '{"count": ' > "$1"; fi
     assert.deepEqual(JSON.parse(await Deno.readTextFile(file)), { count: 3 });
   });
 });
+
+Deno.test("lockbox run -w waits for a lock with a wait past 2^31 - 1 ms instead of giving up at once", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    const holder = await holdWithFlock(L, "-x");
+    const waiting = new Child(CLI[0], [
+      ...CLI.slice(1),
+      "run",
+      "-w",
+      "3000000",
+      L,
+      "echo",
+      "ran",
+    ]);
+    await delay(1_000);
+    assert.deepEqual(waiting.lines, [], "gave up before the lock was free");
+    await holder.release();
+    const done = await waiting.finish(30_000);
+    assert.equal(done.code, 0, done.stderr);
+    assert.deepEqual(done.lines, ["ran"]);
+  });
+});
