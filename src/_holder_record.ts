@@ -256,15 +256,19 @@ export function _readRecord<T>(
 /**
  * The first token for a lock file with no usable record (new, emptied by
  * another tool, damaged, or removed and made again): the wall clock in
- * microseconds. It exceeds every token the file's earlier lives handed
+ * microseconds (and past any such token this process gave before). It exceeds every token the file's earlier lives handed
  * out, since those started from an earlier clock reading and grew by one
  * per acquisition, and no lock is taken a thousand times a millisecond.
  * (A clock stepped back further than that gap can break this; see
  * ARCHITECTURE.md.)
  */
 export function _firstToken(): number {
-  return Date.now() * 1000;
+  const now = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+  _lastFirstToken = Math.max(now, _lastFirstToken + 1);
+  return _lastFirstToken;
 }
+
+let _lastFirstToken = 0;
 
 /**
  * Whether the bytes are a lockbox record whose checksum fails: a record

@@ -79,38 +79,49 @@ function _parseProcLocks(text: string): Map<string, _KernelView> {
   return views;
 }
 
+/** Who holds the lock on a file, by its `stat`; see {@linkcode _kernelTable}. */
+export type _KernelTable = (lockPath: string, stat: _FileStat) => _KernelView;
+
+const _FREE: _KernelView = { mode: null, pids: [] };
+
 /**
- * Who holds the lock on the file `stat` describes. On Linux this reads
- * `/proc/locks`, which never touches the lock. Elsewhere it probes with a
- * non-blocking lock on a separate handle: for a moment the probe holds the
- * lock, so another process's `tryAcquire` may fail in that instant, and pids
- * are unknown.
+ * A view of every flock on the machine, read once: on Linux from
+ * `/proc/locks`, which never touches a lock. A table longer than one page
+ * comes in several reads, and a release between two of them can hide a
+ * record (see _readProcLocks), so such a table is read twice and the two
+ * merged. Elsewhere each look probes with a non-blocking lock on a separate
+ * handle: for a moment the probe holds the lock, so another process's
+ * `tryAcquire` may fail in that instant, and pids are unknown.
  */
-export function _kernelView(lockPath: string, stat: _FileStat): _KernelView {
+export function _kernelTable(): _KernelTable {
   const procLocks = _readProcLocks();
-  if (procLocks !== null) {
-    const id = `${_devKey(stat.dev)}:${stat.ino}`;
-    const view = _parseProcLocks(procLocks).get(id);
-    if (view) return view;
-    // A table longer than one page came in several reads, and a release
-    // between two of them can hide a record (see _readProcLocks). Before
-    // calling a lock free, look once more.
-    if (procLocks.length + _LONGEST_RECORD < _PAGE) {
-      return { mode: null, pids: [] };
+  if (procLocks === null) return _probe;
+  const views = _parseProcLocks(procLocks);
+  if (procLocks.length + _LONGEST_RECORD >= _PAGE) {
+    for (const [id, view] of _parseProcLocks(_readProcLocks()!)) {
+      if (!views.has(id)) views.set(id, view);
     }
-    return _parseProcLocks(_readProcLocks()!).get(id) ??
-      { mode: null, pids: [] };
   }
+  return (_lockPath, stat) =>
+    views.get(`${_devKey(stat.dev)}:${stat.ino}`) ?? _FREE;
+}
+
+function _probe(lockPath: string, _stat: _FileStat): _KernelView {
   const probe = _openReadOnly(lockPath);
   try {
     if (!probe.tryLock(false)) return { mode: "exclusive", pids: [] };
     probe.unlock();
     if (!probe.tryLock(true)) return { mode: "shared", pids: [] };
     probe.unlock();
-    return { mode: null, pids: [] };
+    return _FREE;
   } finally {
     probe.close();
   }
+}
+
+/** Who holds the lock on the file `stat` describes (see _kernelTable). */
+export function _kernelView(lockPath: string, stat: _FileStat): _KernelView {
+  return _kernelTable()(lockPath, stat);
 }
 
 function _inspectable(lockPath: string): _FileStat | null {

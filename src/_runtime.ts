@@ -369,6 +369,41 @@ export async function _readDir(dir: string): Promise<_DirEntry[]> {
   return entries;
 }
 
+/**
+ * The other processes that have the file `dev`/`ino` open, from
+ * `/proc/PID/fd`. `complete` is `false` where some process's descriptors
+ * cannot be read (another user's, without root) or there is no `/proc`.
+ */
+export function _openersOf(
+  dev: number,
+  ino: number,
+): { pids: number[]; complete: boolean } {
+  if (Deno.build.os !== "linux") return { pids: [], complete: false };
+  const pids: number[] = [];
+  let complete = true;
+  for (const entry of Deno.readDirSync("/proc")) {
+    const pid = Number(entry.name);
+    if (!Number.isInteger(pid) || pid === Deno.pid) continue;
+    try {
+      for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+        let target: Deno.FileInfo;
+        try {
+          target = Deno.statSync(`/proc/${pid}/fd/${fd.name}`);
+        } catch {
+          continue; // closed meanwhile, or not a file
+        }
+        if (target.ino === ino && target.dev === dev) {
+          pids.push(pid);
+          break;
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) complete = false;
+    }
+  }
+  return { pids, complete };
+}
+
 /** `stat` following symlinks, with `null` for a path (or target) that does not exist. */
 export function _statFollow(path: string): _FileStat | null {
   try {

@@ -351,6 +351,37 @@ export function _processExists(pid: number): boolean {
   }
 }
 
+/** The other processes that have the file open (see _runtime.ts). */
+export function _openersOf(
+  dev: number,
+  ino: number,
+): { pids: number[]; complete: boolean } {
+  if (process.platform !== "linux") return { pids: [], complete: false };
+  const pids: number[] = [];
+  let complete = true;
+  for (const name of fs.readdirSync("/proc")) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    try {
+      for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+        let target: fs.Stats;
+        try {
+          target = fs.statSync(`/proc/${pid}/fd/${fd}`);
+        } catch {
+          continue; // closed meanwhile, or not a file
+        }
+        if (target.ino === ino && target.dev === dev) {
+          pids.push(pid);
+          break;
+        }
+      }
+    } catch (error) {
+      if (_errorCode(error) !== "ENOENT") complete = false;
+    }
+  }
+  return { pids, complete };
+}
+
 /**
  * The text of `/proc/locks`, or `null` where the system has none; read in
  * one large read (see _runtime.ts for why).

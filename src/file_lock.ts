@@ -23,10 +23,10 @@ import {
   _openExisting,
   _pid,
   _toPath,
-  _unlink,
 } from "./_runtime.ts";
 import { LockError, LockTimeoutError } from "./errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
+import { _removeHeldLockFile } from "./_lock_removal.ts";
 import { _checkLockFileStat, _checkTimeout, _heldRecord } from "./_kernel.ts";
 import {
   _decodeToken,
@@ -66,7 +66,12 @@ export interface LockOptions {
   metadata?: Record<string, unknown>;
   /**
    * Remove the lock file on release, while still holding it, if this process
-   * is then its only holder and it is still the file at `lockPath`.
+   * is then its only holder, it is still the file at `lockPath`, and no
+   * other process has it open (so none can be waiting for it: a waiter that
+   * never re-checks the inode, such as `flock(1)`, would otherwise end up
+   * holding a removed file beside the next holder of a new one). On Linux,
+   * as root or where every process's `/proc/PID/fd` is readable; elsewhere
+   * the file stays.
    *
    * @default {false}
    */
@@ -442,7 +447,10 @@ export class FileLock implements AsyncDisposable {
         ? `${absolute}.lock`
         : _toPath(options.lockPath);
       options.signal?.throwIfAborted();
-      for (const held of _context.getStore() ?? []) {
+      // Waiting for a lock this call chain holds would wait for itself; a
+      // single try (tryAcquire, timeout 0) only finds it busy.
+      const waits = !nullOnBusy && timeout > 0;
+      for (const held of waits ? _context.getStore() ?? [] : []) {
         if (held.held && held.lockPath === lockPath) {
           throw new LockError(
             `Cannot lock '${lockPath}': this async context already holds it ` +
@@ -534,8 +542,10 @@ export class FileLock implements AsyncDisposable {
   /**
    * Releases the lock. Calling it again does nothing.
    *
-   * With `removeOnRelease`, the lock file is unlinked first, while still held,
-   * if this is its only holder and it is still the file at `lockPath`.
+   * With `removeOnRelease`, the lock file is removed first, while still
+   * held, if this is its only holder, it is still the file at `lockPath`,
+   * and no other process has it open (see ARCHITECTURE.md, "Removing a lock
+   * file"); otherwise it stays.
    *
    * @returns A promise that resolves once the lock is released.
    *
@@ -554,25 +564,37 @@ export class FileLock implements AsyncDisposable {
     const handle = this.#handle;
     if (handle === null) return Promise.resolve();
     this.#handle = null;
+    // Converting to exclusive fails if anyone else still shares the file.
+    if (
+      this.#removeOnRelease && !this.#sharedWithChildren &&
+      handle.tryLock(true)
+    ) {
+      return this.#removeAndRelease(handle);
+    }
+    this.#close(handle);
+    return Promise.resolve();
+  }
+
+  async #removeAndRelease(handle: _LockHandle): Promise<void> {
     try {
-      // Converting to exclusive fails if anyone else still shares the file.
-      if (this.#removeOnRelease && handle.tryLock(true)) {
-        if (_current(handle, this.lockPath)) _unlink(this.lockPath);
+      if (_current(handle, this.lockPath)) {
+        await _removeHeldLockFile(handle, this.lockPath);
       }
     } catch (error) {
       if (_errorCode(error) !== "ENOENT") {
-        handle.unlock();
-        handle.close();
-        this.#released();
-        return Promise.reject(_wrap(this.lockPath, error));
+        this.#close(handle);
+        throw _wrap(this.lockPath, error);
       }
     }
+    this.#close(handle);
+  }
+
+  #close(handle: _LockHandle): void {
     // A child that inherited the lock file keeps the lock until it closes
     // it; unlocking would take it from the child too.
     if (!this.#sharedWithChildren) handle.unlock();
     handle.close();
     this.#released();
-    return Promise.resolve();
   }
 
   #released(): void {

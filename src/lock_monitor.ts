@@ -4,7 +4,9 @@
 import { _promiseTry } from "./_promise.ts";
 import { join } from "node:path";
 import { _readHolderRecord } from "./_holder_record.ts";
-import { _kernelView, _liveRecord } from "./_kernel.ts";
+import { type _KernelTable, _kernelTable, _liveRecord } from "./_kernel.ts";
+import { _lockInternals } from "./_lock_internals.ts";
+import { _removeHeldLockFile } from "./_lock_removal.ts";
 import { _errorCode, _lstat, _readDir, _toPath } from "./_runtime.ts";
 import { StoreError } from "./errors.ts";
 import { FileLock } from "./file_lock.ts";
@@ -80,8 +82,17 @@ function _message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** The info of a lock file that `lstat` says is a regular file. */
-function _info(lockPath: string, staleAfter: number, now: number): LockInfo {
+/**
+ * The info of a lock file that `lstat` says is a regular file. `record` is
+ * its holder record, read by the caller.
+ */
+function _info(
+  lockPath: string,
+  record: LockHolder | null,
+  staleAfter: number,
+  now: number,
+  table: _KernelTable,
+): LockInfo {
   const stat = _lstat(lockPath);
   if (stat === null || !stat.isFile) {
     throw new TypeError(
@@ -90,15 +101,15 @@ function _info(lockPath: string, staleAfter: number, now: number): LockInfo {
       }`,
     );
   }
-  const view = _kernelView(lockPath, stat);
-  const ageMs = Math.max(0, now - (stat.mtimeMs ?? now));
+  const view = table(lockPath, stat);
+  const ageMs = Math.max(0, Math.floor(now - (stat.mtimeMs ?? now)));
   const held = view.mode !== null;
   return {
     lockPath,
     held,
     mode: view.mode,
     holders: view.pids,
-    record: _readableRecord(lockPath),
+    record,
     ageMs,
     stale: !held && ageMs > staleAfter,
   };
@@ -157,14 +168,17 @@ async function _walk(
 }
 
 /**
- * Lists the lock files (names ending in `.lock`) in a directory, with the
- * kernel's view of each. On Linux this reads `/proc/locks` and never touches
- * a lock, so listing over and over never makes anyone's `tryAcquire` fail.
- * Elsewhere it probes each file with a non-blocking lock, which for an
- * instant holds it. Symlinks and directories named `*.lock` are skipped and
- * never followed; unreadable subdirectories are skipped
- * ({@linkcode cleanupStaleLocks} reports them), and a lock file this process
- * may not read is listed with `record: null`.
+ * Lists lockbox's lock files in a directory: files named `*.lock` that carry
+ * a lockbox holder record, with the kernel's view of each. Other tools'
+ * files (`Cargo.lock`, `yarn.lock`, an empty file `flock(1)` made) are not
+ * listed, nor is a file this process may not read (it cannot be told apart
+ * from them); {@linkcode lockInfo} looks at any file you name. On Linux this
+ * reads `/proc/locks` once per call and never touches a lock, so listing
+ * over and over never makes anyone's `tryAcquire` fail. Elsewhere it probes
+ * each file with a non-blocking lock, which for an instant holds it.
+ * Symlinks and directories named `*.lock` are skipped and never followed;
+ * unreadable subdirectories are skipped ({@linkcode cleanupStaleLocks}
+ * reports them).
  *
  * Requires `--allow-read`.
  *
@@ -191,14 +205,21 @@ export async function listLocks(
 ): Promise<LockInfo[]> {
   const staleAfter = _staleAfter(options.staleAfter);
   const now = Date.now();
+  const table = _kernelTable();
   const infos: LockInfo[] = [];
   const root = _toPath(dir);
   await _walk(root, options.recursive ?? false, (path, kind) => {
     if (kind !== "file") return;
     try {
-      infos.push(_info(path, staleAfter, now));
+      // Only lockbox's lock files: other tools' `*.lock` files (Cargo.lock,
+      // yarn.lock) carry no lockbox record, and one this process may not
+      // read cannot be told apart from them.
+      const record = _readHolderRecord(path);
+      if (record !== null) {
+        infos.push(_info(path, record, staleAfter, now, table));
+      }
     } catch {
-      // Removed or replaced while we looked: it is simply not listed.
+      // Unreadable, or removed or replaced while we looked: not listed.
     }
   }, (path, error) => {
     // The directory asked for must be readable; a subdirectory that is not
@@ -237,9 +258,14 @@ export function lockInfo(
   lockFile: string | URL,
   options: { staleAfter?: number } = {},
 ): Promise<LockInfo> {
-  return _promiseTry(() =>
-    _info(_toPath(lockFile), _staleAfter(options.staleAfter), Date.now())
-  );
+  return _promiseTry(() => {
+    const path = _toPath(lockFile);
+    const staleAfter = _staleAfter(options.staleAfter);
+    const stat = _lstat(path);
+    // Named by the caller, so looked at even without a lockbox record.
+    const record = stat?.isFile ? _readableRecord(path) : null;
+    return _info(path, record, staleAfter, Date.now(), _kernelTable());
+  });
 }
 
 /**
@@ -272,10 +298,24 @@ export async function isLockStale(
 }
 
 /**
- * Removes stale lock files. Each is removed only while this process holds
- * its lock and after checking that it is still the same file (the protocol in
- * DESIGN.md), so a held lock is never removed, even one taken between the
- * look and the removal. Errors on one file are reported and the others go on.
+ * Removes stale lockbox lock files, and nothing else. A file is removed only
+ * when all of these hold:
+ *
+ * - it is named `*.lock`, is a regular file (never a symlink) and carries a
+ *   lockbox holder record: other tools' files are never touched;
+ * - it is stale: no process holds it and it is older than `staleAfter`;
+ * - this process takes it exclusively, and removes it while holding it,
+ *   after checking that it is still the file at that path;
+ * - no other process has it open, checked in `/proc/PID/fd` before and
+ *   again after moving it out of the way (so nothing can open it during the
+ *   second look). A process that has it open may be waiting in `flock(1)` or
+ *   Python's `fcntl.flock`, which never re-check the file after locking:
+ *   removing it would leave that process holding a file no one else sees.
+ *   Such a file is put back and kept. Where `/proc/PID/fd` of some process
+ *   cannot be read (not root), nothing can be shown and the file is kept.
+ *
+ * So cleanup never gives a lock two holders, whoever uses the file. Errors
+ * on one file are reported and the others go on.
  *
  * Requires `--allow-read` and `--allow-write`.
  *
@@ -285,13 +325,16 @@ export async function isLockStale(
  *
  * @example
  * ```ts
- * import { cleanupStaleLocks } from "@lockbox/lockbox";
+ * import assert from "node:assert/strict";
+ * import { cleanupStaleLocks, FileLock } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
- * await Deno.writeTextFile(`${dir}/old.lock`, "");
+ * await (await FileLock.acquire(`${dir}/old`)).release();
+ * await Deno.writeTextFile(`${dir}/Cargo.lock`, "# not ours\n");
  * const old = new Date(Date.now() - 60_000);
  * await Deno.utime(`${dir}/old.lock`, old, old);
+ * await Deno.utime(`${dir}/Cargo.lock`, old, old);
  * const report = await cleanupStaleLocks(dir, { staleAfter: 1_000, dryRun: true });
- * console.assert(report.removed.length === 1);
+ * assert.deepEqual(report.removed, [`${dir}/old.lock`]);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -307,14 +350,25 @@ export async function cleanupStaleLocks(
     else {
       report.kept.push({
         path,
-        reason: `a ${kind}, not a lock file; never followed or removed`,
+        reason: `${
+          kind === "other" ? "not a regular file" : `a ${kind}`
+        }, not a lock file; never followed or removed`,
       });
     }
   }, (path, error) => report.errors.push({ path, error: _message(error) }));
   const now = Date.now();
+  const table = _kernelTable();
   for (const path of candidates) {
     try {
-      const info = _info(path, staleAfter, now);
+      const record = _readHolderRecord(path);
+      if (record === null) {
+        report.kept.push({
+          path,
+          reason: "not a lockbox lock file (no lockbox record); never removed",
+        });
+        continue;
+      }
+      const info = _info(path, record, staleAfter, now, table);
       if (!info.stale) {
         report.kept.push({
           path,
@@ -330,22 +384,32 @@ export async function cleanupStaleLocks(
         report.removed.push(path);
         continue;
       }
-      const lock = await FileLock.tryAcquire(path, {
-        lockPath: path,
-        removeOnRelease: true,
-      });
+      const lock = await FileLock.tryAcquire(path, { lockPath: path });
       if (lock === null) {
         report.kept.push({ path, reason: "taken while we looked" });
         continue;
       }
-      await lock.release();
-      if (_lstat(path) === null) report.removed.push(path);
-      else report.kept.push({ path, reason: "replaced while we looked" });
+      try {
+        const kept = await _removeHeldLockFile(
+          _lockInternals.handleOf(lock)!,
+          path,
+        );
+        if (kept === null) report.removed.push(path);
+        else report.kept.push({ path, reason: kept });
+      } finally {
+        await lock.release();
+      }
     } catch (error) {
       report.errors.push({ path, error: _message(error) });
     }
   }
   return report;
+}
+
+/** A path as one line of a table: quoted, escapes and all, if it has control characters. */
+function _printable(path: string): string {
+  // deno-lint-ignore no-control-regex
+  return /[\x00-\x1f\x7f]/.test(path) ? JSON.stringify(path) : path;
 }
 
 function _age(ms: number): string {
@@ -402,7 +466,7 @@ export function formatLockStatus(
       : "-";
     const host = record ? record.hostname : "-";
     return [
-      info.lockPath,
+      _printable(info.lockPath),
       info.held ? "held" : "free",
       info.mode ?? "-",
       pid,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FileLock, processFiles } from "../mod.ts";
+import { FileLock, processFiles, withLock } from "../mod.ts";
 import { withTempDir } from "./_helpers.ts";
 
 Deno.test("processFiles() turns an error thrown by fn into a failed result and goes on", async () => {
@@ -25,6 +25,10 @@ Deno.test("processFiles() holds each file's lock while fn runs", async () => {
       async () => await FileLock.tryAcquire(file) === null,
     );
     assert.deepEqual(results[0], { file, ok: true, value: true });
+    // Waiting for it from inside fn would wait for itself: refused at once.
+    const nested = await processFiles([file], () => withLock(file, () => 1));
+    assert.equal(nested[0].ok, false);
+    assert.match(nested[0].error ?? "", /already holds it/);
     const unlocked = await processFiles(
       [file],
       async () =>

@@ -357,7 +357,7 @@ Deno.test("lockbox status --json matches listLocks(); clean --dry-run removes no
     try {
       await holder.waitFor("locked");
       await shared.waitFor("locked");
-      await Deno.writeTextFile(`${dir}/old.lock`, "");
+      await (await FileLock.acquire(`${dir}/old`)).release();
       const old = new Date(Date.now() - 3 * 3_600_000);
       await Deno.utime(`${dir}/old.lock`, old, old);
 
@@ -879,5 +879,58 @@ Deno.test("lockbox run -w waits for a lock with a wait past 2^31 - 1 ms instead 
     const done = await waiting.finish(30_000);
     assert.equal(done.code, 0, done.stderr);
     assert.deepEqual(done.lines, ["ran"]);
+  });
+});
+
+Deno.test("lockbox status and clean leave other tools' *.lock files alone, read /proc/locks once, and keep a newline in a path on one line", async () => {
+  await withTempDir(async (dir) => {
+    const old = new Date(Date.now() - 7_200_000);
+    const theirs = ["Cargo.lock", "deno.lock", "yarn.lock"];
+    for (const name of theirs) {
+      await Deno.writeTextFile(`${dir}/${name}`, `# ${name}, not lockbox's\n`);
+      await Deno.utime(`${dir}/${name}`, old, old);
+    }
+    for (let i = 0; i < 40; i++) {
+      await (await FileLock.acquire(`${dir}/job${i}`)).release();
+    }
+    await (await FileLock.acquire(`${dir}/two\nlines`)).release();
+    const status = await lockbox(["status", dir]);
+    assert.equal(status.code, 0, status.stderr);
+    const rows = status.stdout.trim().split("\n");
+    assert.equal(rows.length, 1 + 41, "a header and one line per lock file");
+    assert.ok(
+      rows.some((r) => r.startsWith(JSON.stringify(`${dir}/two\nlines.lock`))),
+    );
+    assert.ok(!theirs.some((name) => status.stdout.includes(name)));
+
+    // One read of the kernel's lock table for the whole listing.
+    const traced = await output("strace", {
+      args: [
+        "-f",
+        "-e",
+        "trace=openat",
+        "-o",
+        `${dir}/trace`,
+        ...CLI,
+        "status",
+        "--json",
+        dir,
+      ],
+    });
+    assert.equal(traced.code, 0);
+    const opens = (await Deno.readTextFile(`${dir}/trace`)).split("\n")
+      .filter((line) => line.includes('"/proc/locks"')).length;
+    assert.ok(opens >= 1 && opens <= 2, `${opens} reads of /proc/locks`);
+    await Deno.remove(`${dir}/trace`);
+
+    const clean = await lockbox(["clean", "--json", "--stale-after", "0", dir]);
+    assert.equal(clean.code, 0, clean.stderr);
+    for (const name of theirs) {
+      assert.equal(
+        await Deno.readTextFile(`${dir}/${name}`),
+        `# ${name}, not lockbox's\n`,
+      );
+    }
+    assert.equal(JSON.parse(clean.stdout).removed.length, 41);
   });
 });

@@ -1,7 +1,8 @@
 // In one process: a blocking acquire of a lock this process already holds
 // must queue behind the holder, not block the thread on itself forever.
 // Prints "queued" once the blocking call has returned its promise, then
-// "granted TOKEN" after the first lock is released.
+// "granted N" after the first lock is released, N being how much its token
+// exceeds the first lock's.
 // Usage: blocking_self.ts PATH
 import { FileLock } from "../../../mod.ts";
 
@@ -11,5 +12,5 @@ const second = FileLock.acquire(path, { blocking: true });
 console.log("queued");
 await first.release();
 const lock = await second;
-console.log(`granted ${lock.token}`);
+console.log(`granted ${lock.token - first.token}`);
 await lock.release();
