@@ -39,6 +39,7 @@ import {
 import { _liveRecord } from "./src/_kernel.ts";
 import { _startCommand } from "./src/_command.ts";
 import { _sleep } from "./src/_promise.ts";
+import { _hasJournal } from "./src/_store_mode.ts";
 import {
   AlreadyCheckedOutError,
   appendToFailureLog,
@@ -458,7 +459,10 @@ function _program(): Command {
       if (_lstat(file) === null) {
         throw new _Exit(EXIT_CONFLICT, `Cannot read '${file}': no such file`);
       }
-      const doc = await new JsonStore<unknown>(file, { initial: null }).read();
+      const doc = await new JsonStore<unknown>(file, {
+        initial: null,
+        journal: _hasJournal(file),
+      }).read();
       const found = _getPointer(doc, options.pointer ?? "");
       if (!found.found) {
         throw new _Exit(
@@ -480,9 +484,10 @@ function _program(): Command {
     )
     .argument("<json-value>", "the new value, as JSON", _jsonValue)
     .action(async (file: string, pointer: string, value: unknown) => {
-      await new JsonStore<unknown>(file, { initial: () => ({}) }).transform(
-        (doc) => _setPointer(doc, pointer, value),
-      );
+      await new JsonStore<unknown>(file, {
+        initial: () => ({}),
+        journal: _hasJournal(file),
+      }).transform((doc) => _setPointer(doc, pointer, value));
     });
   store.command("edit")
     .description(
@@ -530,12 +535,13 @@ function _program(): Command {
           continue;
         }
         const warnings: string[] = [];
-        const checked = new JsonStore<unknown>(file, {
-          initial: null,
-          onCorrupt: options.quarantine ? "quarantine" : "throw",
-          onWarning: (message) => warnings.push(message),
-        });
         try {
+          const checked = new JsonStore<unknown>(file, {
+            initial: null,
+            onCorrupt: options.quarantine ? "quarantine" : "throw",
+            onWarning: (message) => warnings.push(message),
+            journal: _hasJournal(file),
+          });
           await checked.read();
           console.log(
             warnings.length
@@ -543,8 +549,12 @@ function _program(): Command {
               : `ok ${file}`,
           );
         } catch (error) {
-          if (!(error instanceof CorruptStoreError)) throw error;
-          console.log(`corrupt ${file}: ${error.reason}`);
+          // Every file is checked; the exit status is the worst one.
+          if (error instanceof CorruptStoreError) {
+            console.log(`corrupt ${file}: ${error.reason}`);
+          } else if (error instanceof StoreError) {
+            console.log(`error ${file}: ${error.message}`);
+          } else throw error;
           code = EXIT_IO;
         }
       }

@@ -73,16 +73,19 @@ export async function _readStoreFile(
  * Throws a `StoreError` unless `target` is a regular file or missing: a store
  * never writes through a symlink or over a directory.
  */
-export function _checkTarget(target: string): _FileStat | null {
+export function _checkTarget(
+  target: string,
+  action: "read" | "write" = "write",
+): _FileStat | null {
   const stat = _lstat(target);
   const what = _notRegularFile(stat);
   if (what === null) return stat;
   const never = what === "a symbolic link"
-    ? ", and lockbox never writes through one"
+    ? ", and lockbox never reads or writes through one"
     : "";
   throw new StoreError(
     target,
-    `Cannot write '${target}': it is ${what}${never}; point the store at a regular file`,
+    `Cannot ${action} '${target}': it is ${what}${never}; point the store at a regular file`,
   );
 }
 

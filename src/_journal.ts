@@ -30,7 +30,7 @@ import {
   _syncDirectory,
   type _WriteHandle,
 } from "./_runtime.ts";
-import { _fsError, _lockHolderTemp } from "./_atomic.ts";
+import { _checkTarget, _fsError, _lockHolderTemp } from "./_atomic.ts";
 import { _fnv1a, _hexAt } from "./_holder_record.ts";
 import { CorruptStoreError, StoreError } from "./errors.ts";
 
@@ -472,7 +472,21 @@ export class _Journal<T> {
           }
           const threshold = this.#host.compactAt ??
             Math.max(_MIN_COMPACT_AT, cache.snapshotBytes);
-          if (cache.offset > threshold) await this.#compact(cache.state);
+          if (cache.offset > threshold) {
+            // The update is in the journal now: a failed compaction must not
+            // make it look failed (a caller would apply it twice). Whatever
+            // the compaction left is finished or cleared by a later view.
+            try {
+              await this.#compact(cache.state);
+            } catch (error) {
+              this.#cache = null;
+              this.#host.warn(
+                `lockbox: the update to '${this.#host.path}' is saved, but folding its journal into the file failed (${
+                  (error as Error).message
+                }); a later update tries again`,
+              );
+            }
+          }
           return result;
         } finally {
           this.#release();
@@ -508,6 +522,7 @@ export class _Journal<T> {
   }
 
   async #readFile(path: string): Promise<Uint8Array | null> {
+    _checkTarget(path, "read");
     try {
       return await _readFile(path);
     } catch (error) {
@@ -552,6 +567,7 @@ export class _Journal<T> {
   }
 
   #open(): _WriteHandle | null {
+    _checkTarget(this.journalPath);
     try {
       return _openExistingForAppend(this.journalPath);
     } catch (error) {

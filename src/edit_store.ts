@@ -1,16 +1,22 @@
 // Editing a JSON store by hand, as `visudo` edits sudoers: under the lock,
 // on a copy, checked before it replaces the file.
 
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import {
+  type _Child,
   _createForWrite,
   _makeTempDir,
+  _onTerminationSignals,
+  _pid,
+  _processExists,
+  _readDir,
   _readFile,
   _removeTree,
   _toPath,
 } from "./_runtime.ts";
 import { _fsError } from "./_atomic.ts";
 import { JsonStore } from "./json_store.ts";
+import { _hasJournal } from "./_store_mode.ts";
 import { _startCommand } from "./_command.ts";
 import { StoreError } from "./errors.ts";
 
@@ -74,12 +80,16 @@ export async function editStore(
   const store = new JsonStore<unknown>(target, {
     initial: () => ({}),
     lockTimeout: options.lockTimeout,
+    journal: _hasJournal(target),
   });
   let outcome: EditOutcome = "changed";
   try {
     await store.transform(async (current) => {
-      const dir = await _makeTempDir("lockbox_edit_");
+      // The pid in the name lets a later run remove a copy that a killed
+      // run left behind.
+      const dir = await _makeTempDir(`${_EDIT_PREFIX}${_pid()}_`);
       try {
+        await _removeOrphanedCopies(dirname(dir));
         const copy = join(dir, basename(target));
         const original = JSON.stringify(current, null, 2) + "\n";
         await _writeText(copy, original);
@@ -93,7 +103,13 @@ export async function editStore(
             return current;
           }
           try {
-            return JSON.parse(text);
+            const edited = JSON.parse(text);
+            // Reformatted, but the same document: nothing to write.
+            if (JSON.stringify(edited) === JSON.stringify(current)) {
+              outcome = "unchanged";
+              return current;
+            }
+            return edited;
           } catch (error) {
             if (!await (options.onInvalid?.(error as SyntaxError) ?? false)) {
               throw new _Abort();
@@ -122,9 +138,45 @@ async function _writeText(path: string, text: string): Promise<void> {
   }
 }
 
+const _EDIT_PREFIX = "lockbox_edit_";
+
+/** Removes edit copies whose process is gone (killed mid-edit). */
+async function _removeOrphanedCopies(tmp: string): Promise<void> {
+  let entries;
+  try {
+    entries = await _readDir(tmp);
+  } catch {
+    return; // only tidying
+  }
+  for (const entry of entries) {
+    const match = /^lockbox_edit_(\d+)_/.exec(entry.name);
+    if (!match || !entry.isDirectory || entry.isSymlink) continue;
+    const pid = Number(match[1]);
+    if (pid === _pid() || _processExists(pid)) continue;
+    await _removeTree(join(tmp, entry.name)).catch(() => {});
+  }
+}
+
+/**
+ * Runs the editor as `git commit` and `visudo` do: it has the terminal's
+ * signals to itself. Ctrl-C reaches the whole foreground process group, so
+ * this process ignores SIGINT (the editor decides what it means) and passes
+ * SIGTERM on to the editor; either way the edit is applied or refused when
+ * the editor exits, and the copy is removed.
+ */
 async function _runEditor(editor: string[], file: string): Promise<void> {
-  const child = await _startCommand([...editor, file]);
-  const { code, signal } = await child.status;
+  let child: _Child | null = null;
+  const stop = _onTerminationSignals((signal) => {
+    if (signal === "SIGTERM") child?.kill("SIGTERM");
+  });
+  let status;
+  try {
+    child = await _startCommand([...editor, file]);
+    status = await child.status;
+  } finally {
+    stop();
+  }
+  const { code, signal } = status;
   if (code !== 0 || signal !== null) {
     throw new StoreError(
       file,

@@ -464,7 +464,17 @@ export class JsonStore<T> implements DocumentBackend<T> {
   }
 
   async #load(): Promise<_Loaded<T>> {
-    _checkTarget(this.path);
+    _checkTarget(this.path, "read");
+    // Updates made in journal mode live in the journal until a compaction
+    // folds them in: the file alone is an old version, and a whole-file
+    // write would orphan them. (Checked under the lock for writes; journal
+    // writers take the same lock.)
+    if (_lstat(`${this.path}.journal`) !== null) {
+      throw new StoreError(
+        this.path,
+        `Cannot use '${this.path}' as a whole file: '${this.path}.journal' beside it holds updates made in journal mode; open it with { journal: true } (the lockbox store commands do so on their own)`,
+      );
+    }
     const bytes = await _readStoreFile(this.path);
     if (bytes === null) {
       return { ok: true, value: this.#initialValue(), exists: false };

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { FileLock, listLocks } from "../../mod.ts";
+import { FileLock, JsonStore, listLocks } from "../../mod.ts";
 import { Child, delay, output, spawnWorker, withTempDir } from "../_helpers.ts";
 
 const CLI_SOURCE = fileURLToPath(new URL("../../cli.ts", import.meta.url));
@@ -932,5 +932,108 @@ Deno.test("lockbox status and clean leave other tools' *.lock files alone, read 
       );
     }
     assert.equal(JSON.parse(clean.stdout).removed.length, 41);
+  });
+});
+
+Deno.test("lockbox store commands read and write a journal-mode store through its journal; a whole-file JsonStore refuses it", async () => {
+  await withTempDir(async (dir) => {
+    const f = `${dir}/state.json`;
+    const journaled = new JsonStore<{ n: number; m?: number }>(f, {
+      initial: { n: 0 },
+      journal: true,
+    });
+    for (let i = 0; i < 3; i++) await journaled.update((d) => void d.n++);
+    const got = await lockbox(["store", "get", f]);
+    assert.equal(got.code, 0, got.stderr);
+    assert.deepEqual(JSON.parse(got.stdout), { n: 3 });
+    assert.equal((await lockbox(["store", "check", f])).stdout, `ok ${f}\n`);
+    const set = await lockbox(["store", "set", f, "/m", "1"]);
+    assert.equal(set.code, 0, set.stderr);
+    // Every acknowledged update is still there, for every kind of reader.
+    assert.deepEqual(await journaled.read(), { n: 3, m: 1 });
+    const fresh = new JsonStore(f, { initial: {}, journal: true });
+    assert.deepEqual(await fresh.read(), { n: 3, m: 1 });
+    // A whole-file store refuses rather than reading an old version or
+    // writing past the journal.
+    const whole = new JsonStore<{ n: number }>(f, { initial: { n: 0 } });
+    await assert.rejects(whole.read(), /journal mode/);
+    await assert.rejects(whole.update((d) => void (d.n = 99)), /journal mode/);
+    assert.deepEqual(await fresh.read(), { n: 3, m: 1 });
+  });
+});
+
+Deno.test("lockbox store check checks every file and exits with the worst status", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/good.json`, "{}");
+    await Deno.mkdir(`${dir}/dir.json`);
+    await Deno.symlink(`${dir}/good.json`, `${dir}/link.json`);
+    await Deno.writeTextFile(`${dir}/bad.json`, "{");
+    const out = await lockbox([
+      "store",
+      "check",
+      `${dir}/dir.json`,
+      `${dir}/link.json`,
+      `${dir}/bad.json`,
+      `${dir}/good.json`,
+    ]);
+    assert.equal(out.code, 3);
+    const lines = out.stdout.trim().split("\n");
+    assert.equal(lines.length, 4, out.stdout);
+    assert.match(lines[0], /^error .*dir\.json.*a directory/);
+    assert.match(lines[1], /^error .*link\.json.*Cannot read .*symbolic link/);
+    assert.match(lines[2], /^corrupt .*bad\.json/);
+    assert.equal(lines[3], `ok ${dir}/good.json`);
+  });
+});
+
+Deno.test("lockbox store edit: Ctrl-C to the process group goes to the editor, whose result is applied; a killed edit's copy is removed by the next run", async () => {
+  await withTempDir(async (dir) => {
+    const f = `${dir}/state.json`;
+    await Deno.writeTextFile(f, '{\n  "n": 1\n}\n');
+    const tmp = `${dir}/tmp`;
+    await Deno.mkdir(tmp);
+    // An editor that, like vi, ignores SIGINT, then saves once told to.
+    const editor = `${dir}/editor.sh`;
+    await Deno.writeTextFile(
+      editor,
+      `#!/bin/sh
+trap '' INT
+echo editing
+while [ ! -e ${dir}/go ]; do sleep 0.02; done
+printf '{"n": 2}' > "$1"
+`,
+    );
+    await Deno.chmod(editor, 0o755);
+    const env = { EDITOR: editor, TMPDIR: tmp };
+    // Its own process group, as a shell gives a foreground job.
+    const edit = new Child("setsid", [...CLI, "store", "edit", f], { env });
+    await edit.waitFor("editing");
+    const group = Number(
+      (await Deno.readTextFile(`/proc/${edit.pid}/stat`)).split(" ")[4],
+    );
+    await run(["kill", "-INT", "--", `-${group}`]);
+    await delay(200);
+    await Deno.writeTextFile(`${dir}/go`, "");
+    const done = await edit.finish(30_000);
+    assert.equal(done.code, 0, done.stderr);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(f)), { n: 2 });
+    assert.deepEqual([...Deno.readDirSync(tmp)], [], "the copy is removed");
+    await Deno.remove(`${dir}/go`);
+
+    // SIGKILL leaves the copy; the next edit removes it.
+    const killed = new Child(CLI[0], [...CLI.slice(1), "store", "edit", f], {
+      env,
+    });
+    await killed.waitFor("editing");
+    killed.process.kill("SIGKILL");
+    await killed.process.status;
+    await run(["pkill", "-f", editor]);
+    assert.equal([...Deno.readDirSync(tmp)].length, 1);
+    const again = await lockbox(["store", "edit", f], {
+      env: { EDITOR: "true", TMPDIR: tmp },
+    });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /unchanged, nothing written/);
+    assert.deepEqual([...Deno.readDirSync(tmp)], []);
   });
 });
