@@ -6,9 +6,10 @@ import {
   CorruptStoreError,
   JsonStore,
   StaleFenceError,
+  StoreError,
 } from "../mod.ts";
 import { _fnv1a } from "../src/_holder_record.ts";
-import { names, withTempDir } from "./_helpers.ts";
+import { names, withMount, withTempDir } from "./_helpers.ts";
 
 type Doc = Record<string, unknown>;
 
@@ -349,5 +350,51 @@ Deno.test("JsonStore journal mode removes the temp files of a writer killed mid-
     await open(path).update((d) => void (d.n = 2));
     assert.deepEqual(names(dir), ["s.json", "s.json.journal", "s.json.lock"]);
     assert.equal((await open(path).read()).n, 2);
+  });
+});
+
+Deno.test("JsonStore journal mode on a full disk: an update rejects only if it did not happen", async () => {
+  await withTempDir(async (dir) => {
+    const mount = `${dir}/mnt`;
+    await Deno.mkdir(mount);
+    await withMount(
+      ["-t", "tmpfs", "-o", "size=1m", "tmpfs"],
+      mount,
+      async () => {
+        const path = `${mount}/s.json`;
+        const warnings: string[] = [];
+        const store = new JsonStore<{ items: Record<string, string> }>(path, {
+          initial: { items: {} },
+          journal: true,
+          compactAt: 200_000,
+          onWarning: (message) => warnings.push(message),
+        });
+        const resolved: string[] = [];
+        const rejected: string[] = [];
+        for (let i = 0; i < 400 && rejected.length < 20; i++) {
+          const id = `item${i}`;
+          try {
+            await store.update((d) => void (d.items[id] = "x".repeat(3000)));
+            resolved.push(id);
+          } catch (error) {
+            assert.ok(error instanceof StoreError, String(error));
+            rejected.push(id);
+          }
+        }
+        assert.ok(rejected.length > 0, "the disk never filled");
+        const fresh = new JsonStore<{ items: Record<string, string> }>(path, {
+          initial: { items: {} },
+          journal: true,
+        });
+        const saved = Object.keys((await fresh.read()).items);
+        // Every acknowledged update is there; no rejected one is.
+        assert.deepEqual(saved.sort(), [...resolved].sort());
+        // A compaction ran out of space after its update was saved.
+        assert.ok(
+          warnings.some((w) => /is saved, but folding its journal/.test(w)),
+          warnings.join("\n"),
+        );
+      },
+    );
   });
 });
