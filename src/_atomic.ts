@@ -116,6 +116,12 @@ export async function _atomicReplace(
       _removeIfExists(tempPath);
       handle = _createForWrite(tempPath, mode);
     }
+    // The new file keeps the owner, group and mode of the one it replaces
+    // (root rewriting a service's file must not take it from the service),
+    // or the replace fails here, before anything is written.
+    if (stat !== null) {
+      handle.matchOwnership(options.mode === undefined ? stat : { ...stat, mode: options.mode });
+    }
     await handle.write(bytes);
     // A failed fsync is final: the page cache may have dropped the data, so a
     // retry could "succeed" without it. Give up and leave the target alone.

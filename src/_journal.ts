@@ -881,6 +881,9 @@ export class _Journal<T> {
     try {
       _removeIfExists(this.nextPath); // an orphan of a writer that died
       handle = _createForWrite(this.nextPath, 0o644);
+      // The journal keeps the owner, group and mode of the store's files.
+      const like = _lstat(this.journalPath) ?? _lstat(this.#host.path);
+      if (like !== null) handle.matchOwnership(like);
       await handle.write(_encoder.encode(text));
       if (this.#host.durable) await handle.sync();
     } catch (error) {

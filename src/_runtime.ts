@@ -25,6 +25,8 @@ function _stat(info: Deno.FileInfo): _FileStat {
     size: info.size,
     mtimeMs: info.mtime?.getTime() ?? null,
     mode: info.mode === null ? null : info.mode & 0o7777,
+    uid: info.uid,
+    gid: info.gid,
     isFile: info.isFile,
     isDirectory: info.isDirectory,
     isSymlink: info.isSymlink,
@@ -39,6 +41,36 @@ export function _lstat(path: string): _FileStat | null {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;
   }
+}
+
+/**
+ * The descriptor number of this process's open file `stat` describes, which
+ * Deno does not expose: found in /proc. With `locked`, the one whose open
+ * file description holds a flock (the kernel lists it under that
+ * descriptor), which tells a lock from other opens of the same file.
+ */
+function _descriptorOf(stat: _FileStat, locked = false): number {
+  const found: number[] = [];
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    const fd = Number(entry.name);
+    try {
+      const target = Deno.statSync(`/proc/self/fd/${fd}`);
+      if (target.dev !== stat.dev || target.ino !== stat.ino) continue;
+      if (
+        locked &&
+        !/^lock:\s.*FLOCK/m.test(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`))
+      ) continue;
+    } catch {
+      continue; // closed while we looked, or not a file
+    }
+    found.push(fd);
+  }
+  if (found.length !== 1) {
+    throw new Error(
+      `Cannot find the descriptor of inode ${stat.ino}: ${found.length} open descriptors match`,
+    );
+  }
+  return found[0];
 }
 
 class _DenoLockHandle implements _LockHandle {
@@ -91,28 +123,7 @@ class _DenoLockHandle implements _LockHandle {
   }
   /** The descriptor number, which Deno does not expose: found in /proc. */
   descriptor(): number {
-    const { dev, ino } = this.stat();
-    const locked: number[] = [];
-    for (const entry of Deno.readDirSync("/proc/self/fd")) {
-      const fd = Number(entry.name);
-      let info: string;
-      try {
-        info = Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`);
-        const target = Deno.statSync(`/proc/self/fd/${fd}`);
-        if (target.dev !== dev || target.ino !== ino) continue;
-      } catch {
-        continue; // closed while we looked, or not a file
-      }
-      // The kernel lists a flock under the descriptor whose open file
-      // description owns it, which tells ours from other opens of the file.
-      if (/^lock:\s.*FLOCK/m.test(info)) locked.push(fd);
-    }
-    if (locked.length !== 1) {
-      throw new Error(
-        `Cannot find the descriptor of a lock: ${locked.length} descriptors hold a flock on inode ${ino}`,
-      );
-    }
-    return locked[0];
+    return _descriptorOf(this.stat(), true);
   }
 }
 
@@ -240,6 +251,19 @@ class _DenoWriteHandle implements _WriteHandle {
   #readPosition: number | null = 0;
   constructor(file: Deno.FsFile) {
     this.#file = file;
+  }
+  matchOwnership(like: _FileStat): void {
+    const own = _stat(this.#file.statSync());
+    const owner = like.uid !== null && like.gid !== null &&
+      (own.uid !== like.uid || own.gid !== like.gid);
+    const mode = like.mode !== null && own.mode !== like.mode;
+    if (!owner && !mode) return;
+    // Deno has no fchown or fchmod; /proc/self/fd/N leads to the open file
+    // itself, not to whatever is at its path now.
+    const path = `/proc/self/fd/${_descriptorOf(own)}`;
+    if (owner) Deno.chownSync(path, like.uid, like.gid);
+    // After chown, which clears set-id bits.
+    if (like.mode !== null) Deno.chmodSync(path, like.mode);
   }
   async write(data: Uint8Array): Promise<void> {
     this.#readPosition = null;

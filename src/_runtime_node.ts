@@ -65,6 +65,8 @@ function _stat(info: fs.Stats): _FileStat {
     size: info.size,
     mtimeMs: info.mtimeMs,
     mode: info.mode & 0o7777,
+    uid: info.uid,
+    gid: info.gid,
     isFile: info.isFile(),
     isDirectory: info.isDirectory(),
     isSymlink: info.isSymbolicLink(),
@@ -406,6 +408,19 @@ class _NodeWriteHandle implements _WriteHandle {
   #fd: number;
   constructor(fd: number) {
     this.#fd = fd;
+  }
+  matchOwnership(like: _FileStat): void {
+    const own = fs.fstatSync(this.#fd);
+    if (
+      like.uid !== null && like.gid !== null &&
+      (own.uid !== like.uid || own.gid !== like.gid)
+    ) {
+      fs.fchownSync(this.#fd, like.uid, like.gid);
+    }
+    // After chown, which clears set-id bits.
+    if (like.mode !== null && (own.mode & 0o7777) !== like.mode) {
+      fs.fchmodSync(this.#fd, like.mode);
+    }
   }
   async write(data: Uint8Array): Promise<void> {
     let written = 0;

@@ -13,6 +13,9 @@ export interface _FileStat {
   mtimeMs: number | null;
   /** Permission bits, or `null` where the platform has none. */
   mode: number | null;
+  /** Owner and group, or `null` where the platform has none. */
+  uid: number | null;
+  gid: number | null;
   isFile: boolean;
   isDirectory: boolean;
   isSymlink: boolean;
@@ -96,6 +99,11 @@ export interface _WriteHandle {
   readAt(offset: number, length: number): Uint8Array;
   /** Cuts the file to `size` bytes. */
   truncate(size: number): void;
+  /**
+   * Gives the file exactly this mode, owner and group (where they differ),
+   * through the open file, never a path that could be swapped.
+   */
+  matchOwnership(like: _FileStat): void;
   close(): void;
 }
 

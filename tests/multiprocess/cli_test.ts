@@ -1037,3 +1037,34 @@ printf '{"n": 2}' > "$1"
     assert.deepEqual([...Deno.readDirSync(tmp)], []);
   });
 });
+
+Deno.test("lockbox store set as root keeps the owner, group and mode of a service's store, whole-file and journal mode", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.chmod(dir, 0o755);
+    for (const journal of [false, true]) {
+      const f = `${dir}/service-${journal}.json`;
+      const store = new JsonStore<Record<string, number>>(f, {
+        initial: {},
+        journal,
+        compactAt: 0, // every update folds the journal: a new file each time
+      });
+      await store.update((d) => void (d.a = 1));
+      for (const file of journal ? [f, `${f}.journal`] : [f]) {
+        await Deno.chown(file, 65534, 65534);
+        await Deno.chmod(file, 0o600);
+      }
+      const set = await lockbox(["store", "set", f, "/b", "2"]);
+      assert.equal(set.code, 0, set.stderr);
+      await store.update((d) => void (d.c = 3));
+      for (const file of journal ? [f, `${f}.journal`] : [f]) {
+        const info = await Deno.lstat(file);
+        assert.deepEqual(
+          [info.uid, info.gid, info.mode! & 0o7777],
+          [65534, 65534, 0o600],
+          file,
+        );
+      }
+      assert.deepEqual(await store.read(), { a: 1, b: 2, c: 3 });
+    }
+  });
+});
