@@ -120,7 +120,9 @@ export async function _atomicReplace(
     // (root rewriting a service's file must not take it from the service),
     // or the replace fails here, before anything is written.
     if (stat !== null) {
-      handle.matchOwnership(options.mode === undefined ? stat : { ...stat, mode: options.mode });
+      handle.matchOwnership(
+        options.mode === undefined ? stat : { ...stat, mode: options.mode },
+      );
     }
     await handle.write(bytes);
     // A failed fsync is final: the page cache may have dropped the data, so a

@@ -22,3 +22,25 @@ export function _checkId(value: unknown, what: string): string {
 export function _unixSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
+
+/**
+ * `record[key]` when it is the record's own property, never an inherited one:
+ * ids such as `constructor` or `toString` name nothing in a DB.
+ */
+export function _own<V>(record: Record<string, V>, key: string): V | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+/** Sets `record[key]` as an own property, even for the id `__proto__`. */
+export function _setOwn<V>(
+  record: Record<string, V>,
+  key: string,
+  value: V,
+): void {
+  Object.defineProperty(record, key, {
+    value,
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
+}

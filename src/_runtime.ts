@@ -58,7 +58,9 @@ function _descriptorOf(stat: _FileStat, locked = false): number {
       if (target.dev !== stat.dev || target.ino !== stat.ino) continue;
       if (
         locked &&
-        !/^lock:\s.*FLOCK/m.test(Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`))
+        !/^lock:\s.*FLOCK/m.test(
+          Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`),
+        )
       ) continue;
     } catch {
       continue; // closed while we looked, or not a file

@@ -1,7 +1,7 @@
 // Capture groups (seed 000): groups of file-transfer transactions, in a JSON
 // DB that the Python system reads and writes too.
 
-import { _checkId, _newHexId, _unixSeconds } from "./_ids.ts";
+import { _checkId, _newHexId, _own, _setOwn, _unixSeconds } from "./_ids.ts";
 import type { DocumentBackend } from "./json_store.ts";
 import { _seedDb } from "./_seed_db.ts";
 
@@ -151,7 +151,12 @@ export class CaptureGroups {
       "group id",
     );
     return await this.#store.update((db) => {
-      db[id] ??= { created: _unixSeconds(), transactions: [] };
+      if (!Object.hasOwn(db, id)) {
+        _setOwn<CaptureGroupRecord>(db, id, {
+          created: _unixSeconds(),
+          transactions: [],
+        });
+      }
       return id;
     });
   }
@@ -169,7 +174,7 @@ export class CaptureGroups {
     _checkId(groupId, "group id");
     _checkId(txnId, "transaction id");
     await this.#store.update((db) => {
-      const group = db[groupId];
+      const group = _own(db, groupId);
       if (!group) throw new GroupNotFoundError(groupId, this.dbPath);
       if (!group.transactions.includes(txnId)) group.transactions.push(txnId);
     });
@@ -184,7 +189,7 @@ export class CaptureGroups {
    */
   async transactions(groupId: string): Promise<string[]> {
     _checkId(groupId, "group id");
-    return [...((await this.#store.read())[groupId]?.transactions ?? [])];
+    return [...(_own(await this.#store.read(), groupId)?.transactions ?? [])];
   }
 
   /**
@@ -195,7 +200,7 @@ export class CaptureGroups {
    */
   async get(groupId: string): Promise<CaptureGroupRecord | undefined> {
     _checkId(groupId, "group id");
-    return (await this.#store.read())[groupId];
+    return _own(await this.#store.read(), groupId);
   }
 
   /**
@@ -207,7 +212,7 @@ export class CaptureGroups {
   async delete(groupId: string): Promise<boolean> {
     _checkId(groupId, "group id");
     return await this.#store.update((db) => {
-      if (!(groupId in db)) return false;
+      if (!Object.hasOwn(db, groupId)) return false;
       delete db[groupId];
       return true;
     });

@@ -10,7 +10,7 @@ import {
   _toPath,
 } from "./_runtime.ts";
 import { _fsError } from "./_atomic.ts";
-import { _checkId } from "./_ids.ts";
+import { _checkId, _own, _setOwn } from "./_ids.ts";
 import type { DbOptions } from "./capture_groups.ts";
 import type { DocumentBackend } from "./json_store.ts";
 import { _seedDb } from "./_seed_db.ts";
@@ -196,10 +196,10 @@ export class CheckoutRegistry {
       throw new TypeError(`Cannot use message ${message}: expected a string`);
     }
     return await this.#store.update((registry) => {
-      const holder = registry[name];
+      const holder = _own(registry, name);
       if (holder !== undefined) throw new AlreadyCheckedOutError(name, holder);
       const record = { user, timestamp: new Date().toISOString(), message };
-      registry[name] = record;
+      _setOwn(registry, name, record);
       return record;
     });
   }
@@ -217,7 +217,7 @@ export class CheckoutRegistry {
     _checkId(name, "file name");
     _checkId(user, "user");
     await this.#store.update((registry) => {
-      const holder = registry[name];
+      const holder = _own(registry, name);
       if (holder === undefined) throw new NotCheckedOutError(name);
       if (holder.user !== user) {
         throw new NotOwnerError(name, user, holder.user);
@@ -233,7 +233,7 @@ export class CheckoutRegistry {
    * @returns The record, or `undefined` if the file is available.
    */
   async holder(name: string): Promise<CheckoutRecord | undefined> {
-    return (await this.#store.read())[name];
+    return _own(await this.#store.read(), name);
   }
 
   /**

@@ -1,7 +1,7 @@
 // Operations (seed 000): background capture operations mapped to their
 // capture groups, in a JSON DB shared with the Python system.
 
-import { _checkId, _newHexId, _unixSeconds } from "./_ids.ts";
+import { _checkId, _newHexId, _own, _unixSeconds } from "./_ids.ts";
 import {
   type CaptureGroups,
   type DbOptions,
@@ -119,7 +119,7 @@ export class Operations {
    */
   async captureGroupOf(operationId: string): Promise<string | undefined> {
     _checkId(operationId, "operation id");
-    return (await this.#store.read())[operationId]?.capture_group_id;
+    return _own(await this.#store.read(), operationId)?.capture_group_id;
   }
 
   /**

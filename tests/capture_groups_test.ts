@@ -3,8 +3,10 @@
 import assert from "node:assert/strict";
 import {
   CaptureGroups,
+  CheckoutRegistry,
   CorruptStoreError,
   GroupNotFoundError,
+  NotCheckedOutError,
   Operations,
 } from "../mod.ts";
 import { withTempDir } from "./_helpers.ts";
@@ -119,5 +121,43 @@ Deno.test("Operations.register() needs an existing group and records seed 000's 
     const file = JSON.parse(await Deno.readTextFile(`${dir}/ops.json`));
     assert.deepEqual(Object.keys(file[op]), ["capture_group_id", "created"]);
     assert.equal(file[op].capture_group_id, group);
+  });
+});
+
+Deno.test("ids that are built-in property names (constructor, toString, __proto__) are ids like any other", async () => {
+  await withTempDir(async (dir) => {
+    const builtins = ["constructor", "toString", "__proto__", "hasOwnProperty"];
+    const groups = new CaptureGroups(`${dir}/groups.json`);
+    for (const id of builtins) {
+      assert.equal(await groups.get(id), undefined, `${id} before create`);
+      assert.deepEqual(await groups.transactions(id), []);
+      await assert.rejects(groups.addTransaction(id, "t"), GroupNotFoundError);
+      assert.equal(await groups.delete(id), false);
+    }
+    const ops = new Operations(`${dir}/ops.json`, { groups });
+    await assert.rejects(ops.register("toString"), GroupNotFoundError);
+    assert.equal(await ops.captureGroupOf("constructor"), undefined);
+    for (const id of builtins) {
+      assert.equal(await groups.create(id), id);
+      await groups.addTransaction(id, `t-${id}`);
+    }
+    const db = JSON.parse(await Deno.readTextFile(`${dir}/groups.json`));
+    for (const id of builtins) {
+      assert.ok(Object.hasOwn(db, id), `${id} written`);
+      assert.deepEqual(await groups.transactions(id), [`t-${id}`]);
+    }
+    assert.deepEqual(await groups.list(), builtins);
+    assert.match(await ops.register("__proto__"), /^[0-9a-f]{16}$/);
+
+    const registry = new CheckoutRegistry(`${dir}/checkouts.json`);
+    assert.equal(await registry.holder("constructor"), undefined);
+    await assert.rejects(
+      registry.checkin("toString", "ann"),
+      NotCheckedOutError,
+    );
+    await registry.checkout("constructor", "ann");
+    assert.equal((await registry.holder("constructor"))?.user, "ann");
+    await registry.checkin("constructor", "ann");
+    assert.equal(await registry.holder("constructor"), undefined);
   });
 });
