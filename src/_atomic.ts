@@ -16,6 +16,7 @@ import {
   type _WriteHandle,
 } from "./_runtime.ts";
 import { StoreError } from "./errors.ts";
+import { _checkDocumentSize } from "./_json.ts";
 
 /** A hint for the user from an error code. */
 export function _hint(error: unknown): string {
@@ -62,6 +63,9 @@ export async function _readStoreFile(
   path: string,
   action = "read",
 ): Promise<Uint8Array | null> {
+  // Before reading: a file past the limit is refused without loading it.
+  const stat = _lstat(path);
+  if (stat !== null && stat.isFile) _checkDocumentSize(path, stat.size);
   try {
     return await _readFile(path);
   } catch (error) {

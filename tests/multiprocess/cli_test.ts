@@ -4,8 +4,15 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { FileLock, JsonStore, listLocks } from "../../mod.ts";
-import { Child, delay, output, spawnWorker, withTempDir } from "../_helpers.ts";
+import { FileLock, JsonStore, listLocks, StoreError } from "../../mod.ts";
+import {
+  Child,
+  delay,
+  names,
+  output,
+  spawnWorker,
+  withTempDir,
+} from "../_helpers.ts";
 
 const CLI_SOURCE = fileURLToPath(new URL("../../cli.ts", import.meta.url));
 const CLI: string[] = Deno.env.get("LOCKBOX_CLI")
@@ -1066,5 +1073,49 @@ Deno.test("lockbox store set as root keeps the owner, group and mode of a servic
       }
       assert.deepEqual(await store.read(), { a: 1, b: 2, c: 3 });
     }
+  });
+});
+
+Deno.test("documents past the size and depth limits are a data error naming the file, never quarantined or reset", async () => {
+  await withTempDir(async (dir) => {
+    const deep = `${dir}/deep.json`;
+    const levels = 200_000;
+    await Deno.writeTextFile(deep, "[".repeat(levels) + "]".repeat(levels));
+    const big = `${dir}/big.json`;
+    // A valid document of 260 MiB: one long string.
+    const file = await Deno.open(big, { write: true, create: true });
+    await file.write(new TextEncoder().encode('{"s":"'));
+    const chunk = new Uint8Array(1024 * 1024).fill(0x61);
+    for (let i = 0; i < 260; i++) await file.write(chunk);
+    await file.write(new TextEncoder().encode('"}'));
+    file.close();
+    const sizes = [(await Deno.stat(deep)).size, (await Deno.stat(big)).size];
+
+    for (const f of [deep, big]) {
+      const get = await lockbox(["store", "get", f]);
+      assert.equal(get.code, 3, get.stderr);
+      assert.ok(get.stderr.includes(f), get.stderr);
+      assert.match(get.stderr, /limit/);
+      const check = await lockbox(["store", "check", "--quarantine", f]);
+      assert.equal(check.code, 3);
+      assert.match(check.stdout, /^error .*limit/);
+      await assert.rejects(
+        new JsonStore(f, { initial: {}, onCorrupt: "quarantine" }).read(),
+        (e: Error) => e instanceof StoreError && e.message.includes("limit"),
+      );
+    }
+    // Nothing moved aside, nothing rewritten.
+    assert.deepEqual(
+      [(await Deno.stat(deep)).size, (await Deno.stat(big)).size],
+      sizes,
+    );
+    assert.deepEqual(names(dir).filter((n) => n.includes("corrupt")), []);
+
+    // Writing one level past the limit is refused before anything is written.
+    const store = new JsonStore<unknown>(`${dir}/w.json`, { initial: {} });
+    let value: unknown = 1;
+    for (let i = 0; i < 1001; i++) value = [value];
+    await assert.rejects(store.write(value), RangeError);
+    assert.equal(await Deno.lstat(`${dir}/w.json`).catch(() => null), null);
   });
 });
