@@ -156,6 +156,12 @@ function _runs(text: string): number[] {
     }
     const from = Number(range[1]);
     const to = Number(range[2] ?? range[1]);
+    // Past 2^53 a number no longer grows by one: such a range never ends.
+    if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to)) {
+      throw new InvalidArgumentError(
+        `'${part.trim()}' is past the largest run number, ${Number.MAX_SAFE_INTEGER}`,
+      );
+    }
     if (to < from) {
       throw new InvalidArgumentError(`the range ${part} runs backwards`);
     }
@@ -251,6 +257,10 @@ function _program(): Command {
       "-o, --close",
       "do not pass the lock file on to the command (it holds the lock otherwise, as with flock(1))",
     )
+    .option(
+      "--no-record-command",
+      "do not write the command line into the lock file's holder record (it stays there after the command ends)",
+    )
     .option("--verbose", "say on stderr how long the lock took")
     .passThroughOptions()
     .action(
@@ -281,6 +291,7 @@ function _program(): Command {
             shared: options.shared && !options.exclusive,
             timeout,
             close: options.close,
+            recordCommand: options.recordCommand,
           });
           if (options.verbose) {
             _say(

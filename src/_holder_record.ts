@@ -76,20 +76,36 @@ export function _metadataJson(
   metadata: Record<string, unknown> | undefined,
 ): string | undefined {
   if (metadata === undefined) return undefined;
-  if (typeof metadata !== "object" || metadata === null) {
+  // A plain object, so that the record keeps an object a reader can check:
+  // a Date or a class instance would turn into something else (a string).
+  const proto = typeof metadata === "object" && metadata !== null
+    ? Object.getPrototypeOf(metadata)
+    : undefined;
+  if (proto !== Object.prototype && proto !== null) {
     throw new TypeError(
-      `Cannot use lock metadata: expected an object, got ${typeof metadata}`,
+      `Cannot use lock metadata: expected a plain object such as { user: "ann" }, got ${
+        metadata === null
+          ? "null"
+          : typeof metadata !== "object"
+          ? typeof metadata
+          : `a ${proto?.constructor?.name ?? "non-plain object"}`
+      }`,
     );
   }
-  let json: string;
+  let json: string | undefined;
   try {
     json = JSON.stringify(metadata);
   } catch (error) {
     throw new TypeError(
       `Cannot use lock metadata: it is not JSON-serializable (${
-        (error as Error).message
+        (error as Error)?.message ?? String(error)
       })`,
       { cause: error },
+    );
+  }
+  if (json === undefined || !json.startsWith("{")) {
+    throw new TypeError(
+      "Cannot use lock metadata: its toJSON() does not give an object",
     );
   }
   if (json.length * 3 > _MAX_RECORD_BYTES - 512) {

@@ -401,20 +401,24 @@ export class FileService {
 
   #checkName(name: string, mustExist = true): void {
     _checkId(name, "file name");
+    const message = (why: string) =>
+      `Cannot use file name '${name}' in '${this.repoDir}': ${why}`;
+    // A name of the wrong shape is a bad argument (a TypeError); a name
+    // the repository does not have as a file is a StoreError.
+    const malformed = (why: string): never => {
+      throw new TypeError(message(why));
+    };
     const refuse = (why: string): never => {
-      throw new StoreError(
-        join(this.repoDir, name),
-        `Cannot use file name '${name}' in '${this.repoDir}': ${why}`,
-      );
+      throw new StoreError(join(this.repoDir, name), message(why));
     };
     if (
       isAbsolute(name) || name.includes("/") || name.includes(sep) ||
       name === "." || name === ".." || name.includes("\0")
     ) {
-      refuse("expected the name of a file directly in the repository");
+      malformed("expected the name of a file directly in the repository");
     }
     if (!name.toLowerCase().endsWith(this.#extension)) {
-      refuse(`expected a name ending in ${this.#extension}`);
+      malformed(`expected a name ending in ${this.#extension}`);
     }
     const path = join(this.repoDir, name);
     const link = _lstat(path);
@@ -423,7 +427,7 @@ export class FileService {
       return;
     }
     if (link.isSymlink && !_inside(this.#realRepo(), path)) {
-      refuse("it is a symbolic link that leads out of the repository");
+      malformed("it is a symbolic link that leads out of the repository");
     }
     const stat = _statFollow(path);
     if (mustExist && (stat === null || !stat.isFile)) {

@@ -26,6 +26,7 @@ import {
 } from "./_runtime.ts";
 import { LockError, LockTimeoutError } from "./errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
+import { _hint } from "./_atomic.ts";
 import { _removeHeldLockFile } from "./_lock_removal.ts";
 import { _checkLockFileStat, _checkTimeout, _heldRecord } from "./_kernel.ts";
 import {
@@ -211,10 +212,7 @@ function _dropIfIdle(queue: _Queue): void {
 
 function _wrap(lockPath: string, error: unknown): unknown {
   if (error instanceof LockError || error instanceof RangeError) return error;
-  const code = _errorCode(error);
-  const hint = code === "EACCES" || code === "EPERM" || code === "EROFS"
-    ? "check that the directory is writable"
-    : "check the path";
+  const hint = _hint(error);
   return new LockError(
     `Cannot lock '${lockPath}': ${
       (error as Error)?.message ?? String(error)

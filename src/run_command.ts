@@ -22,6 +22,16 @@ export interface RunWithLockOptions {
   /** Gives up waiting for the lock; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
   /**
+   * Write the command line into the lock file's holder record (as
+   * `metadata.command`), where `lockbox holder` and `lockbox status` show
+   * it. The record stays in the file after the command ends, readable by
+   * anyone who may read the lock file (created with mode 0644): pass `false`
+   * when its arguments are secret.
+   *
+   * @default {true}
+   */
+  recordCommand?: boolean;
+  /**
    * Do not pass the open lock file on to the command (`flock -o`). By
    * default the command inherits it, as with `flock(1)`: the lock stays
    * held while the command runs even if this process is killed, and a
@@ -125,7 +135,9 @@ export async function runWithLock(
         signal: options.signal
           ? AbortSignal.any([options.signal, stopWaiting.signal])
           : stopWaiting.signal,
-        metadata: { command: command.join(" ") },
+        metadata: options.recordCommand === false
+          ? undefined
+          : { command: command.join(" ") },
       });
     } catch (error) {
       if (caught.length > 0) return signaled(performance.now() - started);

@@ -301,6 +301,27 @@ Deno.test("FileLock.acquire() rejects bad options with TypeError and RangeError"
     RangeError,
   );
   await assert.rejects(waitForRelease("x", { timeout: -5 }), RangeError);
+  // Metadata is a plain object, so that every holder record can be read back.
+  const badMetadata: [unknown, RegExp][] = [
+    [null, /got null/],
+    [new Date(), /got a Date/],
+    ["ann", /got string/],
+    [{ toJSON: () => "text" }, /toJSON\(\) does not give an object/],
+    [{
+      toJSON: () => {
+        throw new Error("boom");
+      },
+    }, /not JSON-serializable \(boom\)/],
+    [{ n: 1n }, /not JSON-serializable/],
+  ];
+  for (const [metadata, message] of badMetadata) {
+    await assert.rejects(
+      FileLock.acquire("x", { metadata: metadata as Record<string, unknown> }),
+      (error: Error) =>
+        error instanceof TypeError && message.test(error.message),
+      String(message),
+    );
+  }
   // A thread blocked in flock(2) cannot be woken by a timer or a signal.
   await assert.rejects(
     FileLock.acquire("x", { blocking: true, timeout: 200 }),

@@ -11,6 +11,7 @@ import {
   names,
   output,
   spawnWorker,
+  withMount,
   withTempDir,
 } from "../_helpers.ts";
 
@@ -1117,5 +1118,62 @@ Deno.test("documents past the size and depth limits are a data error naming the 
     for (let i = 0; i < 1001; i++) value = [value];
     await assert.rejects(store.write(value), RangeError);
     assert.equal(await Deno.lstat(`${dir}/w.json`).catch(() => null), null);
+  });
+});
+
+Deno.test("lockbox: a path out of the repository and a run number past 2^53 are usage errors; run can keep its command line out of the lock file and says when the disk is full", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/repo`);
+    const out = await lockbox([
+      "files",
+      "--repo",
+      `${dir}/repo`,
+      "--registry",
+      `${dir}/checkouts.json`,
+      "checkout",
+      "../x.mcam",
+      "--user",
+      "ann",
+    ]);
+    assert.equal(out.code, 2, out.stderr);
+    const huge = await lockbox([
+      "state",
+      "--state",
+      `${dir}/state.json`,
+      "record",
+      "--succeeded",
+      "99999999999999999999",
+    ]);
+    assert.equal(huge.code, 2, huge.stderr);
+    assert.match(huge.stderr, /largest run number/);
+
+    const L = `${dir}/job.lock`;
+    await lockbox(["run", L, "echo", "secret-token"]);
+    assert.match(await Deno.readTextFile(L), /secret-token/);
+    await Deno.remove(L);
+    const hidden = await lockbox([
+      "run",
+      "--no-record-command",
+      L,
+      "echo",
+      "secret-token",
+    ]);
+    assert.equal(hidden.code, 0, hidden.stderr);
+    assert.doesNotMatch(await Deno.readTextFile(L), /secret-token/);
+
+    const mount = `${dir}/full`;
+    await Deno.mkdir(mount);
+    await withMount(
+      ["-t", "tmpfs", "-o", "size=64k", "tmpfs"],
+      mount,
+      async () => {
+        await output("dd", {
+          args: ["if=/dev/zero", `of=${mount}/filler`, "bs=4k", "count=100"],
+        });
+        const full = await lockbox(["run", `${mount}/job.lock`, "true"]);
+        assert.equal(full.code, 3, full.stderr);
+        assert.match(full.stderr, /disk is full/);
+      },
+    );
   });
 });
