@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import {
   FileLock,
   isLocked,
+  isProcessRunning,
   JsonStore,
   LockError,
   LockTimeoutError,
@@ -446,4 +447,11 @@ Deno.test("JsonStore.update() and withLock() inside an update of the same store 
       assert.deepEqual(await store.read(), { n: 1 });
     }
   });
+});
+
+Deno.test("isProcessRunning() refuses a pid a C int cannot hold instead of wrapping it", () => {
+  assert.equal(isProcessRunning(Deno.pid), true);
+  for (const pid of [2 ** 32, 2 ** 31, 0, -1, 1.5]) {
+    assert.throws(() => isProcessRunning(pid), RangeError, String(pid));
+  }
 });

@@ -403,3 +403,36 @@ Deno.test("JsonStore.transform() replaces the document with what fn returns, and
     assert.equal(await store.read(), "text");
   });
 });
+
+Deno.test("JsonStore fenced writes keep working after the lock file is removed, as lockbox clean does", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = new JsonStore<Doc>(path, { initial });
+    // The leader's lock fences the store's writes.
+    const leader = `${dir}/leader`;
+    for (let i = 0; i < 5; i++) {
+      const lock = await FileLock.acquire(leader);
+      await store.write({ count: i, items: [] }, { fence: lock.token });
+      await lock.release();
+    }
+    await Deno.remove(`${leader}.lock`);
+    const lock = await FileLock.acquire(leader);
+    await store.write({ count: 99, items: [] }, { fence: lock.token });
+    await lock.release();
+    assert.equal((await store.read()).count, 99);
+  });
+});
+
+Deno.test("JsonStore journal mode refuses a journal that is a symlink, and follows nothing", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    await Deno.writeTextFile(`${dir}/elsewhere`, "precious\n");
+    await Deno.symlink(`${dir}/elsewhere`, `${path}.journal`);
+    const store = new JsonStore<Doc>(path, { initial, journal: true });
+    await assert.rejects(
+      store.update((d) => void d.count++),
+      (e: Error) => e instanceof StoreError && /symbolic link/.test(e.message),
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/elsewhere`), "precious\n");
+  });
+});

@@ -1177,3 +1177,23 @@ Deno.test("lockbox: a path out of the repository and a run number past 2^53 are 
     );
   });
 });
+
+Deno.test("lockbox store edit writes nothing, and says so, when the editor only reformats the document", async () => {
+  await withTempDir(async (dir) => {
+    const f = `${dir}/state.json`;
+    await Deno.writeTextFile(f, '{\n  "a": [1, 2],\n  "b": "x"\n}');
+    const before = await Deno.stat(f);
+    const editor = `${dir}/reformat.sh`;
+    await Deno.writeTextFile(
+      editor,
+      `#!/bin/sh\nprintf '{"a":[1,2],"b":"x"}' > "$1"\n`,
+    );
+    await Deno.chmod(editor, 0o755);
+    const out = await lockbox(["store", "edit", f], {
+      env: { EDITOR: editor },
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stderr, /unchanged, nothing written/);
+    assert.equal((await Deno.stat(f)).ino, before.ino);
+  });
+});

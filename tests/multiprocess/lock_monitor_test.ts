@@ -264,10 +264,12 @@ Deno.test("cleanupStaleLocks() reports a symlink and a directory named *.lock an
     await Deno.mkdir(`${dir}/y.lock`);
     await Deno.writeTextFile(`${dir}/y.lock/inner.lock`, "");
     await age(`${dir}/y.lock/inner.lock`, 2 * HOUR);
+    await sh("mkfifo", `${dir}/z.lock`);
     const report = await cleanupStaleLocks(dir, { staleAfter: 0 });
     const kept = Object.fromEntries(report.kept.map((k) => [k.path, k.reason]));
-    assert.match(kept[`${dir}/x.lock`], /symlink/);
-    assert.match(kept[`${dir}/y.lock`], /directory/);
+    assert.match(kept[`${dir}/x.lock`], /^a symlink/);
+    assert.match(kept[`${dir}/y.lock`], /^a directory/);
+    assert.match(kept[`${dir}/z.lock`], /^not a regular file/);
     assert.deepEqual(report.removed, []);
     assert.equal(await Deno.readTextFile(`${dir}/target`), "precious");
     assert.ok((await Deno.lstat(`${dir}/x.lock`)).isSymlink);
