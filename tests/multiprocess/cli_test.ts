@@ -279,10 +279,13 @@ Deno.test("lockbox run stops waiting for the lock on SIGTERM and never starts th
         "touch",
         `${dir}/ran`,
       ]);
-      // Waiting means it has opened the lock file: the kernel lists it as a
-      // blocked flock once it sleeps in the wait.
+      // Waiting: the kernel lists its flock as blocked ("->", its pid) once
+      // it sleeps in the wait. (Other processes' waits do not count.)
+      const blocked = new RegExp(
+        `-> FLOCK\\s+ADVISORY\\s+WRITE\\s+${waiting.pid} `,
+      );
       const deadline = Date.now() + 30_000;
-      while (!(await Deno.readTextFile("/proc/locks")).includes("->")) {
+      while (!blocked.test(await Deno.readTextFile("/proc/locks"))) {
         assert.ok(Date.now() < deadline, "lockbox run never waited");
         await delay(10);
       }
