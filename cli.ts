@@ -29,6 +29,7 @@ import {
   _isTerminal,
   _lstat,
   _readStdinLine,
+  _selfCommand,
   _writeStderr,
 } from "./src/_runtime.ts";
 import {
@@ -40,6 +41,7 @@ import { _liveRecord } from "./src/_kernel.ts";
 import { _startCommand } from "./src/_command.ts";
 import { _sleep } from "./src/_promise.ts";
 import { _hasJournal } from "./src/_store_mode.ts";
+import { _lockDescriptor } from "./src/_descriptor_lock.ts";
 import {
   AlreadyCheckedOutError,
   appendToFailureLog,
@@ -211,6 +213,108 @@ function _exitCodeOf(error: unknown): number {
   return EXIT_IO;
 }
 
+/** The options `run` takes, as commander parses them. */
+interface _RunOptions {
+  shared?: boolean;
+  exclusive?: boolean;
+  nonblock?: boolean;
+  timeout?: number;
+  conflictExitCode?: number;
+  close?: boolean;
+  recordCommand?: boolean;
+  unlock?: boolean;
+  fork?: boolean;
+  verbose?: boolean;
+}
+
+/** The exit for a lock held elsewhere, said as flock(1) says it with --verbose. */
+function _conflict(options: _RunOptions): _Exit {
+  if (options.verbose) {
+    _say(
+      options.nonblock
+        ? "failed to get lock"
+        : "timeout while waiting to get lock",
+    );
+  }
+  return new _Exit(options.conflictExitCode ?? EXIT_CONFLICT);
+}
+
+/** `lockbox run LOCKFILE COMMAND...`: the command runs holding the lock. */
+async function _runCommand(
+  lockfile: string,
+  argv: string[],
+  options: _RunOptions,
+): Promise<never> {
+  const timeout = options.nonblock ? 0 : options.timeout ?? Infinity;
+  let result;
+  try {
+    result = await runWithLock(lockfile, argv, {
+      shared: options.shared && !options.exclusive,
+      timeout,
+      close: options.close,
+      recordCommand: options.recordCommand,
+      onLocked: (waitedMs) => {
+        if (!options.verbose) return;
+        _say(`getting lock took ${(waitedMs / 1000).toFixed(6)} seconds`);
+        _say(`executing ${argv.join(" ")}`);
+      },
+    });
+  } catch (error) {
+    if (error instanceof LockTimeoutError) throw _conflict(options);
+    if (error instanceof CommandNotStartedError) {
+      throw new _Exit(EXIT_NOT_STARTED, error.message);
+    }
+    throw error;
+  }
+  throw new _Exit(result.code);
+}
+
+/**
+ * `lockbox run [-s|-x|-u] [-n] [-w S] FD`: locks the open file description
+ * the calling shell passed as descriptor FD, which keeps the lock after
+ * this process exits, as flock(1)'s descriptor mode does.
+ */
+async function _runOnDescriptor(
+  fd: number,
+  options: _RunOptions,
+): Promise<never> {
+  const how = options.unlock
+    ? "un"
+    : options.shared && !options.exclusive
+    ? "sh"
+    : "ex";
+  const started = performance.now();
+  let locked;
+  try {
+    locked = await _lockDescriptor(fd, how, {
+      timeout: options.nonblock ? 0 : options.timeout ?? Infinity,
+      helper: (mode, n) => [
+        ..._selfCommand(),
+        "run",
+        mode === "sh" ? "-s" : "-x",
+        String(n),
+      ],
+    });
+  } catch (error) {
+    if ((error as { code?: string }).code === "EBADF") {
+      throw new _Exit(
+        EXIT_USAGE,
+        `Cannot lock descriptor ${fd}: it is not open; open it in the shell first, as in ( lockbox run -n ${fd} || exit 1; ... ) ${fd}>job.lock`,
+      );
+    }
+    throw error;
+  }
+  if (!locked) throw _conflict(options);
+  if (options.verbose && how !== "un") {
+    _say(
+      `getting lock took ${
+        ((performance.now() - started) / 1000).toFixed(6)
+      } seconds`,
+    );
+  }
+  throw new _Exit(EXIT_OK);
+}
+
 function _program(): Command {
   const program = new Command("lockbox")
     .description(
@@ -261,7 +365,15 @@ function _program(): Command {
       "--no-record-command",
       "do not write the command line into the lock file's holder record (it stays there after the command ends)",
     )
-    .option("--verbose", "say on stderr how long the lock took")
+    .option("-u, --unlock", "drop a lock (descriptor mode only)")
+    .option(
+      "-F, --no-fork",
+      "accepted for flock(1) scripts: the command holds the lock either way (lockbox stays as its parent)",
+    )
+    .option(
+      "--verbose",
+      "say on stderr how long the lock took, what runs, and why a lock was not taken",
+    )
     .passThroughOptions()
     .action(
       async (lockfile: string, command: string[], options, cmd: Command) => {
@@ -282,41 +394,21 @@ function _program(): Command {
           }
           argv = [_env("SHELL") || "/bin/sh", "-c", shellCommand];
         }
-        if (argv.length === 0) {
-          cmd.error("missing the command to run");
+        if (options.fork === false && options.close) {
+          cmd.error("-F (--no-fork) and -o (--close) cannot go together");
         }
-        const timeout = options.nonblock ? 0 : options.timeout ?? Infinity;
-        try {
-          const result = await runWithLock(lockfile, argv, {
-            shared: options.shared && !options.exclusive,
-            timeout,
-            close: options.close,
-            recordCommand: options.recordCommand,
-          });
-          if (options.verbose) {
-            _say(
-              `getting lock took ${
-                (result.waitedMs / 1000).toFixed(6)
-              } seconds`,
+        if (argv.length === 0) {
+          if (!/^\d+$/.test(lockfile)) {
+            cmd.error(
+              `missing the command to run (or '${lockfile}' is not a descriptor number for descriptor mode: lockbox run -n 9)`,
             );
           }
-          throw new _Exit(result.code);
-        } catch (error) {
-          if (error instanceof LockTimeoutError) {
-            if (options.verbose) {
-              _say(
-                options.nonblock
-                  ? `'${lockfile}' is held elsewhere`
-                  : `timed out waiting for '${lockfile}'`,
-              );
-            }
-            throw new _Exit(options.conflictExitCode ?? EXIT_CONFLICT);
-          }
-          if (error instanceof CommandNotStartedError) {
-            throw new _Exit(EXIT_NOT_STARTED, error.message);
-          }
-          throw error;
+          return await _runOnDescriptor(Number(lockfile), options);
         }
+        if (options.unlock) {
+          cmd.error("-u (--unlock) works on a descriptor: lockbox run -u FD");
+        }
+        await _runCommand(lockfile, argv, options);
       },
     );
 

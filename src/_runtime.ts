@@ -480,7 +480,66 @@ function _openLibc() {
   return Deno.dlopen("libc.so.6", {
     fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
     flock: { parameters: ["i32", "i32"], result: "i32" },
+    __errno_location: { parameters: [], result: "pointer" },
   });
+}
+
+const _LOCK_SH = 1;
+const _LOCK_EX = 2;
+const _LOCK_NB = 4;
+const _LOCK_UN = 8;
+const _EINTR = 4;
+const _EBADF = 9;
+const _EWOULDBLOCK = 11;
+
+/**
+ * `flock(2)` on a descriptor this process inherited (Deno has no API for
+ * one it did not open), through the C library (`--allow-ffi`). Without
+ * `wait` it tries once and returns `false` if the lock is held elsewhere;
+ * with it, it blocks this thread until the kernel grants it.
+ */
+export function _flockDescriptor(
+  fd: number,
+  how: "sh" | "ex" | "un",
+  wait: boolean,
+): boolean {
+  return _withCLibrary(({ fcntl, flock, __errno_location }) => {
+    // The runtime opens its own descriptors close-on-exec; one that came
+    // from the calling shell is not. So a number that is open here but
+    // close-on-exec is the runtime's, and not open as far as the shell knows.
+    const flags = fcntl(fd, _F_GETFD, 0);
+    if (flags < 0 || (flags & _FD_CLOEXEC) !== 0) {
+      throw Object.assign(new Error(`descriptor ${fd} is not open`), {
+        code: "EBADF",
+      });
+    }
+    const op = (how === "sh" ? _LOCK_SH : how === "ex" ? _LOCK_EX : _LOCK_UN) |
+      (wait ? 0 : _LOCK_NB);
+    while (true) {
+      if (flock(fd, op) === 0) return true;
+      const errno = new Deno.UnsafePointerView(__errno_location()!).getInt32();
+      if (errno === _EINTR) continue;
+      if (errno === _EWOULDBLOCK) return false;
+      throw Object.assign(
+        new Error(
+          errno === _EBADF
+            ? `descriptor ${fd} is not open`
+            : `flock(${fd}) failed with errno ${errno}`,
+        ),
+        { code: errno === _EBADF ? "EBADF" : `ERRNO${errno}` },
+      );
+    }
+  });
+}
+
+/**
+ * The command that runs this program again: for a helper process that
+ * must be this same CLI.
+ */
+export function _selfCommand(): string[] {
+  return (Deno.build as { standalone?: boolean }).standalone
+    ? [Deno.execPath()]
+    : [Deno.execPath(), "run", "--allow-all", "--quiet", Deno.mainModule];
 }
 
 /**

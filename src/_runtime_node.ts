@@ -37,6 +37,7 @@ export * from "./_runtime_types.ts";
 
 interface _FsExt {
   flockSync(fd: number, how: "sh" | "ex" | "shnb" | "exnb" | "un"): void;
+  fcntlSync(fd: number, cmd: "getfd"): number;
 }
 
 const _require = createRequire(import.meta.url);
@@ -574,10 +575,19 @@ export function _spawn(
   return new Promise((resolve, reject) => {
     // A passed lock goes in as descriptor 3: the same open file
     // description, so the command holds the lock as flock(1)'s does.
+    const stdio: (number | "inherit" | "ignore")[] = [
+      "inherit",
+      "inherit",
+      "inherit",
+    ];
+    if (options.passLock) stdio[3] = options.passLock.descriptor();
+    if (options.passDescriptor !== undefined) {
+      const fd = options.passDescriptor;
+      for (let i = stdio.length; i < fd; i++) stdio[i] = "ignore";
+      stdio[fd] = fd;
+    }
     const child = spawnChild(command, args, {
-      stdio: options.passLock
-        ? ["inherit", "inherit", "inherit", options.passLock.descriptor()]
-        : "inherit",
+      stdio,
       env: options.env ? { ...process.env, ...options.env } : process.env,
     });
     const status = new Promise<{ code: number; signal: number | null }>(
@@ -670,6 +680,40 @@ export function _exit(code: number): never {
 /** The command-line arguments. */
 export function _args(): string[] {
   return process.argv.slice(2);
+}
+
+/** `flock(2)` on an inherited descriptor (see _runtime.ts). */
+export function _flockDescriptor(
+  fd: number,
+  how: "sh" | "ex" | "un",
+  wait: boolean,
+): boolean {
+  // Node opens its own descriptors close-on-exec; one that came from the
+  // calling shell is not (see _runtime.ts).
+  let flags: number;
+  try {
+    flags = _fsExt().fcntlSync(fd, "getfd");
+  } catch {
+    flags = -1;
+  }
+  if (flags < 0 || (flags & 1) !== 0) {
+    throw Object.assign(new Error(`descriptor ${fd} is not open`), {
+      code: "EBADF",
+    });
+  }
+  try {
+    _fsExt().flockSync(fd, how === "un" ? "un" : wait ? how : `${how}nb`);
+    return true;
+  } catch (error) {
+    const code = _errorCode(error);
+    if (code === "EAGAIN" || code === "EWOULDBLOCK") return false;
+    throw error;
+  }
+}
+
+/** The command that runs this program again (see _runtime.ts). */
+export function _selfCommand(): string[] {
+  return [process.execPath, process.argv[1]];
 }
 
 /** Whether the module with this `import.meta` is the program's entry point. */

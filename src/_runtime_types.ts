@@ -50,6 +50,11 @@ export interface _SpawnOptions {
    * the command runs even if this process dies.
    */
   passLock?: _LockHandle;
+  /**
+   * A descriptor this process inherited, passed on at the same number (a
+   * helper that must lock the same open file description).
+   */
+  passDescriptor?: number;
 }
 
 /** Turns a `string | URL` into an absolute file system path. */

@@ -1,6 +1,16 @@
 // Running a command while holding a lock, as `flock(1)` does.
 
-import { type _Child, _onTerminationSignals, _toPath } from "./_runtime.ts";
+import {
+  type _Child,
+  type _LockHandle,
+  _lstat,
+  _onTerminationSignals,
+  _openReadOnly,
+  _toPath,
+} from "./_runtime.ts";
+import { _after } from "./_promise.ts";
+import { _checkTimeout } from "./_kernel.ts";
+import { LockTimeoutError } from "./errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
 import { FileLock } from "./file_lock.ts";
 import { _startCommand } from "./_command.ts";
@@ -32,6 +42,12 @@ export interface RunWithLockOptions {
    */
   recordCommand?: boolean;
   /**
+   * Called once the lock is held, just before the command starts, with how
+   * long the lock took (`lockbox run --verbose` reports it here, as
+   * `flock(1)` does).
+   */
+  onLocked?: (waitedMs: number) => void;
+  /**
    * Do not pass the open lock file on to the command (`flock -o`). By
    * default the command inherits it, as with `flock(1)`: the lock stays
    * held while the command runs even if this process is killed, and a
@@ -59,9 +75,81 @@ export interface RunResult {
 
 const _SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
 
+/** A lock `runWithLock` holds: on a lock file, or on a directory. */
+interface _Held {
+  handle: _LockHandle;
+  /** Leaves the lock to a child that inherited it, on release. */
+  shareWithChildren(): void;
+  release(): Promise<void>;
+}
+
+function _fileLock(lock: FileLock): _Held {
+  return {
+    handle: _lockInternals.handleOf(lock)!,
+    shareWithChildren: () => _lockInternals.shareWithChildren(lock),
+    release: () => lock.release(),
+  };
+}
+
+/**
+ * Locks a directory itself, as `flock(1)` does: opened read-only, with no
+ * holder record (a directory holds none) and no inode re-check (a directory
+ * is never removed by lockbox).
+ */
+async function _lockDirectory(
+  dir: string,
+  options: RunWithLockOptions,
+  stop: AbortSignal,
+): Promise<_Held> {
+  const timeout = _checkTimeout(options.timeout);
+  const exclusive = options.shared !== true;
+  const handle = _openReadOnly(dir);
+  let shared = false;
+  const held: _Held = {
+    handle,
+    shareWithChildren: () => shared = true,
+    release: () => {
+      if (!shared) handle.unlock();
+      handle.close();
+      return Promise.resolve();
+    },
+  };
+  if (handle.tryLock(exclusive)) return held;
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, stop])
+    : stop;
+  if (timeout === 0 || signal.aborted) {
+    handle.close();
+    signal.throwIfAborted();
+    throw new LockTimeoutError(dir, null);
+  }
+  let giveUp!: (error: unknown) => void;
+  const gaveUp = new Promise<never>((_, reject) => giveUp = reject);
+  const cancelTimer = _after(
+    timeout,
+    () => giveUp(new LockTimeoutError(dir, null)),
+  );
+  const onAbort = () => giveUp(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  // A kernel wait cannot be called off: if it is given up on, the lock it
+  // is granted later is let go at once.
+  const granted = handle.lock(exclusive);
+  try {
+    await Promise.race([granted, gaveUp]);
+    return held;
+  } catch (error) {
+    granted.then(() => handle.unlock(), () => {}).finally(() => handle.close());
+    throw error;
+  } finally {
+    cancelTimer();
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
 /**
  * Runs a command while holding the lock on `lockFile` (the lock file itself,
- * created if missing), as `flock(1)` does: the lock is taken before the
+ * created if missing, or a directory, which is locked as it is, with no
+ * holder record), as `flock(1)` does: the lock is taken before the
  * command starts and released as soon as it ends. The command inherits the
  * open lock file (unless `close`), so it keeps the lock even if this process
  * is killed.
@@ -126,19 +214,23 @@ export async function runWithLock(
     return { code: 128 + signal, signal, started: false, waitedMs };
   };
   try {
-    let lock: FileLock;
+    let lock: _Held;
     try {
-      lock = await FileLock.acquire(path, {
-        lockPath: path,
-        shared: options.shared,
-        timeout: options.timeout,
-        signal: options.signal
-          ? AbortSignal.any([options.signal, stopWaiting.signal])
-          : stopWaiting.signal,
-        metadata: options.recordCommand === false
-          ? undefined
-          : { command: command.join(" ") },
-      });
+      lock = _lstat(path)?.isDirectory
+        ? await _lockDirectory(path, options, stopWaiting.signal)
+        : _fileLock(
+          await FileLock.acquire(path, {
+            lockPath: path,
+            shared: options.shared,
+            timeout: options.timeout,
+            signal: options.signal
+              ? AbortSignal.any([options.signal, stopWaiting.signal])
+              : stopWaiting.signal,
+            metadata: options.recordCommand === false
+              ? undefined
+              : { command: command.join(" ") },
+          }),
+        );
     } catch (error) {
       if (caught.length > 0) return signaled(performance.now() - started);
       throw error;
@@ -146,11 +238,10 @@ export async function runWithLock(
     try {
       const waitedMs = performance.now() - started;
       if (caught.length > 0) return signaled(waitedMs);
-      const passLock = options.close
-        ? undefined
-        : _lockInternals.handleOf(lock) ?? undefined;
+      options.onLocked?.(waitedMs);
+      const passLock = options.close ? undefined : lock.handle;
       child = await _startCommand(command, { passLock });
-      if (passLock) _lockInternals.shareWithChildren(lock);
+      if (passLock) lock.shareWithChildren();
       // A signal caught while the command was being started goes to it now.
       for (const signal of caught) child.kill(signal);
       const { code, signal } = await child.status;

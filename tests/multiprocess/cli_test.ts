@@ -676,10 +676,11 @@ Deno.test("lockbox groups, ops, state and files drive the seed systems' files", 
       (await lockbox([...files, "checkin", "part.mcam", "--user", "bob"])).code,
       1,
     );
+    // A name that leaves the repository is a malformed argument: usage.
     assert.equal(
       (await lockbox([...files, "checkout", "../x.mcam", "--user", "bob"]))
         .code,
-      3,
+      2,
     );
     assert.equal(
       (await lockbox([...files, "checkin", "part.mcam", "--user", "ann"])).code,
@@ -1198,5 +1199,120 @@ Deno.test("lockbox store edit writes nothing, and says so, when the editor only 
     assert.equal(out.code, 0, out.stderr);
     assert.match(out.stderr, /unchanged, nothing written/);
     assert.equal((await Deno.stat(f)).ino, before.ino);
+  });
+});
+
+/**
+ * Runs a shell script twice, with $RUN as flock(1) and as `lockbox run`, and
+ * returns both outputs: the scenarios of descriptor mode side by side.
+ */
+async function bothRunners(
+  dir: string,
+  script: string,
+): Promise<{ flock: Output; lockbox: Output }> {
+  // RUN is a shell function, so the scripts read the same for both.
+  const as = (runner: string) =>
+    run(["bash", "-c", `RUN() { ${runner} "$@"; }\n${script}`], {
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+    });
+  return { flock: await as("flock"), lockbox: await as(`${quoted} run`) };
+}
+
+Deno.test("lockbox run FD locks the shell's descriptor as flock(1) does: -n, -w, -E, -s, -u, both ways against flock(1)", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    // Free: the subshell holds the lock after RUN exits, until it ends.
+    const held = await bothRunners(
+      dir,
+      `( RUN -n 9 || exit 1; flock -n ${L} true; echo "other: $?" ) 9>${L}; flock -n ${L} true; echo "after: $?"`,
+    );
+    for (const out of Object.values(held)) {
+      assert.equal(out.stdout, "other: 1\nafter: 0\n", out.stderr);
+    }
+    // Held elsewhere, by flock(1) and by lockbox in turn.
+    for (const holder of ["flock", `${quoted} run`]) {
+      const hold = new Child("bash", [
+        "-c",
+        `( ${holder} 9 && echo held && cat ) 9>${L}`,
+      ], { stdin: true });
+      await hold.waitFor("held");
+      try {
+        const refused = await bothRunners(
+          dir,
+          `( RUN -n 9; echo "n: $?"; RUN -w 0.3 9; echo "w: $?"; RUN -E 42 -n 9; echo "E: $?" ) 9>${L}`,
+        );
+        for (const out of Object.values(refused)) {
+          assert.equal(
+            out.stdout,
+            "n: 1\nw: 1\nE: 42\n",
+            `${holder}: ${out.stderr}`,
+          );
+        }
+      } finally {
+        await hold.finish();
+      }
+    }
+    // Shared twice at once; an exclusive try fails meanwhile; -u lets go.
+    const shared = await bothRunners(
+      dir,
+      `( RUN -s 9 && ( RUN -s -n 8; echo "second shared: $?"; RUN -x -n 7; echo "exclusive: $?" ) 8>${L} 7>${L}; RUN -u 9; echo "unlocked: $?"; flock -n ${L} true; echo "free: $?" ) 9>${L}`,
+    );
+    for (const out of Object.values(shared)) {
+      assert.equal(
+        out.stdout,
+        "second shared: 0\nexclusive: 1\nunlocked: 0\nfree: 0\n",
+        out.stderr,
+      );
+    }
+    // A descriptor that is not open, or not a number: a usage error
+    // (flock(1): 65 and 64; lockbox: 2).
+    const bad = await bothRunners(
+      dir,
+      `RUN -n 7; echo "closed: $?"; RUN -n seven; echo "word: $?"`,
+    );
+    assert.equal(bad.flock.stdout, "closed: 65\nword: 64\n");
+    assert.equal(bad.lockbox.stdout, "closed: 2\nword: 2\n");
+    assert.match(bad.lockbox.stderr, /descriptor 7: it is not open/);
+  });
+});
+
+Deno.test("lockbox run DIR locks the directory itself, excluding flock(1) both ways; -F and -o with a command", async () => {
+  await withTempDir(async (dir) => {
+    const D = `${dir}/jobs`;
+    await Deno.mkdir(D);
+    const inside = await bothRunners(
+      dir,
+      `RUN ${D} sh -c 'flock -n ${D} true; echo "inside: $?"'; echo "rc: $?"`,
+    );
+    for (const out of Object.values(inside)) {
+      assert.equal(out.stdout, "inside: 1\nrc: 0\n", out.stderr);
+    }
+    const hold = await holdWithFlock(D, "-x");
+    try {
+      const refused = await bothRunners(
+        dir,
+        `RUN -n ${D} true; echo "rc: $?"`,
+      );
+      for (const out of Object.values(refused)) {
+        assert.equal(out.stdout, "rc: 1\n", out.stderr);
+      }
+    } finally {
+      await hold.release();
+    }
+    assert.deepEqual(names(D), [], "no lock file or record inside");
+    // -F: the command holds the lock; -o: it does not (lockbox does).
+    const L = `${dir}/job.lock`;
+    const forms = await bothRunners(
+      dir,
+      `RUN -F ${L} sh -c 'flock -n ${L} true; echo "F: $?"'; RUN -o ${L} sh -c 'flock -n ${L} true; echo "o: $?"'; RUN -F -o ${L} true; echo "Fo: $?"`,
+    );
+    assert.equal(forms.flock.stdout, "F: 1\no: 1\nFo: 64\n");
+    assert.equal(forms.lockbox.stdout, "F: 1\no: 1\nFo: 2\n");
+    const verbose = await lockbox(["run", "--verbose", L, "true"]);
+    assert.match(
+      verbose.stderr,
+      /^lockbox: getting lock took \d+\.\d{6} seconds\nlockbox: executing true\n$/,
+    );
   });
 });
