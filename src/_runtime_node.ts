@@ -37,7 +37,6 @@ export * from "./_runtime_types.ts";
 
 interface _FsExt {
   flockSync(fd: number, how: "sh" | "ex" | "shnb" | "exnb" | "un"): void;
-  fcntlSync(fd: number, cmd: "getfd"): number;
 }
 
 const _require = createRequire(import.meta.url);
@@ -688,15 +687,16 @@ export function _flockDescriptor(
   how: "sh" | "ex" | "un",
   wait: boolean,
 ): boolean {
-  // Node opens its own descriptors close-on-exec; one that came from the
-  // calling shell is not (see _runtime.ts).
-  let flags: number;
+  // Node marks even inherited descriptors close-on-exec, so (unlike on
+  // Deno) that cannot tell the shell's from the runtime's own; those are
+  // pipes, sockets and event descriptors, never files or directories.
+  let stat: fs.Stats | undefined;
   try {
-    flags = _fsExt().fcntlSync(fd, "getfd");
+    stat = fs.fstatSync(fd);
   } catch {
-    flags = -1;
+    // not open
   }
-  if (flags < 0 || (flags & 1) !== 0) {
+  if (stat === undefined || !(stat.isFile() || stat.isDirectory())) {
     throw Object.assign(new Error(`descriptor ${fd} is not open`), {
       code: "EBADF",
     });

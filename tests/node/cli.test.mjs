@@ -69,6 +69,8 @@ test("npx lockbox --help works in a project that installs the package", async ()
 test("lockbox status and holder on Node name the holding process from the kernel", async () => {
   await withTempDir(async (dir) => {
     const L = `${dir}/job.lock`;
+    // A lockbox lock file (status lists only those), held by flock(1).
+    assert.equal(run(process.execPath, [CLI, "run", L, "true"]).code, 0);
     const holder = new Child("flock", [L, "sh", "-c", "echo held; cat"]);
     try {
       await holder.waitFor("held");
@@ -124,5 +126,54 @@ test("lockbox run on Node: the command keeps the lock when lockbox is SIGKILLed,
     const { code, signal } = await plain.finish(20_000);
     assert.deepEqual({ code, signal }, { code: 143, signal: null });
     assert.equal(run("flock", ["-n", L, "true"]).code, 0);
+  });
+});
+
+test("lockbox run on Node: descriptor mode and directories as flock(1)", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    const both = (script) =>
+      ["flock", `'${process.execPath}' '${CLI}' run`].map((runner) =>
+        run("bash", ["-c", `RUN() { ${runner} "$@"; }\n${script}`], {
+          cwd: dir,
+        })
+      );
+    for (
+      const out of both(
+        `( RUN -n 9 || exit 1; flock -n ${L} true; echo "other: $?" ) 9>${L}; flock -n ${L} true; echo "after: $?"`,
+      )
+    ) {
+      assert.equal(out.stdout, "other: 1\nafter: 0\n", out.stderr);
+    }
+    const holder = new Child("flock", [L, "sh", "-c", "echo held; cat"]);
+    try {
+      await holder.waitFor("held");
+      for (
+        const out of both(
+          `( RUN -n 9; echo "n: $?"; RUN -w 0.3 9; echo "w: $?"; RUN -E 42 -n 9; echo "E: $?" ) 9>${L}`,
+        )
+      ) {
+        assert.equal(out.stdout, "n: 1\nw: 1\nE: 42\n", out.stderr);
+      }
+    } finally {
+      await holder.finish();
+    }
+    for (
+      const out of both(
+        `( RUN 9 && RUN -u 9; echo "u: $?"; flock -n ${L} true; echo "free: $?" ) 9>${L}`,
+      )
+    ) {
+      assert.equal(out.stdout, "u: 0\nfree: 0\n", out.stderr);
+    }
+    const [, closed] = both(`RUN -n 7; echo "closed: $?"`);
+    assert.equal(closed.stdout, "closed: 2\n", closed.stderr);
+    mkdirSync(`${dir}/jobs`);
+    for (
+      const out of both(
+        `RUN ${dir}/jobs sh -c 'flock -n ${dir}/jobs true; echo "inside: $?"'`,
+      )
+    ) {
+      assert.equal(out.stdout, "inside: 1\n", out.stderr);
+    }
   });
 });
