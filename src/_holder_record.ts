@@ -272,19 +272,27 @@ export function _readRecord<T>(
 /**
  * The first token for a lock file with no usable record (new, emptied by
  * another tool, damaged, or removed and made again): the wall clock in
- * microseconds (and past any such token this process gave before). It exceeds every token the file's earlier lives handed
+ * milliseconds times 1000 (and past every token this process gave before). It exceeds every token the file's earlier lives handed
  * out, since those started from an earlier clock reading and grew by one
  * per acquisition, and no lock is taken a thousand times a millisecond.
+ * (Across processes, a lock file made, removed and made again within one
+ * millisecond could repeat a token.)
  * (A clock stepped back further than that gap can break this; see
  * ARCHITECTURE.md.)
  */
 export function _firstToken(): number {
-  const now = Math.floor((performance.timeOrigin + performance.now()) * 1000);
-  _lastFirstToken = Math.max(now, _lastFirstToken + 1);
-  return _lastFirstToken;
+  return Math.max(Date.now() * 1000, _highestToken + 1);
 }
 
-let _lastFirstToken = 0;
+// The highest token this process has handed out, for any lock file: a first
+// token also exceeds it, so within one process tokens of a lock file that is
+// removed and made again within one millisecond still grow.
+let _highestToken = 0;
+
+/** Notes a token this process hands out (see {@linkcode _firstToken}). */
+export function _noteToken(token: number): void {
+  if (token > _highestToken) _highestToken = token;
+}
 
 /**
  * Whether the bytes are a lockbox record whose checksum fails: a record

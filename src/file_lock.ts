@@ -36,6 +36,7 @@ import {
   _isDamagedRecord,
   _MAX_RECORD_BYTES,
   _metadataJson,
+  _noteToken,
   _readRecord,
   _recordText,
 } from "./_holder_record.ts";
@@ -645,6 +646,7 @@ function _grant(
       : request.shared
       ? old
       : old + 1;
+    _noteToken(token);
     if (!foreign) {
       const text = _recordText(
         token,
