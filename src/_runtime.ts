@@ -560,14 +560,28 @@ function _withInheritable<T>(fd: number, fn: () => T): T {
   });
 }
 
+function _isExecutableFile(path: string): boolean {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile && ((info.mode ?? 0) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 function _spawnNow(
   command: string,
   args: string[],
   options: _SpawnOptions,
 ): _Child {
+  // Deno runs a relative path such as ./job.sh by its absolute path, so a
+  // script would see an absolute $0 (breaking flock(1)'s FLOCKER idiom,
+  // which compares $0). A shell's exec keeps the path as given.
+  const relative = command.includes("/") && !command.startsWith("/") &&
+    _isExecutableFile(command);
   const start = () =>
-    new Deno.Command(command, {
-      args,
+    new Deno.Command(relative ? "/bin/sh" : command, {
+      args: relative ? ["-c", 'exec "$0" "$@"', command, ...args] : args,
       env: options.env,
       stdin: "inherit",
       stdout: "inherit",

@@ -21,6 +21,7 @@ import {
   _lstat,
   _mkdirp,
   _openExisting,
+  _openReadOnly,
   _pid,
   _toPath,
 } from "./_runtime.ts";
@@ -242,7 +243,13 @@ function _open(lockPath: string): _LockHandle {
     const stat = _lstat(lockPath);
     _checkLockFileStat(lockPath, stat);
     try {
-      if (stat !== null) return _openExisting(lockPath);
+      // An executable (a script locked as itself, as `flock "$0"` does) is
+      // opened read-only: Linux refuses to run a file open for writing.
+      if (stat !== null) {
+        return (stat.mode ?? 0) & 0o111
+          ? _openReadOnly(lockPath)
+          : _openExisting(lockPath);
+      }
       try {
         return _createNew(lockPath);
       } catch (error) {

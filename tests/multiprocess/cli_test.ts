@@ -1316,3 +1316,27 @@ Deno.test("lockbox run DIR locks the directory itself, excluding flock(1) both w
     );
   });
 });
+
+Deno.test("lockbox run in flock(1)'s FLOCKER idiom: a script locks itself, a second copy exits 1, the script is never written", async () => {
+  await withTempDir(async (dir) => {
+    for (const runner of ["flock", `${quoted} run`]) {
+      const script = `${dir}/job.sh`;
+      const text = `#!/bin/sh
+[ "\${FLOCKER}" != "$0" ] && exec env FLOCKER="$0" ${runner} -n "$0" "$0" "$@" || :
+echo "running $*"
+while [ ! -e ${dir}/stop ]; do sleep 0.02; done
+`;
+      await Deno.writeTextFile(script, text);
+      await Deno.chmod(script, 0o755);
+      const first = new Child("./job.sh", ["one"], { cwd: dir });
+      await first.waitFor("running one");
+      const second = await run(["./job.sh", "two"], { cwd: dir });
+      assert.equal(second.code, 1, `${runner}: ${second.stderr}`);
+      assert.equal(second.stdout, "");
+      await Deno.writeTextFile(`${dir}/stop`, "");
+      assert.equal((await first.finish(30_000)).code, 0);
+      await Deno.remove(`${dir}/stop`);
+      assert.equal(await Deno.readTextFile(script), text);
+    }
+  });
+});
