@@ -119,6 +119,22 @@ function _probe(lockPath: string, _stat: _FileStat): _KernelView {
   }
 }
 
+/**
+ * How many flock entries the kernel lists for the file `stat` describes:
+ * holders and, marked `->`, processes waiting for it. `null` where there
+ * is no `/proc/locks`.
+ */
+export function _flockEntries(stat: _FileStat): number | null {
+  const text = _readProcLocks();
+  if (text === null) return null;
+  const id = `${_devKey(stat.dev)}:${stat.ino}`;
+  let count = 0;
+  for (const line of text.split("\n")) {
+    if (line.includes(" FLOCK ") && line.includes(` ${id} `)) count++;
+  }
+  return count;
+}
+
 /** Who holds the lock on the file `stat` describes (see _kernelTable). */
 export function _kernelView(lockPath: string, stat: _FileStat): _KernelView {
   return _kernelTable()(lockPath, stat);

@@ -5,6 +5,7 @@
 
 import { basename, dirname, join } from "node:path";
 import { _sleep } from "./_promise.ts";
+import { _flockEntries } from "./_kernel.ts";
 import {
   _errorCode,
   _link,
@@ -49,14 +50,25 @@ export async function _removeHeldLockFile(
     }`,
   );
   _rename(lockPath, aside);
-  const after = _openersOf(own.dev, own.ino);
+  let after = _openersOf(own.dev, own.ino);
   if (after.complete && after.pids.length === 0) {
-    _unlink(aside);
-    return null;
+    // An open() that found the file by name just before the move may not
+    // have its descriptor in place yet. Give it time to show: as an open
+    // file, or as a flock waiting behind ours in the kernel's table.
+    await _sleep(_GRACE_MS);
+    const entries = _flockEntries(own);
+    after = _openersOf(own.dev, own.ino);
+    if (entries === 1 && after.complete && after.pids.length === 0) {
+      _unlink(aside);
+      return null;
+    }
   }
   await _putBack(aside, lockPath);
   return after.complete ? _openIn(after.pids) : _UNSEEN;
 }
+
+/** How long a moved lock file waits for late openers before it is removed. */
+const _GRACE_MS = 50;
 
 /**
  * Puts the lock file (held by this process) back at `lockPath`. If a new
