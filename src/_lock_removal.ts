@@ -72,10 +72,11 @@ const _GRACE_MS = 50;
 
 /**
  * Puts the lock file (held by this process) back at `lockPath`. If a new
- * file was made there meanwhile, it is replaced only once this process
- * holds it too and no other process has it open; until then this waits,
- * still holding the old one, so that its waiters and the new file's users
- * can never hold their locks at once.
+ * file was made there meanwhile, that file is removed first, by this same
+ * careful removal (it is taken exclusively, and removed only if no one else
+ * has it open); until it can be, this waits, still holding the old one, so
+ * that the old file's waiters and the new file's users never hold their
+ * locks at once.
  */
 async function _putBack(aside: string, lockPath: string): Promise<void> {
   for (let delay = 1;; delay = Math.min(delay * 2, 100)) {
@@ -93,23 +94,21 @@ async function _putBack(aside: string, lockPath: string): Promise<void> {
       if (_errorCode(error) === "ENOENT") continue;
       throw error;
     }
+    let removed = false;
     try {
       if (other.tryLock(true)) {
         const stat = other.stat();
         const linked = _lstat(lockPath);
-        const openers = _openersOf(stat.dev, stat.ino);
         if (
-          linked !== null && linked.dev === stat.dev &&
-          linked.ino === stat.ino && openers.complete &&
-          openers.pids.length === 0
+          stat.nlink > 0 && linked !== null && linked.dev === stat.dev &&
+          linked.ino === stat.ino
         ) {
-          _rename(aside, lockPath);
-          return;
+          removed = await _removeHeldLockFile(other, lockPath) === null;
         }
       }
     } finally {
       other.close();
     }
-    await _sleep(delay);
+    if (!removed) await _sleep(delay);
   }
 }

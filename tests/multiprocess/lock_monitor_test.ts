@@ -16,6 +16,7 @@ import {
   Child,
   delay,
   finishAll,
+  names,
   output,
   sh,
   spawnWorker,
@@ -396,5 +397,35 @@ console.log(JSON.stringify({ listed, cleaned }));
     assert.ok((await Deno.lstat(`${dir}/secret.lock`)).isFile);
     await Deno.chmod(`${dir}/sub`, 0o755);
     assert.ok((await Deno.lstat(`${dir}/sub/hidden.lock`)).isFile);
+  });
+});
+
+Deno.test("cleanupStaleLocks() keeps a lock file another process has open (it may lock it next), in place, and leaves nothing behind", async () => {
+  await withTempDir(async (dir) => {
+    await (await FileLock.acquire(`${dir}/x`)).release();
+    const lockFile = `${dir}/x.lock`;
+    const inode = (await Deno.stat(lockFile)).ino;
+    const opener = new Child("python3", [
+      "-c",
+      `f = open(${
+        JSON.stringify(lockFile)
+      }); print("open", flush=True); input()`,
+    ], { stdin: true });
+    try {
+      await opener.waitFor("open");
+      const report = await cleanupStaleLocks(dir, { staleAfter: 0 });
+      assert.deepEqual(report.removed, []);
+      assert.match(
+        report.kept[0].reason,
+        new RegExp(`open in pid ${opener.pid}`),
+      );
+      assert.equal((await Deno.stat(lockFile)).ino, inode);
+      assert.deepEqual(names(dir), ["x.lock"]);
+    } finally {
+      await opener.finish();
+    }
+    const after = await cleanupStaleLocks(dir, { staleAfter: 0 });
+    assert.deepEqual(after.removed, [lockFile]);
+    assert.deepEqual(names(dir), []);
   });
 });
