@@ -31,6 +31,7 @@ import {
   _readStdinLine,
   _selfCommand,
   _writeStderr,
+  _writeStdout,
 } from "./src/_runtime.ts";
 import {
   _getPointer,
@@ -104,8 +105,13 @@ function _say(message: string): void {
   _writeStderr(`lockbox: ${message}\n`);
 }
 
+/** A line on stdout, written whole before this returns; a failure throws. */
+function _print(text: string): void {
+  _writeStdout(`${text}\n`);
+}
+
 function _json(value: unknown): void {
-  console.log(JSON.stringify(value, null, 2));
+  _print(JSON.stringify(value, null, 2));
 }
 
 function _color(): boolean {
@@ -443,7 +449,7 @@ function _program(): Command {
       if (options.watch === undefined) {
         const infos = await look();
         if (options.json) _json(infos);
-        else console.log(formatLockStatus(infos, { color: _color() }));
+        else _print(formatLockStatus(infos, { color: _color() }));
         return;
       }
       const every = options.watch === true
@@ -462,7 +468,7 @@ function _program(): Command {
             }, every ${every / 1000} s; Ctrl-C to stop\n`,
           );
         } else {
-          console.log(text + (options.json ? "" : "\n"));
+          _print(text + (options.json ? "" : "\n"));
         }
         await _sleep(every);
       }
@@ -501,7 +507,7 @@ function _program(): Command {
         _json(report);
       } else {
         const verb = options.dryRun ? "would remove" : "removed";
-        for (const path of report.removed) console.log(`${verb} ${path}`);
+        for (const path of report.removed) _print(`${verb} ${path}`);
         for (const { path, error } of report.errors) {
           _say(`cannot clean '${path}': ${error}`);
         }
@@ -520,14 +526,14 @@ function _program(): Command {
       if (_lstat(lockfile) === null) {
         // No lock file, no holder: free, but say why, in case of a typo.
         if (options.json) _json(null);
-        else console.log("free");
+        else _print("free");
         throw new _Exit(EXIT_CONFLICT, `'${lockfile}' does not exist`);
       }
       const info = await lockInfo(lockfile);
       if (options.json) {
         _json(info);
       } else if (!info.held) {
-        console.log("free");
+        _print("free");
       } else {
         const record = _liveRecord(info.held, info.holders, info.record);
         const pids = info.holders.length
@@ -541,7 +547,7 @@ function _program(): Command {
             ` on ${record.hostname} since ${record.acquiredAt}, token ${record.token}`;
           if (record.metadata) line += ` ${JSON.stringify(record.metadata)}`;
         }
-        console.log(line);
+        _print(line);
       }
       if (!info.held) throw new _Exit(EXIT_CONFLICT);
     });
@@ -633,7 +639,7 @@ function _program(): Command {
       let code = EXIT_OK;
       for (const file of files) {
         if (_lstat(file) === null) {
-          console.log(`missing ${file}`);
+          _print(`missing ${file}`);
           code = Math.max(code, EXIT_CONFLICT);
           continue;
         }
@@ -646,7 +652,7 @@ function _program(): Command {
             journal: _hasJournal(file),
           });
           await checked.read();
-          console.log(
+          _print(
             warnings.length
               ? `quarantined ${file}: ${warnings.join("; ")}`
               : `ok ${file}`,
@@ -654,9 +660,9 @@ function _program(): Command {
         } catch (error) {
           // Every file is checked; the exit status is the worst one.
           if (error instanceof CorruptStoreError) {
-            console.log(`corrupt ${file}: ${error.reason}`);
+            _print(`corrupt ${file}: ${error.reason}`);
           } else if (error instanceof StoreError) {
-            console.log(`error ${file}: ${error.message}`);
+            _print(`error ${file}: ${error.message}`);
           } else throw error;
           code = EXIT_IO;
         }
@@ -670,7 +676,7 @@ function _program(): Command {
   const groupsDb = () => new CaptureGroups(groups.opts().db);
   groups.command("create").argument("[id]", "the group id (default: new)")
     .description("Create a group; print its id")
-    .action(async (id?: string) => console.log(await groupsDb().create(id)));
+    .action(async (id?: string) => _print(await groupsDb().create(id)));
   groups.command("add").argument("<id>").argument("<txn...>")
     .description("Add transactions to a group")
     .action(async (id: string, txns: string[]) => {
@@ -679,7 +685,7 @@ function _program(): Command {
     });
   groups.command("list").description("Print every group id")
     .action(async () => {
-      for (const id of await groupsDb().list()) console.log(id);
+      for (const id of await groupsDb().list()) _print(id);
     });
   groups.command("show").argument("<id>").description("Print a group as JSON")
     .action(async (id: string) => {
@@ -698,7 +704,7 @@ function _program(): Command {
     .requiredOption("--older-than <duration>", "90s, 5m, 1h, 2d", _duration)
     .action(async (options) => {
       const pruned = await groupsDb().pruneOlderThan(options.olderThan / 1000);
-      for (const id of pruned) console.log(id);
+      for (const id of pruned) _print(id);
     });
 
   const ops = program.command("ops")
@@ -712,7 +718,7 @@ function _program(): Command {
   ops.command("register").argument("<group>")
     .description("Register an operation for a group; print its id")
     .action(async (group: string) =>
-      console.log(await opsDb().register(group))
+      _print(await opsDb().register(group))
     );
   ops.command("get").argument("<op>")
     .description("Print an operation's capture group id")
@@ -724,11 +730,11 @@ function _program(): Command {
           `Cannot find operation '${op}' in '${ops.opts().db}'`,
         );
       }
-      console.log(group);
+      _print(group);
     });
   ops.command("list").description("Print every operation id")
     .action(async () => {
-      for (const id of await opsDb().list()) console.log(id);
+      for (const id of await opsDb().list()) _print(id);
     });
 
   const state = program.command("state")
@@ -741,7 +747,7 @@ function _program(): Command {
     "Print the run to start the next incremental import from",
   )
     .action(async () =>
-      console.log(await getIncrementalStartRun(state.opts().state))
+      _print(String(await getIncrementalStartRun(state.opts().state)))
     );
   state.command("record")
     .description(
@@ -782,7 +788,7 @@ function _program(): Command {
       const list = await service().filesWithStatus();
       if (options.json) return _json(list);
       for (const f of list) {
-        console.log(
+        _print(
           [
             f.name,
             String(f.sizeBytes),
@@ -849,13 +855,13 @@ function _program(): Command {
           lockTimeout: options.lockTimeout ?? config?.lockTimeout,
           onProgress: (done, total, result) => {
             if (progress) _progressBar(done, total, result.file);
-            else console.log(_resultLine(result));
+            else _print(_resultLine(result));
           },
         },
       );
       if (progress) {
         _writeStderr("\r\x1b[K");
-        for (const result of results) console.log(_resultLine(result));
+        for (const result of results) _print(_resultLine(result));
       }
       const ok = results.filter((r) => r.ok).length;
       const locked = results.filter((r) => !r.ok && r.locked).length;
@@ -904,11 +910,6 @@ function _finishHelp(command: Command): void {
   for (const sub of command.commands) _finishHelp(sub);
 }
 
-function _writeStdout(text: string): void {
-  // console.log adds a newline; commander's help already ends in one.
-  console.log(text.endsWith("\n") ? text.slice(0, -1) : text);
-}
-
 async function main(args: string[]): Promise<number> {
   const program = _program();
   // `batch FILE... -- COMMAND`: the command is everything after the first
@@ -927,6 +928,9 @@ async function main(args: string[]): Promise<number> {
       if (error.message) _say(error.message);
       return error.code;
     }
+    // The reader went away (`lockbox status | head -n 1`): stop quietly, as
+    // a program killed by SIGPIPE would.
+    if ((error as { code?: string })?.code === "EPIPE") return 128 + 13;
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
     }

@@ -6,6 +6,7 @@ import {
   _createForWrite,
   _errorCode,
   type _FileStat,
+  _link,
   _lstat,
   _notRegularFile,
   _openForAppend,
@@ -13,6 +14,7 @@ import {
   _removeIfExists,
   _rename,
   _syncDirectory,
+  _unlink,
   type _WriteHandle,
 } from "./_runtime.ts";
 import { StoreError } from "./errors.ts";
@@ -91,6 +93,26 @@ export function _checkTarget(
     target,
     `Cannot ${action} '${target}': it is ${what}${never}; point the store at a regular file`,
   );
+}
+
+/**
+ * Moves `path` to `<path>.corrupt-<time>` (with `-1`, `-2`... if taken),
+ * never over an earlier quarantine: `link` refuses an existing name, where
+ * `rename` would replace it. Returns the new name.
+ */
+export function _quarantineAside(path: string): string {
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+  for (let n = 0;; n++) {
+    const aside = `${path}.corrupt-${stamp}${n === 0 ? "" : `-${n}`}`;
+    try {
+      _link(path, aside);
+    } catch (error) {
+      if (_errorCode(error) === "EEXIST") continue;
+      throw error;
+    }
+    _unlink(path);
+    return aside;
+  }
 }
 
 /**

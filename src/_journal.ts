@@ -30,7 +30,12 @@ import {
   _syncDirectory,
   type _WriteHandle,
 } from "./_runtime.ts";
-import { _checkTarget, _fsError, _lockHolderTemp } from "./_atomic.ts";
+import {
+  _checkTarget,
+  _fsError,
+  _lockHolderTemp,
+  _quarantineAside,
+} from "./_atomic.ts";
 import { _fnv1a, _hexAt } from "./_holder_record.ts";
 import { CorruptStoreError, StoreError } from "./errors.ts";
 
@@ -777,10 +782,9 @@ export class _Journal<T> {
     state: T | null,
   ): Promise<_Cache<T>> {
     if (this.#host.onCorrupt === "throw") throw error;
-    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-    const aside = `${this.journalPath}.corrupt-${stamp}`;
+    let aside: string;
     try {
-      _rename(this.journalPath, aside);
+      aside = _quarantineAside(this.journalPath);
     } catch (cause) {
       throw _fsError("quarantine the journal", this.journalPath, cause);
     }

@@ -648,6 +648,24 @@ export function _writeStderr(text: string): void {
   }
 }
 
+/**
+ * Writes text to stdout whole, before returning; a failed write (a full
+ * disk, a closed pipe: code `EPIPE`) throws.
+ */
+export function _writeStdout(text: string): void {
+  const bytes = _out.encode(text);
+  try {
+    for (let n = 0; n < bytes.length;) {
+      n += Deno.stdout.writeSync(bytes.subarray(n));
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.BrokenPipe) {
+      throw Object.assign(new Error("stdout was closed"), { code: "EPIPE" });
+    }
+    throw error;
+  }
+}
+
 /** Reads one line from stdin, or `null` at its end. */
 export async function _readStdinLine(): Promise<string | null> {
   const buffer = new Uint8Array(1);

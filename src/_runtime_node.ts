@@ -20,6 +20,8 @@ import process from "node:process";
 import { spawn as spawnChild } from "node:child_process";
 import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
+import { isatty } from "node:tty";
+import { Buffer } from "node:buffer";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
@@ -627,7 +629,9 @@ export function _onTerminationSignals(
 
 /** Whether a standard stream is a terminal. */
 export function _isTerminal(stream: "stdin" | "stdout" | "stderr"): boolean {
-  return process[stream].isTTY === true;
+  // Not process.stdout.isTTY: touching process.stdout makes a pipe
+  // non-blocking for every process that shares it.
+  return isatty(stream === "stdin" ? 0 : stream === "stdout" ? 1 : 2);
 }
 
 /** The width of the terminal on stderr, or 80. */
@@ -642,7 +646,33 @@ export function _env(name: string): string | undefined {
 
 /** Writes text to stderr as it is, with no newline added. */
 export function _writeStderr(text: string): void {
-  fs.writeSync(2, text);
+  _writeAll(2, text);
+}
+
+/** Writes text to stdout whole, before returning (see _runtime.ts). */
+export function _writeStdout(text: string): void {
+  _writeAll(1, text);
+}
+
+const _pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Writes all of `text` to `fd` with blocking writes. Node's process.stdout
+ * writes to a pipe later, in the event loop, so process.exit() cuts what is
+ * still queued (at 64 KiB), and console.log swallows write errors: neither
+ * is used for output.
+ */
+function _writeAll(fd: number, text: string): void {
+  const bytes = Buffer.from(text);
+  for (let n = 0; n < bytes.length;) {
+    try {
+      n += fs.writeSync(fd, bytes, n);
+    } catch (error) {
+      // A pipe someone else made non-blocking: wait for room.
+      if (_errorCode(error) !== "EAGAIN") throw error;
+      Atomics.wait(_pause, 0, 0, 1);
+    }
+  }
 }
 
 /** Reads one line from stdin, or `null` at its end. */

@@ -13,6 +13,7 @@ import {
 import {
   _checkTarget,
   _fsError,
+  _quarantineAside,
   _readStoreFile,
   _replaceHoldingLock,
 } from "./_atomic.ts";
@@ -493,13 +494,9 @@ export class JsonStore<T> implements DocumentBackend<T> {
   async #quarantine(
     error: CorruptStoreError,
   ): Promise<{ value: T; exists: boolean }> {
-    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-    let destination = `${this.path}.corrupt-${stamp}`;
-    for (let n = 1; _exists(destination); n++) {
-      destination = `${this.path}.corrupt-${stamp}-${n}`;
-    }
+    let destination: string;
     try {
-      _rename(this.path, destination);
+      destination = _quarantineAside(this.path);
     } catch (error) {
       throw _fsError("quarantine corrupt store", this.path, error);
     }

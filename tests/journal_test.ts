@@ -404,3 +404,54 @@ Deno.test("JsonStore journal mode on a full disk: an update rejects only if it d
     );
   });
 });
+
+/**
+ * Earlier quarantines of `file` under every name a quarantine could take in
+ * the next `ms` milliseconds: a new one must go beside them, never over.
+ */
+async function earlierQuarantines(file: string, ms: number): Promise<string[]> {
+  const made: string[] = [];
+  const now = Date.now();
+  for (let t = now; t < now + ms; t++) {
+    const stamp = new Date(t).toISOString().replace(/[:.]/g, "-");
+    const name = `${file}.corrupt-${stamp}`;
+    await Deno.writeTextFile(name, `earlier ${t}`);
+    made.push(name);
+  }
+  return made;
+}
+
+Deno.test("JsonStore never lets a quarantine replace an earlier one, journal or whole file", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const journal = `${path}.journal`;
+    const store = open(path);
+    for (let n = 1; n <= 3; n++) await store.update((d) => void (d.n = n));
+    const text = await Deno.readTextFile(journal);
+    const damaged = text.replace(/"o":\[\["s"/, '"o":[["S"');
+    await Deno.writeTextFile(journal, damaged);
+    const earlier = await earlierQuarantines(journal, 3_000);
+    await open(path, { warnings: [], onCorrupt: "quarantine" }).read();
+    for (const name of earlier) {
+      assert.match(await Deno.readTextFile(name), /^earlier /, name);
+    }
+    const asides = names(dir).filter((n) =>
+      n.startsWith("s.json.journal.corrupt-")
+    );
+    assert.equal(asides.length, earlier.length + 1);
+
+    const whole = `${dir}/w.json`;
+    await Deno.writeTextFile(whole, "{ broken");
+    const before = await earlierQuarantines(whole, 3_000);
+    await new JsonStore(whole, {
+      initial: {},
+      onCorrupt: "quarantine",
+      onWarning: () => {},
+    }).read();
+    for (const name of before) {
+      assert.match(await Deno.readTextFile(name), /^earlier /, name);
+    }
+    const all = names(dir).filter((n) => n.startsWith("w.json.corrupt-"));
+    assert.equal(all.length, before.length + 1);
+  });
+});

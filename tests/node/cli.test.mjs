@@ -177,3 +177,30 @@ test("lockbox run on Node: descriptor mode and directories as flock(1)", async (
     }
   });
 });
+
+test("the Node CLI writes its whole output to a pipe before it exits, and a failed write is an error", async () => {
+  await withTempDir((dir) => {
+    const big = `${dir}/big.json`;
+    const doc = {
+      items: Array.from(
+        { length: 3000 },
+        (_, i) => `item ${i} ${"x".repeat(90)}`,
+      ),
+    };
+    writeFileSync(big, JSON.stringify(doc));
+    const piped = run("sh", [
+      "-c",
+      `'${process.execPath}' '${CLI}' store get '${big}' | wc -c`,
+    ]);
+    assert.equal(
+      Number(piped.stdout.trim()),
+      JSON.stringify(doc, null, 2).length + 1,
+    );
+    const full = run("sh", [
+      "-c",
+      `'${process.execPath}' '${CLI}' store get '${big}' > /dev/full`,
+    ]);
+    assert.equal(full.code, 3);
+    assert.match(full.stderr, /no space left on device/i);
+  });
+});
