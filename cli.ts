@@ -717,9 +717,7 @@ function _program(): Command {
     });
   ops.command("register").argument("<group>")
     .description("Register an operation for a group; print its id")
-    .action(async (group: string) =>
-      _print(await opsDb().register(group))
-    );
+    .action(async (group: string) => _print(await opsDb().register(group)));
   ops.command("get").argument("<op>")
     .description("Print an operation's capture group id")
     .action(async (op: string) => {
