@@ -1,5 +1,5 @@
 // FileLock: a cross-process advisory lock on a sidecar file, taken with
-// flock(2). See DESIGN.md, "The lock protocol".
+// flock(2). See ARCHITECTURE.md, "The lock protocol".
 //
 // In one process, requests for one lock path wait in a FIFO queue here; only
 // the head touches the OS lock. An uncontended acquire is a handful of
