@@ -358,6 +358,23 @@ export async function withMount(
   }
 }
 
+/**
+ * Runs `fn` with a new tmpfs of `size` (such as "1m") at `mountpoint`,
+ * made for it and unmounted after: a disk that fills up. Needs root.
+ */
+export async function withTmpfs(
+  mountpoint: string,
+  size: string,
+  fn: () => Promise<void>,
+): Promise<void> {
+  await Deno.mkdir(mountpoint);
+  await withMount(
+    ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs"],
+    mountpoint,
+    fn,
+  );
+}
+
 /** The names in a directory, sorted. */
 export function names(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();

@@ -9,7 +9,7 @@ import {
   StoreError,
 } from "../mod.ts";
 import { _fnv1a } from "../src/_holder_record.ts";
-import { names, withMount, withTempDir } from "./_helpers.ts";
+import { names, withTempDir, withTmpfs } from "./_helpers.ts";
 
 type Doc = Record<string, unknown>;
 
@@ -362,10 +362,9 @@ Deno.test("JsonStore journal mode removes the temp files of a writer killed mid-
 Deno.test("JsonStore journal mode on a full disk: an update rejects only if it did not happen", async () => {
   await withTempDir(async (dir) => {
     const mount = `${dir}/mnt`;
-    await Deno.mkdir(mount);
-    await withMount(
-      ["-t", "tmpfs", "-o", "size=1m", "tmpfs"],
+    await withTmpfs(
       mount,
+      "1m",
       async () => {
         const path = `${mount}/s.json`;
         const warnings: string[] = [];

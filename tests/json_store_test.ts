@@ -16,6 +16,7 @@ import {
   withImmutableDir,
   withMount,
   withTempDir,
+  withTmpfs,
 } from "./_helpers.ts";
 
 type Doc = { count: number; items: string[] };
@@ -279,10 +280,9 @@ Deno.test("JsonStore in an unwritable directory gives a clear error and changes 
 Deno.test("JsonStore on a full disk throws, keeps the previous file and leaves no temp file", async () => {
   await withTempDir(async (dir) => {
     const mount = `${dir}/tiny`;
-    await Deno.mkdir(mount);
-    await withMount(
-      ["-t", "tmpfs", "-o", "size=1m", "tmpfs"],
+    await withTmpfs(
       mount,
+      "1m",
       async () => {
         const path = `${mount}/s.json`;
         const store = new JsonStore<{ blob: string }>(path, {

@@ -11,8 +11,8 @@ import {
   names,
   output,
   spawnWorker,
-  withMount,
   withTempDir,
+  withTmpfs,
 } from "../_helpers.ts";
 
 const CLI_SOURCE = fileURLToPath(new URL("../../cli.ts", import.meta.url));
@@ -1166,10 +1166,9 @@ Deno.test("lockbox: a path out of the repository and a run number past 2^53 are 
     assert.doesNotMatch(await Deno.readTextFile(L), /secret-token/);
 
     const mount = `${dir}/full`;
-    await Deno.mkdir(mount);
-    await withMount(
-      ["-t", "tmpfs", "-o", "size=64k", "tmpfs"],
+    await withTmpfs(
       mount,
+      "64k",
       async () => {
         await output("dd", {
           args: ["if=/dev/zero", `of=${mount}/filler`, "bs=4k", "count=100"],
@@ -1338,5 +1337,20 @@ while [ ! -e ${dir}/stop ]; do sleep 0.02; done
       await Deno.remove(`${dir}/stop`);
       assert.equal(await Deno.readTextFile(script), text);
     }
+  });
+});
+
+Deno.test("lockbox status --watch with an interval past 2^31 - 1 ms draws once and waits", async () => {
+  await withTempDir(async (dir) => {
+    await (await FileLock.acquire(`${dir}/a`)).release();
+    const watched = await run([
+      "script",
+      "-qec",
+      `timeout -s INT 1.5 ${quoted} status --watch 3000000 ${dir}`,
+      "/dev/null",
+    ]);
+    const redraws = watched.stdout.split("\x1b[H\x1b[2J").length - 1;
+    // A timer given more than 2^31 - 1 ms fires at once: hundreds of draws.
+    assert.equal(redraws, 1, `${redraws} draws`);
   });
 });
