@@ -25,6 +25,7 @@
  *
  * @example Count under a lock from any number of processes
  * ```ts
+ * import assert from "node:assert/strict";
  * import { withLock } from "@lockbox/lockbox";
  *
  * const dir = await Deno.makeTempDir();
@@ -33,7 +34,7 @@
  *   const count = Number(await Deno.readTextFile(file).catch(() => "0"));
  *   await Deno.writeTextFile(file, String(count + 1));
  * });
- * console.assert(await Deno.readTextFile(file) === "1");
+ * assert.ok(await Deno.readTextFile(file) === "1");
  * await Deno.remove(dir, { recursive: true });
  * ```
  *

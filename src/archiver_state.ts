@@ -65,9 +65,10 @@ function _checkRuns(runs: unknown, what: string): number[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readState } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
- * console.assert(Object.keys(await readState(`${dir}/state.json`)).length === 0);
+ * assert.ok(Object.keys(await readState(`${dir}/state.json`)).length === 0);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -107,10 +108,11 @@ export async function writeState(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { updateContiguousRunState } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * const s = await updateContiguousRunState(`${dir}/s.json`, [101, 102, 104, 105]);
- * console.assert(s.last_contiguous_run === 102);
+ * assert.ok(s.last_contiguous_run === 102);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -340,11 +342,12 @@ export class InstanceLock implements AsyncDisposable {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { acquireInstanceLock } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * {
  *   await using instance = await acquireInstanceLock(`${dir}/archiver.lock`);
- *   console.assert(await instance.isValid());
+ *   assert.ok(await instance.isValid());
  * }
  * await Deno.remove(dir, { recursive: true });
  * ```

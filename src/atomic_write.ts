@@ -49,10 +49,11 @@ let _counter = 0;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { atomicWriteFile } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * await atomicWriteFile(`${dir}/config.json`, '{"ok":true}\n');
- * console.assert((await Deno.readTextFile(`${dir}/config.json`)).includes("ok"));
+ * assert.ok((await Deno.readTextFile(`${dir}/config.json`)).includes("ok"));
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

@@ -70,6 +70,7 @@ export interface ProcessFilesOptions<R> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { processFiles } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/a.txt`, "hello");
@@ -77,7 +78,7 @@ export interface ProcessFilesOptions<R> {
  *   [`${dir}/a.txt`],
  *   async (file) => (await Deno.readTextFile(file)).length,
  * );
- * console.assert(results[0].ok && results[0].value === 5);
+ * assert.ok(results[0].ok && results[0].value === 5);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

@@ -111,12 +111,13 @@ function _validateGroupDb(value: unknown): CaptureGroupDb {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CaptureGroups } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * const groups = new CaptureGroups(`${dir}/capture_groups.json`);
  * const id = await groups.create();
  * await groups.addTransaction(id, "txn-1");
- * console.assert((await groups.transactions(id))[0] === "txn-1");
+ * assert.ok((await groups.transactions(id))[0] === "txn-1");
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

@@ -144,11 +144,12 @@ function _validateRegistry(value: unknown): CheckoutRegistryData {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CheckoutRegistry } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * const registry = new CheckoutRegistry(`${dir}/checkouts.json`);
  * await registry.checkout("part.mcam", "ann", "fixing holes");
- * console.assert((await registry.holder("part.mcam"))?.user === "ann");
+ * assert.ok((await registry.holder("part.mcam"))?.user === "ann");
  * await registry.checkin("part.mcam", "ann");
  * await Deno.remove(dir, { recursive: true });
  * ```
@@ -280,6 +281,7 @@ export interface FileStatus {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FileService } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * await Deno.mkdir(`${dir}/repo`);
@@ -287,7 +289,7 @@ export interface FileStatus {
  * const files = new FileService(`${dir}/repo`, `${dir}/checkouts.json`);
  * await files.checkout("part.MCAM", "ann");
  * const [part] = await files.filesWithStatus();
- * console.assert(part.lockedBy === "ann");
+ * assert.ok(part.lockedBy === "ann");
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

@@ -112,6 +112,7 @@ const _DEFAULTS = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadLockingConfig } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(
@@ -119,7 +120,7 @@ const _DEFAULTS = {
  *   "file_locking:\n  timeout_seconds: 5\n",
  * );
  * const config = await loadLockingConfig(`${dir}/config.yaml`);
- * console.assert(config.lockTimeout === 5_000 && config.retries === 3);
+ * assert.ok(config.lockTimeout === 5_000 && config.retries === 3);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

@@ -143,6 +143,7 @@ const _BACKUP = /^document\.json\.(\d{8}T\d{6}_\d{6})\.bak$/;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DocumentStore } from "@lockbox/lockbox";
  * const root = await Deno.makeTempDir();
  * const docs = new DocumentStore<{ title: string }>(root);
@@ -150,8 +151,8 @@ const _BACKUP = /^document\.json\.(\d{8}T\d{6}_\d{6})\.bak$/;
  * await docs.update("q3", (doc) => {
  *   doc.title = "Q3 report (final)";
  * });
- * console.assert((await docs.history("q3")).length === 2);
- * console.assert((await docs.backups("q3")).length === 1);
+ * assert.ok((await docs.history("q3")).length === 2);
+ * assert.ok((await docs.backups("q3")).length === 1);
  * await Deno.remove(root, { recursive: true });
  * ```
  */

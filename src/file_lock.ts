@@ -306,11 +306,12 @@ function _tryTake(
  *
  * @example Hold a lock for a block of code
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FileLock } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * {
  *   await using lock = await FileLock.acquire(`${dir}/state.json`);
- *   console.assert(lock.held && lock.token >= 1);
+ *   assert.ok(lock.held && lock.token >= 1);
  * }
  * await Deno.remove(dir, { recursive: true });
  * ```
@@ -408,11 +409,12 @@ export class FileLock implements AsyncDisposable {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { FileLock } from "@lockbox/lockbox";
    * const dir = await Deno.makeTempDir();
    * const first = await FileLock.tryAcquire(`${dir}/job`);
    * const second = await FileLock.tryAcquire(`${dir}/job`);
-   * console.assert(first !== null && second === null);
+   * assert.ok(first !== null && second === null);
    * await first?.release();
    * await Deno.remove(dir, { recursive: true });
    * ```
@@ -529,12 +531,13 @@ export class FileLock implements AsyncDisposable {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { FileLock } from "@lockbox/lockbox";
    * const dir = await Deno.makeTempDir();
    * const lock = await FileLock.acquire(`${dir}/state.json`);
-   * console.assert(await lock.verify());
+   * assert.ok(await lock.verify());
    * await Deno.remove(lock.lockPath);
-   * console.assert(!await lock.verify());
+   * assert.ok(!await lock.verify());
    * await lock.release();
    * await Deno.remove(dir, { recursive: true });
    * ```
@@ -557,12 +560,13 @@ export class FileLock implements AsyncDisposable {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { FileLock } from "@lockbox/lockbox";
    * const dir = await Deno.makeTempDir();
    * const lock = await FileLock.acquire(`${dir}/state.json`);
    * await lock.release();
    * await lock.release(); // no-op
-   * console.assert(!lock.held);
+   * assert.ok(!lock.held);
    * await Deno.remove(dir, { recursive: true });
    * ```
    */

@@ -144,6 +144,7 @@ type _Loaded<T> =
  *
  * @example Count from many processes
  * ```ts
+ * import assert from "node:assert/strict";
  * import { JsonStore } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * const store = new JsonStore(`${dir}/state.json`, {
@@ -153,7 +154,7 @@ type _Loaded<T> =
  *   data.count++;
  *   data.items.push("first");
  * });
- * console.assert((await store.read()).count === 1);
+ * assert.ok((await store.read()).count === 1);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -276,10 +277,11 @@ export class JsonStore<T> implements DocumentBackend<T> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { JsonStore } from "@lockbox/lockbox";
    * const dir = await Deno.makeTempDir();
    * const store = new JsonStore(`${dir}/s.json`, { initial: { n: 0 } });
-   * console.assert((await store.read()).n === 0);
+   * assert.ok((await store.read()).n === 0);
    * await Deno.remove(dir, { recursive: true });
    * ```
    */
@@ -312,11 +314,12 @@ export class JsonStore<T> implements DocumentBackend<T> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { JsonStore } from "@lockbox/lockbox";
    * const dir = await Deno.makeTempDir();
    * const store = new JsonStore(`${dir}/s.json`, { initial: { n: 0 } });
    * const n = await store.update((data) => ++data.n);
-   * console.assert(n === 1);
+   * assert.ok(n === 1);
    * await Deno.remove(dir, { recursive: true });
    * ```
    */
@@ -355,11 +358,12 @@ export class JsonStore<T> implements DocumentBackend<T> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { JsonStore } from "@lockbox/lockbox";
    * const dir = await Deno.makeTempDir();
    * const store = new JsonStore(`${dir}/s.json`, { initial: [1, 2] });
    * await store.transform((list) => list.filter((n) => n > 1));
-   * console.assert((await store.read()).length === 1);
+   * assert.ok((await store.read()).length === 1);
    * await Deno.remove(dir, { recursive: true });
    * ```
    */
@@ -412,11 +416,12 @@ export class JsonStore<T> implements DocumentBackend<T> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { JsonStore } from "@lockbox/lockbox";
    * const dir = await Deno.makeTempDir();
    * const store = new JsonStore(`${dir}/s.json`, { initial: { n: 0 } });
    * await store.write({ n: 5 });
-   * console.assert((await store.read()).n === 5);
+   * assert.ok((await store.read()).n === 5);
    * await Deno.remove(dir, { recursive: true });
    * ```
    */

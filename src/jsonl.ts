@@ -60,11 +60,12 @@ export interface JsonlContents<T> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { appendJsonl, readJsonl } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * await appendJsonl(`${dir}/audit.jsonl`, [{ action: "save" }]);
  * const { records } = await readJsonl(`${dir}/audit.jsonl`);
- * console.assert(records.length === 1);
+ * assert.ok(records.length === 1);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -121,11 +122,12 @@ export async function appendJsonl(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readJsonl } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * await Deno.writeTextFile(`${dir}/log.jsonl`, '{"a":1}\nnot json\n{"b":');
  * const { records, torn, invalid } = await readJsonl(`${dir}/log.jsonl`);
- * console.assert(records.length === 1 && torn === 1 && invalid[0].line === 2);
+ * assert.ok(records.length === 1 && torn === 1 && invalid[0].line === 2);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

@@ -46,12 +46,13 @@ export interface WaitOptions extends LockPathOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FileLock, isLocked } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * const lock = await FileLock.acquire(`${dir}/state.json`);
- * console.assert(await isLocked(`${dir}/state.json`));
+ * assert.ok(await isLocked(`${dir}/state.json`));
  * await lock.release();
- * console.assert(!await isLocked(`${dir}/state.json`));
+ * assert.ok(!await isLocked(`${dir}/state.json`));
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -79,13 +80,14 @@ export function isLocked(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FileLock, lockHolder } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * const lock = await FileLock.acquire(`${dir}/state.json`, {
  *   metadata: { user: "ada" },
  * });
  * const holder = await lockHolder(`${dir}/state.json`);
- * console.assert(holder?.pid === Deno.pid && holder.metadata?.user === "ada");
+ * assert.ok(holder?.pid === Deno.pid && holder.metadata?.user === "ada");
  * await lock.release();
  * await Deno.remove(dir, { recursive: true });
  * ```
@@ -150,8 +152,9 @@ export async function waitForRelease(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isProcessRunning } from "@lockbox/lockbox";
- * console.assert(isProcessRunning(Deno.pid));
+ * assert.ok(isProcessRunning(Deno.pid));
  * ```
  */
 export function isProcessRunning(pid: number): boolean {

@@ -190,11 +190,12 @@ async function _walk(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FileLock, listLocks } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * const lock = await FileLock.acquire(`${dir}/a.json`);
  * const [info] = await listLocks(dir);
- * console.assert(info.held && info.holders[0] === Deno.pid);
+ * assert.ok(info.held && info.holders[0] === Deno.pid);
  * await lock.release();
  * await Deno.remove(dir, { recursive: true });
  * ```
@@ -247,10 +248,11 @@ export async function listLocks(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FileLock, lockInfo } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * await (await FileLock.acquire(`${dir}/a.json`)).release();
- * console.assert(!(await lockInfo(`${dir}/a.json.lock`)).held);
+ * assert.ok(!(await lockInfo(`${dir}/a.json.lock`)).held);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -280,13 +282,14 @@ export function lockInfo(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FileLock, isLockStale } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * await (await FileLock.acquire(`${dir}/a.json`)).release();
  * const lockFile = `${dir}/a.json.lock`;
  * const old = new Date(Date.now() - 2 * 3_600_000);
  * await Deno.utime(lockFile, old, old);
- * console.assert(await isLockStale(lockFile));
+ * assert.ok(await isLockStale(lockFile));
  * await Deno.remove(dir, { recursive: true });
  * ```
  */

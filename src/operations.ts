@@ -53,12 +53,13 @@ function _validateOperationDb(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CaptureGroups, Operations } from "@lockbox/lockbox";
  * const dir = await Deno.makeTempDir();
  * const groups = new CaptureGroups(`${dir}/groups.json`);
  * const ops = new Operations(`${dir}/ops.json`, { groups });
  * const op = await ops.register(await groups.create());
- * console.assert((await ops.captureGroupOf(op))?.length === 16);
+ * assert.ok((await ops.captureGroupOf(op))?.length === 16);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
