@@ -197,3 +197,23 @@ export function _liveRecord(
   if (!held || record === null) return null;
   return holders.length === 0 || holders.includes(record.pid) ? record : null;
 }
+
+/**
+ * Throws a TypeError if a blocking wait comes with a way to end it early,
+ * which a thread asleep in flock(2) cannot honour. A timeout of 0 never waits.
+ */
+export function _checkBlockingWait(
+  option: "blocking" | "blockingLock",
+  timeoutOption: "timeout" | "lockTimeout",
+  timeout: number,
+  signal: AbortSignal | undefined,
+): void {
+  if (signal === undefined && (timeout === Infinity || timeout === 0)) return;
+  throw new TypeError(
+    `Cannot wait with ${option}: true and ${
+      signal === undefined
+        ? `a ${timeoutOption} of ${timeout} ms`
+        : "an abort signal"
+    }: a thread blocked in flock(2) cannot be woken early; use ${timeoutOption}: Infinity or ${option}: false`,
+  );
+}

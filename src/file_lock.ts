@@ -29,7 +29,12 @@ import { LockError, LockTimeoutError } from "./errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
 import { _hint } from "./_atomic.ts";
 import { _removeHeldLockFile } from "./_lock_removal.ts";
-import { _checkLockFileStat, _checkTimeout, _heldRecord } from "./_kernel.ts";
+import {
+  _checkBlockingWait,
+  _checkLockFileStat,
+  _checkTimeout,
+  _heldRecord,
+} from "./_kernel.ts";
 import {
   _decodeToken,
   _encodeRecord,
@@ -95,26 +100,6 @@ export interface LockOptions {
    * @default {false}
    */
   blocking?: boolean;
-}
-
-/**
- * Throws a TypeError if a blocking wait comes with a way to end it early,
- * which a thread asleep in flock(2) cannot honour. A timeout of 0 never waits.
- */
-export function _checkBlockingWait(
-  option: "blocking" | "blockingLock",
-  timeoutOption: "timeout" | "lockTimeout",
-  timeout: number,
-  signal: AbortSignal | undefined,
-): void {
-  if (signal === undefined && (timeout === Infinity || timeout === 0)) return;
-  throw new TypeError(
-    `Cannot wait with ${option}: true and ${
-      signal === undefined
-        ? `a ${timeoutOption} of ${timeout} ms`
-        : "an abort signal"
-    }: a thread blocked in flock(2) cannot be woken early; use ${timeoutOption}: Infinity or ${option}: false`,
-  );
 }
 
 /** One call to acquire, from its start until it is settled. */

@@ -24,8 +24,8 @@ import {
   StaleFenceError,
   StoreError,
 } from "./errors.ts";
-import { _checkTimeout } from "./_kernel.ts";
-import { _checkBlockingWait, FileLock } from "./file_lock.ts";
+import { _checkBlockingWait, _checkTimeout } from "./_kernel.ts";
+import { FileLock } from "./file_lock.ts";
 import { _lockInternals } from "./_lock_internals.ts";
 
 /** How a {@linkcode JsonStore} reads and writes its file. */
