@@ -120,19 +120,25 @@ function _probe(lockPath: string, _stat: _FileStat): _KernelView {
 }
 
 /**
- * How many flock entries the kernel lists for the file `stat` describes:
- * holders and, marked `->`, processes waiting for it. `null` where there
- * is no `/proc/locks`.
+ * How many flock entries the kernel lists for each file in `stats`: holders
+ * and, marked `->`, processes waiting for it. `null` where there is no
+ * `/proc/locks`.
  */
-export function _flockEntries(stat: _FileStat): number | null {
+export function _flockEntries(stats: _FileStat[]): number[] | null {
   const text = _readProcLocks();
   if (text === null) return null;
-  const id = `${_devKey(stat.dev)}:${stat.ino}`;
-  let count = 0;
+  const counts = new Map<string, number>();
   for (const line of text.split("\n")) {
-    if (line.includes(" FLOCK ") && line.includes(` ${id} `)) count++;
+    if (!line.includes(" FLOCK ")) continue;
+    // The device:inode field is the one with two colons.
+    const id = line.trim().split(/\s+/).find((f) =>
+      /^[0-9a-f]+:[0-9a-f]+:\d+$/.test(f)
+    );
+    if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
   }
-  return count;
+  return stats.map((stat) =>
+    counts.get(`${_devKey(stat.dev)}:${stat.ino}`) ?? 0
+  );
 }
 
 /** Who holds the lock on the file `stat` describes (see _kernelTable). */

@@ -396,16 +396,16 @@ export async function _readDir(dir: string): Promise<_DirEntry[]> {
 }
 
 /**
- * The other processes that have the file `dev`/`ino` open, from
- * `/proc/PID/fd`. `complete` is `false` where some process's descriptors
- * cannot be read (another user's, without root) or there is no `/proc`.
+ * The other processes that have any of the files `files` (keys
+ * `"<dev>:<ino>"`) open, from one pass over `/proc/PID/fd`: the pids per
+ * key. `complete` is `false` where some process's descriptors cannot be read
+ * (another user's, without root) or there is no `/proc`.
  */
-export function _openersOf(
-  dev: number,
-  ino: number,
-): { pids: number[]; complete: boolean } {
-  if (Deno.build.os !== "linux") return { pids: [], complete: false };
-  const pids: number[] = [];
+export function _openers(
+  files: ReadonlySet<string>,
+): { pids: Map<string, number[]>; complete: boolean } {
+  const pids = new Map<string, number[]>();
+  if (Deno.build.os !== "linux") return { pids, complete: false };
   let complete = true;
   for (const entry of Deno.readDirSync("/proc")) {
     const pid = Number(entry.name);
@@ -418,10 +418,11 @@ export function _openersOf(
         } catch {
           continue; // closed meanwhile, or not a file
         }
-        if (target.ino === ino && target.dev === dev) {
-          pids.push(pid);
-          break;
-        }
+        const key = `${target.dev}:${target.ino}`;
+        if (!files.has(key)) continue;
+        const list = pids.get(key) ?? [];
+        if (!list.includes(pid)) list.push(pid);
+        pids.set(key, list);
       }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) complete = false;

@@ -355,13 +355,12 @@ export function _processExists(pid: number): boolean {
   }
 }
 
-/** The other processes that have the file open (see _runtime.ts). */
-export function _openersOf(
-  dev: number,
-  ino: number,
-): { pids: number[]; complete: boolean } {
-  if (process.platform !== "linux") return { pids: [], complete: false };
-  const pids: number[] = [];
+/** The other processes that have any of `files` open (see _runtime.ts). */
+export function _openers(
+  files: ReadonlySet<string>,
+): { pids: Map<string, number[]>; complete: boolean } {
+  const pids = new Map<string, number[]>();
+  if (process.platform !== "linux") return { pids, complete: false };
   let complete = true;
   for (const name of fs.readdirSync("/proc")) {
     const pid = Number(name);
@@ -374,10 +373,11 @@ export function _openersOf(
         } catch {
           continue; // closed meanwhile, or not a file
         }
-        if (target.ino === ino && target.dev === dev) {
-          pids.push(pid);
-          break;
-        }
+        const key = `${target.dev}:${target.ino}`;
+        if (!files.has(key)) continue;
+        const list = pids.get(key) ?? [];
+        if (!list.includes(pid)) list.push(pid);
+        pids.set(key, list);
       }
     } catch (error) {
       if (_errorCode(error) !== "ENOENT") complete = false;

@@ -28,7 +28,7 @@ import {
 import { LockError, LockTimeoutError } from "./errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
 import { _hint } from "./_atomic.ts";
-import { _removeHeldLockFile } from "./_lock_removal.ts";
+import { _removeHeldLockFiles } from "./_lock_removal.ts";
 import {
   _checkBlockingWait,
   _checkLockFileStat,
@@ -573,7 +573,7 @@ export class FileLock implements AsyncDisposable {
   async #removeAndRelease(handle: _LockHandle): Promise<void> {
     try {
       if (_current(handle, this.lockPath)) {
-        await _removeHeldLockFile(handle, this.lockPath);
+        await _removeHeldLockFiles([{ handle, lockPath: this.lockPath }]);
       }
     } catch (error) {
       if (_errorCode(error) !== "ENOENT") {

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { _readHolderRecord } from "./_holder_record.ts";
 import { type _KernelTable, _kernelTable, _liveRecord } from "./_kernel.ts";
 import { _lockInternals } from "./_lock_internals.ts";
-import { _removeHeldLockFile } from "./_lock_removal.ts";
+import { _removeHeldLockFiles } from "./_lock_removal.ts";
 import { _errorCode, _lstat, _readDir, _toPath } from "./_runtime.ts";
 import { StoreError } from "./errors.ts";
 import { FileLock } from "./file_lock.ts";
@@ -361,6 +361,7 @@ export async function cleanupStaleLocks(
   }, (path, error) => report.errors.push({ path, error: _message(error) }));
   const now = Date.now();
   const table = _kernelTable();
+  const stale: string[] = [];
   for (const path of candidates) {
     try {
       const record = _readHolderRecord(path);
@@ -372,41 +373,70 @@ export async function cleanupStaleLocks(
         continue;
       }
       const info = _info(path, record, staleAfter, now, table);
-      if (!info.stale) {
-        report.kept.push({
-          path,
-          reason: info.held
-            ? `held${
-              info.holders.length ? ` by pid ${info.holders.join(", ")}` : ""
-            }`
-            : `free but younger than ${staleAfter} ms`,
-        });
+      if (info.stale) {
+        stale.push(path);
         continue;
       }
-      if (options.dryRun) {
-        report.removed.push(path);
-        continue;
-      }
-      const lock = await FileLock.tryAcquire(path, { lockPath: path });
-      if (lock === null) {
-        report.kept.push({ path, reason: "taken while we looked" });
-        continue;
-      }
-      try {
-        const kept = await _removeHeldLockFile(
-          _lockInternals.handleOf(lock)!,
-          path,
-        );
-        if (kept === null) report.removed.push(path);
-        else report.kept.push({ path, reason: kept });
-      } finally {
-        await lock.release();
-      }
+      report.kept.push({
+        path,
+        reason: info.held
+          ? `held${
+            info.holders.length ? ` by pid ${info.holders.join(", ")}` : ""
+          }`
+          : `free but younger than ${staleAfter} ms`,
+      });
     } catch (error) {
       report.errors.push({ path, error: _message(error) });
     }
   }
+  if (options.dryRun) {
+    report.removed.push(...stale);
+    return report;
+  }
+  // In batches: each batch holds its files' locks at once (one descriptor
+  // each) while one look at every process's open files covers them all.
+  for (let start = 0; start < stale.length; start += _BATCH) {
+    await _removeBatch(stale.slice(start, start + _BATCH), report);
+  }
   return report;
+}
+
+const _BATCH = 256;
+
+/** Takes each stale file exclusively and removes those no one else uses. */
+async function _removeBatch(
+  paths: string[],
+  report: CleanupReport,
+): Promise<void> {
+  const held: { path: string; lock: FileLock }[] = [];
+  for (const path of paths) {
+    try {
+      const lock = await FileLock.tryAcquire(path, { lockPath: path });
+      if (lock === null) {
+        report.kept.push({ path, reason: "taken while we looked" });
+      } else held.push({ path, lock });
+    } catch (error) {
+      report.errors.push({ path, error: _message(error) });
+    }
+  }
+  try {
+    const kept = await _removeHeldLockFiles(
+      held.map(({ path, lock }) => ({
+        handle: _lockInternals.handleOf(lock)!,
+        lockPath: path,
+      })),
+    );
+    for (const [i, reason] of kept.entries()) {
+      if (reason === null) report.removed.push(held[i].path);
+      else report.kept.push({ path: held[i].path, reason });
+    }
+  } catch (error) {
+    for (const { path } of held) {
+      report.errors.push({ path, error: _message(error) });
+    }
+  } finally {
+    for (const { lock } of held) await lock.release();
+  }
 }
 
 /** A path as one line of a table: quoted, escapes and all, if it has control characters. */
