@@ -235,14 +235,13 @@ while time.time() < end:
       new Child("python3", ["-c", py], { cwd: dir }),
     ];
     let cleanups = 0;
-    let removed = 0;
     const done = Promise.all(users.map((u) => u.finish(60_000)));
     let running = true;
     done.finally(() => running = false);
     while (running) {
       const report = await cleanupStaleLocks(dir, { staleAfter: 0 });
       cleanups++;
-      removed += report.removed.length;
+      assert.deepEqual(report.errors, []);
       // A removed file comes back empty, made by flock(1): give it a record
       // again, so that cleanup keeps considering it.
       const lock = await FileLock.tryAcquire(`${dir}/x`);
@@ -252,7 +251,10 @@ while time.time() < end:
     const results = await done;
     const overlaps = results.flatMap((r) => r.lines)
       .filter((l) => l === "OVERLAP");
-    assert.ok(cleanups > 10, `only ${cleanups} cleanups ran`);
+    // Cleanup ran over and over while the tools worked (how often depends
+    // on the machine: a file put back waits until no one uses the file made
+    // meanwhile), and no two critical sections ever overlapped.
+    assert.ok(cleanups >= 3, `only ${cleanups} cleanups ran`);
     assert.equal(overlaps.length, 0, `${overlaps.length} overlaps`);
   });
 });
