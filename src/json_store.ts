@@ -27,6 +27,7 @@ import {
 import { _checkBlockingWait, _checkTimeout } from "./_kernel.ts";
 import { FileLock } from "./file_lock.ts";
 import { _lockInternals } from "./_lock_internals.ts";
+import { _hasJournal } from "./_store_mode.ts";
 
 /** How a {@linkcode JsonStore} reads and writes its file. */
 export interface JsonStoreOptions<T> {
@@ -475,7 +476,7 @@ export class JsonStore<T> implements DocumentBackend<T> {
     // folds them in: the file alone is an old version, and a whole-file
     // write would orphan them. (Checked under the lock for writes; journal
     // writers take the same lock.)
-    if (_lstat(`${this.path}.journal`) !== null) {
+    if (_hasJournal(this.path)) {
       throw new StoreError(
         this.path,
         `Cannot use '${this.path}' as a whole file: '${this.path}.journal' beside it holds updates made in journal mode; open it with { journal: true } (the lockbox store commands do so on their own)`,

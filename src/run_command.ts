@@ -99,7 +99,7 @@ function _fileLock(lock: FileLock): _Held {
 async function _lockDirectory(
   dir: string,
   options: RunWithLockOptions,
-  stop: AbortSignal,
+  signal: AbortSignal,
 ): Promise<_Held> {
   const timeout = _checkTimeout(options.timeout);
   const exclusive = options.shared !== true;
@@ -115,9 +115,6 @@ async function _lockDirectory(
     },
   };
   if (handle.tryLock(exclusive)) return held;
-  const signal = options.signal
-    ? AbortSignal.any([options.signal, stop])
-    : stop;
   if (timeout === 0 || signal.aborted) {
     handle.close();
     signal.throwIfAborted();
@@ -214,18 +211,20 @@ export async function runWithLock(
     return { code: 128 + signal, signal, started: false, waitedMs };
   };
   try {
+    // The caller's signal, or a termination signal, ends the wait.
+    const endWait = options.signal
+      ? AbortSignal.any([options.signal, stopWaiting.signal])
+      : stopWaiting.signal;
     let lock: _Held;
     try {
       lock = _lstat(path)?.isDirectory
-        ? await _lockDirectory(path, options, stopWaiting.signal)
+        ? await _lockDirectory(path, options, endWait)
         : _fileLock(
           await FileLock.acquire(path, {
             lockPath: path,
             shared: options.shared,
             timeout: options.timeout,
-            signal: options.signal
-              ? AbortSignal.any([options.signal, stopWaiting.signal])
-              : stopWaiting.signal,
+            signal: endWait,
             metadata: options.recordCommand === false
               ? undefined
               : { command: command.join(" ") },
