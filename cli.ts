@@ -32,17 +32,17 @@ import {
   _selfCommand,
   _writeStderr,
   _writeStdout,
-} from "./src/_runtime.ts";
+} from "./src/runtime/mod.ts";
 import {
   _getPointer,
   _parsePointer,
   _setPointer,
-} from "./src/_json_pointer.ts";
-import { _liveRecord } from "./src/_kernel.ts";
-import { _startCommand } from "./src/_command.ts";
-import { _sleep } from "./src/_promise.ts";
-import { _hasJournal } from "./src/_store_mode.ts";
-import { _lockDescriptor } from "./src/_descriptor_lock.ts";
+} from "./src/store/_json_pointer.ts";
+import { _liveRecord } from "./src/lock/_kernel.ts";
+import { _startCommand } from "./src/base/_command.ts";
+import { _sleep } from "./src/base/_promise.ts";
+import { _hasJournal } from "./src/store/_store_mode.ts";
+import { _lockDescriptor } from "./src/lock/_descriptor_lock.ts";
 import {
   AlreadyCheckedOutError,
   appendToFailureLog,

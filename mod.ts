@@ -41,20 +41,20 @@
  * @module
  */
 
-export * from "./src/errors.ts";
-export * from "./src/lock_holder.ts";
-export * from "./src/lock_inspect.ts";
-export * from "./src/lock_monitor.ts";
-export * from "./src/file_lock.ts";
-export * from "./src/atomic_write.ts";
-export * from "./src/jsonl.ts";
-export * from "./src/json_store.ts";
-export * from "./src/capture_groups.ts";
-export * from "./src/operations.ts";
-export * from "./src/archiver_state.ts";
-export * from "./src/checkout.ts";
-export * from "./src/document_store.ts";
-export * from "./src/batch.ts";
-export * from "./src/config.ts";
-export * from "./src/run_command.ts";
-export * from "./src/edit_store.ts";
+export * from "./src/base/errors.ts";
+export * from "./src/lock/lock_holder.ts";
+export * from "./src/lock/lock_inspect.ts";
+export * from "./src/seeds/lock_monitor.ts";
+export * from "./src/lock/file_lock.ts";
+export * from "./src/store/atomic_write.ts";
+export * from "./src/store/jsonl.ts";
+export * from "./src/store/json_store.ts";
+export * from "./src/seeds/capture_groups.ts";
+export * from "./src/seeds/operations.ts";
+export * from "./src/seeds/archiver_state.ts";
+export * from "./src/seeds/checkout.ts";
+export * from "./src/seeds/document_store.ts";
+export * from "./src/seeds/batch.ts";
+export * from "./src/seeds/config.ts";
+export * from "./src/lock/run_command.ts";
+export * from "./src/store/edit_store.ts";

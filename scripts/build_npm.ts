@@ -1,7 +1,6 @@
 // `deno task build:npm`: the npm package for Node.js in dist/npm/ — ES
-// module bundles of mod.ts and cli.ts with Node's runtime layer
-// (src/_runtime_node.ts) swapped in for Deno's, .d.ts types, and a
-// package.json whose `bin` is the lockbox CLI. fs-ext (flock for Node) stays
+// module bundles of mod.ts and cli.ts (the runtime layer chooses Node's
+// functions when it loads), .d.ts types, and a package.json whose `bin` is the lockbox CLI. fs-ext (flock for Node) stays
 // a dependency: it is a native addon, built by npm on install.
 //
 // With --install, it also runs `npm install` in dist/npm, so that the
@@ -27,32 +26,20 @@ async function run(command: string, args: string[], cwd = root): Promise<void> {
 await Deno.remove(out, { recursive: true }).catch(() => {});
 await Deno.mkdir(out, { recursive: true });
 
-// deno.json's imports, plus the one swap that makes it a Node build.
-const importMap = {
-  imports: {
-    ...config.imports,
-    [new URL("src/_runtime.ts", root).href]:
-      new URL("src/_runtime_node.ts", root).href,
-  },
-};
-const mapFile = await Deno.makeTempFile({ suffix: ".json" });
-try {
-  await Deno.writeTextFile(mapFile, JSON.stringify(importMap));
-  for (const [entry, declaration] of [["mod", true], ["cli", false]] as const) {
-    await run(Deno.execPath(), [
-      "bundle",
-      "--quiet",
-      "--platform=node",
-      "--format=esm",
-      "--external=fs-ext",
-      `--import-map=${mapFile}`,
-      ...(declaration ? ["--declaration"] : []),
-      `--output=${fileURLToPath(new URL(`${entry}.js`, out))}`,
-      `${entry}.ts`,
-    ]);
-  }
-} finally {
-  await Deno.remove(mapFile);
+// The same module graph Deno runs: the runtime layer picks Node's functions
+// when it loads under Node (src/runtime/mod.ts), so nothing is swapped and
+// no import map is added to deno.json's own.
+for (const [entry, declaration] of [["mod", true], ["cli", false]] as const) {
+  await run(Deno.execPath(), [
+    "bundle",
+    "--quiet",
+    "--platform=node",
+    "--format=esm",
+    "--external=fs-ext",
+    ...(declaration ? ["--declaration"] : []),
+    `--output=${fileURLToPath(new URL(`${entry}.js`, out))}`,
+    `${entry}.ts`,
+  ]);
 }
 
 // The CLI runs under Node: swap Deno's shebang for Node's.

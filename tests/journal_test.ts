@@ -8,7 +8,7 @@ import {
   StaleFenceError,
   StoreError,
 } from "../mod.ts";
-import { _fnv1a } from "../src/_holder_record.ts";
+import { _fnv1a } from "../src/lock/_holder_record.ts";
 import { names, withTempDir, withTmpfs } from "./_helpers.ts";
 
 type Doc = Record<string, unknown>;

@@ -3,7 +3,7 @@ import {
   _getPointer,
   _parsePointer,
   _setPointer,
-} from "../src/_json_pointer.ts";
+} from "../src/store/_json_pointer.ts";
 
 Deno.test("_parsePointer() unescapes ~1 and ~0 and refuses malformed pointers", () => {
   assert.deepEqual(_parsePointer(""), []);

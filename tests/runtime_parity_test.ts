@@ -2,8 +2,8 @@
 // one for the other.
 
 import assert from "node:assert/strict";
-import * as deno from "../src/_runtime.ts";
-import * as node from "../src/_runtime_node.ts";
+import * as deno from "../src/runtime/deno.ts";
+import * as node from "../src/runtime/node.ts";
 
 // Type-checked by `deno check` and `deno test`: same exports, compatible types.
 const _sameShape: typeof deno = node;

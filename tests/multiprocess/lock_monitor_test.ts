@@ -325,7 +325,7 @@ Deno.test("the monitor, run as an unprivileged user, reports unreadable director
     );
     await Deno.writeTextFile(
       `${tmp}/report.ts`,
-      `import { cleanupStaleLocks, listLocks } from "./src/lock_monitor.ts";
+      `import { cleanupStaleLocks, listLocks } from "./src/seeds/lock_monitor.ts";
 const options = { recursive: true, staleAfter: 1000 };
 const listed = await listLocks(Deno.args[0], options);
 const cleaned = await cleanupStaleLocks(Deno.args[0], options);

@@ -1,0 +1,333 @@
+// The bytes of a holder record in a lock file, and reading them back.
+
+import { _errorCode, type _LockHandle, _openReadOnly } from "../runtime/mod.ts";
+import type { LockHolder } from "./lock_holder.ts";
+
+// Layout: line 1 is the record as JSON, line 2 is `#lockbox <fnv1a-32 hex>`
+// over line 1's bytes, then spaces. A reader that catches a write half done
+// sees a checksum mismatch and reads again, so it never returns a torn record.
+// The file is padded instead of truncated: a shorter record written over a
+// longer one needs no second system call.
+const _MAGIC = "#lockbox ";
+const _PAD_TO = 512;
+/** The largest record lockbox writes or reads. */
+export const _MAX_RECORD_BYTES = 64 * 1024;
+
+const _encoder = new TextEncoder();
+const _decoder = new TextDecoder();
+
+/** FNV-1a, 32 bits, of `bytes[start..end)`: a cheap checksum. */
+export function _fnv1a(bytes: Uint8Array, end: number, start = 0): number {
+  let hash = 0x811c9dc5;
+  for (let i = start; i < end; i++) {
+    hash ^= bytes[i];
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+const _TOKEN_PREFIX = '{"token":';
+
+/**
+ * The JSON of a record, token first so that an acquire can read the previous
+ * token without parsing the whole record. Hand-built: this runs on every
+ * acquire. `metadataJson` comes from {@linkcode _metadataJson}.
+ */
+export function _recordText(
+  token: number,
+  pid: number,
+  hostname: string,
+  shared: boolean,
+  metadataJson: string | undefined,
+): string {
+  return `${_TOKEN_PREFIX}${token},"pid":${pid},"hostname":${
+    _jsonString(hostname)
+  },"acquiredAt":"${_isoNow()}","shared":${shared}${
+    metadataJson === undefined ? "" : `,"metadata":${metadataJson}`
+  }}`;
+}
+
+let _lastHost = "";
+let _lastHostJson = '""';
+function _jsonString(value: string): string {
+  if (value !== _lastHost) {
+    _lastHost = value;
+    _lastHostJson = JSON.stringify(value);
+  }
+  return _lastHostJson;
+}
+
+let _lastMs = -1;
+let _lastIso = "";
+function _isoNow(): string {
+  const now = Date.now();
+  if (now !== _lastMs) {
+    _lastMs = now;
+    _lastIso = new Date(now).toISOString();
+  }
+  return _lastIso;
+}
+
+/**
+ * Serializes caller metadata once per request, refusing what does not fit in
+ * a record.
+ */
+export function _metadataJson(
+  metadata: Record<string, unknown> | undefined,
+): string | undefined {
+  if (metadata === undefined) return undefined;
+  // A plain object, so that the record keeps an object a reader can check:
+  // a Date or a class instance would turn into something else (a string).
+  const proto = typeof metadata === "object" && metadata !== null
+    ? Object.getPrototypeOf(metadata)
+    : undefined;
+  if (proto !== Object.prototype && proto !== null) {
+    throw new TypeError(
+      `Cannot use lock metadata: expected a plain object such as { user: "ann" }, got ${
+        metadata === null
+          ? "null"
+          : typeof metadata !== "object"
+          ? typeof metadata
+          : `a ${proto?.constructor?.name ?? "non-plain object"}`
+      }`,
+    );
+  }
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(metadata);
+  } catch (error) {
+    throw new TypeError(
+      `Cannot use lock metadata: it is not JSON-serializable (${
+        (error as Error)?.message ?? String(error)
+      })`,
+      { cause: error },
+    );
+  }
+  if (json === undefined || !json.startsWith("{")) {
+    throw new TypeError(
+      "Cannot use lock metadata: its toJSON() does not give an object",
+    );
+  }
+  if (json.length * 3 > _MAX_RECORD_BYTES - 512) {
+    const bytes = _encoder.encode(json).length;
+    if (bytes > _MAX_RECORD_BYTES - 512) {
+      throw new RangeError(
+        `Cannot use lock metadata: ${bytes} bytes of JSON exceeds ${
+          _MAX_RECORD_BYTES - 512
+        }; pass smaller metadata`,
+      );
+    }
+  }
+  return json;
+}
+
+// One scratch buffer for every encode, kept filled with spaces past the last
+// record: allocating and filling a fresh one costs more than the rest of an
+// uncontended acquire.
+let _scratch = new Uint8Array(_PAD_TO * 2).fill(0x20);
+let _dirty = 0;
+const _HEX = _encoder.encode("0123456789abcdef");
+
+/**
+ * Encodes a record's JSON, padded with spaces to at least `minSize` bytes so
+ * that it fully covers an older, longer record. The result is a view of a
+ * shared buffer: write it before the next call.
+ */
+export function _encodeRecord(text: string, minSize: number): Uint8Array {
+  const tailLength = 1 + _MAGIC.length + 8 + 1;
+  const need = text.length * 3 + tailLength;
+  const padded = Math.max(minSize <= _MAX_RECORD_BYTES ? minSize : 0, need);
+  if (_scratch.length < padded + _PAD_TO) {
+    _scratch = new Uint8Array(padded + _PAD_TO).fill(0x20);
+    _dirty = 0;
+  }
+  const { written } = _encoder.encodeInto(text, _scratch);
+  const hash = _fnv1a(_scratch, written);
+  let at = written;
+  _scratch[at++] = 0x0a;
+  at += _encoder.encodeInto(_MAGIC, _scratch.subarray(at)).written;
+  for (let shift = 28; shift >= 0; shift -= 4) {
+    _scratch[at++] = _HEX[(hash >>> shift) & 0xf];
+  }
+  _scratch[at++] = 0x0a;
+  if (at > _MAX_RECORD_BYTES) {
+    throw new RangeError(
+      `Cannot write lock holder record: ${at} bytes exceeds ${_MAX_RECORD_BYTES}; pass smaller metadata`,
+    );
+  }
+  if (_dirty > at) _scratch.fill(0x20, at, _dirty);
+  _dirty = at;
+  const size = Math.max(
+    minSize <= _MAX_RECORD_BYTES ? minSize : 0,
+    Math.ceil(at / _PAD_TO) * _PAD_TO,
+  );
+  return _scratch.subarray(0, size);
+}
+
+/** The checksum line's state for the record line ending at `newline`. */
+function _checksumOk(bytes: Uint8Array, newline: number): boolean {
+  const start = newline + 1 + _MAGIC.length;
+  if (bytes.length < start + 8) return false;
+  for (let i = 0; i < _MAGIC.length; i++) {
+    if (bytes[newline + 1 + i] !== _MAGIC.charCodeAt(i)) return false;
+  }
+  const stored = _hexAt(bytes, start);
+  return stored !== -1 && stored === _fnv1a(bytes, newline);
+}
+
+/** The 8 lowercase hex digits at `bytes[at..at+8)` as a number, or -1. */
+export function _hexAt(bytes: Uint8Array, at: number): number {
+  let value = 0;
+  for (let i = at; i < at + 8; i++) {
+    const c = bytes[i];
+    const digit = c >= 0x30 && c <= 0x39
+      ? c - 0x30
+      : c >= 0x61 && c <= 0x66
+      ? c - 0x57
+      : -1;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
+}
+
+/**
+ * Where the record line ends: its newline's index, `"torn"` for a record
+ * caught half written, `null` when the bytes hold no lockbox record.
+ */
+function _recordEnd(bytes: Uint8Array): number | "torn" | null {
+  if (bytes.length === 0 || bytes[0] !== 0x7b /* { */) return null;
+  const newline = bytes.indexOf(0x0a);
+  return newline === -1 || !_checksumOk(bytes, newline) ? "torn" : newline;
+}
+
+/**
+ * Reads only the token of a record: `"torn"` for a record caught half
+ * written, `null` when there is no lockbox record.
+ */
+export function _decodeToken(bytes: Uint8Array): number | "torn" | null {
+  const newline = _recordEnd(bytes);
+  if (typeof newline !== "number") return newline;
+  let at = _TOKEN_PREFIX.length;
+  let token = 0;
+  let digits = 0;
+  while (at < newline && bytes[at] >= 0x30 && bytes[at] <= 0x39) {
+    token = token * 10 + bytes[at++] - 0x30;
+    digits++;
+  }
+  return digits > 0 && bytes[at] === 0x2c /* , */ ? token : null;
+}
+
+/**
+ * Decodes a whole record. Returns `"torn"` when the bytes look like a record
+ * caught half written, `null` when there is no lockbox record at all (an empty
+ * file, or one another tool wrote).
+ */
+function _decodeHolder(bytes: Uint8Array): LockHolder | "torn" | null {
+  const newline = _recordEnd(bytes);
+  if (typeof newline !== "number") return newline;
+  let value: unknown;
+  try {
+    value = JSON.parse(_decoder.decode(bytes.subarray(0, newline)));
+  } catch {
+    return null;
+  }
+  return _isHolder(value) ? value : null;
+}
+
+function _isHolder(value: unknown): value is LockHolder {
+  if (typeof value !== "object" || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return Number.isInteger(v.pid) && typeof v.hostname === "string" &&
+    typeof v.acquiredAt === "string" && Number.isInteger(v.token) &&
+    typeof v.shared === "boolean" &&
+    (v.metadata === undefined ||
+      (typeof v.metadata === "object" && v.metadata !== null));
+}
+
+let _readBuffer = new Uint8Array(4096);
+
+/**
+ * Reads the record at the start of an open lock file and decodes it,
+ * reading again while a write is half done (shared holders may be writing
+ * theirs right now). `null` when there is no whole lockbox record.
+ */
+export function _readRecord<T>(
+  handle: _LockHandle,
+  fileSize: number,
+  decode: (bytes: Uint8Array) => T | "torn" | null,
+  attempts = 1000,
+): T | "torn" | null {
+  const size = Math.min(fileSize, _MAX_RECORD_BYTES);
+  if (size === 0) return null;
+  if (_readBuffer.length < size) _readBuffer = new Uint8Array(size);
+  const buffer = _readBuffer.subarray(0, size);
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const decoded = decode(buffer.subarray(0, handle.readFromStart(buffer)));
+    if (decoded !== "torn") return decoded;
+  }
+  return "torn";
+}
+
+/**
+ * The first token for a lock file with no usable record (new, emptied by
+ * another tool, damaged, or removed and made again): the wall clock in
+ * milliseconds times 1000 (and past every token this process gave before). It exceeds every token the file's earlier lives handed
+ * out, since those started from an earlier clock reading and grew by one
+ * per acquisition, and no lock is taken a thousand times a millisecond.
+ * (Across processes, a lock file made, removed and made again within one
+ * millisecond could repeat a token.)
+ * (A clock stepped back further than that gap can break this; see
+ * ARCHITECTURE.md.)
+ */
+export function _firstToken(): number {
+  return Math.max(Date.now() * 1000, _highestToken + 1);
+}
+
+// The highest token this process has handed out, for any lock file: a first
+// token also exceeds it, so within one process tokens of a lock file that is
+// removed and made again within one millisecond still grow.
+let _highestToken = 0;
+
+/** Notes a token this process hands out (see {@linkcode _firstToken}). */
+export function _noteToken(token: number): void {
+  if (token > _highestToken) _highestToken = token;
+}
+
+/**
+ * Whether the bytes are a lockbox record whose checksum fails: a record
+ * damaged on disk (or by hand), which a holder of the exclusive lock may
+ * rewrite, as opposed to content another tool wrote.
+ */
+export function _isDamagedRecord(bytes: Uint8Array): boolean {
+  if (bytes.length < _TOKEN_PREFIX.length) return false;
+  for (let i = 0; i < _TOKEN_PREFIX.length; i++) {
+    if (bytes[i] !== _TOKEN_PREFIX.charCodeAt(i)) return false;
+  }
+  const newline = bytes.indexOf(0x0a);
+  if (newline === -1) return false;
+  for (let i = 0; i < _MAGIC.length; i++) {
+    if (bytes[newline + 1 + i] !== _MAGIC.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
+ * Reads the holder record of a lock file, without locking it. `null` when
+ * the file is missing or holds no lockbox record.
+ */
+export function _readHolderRecord(lockPath: string): LockHolder | null {
+  let handle;
+  try {
+    handle = _openReadOnly(lockPath);
+  } catch (error) {
+    if (_errorCode(error) === "ENOENT") return null;
+    throw error;
+  }
+  try {
+    const record = _readRecord(handle, handle.stat().size, _decodeHolder);
+    return record === "torn" ? null : record;
+  } finally {
+    handle.close();
+  }
+}

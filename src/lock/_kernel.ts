@@ -1,0 +1,225 @@
+// The kernel's view of a lock file, and the checks every lock path passes.
+
+import {
+  type _FileStat,
+  _lstat,
+  _notRegularFile,
+  _openReadOnly,
+  _readProcLocks,
+  _toPath,
+} from "../runtime/mod.ts";
+import { LockError } from "../base/errors.ts";
+import { _readHolderRecord } from "./_holder_record.ts";
+import type { LockHolder } from "./lock_holder.ts";
+
+/** The kernel's view of one lock file. */
+export interface _KernelView {
+  mode: "exclusive" | "shared" | null;
+  pids: number[];
+}
+
+/** The absolute lock file path for `path`, honouring `lockPath`. */
+export function _resolveLockPath(
+  path: string | URL,
+  lockPath?: string | URL,
+): string {
+  return lockPath === undefined ? `${_toPath(path)}.lock` : _toPath(lockPath);
+}
+
+/**
+ * Throws a clear `LockError` unless `stat` describes something a lock can live
+ * in: a regular file (or nothing yet).
+ */
+export function _checkLockFileStat(
+  lockPath: string,
+  stat: _FileStat | null,
+): void {
+  const what = _notRegularFile(stat);
+  if (what === null) return;
+  const never = what === "a symbolic link"
+    ? ", and lockbox never follows one for a lock file"
+    : "";
+  throw new LockError(
+    `Cannot lock '${lockPath}': it is ${what}${never}; remove it or choose another lockPath`,
+  );
+}
+
+// Linux's st_dev packs major and minor numbers; /proc/locks prints them apart.
+function _devKey(dev: number): string {
+  const high = Math.floor(dev / 2 ** 32);
+  const low = dev >>> 0;
+  const major = ((low >>> 8) & 0xfff) | ((high & ~0xfff) >>> 0);
+  const minor = (low & 0xff) | ((low >>> 12) & ~0xff);
+  return `${major.toString(16).padStart(2, "0")}:${
+    minor.toString(16).padStart(2, "0")
+  }`;
+}
+
+// A seq_file read returns at most one page of records; a record of
+// /proc/locks is well under 128 bytes.
+const _PAGE = 4096;
+const _LONGEST_RECORD = 128;
+
+/** Parses `/proc/locks` into flock holders by `"maj:min:ino"`. */
+function _parseProcLocks(text: string): Map<string, _KernelView> {
+  const views = new Map<string, _KernelView>();
+  for (const line of text.split("\n")) {
+    const fields = line.trim().split(/\s+/);
+    // "1: FLOCK ADVISORY WRITE 2127 fe:00:2146430 0 EOF"; waiters have "->".
+    if (fields.length < 6 || fields[1] !== "FLOCK") continue;
+    const [, , , access, pid, id] = fields;
+    let view = views.get(id);
+    if (!view) views.set(id, view = { mode: null, pids: [] });
+    view.mode = access === "WRITE" ? "exclusive" : "shared";
+    const n = Number(pid);
+    if (Number.isInteger(n) && n > 0 && !view.pids.includes(n)) {
+      view.pids.push(n);
+    }
+  }
+  return views;
+}
+
+/** Who holds the lock on a file, by its `stat`; see {@linkcode _kernelTable}. */
+export type _KernelTable = (lockPath: string, stat: _FileStat) => _KernelView;
+
+const _FREE: _KernelView = { mode: null, pids: [] };
+
+/**
+ * A view of every flock on the machine, read once: on Linux from
+ * `/proc/locks`, which never touches a lock. A table longer than one page
+ * comes in several reads, and a release between two of them can hide a
+ * record (see _readProcLocks), so such a table is read twice and the two
+ * merged. Elsewhere each look probes with a non-blocking lock on a separate
+ * handle: for a moment the probe holds the lock, so another process's
+ * `tryAcquire` may fail in that instant, and pids are unknown.
+ */
+export function _kernelTable(): _KernelTable {
+  const procLocks = _readProcLocks();
+  if (procLocks === null) return _probe;
+  const views = _parseProcLocks(procLocks);
+  if (procLocks.length + _LONGEST_RECORD >= _PAGE) {
+    for (const [id, view] of _parseProcLocks(_readProcLocks()!)) {
+      if (!views.has(id)) views.set(id, view);
+    }
+  }
+  return (_lockPath, stat) =>
+    views.get(`${_devKey(stat.dev)}:${stat.ino}`) ?? _FREE;
+}
+
+function _probe(lockPath: string, _stat: _FileStat): _KernelView {
+  const probe = _openReadOnly(lockPath);
+  try {
+    if (!probe.tryLock(false)) return { mode: "exclusive", pids: [] };
+    probe.unlock();
+    if (!probe.tryLock(true)) return { mode: "shared", pids: [] };
+    probe.unlock();
+    return _FREE;
+  } finally {
+    probe.close();
+  }
+}
+
+/**
+ * How many flock entries the kernel lists for each file in `stats`: holders
+ * and, marked `->`, processes waiting for it. `null` where there is no
+ * `/proc/locks`.
+ */
+export function _flockEntries(stats: _FileStat[]): number[] | null {
+  const text = _readProcLocks();
+  if (text === null) return null;
+  const counts = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line.includes(" FLOCK ")) continue;
+    // The device:inode field is the one with two colons.
+    const id = line.trim().split(/\s+/).find((f) =>
+      /^[0-9a-f]+:[0-9a-f]+:\d+$/.test(f)
+    );
+    if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  return stats.map((stat) =>
+    counts.get(`${_devKey(stat.dev)}:${stat.ino}`) ?? 0
+  );
+}
+
+/** Who holds the lock on the file `stat` describes (see _kernelTable). */
+export function _kernelView(lockPath: string, stat: _FileStat): _KernelView {
+  return _kernelTable()(lockPath, stat);
+}
+
+function _inspectable(lockPath: string): _FileStat | null {
+  const stat = _lstat(lockPath);
+  _checkLockFileStat(lockPath, stat);
+  return stat;
+}
+
+/** The kernel's view of `lockPath`, or a free view if the file is missing. */
+export function _viewOf(lockPath: string): _KernelView {
+  const stat = _inspectable(lockPath);
+  return stat === null ? { mode: null, pids: [] } : _kernelView(lockPath, stat);
+}
+
+/** The holder record if the kernel says the lock is held, else `null`. */
+export function _heldRecord(lockPath: string): LockHolder | null {
+  const stat = _inspectable(lockPath);
+  if (stat === null) return null;
+  const view = _kernelView(lockPath, stat);
+  if (view.mode === null) return null;
+  const record = _readHolderRecord(lockPath);
+  // A record from an earlier holder is not this holder's: trust it only if
+  // its pid is among the kernel's holders (when the kernel names them).
+  if (record && view.pids.length > 0 && !view.pids.includes(record.pid)) {
+    return null;
+  }
+  return record;
+}
+
+/**
+ * Validates a duration option in milliseconds, from 0 to Infinity; a
+ * missing one is `fallback`.
+ */
+export function _checkTimeout(
+  timeout: number | undefined,
+  name = "timeout",
+  fallback = Infinity,
+): number {
+  if (timeout === undefined) return fallback;
+  if (typeof timeout !== "number" || Number.isNaN(timeout) || timeout < 0) {
+    throw new RangeError(
+      `Cannot use ${name} ${timeout}: expected milliseconds from 0 to Infinity`,
+    );
+  }
+  return timeout;
+}
+
+/**
+ * A lock file's record, if it describes a current holder: the lock is held
+ * and the record's pid is among the kernel's holders (or they are unknown).
+ */
+export function _liveRecord(
+  held: boolean,
+  holders: number[],
+  record: LockHolder | null,
+): LockHolder | null {
+  if (!held || record === null) return null;
+  return holders.length === 0 || holders.includes(record.pid) ? record : null;
+}
+
+/**
+ * Throws a TypeError if a blocking wait comes with a way to end it early,
+ * which a thread asleep in flock(2) cannot honour. A timeout of 0 never waits.
+ */
+export function _checkBlockingWait(
+  option: "blocking" | "blockingLock",
+  timeoutOption: "timeout" | "lockTimeout",
+  timeout: number,
+  signal: AbortSignal | undefined,
+): void {
+  if (signal === undefined && (timeout === Infinity || timeout === 0)) return;
+  throw new TypeError(
+    `Cannot wait with ${option}: true and ${
+      signal === undefined
+        ? `a ${timeoutOption} of ${timeout} ms`
+        : "an abort signal"
+    }: a thread blocked in flock(2) cannot be woken early; use ${timeoutOption}: Infinity or ${option}: false`,
+  );
+}

@@ -1,0 +1,26 @@
+// What lockbox's own modules may do with a FileLock that its public API
+// does not offer. Filled in by FileLock's static block; never re-exported.
+
+import type { _LockHandle } from "../runtime/mod.ts";
+
+/** Hooks into FileLock for lockbox's own modules. */
+export const _lockInternals: {
+  /** The open lock file of a held lock, or `null` once released. */
+  handleOf: (lock: object) => _LockHandle | null;
+  /**
+   * Makes `release()` close the lock file without unlocking it, so that a
+   * child process that inherited it keeps the lock until it exits, as with
+   * flock(1).
+   */
+  shareWithChildren: (lock: object) => void;
+  /**
+   * Runs `fn` as the holder of `lock`: a request for the same lock file
+   * from inside `fn` (through any API) fails at once with a `LockError`
+   * instead of waiting for itself.
+   */
+  runHolding: <R>(lock: object, fn: () => R) => R;
+} = {
+  handleOf: () => null,
+  shareWithChildren: () => {},
+  runHolding: (_lock, fn) => fn(),
+};

@@ -1,0 +1,808 @@
+// FileLock: a cross-process advisory lock on a sidecar file, taken with
+// flock(2). See ARCHITECTURE.md, "The lock protocol".
+//
+// In one process, requests for one lock path wait in a FIFO queue here; only
+// the head touches the OS lock. An uncontended acquire is a handful of
+// non-blocking system calls and no trip to the runtime's thread pool. A
+// contended one parks one pool thread per path (a blocking flock) and hands
+// the lock on as soon as the kernel grants it; a request that timed out or
+// was aborted leaves that wait to finish and pass the lock to the next
+// request, or release it at once.
+
+import { _after, _promiseTry } from "../base/_promise.ts";
+import { AsyncLocalStorage } from "node:async_hooks";
+import { dirname } from "node:path";
+import {
+  _createNew,
+  _errorCode,
+  type _FileStat,
+  _hostname,
+  type _LockHandle,
+  _lstat,
+  _mkdirp,
+  _openExisting,
+  _openReadOnly,
+  _pid,
+  _toPath,
+} from "../runtime/mod.ts";
+import { LockError, LockTimeoutError } from "../base/errors.ts";
+import { _lockInternals } from "./_lock_internals.ts";
+import { _hint } from "../base/_fs_errors.ts";
+import { _removeHeldLockFiles } from "./_lock_removal.ts";
+import {
+  _checkBlockingWait,
+  _checkLockFileStat,
+  _checkTimeout,
+  _heldRecord,
+} from "./_kernel.ts";
+import {
+  _decodeToken,
+  _encodeRecord,
+  _firstToken,
+  _isDamagedRecord,
+  _MAX_RECORD_BYTES,
+  _metadataJson,
+  _noteToken,
+  _readRecord,
+  _recordText,
+} from "./_holder_record.ts";
+import type { LockHolder } from "./lock_holder.ts";
+
+/** How to take a {@linkcode FileLock}. */
+export interface LockOptions {
+  /**
+   * Take the lock shared (many holders) instead of exclusive (one holder).
+   *
+   * @default {false}
+   */
+  shared?: boolean;
+  /**
+   * How long to wait for the lock, in milliseconds; `0` tries once.
+   *
+   * @default {Infinity}
+   */
+  timeout?: number;
+  /** Gives up waiting; the promise then rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  /**
+   * The lock file.
+   *
+   * @default {`${path}.lock`}
+   */
+  lockPath?: string | URL;
+  /** Caller metadata kept in the holder record, such as `{ user, message }`. */
+  metadata?: Record<string, unknown>;
+  /**
+   * Remove the lock file on release, while still holding it, if this process
+   * is then its only holder, it is still the file at `lockPath`, and no
+   * other process has it open (so none can be waiting for it: a waiter that
+   * never re-checks the inode, such as `flock(1)`, would otherwise end up
+   * holding a removed file beside the next holder of a new one). On Linux,
+   * as root or where every process's `/proc/PID/fd` is readable; elsewhere
+   * the file stays.
+   *
+   * @default {false}
+   */
+  removeOnRelease?: boolean;
+  /**
+   * Wait for a lock held by another process by blocking this thread in
+   * `flock(2)` until the kernel grants it, instead of on a helper thread. The
+   * hand-off is faster, because the kernel wakes this thread directly, but
+   * nothing else runs in this thread meanwhile: no timers, no I/O callbacks,
+   * no signal listeners (`Deno.addSignalListener`), no other JavaScript. Meant for scripts, CLI commands and worker processes
+   * that have nothing else to do while they wait. A blocked thread cannot be
+   * woken early, so this cannot be combined with a `signal` or with a
+   * `timeout` other than `Infinity` or `0`.
+   *
+   * When another request in this process already holds or awaits the same
+   * lock, this one queues behind it as usual, without blocking.
+   *
+   * @default {false}
+   */
+  blocking?: boolean;
+}
+
+/** One call to acquire, from its start until it is settled. */
+class _Request {
+  #cancelTimer: (() => void) | undefined;
+  #onAbort: (() => void) | undefined;
+
+  constructor(
+    readonly path: string,
+    readonly lockPath: string,
+    readonly shared: boolean,
+    readonly metadataJson: string | undefined,
+    readonly removeOnRelease: boolean,
+    readonly nullOnBusy: boolean,
+    readonly signal: AbortSignal | undefined,
+    readonly resolve: (lock: FileLock | null) => void,
+    readonly reject: (error: unknown) => void,
+  ) {}
+
+  /** Starts the timeout and the abort listener of a queued request. */
+  arm(queue: _Queue, timeout: number): void {
+    const fail = (error: unknown) => {
+      const index = queue.waiting.indexOf(this);
+      if (index === -1) return;
+      queue.waiting.splice(index, 1);
+      this.settle(null, error);
+      _pump(queue);
+    };
+    if (timeout !== Infinity) {
+      this.#cancelTimer = _after(timeout, () => fail(this.busy()));
+    }
+    if (this.signal) {
+      const signal = this.signal;
+      this.#onAbort = () => fail(signal.reason);
+      signal.addEventListener("abort", this.#onAbort, { once: true });
+    }
+  }
+
+  settle(lock: FileLock | null, error?: unknown): void {
+    this.#cancelTimer?.();
+    if (this.#onAbort) {
+      this.signal!.removeEventListener("abort", this.#onAbort);
+    }
+    if (lock) this.resolve(lock);
+    else if (error === undefined) this.resolve(null);
+    else this.reject(error);
+  }
+
+  /** What a request that found the lock taken settles with. */
+  busy(): LockTimeoutError | undefined {
+    if (this.nullOnBusy) return undefined;
+    let holder: LockHolder | null = null;
+    try {
+      holder = _heldRecord(this.lockPath);
+    } catch {
+      // The error names the path either way; the holder is a courtesy.
+    }
+    return new LockTimeoutError(this.lockPath, holder);
+  }
+}
+
+class _Queue {
+  waiting: _Request[] = [];
+  active = 0;
+  activeExclusive = false;
+  osWait = false;
+  constructor(readonly lockPath: string) {}
+
+  compatible(shared: boolean): boolean {
+    return this.active === 0 || (shared && !this.activeExclusive);
+  }
+  idle(): boolean {
+    return this.waiting.length === 0 && this.active === 0 && !this.osWait;
+  }
+}
+
+const _queues = new Map<string, _Queue>();
+const _context = new AsyncLocalStorage<FileLock[]>();
+let _newLock: (
+  request: _Request,
+  handle: _LockHandle,
+  token: number,
+  queue: _Queue,
+) => FileLock;
+
+function _queueFor(lockPath: string): _Queue {
+  let queue = _queues.get(lockPath);
+  if (!queue) _queues.set(lockPath, queue = new _Queue(lockPath));
+  return queue;
+}
+
+function _dropIfIdle(queue: _Queue): void {
+  if (queue.idle() && _queues.get(queue.lockPath) === queue) {
+    _queues.delete(queue.lockPath);
+  }
+}
+
+function _wrap(lockPath: string, error: unknown): unknown {
+  if (error instanceof LockError || error instanceof RangeError) return error;
+  const hint = _hint(error);
+  return new LockError(
+    `Cannot lock '${lockPath}': ${
+      (error as Error)?.message ?? String(error)
+    }; ${hint}`,
+    { cause: error },
+  );
+}
+
+/**
+ * The handle's `fstat` if it is still the file linked at `lockPath`, else
+ * `null` (removed or replaced since it was opened).
+ */
+function _current(handle: _LockHandle, lockPath: string): _FileStat | null {
+  const own = handle.stat();
+  if (own.nlink === 0) return null;
+  const linked = _lstat(lockPath);
+  return linked !== null && linked.isFile && linked.dev === own.dev &&
+      linked.ino === own.ino
+    ? own
+    : null;
+}
+
+/** Opens the lock file without following symlinks, creating it if needed. */
+function _open(lockPath: string): _LockHandle {
+  for (let attempt = 0;; attempt++) {
+    const stat = _lstat(lockPath);
+    _checkLockFileStat(lockPath, stat);
+    try {
+      // An executable (a script locked as itself, as `flock "$0"` does) is
+      // opened read-only: Linux refuses to run a file open for writing.
+      if (stat !== null) {
+        return (stat.mode ?? 0) & 0o111
+          ? _openReadOnly(lockPath)
+          : _openExisting(lockPath);
+      }
+      try {
+        return _createNew(lockPath);
+      } catch (error) {
+        if (_errorCode(error) !== "ENOENT") throw error;
+        _mkdirp(dirname(lockPath));
+        return _createNew(lockPath);
+      }
+    } catch (error) {
+      const code = _errorCode(error);
+      // Removed or created between the lstat and the open: look again.
+      if ((code === "ENOENT" || code === "EEXIST") && attempt < 100) continue;
+      throw error;
+    }
+  }
+}
+
+/**
+ * One non-blocking attempt. Returns the open handle either way: locked, or
+ * ready for a blocking wait.
+ */
+function _tryTake(
+  lockPath: string,
+  shared: boolean,
+): { handle: _LockHandle; stat: _FileStat | null } {
+  while (true) {
+    const handle = _open(lockPath);
+    try {
+      if (!handle.tryLock(!shared)) return { handle, stat: null };
+      const stat = _current(handle, lockPath);
+      if (stat) return { handle, stat };
+      handle.unlock();
+      handle.close();
+    } catch (error) {
+      handle.close();
+      throw error;
+    }
+  }
+}
+
+/**
+ * A held cross-process lock on a file's sidecar lock file.
+ *
+ * The kernel releases it when the holding process dies, so a crash never
+ * leaves a lock held. Locks taken by `flock(1)`, Python's `fcntl.flock` and
+ * other flock users on the same lock file exclude lockbox and are excluded by
+ * it.
+ *
+ * The holder record is written only into an empty lock file or one that
+ * already holds a lockbox record; a file with other content, or one this
+ * process may not write, is locked as it is, with no record and token 0.
+ *
+ * Requires `--allow-read` and `--allow-write` (and `--allow-sys=hostname` to
+ * record the host name).
+ *
+ * @example Hold a lock for a block of code
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FileLock } from "@lockbox/lockbox";
+ * const dir = await Deno.makeTempDir();
+ * {
+ *   await using lock = await FileLock.acquire(`${dir}/state.json`);
+ *   assert.ok(lock.held && lock.token >= 1);
+ * }
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export class FileLock implements AsyncDisposable {
+  #handle: _LockHandle | null;
+  #queue: _Queue;
+  #removeOnRelease: boolean;
+  #sharedWithChildren = false;
+
+  /** The file this lock guards, as given (made absolute). */
+  readonly path: string;
+  /** The lock file. */
+  readonly lockPath: string;
+  /** The fencing token: it grows by one with every exclusive acquisition. */
+  readonly token: number;
+  /** Whether this lock is shared. */
+  readonly shared: boolean;
+
+  static {
+    _newLock = (request, handle, token, queue) =>
+      new FileLock(request, handle, token, queue);
+    _lockInternals.handleOf = (lock) => (lock as FileLock).#handle;
+    _lockInternals.shareWithChildren = (lock) => {
+      (lock as FileLock).#sharedWithChildren = true;
+    };
+    _lockInternals.runHolding = (lock, fn) =>
+      _context.run([...(_context.getStore() ?? []), lock as FileLock], fn);
+  }
+
+  private constructor(
+    request: _Request,
+    handle: _LockHandle,
+    token: number,
+    queue: _Queue,
+  ) {
+    this.path = request.path;
+    this.lockPath = request.lockPath;
+    this.shared = request.shared;
+    this.token = token;
+    this.#handle = handle;
+    this.#queue = queue;
+    this.#removeOnRelease = request.removeOnRelease;
+  }
+
+  /** Whether this lock is still held (not yet released). */
+  get held(): boolean {
+    return this.#handle !== null;
+  }
+
+  /**
+   * Takes the lock on `path`, waiting as long as `timeout` allows.
+   *
+   * Requires `--allow-read` and `--allow-write`.
+   *
+   * @param path The file to guard; the lock lives in `${path}.lock` unless
+   *   `options.lockPath` says otherwise. A missing parent directory of the lock
+   *   file is created.
+   * @param options Mode, timeout, abort signal, lock path and metadata.
+   * @returns The held lock.
+   * @throws {LockTimeoutError} If the lock was still held elsewhere when the timeout ran out.
+   * @throws {LockError} If the lock path is unusable (a symlink, a directory,
+   *   an unwritable directory), or this async context already holds it.
+   * @throws {RangeError} If `timeout` is negative or not a number.
+   *
+   * @example
+   * ```ts
+   * import { FileLock } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const lock = await FileLock.acquire(`${dir}/state.json`, { timeout: 5_000 });
+   * try {
+   *   // read, change and write state.json
+   * } finally {
+   *   await lock.release();
+   * }
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  static acquire(
+    path: string | URL,
+    options: LockOptions = {},
+  ): Promise<FileLock> {
+    return new Promise<FileLock | null>((resolve, reject) => {
+      FileLock.#request(path, options, false, resolve, reject);
+    }) as Promise<FileLock>;
+  }
+
+  /**
+   * Takes the lock if it is free now, without waiting.
+   *
+   * @param path The file to guard.
+   * @param options Mode, lock path and metadata (`timeout` is ignored).
+   * @returns The held lock, or `null` if another holder has it.
+   * @throws {LockError} If the lock path is unusable.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { FileLock } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const first = await FileLock.tryAcquire(`${dir}/job`);
+   * const second = await FileLock.tryAcquire(`${dir}/job`);
+   * assert.ok(first !== null && second === null);
+   * await first?.release();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  static tryAcquire(
+    path: string | URL,
+    options: LockOptions = {},
+  ): Promise<FileLock | null> {
+    return new Promise<FileLock | null>((resolve, reject) => {
+      FileLock.#request(
+        path,
+        { ...options, timeout: 0 },
+        true,
+        resolve,
+        reject,
+      );
+    });
+  }
+
+  static #request(
+    path: string | URL,
+    options: LockOptions,
+    nullOnBusy: boolean,
+    resolve: (lock: FileLock | null) => void,
+    reject: (error: unknown) => void,
+  ): void {
+    let absolute: string;
+    let lockPath: string;
+    let timeout: number;
+    let metadataJson: string | undefined;
+    try {
+      timeout = _checkTimeout(options.timeout);
+      if (options.blocking === true) {
+        _checkBlockingWait("blocking", "timeout", timeout, options.signal);
+      }
+      absolute = _toPath(path);
+      lockPath = options.lockPath === undefined
+        ? `${absolute}.lock`
+        : _toPath(options.lockPath);
+      options.signal?.throwIfAborted();
+      // Waiting for a lock this call chain holds would wait for itself; a
+      // single try (tryAcquire, timeout 0) only finds it busy.
+      const waits = !nullOnBusy && timeout > 0;
+      for (const held of waits ? _context.getStore() ?? [] : []) {
+        if (held.held && held.lockPath === lockPath) {
+          throw new LockError(
+            `Cannot lock '${lockPath}': this async context already holds it ` +
+              `(lockbox's locks are not re-entrant: a store's update or ` +
+              `withLock called from inside another on the same file would ` +
+              `wait for itself); use the lock or value you already have`,
+          );
+        }
+      }
+      metadataJson = _metadataJson(options.metadata);
+    } catch (error) {
+      reject(error);
+      return;
+    }
+    const shared = options.shared === true;
+    const request = new _Request(
+      absolute,
+      lockPath,
+      shared,
+      metadataJson,
+      options.removeOnRelease === true,
+      nullOnBusy,
+      options.signal,
+      resolve,
+      reject,
+    );
+    const queue = _queueFor(lockPath);
+    if (
+      queue.waiting.length > 0 || queue.osWait || !queue.compatible(shared)
+    ) {
+      // Someone in this process is ahead: wait in line, or give up now.
+      if (timeout === 0) request.settle(null, request.busy());
+      else {
+        queue.waiting.push(request);
+        request.arm(queue, timeout);
+      }
+      return;
+    }
+    // First in line: try right away, with no trip to the thread pool.
+    let attempt;
+    try {
+      attempt = _tryTake(lockPath, shared);
+    } catch (error) {
+      request.settle(null, _wrap(lockPath, error));
+      _dropIfIdle(queue);
+      return;
+    }
+    if (attempt.stat) {
+      _grant(queue, request, attempt.handle, attempt.stat);
+      return;
+    }
+    if (timeout === 0) {
+      attempt.handle.close();
+      request.settle(null, request.busy());
+      _dropIfIdle(queue);
+      return;
+    }
+    queue.waiting.push(request);
+    request.arm(queue, timeout);
+    if (options.blocking === true) _waitBlocking(queue, attempt.handle, shared);
+    else _waitInKernel(queue, attempt.handle, shared);
+  }
+
+  /**
+   * Checks that the lock is still held and that the file at `lockPath` is
+   * still the one locked: a process that ignores the protocol may have removed
+   * or replaced it, and then another process can lock the new file.
+   *
+   * @returns `true` if held and still the file at `lockPath`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { FileLock } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const lock = await FileLock.acquire(`${dir}/state.json`);
+   * assert.ok(await lock.verify());
+   * await Deno.remove(lock.lockPath);
+   * assert.ok(!await lock.verify());
+   * await lock.release();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  verify(): Promise<boolean> {
+    return _promiseTry(() =>
+      this.#handle !== null && _current(this.#handle, this.lockPath) !== null
+    );
+  }
+
+  /**
+   * Releases the lock. Calling it again does nothing.
+   *
+   * With `removeOnRelease`, the lock file is removed first, while still
+   * held, if this is its only holder, it is still the file at `lockPath`,
+   * and no other process has it open (see ARCHITECTURE.md, "Removing a lock
+   * file"); otherwise it stays.
+   *
+   * @returns A promise that resolves once the lock is released.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { FileLock } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const lock = await FileLock.acquire(`${dir}/state.json`);
+   * await lock.release();
+   * await lock.release(); // no-op
+   * assert.ok(!lock.held);
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  release(): Promise<void> {
+    const handle = this.#handle;
+    if (handle === null) return Promise.resolve();
+    this.#handle = null;
+    // Converting to exclusive fails if anyone else still shares the file.
+    if (
+      this.#removeOnRelease && !this.#sharedWithChildren &&
+      handle.tryLock(true)
+    ) {
+      return this.#removeAndRelease(handle);
+    }
+    this.#close(handle);
+    return Promise.resolve();
+  }
+
+  async #removeAndRelease(handle: _LockHandle): Promise<void> {
+    try {
+      if (_current(handle, this.lockPath)) {
+        await _removeHeldLockFiles([{ handle, lockPath: this.lockPath }]);
+      }
+    } catch (error) {
+      if (_errorCode(error) !== "ENOENT") {
+        this.#close(handle);
+        throw _wrap(this.lockPath, error);
+      }
+    }
+    this.#close(handle);
+  }
+
+  #close(handle: _LockHandle): void {
+    // A child that inherited the lock file keeps the lock until it closes
+    // it; unlocking would take it from the child too.
+    if (!this.#sharedWithChildren) handle.unlock();
+    handle.close();
+    this.#released();
+  }
+
+  #released(): void {
+    const queue = this.#queue;
+    queue.active--;
+    if (queue.active === 0) queue.activeExclusive = false;
+    _pump(queue);
+  }
+
+  /** Releases the lock: `await using lock = await FileLock.acquire(p)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
+
+/** The first bytes of a lock file, as far as a record can reach. */
+function _head(handle: _LockHandle, stat: _FileStat): Uint8Array {
+  const bytes = new Uint8Array(Math.min(stat.size, _MAX_RECORD_BYTES));
+  return bytes.subarray(0, handle.readFromStart(bytes));
+}
+
+/** Gives `request` the OS lock on `handle`: writes the holder record. */
+function _grant(
+  queue: _Queue,
+  request: _Request,
+  handle: _LockHandle,
+  stat: _FileStat,
+): void {
+  let lock: FileLock;
+  try {
+    // Under the exclusive lock no one else writes, so one read tells; a
+    // shared holder may be writing its record beside ours, so read again.
+    const old = _readRecord(
+      handle,
+      stat.size,
+      _decodeToken,
+      request.shared ? 1000 : 1,
+    );
+    // A file with content that is not a lockbox record (a script locked as
+    // `flock script.sh` does, a pid another tool wrote), or one this process
+    // may not write, is never written. A lockbox record with a bad checksum
+    // is rewritten.
+    const damaged = old === "torn" && _isDamagedRecord(_head(handle, stat));
+    const foreign = !handle.writable ||
+      (typeof old !== "number" && stat.size > 0 && !damaged);
+    const token = foreign
+      ? 0
+      : typeof old !== "number"
+      ? _firstToken()
+      : request.shared
+      ? old
+      : old + 1;
+    _noteToken(token);
+    if (!foreign) {
+      const text = _recordText(
+        token,
+        _pid(),
+        _hostname(),
+        request.shared,
+        request.metadataJson,
+      );
+      handle.writeAtStart(_encodeRecord(text, stat.size));
+    }
+    lock = _newLock(request, handle, token, queue);
+  } catch (error) {
+    handle.unlock();
+    handle.close();
+    request.settle(null, _wrap(request.lockPath, error));
+    return;
+  }
+  queue.active++;
+  queue.activeExclusive = !request.shared;
+  request.settle(lock);
+}
+
+/** Serves the queue's head while it can, and starts a kernel wait if not. */
+function _pump(queue: _Queue): void {
+  while (queue.waiting.length > 0) {
+    const head = queue.waiting[0];
+    if (queue.osWait || !queue.compatible(head.shared)) return;
+    let attempt;
+    try {
+      attempt = _tryTake(queue.lockPath, head.shared);
+    } catch (error) {
+      queue.waiting.shift();
+      head.settle(null, _wrap(queue.lockPath, error));
+      continue;
+    }
+    if (attempt.stat) {
+      queue.waiting.shift();
+      _grant(queue, head, attempt.handle, attempt.stat);
+      continue;
+    }
+    _waitInKernel(queue, attempt.handle, head.shared);
+    return;
+  }
+  _dropIfIdle(queue);
+}
+
+function _waitInKernel(
+  queue: _Queue,
+  handle: _LockHandle,
+  shared: boolean,
+): void {
+  queue.osWait = true;
+  handle.lock(!shared).then(
+    () => _onKernelGrant(queue, handle, shared),
+    (error) => _onKernelError(queue, handle, error),
+  );
+}
+
+/**
+ * Option `blocking`: waits in this thread until the kernel grants it. (Should
+ * the lock file turn out to have been replaced meanwhile, the request starts
+ * over through `_pump`, which waits on a helper thread: `_pump` also runs on
+ * release, where blocking the caller would be wrong.)
+ */
+function _waitBlocking(
+  queue: _Queue,
+  handle: _LockHandle,
+  shared: boolean,
+): void {
+  queue.osWait = true;
+  try {
+    handle.lockSync(!shared);
+  } catch (error) {
+    _onKernelError(queue, handle, error);
+    return;
+  }
+  _onKernelGrant(queue, handle, shared);
+}
+
+function _onKernelError(
+  queue: _Queue,
+  handle: _LockHandle,
+  error: unknown,
+): void {
+  queue.osWait = false;
+  handle.close();
+  const head = queue.waiting.shift();
+  head?.settle(null, _wrap(queue.lockPath, error));
+  _pump(queue);
+}
+
+function _onKernelGrant(
+  queue: _Queue,
+  handle: _LockHandle,
+  shared: boolean,
+): void {
+  queue.osWait = false;
+  const head = queue.waiting[0];
+  let stat: _FileStat | null = null;
+  try {
+    if (
+      head !== undefined && queue.compatible(head.shared) &&
+      // The request that started the wait may have given up; the next one
+      // may want the other mode. Convert without blocking, or start over.
+      (head.shared === shared || handle.tryLock(!head.shared))
+    ) {
+      stat = _current(handle, queue.lockPath);
+    }
+  } catch {
+    stat = null;
+  }
+  if (!stat) {
+    handle.unlock();
+    handle.close();
+    _pump(queue);
+    return;
+  }
+  queue.waiting.shift();
+  _grant(queue, head, handle, stat);
+  _pump(queue);
+}
+
+/**
+ * Runs `fn` while holding the lock on `path`, and releases it afterwards,
+ * whether `fn` returns or throws.
+ *
+ * Locks are not re-entrant: calling `withLock` (or `FileLock.acquire`) for the
+ * same lock path inside `fn`, in the same async call chain, throws a
+ * `LockError` at once instead of waiting for itself forever.
+ *
+ * Requires `--allow-read` and `--allow-write`.
+ *
+ * @param path The file to guard.
+ * @param fn The work to do under the lock; it receives the lock.
+ * @param options Mode, timeout, abort signal, lock path and metadata.
+ * @returns What `fn` returns.
+ * @throws {LockTimeoutError} If the lock could not be taken in time.
+ * @throws {LockError} If the lock path is unusable, or this async context holds it already.
+ *
+ * @example
+ * ```ts
+ * import { withLock } from "@lockbox/lockbox";
+ * const dir = await Deno.makeTempDir();
+ * const file = `${dir}/counter.txt`;
+ * await withLock(file, async () => {
+ *   const n = Number(await Deno.readTextFile(file).catch(() => "0"));
+ *   await Deno.writeTextFile(file, String(n + 1));
+ * });
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function withLock<T>(
+  path: string | URL,
+  fn: (lock: FileLock) => T | Promise<T>,
+  options: LockOptions = {},
+): Promise<T> {
+  const lock = await FileLock.acquire(path, options);
+  try {
+    return await _lockInternals.runHolding(lock, () => fn(lock));
+  } finally {
+    await lock.release();
+  }
+}

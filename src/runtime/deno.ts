@@ -1,0 +1,709 @@
+// The only module that touches `Deno.*`. Everything above it is
+// runtime-agnostic: the Node build swaps in _runtime_node.ts, which has the
+// same exports (the shapes are in _runtime_types.ts).
+
+import { constants } from "node:os";
+import { _readWhole } from "./types.ts";
+import type {
+  _Child,
+  _DirEntry,
+  _FileStat,
+  _LockHandle,
+  _SpawnOptions,
+  _WriteHandle,
+} from "./types.ts";
+
+const _signals = constants.signals as Record<string, number>;
+
+function _stat(info: Deno.FileInfo): _FileStat {
+  return {
+    dev: info.dev,
+    ino: info.ino ?? 0,
+    nlink: info.nlink ?? 1,
+    size: info.size,
+    mtimeMs: info.mtime?.getTime() ?? null,
+    mode: info.mode === null ? null : info.mode & 0o7777,
+    uid: info.uid,
+    gid: info.gid,
+    isFile: info.isFile,
+    isDirectory: info.isDirectory,
+    isSymlink: info.isSymlink,
+  };
+}
+
+/** `lstat`, with `null` for a path that does not exist. */
+export function _lstat(path: string): _FileStat | null {
+  try {
+    return _stat(Deno.lstatSync(path));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/**
+ * The descriptor number of this process's open file `stat` describes, which
+ * Deno does not expose: found in /proc. With `locked`, the one whose open
+ * file description holds a flock (the kernel lists it under that
+ * descriptor), which tells a lock from other opens of the same file.
+ */
+function _descriptorOf(stat: _FileStat, locked = false): number {
+  const found: number[] = [];
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    const fd = Number(entry.name);
+    try {
+      const target = Deno.statSync(`/proc/self/fd/${fd}`);
+      if (target.dev !== stat.dev || target.ino !== stat.ino) continue;
+      if (
+        locked &&
+        !/^lock:\s.*FLOCK/m.test(
+          Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`),
+        )
+      ) continue;
+    } catch {
+      continue; // closed while we looked, or not a file
+    }
+    found.push(fd);
+  }
+  if (found.length !== 1) {
+    throw new Error(
+      `Cannot find the descriptor of inode ${stat.ino}: ${found.length} open descriptors match`,
+    );
+  }
+  return found[0];
+}
+
+class _DenoLockHandle implements _LockHandle {
+  #file: Deno.FsFile;
+  // Tracked so that a fresh handle reads and writes without a seek.
+  #position = 0;
+  constructor(file: Deno.FsFile, readonly writable: boolean) {
+    this.#file = file;
+  }
+  #seekToStart(): void {
+    if (this.#position !== 0) this.#file.seekSync(0, Deno.SeekMode.Start);
+    this.#position = 0;
+  }
+  tryLock(exclusive: boolean): boolean {
+    return this.#file.tryLockSync(exclusive);
+  }
+  lock(exclusive: boolean): Promise<void> {
+    return this.#file.lock(exclusive);
+  }
+  lockSync(exclusive: boolean): void {
+    this.#file.lockSync(exclusive);
+  }
+  unlock(): void {
+    this.#file.unlockSync();
+  }
+  stat(): _FileStat {
+    return _stat(this.#file.statSync());
+  }
+  readFromStart(buffer: Uint8Array): number {
+    this.#seekToStart();
+    let total = 0;
+    while (total < buffer.length) {
+      const n = this.#file.readSync(buffer.subarray(total));
+      if (n === null || n === 0) break;
+      total += n;
+      this.#position += n;
+    }
+    return total;
+  }
+  writeAtStart(data: Uint8Array): void {
+    this.#seekToStart();
+    let written = 0;
+    while (written < data.length) {
+      written += this.#file.writeSync(data.subarray(written));
+    }
+    this.#position = written;
+  }
+  close(): void {
+    this.#file.close();
+  }
+  /** The descriptor number, which Deno does not expose: found in /proc. */
+  descriptor(): number {
+    return _descriptorOf(this.stat(), true);
+  }
+}
+
+/**
+ * Opens an existing file for locking without creating or truncating it: read
+ * and write, or read-only where this process may not write it (flock needs
+ * only a read).
+ */
+export function _openExisting(path: string): _LockHandle {
+  try {
+    return new _DenoLockHandle(
+      Deno.openSync(path, { read: true, write: true }),
+      true,
+    );
+  } catch (error) {
+    const code = _errorCode(error);
+    if (code !== "EACCES" && code !== "EPERM" && code !== "EROFS") throw error;
+    return new _DenoLockHandle(Deno.openSync(path, { read: true }), false);
+  }
+}
+
+/**
+ * Creates a new file with `O_CREAT | O_EXCL`, which never follows a symlink
+ * and never touches an existing file. Throws `AlreadyExists` if one is there.
+ */
+export function _createNew(path: string, mode = 0o644): _LockHandle {
+  return new _DenoLockHandle(
+    Deno.openSync(path, { read: true, write: true, createNew: true, mode }),
+    true,
+  );
+}
+
+/** Opens a file read-only, for readers that must not disturb anyone. */
+export function _openReadOnly(path: string): _LockHandle {
+  return new _DenoLockHandle(Deno.openSync(path, { read: true }), false);
+}
+
+export function _mkdirp(dir: string): void {
+  Deno.mkdirSync(dir, { recursive: true });
+}
+
+export function _unlink(path: string): void {
+  Deno.removeSync(path);
+}
+
+/** The error code (`ENOENT`, `EEXIST`, ...) of a runtime error, if any. */
+export function _errorCode(error: unknown): string | undefined {
+  if (error instanceof Deno.errors.NotFound) return "ENOENT";
+  if (error instanceof Deno.errors.AlreadyExists) return "EEXIST";
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+export function _pid(): number {
+  return Deno.pid;
+}
+
+let _hostnameCache: string | undefined;
+/**
+ * The host name, or `"unknown"` without `--allow-sys=hostname`: it only labels
+ * a holder record, and the lock itself does not depend on it.
+ */
+export function _hostname(): string {
+  if (_hostnameCache === undefined) {
+    try {
+      _hostnameCache = Deno.hostname();
+    } catch {
+      _hostnameCache = "unknown";
+    }
+  }
+  return _hostnameCache;
+}
+
+/** Whether a process with this pid exists (it may belong to anyone). */
+export function _processExists(pid: number): boolean {
+  try {
+    Deno.kill(pid, 0 as unknown as Deno.Signal);
+    return true;
+  } catch (error) {
+    if (_errorCode(error) === "EPERM") return true;
+    if (_errorCode(error) === "ESRCH") return false;
+    // Without --allow-run, fall back to /proc where there is one.
+    try {
+      Deno.statSync(`/proc/${pid}`);
+      return true;
+    } catch (statError) {
+      if (statError instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+}
+
+/**
+ * The text of `/proc/locks`, or `null` where the system has none.
+ *
+ * `/proc/locks` is a seq_file: each `read()` is consistent on its own, but a
+ * lock released between two reads shifts the records, and the next one is
+ * skipped. `readTextFileSync` reads it 32 bytes at a time, so a held lock
+ * could vanish from the table. One large read returns the first page of
+ * records (about 70 locks) in one consistent piece.
+ */
+export function _readProcLocks(): string | null {
+  if (Deno.build.os !== "linux") return null;
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync("/proc/locks", { read: true });
+  } catch (error) {
+    // Deno lets only --allow-all read /proc/locks; without it, probe.
+    if (
+      error instanceof Deno.errors.NotFound ||
+      error instanceof Deno.errors.NotCapable
+    ) return null;
+    throw error;
+  }
+  try {
+    return _readWhole((into) => file.readSync(into) ?? 0);
+  } finally {
+    file.close();
+  }
+}
+
+class _DenoWriteHandle implements _WriteHandle {
+  #file: Deno.FsFile;
+  /** Where the next read starts, when known (a fresh file starts at 0). */
+  #readPosition: number | null = 0;
+  constructor(file: Deno.FsFile) {
+    this.#file = file;
+  }
+  matchOwnership(like: _FileStat): void {
+    const own = _stat(this.#file.statSync());
+    const owner = like.uid !== null && like.gid !== null &&
+      (own.uid !== like.uid || own.gid !== like.gid);
+    const mode = like.mode !== null && own.mode !== like.mode;
+    if (!owner && !mode) return;
+    // Deno has no fchown or fchmod; /proc/self/fd/N leads to the open file
+    // itself, not to whatever is at its path now.
+    const path = `/proc/self/fd/${_descriptorOf(own)}`;
+    if (owner) Deno.chownSync(path, like.uid, like.gid);
+    // After chown, which clears set-id bits.
+    if (like.mode !== null) Deno.chmodSync(path, like.mode);
+  }
+  async write(data: Uint8Array): Promise<void> {
+    this.#readPosition = null;
+    let written = 0;
+    while (written < data.length) {
+      written += await this.#file.write(data.subarray(written));
+    }
+  }
+  sync(dataOnly = false): Promise<void> {
+    return dataOnly ? this.#file.syncData() : this.#file.sync();
+  }
+  writeNow(data: Uint8Array): void {
+    this.#readPosition = null;
+    let written = 0;
+    while (written < data.length) {
+      written += this.#file.writeSync(data.subarray(written));
+    }
+  }
+  syncDataNow(): void {
+    this.#file.syncDataSync();
+  }
+  size(): number {
+    return this.#file.statSync().size;
+  }
+  byteAt(offset: number): number {
+    const one = new Uint8Array(1);
+    this.#file.seekSync(offset, Deno.SeekMode.Start);
+    const n = this.#file.readSync(one);
+    this.#readPosition = offset + (n ?? 0);
+    return n === 1 ? one[0] : -1;
+  }
+  readAt(offset: number, length: number): Uint8Array {
+    const buffer = new Uint8Array(length);
+    // Deno has no pread: seek, unless the file is already there.
+    if (this.#readPosition !== offset) {
+      this.#file.seekSync(offset, Deno.SeekMode.Start);
+    }
+    let total = 0;
+    while (total < length) {
+      const n = this.#file.readSync(buffer.subarray(total));
+      if (n === null || n === 0) break;
+      total += n;
+    }
+    this.#readPosition = offset + total;
+    return buffer.subarray(0, total);
+  }
+  truncate(size: number): void {
+    this.#file.truncateSync(size);
+  }
+  close(): void {
+    this.#file.close();
+  }
+}
+
+/** Creates a new file for writing with `O_CREAT | O_EXCL`. */
+export function _createForWrite(path: string, mode: number): _WriteHandle {
+  return new _DenoWriteHandle(
+    Deno.openSync(path, { write: true, createNew: true, mode }),
+  );
+}
+
+/** Opens (creating if needed) a file for appending; readable too. */
+export function _openForAppend(path: string): _WriteHandle {
+  return new _DenoWriteHandle(
+    Deno.openSync(path, { read: true, append: true, create: true }),
+  );
+}
+
+/**
+ * Opens an existing file for reading and appending; `null` if it does not
+ * exist. Never creates one.
+ */
+export function _openExistingForAppend(path: string): _WriteHandle | null {
+  try {
+    return new _DenoWriteHandle(
+      Deno.openSync(path, { read: true, append: true }),
+    );
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/** `fsync` on a directory, so that a rename in it is durable. */
+export async function _syncDirectory(dir: string): Promise<void> {
+  const handle = await Deno.open(dir, { read: true });
+  try {
+    await handle.sync();
+  } finally {
+    handle.close();
+  }
+}
+
+export function _rename(from: string, to: string): void {
+  Deno.renameSync(from, to);
+}
+
+export function _link(from: string, to: string): void {
+  Deno.linkSync(from, to);
+}
+
+/** Reads a whole file; `null` if it does not exist. */
+export async function _readFile(path: string): Promise<Uint8Array | null> {
+  try {
+    return await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/** Removes a file; `false` if it was not there. */
+export function _removeIfExists(path: string): boolean {
+  try {
+    Deno.removeSync(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** Lists a directory's entries. */
+export async function _readDir(dir: string): Promise<_DirEntry[]> {
+  const entries: _DirEntry[] = [];
+  for await (const entry of Deno.readDir(dir)) entries.push(entry);
+  return entries;
+}
+
+/**
+ * The other processes that have any of the files `files` (keys
+ * `"<dev>:<ino>"`) open, from one pass over `/proc/PID/fd`: the pids per
+ * key. `complete` is `false` where some process's descriptors cannot be read
+ * (another user's, without root) or there is no `/proc`.
+ */
+export function _openers(
+  files: ReadonlySet<string>,
+): { pids: Map<string, number[]>; complete: boolean } {
+  const pids = new Map<string, number[]>();
+  if (Deno.build.os !== "linux") return { pids, complete: false };
+  let complete = true;
+  for (const entry of Deno.readDirSync("/proc")) {
+    const pid = Number(entry.name);
+    if (!Number.isInteger(pid) || pid === Deno.pid) continue;
+    try {
+      for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+        let target: Deno.FileInfo;
+        try {
+          target = Deno.statSync(`/proc/${pid}/fd/${fd.name}`);
+        } catch {
+          continue; // closed meanwhile, or not a file
+        }
+        const key = `${target.dev}:${target.ino}`;
+        if (!files.has(key)) continue;
+        const list = pids.get(key) ?? [];
+        if (!list.includes(pid)) list.push(pid);
+        pids.set(key, list);
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) complete = false;
+    }
+  }
+  return { pids, complete };
+}
+
+/** `stat` following symlinks, with `null` for a path (or target) that does not exist. */
+export function _statFollow(path: string): _FileStat | null {
+  try {
+    return _stat(Deno.statSync(path));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
+/** The canonical path, every symlink resolved. */
+export function _realPath(path: string): string {
+  return Deno.realPathSync(path);
+}
+
+/**
+ * Starts a command with this process's stdin, stdout and stderr. Rejects
+ * (code `ENOENT` or `EACCES`) if it cannot be started.
+ */
+export function _spawn(
+  command: string,
+  args: string[],
+  options: _SpawnOptions = {},
+): Promise<_Child> {
+  return Promise.resolve().then(() => _spawnNow(command, args, options));
+}
+
+const _F_GETFD = 1;
+const _F_SETFD = 2;
+const _FD_CLOEXEC = 1;
+
+/**
+ * Runs `fn` with the C library open, through FFI (`--allow-ffi`), for what
+ * Deno has no API for; closed again after, so no test sees it leak.
+ */
+function _withCLibrary<T>(
+  fn: (c: ReturnType<typeof _openLibc>["symbols"]) => T,
+): T {
+  const library = _openLibc();
+  try {
+    return fn(library.symbols);
+  } finally {
+    library.close();
+  }
+}
+
+function _openLibc() {
+  return Deno.dlopen("libc.so.6", {
+    fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+    flock: { parameters: ["i32", "i32"], result: "i32" },
+    __errno_location: { parameters: [], result: "pointer" },
+  });
+}
+
+const _LOCK_SH = 1;
+const _LOCK_EX = 2;
+const _LOCK_NB = 4;
+const _LOCK_UN = 8;
+const _EINTR = 4;
+const _EBADF = 9;
+const _EWOULDBLOCK = 11;
+
+/**
+ * `flock(2)` on a descriptor this process inherited (Deno has no API for
+ * one it did not open), through the C library (`--allow-ffi`). Without
+ * `wait` it tries once and returns `false` if the lock is held elsewhere;
+ * with it, it blocks this thread until the kernel grants it.
+ */
+export function _flockDescriptor(
+  fd: number,
+  how: "sh" | "ex" | "un",
+  wait: boolean,
+): boolean {
+  return _withCLibrary(({ fcntl, flock, __errno_location }) => {
+    // The runtime opens its own descriptors close-on-exec; one that came
+    // from the calling shell is not. So a number that is open here but
+    // close-on-exec is the runtime's, and not open as far as the shell knows.
+    const flags = fcntl(fd, _F_GETFD, 0);
+    if (flags < 0 || (flags & _FD_CLOEXEC) !== 0) {
+      throw Object.assign(new Error(`descriptor ${fd} is not open`), {
+        code: "EBADF",
+      });
+    }
+    const op = (how === "sh" ? _LOCK_SH : how === "ex" ? _LOCK_EX : _LOCK_UN) |
+      (wait ? 0 : _LOCK_NB);
+    while (true) {
+      if (flock(fd, op) === 0) return true;
+      const errno = new Deno.UnsafePointerView(__errno_location()!).getInt32();
+      if (errno === _EINTR) continue;
+      if (errno === _EWOULDBLOCK) return false;
+      throw Object.assign(
+        new Error(
+          errno === _EBADF
+            ? `descriptor ${fd} is not open`
+            : `flock(${fd}) failed with errno ${errno}`,
+        ),
+        { code: errno === _EBADF ? "EBADF" : `ERRNO${errno}` },
+      );
+    }
+  });
+}
+
+/**
+ * The command that runs this program again: for a helper process that
+ * must be this same CLI.
+ */
+export function _selfCommand(): string[] {
+  return (Deno.build as { standalone?: boolean }).standalone
+    ? [Deno.execPath()]
+    : [Deno.execPath(), "run", "--allow-all", "--quiet", Deno.mainModule];
+}
+
+/**
+ * Runs `fn` with `fd` inheritable by child processes: Deno opens every file
+ * close-on-exec, and a child keeps every descriptor that is not.
+ */
+function _withInheritable<T>(fd: number, fn: () => T): T {
+  return _withCLibrary(({ fcntl }) => {
+    const flags = fcntl(fd, _F_GETFD, 0);
+    if (flags < 0 || fcntl(fd, _F_SETFD, flags & ~_FD_CLOEXEC) < 0) {
+      throw new Error(`Cannot pass descriptor ${fd} on to a command`);
+    }
+    try {
+      return fn();
+    } finally {
+      fcntl(fd, _F_SETFD, flags);
+    }
+  });
+}
+
+function _isExecutableFile(path: string): boolean {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile && ((info.mode ?? 0) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+function _spawnNow(
+  command: string,
+  args: string[],
+  options: _SpawnOptions,
+): _Child {
+  // Deno runs a relative path such as ./job.sh by its absolute path, so a
+  // script would see an absolute $0 (breaking flock(1)'s FLOCKER idiom,
+  // which compares $0). A shell's exec keeps the path as given.
+  const relative = command.includes("/") && !command.startsWith("/") &&
+    _isExecutableFile(command);
+  const start = () =>
+    new Deno.Command(relative ? "/bin/sh" : command, {
+      args: relative ? ["-c", 'exec "$0" "$@"', command, ...args] : args,
+      env: options.env,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+  const lock = options.passLock as _DenoLockHandle | undefined;
+  const child = lock ? _withInheritable(lock.descriptor(), start) : start();
+  return {
+    pid: child.pid,
+    status: child.status.then((s) => ({
+      code: s.code,
+      signal: s.signal === null ? null : _signals[s.signal] ?? null,
+    })),
+    kill(signal) {
+      try {
+        child.kill(signal);
+      } catch {
+        // Already exited.
+      }
+    },
+  };
+}
+
+/** Calls `fn` on SIGINT or SIGTERM instead of dying; returns the undo. */
+export function _onTerminationSignals(
+  fn: (signal: "SIGINT" | "SIGTERM") => void,
+): () => void {
+  const int = () => fn("SIGINT");
+  const term = () => fn("SIGTERM");
+  Deno.addSignalListener("SIGINT", int);
+  Deno.addSignalListener("SIGTERM", term);
+  return () => {
+    Deno.removeSignalListener("SIGINT", int);
+    Deno.removeSignalListener("SIGTERM", term);
+  };
+}
+
+/** Whether a standard stream is a terminal. */
+export function _isTerminal(stream: "stdin" | "stdout" | "stderr"): boolean {
+  return Deno[stream].isTerminal();
+}
+
+/** The width of the terminal on stderr, or 80. */
+export function _columns(): number {
+  try {
+    return Deno.consoleSize().columns || 80;
+  } catch {
+    return 80;
+  }
+}
+
+/** An environment variable, or `undefined`. */
+export function _env(name: string): string | undefined {
+  return Deno.env.get(name);
+}
+
+const _out = new TextEncoder();
+
+/** Writes text to stderr as it is, with no newline added. */
+export function _writeStderr(text: string): void {
+  const bytes = _out.encode(text);
+  for (let n = 0; n < bytes.length;) {
+    n += Deno.stderr.writeSync(bytes.subarray(n));
+  }
+}
+
+/**
+ * Writes text to stdout whole, before returning; a failed write (a full
+ * disk, a closed pipe: code `EPIPE`) throws.
+ */
+export function _writeStdout(text: string): void {
+  const bytes = _out.encode(text);
+  try {
+    for (let n = 0; n < bytes.length;) {
+      n += Deno.stdout.writeSync(bytes.subarray(n));
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.BrokenPipe) {
+      throw Object.assign(new Error("stdout was closed"), { code: "EPIPE" });
+    }
+    throw error;
+  }
+}
+
+/** Reads one line from stdin, or `null` at its end. */
+export async function _readStdinLine(): Promise<string | null> {
+  const buffer = new Uint8Array(1);
+  const bytes: number[] = [];
+  while (true) {
+    const n = await Deno.stdin.read(buffer);
+    if (n === null) {
+      return bytes.length
+        ? new TextDecoder().decode(new Uint8Array(bytes))
+        : null;
+    }
+    if (buffer[0] === 0x0a) {
+      return new TextDecoder().decode(new Uint8Array(bytes));
+    }
+    bytes.push(buffer[0]);
+  }
+}
+
+/** Makes a private temporary directory. */
+export async function _makeTempDir(prefix: string): Promise<string> {
+  return await Deno.makeTempDir({ prefix });
+}
+
+/** Removes a directory and everything in it. */
+export async function _removeTree(path: string): Promise<void> {
+  await Deno.remove(path, { recursive: true });
+}
+
+/** Ends the process. */
+export function _exit(code: number): never {
+  Deno.exit(code);
+}
+
+/** The command-line arguments. */
+export function _args(): string[] {
+  return [...Deno.args];
+}
+
+/** Whether the module with this `import.meta` is the program's entry point. */
+export function _isMain(meta: ImportMeta): boolean {
+  return meta.main;
+}

@@ -1,0 +1,59 @@
+// The runtime layer lockbox runs on, chosen when this module loads: Deno's
+// (deno.ts) when `globalThis.Deno` is there, else Node's (node.ts). Both
+// export the same functions; the type below makes a missing or different
+// one a type error. Nothing above this folder touches `Deno.*` or Node's
+// file and process APIs directly. Node's flock comes from npm fs-ext, which
+// node.ts loads on first use, so Deno never needs it.
+
+import * as deno from "./deno.ts";
+import * as node from "./node.ts";
+
+export * from "./types.ts";
+
+/** Whether lockbox runs on Deno (else on Node). */
+export const _onDeno: boolean =
+  typeof (globalThis as { Deno?: { version?: { deno?: unknown } } }).Deno
+    ?.version?.deno === "string";
+
+const chosen: typeof deno = _onDeno ? deno : node;
+
+export const {
+  _lstat,
+  _openExisting,
+  _createNew,
+  _openReadOnly,
+  _mkdirp,
+  _unlink,
+  _errorCode,
+  _pid,
+  _hostname,
+  _processExists,
+  _readProcLocks,
+  _createForWrite,
+  _openForAppend,
+  _openExistingForAppend,
+  _syncDirectory,
+  _rename,
+  _link,
+  _readFile,
+  _removeIfExists,
+  _readDir,
+  _openers,
+  _statFollow,
+  _realPath,
+  _spawn,
+  _flockDescriptor,
+  _selfCommand,
+  _onTerminationSignals,
+  _isTerminal,
+  _columns,
+  _env,
+  _writeStderr,
+  _writeStdout,
+  _readStdinLine,
+  _makeTempDir,
+  _removeTree,
+  _exit,
+  _args,
+  _isMain,
+} = chosen;

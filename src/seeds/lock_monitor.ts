@@ -1,0 +1,528 @@
+// The lock monitor: who holds which lock file, from the kernel, and cleanup
+// of stale lock files that can never break a held lock.
+
+import { _promiseTry } from "../base/_promise.ts";
+import { join } from "node:path";
+import { _readHolderRecord } from "../lock/_holder_record.ts";
+import {
+  type _KernelTable,
+  _kernelTable,
+  _liveRecord,
+} from "../lock/_kernel.ts";
+import { _lockInternals } from "../lock/_lock_internals.ts";
+import { _removeHeldLockFiles } from "../lock/_lock_removal.ts";
+import { _errorCode, _lstat, _readDir, _toPath } from "../runtime/mod.ts";
+import { StoreError } from "../base/errors.ts";
+import { FileLock } from "../lock/file_lock.ts";
+import type { LockHolder } from "../lock/lock_holder.ts";
+
+/** What the monitor knows about one lock file. */
+export interface LockInfo {
+  /** The lock file. */
+  lockPath: string;
+  /** Whether any process holds it: the kernel's view. */
+  held: boolean;
+  /** The mode it is held in, or `null` when free. */
+  mode: "exclusive" | "shared" | null;
+  /** The pids holding it, from the kernel where it can tell (Linux). */
+  holders: number[];
+  /** What the lock file's record says (may describe an earlier holder). */
+  record: LockHolder | null;
+  /** Time since the lock file was last written; never negative. */
+  ageMs: number;
+  /** Free and older than `staleAfter`. */
+  stale: boolean;
+}
+
+/** What {@linkcode cleanupStaleLocks} did. */
+export interface CleanupReport {
+  /** Lock files removed (with `dryRun`: that would be removed). */
+  removed: string[];
+  /** Lock files kept, and why. */
+  kept: { path: string; reason: string }[];
+  /** Files or directories that could not be looked at or removed. */
+  errors: { path: string; error: string }[];
+}
+
+/** Options of the monitor's functions. */
+export interface MonitorLockOptions {
+  /**
+   * How old a free lock file must be to count as stale, in milliseconds.
+   *
+   * @default {3_600_000}
+   */
+  staleAfter?: number;
+  /**
+   * Look in subdirectories too (never through symlinks).
+   *
+   * @default {false}
+   */
+  recursive?: boolean;
+}
+
+/** Options of {@linkcode cleanupStaleLocks}. */
+export interface CleanupOptions extends MonitorLockOptions {
+  /**
+   * Report what would be removed, and remove nothing.
+   *
+   * @default {false}
+   */
+  dryRun?: boolean;
+}
+
+const _HOUR = 3_600_000;
+
+function _staleAfter(value: number | undefined): number {
+  const ms = value ?? _HOUR;
+  if (typeof ms !== "number" || !(ms >= 0)) {
+    throw new RangeError(
+      `Cannot use staleAfter ${value}: expected milliseconds from 0 up`,
+    );
+  }
+  return ms;
+}
+
+function _message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The info of a lock file that `lstat` says is a regular file. `record` is
+ * its holder record, read by the caller.
+ */
+function _info(
+  lockPath: string,
+  record: LockHolder | null,
+  staleAfter: number,
+  now: number,
+  table: _KernelTable,
+): LockInfo {
+  const stat = _lstat(lockPath);
+  if (stat === null || !stat.isFile) {
+    throw new TypeError(
+      `Cannot inspect '${lockPath}': it is ${
+        stat === null ? "missing" : "not a regular file"
+      }`,
+    );
+  }
+  const view = table(lockPath, stat);
+  const ageMs = Math.max(0, Math.floor(now - (stat.mtimeMs ?? now)));
+  const held = view.mode !== null;
+  return {
+    lockPath,
+    held,
+    mode: view.mode,
+    holders: view.pids,
+    record,
+    ageMs,
+    stale: !held && ageMs > staleAfter,
+  };
+}
+
+/**
+ * The lock file's record; `null` for a file this process may not read (its
+ * state and holders still come from the kernel).
+ */
+function _readableRecord(lockPath: string): LockHolder | null {
+  try {
+    return _readHolderRecord(lockPath);
+  } catch (error) {
+    const code = _errorCode(error);
+    if (code === "EACCES" || code === "EPERM") return null;
+    throw error;
+  }
+}
+
+/** Walks `dir` for `*.lock` entries; reports what it cannot read. */
+async function _walk(
+  dir: string,
+  recursive: boolean,
+  onLock: (
+    path: string,
+    kind: "file" | "symlink" | "directory" | "other",
+  ) => void,
+  onError: (path: string, error: unknown) => void,
+): Promise<void> {
+  let entries;
+  try {
+    entries = await _readDir(dir);
+  } catch (error) {
+    onError(dir, error);
+    return;
+  }
+  entries.sort((a, b) => a.name.localeCompare(b.name));
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.name.endsWith(".lock")) {
+      onLock(
+        path,
+        entry.isSymlink
+          ? "symlink"
+          : entry.isFile
+          ? "file"
+          : entry.isDirectory
+          ? "directory"
+          : "other",
+      );
+    }
+    if (recursive && entry.isDirectory && !entry.isSymlink) {
+      await _walk(path, recursive, onLock, onError);
+    }
+  }
+}
+
+/**
+ * Lists lockbox's lock files in a directory: files named `*.lock` that carry
+ * a lockbox holder record, with the kernel's view of each. Other tools'
+ * files (`Cargo.lock`, `yarn.lock`, an empty file `flock(1)` made) are not
+ * listed, nor is a file this process may not read (it cannot be told apart
+ * from them); {@linkcode lockInfo} looks at any file you name. On Linux this
+ * reads `/proc/locks` once per call and never touches a lock, so listing
+ * over and over never makes anyone's `tryAcquire` fail. Elsewhere it probes
+ * each file with a non-blocking lock, which for an instant holds it.
+ * Symlinks and directories named `*.lock` are skipped and never followed;
+ * unreadable subdirectories are skipped ({@linkcode cleanupStaleLocks}
+ * reports them).
+ *
+ * Requires `--allow-read`.
+ *
+ * @param dir The directory.
+ * @param options `recursive` and `staleAfter`.
+ * @returns One `LockInfo` per lock file, sorted by path.
+ * @throws {RangeError} If `staleAfter` is negative.
+ * @throws {StoreError} If `dir` itself cannot be read.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FileLock, listLocks } from "@lockbox/lockbox";
+ * const dir = await Deno.makeTempDir();
+ * const lock = await FileLock.acquire(`${dir}/a.json`);
+ * const [info] = await listLocks(dir);
+ * assert.ok(info.held && info.holders[0] === Deno.pid);
+ * await lock.release();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function listLocks(
+  dir: string | URL,
+  options: MonitorLockOptions = {},
+): Promise<LockInfo[]> {
+  const staleAfter = _staleAfter(options.staleAfter);
+  const now = Date.now();
+  const table = _kernelTable();
+  const infos: LockInfo[] = [];
+  const root = _toPath(dir);
+  await _walk(root, options.recursive ?? false, (path, kind) => {
+    if (kind !== "file") return;
+    try {
+      // Only lockbox's lock files: other tools' `*.lock` files (Cargo.lock,
+      // yarn.lock) carry no lockbox record, and one this process may not
+      // read cannot be told apart from them.
+      const record = _readHolderRecord(path);
+      if (record !== null) {
+        infos.push(_info(path, record, staleAfter, now, table));
+      }
+    } catch {
+      // Unreadable, or removed or replaced while we looked: not listed.
+    }
+  }, (path, error) => {
+    // The directory asked for must be readable; a subdirectory that is not
+    // is skipped (cleanupStaleLocks reports it).
+    if (path === root) {
+      throw new StoreError(
+        root,
+        `Cannot list lock files in '${root}': ${
+          _message(error)
+        }; check that it is a readable directory`,
+        { cause: error },
+      );
+    }
+  });
+  return infos.sort((a, b) => a.lockPath.localeCompare(b.lockPath));
+}
+
+/**
+ * The monitor's view of one lock file.
+ *
+ * @param lockFile The lock file itself.
+ * @param options `staleAfter`.
+ * @returns Its `LockInfo`.
+ * @throws {TypeError} If it is missing, a symlink or not a regular file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FileLock, lockInfo } from "@lockbox/lockbox";
+ * const dir = await Deno.makeTempDir();
+ * await (await FileLock.acquire(`${dir}/a.json`)).release();
+ * assert.ok(!(await lockInfo(`${dir}/a.json.lock`)).held);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export function lockInfo(
+  lockFile: string | URL,
+  options: { staleAfter?: number } = {},
+): Promise<LockInfo> {
+  return _promiseTry(() => {
+    const path = _toPath(lockFile);
+    const staleAfter = _staleAfter(options.staleAfter);
+    const stat = _lstat(path);
+    // Named by the caller, so looked at even without a lockbox record.
+    const record = stat?.isFile ? _readableRecord(path) : null;
+    return _info(path, record, staleAfter, Date.now(), _kernelTable());
+  });
+}
+
+/**
+ * Whether a lock file is stale: no process holds it (the kernel's view) and
+ * it is older than `staleAfter`. A held lock is never stale, however old; a
+ * record naming a live pid that does not hold the lock (pid reuse) does not
+ * make it held.
+ *
+ * @param lockFile The lock file itself.
+ * @param options `staleAfter`.
+ * @returns `true` if stale.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { FileLock, isLockStale } from "@lockbox/lockbox";
+ * const dir = await Deno.makeTempDir();
+ * await (await FileLock.acquire(`${dir}/a.json`)).release();
+ * const lockFile = `${dir}/a.json.lock`;
+ * const old = new Date(Date.now() - 2 * 3_600_000);
+ * await Deno.utime(lockFile, old, old);
+ * assert.ok(await isLockStale(lockFile));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function isLockStale(
+  lockFile: string | URL,
+  options: { staleAfter?: number } = {},
+): Promise<boolean> {
+  return (await lockInfo(lockFile, options)).stale;
+}
+
+/**
+ * Removes stale lockbox lock files, and nothing else. A file is removed only
+ * when all of these hold:
+ *
+ * - it is named `*.lock`, is a regular file (never a symlink) and carries a
+ *   lockbox holder record: other tools' files are never touched;
+ * - it is stale: no process holds it and it is older than `staleAfter`;
+ * - this process takes it exclusively, and removes it while holding it,
+ *   after checking that it is still the file at that path;
+ * - no other process has it open, checked in `/proc/PID/fd` before and
+ *   again after moving it out of the way (so nothing can open it during the
+ *   second look). A process that has it open may be waiting in `flock(1)` or
+ *   Python's `fcntl.flock`, which never re-check the file after locking:
+ *   removing it would leave that process holding a file no one else sees.
+ *   Such a file is put back and kept. Where `/proc/PID/fd` of some process
+ *   cannot be read (not root), nothing can be shown and the file is kept.
+ *
+ * So cleanup never gives a lock two holders, whoever uses the file. Errors
+ * on one file are reported and the others go on.
+ *
+ * Requires `--allow-read` and `--allow-write`.
+ *
+ * @param dir The directory.
+ * @param options `staleAfter`, `recursive` and `dryRun`.
+ * @returns What was removed, kept (and why), and what failed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { cleanupStaleLocks, FileLock } from "@lockbox/lockbox";
+ * const dir = await Deno.makeTempDir();
+ * await (await FileLock.acquire(`${dir}/old`)).release();
+ * await Deno.writeTextFile(`${dir}/Cargo.lock`, "# not ours\n");
+ * const old = new Date(Date.now() - 60_000);
+ * await Deno.utime(`${dir}/old.lock`, old, old);
+ * await Deno.utime(`${dir}/Cargo.lock`, old, old);
+ * const report = await cleanupStaleLocks(dir, { staleAfter: 1_000, dryRun: true });
+ * assert.deepEqual(report.removed, [`${dir}/old.lock`]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function cleanupStaleLocks(
+  dir: string | URL,
+  options: CleanupOptions = {},
+): Promise<CleanupReport> {
+  const staleAfter = _staleAfter(options.staleAfter);
+  const report: CleanupReport = { removed: [], kept: [], errors: [] };
+  const candidates: string[] = [];
+  await _walk(_toPath(dir), options.recursive ?? false, (path, kind) => {
+    if (kind === "file") candidates.push(path);
+    else {
+      report.kept.push({
+        path,
+        reason: `${
+          kind === "other" ? "not a regular file" : `a ${kind}`
+        }, not a lock file; never followed or removed`,
+      });
+    }
+  }, (path, error) => report.errors.push({ path, error: _message(error) }));
+  const now = Date.now();
+  const table = _kernelTable();
+  const stale: string[] = [];
+  for (const path of candidates) {
+    try {
+      const record = _readHolderRecord(path);
+      if (record === null) {
+        report.kept.push({
+          path,
+          reason: "not a lockbox lock file (no lockbox record); never removed",
+        });
+        continue;
+      }
+      const info = _info(path, record, staleAfter, now, table);
+      if (info.stale) {
+        stale.push(path);
+        continue;
+      }
+      report.kept.push({
+        path,
+        reason: info.held
+          ? `held${
+            info.holders.length ? ` by pid ${info.holders.join(", ")}` : ""
+          }`
+          : `free but younger than ${staleAfter} ms`,
+      });
+    } catch (error) {
+      report.errors.push({ path, error: _message(error) });
+    }
+  }
+  if (options.dryRun) {
+    report.removed.push(...stale);
+    return report;
+  }
+  // In batches: each batch holds its files' locks at once (one descriptor
+  // each) while one look at every process's open files covers them all.
+  for (let start = 0; start < stale.length; start += _BATCH) {
+    await _removeBatch(stale.slice(start, start + _BATCH), report);
+  }
+  return report;
+}
+
+const _BATCH = 256;
+
+/** Takes each stale file exclusively and removes those no one else uses. */
+async function _removeBatch(
+  paths: string[],
+  report: CleanupReport,
+): Promise<void> {
+  const held: { path: string; lock: FileLock }[] = [];
+  for (const path of paths) {
+    try {
+      const lock = await FileLock.tryAcquire(path, { lockPath: path });
+      if (lock === null) {
+        report.kept.push({ path, reason: "taken while we looked" });
+      } else held.push({ path, lock });
+    } catch (error) {
+      report.errors.push({ path, error: _message(error) });
+    }
+  }
+  try {
+    const kept = await _removeHeldLockFiles(
+      held.map(({ path, lock }) => ({
+        handle: _lockInternals.handleOf(lock)!,
+        lockPath: path,
+      })),
+    );
+    for (const [i, reason] of kept.entries()) {
+      if (reason === null) report.removed.push(held[i].path);
+      else report.kept.push({ path: held[i].path, reason });
+    }
+  } catch (error) {
+    for (const { path } of held) {
+      report.errors.push({ path, error: _message(error) });
+    }
+  } finally {
+    for (const { lock } of held) await lock.release();
+  }
+}
+
+/** A path as one line of a table: quoted, escapes and all, if it has control characters. */
+function _printable(path: string): string {
+  // deno-lint-ignore no-control-regex
+  return /[\x00-\x1f\x7f]/.test(path) ? JSON.stringify(path) : path;
+}
+
+function _age(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 90) return `${s}s`;
+  if (s < 90 * 60) return `${Math.floor(s / 60)}m`;
+  if (s < 36 * 3600) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+/** Options of {@linkcode formatLockStatus}. */
+export interface FormatOptions {
+  /**
+   * Colour the state column with ANSI escapes.
+   *
+   * @default {false}
+   */
+  color?: boolean;
+  /**
+   * The time ages are measured to (for reproducible output).
+   *
+   * @default {new Date()}
+   */
+  now?: Date;
+}
+
+/**
+ * Formats lock infos as a table a person reads at a glance: path, state,
+ * mode, holder pid and host, age, and a stale mark.
+ *
+ * @param infos What {@linkcode listLocks} returned.
+ * @param options Colour.
+ * @returns The table, one line per lock, or a line saying there are none.
+ *
+ * @example
+ * ```ts
+ * import { formatLockStatus } from "@lockbox/lockbox";
+ * console.log(formatLockStatus([]));
+ * ```
+ */
+export function formatLockStatus(
+  infos: LockInfo[],
+  options: FormatOptions = {},
+): string {
+  if (infos.length === 0) return "no lock files";
+  const paint = (code: string, text: string) =>
+    options.color ? `\x1b[${code}m${text}\x1b[0m` : text;
+  const rows = infos.map((info) => {
+    const record = _liveRecord(info.held, info.holders, info.record);
+    const pid = info.holders.length > 0
+      ? info.holders.join(",")
+      : record
+      ? String(record.pid)
+      : "-";
+    const host = record ? record.hostname : "-";
+    return [
+      _printable(info.lockPath),
+      info.held ? "held" : "free",
+      info.mode ?? "-",
+      pid,
+      host,
+      _age(info.ageMs),
+      info.stale ? "stale" : "",
+    ];
+  });
+  const header = ["PATH", "STATE", "MODE", "PID", "HOST", "AGE", "STALE"];
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.map((r) => r[i].length))
+  );
+  const line = (cells: string[], colour = false) =>
+    cells.map((cell, i) => {
+      const padded = cell.padEnd(widths[i]);
+      if (!colour) return padded;
+      if (i === 1) return paint(cell === "held" ? "33" : "32", padded);
+      if (i === 6 && cell) return paint("31", padded);
+      return padded;
+    }).join("  ").trimEnd();
+  return [line(header), ...rows.map((r) => line(r, true))].join("\n");
+}

@@ -1,0 +1,924 @@
+// Journal mode for JsonStore: the snapshot at `path` plus an append-only
+// journal of changes beside it, so that an update costs one line and one
+// fdatasync whatever the document's size.
+//
+// Files:
+//   <path>               the snapshot: the plain JSON document
+//   <path>.journal       line 1, a header: {"lockbox-journal":1,"id","base"},
+//                        where base is the SHA-256 of the snapshot's bytes it
+//                        applies to; then one line per update:
+//                        "<fnv1a-32 hex> {"n":<seq>,"o":[<op>...]}\n"
+//                        with ops ["s",[keys],<value>] and ["d",[keys]]
+//   <path>.journal.next  a compaction's new journal, before it is renamed
+//
+// Compaction (under the exclusive lock) writes journal.next for the new
+// snapshot, replaces the snapshot, then renames journal.next over the
+// journal. A reader takes the snapshot and the journal only when the
+// journal's base is the snapshot's hash, so it never combines a snapshot
+// with lines that do not belong to it; a crash between the two renames
+// leaves journal.next, which the next writer finishes renaming.
+
+import { basename, dirname } from "node:path";
+import {
+  _createForWrite,
+  _errorCode,
+  _lstat,
+  _openExistingForAppend,
+  _readFile,
+  _removeIfExists,
+  _rename,
+  _syncDirectory,
+  type _WriteHandle,
+} from "../runtime/mod.ts";
+import { _checkTarget, _lockHolderTemp, _quarantineAside } from "./_atomic.ts";
+import { _fsError } from "../base/_fs_errors.ts";
+import { _fnv1a, _hexAt } from "../lock/_holder_record.ts";
+import { CorruptStoreError, StoreError } from "../base/errors.ts";
+
+/** What the journal needs from its JsonStore. */
+export interface _JournalHost<T> {
+  path: string;
+  durable: boolean;
+  compactAt: number | undefined;
+  onCorrupt: "throw" | "quarantine";
+  validate: ((value: unknown) => T) | undefined;
+  initial(): T;
+  serialize(value: unknown): string;
+  /** Parses snapshot bytes; a failure is a CorruptStoreError. */
+  parse(bytes: Uint8Array): { ok: true; value: T } | {
+    ok: false;
+    error: CorruptStoreError;
+  };
+  /** Runs `fn` holding the store's lock. */
+  locked<R>(
+    fn: () => Promise<R>,
+    options: { signal?: AbortSignal },
+  ): Promise<R>;
+  /** Checks a fence; returns the highest applied so far. */
+  checkFence(fence: number | undefined): Promise<number>;
+  /** Records a new fence (before the change it guards). */
+  writeFence(fence: number): Promise<void>;
+  /** Keeps the current snapshot as backup 1 (called before a compaction). */
+  rotateBackups(): void;
+  /** Replaces the snapshot atomically. */
+  replaceSnapshot(text: string): Promise<void>;
+  /** Moves a corrupt snapshot aside and returns what to continue from. */
+  quarantineSnapshot(error: CorruptStoreError): Promise<T>;
+  warn(message: string): void;
+}
+
+/** One process's view of the journal, kept between updates. */
+interface _Cache<T> {
+  id: string;
+  /** The end of the last line applied. */
+  offset: number;
+  /** The last line's sequence number. */
+  seq: number;
+  state: T;
+  snapshotBytes: number;
+}
+
+type _Op = ["s", string[], unknown] | ["d", string[]];
+
+const _encoder = new TextEncoder();
+const _decoder = new TextDecoder("utf-8", { fatal: true });
+const _HEADER_MAX = 4096;
+const _MIN_COMPACT_AT = 1 << 20;
+
+async function _sha256(bytes: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
+  );
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function _hex8(n: number): string {
+  return n.toString(16).padStart(8, "0");
+}
+
+/** Sets `parent[key]` as JSON.parse would, even for "__proto__". */
+function _put(parent: Record<string, unknown>, key: string, value: unknown) {
+  if (key === "__proto__") {
+    Object.defineProperty(parent, key, {
+      value,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  } else {
+    parent[key] = value;
+  }
+}
+
+/**
+ * Records every change made through a proxy of the document, as journal
+ * ops, in order. Values are copied through JSON when assigned, so the
+ * document holds exactly what the journal says, and a later change to the
+ * caller's own object cannot slip by unrecorded.
+ */
+class _Recorder {
+  ops: string[] = [];
+  #raw = new WeakMap<object, object>();
+
+  wrap<V>(value: V, path: string[]): V {
+    if (typeof value !== "object" || value === null) return value;
+    const proxy = new Proxy(value as object, {
+      get: (target, key, receiver) => {
+        const v = Reflect.get(target, key, receiver);
+        if (
+          typeof key === "string" && typeof v === "object" && v !== null &&
+          Object.hasOwn(target, key)
+        ) {
+          return this.wrap(v, [...path, key]);
+        }
+        return v;
+      },
+      set: (target, key, v) => {
+        if (typeof key === "symbol") return Reflect.set(target, key, v);
+        this.#set(target, path, key, v);
+        return true;
+      },
+      defineProperty: (target, key, descriptor) => {
+        if (typeof key === "symbol") {
+          return Reflect.defineProperty(target, key, descriptor);
+        }
+        if (descriptor.get || descriptor.set || !("value" in descriptor)) {
+          throw new TypeError(
+            `Cannot define '${key}' on a JSON document: only plain values are JSON`,
+          );
+        }
+        this.#set(target, path, key, descriptor.value);
+        return true;
+      },
+      deleteProperty: (target, key) => {
+        if (typeof key === "symbol") return Reflect.deleteProperty(target, key);
+        if (Object.hasOwn(target, key)) {
+          this.ops.push(`["d",${JSON.stringify([...path, key])}]`);
+        }
+        return Reflect.deleteProperty(target, key);
+      },
+    });
+    this.#raw.set(proxy, value as object);
+    return proxy as V;
+  }
+
+  /** Records the whole document replaced by `value`; returns what to keep. */
+  replaceRoot(value: unknown): unknown {
+    const text = this.#json(value, "the document");
+    if (text === undefined) {
+      throw new TypeError(
+        `Cannot write ${typeof value} as a JSON document; nothing was written`,
+      );
+    }
+    this.ops = [`["s",[],${text}]`];
+    return JSON.parse(text);
+  }
+
+  #set(target: object, path: string[], key: string, value: unknown) {
+    let text = this.#json(value, [...path, key].join("/"));
+    if (text === undefined) {
+      // JSON has no undefined: a property goes away, an element is null.
+      if (!Array.isArray(target)) {
+        if (Object.hasOwn(target, key)) {
+          this.ops.push(`["d",${JSON.stringify([...path, key])}]`);
+          Reflect.deleteProperty(target, key);
+        }
+        return;
+      }
+      text = "null";
+    }
+    if (Array.isArray(target) && key === "length") {
+      if (typeof value !== "number") {
+        throw new TypeError("Cannot set an array's length to a non-number");
+      }
+      target.length = value;
+    } else {
+      _put(target as Record<string, unknown>, key, JSON.parse(text));
+    }
+    this.ops.push(`["s",${JSON.stringify([...path, key])},${text}]`);
+  }
+
+  #json(value: unknown, where: string): string | undefined {
+    const raw = typeof value === "object" && value !== null
+      ? this.#raw.get(value) ?? value
+      : value;
+    try {
+      return JSON.stringify(raw);
+    } catch (error) {
+      throw new TypeError(
+        `Cannot store the value at '${where}': it is not JSON (${
+          (error as Error).message
+        })`,
+        { cause: error },
+      );
+    }
+  }
+}
+
+/** Applies one op to `state`; returns the new state (a new one for a root op). */
+function _applyOp(state: unknown, op: _Op): unknown {
+  const keys = op[1];
+  if (keys.length === 0) {
+    if (op[0] !== "s") throw new TypeError("deletes the document");
+    return op[2];
+  }
+  let parent = state;
+  for (let i = 0; i < keys.length - 1; i++) {
+    if (typeof parent !== "object" || parent === null) {
+      throw new TypeError(`no object at '${keys.join("/")}'`);
+    }
+    parent = (parent as Record<string, unknown>)[keys[i]];
+  }
+  if (typeof parent !== "object" || parent === null) {
+    throw new TypeError(`no object at '${keys.join("/")}'`);
+  }
+  const last = keys[keys.length - 1];
+  if (op[0] === "d") {
+    delete (parent as Record<string, unknown>)[last];
+  } else if (Array.isArray(parent) && last === "length") {
+    parent.length = op[2] as number;
+  } else {
+    _put(parent as Record<string, unknown>, last, op[2]);
+  }
+  return state;
+}
+
+/** Why a journal's lines cannot all be applied. */
+type _Damage = { line: number; reason: string };
+
+/** The result of {@linkcode _applyLines}. */
+interface _Applied {
+  state: unknown;
+  seq: number;
+  /** Bytes of whole lines applied. */
+  used: number;
+  /** The last line has no newline: a write that never finished. */
+  torn: boolean;
+  damage: _Damage | null;
+  /** A line said a compaction began: the journal may be retired. */
+  sealed: boolean;
+}
+
+function _damaged(result: _Applied, at: number, reason: string): _Applied {
+  result.used = at;
+  result.damage = { line: result.seq + 1, reason };
+  return result;
+}
+
+/**
+ * Applies the complete lines of `bytes` (journal content from `start`) to
+ * `state`. A last line without its newline is torn: not applied, and
+ * reported by `torn`.
+ *
+ * This runs under the lock for every other writer's update, so the lines are
+ * decoded to text in one call (lines split alike in bytes and text: a newline
+ * byte is never part of a UTF-8 sequence), and each line costs one checksum
+ * loop and one `JSON.parse`.
+ */
+function _applyLines(
+  bytes: Uint8Array,
+  state: unknown,
+  seq: number,
+): _Applied {
+  const result: _Applied = {
+    state,
+    seq,
+    used: 0,
+    torn: false,
+    damage: null,
+    sealed: false,
+  };
+  const complete = bytes.lastIndexOf(0x0a) + 1;
+  let text: string | null = null;
+  try {
+    text = _decoder.decode(bytes.subarray(0, complete));
+  } catch {
+    // Some line is not UTF-8: find which, line by line.
+  }
+  let at = 0;
+  let textAt = 0;
+  while (at < complete) {
+    const end = bytes.indexOf(0x0a, at);
+    const textEnd = text === null ? -1 : text.indexOf("\n", textAt);
+    if (end - at < 10 || bytes[at + 8] !== 0x20) {
+      return _damaged(result, at, "it is not a journal line");
+    }
+    const expected = _hexAt(bytes, at);
+    if (expected === -1 || _fnv1a(bytes, end, at + 9) !== expected) {
+      return _damaged(result, at, "its checksum does not match");
+    }
+    let record: { n?: unknown; o?: unknown; seal?: unknown };
+    try {
+      record = JSON.parse(
+        text === null
+          ? _decoder.decode(bytes.subarray(at + 9, end))
+          : text.slice(textAt + 9, textEnd),
+      );
+    } catch {
+      return _damaged(result, at, "it is not JSON");
+    }
+    if (record.n !== result.seq + 1 || !Array.isArray(record.o)) {
+      return _damaged(
+        result,
+        at,
+        `expected update ${result.seq + 1}, found ${record.n}`,
+      );
+    }
+    try {
+      for (const op of record.o as _Op[]) {
+        result.state = _applyOp(result.state, op);
+      }
+    } catch (error) {
+      return _damaged(
+        result,
+        at,
+        `it does not apply (${(error as Error).message})`,
+      );
+    }
+    if (record.seal !== undefined) result.sealed = true;
+    result.seq++;
+    at = end + 1;
+    textAt = textEnd + 1;
+  }
+  result.used = at;
+  result.torn = complete < bytes.length;
+  return result;
+}
+
+/** One journal line: checksum, space, `{"n":seq,...body}`, newline. */
+function _encodeLine(seq: number, body: string): Uint8Array {
+  const json = _encoder.encode(`{"n":${seq},${body}}`);
+  const line = new Uint8Array(json.length + 10);
+  line.set(_encoder.encode(_hex8(_fnv1a(json, json.length)) + " "));
+  line.set(json, 9);
+  line[line.length - 1] = 0x0a;
+  return line;
+}
+
+function _parseHeader(
+  bytes: Uint8Array,
+): { id: string; base: string; length: number } | null {
+  const end = bytes.indexOf(0x0a);
+  if (end === -1) return null;
+  try {
+    const header = JSON.parse(_decoder.decode(bytes.subarray(0, end)));
+    if (
+      header?.["lockbox-journal"] !== 1 || typeof header.id !== "string" ||
+      typeof header.base !== "string"
+    ) return null;
+    return { id: header.id, base: header.base, length: end + 1 };
+  } catch {
+    return null;
+  }
+}
+
+/** Journal mode of one JsonStore. */
+export class _Journal<T> {
+  #host: _JournalHost<T>;
+  #cache: _Cache<T> | null = null;
+  /** The journal, open from #sync to this update's append. */
+  #handle: _WriteHandle | null = null;
+  readonly journalPath: string;
+  readonly nextPath: string;
+
+  /** Creates a _Journal. */
+  constructor(host: _JournalHost<T>) {
+    this.#host = host;
+    this.journalPath = `${host.path}.journal`;
+    this.nextPath = `${host.path}.journal.next`;
+  }
+
+  /**
+   * A consistent state without the lock: a snapshot and the journal that
+   * belongs to it. After a few mismatches (compactions racing the read) or
+   * anything odd, it reads under the lock instead.
+   */
+  async read(): Promise<T> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const snapshot = await this.#readFile(this.#host.path);
+      const journal = await this.#readFile(this.journalPath);
+      if (journal === null) {
+        // No journal yet: the snapshot (or nothing) is the whole story,
+        // unless a compaction stopped half way; then let #sync finish it.
+        if (_lstat(this.nextPath) !== null) break;
+        if (snapshot === null) return this.#host.initial();
+        const parsed = this.#host.parse(snapshot);
+        if (!parsed.ok) break;
+        return parsed.value;
+      }
+      const header = _parseHeader(journal);
+      if (header === null || snapshot === null) break;
+      if (await _sha256(snapshot) !== header.base) continue; // mid-compaction
+      const parsed = this.#host.parse(snapshot);
+      if (!parsed.ok) break;
+      const applied = _applyLines(
+        journal.subarray(header.length),
+        parsed.value,
+        0,
+      );
+      if (applied.damage) break;
+      return applied.state as T;
+    }
+    return await this.#host.locked(async () => {
+      try {
+        return structuredClone((await this.#sync()).state);
+      } finally {
+        this.#release();
+      }
+    }, {});
+  }
+
+  /**
+   * Changes the document under the lock: catches up with the journal, lets
+   * `fn` change a recording proxy of it (or return a replacement), appends
+   * one line, and compacts when the journal has grown past the threshold.
+   */
+  async change<R>(
+    fn: (data: T) => Promise<{ replace: boolean; value: T; result: R }>,
+    options: { fence?: number; signal?: AbortSignal },
+  ): Promise<R> {
+    // The fdatasync comes after the lock is released, so that other
+    // writers append while this one waits for the disk, and concurrent
+    // fdatasyncs share the file system's commits (group commit). The
+    // update is acknowledged only once its line is on disk.
+    let unsynced: _WriteHandle | null = null;
+    try {
+      const result = await this.#host.locked(async () => {
+        try {
+          const cache = await this.#sync();
+          const highest = await this.#host.checkFence(options.fence);
+          const recorder = new _Recorder();
+          let result: R;
+          try {
+            const outcome = await fn(recorder.wrap(cache.state, []));
+            result = outcome.result;
+            if (outcome.replace) {
+              cache.state = recorder.replaceRoot(outcome.value) as T;
+            }
+            if (this.#host.validate) this.#host.validate(cache.state);
+          } catch (error) {
+            // The cached state may be half changed: start again from the files.
+            this.#cache = null;
+            throw error;
+          }
+          if (recorder.ops.length === 0) return result;
+          try {
+            if (options.fence !== undefined && options.fence > highest) {
+              await this.#host.writeFence(options.fence);
+            }
+            unsynced = this.#append(cache, recorder.ops);
+          } catch (error) {
+            this.#cache = null;
+            throw error;
+          }
+          const threshold = this.#host.compactAt ??
+            Math.max(_MIN_COMPACT_AT, cache.snapshotBytes);
+          if (cache.offset > threshold) {
+            // The update is in the journal now: a failed compaction must not
+            // make it look failed (a caller would apply it twice). Whatever
+            // the compaction left is finished or cleared by a later view.
+            try {
+              await this.#compact(cache.state);
+            } catch (error) {
+              this.#cache = null;
+              this.#host.warn(
+                `lockbox: the update to '${this.#host.path}' is saved, but folding its journal into the file failed (${
+                  (error as Error).message
+                }); a later update tries again`,
+              );
+            }
+          }
+          return result;
+        } finally {
+          this.#release();
+        }
+      }, { signal: options.signal });
+      if (unsynced !== null) this.#syncLine(unsynced);
+      return result;
+    } finally {
+      (unsynced as _WriteHandle | null)?.close();
+    }
+  }
+
+  /**
+   * Waits for an appended line to reach the disk. Other writers may have
+   * appended after it (and read it), so a failure cannot take it back out:
+   * it is reported as an update of unknown durability.
+   */
+  #syncLine(handle: _WriteHandle): void {
+    try {
+      // On this thread: a trip to the thread pool costs a thread start and
+      // two wake-ups per update. The lock is free meanwhile; only this
+      // process's event loop waits (~0.1-0.3 ms).
+      handle.syncDataNow();
+    } catch (error) {
+      throw new StoreError(
+        this.journalPath,
+        `Cannot make an update durable in '${this.journalPath}': fdatasync failed (${
+          (error as Error).message
+        }); the update is in the journal and visible, but may not survive a power loss; check the disk`,
+        { cause: error },
+      );
+    }
+  }
+
+  async #readFile(path: string): Promise<Uint8Array | null> {
+    _checkTarget(path, "read");
+    try {
+      return await _readFile(path);
+    } catch (error) {
+      throw _fsError("read", path, error);
+    }
+  }
+
+  /**
+   * Appends one update's line with one write. Returns the open journal when
+   * durable, for the caller to fdatasync once the lock is released.
+   */
+  #append(cache: _Cache<T>, ops: string[]): _WriteHandle | null {
+    const line = _encodeLine(cache.seq + 1, `"o":[${ops.join(",")}]`);
+    const handle = this.#handle ?? this.#open();
+    this.#handle = null;
+    if (handle === null) {
+      throw new StoreError(
+        this.journalPath,
+        `Cannot append to '${this.journalPath}': it was removed while locked; check for tools deleting it`,
+      );
+    }
+    try {
+      // On this thread: the line is short, and a trip to the thread pool
+      // would cost more than the write while other writers wait.
+      handle.writeNow(line);
+    } catch (error) {
+      // Take a partly written line back out; if that fails too, the next
+      // writer cuts it as a torn line.
+      try {
+        handle.truncate(cache.offset);
+      } catch {
+        // The error below is what counts.
+      }
+      handle.close();
+      throw _fsError("append to", this.journalPath, error);
+    }
+    cache.offset += line.length;
+    cache.seq++;
+    if (this.#host.durable) return handle;
+    handle.close();
+    return null;
+  }
+
+  #open(): _WriteHandle | null {
+    _checkTarget(this.journalPath);
+    try {
+      return _openExistingForAppend(this.journalPath);
+    } catch (error) {
+      throw _fsError("open", this.journalPath, error);
+    }
+  }
+
+  /**
+   * Brings this process's cached state up to date with the files, holding
+   * the lock: reads only the lines it has not seen when the journal is the
+   * one it knows, else the snapshot and the whole journal. Repairs what a
+   * crash can leave: a torn last line, an unfinished compaction.
+   */
+  async #sync(): Promise<_Cache<T>> {
+    const handle = this.#open();
+    if (handle === null) return await this.#start();
+    let cache: _Cache<T>;
+    try {
+      const size = handle.size();
+      const header = _parseHeader(handle.readAt(0, Math.min(size, 256))) ??
+        _parseHeader(handle.readAt(0, Math.min(size, _HEADER_MAX)));
+      if (header === null) {
+        handle.close();
+        return await this.#corrupt(
+          new CorruptStoreError(
+            this.journalPath,
+            "its first line is not a lockbox journal header",
+          ),
+          null,
+        );
+      }
+      if (this.#cache?.id === header.id && this.#cache.offset <= size) {
+        cache = this.#cache;
+      } else {
+        this.#cache = null;
+        // A writer killed mid-compaction may have left the snapshot's temp
+        // file or journal.next; we hold the lock, so nobody is writing them
+        // now. A journal.next for the snapshot in place finishes the
+        // compaction; any other is an orphan and goes.
+        _removeIfExists(_lockHolderTemp(this.#host.path));
+        if (await this.#finishCompaction()) {
+          handle.close();
+          return await this.#sync();
+        }
+        const loaded = await this.#loadSnapshot(header.base);
+        if (loaded === null) {
+          // The snapshot is not the journal's: a compaction that stopped
+          // between its renames (finished now), or a foreign writer.
+          handle.close();
+          return await this.#recover();
+        }
+        if (loaded instanceof CorruptStoreError) {
+          handle.close();
+          return await this.#corrupt(loaded, null);
+        }
+        cache = {
+          id: header.id,
+          offset: header.length,
+          seq: 0,
+          state: loaded.value,
+          snapshotBytes: loaded.bytes,
+        };
+      }
+      const tail = handle.readAt(cache.offset, size - cache.offset);
+      const applied = _applyLines(tail, cache.state, cache.seq);
+      if (applied.damage) {
+        const error = new CorruptStoreError(
+          this.journalPath,
+          `update ${applied.damage.line} (byte ${
+            cache.offset + applied.used
+          }) is damaged: ${applied.damage.reason}`,
+        );
+        this.#cache = null;
+        handle.close();
+        return await this.#corrupt(error, applied.state as T);
+      }
+      cache.state = applied.state as T;
+      cache.seq = applied.seq;
+      cache.offset += applied.used;
+      // A compaction began here and may have died after replacing the
+      // snapshot: finish it before trusting this journal, or lines appended
+      // to it now would be lost with it. (If it never got that far, the seal
+      // is stale and the journal stands.)
+      if (applied.sealed && await this.#finishCompaction()) {
+        this.#cache = null;
+        handle.close();
+        return await this.#sync();
+      }
+      if (applied.torn) {
+        // Only a writer holding the lock appends, and we hold it: the cut
+        // line is the remains of one that died mid-append.
+        handle.truncate(cache.offset);
+        this.#host.warn(
+          `Cut a torn last line (${
+            size - cache.offset
+          } bytes) from '${this.journalPath}': an update that never finished, never acknowledged`,
+        );
+      }
+    } catch (error) {
+      this.#cache = null;
+      try {
+        handle.close();
+      } catch {
+        // Already closed on the way to #corrupt or #recover.
+      }
+      throw error;
+    }
+    // Kept open for this update's append (closed by #release).
+    this.#release();
+    this.#handle = handle;
+    this.#cache = cache;
+    return cache;
+  }
+
+  /** Closes the journal handle #sync kept, if any. */
+  #release(): void {
+    this.#handle?.close();
+    this.#handle = null;
+  }
+
+  /**
+   * Reads and parses the snapshot if its hash is `base`: `null` if it is not
+   * the journal's, a `CorruptStoreError` if it does not parse.
+   */
+  async #loadSnapshot(
+    base: string,
+  ): Promise<{ value: T; bytes: number } | CorruptStoreError | null> {
+    const bytes = await this.#readFile(this.#host.path);
+    if (bytes === null || await _sha256(bytes) !== base) return null;
+    const parsed = this.#host.parse(bytes);
+    if (!parsed.ok) return parsed.error;
+    return { value: parsed.value, bytes: bytes.length };
+  }
+
+  /** No journal yet: start one for the snapshot (writing it if missing). */
+  async #start(): Promise<_Cache<T>> {
+    if (await this.#finishCompaction()) return await this.#sync();
+    let bytes = await this.#readFile(this.#host.path);
+    let state: T;
+    if (bytes === null) {
+      state = this.#host.initial();
+      const text = this.#host.serialize(state);
+      await this.#host.replaceSnapshot(text);
+      bytes = _encoder.encode(text);
+    } else {
+      const parsed = this.#host.parse(bytes);
+      state = parsed.ok
+        ? parsed.value
+        : await this.#corruptSnapshot(parsed.error);
+      if (!parsed.ok) return await this.#compact(state);
+    }
+    return await this.#newJournal(state, bytes);
+  }
+
+  /** A compaction that stopped after replacing the snapshot: finish it. */
+  async #finishCompaction(): Promise<boolean> {
+    const next = await this.#readFile(this.nextPath);
+    if (next === null) return false;
+    const header = _parseHeader(next);
+    const snapshot = await this.#readFile(this.#host.path);
+    const current = this.#readHeader();
+    if (
+      header === null || snapshot === null ||
+      await _sha256(snapshot) !== header.base ||
+      // The snapshot is still the journal's own: nothing was replaced, so
+      // the journal stands (were the two equal, its lines change nothing).
+      header.base === current?.base
+    ) {
+      // It never got as far as the snapshot: the old journal stands.
+      _removeIfExists(this.nextPath);
+      return false;
+    }
+    this.#renameNext();
+    if (this.#host.durable) await this.#syncDir();
+    return true;
+  }
+
+  /** The current journal's header, reading only its start; `null` if none. */
+  #readHeader(): { id: string; base: string; length: number } | null {
+    const handle = this.#open();
+    if (handle === null) return null;
+    try {
+      return _parseHeader(handle.readAt(0, _HEADER_MAX));
+    } finally {
+      handle.close();
+    }
+  }
+
+  async #recover(): Promise<_Cache<T>> {
+    if (await this.#finishCompaction()) return await this.#sync();
+    return await this.#corrupt(
+      new CorruptStoreError(
+        this.#host.path,
+        `it is not the snapshot '${this.journalPath}' was written for (a writer outside journal mode replaced it, or it was restored by hand)`,
+      ),
+      null,
+    );
+  }
+
+  /**
+   * A damaged journal or a snapshot that is not the journal's: throw, or
+   * (quarantine) move the journal aside and continue from `state` (what the
+   * lines before the damage give) or else the snapshot.
+   */
+  async #corrupt(
+    error: CorruptStoreError,
+    state: T | null,
+  ): Promise<_Cache<T>> {
+    if (this.#host.onCorrupt === "throw") throw error;
+    let aside: string;
+    try {
+      aside = _quarantineAside(this.journalPath);
+    } catch (cause) {
+      throw _fsError("quarantine the journal", this.journalPath, cause);
+    }
+    let from = "the updates before the damage";
+    if (state === null) {
+      from = "the snapshot";
+      const bytes = await this.#readFile(this.#host.path);
+      const parsed = bytes === null ? null : this.#host.parse(bytes);
+      state = parsed?.ok
+        ? parsed.value
+        : parsed
+        ? await this.#corruptSnapshot(parsed.error)
+        : this.#host.initial();
+    }
+    this.#host.warn(
+      `${
+        error.message.split(";")[0]
+      }; moved the journal to '${aside}' and continued from ${from}`,
+    );
+    return await this.#compact(state);
+  }
+
+  async #corruptSnapshot(error: CorruptStoreError): Promise<T> {
+    if (this.#host.onCorrupt === "throw") throw error;
+    return await this.#host.quarantineSnapshot(error);
+  }
+
+  /**
+   * Folds the journal into a new snapshot: journal.next first (durable),
+   * then the snapshot, then the rename of journal.next over the journal.
+   */
+  async #compact(state: T): Promise<_Cache<T>> {
+    const text = this.#host.serialize(state);
+    const bytes = _encoder.encode(text);
+    const header = await this.#writeNext(bytes);
+    this.#seal(header.id);
+    this.#host.rotateBackups();
+    await this.#host.replaceSnapshot(text);
+    this.#renameNext();
+    if (this.#host.durable) await this.#syncDir();
+    return this.#cacheFor(header, state, bytes.length);
+  }
+
+  /**
+   * Marks the current journal as being compacted into `nextId`, so that a
+   * process that has it cached looks for an unfinished compaction before
+   * appending to it. (Only live processes read it from the page cache, so it
+   * needs no fsync.)
+   */
+  #seal(nextId: string): void {
+    const cache = this.#cache;
+    if (cache === null) return; // no journal, or moved aside
+    const handle = this.#open();
+    if (handle === null) return;
+    try {
+      handle.writeNow(
+        _encodeLine(cache.seq + 1, `"o":[],"seal":${JSON.stringify(nextId)}`),
+      );
+    } finally {
+      handle.close();
+    }
+  }
+
+  async #newJournal(state: T, snapshot: Uint8Array): Promise<_Cache<T>> {
+    const header = await this.#writeNext(snapshot);
+    this.#renameNext();
+    if (this.#host.durable) await this.#syncDir();
+    return this.#cacheFor(header, state, snapshot.length);
+  }
+
+  #cacheFor(
+    header: { id: string; length: number },
+    state: T,
+    snapshotBytes: number,
+  ): _Cache<T> {
+    this.#cache = {
+      id: header.id,
+      offset: header.length,
+      seq: 0,
+      state,
+      snapshotBytes,
+    };
+    return this.#cache;
+  }
+
+  async #writeNext(
+    snapshot: Uint8Array,
+  ): Promise<{ id: string; length: number }> {
+    const id = crypto.randomUUID();
+    const text = `${
+      JSON.stringify({
+        "lockbox-journal": 1,
+        id,
+        base: await _sha256(snapshot),
+      })
+    }\n`;
+    let handle: _WriteHandle | undefined;
+    try {
+      _removeIfExists(this.nextPath); // an orphan of a writer that died
+      handle = _createForWrite(this.nextPath, 0o644);
+      // The journal keeps the owner, group and mode of the store's files.
+      const like = _lstat(this.journalPath) ?? _lstat(this.#host.path);
+      if (like !== null) handle.matchOwnership(like);
+      await handle.write(_encoder.encode(text));
+      if (this.#host.durable) await handle.sync();
+    } catch (error) {
+      handle?.close();
+      handle = undefined;
+      try {
+        _removeIfExists(this.nextPath);
+      } catch {
+        // The error below names the path.
+      }
+      throw _fsError("write", this.nextPath, error);
+    } finally {
+      handle?.close();
+    }
+    return { id, length: _encoder.encode(text).length };
+  }
+
+  #renameNext(): void {
+    try {
+      _rename(this.nextPath, this.journalPath);
+    } catch (error) {
+      if (_errorCode(error) === "ENOENT") return;
+      throw _fsError("rename", this.nextPath, error);
+    }
+  }
+
+  async #syncDir(): Promise<void> {
+    try {
+      await _syncDirectory(dirname(this.journalPath));
+    } catch (error) {
+      throw _fsError(
+        "fsync the directory of",
+        basename(this.journalPath),
+        error,
+      );
+    }
+  }
+}
