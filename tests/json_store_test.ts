@@ -211,6 +211,36 @@ Deno.test("JsonStore fencing refuses a write with an older fence and keeps the d
   });
 });
 
+for (const journal of [false, true]) {
+  Deno.test(
+    `JsonStore${
+      journal ? " journal mode" : ""
+    }: a fenced update that changes nothing still fences out older tokens`,
+    async () => {
+      await withTempDir(async (dir) => {
+        const path = `${dir}/s.json`;
+        const store = new JsonStore<Doc>(path, { initial, journal });
+        await store.update((d) => void (d.count = 1), { fence: 10 });
+        // The holder of token 20 looks and decides nothing needs changing;
+        // the holder of 15, paused meanwhile, must not write after it.
+        await store.update(() => {}, { fence: 20 });
+        await assert.rejects(
+          store.update((d) => void (d.count = 2), { fence: 15 }),
+          (error: Error) =>
+            error instanceof StaleFenceError && error.message.includes("20"),
+        );
+        // So does writing the document as it already is.
+        await store.write(await store.read(), { fence: 30 });
+        await assert.rejects(
+          store.write({ count: 3, items: [] }, { fence: 25 }),
+          StaleFenceError,
+        );
+        assert.equal((await store.read()).count, 1);
+      });
+    },
+  );
+}
+
 Deno.test("JsonStore refuses a path that is a directory or a symlink and changes nothing", async () => {
   await withTempDir(async (dir) => {
     await Deno.mkdir(`${dir}/d.json`);

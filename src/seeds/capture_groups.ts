@@ -8,7 +8,7 @@ import {
   _setOwn,
   _unixSeconds,
 } from "../base/_ids.ts";
-import type { DocumentBackend } from "../store/json_store.ts";
+import type { JsonStore } from "../store/json_store.ts";
 import { _seedDb, type DbOptions } from "./_seed_db.ts";
 
 export type { DbOptions };
@@ -94,7 +94,7 @@ function _validateGroupDb(value: unknown): CaptureGroupDb {
 export class CaptureGroups {
   /** The DB file. */
   readonly dbPath: string;
-  #store: DocumentBackend<CaptureGroupDb>;
+  #store: JsonStore<CaptureGroupDb>;
 
   /**
    * Creates a CaptureGroups.

@@ -12,7 +12,7 @@ import {
 import { _fsError } from "../base/_fs_errors.ts";
 import { _checkId, _own, _setOwn } from "../base/_ids.ts";
 import type { DbOptions } from "./_seed_db.ts";
-import type { DocumentBackend } from "../store/json_store.ts";
+import type { JsonStore } from "../store/json_store.ts";
 import { _seedDb } from "./_seed_db.ts";
 import { StoreError } from "../base/errors.ts";
 
@@ -157,7 +157,7 @@ function _validateRegistry(value: unknown): CheckoutRegistryData {
 export class CheckoutRegistry {
   /** The registry file. */
   readonly registryPath: string;
-  #store: DocumentBackend<CheckoutRegistryData>;
+  #store: JsonStore<CheckoutRegistryData>;
 
   /**
    * Creates a CheckoutRegistry.

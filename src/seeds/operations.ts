@@ -7,7 +7,7 @@ import {
   type DbOptions,
   GroupNotFoundError,
 } from "./capture_groups.ts";
-import type { DocumentBackend } from "../store/json_store.ts";
+import type { JsonStore } from "../store/json_store.ts";
 import { _seedDb } from "./_seed_db.ts";
 
 /** One operation, as stored: exactly seed 000's schema. */
@@ -66,7 +66,7 @@ function _validateOperationDb(
 export class Operations {
   /** The DB file. */
   readonly dbPath: string;
-  #store: DocumentBackend<Record<string, OperationRecord>>;
+  #store: JsonStore<Record<string, OperationRecord>>;
   #groups: CaptureGroups;
 
   /**

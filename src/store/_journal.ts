@@ -34,38 +34,12 @@ import { _checkTarget, _lockHolderTemp, _quarantineAside } from "./_atomic.ts";
 import { _fsError } from "../base/_fs_errors.ts";
 import { _fnv1a, _hexAt } from "../lock/_holder_record.ts";
 import { CorruptStoreError, StoreError } from "../base/errors.ts";
-
-/** What the journal needs from its JsonStore. */
-export interface _JournalHost<T> {
-  path: string;
-  durable: boolean;
-  compactAt: number | undefined;
-  onCorrupt: "throw" | "quarantine";
-  validate: ((value: unknown) => T) | undefined;
-  initial(): T;
-  serialize(value: unknown): string;
-  /** Parses snapshot bytes; a failure is a CorruptStoreError. */
-  parse(bytes: Uint8Array): { ok: true; value: T } | {
-    ok: false;
-    error: CorruptStoreError;
-  };
-  /** Runs `fn` holding the store's lock. */
-  locked<R>(
-    fn: () => Promise<R>,
-    options: { signal?: AbortSignal },
-  ): Promise<R>;
-  /** Checks a fence; returns the highest applied so far. */
-  checkFence(fence: number | undefined): Promise<number>;
-  /** Records a new fence (before the change it guards). */
-  writeFence(fence: number): Promise<void>;
-  /** Keeps the current snapshot as backup 1 (called before a compaction). */
-  rotateBackups(): void;
-  /** Replaces the snapshot atomically. */
-  replaceSnapshot(text: string): Promise<void>;
-  /** Moves a corrupt snapshot aside and returns what to continue from. */
-  quarantineSnapshot(error: CorruptStoreError): Promise<T>;
-  warn(message: string): void;
-}
+import type {
+  _ChangeOptions,
+  _DocumentBackend,
+  _Next,
+} from "./_document_backend.ts";
+import type { _StoreFiles } from "./_store_files.ts";
 
 /** One process's view of the journal, kept between updates. */
 interface _Cache<T> {
@@ -373,19 +347,24 @@ function _parseHeader(
 }
 
 /** Journal mode of one JsonStore. */
-export class _Journal<T> {
-  #host: _JournalHost<T>;
+export class _Journal<T> implements _DocumentBackend<T> {
+  #files: _StoreFiles<T>;
+  #compactAt: number | undefined;
   #cache: _Cache<T> | null = null;
   /** The journal, open from #sync to this update's append. */
   #handle: _WriteHandle | null = null;
   readonly journalPath: string;
   readonly nextPath: string;
 
-  /** Creates a _Journal. */
-  constructor(host: _JournalHost<T>) {
-    this.#host = host;
-    this.journalPath = `${host.path}.journal`;
-    this.nextPath = `${host.path}.journal.next`;
+  /**
+   * Creates the journal backend over a store's files; `compactAt` is the
+   * journal size past which an update folds it into a new snapshot.
+   */
+  constructor(files: _StoreFiles<T>, compactAt: number | undefined) {
+    this.#files = files;
+    this.#compactAt = compactAt;
+    this.journalPath = `${files.path}.journal`;
+    this.nextPath = `${files.path}.journal.next`;
   }
 
   /**
@@ -395,21 +374,21 @@ export class _Journal<T> {
    */
   async read(): Promise<T> {
     for (let attempt = 0; attempt < 5; attempt++) {
-      const snapshot = await this.#readFile(this.#host.path);
+      const snapshot = await this.#readFile(this.#files.path);
       const journal = await this.#readFile(this.journalPath);
       if (journal === null) {
         // No journal yet: the snapshot (or nothing) is the whole story,
         // unless a compaction stopped half way; then let #sync finish it.
         if (_lstat(this.nextPath) !== null) break;
-        if (snapshot === null) return this.#host.initial();
-        const parsed = this.#host.parse(snapshot);
+        if (snapshot === null) return this.#files.initial();
+        const parsed = this.#files.parse(snapshot);
         if (!parsed.ok) break;
         return parsed.value;
       }
       const header = _parseHeader(journal);
       if (header === null || snapshot === null) break;
       if (await _sha256(snapshot) !== header.base) continue; // mid-compaction
-      const parsed = this.#host.parse(snapshot);
+      const parsed = this.#files.parse(snapshot);
       if (!parsed.ok) break;
       const applied = _applyLines(
         journal.subarray(header.length),
@@ -419,7 +398,7 @@ export class _Journal<T> {
       if (applied.damage) break;
       return applied.state as T;
     }
-    return await this.#host.locked(async () => {
+    return await this.#files.locked(async () => {
       try {
         return structuredClone((await this.#sync()).state);
       } finally {
@@ -434,8 +413,8 @@ export class _Journal<T> {
    * one line, and compacts when the journal has grown past the threshold.
    */
   async change<R>(
-    fn: (data: T) => Promise<{ replace: boolean; value: T; result: R }>,
-    options: { fence?: number; signal?: AbortSignal },
+    fn: (draft: T) => Promise<_Next<T, R>>,
+    options: _ChangeOptions,
   ): Promise<R> {
     // The fdatasync comes after the lock is released, so that other
     // writers append while this one waits for the disk, and concurrent
@@ -443,10 +422,10 @@ export class _Journal<T> {
     // update is acknowledged only once its line is on disk.
     let unsynced: _WriteHandle | null = null;
     try {
-      const result = await this.#host.locked(async () => {
+      const result = await this.#files.locked(async () => {
         try {
           const cache = await this.#sync();
-          const highest = await this.#host.checkFence(options.fence);
+          const highest = await this.#files.checkFence(options.fence);
           const recorder = new _Recorder();
           let result: R;
           try {
@@ -455,23 +434,21 @@ export class _Journal<T> {
             if (outcome.replace) {
               cache.state = recorder.replaceRoot(outcome.value) as T;
             }
-            if (this.#host.validate) this.#host.validate(cache.state);
+            if (this.#files.validate) this.#files.validate(cache.state);
           } catch (error) {
             // The cached state may be half changed: start again from the files.
             this.#cache = null;
             throw error;
           }
-          if (recorder.ops.length === 0) return result;
           try {
-            if (options.fence !== undefined && options.fence > highest) {
-              await this.#host.writeFence(options.fence);
-            }
+            await this.#files.recordFence(options.fence, highest);
+            if (recorder.ops.length === 0) return result;
             unsynced = this.#append(cache, recorder.ops);
           } catch (error) {
             this.#cache = null;
             throw error;
           }
-          const threshold = this.#host.compactAt ??
+          const threshold = this.#compactAt ??
             Math.max(_MIN_COMPACT_AT, cache.snapshotBytes);
           if (cache.offset > threshold) {
             // The update is in the journal now: a failed compaction must not
@@ -481,8 +458,8 @@ export class _Journal<T> {
               await this.#compact(cache.state);
             } catch (error) {
               this.#cache = null;
-              this.#host.warn(
-                `lockbox: the update to '${this.#host.path}' is saved, but folding its journal into the file failed (${
+              this.#files.warn(
+                `lockbox: the update to '${this.#files.path}' is saved, but folding its journal into the file failed (${
                   (error as Error).message
                 }); a later update tries again`,
               );
@@ -562,7 +539,7 @@ export class _Journal<T> {
     }
     cache.offset += line.length;
     cache.seq++;
-    if (this.#host.durable) return handle;
+    if (this.#files.durable) return handle;
     handle.close();
     return null;
   }
@@ -608,7 +585,7 @@ export class _Journal<T> {
         // file or journal.next; we hold the lock, so nobody is writing them
         // now. A journal.next for the snapshot in place finishes the
         // compaction; any other is an orphan and goes.
-        _removeIfExists(_lockHolderTemp(this.#host.path));
+        _removeIfExists(_lockHolderTemp(this.#files.path));
         if (await this.#finishCompaction()) {
           handle.close();
           return await this.#sync();
@@ -661,7 +638,7 @@ export class _Journal<T> {
         // Only a writer holding the lock appends, and we hold it: the cut
         // line is the remains of one that died mid-append.
         handle.truncate(cache.offset);
-        this.#host.warn(
+        this.#files.warn(
           `Cut a torn last line (${
             size - cache.offset
           } bytes) from '${this.journalPath}': an update that never finished, never acknowledged`,
@@ -696,9 +673,9 @@ export class _Journal<T> {
   async #loadSnapshot(
     base: string,
   ): Promise<{ value: T; bytes: number } | CorruptStoreError | null> {
-    const bytes = await this.#readFile(this.#host.path);
+    const bytes = await this.#readFile(this.#files.path);
     if (bytes === null || await _sha256(bytes) !== base) return null;
-    const parsed = this.#host.parse(bytes);
+    const parsed = this.#files.parse(bytes);
     if (!parsed.ok) return parsed.error;
     return { value: parsed.value, bytes: bytes.length };
   }
@@ -706,15 +683,15 @@ export class _Journal<T> {
   /** No journal yet: start one for the snapshot (writing it if missing). */
   async #start(): Promise<_Cache<T>> {
     if (await this.#finishCompaction()) return await this.#sync();
-    let bytes = await this.#readFile(this.#host.path);
+    let bytes = await this.#readFile(this.#files.path);
     let state: T;
     if (bytes === null) {
-      state = this.#host.initial();
-      const text = this.#host.serialize(state);
-      await this.#host.replaceSnapshot(text);
+      state = this.#files.initial();
+      const text = this.#files.serialize(state);
+      await this.#files.replace(this.#files.path, text);
       bytes = _encoder.encode(text);
     } else {
-      const parsed = this.#host.parse(bytes);
+      const parsed = this.#files.parse(bytes);
       state = parsed.ok
         ? parsed.value
         : await this.#corruptSnapshot(parsed.error);
@@ -728,7 +705,7 @@ export class _Journal<T> {
     const next = await this.#readFile(this.nextPath);
     if (next === null) return false;
     const header = _parseHeader(next);
-    const snapshot = await this.#readFile(this.#host.path);
+    const snapshot = await this.#readFile(this.#files.path);
     const current = this.#readHeader();
     if (
       header === null || snapshot === null ||
@@ -742,7 +719,7 @@ export class _Journal<T> {
       return false;
     }
     this.#renameNext();
-    if (this.#host.durable) await this.#syncDir();
+    if (this.#files.durable) await this.#syncDir();
     return true;
   }
 
@@ -761,7 +738,7 @@ export class _Journal<T> {
     if (await this.#finishCompaction()) return await this.#sync();
     return await this.#corrupt(
       new CorruptStoreError(
-        this.#host.path,
+        this.#files.path,
         `it is not the snapshot '${this.journalPath}' was written for (a writer outside journal mode replaced it, or it was restored by hand)`,
       ),
       null,
@@ -777,7 +754,7 @@ export class _Journal<T> {
     error: CorruptStoreError,
     state: T | null,
   ): Promise<_Cache<T>> {
-    if (this.#host.onCorrupt === "throw") throw error;
+    if (this.#files.onCorrupt === "throw") throw error;
     let aside: string;
     try {
       aside = _quarantineAside(this.journalPath);
@@ -787,15 +764,15 @@ export class _Journal<T> {
     let from = "the updates before the damage";
     if (state === null) {
       from = "the snapshot";
-      const bytes = await this.#readFile(this.#host.path);
-      const parsed = bytes === null ? null : this.#host.parse(bytes);
+      const bytes = await this.#readFile(this.#files.path);
+      const parsed = bytes === null ? null : this.#files.parse(bytes);
       state = parsed?.ok
         ? parsed.value
         : parsed
         ? await this.#corruptSnapshot(parsed.error)
-        : this.#host.initial();
+        : this.#files.initial();
     }
-    this.#host.warn(
+    this.#files.warn(
       `${
         error.message.split(";")[0]
       }; moved the journal to '${aside}' and continued from ${from}`,
@@ -804,8 +781,8 @@ export class _Journal<T> {
   }
 
   async #corruptSnapshot(error: CorruptStoreError): Promise<T> {
-    if (this.#host.onCorrupt === "throw") throw error;
-    return await this.#host.quarantineSnapshot(error);
+    if (this.#files.onCorrupt === "throw") throw error;
+    return await this.#files.quarantine(error);
   }
 
   /**
@@ -813,14 +790,14 @@ export class _Journal<T> {
    * then the snapshot, then the rename of journal.next over the journal.
    */
   async #compact(state: T): Promise<_Cache<T>> {
-    const text = this.#host.serialize(state);
+    const text = this.#files.serialize(state);
     const bytes = _encoder.encode(text);
     const header = await this.#writeNext(bytes);
     this.#seal(header.id);
-    this.#host.rotateBackups();
-    await this.#host.replaceSnapshot(text);
+    this.#files.rotateBackups();
+    await this.#files.replace(this.#files.path, text);
     this.#renameNext();
-    if (this.#host.durable) await this.#syncDir();
+    if (this.#files.durable) await this.#syncDir();
     return this.#cacheFor(header, state, bytes.length);
   }
 
@@ -847,7 +824,7 @@ export class _Journal<T> {
   async #newJournal(state: T, snapshot: Uint8Array): Promise<_Cache<T>> {
     const header = await this.#writeNext(snapshot);
     this.#renameNext();
-    if (this.#host.durable) await this.#syncDir();
+    if (this.#files.durable) await this.#syncDir();
     return this.#cacheFor(header, state, snapshot.length);
   }
 
@@ -882,10 +859,10 @@ export class _Journal<T> {
       _removeIfExists(this.nextPath); // an orphan of a writer that died
       handle = _createForWrite(this.nextPath, 0o644);
       // The journal keeps the owner, group and mode of the store's files.
-      const like = _lstat(this.journalPath) ?? _lstat(this.#host.path);
+      const like = _lstat(this.journalPath) ?? _lstat(this.#files.path);
       if (like !== null) handle.matchOwnership(like);
       await handle.write(_encoder.encode(text));
-      if (this.#host.durable) await handle.sync();
+      if (this.#files.durable) await handle.sync();
     } catch (error) {
       handle?.close();
       handle = undefined;

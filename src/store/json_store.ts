@@ -2,32 +2,12 @@
 // with locked read-modify-write, durable atomic replace, backups, fencing,
 // and corrupt-file handling that never loses data.
 
-import {
-  _link,
-  _lstat,
-  _readFile,
-  _removeIfExists,
-  _rename,
-  _toPath,
-} from "../runtime/mod.ts";
-import {
-  _checkTarget,
-  _quarantineAside,
-  _readStoreFile,
-  _replaceHoldingLock,
-} from "./_atomic.ts";
-import { _fsError } from "../base/_fs_errors.ts";
-import { type _Parsed, _parseJson, _toJson } from "./_json.ts";
-import { _Journal } from "./_journal.ts";
-import {
-  type CorruptStoreError,
-  StaleFenceError,
-  StoreError,
-} from "../base/errors.ts";
+import { _toPath } from "../runtime/mod.ts";
 import { _checkBlockingWait, _checkTimeout } from "../lock/_kernel.ts";
-import { FileLock } from "../lock/file_lock.ts";
-import { _lockInternals } from "../lock/_lock_internals.ts";
-import { _hasJournal } from "./_store_mode.ts";
+import type { _DocumentBackend } from "./_document_backend.ts";
+import { _Journal } from "./_journal.ts";
+import { _StoreFiles } from "./_store_files.ts";
+import { _WholeFile } from "./_whole_file.ts";
 
 /** How a {@linkcode JsonStore} reads and writes its file. */
 export interface JsonStoreOptions<T> {
@@ -129,10 +109,6 @@ export interface StoreWriteOptions {
   signal?: AbortSignal;
 }
 
-type _Loaded<T> =
-  | { ok: true; value: T; exists: boolean }
-  | Extract<_Parsed<T>, { ok: false }>;
-
 /**
  * A JSON document in a file, shared safely by any number of processes.
  *
@@ -159,21 +135,12 @@ type _Loaded<T> =
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export class JsonStore<T> implements DocumentBackend<T> {
+export class JsonStore<T> {
   /** The store file. */
   readonly path: string;
   /** The lock file. */
   readonly lockPath: string;
-  #initial: T | (() => T);
-  #durable: boolean;
-  #backups: number;
-  #validate: ((value: unknown) => T) | undefined;
-  #lockTimeout: number;
-  #blockingLock: boolean;
-  #onCorrupt: "throw" | "quarantine";
-  #indent: number;
-  #warn: (message: string) => void;
-  #journal: _Journal<T> | undefined;
+  #backend: _DocumentBackend<T>;
 
   /**
    * Creates a JsonStore.
@@ -221,15 +188,6 @@ export class JsonStore<T> implements DocumentBackend<T> {
         `Cannot use onCorrupt "${onCorrupt}": expected "throw" or "quarantine"`,
       );
     }
-    this.#initial = options.initial;
-    this.#durable = options.durable ?? true;
-    this.#backups = backups;
-    this.#validate = options.validate;
-    this.#lockTimeout = lockTimeout;
-    this.#blockingLock = blockingLock;
-    this.#onCorrupt = onCorrupt;
-    this.#indent = indent;
-    this.#warn = options.onWarning ?? ((message) => console.warn(message));
     const compactAt = options.compactAt;
     if (
       compactAt !== undefined &&
@@ -239,28 +197,22 @@ export class JsonStore<T> implements DocumentBackend<T> {
         `Cannot use compactAt ${compactAt}: expected a number of bytes of at least 0`,
       );
     }
-    if (options.journal) {
-      this.#journal = new _Journal<T>({
-        path: this.path,
-        durable: this.#durable,
-        compactAt,
-        onCorrupt,
-        validate: this.#validate,
-        initial: () => this.#initialValue(),
-        serialize: (value) => this.#serialize(value),
-        parse: (bytes) => this.#parse(bytes),
-        locked: (fn, o) => this.#locked(fn, o),
-        checkFence: (fence) => this.#checkFence(fence),
-        writeFence: (fence) => this.#replace(this.#fencePath, `${fence}\n`),
-        rotateBackups: () => {
-          if (this.#backups > 0) this.#rotateBackups();
-        },
-        replaceSnapshot: (text) => this.#replace(this.path, text),
-        quarantineSnapshot: async (error) =>
-          (await this.#quarantine(error)).value,
-        warn: this.#warn,
-      });
-    }
+    const files = new _StoreFiles<T>({
+      path: this.path,
+      lockPath: this.lockPath,
+      initial: options.initial,
+      durable: options.durable ?? true,
+      backups,
+      validate: options.validate,
+      lockTimeout,
+      blockingLock,
+      onCorrupt,
+      indent,
+      warn: options.onWarning ?? ((message) => console.warn(message)),
+    });
+    this.#backend = options.journal
+      ? new _Journal<T>(files, compactAt)
+      : new _WholeFile<T>(files);
   }
 
   /**
@@ -286,15 +238,8 @@ export class JsonStore<T> implements DocumentBackend<T> {
    * await Deno.remove(dir, { recursive: true });
    * ```
    */
-  async read(): Promise<T> {
-    if (this.#journal) return await this.#journal.read();
-    const loaded = await this.#load();
-    if (loaded.ok) return loaded.value;
-    const quarantine = this.#onCorrupt === "quarantine";
-    return await this.#locked(
-      async () => (await this.#loadLocked()).value,
-      { shared: !quarantine },
-    );
+  read(): Promise<T> {
+    return this.#backend.read();
   }
 
   /**
@@ -331,15 +276,9 @@ export class JsonStore<T> implements DocumentBackend<T> {
     if (typeof fn !== "function") {
       throw new TypeError("Cannot update a JsonStore: fn must be a function");
     }
-    if (this.#journal) {
-      return await this.#journal.change(async (value) => {
-        const result = await fn(value);
-        return { replace: false, value, result };
-      }, options);
-    }
-    return await this.#change(async (value) => {
-      const result = await fn(value);
-      return { value, result };
+    return await this.#backend.change(async (draft) => {
+      const result = await fn(draft);
+      return { replace: false, value: draft, result };
     }, options);
   }
 
@@ -377,30 +316,10 @@ export class JsonStore<T> implements DocumentBackend<T> {
         "Cannot transform a JsonStore: fn must be a function",
       );
     }
-    if (this.#journal) {
-      return await this.#journal.change(async (current) => {
-        const value = await fn(current);
-        return { replace: true, value, result: value };
-      }, options);
-    }
-    return await this.#change(async (current) => {
+    return await this.#backend.change(async (current) => {
       const value = await fn(current);
-      return { value, result: value };
+      return { replace: true, value, result: value };
     }, options);
-  }
-
-  async #change<R>(
-    fn: (data: T) => Promise<{ value: T; result: R }>,
-    options: StoreWriteOptions,
-  ): Promise<R> {
-    return await this.#locked(async () => {
-      const { value, exists } = await this.#loadLocked();
-      const highest = await this.#checkFence(options.fence);
-      const before = exists ? this.#serialize(value) : undefined;
-      const next = await fn(value);
-      await this.#commit(next.value, before, options.fence, highest);
-      return next.result;
-    }, { signal: options.signal });
   }
 
   /**
@@ -427,198 +346,9 @@ export class JsonStore<T> implements DocumentBackend<T> {
    * ```
    */
   write(value: T, options: StoreWriteOptions = {}): Promise<void> {
-    if (this.#journal) {
-      return this.#journal.change(
-        () => Promise.resolve({ replace: true, value, result: undefined }),
-        options,
-      );
-    }
-    return this.#locked(async () => {
-      await this.#loadLocked();
-      const highest = await this.#checkFence(options.fence);
-      await this.#commit(value, undefined, options.fence, highest);
-    }, { signal: options.signal });
-  }
-
-  async #locked<R>(
-    fn: () => Promise<R>,
-    options: { shared?: boolean; signal?: AbortSignal },
-  ): Promise<R> {
-    const lock = await FileLock.acquire(this.path, {
-      lockPath: this.lockPath,
-      timeout: this.#lockTimeout,
-      blocking: this.#blockingLock,
-      shared: options.shared,
-      signal: options.signal,
-    });
-    try {
-      return await _lockInternals.runHolding(lock, fn);
-    } finally {
-      await lock.release();
-    }
-  }
-
-  #initialValue(): T {
-    const initial = this.#initial;
-    return typeof initial === "function"
-      ? (initial as () => T)()
-      : structuredClone(initial);
-  }
-
-  #parse(bytes: Uint8Array, path = this.path): _Loaded<T> {
-    const parsed = _parseJson(bytes, path, this.#validate);
-    return parsed.ok ? { ...parsed, exists: true } : parsed;
-  }
-
-  async #load(): Promise<_Loaded<T>> {
-    _checkTarget(this.path, "read");
-    // Updates made in journal mode live in the journal until a compaction
-    // folds them in: the file alone is an old version, and a whole-file
-    // write would orphan them. (Checked under the lock for writes; journal
-    // writers take the same lock.)
-    if (_hasJournal(this.path)) {
-      throw new StoreError(
-        this.path,
-        `Cannot use '${this.path}' as a whole file: '${this.path}.journal' beside it holds updates made in journal mode; open it with { journal: true } (the lockbox store commands do so on their own)`,
-      );
-    }
-    const bytes = await _readStoreFile(this.path);
-    if (bytes === null) {
-      return { ok: true, value: this.#initialValue(), exists: false };
-    }
-    return this.#parse(bytes);
-  }
-
-  /** Loads under the lock, applying `onCorrupt`. */
-  async #loadLocked(): Promise<{ value: T; exists: boolean }> {
-    const loaded = await this.#load();
-    if (loaded.ok) return loaded;
-    if (this.#onCorrupt === "throw") throw loaded.error;
-    return await this.#quarantine(loaded.error);
-  }
-
-  async #quarantine(
-    error: CorruptStoreError,
-  ): Promise<{ value: T; exists: boolean }> {
-    let destination: string;
-    try {
-      destination = _quarantineAside(this.path);
-    } catch (error) {
-      throw _fsError("quarantine corrupt store", this.path, error);
-    }
-    let value: T | undefined;
-    let source = "the initial value";
-    for (let i = 1; i <= this.#backups && value === undefined; i++) {
-      const backup = `${this.path}.bak.${i}`;
-      // A backup that cannot be read is no candidate; the next one may be.
-      const bytes = await _readFile(backup).catch(() => null);
-      if (bytes === null) continue;
-      const parsed = this.#parse(bytes, backup);
-      if (parsed.ok) {
-        value = parsed.value;
-        source = `backup '${backup}'`;
-      }
-    }
-    value ??= this.#initialValue();
-    await this.#replace(this.path, this.#serialize(value));
-    this.#warn(
-      `${
-        error.message.split(";")[0]
-      }; moved its bytes to '${destination}' and continued from ${source}`,
+    return this.#backend.change(
+      () => Promise.resolve({ replace: true, value, result: undefined }),
+      options,
     );
-    return { value, exists: true };
   }
-
-  #serialize(value: unknown): string {
-    return _toJson(value, this.#indent, this.path);
-  }
-
-  get #fencePath(): string {
-    return `${this.path}.fence`;
-  }
-
-  /** The highest fence applied so far; throws if `fence` is older. */
-  async #checkFence(fence: number | undefined): Promise<number> {
-    if (fence === undefined) return -Infinity;
-    if (!Number.isSafeInteger(fence) || fence < 0) {
-      throw new RangeError(
-        `Cannot use fence ${fence}: expected a non-negative integer such as FileLock.token`,
-      );
-    }
-    const bytes = await _readStoreFile(this.#fencePath);
-    const highest = bytes === null
-      ? -Infinity
-      : Number(new TextDecoder().decode(bytes).trim());
-    if (Number.isNaN(highest)) {
-      throw new StoreError(
-        this.#fencePath,
-        `Cannot read the fence of '${this.path}': '${this.#fencePath}' does not hold a number; repair or remove it`,
-      );
-    }
-    if (fence < highest) throw new StaleFenceError(this.path, fence, highest);
-    return highest;
-  }
-
-  async #commit(
-    value: T,
-    before: string | undefined,
-    fence: number | undefined,
-    highest: number,
-  ): Promise<void> {
-    const checked = this.#validate ? this.#validate(value) : value;
-    const text = this.#serialize(checked);
-    if (text === before) return;
-    // The fence goes first: if we die between the two writes, the fence has
-    // moved on and the change (never acknowledged) is simply not there.
-    if (fence !== undefined && fence > highest) {
-      await this.#replace(this.#fencePath, `${fence}\n`);
-    }
-    if (this.#backups > 0) this.#rotateBackups();
-    await this.#replace(this.path, text);
-  }
-
-  #rotateBackups(): void {
-    const name = (i: number) => `${this.path}.bak.${i}`;
-    try {
-      if (!_exists(this.path)) return;
-      _removeIfExists(name(this.#backups));
-      for (let i = this.#backups - 1; i >= 1; i--) {
-        if (_exists(name(i))) _rename(name(i), name(i + 1));
-      }
-      // A hard link keeps the current bytes as backup 1 for free; the atomic
-      // replace then moves only the store's own name to the new version.
-      _link(this.path, name(1));
-    } catch (error) {
-      throw _fsError(
-        "rotate the backups of",
-        this.path,
-        error,
-        "; nothing was written",
-      );
-    }
-  }
-
-  #replace(path: string, text: string): Promise<void> {
-    return _replaceHoldingLock(path, text, this.#durable);
-  }
-}
-
-function _exists(path: string): boolean {
-  return _lstat(path) !== null;
-}
-
-/**
- * What a domain module needs from its store: the small interface
- * {@linkcode JsonStore} implements, so another backend can slot in.
- */
-export interface DocumentBackend<T> {
-  /** A consistent snapshot. */
-  read(): Promise<T>;
-  /** A locked read-modify-write; `fn` changes the document in place. */
-  update<R>(
-    fn: (data: T) => R | Promise<R>,
-    options?: StoreWriteOptions,
-  ): Promise<R>;
-  /** Replaces the document. */
-  write(value: T, options?: StoreWriteOptions): Promise<void>;
 }

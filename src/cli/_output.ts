@@ -1,0 +1,76 @@
+// What every command shares: exit codes, the _Exit that ends a command
+// with one, and writing to stdout and stderr whole.
+
+import { LockBusyError, LockTimeoutError } from "../base/errors.ts";
+import { GroupNotFoundError } from "../seeds/capture_groups.ts";
+import {
+  AlreadyCheckedOutError,
+  NotCheckedOutError,
+  NotOwnerError,
+} from "../seeds/checkout.ts";
+import { DocumentNotFoundError } from "../seeds/document_store.ts";
+import {
+  _env,
+  _isTerminal,
+  _writeStderr,
+  _writeStdout,
+} from "../runtime/mod.ts";
+
+export const EXIT_OK = 0;
+export const EXIT_CONFLICT = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_IO = 3;
+/** `flock(1)`'s status for a command it could not start (EX_UNAVAILABLE). */
+export const EXIT_NOT_STARTED = 69;
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0    success
+  1    conflict (the lock is held elsewhere) or not found
+  2    usage error
+  3    I/O or data error (a file cannot be read or written, a corrupt store)
+  run: the command's own status; 128+N if signal N killed it; 69 if it
+       could not be started (as flock(1))
+
+Colour only on a terminal, and never when NO_COLOR is set.`;
+
+/** A failure that has already been explained; ends `main` with `code`. */
+export class _Exit extends Error {
+  constructor(readonly code: number, message?: string) {
+    super(message);
+  }
+}
+
+export function _say(message: string): void {
+  _writeStderr(`lockbox: ${message}\n`);
+}
+
+/** A line on stdout, written whole before this returns; a failure throws. */
+export function _print(text: string): void {
+  _writeStdout(`${text}\n`);
+}
+
+export function _json(value: unknown): void {
+  _print(JSON.stringify(value, null, 2));
+}
+
+export function _color(): boolean {
+  return _isTerminal("stdout") && !_env("NO_COLOR");
+}
+
+/** The exit code for an error the library threw. */
+export function _exitCodeOf(error: unknown): number {
+  if (
+    error instanceof LockTimeoutError || error instanceof LockBusyError ||
+    error instanceof AlreadyCheckedOutError ||
+    error instanceof NotCheckedOutError || error instanceof NotOwnerError ||
+    error instanceof GroupNotFoundError ||
+    error instanceof DocumentNotFoundError
+  ) {
+    return EXIT_CONFLICT;
+  }
+  if (error instanceof TypeError || error instanceof RangeError) {
+    return EXIT_USAGE;
+  }
+  return EXIT_IO;
+}

@@ -1,0 +1,49 @@
+// `lockbox files`: seed 002's file checkout by user.
+
+import type { Command } from "commander";
+import { FileService } from "../seeds/checkout.ts";
+import { _json, _print } from "./_output.ts";
+
+/** Adds `lockbox files` to the program. */
+export function _addFiles(program: Command): void {
+  const files = program.command("files")
+    .description("Seed 002's file checkout by user")
+    .requiredOption("--repo <dir>", "the repository directory")
+    .requiredOption("--registry <file>", "the checkout registry")
+    .option("--extension <ext>", "the files' extension", ".mcam");
+  const service = () => {
+    const o = files.opts();
+    return new FileService(o.repo, o.registry, { extension: o.extension });
+  };
+  files.command("list").description("List the files with who has them")
+    .option("--json", "print as JSON")
+    .action(async (options) => {
+      const list = await service().filesWithStatus();
+      if (options.json) return _json(list);
+      for (const f of list) {
+        _print(
+          [
+            f.name,
+            String(f.sizeBytes),
+            f.modified.toISOString(),
+            f.status === "checked_out"
+              ? `checked out by ${f.lockedBy}`
+              : "available",
+          ].join("\t"),
+        );
+      }
+    });
+  files.command("checkout").argument("<name>")
+    .description("Check a file out")
+    .requiredOption("--user <user>", "who takes it")
+    .option("-m, --message <message>", "why", "")
+    .action(async (name: string, options) => {
+      await service().checkout(name, options.user, options.message);
+    });
+  files.command("checkin").argument("<name>")
+    .description("Check a file back in")
+    .requiredOption("--user <user>", "who returns it")
+    .action(async (name: string, options) => {
+      await service().checkin(name, options.user);
+    });
+}

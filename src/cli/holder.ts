@@ -1,0 +1,44 @@
+// `lockbox holder`: who holds one lock file; the exit status says if held.
+
+import type { Command } from "commander";
+import { _liveRecord } from "../lock/_kernel.ts";
+import { _lstat } from "../runtime/mod.ts";
+import { lockInfo } from "../seeds/lock_monitor.ts";
+import { _Exit, _json, _print, EXIT_CONFLICT } from "./_output.ts";
+
+/** Adds `lockbox holder` to the program. */
+export function _addHolder(program: Command): void {
+  program.command("holder")
+    .description("Show who holds LOCKFILE; exit 0 when held, 1 when free")
+    .argument("<lockfile>", "the lock file itself")
+    .option("--json", "print the LockInfo as JSON")
+    .action(async (lockfile: string, options) => {
+      if (_lstat(lockfile) === null) {
+        // No lock file, no holder: free, but say why, in case of a typo.
+        if (options.json) _json(null);
+        else _print("free");
+        throw new _Exit(EXIT_CONFLICT, `'${lockfile}' does not exist`);
+      }
+      const info = await lockInfo(lockfile);
+      if (options.json) {
+        _json(info);
+      } else if (!info.held) {
+        _print("free");
+      } else {
+        const record = _liveRecord(info.held, info.holders, info.record);
+        const pids = info.holders.length
+          ? info.holders.join(", ")
+          : record
+          ? String(record.pid)
+          : "unknown";
+        let line = `held ${info.mode} by pid ${pids}`;
+        if (record) {
+          line +=
+            ` on ${record.hostname} since ${record.acquiredAt}, token ${record.token}`;
+          if (record.metadata) line += ` ${JSON.stringify(record.metadata)}`;
+        }
+        _print(line);
+      }
+      if (!info.held) throw new _Exit(EXIT_CONFLICT);
+    });
+}

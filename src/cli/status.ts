@@ -1,0 +1,71 @@
+// `lockbox status`: the lock files in directories, once or redrawn.
+
+import type { Command } from "commander";
+import { _sleep } from "../base/_promise.ts";
+import { _isTerminal, _writeStdout } from "../runtime/mod.ts";
+import {
+  formatLockStatus,
+  listLocks,
+  type LockInfo,
+} from "../seeds/lock_monitor.ts";
+import { _color, _json, _print } from "./_output.ts";
+import { _duration, _seconds } from "./_parse.ts";
+
+/** Adds `lockbox status` to the program. */
+export function _addStatus(program: Command): void {
+  program.command("status")
+    .description("Show the lock files in directories: state, mode, holder, age")
+    .argument("[dir...]", "directories to look in (default: .)")
+    .option("-r, --recursive", "look in subdirectories too")
+    .option(
+      "--stale-after <duration>",
+      "age after which a free lock file is stale (90s, 5m, 1h, 2d)",
+      _duration,
+    )
+    .option("--json", "print LockInfo[] as JSON")
+    .option(
+      "--watch [seconds]",
+      "redraw every few seconds until interrupted",
+      _seconds,
+    )
+    .action(async (dirs: string[], options) => {
+      const look = async () => {
+        const infos: LockInfo[] = [];
+        for (const dir of dirs.length ? dirs : ["."]) {
+          infos.push(
+            ...await listLocks(dir, {
+              recursive: options.recursive,
+              staleAfter: options.staleAfter,
+            }),
+          );
+        }
+        return infos;
+      };
+      if (options.watch === undefined) {
+        const infos = await look();
+        if (options.json) _json(infos);
+        else _print(formatLockStatus(infos, { color: _color() }));
+        return;
+      }
+      const every = options.watch === true
+        ? 2000
+        : Math.max(options.watch, 100);
+      const terminal = _isTerminal("stdout");
+      while (true) {
+        const infos = await look();
+        const text = options.json
+          ? JSON.stringify(infos)
+          : formatLockStatus(infos, { color: _color() });
+        if (terminal) {
+          _writeStdout(
+            `\x1b[H\x1b[2J${text}\n\n${
+              new Date().toLocaleTimeString()
+            }, every ${every / 1000} s; Ctrl-C to stop\n`,
+          );
+        } else {
+          _print(text + (options.json ? "" : "\n"));
+        }
+        await _sleep(every);
+      }
+    });
+}

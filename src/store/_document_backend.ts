@@ -1,0 +1,42 @@
+// The one interface JsonStore's storage modes implement: a document that is
+// read as a committed version and changed under exclusion, with fencing.
+// Whole-file mode (_whole_file.ts) and journal mode (_journal.ts) are the
+// two file implementations; nothing in it assumes a file, so a database
+// can be a third.
+
+/** What a change made: the new document and what to return to the caller. */
+export interface _Next<T, R> {
+  /**
+   * `true` when `value` replaces the document (`transform`, `write`);
+   * `false` when the change was made in place on the draft it was given.
+   */
+  replace: boolean;
+  /** The new document. */
+  value: T;
+  /** What the store method returns. */
+  result: R;
+}
+
+/** Options of one change. */
+export interface _ChangeOptions {
+  /** A fencing token: refused with `StaleFenceError` if a higher one was applied. */
+  fence?: number;
+  /** Gives up waiting for exclusion. */
+  signal?: AbortSignal;
+}
+
+/** A document store's storage: JsonStore picks one in its constructor. */
+export interface _DocumentBackend<T> {
+  /** A committed version of the document, without waiting for writers. */
+  read(): Promise<T>;
+  /**
+   * Under exclusion: loads the current document, checks the fence, calls
+   * `fn` with a draft it may change, validates and commits what it returns
+   * (nothing when it equals the current document), and records the fence.
+   * If `fn` throws, nothing is written and the error is rethrown.
+   */
+  change<R>(
+    fn: (draft: T) => Promise<_Next<T, R>>,
+    options: _ChangeOptions,
+  ): Promise<R>;
+}

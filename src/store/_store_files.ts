@@ -1,0 +1,209 @@
+// The file work both of JsonStore's file modes share, called downward by
+// each: the store's lock, parsing and serializing, the fence file, backups,
+// the durable atomic replace, and moving a corrupt file aside.
+
+import {
+  _link,
+  _lstat,
+  _readFile,
+  _removeIfExists,
+  _rename,
+} from "../runtime/mod.ts";
+import { _fsError } from "../base/_fs_errors.ts";
+import {
+  type CorruptStoreError,
+  StaleFenceError,
+  StoreError,
+} from "../base/errors.ts";
+import { FileLock } from "../lock/file_lock.ts";
+import { _lockInternals } from "../lock/_lock_internals.ts";
+import {
+  _quarantineAside,
+  _readStoreFile,
+  _replaceHoldingLock,
+} from "./_atomic.ts";
+import { type _Parsed, _parseJson, _toJson } from "./_json.ts";
+
+/** A parsed file, or why it is corrupt. */
+export type _Loaded<T> =
+  | { ok: true; value: T; exists: boolean }
+  | Extract<_Parsed<T>, { ok: false }>;
+
+/** The checked settings of one JsonStore, as its constructor made them. */
+export interface _StoreSettings<T> {
+  path: string;
+  lockPath: string;
+  initial: T | (() => T);
+  durable: boolean;
+  backups: number;
+  validate: ((value: unknown) => T) | undefined;
+  lockTimeout: number;
+  blockingLock: boolean;
+  onCorrupt: "throw" | "quarantine";
+  indent: number;
+  warn: (message: string) => void;
+}
+
+/** One store's files: its document, lock, fence, backups and quarantine. */
+export class _StoreFiles<T> {
+  readonly path: string;
+  readonly lockPath: string;
+  readonly durable: boolean;
+  readonly onCorrupt: "throw" | "quarantine";
+  readonly validate: ((value: unknown) => T) | undefined;
+  readonly warn: (message: string) => void;
+  #settings: _StoreSettings<T>;
+
+  /** Creates the file layer of one store. */
+  constructor(settings: _StoreSettings<T>) {
+    this.#settings = settings;
+    this.path = settings.path;
+    this.lockPath = settings.lockPath;
+    this.durable = settings.durable;
+    this.onCorrupt = settings.onCorrupt;
+    this.validate = settings.validate;
+    this.warn = settings.warn;
+  }
+
+  /** Runs `fn` holding the store's lock (exclusive unless `shared`). */
+  async locked<R>(
+    fn: () => Promise<R>,
+    options: { shared?: boolean; signal?: AbortSignal },
+  ): Promise<R> {
+    const lock = await FileLock.acquire(this.path, {
+      lockPath: this.lockPath,
+      timeout: this.#settings.lockTimeout,
+      blocking: this.#settings.blockingLock,
+      shared: options.shared,
+      signal: options.signal,
+    });
+    try {
+      return await _lockInternals.runHolding(lock, fn);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** A fresh copy of the value the store has while it has no file. */
+  initial(): T {
+    const initial = this.#settings.initial;
+    return typeof initial === "function"
+      ? (initial as () => T)()
+      : structuredClone(initial);
+  }
+
+  /** Parses and validates a file's bytes; a failure is a CorruptStoreError. */
+  parse(bytes: Uint8Array, path: string = this.path): _Loaded<T> {
+    const parsed = _parseJson(bytes, path, this.validate);
+    return parsed.ok ? { ...parsed, exists: true } : parsed;
+  }
+
+  /** The document as the store writes it (a `TypeError` if JSON cannot hold it). */
+  serialize(value: unknown): string {
+    return _toJson(value, this.#settings.indent, this.path);
+  }
+
+  get #fencePath(): string {
+    return `${this.path}.fence`;
+  }
+
+  /** The highest fence applied so far; throws if `fence` is older. */
+  async checkFence(fence: number | undefined): Promise<number> {
+    if (fence === undefined) return -Infinity;
+    if (!Number.isSafeInteger(fence) || fence < 0) {
+      throw new RangeError(
+        `Cannot use fence ${fence}: expected a non-negative integer such as FileLock.token`,
+      );
+    }
+    const bytes = await _readStoreFile(this.#fencePath);
+    const highest = bytes === null
+      ? -Infinity
+      : Number(new TextDecoder().decode(bytes).trim());
+    if (Number.isNaN(highest)) {
+      throw new StoreError(
+        this.#fencePath,
+        `Cannot read the fence of '${this.path}': '${this.#fencePath}' does not hold a number; repair or remove it`,
+      );
+    }
+    if (fence < highest) throw new StaleFenceError(this.path, fence, highest);
+    return highest;
+  }
+
+  /**
+   * Records `fence` when it is newer than `highest`. Called before the
+   * change it guards: if the process dies between the two, the fence has
+   * moved on and the change (never acknowledged) is simply not there.
+   */
+  async recordFence(fence: number | undefined, highest: number): Promise<void> {
+    if (fence !== undefined && fence > highest) {
+      await this.replace(this.#fencePath, `${fence}\n`);
+    }
+  }
+
+  /**
+   * Keeps the current document as `<path>.bak.1`, shifting older backups up
+   * and dropping the oldest; nothing without `backups`.
+   */
+  rotateBackups(): void {
+    const backups = this.#settings.backups;
+    if (backups === 0) return;
+    const name = (i: number) => `${this.path}.bak.${i}`;
+    try {
+      if (_lstat(this.path) === null) return;
+      _removeIfExists(name(backups));
+      for (let i = backups - 1; i >= 1; i--) {
+        if (_lstat(name(i)) !== null) _rename(name(i), name(i + 1));
+      }
+      // A hard link keeps the current bytes as backup 1 for free; the atomic
+      // replace then moves only the store's own name to the new version.
+      _link(this.path, name(1));
+    } catch (error) {
+      throw _fsError(
+        "rotate the backups of",
+        this.path,
+        error,
+        "; nothing was written",
+      );
+    }
+  }
+
+  /** Replaces `path` (the document by default) atomically, durably if set. */
+  replace(path: string, text: string): Promise<void> {
+    return _replaceHoldingLock(path, text, this.durable);
+  }
+
+  /**
+   * Moves a corrupt document's bytes to `<path>.corrupt-<time>`, continues
+   * from the newest backup that parses and validates (else the initial
+   * value), writes that in its place, and warns.
+   */
+  async quarantine(error: CorruptStoreError): Promise<T> {
+    let destination: string;
+    try {
+      destination = _quarantineAside(this.path);
+    } catch (error) {
+      throw _fsError("quarantine corrupt store", this.path, error);
+    }
+    let value: T | undefined;
+    let source = "the initial value";
+    for (let i = 1; i <= this.#settings.backups && value === undefined; i++) {
+      const backup = `${this.path}.bak.${i}`;
+      // A backup that cannot be read is no candidate; the next one may be.
+      const bytes = await _readFile(backup).catch(() => null);
+      if (bytes === null) continue;
+      const parsed = this.parse(bytes, backup);
+      if (parsed.ok) {
+        value = parsed.value;
+        source = `backup '${backup}'`;
+      }
+    }
+    value ??= this.initial();
+    await this.replace(this.path, this.serialize(value));
+    this.warn(
+      `${
+        error.message.split(";")[0]
+      }; moved its bytes to '${destination}' and continued from ${source}`,
+    );
+    return value;
+  }
+}
