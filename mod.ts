@@ -42,7 +42,7 @@
  */
 
 export * from "./src/base/errors.ts";
-export * from "./src/lock/lock_holder.ts";
+export * from "./src/base/lock_holder.ts";
 export * from "./src/lock/lock_inspect.ts";
 export * from "./src/seeds/lock_monitor.ts";
 export * from "./src/lock/file_lock.ts";

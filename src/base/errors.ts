@@ -1,6 +1,6 @@
 // Errors that callers catch. Bad arguments are `TypeError` / `RangeError`.
 
-import type { LockHolder } from "../lock/lock_holder.ts";
+import type { LockHolder } from "./lock_holder.ts";
 
 function _by(holder: LockHolder | null | undefined): string {
   return holder ? ` by pid ${holder.pid} on ${holder.hostname}` : "";

@@ -2,7 +2,7 @@
 // help text, and how an error becomes an exit status.
 
 import { Command, CommanderError } from "commander";
-import denoJson from "../../deno.json" with { type: "json" };
+import { VERSION } from "./_version.ts";
 import { _writeStderr, _writeStdout } from "../runtime/mod.ts";
 import { StoreError } from "../base/errors.ts";
 import { ConfigError } from "../seeds/config.ts";
@@ -32,7 +32,7 @@ export function _program(batchArgv?: string[]): Command {
     .description(
       "Cross-process file locks and safe JSON state files",
     )
-    .version(denoJson.version, "-V, --version")
+    .version(VERSION, "-V, --version")
     .enablePositionalOptions()
     .exitOverride()
     .configureOutput({

@@ -1,7 +1,7 @@
 // The bytes of a holder record in a lock file, and reading them back.
 
 import { _errorCode, type _LockHandle, _openReadOnly } from "../runtime/mod.ts";
-import type { LockHolder } from "./lock_holder.ts";
+import type { LockHolder } from "../base/lock_holder.ts";
 
 // Layout: line 1 is the record as JSON, line 2 is `#lockbox <fnv1a-32 hex>`
 // over line 1's bytes, then spaces. A reader that catches a write half done

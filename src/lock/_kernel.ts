@@ -10,7 +10,7 @@ import {
 } from "../runtime/mod.ts";
 import { LockError } from "../base/errors.ts";
 import { _readHolderRecord } from "./_holder_record.ts";
-import type { LockHolder } from "./lock_holder.ts";
+import type { LockHolder } from "../base/lock_holder.ts";
 
 /** The kernel's view of one lock file. */
 export interface _KernelView {

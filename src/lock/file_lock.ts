@@ -46,7 +46,7 @@ import {
   _readRecord,
   _recordText,
 } from "./_holder_record.ts";
-import type { LockHolder } from "./lock_holder.ts";
+import type { LockHolder } from "../base/lock_holder.ts";
 
 /** How to take a {@linkcode FileLock}. */
 export interface LockOptions {

@@ -9,7 +9,7 @@ import {
   _resolveLockPath,
   _viewOf,
 } from "./_kernel.ts";
-import type { LockHolder } from "./lock_holder.ts";
+import type { LockHolder } from "../base/lock_holder.ts";
 
 /** Where to find the lock of a file. */
 export interface LockPathOptions {

@@ -14,7 +14,7 @@ import { _removeHeldLockFiles } from "../lock/_lock_removal.ts";
 import { _errorCode, _lstat, _readDir, _toPath } from "../runtime/mod.ts";
 import { StoreError } from "../base/errors.ts";
 import { FileLock } from "../lock/file_lock.ts";
-import type { LockHolder } from "../lock/lock_holder.ts";
+import type { LockHolder } from "../base/lock_holder.ts";
 
 /** What the monitor knows about one lock file. */
 export interface LockInfo {

@@ -1,6 +1,8 @@
-// Deno, Node and Python processes on the same lock files: the Node build
-// (dist/npm, from `deno task build:npm --install`) and the Deno source
-// exclude each other, and a Python fcntl.flock holder excludes Node.
+// Deno, Node and Python processes on the same lock files: the Node builds
+// (dist/npm, the bundle from `deno task build:npm --install`, and
+// dist/node-src, each module transpiled on its own as JSR serves Node, from
+// `deno task build:node-sources --install`) and the Deno source exclude each
+// other, and a Python fcntl.flock holder excludes Node.
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -14,35 +16,49 @@ import {
 } from "../_helpers.ts";
 
 const NODE_WORKERS = new URL("../node/workers/", import.meta.url);
-const FS_EXT = new URL("../../dist/npm/node_modules/fs-ext/", import.meta.url);
+/** The Node builds, by the task that makes each. */
+const BUILDS = {
+  "build:npm": new URL("../../dist/npm/", import.meta.url),
+  "build:node-sources": new URL("../../dist/node-src/", import.meta.url),
+};
 
-function nodeWorker(name: string, args: string[], stdin = false): Child {
+function nodeWorker(
+  name: string,
+  args: string[],
+  stdin = false,
+  build: keyof typeof BUILDS = "build:npm",
+): Child {
+  const dir = BUILDS[build];
   try {
-    Deno.statSync(FS_EXT);
+    Deno.statSync(new URL("node_modules/fs-ext/", dir));
   } catch {
     throw new Error(
-      "The Node build is missing: run `deno task build:npm --install` first (deno task test does)",
+      `The Node build in ${
+        fileURLToPath(dir)
+      } is missing: run \`deno task ${build} --install\` first (deno task test does)`,
     );
   }
   return new Child(
     "node",
     [fileURLToPath(new URL(name, NODE_WORKERS)), ...args],
-    { stdin },
+    { stdin, env: { LOCKBOX_NODE_PACKAGE: fileURLToPath(dir) } },
   );
 }
 
-Deno.test("Deno and Node processes incrementing one counter under FileLock keep every increment", async () => {
-  await withTempDir(async (dir) => {
-    const counter = `${dir}/counter`;
-    await finishAll([
-      spawnWorker("increment.ts", [counter, "100"]),
-      spawnWorker("increment.ts", [counter, "100"]),
-      nodeWorker("increment.mjs", [counter, "100"]),
-      nodeWorker("increment.mjs", [counter, "100"]),
-    ]);
-    assert.equal(await Deno.readTextFile(counter), "400");
+for (const build of Object.keys(BUILDS) as (keyof typeof BUILDS)[]) {
+  Deno.test(`Deno and Node (${build}) processes incrementing one counter under FileLock keep every increment`, async () => {
+    await withTempDir(async (dir) => {
+      const counter = `${dir}/counter`;
+      await finishAll([
+        spawnWorker("increment.ts", [counter, "100"]),
+        spawnWorker("increment.ts", [counter, "100"]),
+        nodeWorker("increment.mjs", [counter, "100"], false, build),
+        nodeWorker("increment.mjs", [counter, "100"], false, build),
+      ]);
+      assert.equal(await Deno.readTextFile(counter), "400");
+    });
   });
-});
+}
 
 Deno.test("a Node holder excludes Deno, and a Deno holder excludes Node", async () => {
   await withTempDir(async (dir) => {

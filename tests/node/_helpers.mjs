@@ -1,14 +1,15 @@
 // Helpers for the Node test suite, which runs against the built package in
-// dist/npm (`deno task build:npm --install` first).
+// dist/npm (`deno task build:npm --install` first), or the directory
+// LOCKBOX_NODE_PACKAGE names (such as dist/node-src/, every module
+// transpiled on its own: `deno task build:node-sources --install`).
 
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 
-export const PACKAGE = fileURLToPath(
-  new URL("../../dist/npm/", import.meta.url),
-);
+export { PACKAGE } from "./workers/_lockbox.mjs";
+import { PACKAGE } from "./workers/_lockbox.mjs";
 export const CLI = `${PACKAGE}cli.js`;
 
 /** How long any wait on a child may take before the test fails. */

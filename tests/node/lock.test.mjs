@@ -4,12 +4,14 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import {
+import { lockbox } from "./workers/_lockbox.mjs";
+
+const {
   FileLock,
   isLocked,
   lockHolder,
   LockTimeoutError,
-} from "../../dist/npm/mod.js";
+} = lockbox;
 import { Child, nodeWorker, withTempDir } from "./_helpers.mjs";
 
 test("withLock() from 6 Node processes x 50 keeps every increment", async () => {

@@ -3,11 +3,13 @@
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { test } from "node:test";
-import {
+import { lockbox } from "./workers/_lockbox.mjs";
+
+const {
   CaptureGroups,
   CorruptStoreError,
   JsonStore,
-} from "../../dist/npm/mod.js";
+} = lockbox;
 import { nodeWorker, withTempDir } from "./_helpers.mjs";
 
 for (const journal of [false, true]) {

@@ -1,5 +1,7 @@
 // Waits 200 ms for a lock held elsewhere, then exits 5 at once.
-import { FileLock, LockTimeoutError } from "../../../dist/npm/mod.js";
+import { lockbox } from "./_lockbox.mjs";
+
+const { FileLock, LockTimeoutError } = lockbox;
 
 try {
   await FileLock.acquire(process.argv[2], { timeout: 200 });

@@ -1,5 +1,7 @@
 // Holds a FileLock until stdin closes. Usage: hold.mjs PATH [--shared] [--metadata JSON]
-import { FileLock } from "../../../dist/npm/mod.js";
+import { lockbox } from "./_lockbox.mjs";
+
+const { FileLock } = lockbox;
 
 const [path, ...rest] = process.argv.slice(2);
 const metadataAt = rest.indexOf("--metadata");

@@ -1,7 +1,9 @@
 // Locked, deliberately non-atomic increments of a counter file.
 // Usage: increment.mjs PATH COUNT
 import { readFileSync, writeFileSync } from "node:fs";
-import { withLock } from "../../../dist/npm/mod.js";
+import { lockbox } from "./_lockbox.mjs";
+
+const { withLock } = lockbox;
 
 const [path, count] = process.argv.slice(2);
 for (let i = 0; i < Number(count); i++) {

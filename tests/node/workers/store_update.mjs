@@ -1,5 +1,7 @@
 // COUNT JsonStore updates. Usage: store_update.mjs PATH COUNT PREFIX [--journal]
-import { JsonStore } from "../../../dist/npm/mod.js";
+import { lockbox } from "./_lockbox.mjs";
+
+const { JsonStore } = lockbox;
 
 const [path, count, prefix, ...flags] = process.argv.slice(2);
 const store = new JsonStore(path, {

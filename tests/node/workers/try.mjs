@@ -1,5 +1,7 @@
 // Tries a FileLock once; prints "acquired" or "busy". Usage: try.mjs PATH [LOCKPATH]
-import { FileLock } from "../../../dist/npm/mod.js";
+import { lockbox } from "./_lockbox.mjs";
+
+const { FileLock } = lockbox;
 
 const [path, lockPath] = process.argv.slice(2);
 const lock = await FileLock.tryAcquire(path, { lockPath });
