@@ -10,7 +10,7 @@
 
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import * as esbuild from "npm:esbuild@0.25.10";
+import * as esbuild from "esbuild";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 const out = join(root, "dist/node-src");
@@ -31,6 +31,8 @@ function renameImports(code: string): string {
 
 await Deno.remove(out, { recursive: true }).catch(() => {});
 const files = [join(root, "mod.ts"), join(root, "cli.ts")];
+/** The bare specifiers the package's modules import (npm packages). */
+const imported = new Set<string>();
 for await (const path of sources(join(root, "src"))) files.push(path);
 try {
   for (const path of files) {
@@ -43,6 +45,13 @@ try {
     const target = join(out, relative(root, path)).replace(/\.ts$/, ".js");
     await Deno.mkdir(dirname(target), { recursive: true });
     let text = renameImports(code);
+    const bare = /^(?:import|export)\b[^;]*?from\s*"([^".][^":]*)"/gm;
+    for (const [, name] of text.matchAll(bare)) imported.add(name);
+    for (
+      const [, name] of text.matchAll(/\bimport\(\s*"([^".][^":]*)"\s*\)/g)
+    ) {
+      imported.add(name);
+    }
     if (path.endsWith("cli.ts")) {
       text = `#!/usr/bin/env node\n${text.replace(/^#!.*\n/, "")}`;
     }
@@ -53,13 +62,17 @@ try {
 }
 await Deno.chmod(join(out, "cli.js"), 0o755);
 
-/** `npm:yaml@2.9.1` as package.json's `"yaml": "2.9.1"`. */
+/**
+ * What the modules import, at deno.json's versions (`npm:yaml@2.9.1` as
+ * `"yaml": "2.9.1"`), and fs-ext, which Node's runtime layer loads on use.
+ */
 const dependencies: Record<string, string> = { "fs-ext": "2.1.1" };
-for (const [name, specifier] of Object.entries(config.imports)) {
-  const match = /^npm:((?:@[^/]+\/)?[^@]+)@(.+)$/.exec(specifier as string);
-  if (match && match[1] === name && name !== "proper-lockfile") {
-    dependencies[name] = match[2];
-  }
+for (const name of imported) {
+  const match = /^npm:(?:@[^/]+\/)?[^@]+@(.+)$/.exec(
+    config.imports[name] ?? "",
+  );
+  if (!match) throw new Error(`No npm version in deno.json for '${name}'`);
+  dependencies[name] = match[1];
 }
 const pkg = {
   name: config.name,
