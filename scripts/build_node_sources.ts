@@ -79,7 +79,7 @@ const pkg = {
   version: config.version,
   private: true,
   type: "module",
-  exports: { ".": "./mod.js" },
+  exports: { ".": "./mod.js", "./postgres": "./src/postgres/mod.js" },
   bin: { lockbox: "./cli.js" },
   engines: { node: ">=20" },
   dependencies,

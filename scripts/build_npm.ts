@@ -29,16 +29,22 @@ await Deno.mkdir(out, { recursive: true });
 // The same module graph Deno runs: the runtime layer picks Node's functions
 // when it loads under Node (src/runtime/mod.ts), so nothing is swapped and
 // no import map is added to deno.json's own.
-for (const [entry, declaration] of [["mod", true], ["cli", false]] as const) {
+const entries = [
+  ["mod", "mod.ts", true],
+  ["cli", "cli.ts", false],
+  ["postgres", "src/postgres/mod.ts", true],
+] as const;
+for (const [name, source, declaration] of entries) {
   await run(Deno.execPath(), [
     "bundle",
     "--quiet",
     "--platform=node",
     "--format=esm",
     "--external=fs-ext",
+    "--external=pg",
     ...(declaration ? ["--declaration"] : []),
-    `--output=${fileURLToPath(new URL(`${entry}.js`, out))}`,
-    `${entry}.ts`,
+    `--output=${fileURLToPath(new URL(`${name}.js`, out))}`,
+    source,
   ]);
 }
 
@@ -57,12 +63,23 @@ const pkg = {
   type: "module",
   main: "./mod.js",
   types: "./mod.d.ts",
-  exports: { ".": { types: "./mod.d.ts", default: "./mod.js" } },
+  exports: {
+    ".": { types: "./mod.d.ts", default: "./mod.js" },
+    "./postgres": { types: "./postgres.d.ts", default: "./postgres.js" },
+  },
   bin: { lockbox: "./cli.js" },
-  files: ["mod.js", "mod.d.ts", "cli.js", "README.md", "LICENSE"],
+  files: [
+    "mod.js",
+    "mod.d.ts",
+    "cli.js",
+    "postgres.js",
+    "postgres.d.ts",
+    "README.md",
+    "LICENSE",
+  ],
   engines: { node: ">=20" },
   os: ["linux", "darwin", "freebsd"],
-  dependencies: { "fs-ext": FS_EXT },
+  dependencies: { "fs-ext": FS_EXT, pg: config.imports.pg.split("@").pop() },
 };
 await Deno.writeTextFile(
   new URL("package.json", out),

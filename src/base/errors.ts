@@ -71,6 +71,38 @@ export class LockTimeoutError extends LockError {
 }
 
 /**
+ * A held lock may have been lost: its database session ended, its heartbeat
+ * missed the deadline, its lock file was removed or replaced, or it was
+ * released. `lock.signal` aborts with this as its reason.
+ *
+ * @example
+ * ```ts ignore
+ * import { LockLostError } from "@lockbox/lockbox";
+ * lock.signal.addEventListener("abort", () => {
+ *   if (lock.signal.reason instanceof LockLostError) stopWriting();
+ * });
+ * ```
+ */
+export class LockLostError extends LockError {
+  /** Always `"LockLostError"`. */
+  override name = "LockLostError";
+  /**
+   * Creates a LockLostError.
+   *
+   * @param lock The lock: a lock file, or a PostgreSQL lock's name.
+   * @param reason Why it may be lost, such as "it was released".
+   * @param options The underlying cause, if any.
+   */
+  constructor(
+    readonly lock: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`Lost the lock '${lock}': ${reason}`, options);
+  }
+}
+
+/**
  * A single-instance lock is held by another running instance.
  *
  * @example

@@ -129,7 +129,7 @@ class _Waiter {
       this.#worker.unref(); // idle: it must not keep the process alive
       settle?.(reply);
     });
-    this.#worker.on("error", (error) => {
+    this.#worker.on("error", (error: Error) => {
       // A dead worker is not returned to the pool.
       this.#dead = true;
       const settle = this.#settle;

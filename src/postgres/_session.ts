@@ -1,0 +1,207 @@
+// One PostgreSQL session (a connection), behind the small interface the
+// PostgreSQL backend uses, so that the driver (npm pg) stays in this file.
+// Every session is set up so that the server notices a dead client within
+// _SERVER_DEAD_PEER_MS, which is longer than the client's own loss deadline.
+
+import pg from "pg";
+import { LockError } from "../base/errors.ts";
+
+/**
+ * The part of npm pg's `Client` lockbox uses, typed here: pg ships no types,
+ * and `@types/pg` brings Node's, which clash with Deno's in the npm build.
+ */
+interface _PgClient {
+  connect(): Promise<void>;
+  query(
+    sql: string,
+    params?: unknown[],
+  ): Promise<{ rows: unknown[] } | { rows: unknown[] }[]>;
+  end(): Promise<void>;
+  on(event: "error", listener: (error: Error) => void): void;
+  on(event: "end", listener: () => void): void;
+}
+
+const _Client = (pg as unknown as {
+  Client: new (config: Record<string, unknown>) => _PgClient;
+}).Client;
+
+/** How lockbox reaches the server: a URL plus what `connect` was given. */
+export interface _SessionConfig {
+  /** A `postgres://` URL, or `undefined` for libpq's `PG*` variables. */
+  url: string | undefined;
+  /** How long opening a session may take, in milliseconds. */
+  connectTimeout: number;
+  /** `application_name`, shown in `pg_stat_activity`. */
+  applicationName: string;
+}
+
+/**
+ * How long the server waits for a silent client before it ends the session
+ * and releases its locks: keepalives after 5 s idle, every 2 s, 3 missed
+ * (about 11 s), or 10 s of unacknowledged data (tcp_user_timeout).
+ */
+export const _SERVER_DEAD_PEER_MS = 10_000;
+
+const _SESSION_SETTINGS = [
+  "tcp_keepalives_idle=5",
+  "tcp_keepalives_interval=2",
+  "tcp_keepalives_count=3",
+  `tcp_user_timeout=${_SERVER_DEAD_PEER_MS}`,
+  // A session that holds a lock is idle most of the time.
+  "idle_session_timeout=0",
+  "idle_in_transaction_session_timeout=60000",
+].map((setting) => `-c ${setting}`).join(" ");
+
+/** An open session. */
+export interface _Session {
+  /** The server process serving this session (`pg_backend_pid()`). */
+  readonly backendPid: number;
+  /** Whether the session has ended (closed, or cut off). */
+  readonly ended: boolean;
+  /** The rows of a parameterized statement. */
+  query<R>(sql: string, params?: unknown[]): Promise<R[]>;
+  /** Runs statements with no parameters in one round trip. */
+  run(sql: string): Promise<void>;
+  /** Called once when the session ends for any reason but `close()`. */
+  onEnd(listener: (reason: string) => void): void;
+  /** Ends the session; idempotent. */
+  close(): Promise<void>;
+}
+
+/** A driver error's SQLSTATE, if it has one. */
+export function _sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)
+    ? code
+    : undefined;
+}
+
+/** Where a URL points, without its password, for messages. */
+export function _describe(url: string | undefined): string {
+  if (url === undefined) return "the server named by the PG* variables";
+  try {
+    const parsed = new URL(url);
+    parsed.password = "";
+    return `'${parsed.toString()}'`;
+  } catch {
+    return "the database URL";
+  }
+}
+
+/** An error for a session that could not be opened, saying what to fix. */
+function _connectError(config: _SessionConfig, error: unknown): Error {
+  const where = _describe(config.url);
+  const reason = (error as Error)?.message ?? String(error);
+  switch (_sqlState(error)) {
+    case "28P01":
+    case "28000":
+      return new LockError(
+        `Cannot connect to ${where}: ${reason}; check the user and password (in the URL, or PGUSER and PGPASSWORD)`,
+        { cause: error },
+      );
+    case "3D000":
+      return new LockError(
+        `Cannot connect to ${where}: ${reason}; create the database or name another one`,
+        { cause: error },
+      );
+    case "53300":
+      return new LockError(
+        `Cannot connect to ${where}: ${reason}; the server's connection limit is reached (max_connections, or the role's CONNECTION LIMIT; each held or waited-for lock uses a session of its own): raise it or hold fewer locks at once`,
+        { cause: error },
+      );
+  }
+  return new LockError(
+    `Cannot connect to ${where}: ${reason}; check that the server runs and the host and port are right (LOCKBOX_DATABASE_URL, or PGHOST and PGPORT)`,
+    { cause: error },
+  );
+}
+
+class _PgSession implements _Session {
+  #client: _PgClient;
+  #ended = false;
+  #closing = false;
+  #listeners: ((reason: string) => void)[] = [];
+  backendPid = 0;
+
+  constructor(client: _PgClient) {
+    this.#client = client;
+    const end = (reason: string) => {
+      if (this.#ended) return;
+      this.#ended = true;
+      if (this.#closing) return;
+      for (const listener of this.#listeners) listener(reason);
+    };
+    client.on(
+      "error",
+      (error: Error) => end(`the session failed (${error.message})`),
+    );
+    client.on("end", () => end("the session ended"));
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  async query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
+    const result = await this.#client.query(sql, params);
+    return (Array.isArray(result) ? result.at(-1)!.rows : result.rows) as R[];
+  }
+
+  async run(sql: string): Promise<void> {
+    await this.#client.query(sql);
+  }
+
+  onEnd(listener: (reason: string) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#ended = true;
+    await this.#client.end().catch(() => {});
+  }
+}
+
+/**
+ * Opens a session, or throws a `LockError` that says what to fix. Refuses a
+ * connection pooler in transaction mode (PgBouncer), where a session lock
+ * would stay on one server session while its unlock ran on another.
+ */
+export async function _openSession(config: _SessionConfig): Promise<_Session> {
+  const client = new _Client({
+    ...(config.url === undefined ? {} : { connectionString: config.url }),
+    connectionTimeoutMillis: config.connectTimeout,
+    keepAlive: true,
+    application_name: config.applicationName,
+    options: _SESSION_SETTINGS,
+  });
+  const session = new _PgSession(client);
+  const timer = setTimeout(() => {
+    // pg's own timeout covers the connect; this covers a stalled startup.
+    client.end().catch(() => {});
+  }, config.connectTimeout + 1000);
+  try {
+    await client.connect();
+    const [first] = await session.query<{ pid: number }>(
+      "SELECT pg_backend_pid() AS pid",
+    );
+    const [second] = await session.query<{ pid: number }>(
+      "SELECT pg_backend_pid() AS pid",
+    );
+    if (first.pid !== second.pid) {
+      throw new LockError(
+        `Cannot use ${
+          _describe(config.url)
+        } for locks: consecutive statements ran on different server sessions (${first.pid}, ${second.pid}), as behind PgBouncer in transaction pooling mode; connect to PostgreSQL directly or through a session-mode pool`,
+      );
+    }
+    session.backendPid = first.pid;
+    return session;
+  } catch (error) {
+    await session.close();
+    throw error instanceof LockError ? error : _connectError(config, error);
+  } finally {
+    clearTimeout(timer);
+  }
+}

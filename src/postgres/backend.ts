@@ -1,0 +1,690 @@
+// PostgresBackend: lockbox's locks on PostgreSQL, for workers on several
+// hosts. Each lock name has a row in lockbox.locks; its advisory lock is the
+// pair (_NAMESPACE, row id), never a hash. A held lock has its own session;
+// sessions go back to the idle list only after their unlock succeeded.
+
+import { _checkTimeout } from "../lock/_kernel.ts";
+import { _after } from "../base/_promise.ts";
+import { LockError, LockTimeoutError } from "../base/errors.ts";
+import { _env, _hostname, _pid } from "../runtime/mod.ts";
+import {
+  _describe,
+  _openSession,
+  type _Session,
+  type _SessionConfig,
+  _sqlState,
+} from "./_session.ts";
+import { type _PgLockOwner, PgLock, type PgLockHolder } from "./pg_lock.ts";
+
+/** The first key of every lockbox advisory lock ("lock" in ASCII). */
+const _NAMESPACE = 0x6c6f636b;
+/** The longest lock name, in characters. */
+const _MAX_NAME = 200;
+/** lock_timeout's largest value, in milliseconds. */
+const _MAX_LOCK_TIMEOUT = 2 ** 31 - 1;
+/** Sessions kept open for the next acquisition. */
+const _MAX_IDLE = 8;
+
+const _SCHEMA = `
+BEGIN;
+SELECT pg_advisory_xact_lock(${_NAMESPACE}, 0);
+CREATE SCHEMA IF NOT EXISTS lockbox;
+CREATE TABLE IF NOT EXISTS lockbox.locks (
+  id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name text NOT NULL UNIQUE,
+  fence bigint NOT NULL DEFAULT 0,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS lockbox.holders (
+  backend_pid integer PRIMARY KEY,
+  lock_id integer NOT NULL,
+  shared boolean NOT NULL,
+  token bigint NOT NULL,
+  pid integer NOT NULL,
+  hostname text NOT NULL,
+  acquired_at timestamptz NOT NULL DEFAULT now(),
+  metadata jsonb
+);
+COMMIT;`;
+
+/** Options of {@linkcode PostgresBackend.connect}. */
+export interface PostgresOptions {
+  /**
+   * How long opening a session may take, in milliseconds.
+   *
+   * @default {10_000}
+   */
+  connectTimeout?: number;
+  /**
+   * `application_name` of lockbox's sessions, shown in `pg_stat_activity`.
+   *
+   * @default {"lockbox"}
+   */
+  applicationName?: string;
+}
+
+/** Options of {@linkcode PostgresBackend.acquire}, as FileLock's. */
+export interface PgLockOptions {
+  /** Take a shared lock (many holders) instead of an exclusive one. */
+  shared?: boolean;
+  /**
+   * How long to wait, in milliseconds: `0` tries once, `Infinity` waits.
+   *
+   * @default {Infinity}
+   */
+  timeout?: number;
+  /** Gives up waiting; the promise rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  /** Kept with the holder record, such as `{ job: "import" }`. */
+  metadata?: Record<string, unknown>;
+}
+
+/** One lock name in {@linkcode PostgresBackend.listLocks}. */
+export interface PgLockInfo {
+  /** The lock's name. */
+  name: string;
+  /** `"exclusive"`, `"shared"`, or `null` when free. */
+  mode: "exclusive" | "shared" | null;
+  /** The last fencing token handed out (0: never held exclusively). */
+  token: number;
+  /** The holders, as `lockHolder` describes one. */
+  holders: PgLockHolder[];
+}
+
+/** The in-process queue of one name: FileLock's rules, FIFO. */
+interface _Queue {
+  waiting: { shared: boolean; go: () => void }[];
+  active: number;
+  exclusive: boolean;
+}
+
+/** Rows of the holders query. */
+interface _HolderRow {
+  backend_pid: number;
+  mode: string;
+  client_addr: string | null;
+  application_name: string;
+  pid: number | null;
+  hostname: string | null;
+  acquired_at: Date | null;
+  token: string | null;
+  shared: boolean | null;
+  metadata: Record<string, unknown> | null;
+}
+
+const _HOLDERS_SQL = `
+SELECT l.pid AS backend_pid, l.mode, host(a.client_addr) AS client_addr,
+       a.application_name, h.pid, h.hostname, h.acquired_at, h.token,
+       h.shared, h.metadata
+FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+LEFT JOIN lockbox.holders h ON h.backend_pid = l.pid AND h.lock_id = $2
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = $1::oid AND l.objid = $2::oid
+ORDER BY h.acquired_at NULLS LAST`;
+
+function _holder(row: _HolderRow): PgLockHolder {
+  return {
+    pid: row.pid ?? 0,
+    hostname: row.hostname ?? "unknown",
+    acquiredAt: row.acquired_at?.toISOString() ?? "",
+    token: Number(row.token ?? 0),
+    shared: row.shared ?? row.mode === "ShareLock",
+    ...(row.metadata ? { metadata: row.metadata } : {}),
+    backendPid: row.backend_pid,
+    clientAddress: row.client_addr,
+    applicationName: row.application_name,
+  };
+}
+
+function _checkName(name: unknown): string {
+  if (typeof name !== "string" || name.length === 0) {
+    throw new TypeError(
+      "Cannot use a lock name that is not a non-empty string; name the lock, such as 'nightly-import'",
+    );
+  }
+  if (name.length > _MAX_NAME || name.includes("\0")) {
+    throw new RangeError(
+      `Cannot use the lock name '${
+        name.slice(0, 40)
+      }...': expected at most ${_MAX_NAME} characters and no NUL`,
+    );
+  }
+  return name;
+}
+
+/**
+ * lockbox's locks on PostgreSQL: the same shape as FileLock, for processes
+ * on many hosts. The server releases a session's locks when it ends, as the
+ * kernel does for flock.
+ *
+ * @example
+ * ```ts ignore
+ * import { PostgresBackend } from "@lockbox/lockbox/postgres";
+ * await using db = await PostgresBackend.connect("postgres://db/app");
+ * await db.withLock("nightly-import", async (lock) => {
+ *   console.log("token", lock.token);
+ * });
+ * ```
+ */
+export class PostgresBackend implements _PgLockOwner {
+  #config: _SessionConfig;
+  #idle: _Session[] = [];
+  #ids = new Map<string, number>();
+  #queues = new Map<string, _Queue>();
+  #held = new Set<PgLock>();
+  #closed = false;
+
+  private constructor(config: _SessionConfig) {
+    this.#config = config;
+  }
+
+  /**
+   * Connects, and creates lockbox's schema on first use (idempotent, safe
+   * when many processes connect at once).
+   *
+   * @param url A `postgres://` URL; default `LOCKBOX_DATABASE_URL`, else
+   *   libpq's `PG*` variables.
+   * @param options The connect timeout and application name.
+   * @returns A backend; close it with `close()` or `await using`.
+   * @throws {LockError} If the server cannot be reached or refuses the
+   *   login, saying what to fix; or behind a transaction-mode pooler.
+   */
+  static async connect(
+    url?: string,
+    options: PostgresOptions = {},
+  ): Promise<PostgresBackend> {
+    const connectTimeout = options.connectTimeout ?? 10_000;
+    if (!(connectTimeout > 0) || connectTimeout > _MAX_LOCK_TIMEOUT) {
+      throw new RangeError(
+        `Cannot use connectTimeout ${connectTimeout}: expected milliseconds from 1 to ${_MAX_LOCK_TIMEOUT}`,
+      );
+    }
+    const backend = new PostgresBackend({
+      url: url ?? _env("LOCKBOX_DATABASE_URL") ?? undefined,
+      connectTimeout,
+      applicationName: options.applicationName ?? "lockbox",
+    });
+    const session = await _openSession(backend.#config);
+    try {
+      // Made already: a user with no CREATE on the database can use it.
+      const [{ ready }] = await session.query<{ ready: boolean }>(
+        `SELECT to_regclass('lockbox.locks') IS NOT NULL
+            AND to_regclass('lockbox.holders') IS NOT NULL AS ready`,
+      );
+      if (!ready) await session.run(_SCHEMA);
+    } catch (error) {
+      await session.close();
+      throw new LockError(
+        `Cannot set up lockbox's tables on ${_describe(backend.#config.url)}: ${
+          (error as Error).message
+        }; the user needs CREATE on the database (or create schema lockbox for it)`,
+        { cause: error },
+      );
+    }
+    backend.#idle.push(session);
+    return backend;
+  }
+
+  /**
+   * Waits for the lock on `name` and holds it on a session of its own.
+   *
+   * @param name The lock's name (1 to 200 characters).
+   * @param options Shared or exclusive, timeout, signal, metadata.
+   * @returns The held lock.
+   * @throws {LockTimeoutError} If still held elsewhere when `timeout` ran out.
+   * @throws {LockError} If the server cannot be reached.
+   */
+  async acquire(name: string, options: PgLockOptions = {}): Promise<PgLock> {
+    const lock = await this.#acquire(name, options, false);
+    return lock!;
+  }
+
+  /**
+   * One try: the lock on `name`, or `null` if it is held elsewhere.
+   *
+   * @param name The lock's name.
+   * @param options Shared or exclusive, and metadata.
+   * @returns The held lock, or `null`.
+   */
+  tryAcquire(
+    name: string,
+    options: Omit<PgLockOptions, "timeout"> = {},
+  ): Promise<PgLock | null> {
+    return this.#acquire(name, { ...options, timeout: 0 }, true);
+  }
+
+  /**
+   * Runs `fn` holding the lock on `name`, and releases it after.
+   *
+   * @param name The lock's name.
+   * @param fn Runs under the lock; given the lock (its token and signal).
+   * @param options As for `acquire`.
+   * @returns What `fn` returned.
+   */
+  async withLock<T>(
+    name: string,
+    fn: (lock: PgLock) => T | Promise<T>,
+    options: PgLockOptions = {},
+  ): Promise<T> {
+    const lock = await this.acquire(name, options);
+    try {
+      return await fn(lock);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * Whether any session holds the lock on `name` (the server's view).
+   *
+   * @param name The lock's name.
+   * @returns `true` while held.
+   */
+  async isLocked(name: string): Promise<boolean> {
+    return (await this.#holders(name)).length > 0;
+  }
+
+  /**
+   * Who holds the lock on `name`: the holder's record and the server's view
+   * of its session; the earliest holder of a shared lock.
+   *
+   * @param name The lock's name.
+   * @returns The holder, or `null` while free.
+   */
+  async lockHolder(name: string): Promise<PgLockHolder | null> {
+    return (await this.#holders(name))[0] ?? null;
+  }
+
+  /**
+   * Every lock name lockbox knows on this database, with its state.
+   *
+   * @returns One entry per name, by name.
+   */
+  async listLocks(): Promise<PgLockInfo[]> {
+    const rows = await this.#withSession((session) =>
+      session.query<{ name: string; id: number; fence: string }>(
+        "SELECT name, id, fence FROM lockbox.locks ORDER BY name",
+      )
+    );
+    const infos: PgLockInfo[] = [];
+    for (const row of rows) {
+      this.#ids.set(row.name, row.id);
+      const holders = await this.#holders(row.name);
+      infos.push({
+        name: row.name,
+        mode: holders.length === 0
+          ? null
+          : holders[0].shared
+          ? "shared"
+          : "exclusive",
+        token: Number(row.fence),
+        holders,
+      });
+    }
+    return infos;
+  }
+
+  /**
+   * Releases every lock this backend holds and closes its sessions.
+   *
+   * @returns A promise that resolves once everything is closed.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#held].map((lock) => lock.release()));
+    const idle = this.#idle.splice(0);
+    await Promise.all(idle.map((session) => session.close()));
+  }
+
+  /** Closes the backend (for `await using`). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** @internal Called by PgLock.release(). */
+  async _unlock(
+    session: _Session,
+    lockId: number,
+    shared: boolean,
+  ): Promise<void> {
+    let unlocked = false;
+    try {
+      await session.query(
+        "DELETE FROM lockbox.holders WHERE backend_pid = $1",
+        [
+          session.backendPid,
+        ],
+      );
+      const [row] = await session.query<{ ok: boolean }>(
+        `SELECT pg_advisory_unlock${shared ? "_shared" : ""}($1, $2) AS ok`,
+        [_NAMESPACE, lockId],
+      );
+      unlocked = row.ok;
+    } catch {
+      // The session is gone: the server released the lock with it.
+    }
+    this.#giveBack(session, unlocked);
+  }
+
+  async #acquire(
+    name: string,
+    options: PgLockOptions,
+    nullOnBusy: boolean,
+  ): Promise<PgLock | null> {
+    _checkName(name);
+    const timeout = _checkTimeout(options.timeout);
+    const shared = options.shared === true;
+    const signal = options.signal;
+    signal?.throwIfAborted();
+    if (this.#closed) {
+      throw new LockError(
+        `Cannot lock '${name}': the PostgreSQL backend is closed`,
+      );
+    }
+    const started = performance.now();
+    const queue = this.#queueFor(name);
+    if (!await this.#enter(queue, shared, nullOnBusy, signal, timeout, name)) {
+      if (queue.active === 0 && queue.waiting.length === 0) {
+        this.#queues.delete(name);
+      }
+      return null;
+    }
+    let lock: PgLock | null = null;
+    try {
+      const left = Math.max(0, timeout - (performance.now() - started));
+      lock = await this.#lockOnServer(name, options, left, nullOnBusy);
+      return lock;
+    } finally {
+      if (lock === null) this.#leave(name, queue, shared);
+      else {
+        this.#held.add(lock);
+        lock.signal.addEventListener("abort", () => {
+          this.#held.delete(lock!);
+          this.#leave(name, queue, shared);
+        }, { once: true });
+      }
+    }
+  }
+
+  async #lockOnServer(
+    name: string,
+    options: PgLockOptions,
+    timeout: number,
+    nullOnBusy: boolean,
+  ): Promise<PgLock | null> {
+    const shared = options.shared === true;
+    const id = await this.#lockId(name);
+    const session = await this.#borrow();
+    let locked = false;
+    try {
+      locked = await this.#wait(session, name, id, shared, timeout, options);
+      if (!locked) {
+        if (nullOnBusy) return null;
+        throw new LockTimeoutError(
+          `${name} (PostgreSQL)`,
+          await this.lockHolder(name).catch(() => null),
+        );
+      }
+      const [row] = await session.query<{ token: string }>(
+        shared
+          ? `INSERT INTO lockbox.holders
+               (backend_pid, lock_id, shared, token, pid, hostname, metadata)
+             SELECT $1, $2, true, fence, $3, $4, $5 FROM lockbox.locks WHERE id = $2
+             ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
+               shared = true, token = EXCLUDED.token, pid = EXCLUDED.pid,
+               hostname = EXCLUDED.hostname, acquired_at = now(),
+               metadata = EXCLUDED.metadata
+             RETURNING token`
+          : `WITH f AS (
+               UPDATE lockbox.locks SET fence = fence + 1 WHERE id = $2
+               RETURNING fence)
+             INSERT INTO lockbox.holders
+               (backend_pid, lock_id, shared, token, pid, hostname, metadata)
+             SELECT $1, $2, false, fence, $3, $4, $5 FROM f
+             ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
+               shared = false, token = EXCLUDED.token, pid = EXCLUDED.pid,
+               hostname = EXCLUDED.hostname, acquired_at = now(),
+               metadata = EXCLUDED.metadata
+             RETURNING token`,
+        [
+          session.backendPid,
+          id,
+          _pid(),
+          _hostname(),
+          options.metadata ? JSON.stringify(options.metadata) : null,
+        ],
+      );
+      if (options.signal?.aborted) throw options.signal.reason;
+      return new PgLock(this, session, {
+        name,
+        id,
+        shared,
+        token: Number(row.token),
+      });
+    } catch (error) {
+      if (locked) await this._unlock(session, id, shared);
+      else this.#giveBack(session, !session.ended);
+      throw error;
+    }
+  }
+
+  /** Waits on the server; `false` when the timeout ran out. */
+  async #wait(
+    session: _Session,
+    name: string,
+    id: number,
+    shared: boolean,
+    timeout: number,
+    options: PgLockOptions,
+  ): Promise<boolean> {
+    const kind = shared ? "_shared" : "";
+    if (timeout === 0) {
+      const [row] = await session.query<{ ok: boolean }>(
+        `SELECT pg_try_advisory_lock${kind}($1, $2) AS ok`,
+        [_NAMESPACE, id],
+      );
+      return row.ok;
+    }
+    // The server times the wait when it can (lock_timeout); past its
+    // largest value, or to abort, another session cancels the wait.
+    const serverTimeout = timeout <= _MAX_LOCK_TIMEOUT ? Math.ceil(timeout) : 0;
+    let cancelled: "timeout" | "abort" | null = null;
+    const cancel = (why: "timeout" | "abort") => {
+      if (cancelled !== null) return;
+      cancelled = why;
+      this.#cancel(session.backendPid).catch(() => {});
+    };
+    const stopTimer = timeout !== Infinity && serverTimeout === 0
+      ? _after(timeout, () => cancel("timeout"))
+      : () => {};
+    const onAbort = () => cancel("abort");
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await session.run(
+        `SET lock_timeout = ${serverTimeout}; SELECT pg_advisory_lock${kind}(${_NAMESPACE}, ${id})`,
+      );
+    } catch (error) {
+      const state = _sqlState(error);
+      if (state === "55P03") return false;
+      if (state === "57014" && cancelled === "timeout") return false;
+      if (state === "57014" && cancelled === "abort") {
+        throw options.signal!.reason;
+      }
+      throw new LockError(
+        `Cannot lock '${name}' on ${_describe(this.#config.url)}: ${
+          (error as Error).message
+        }`,
+        { cause: error },
+      );
+    } finally {
+      stopTimer();
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+    return true;
+  }
+
+  /** Cancels the statement a session is running, from another session. */
+  async #cancel(backendPid: number): Promise<void> {
+    await this.#withSession((session) =>
+      session.query("SELECT pg_cancel_backend($1)", [backendPid])
+    );
+  }
+
+  async #lockId(name: string): Promise<number> {
+    const known = this.#ids.get(name);
+    if (known !== undefined) return known;
+    // A name another session is inserting right now is not in this
+    // statement's snapshot: the next try sees it committed.
+    let row: { id: number } | undefined;
+    for (let attempt = 0; row === undefined; attempt++) {
+      if (attempt === 5) {
+        throw new LockError(`Cannot find or make the row of lock '${name}'`);
+      }
+      [row] = await this.#withSession((session) =>
+        session.query<{ id: number }>(
+          `WITH made AS (
+             INSERT INTO lockbox.locks (name) VALUES ($1)
+             ON CONFLICT (name) DO NOTHING RETURNING id)
+           SELECT id FROM made UNION ALL
+           SELECT id FROM lockbox.locks WHERE name = $1 LIMIT 1`,
+          [name],
+        )
+      );
+    }
+    this.#ids.set(name, row.id);
+    return row.id;
+  }
+
+  async #holders(name: string): Promise<PgLockHolder[]> {
+    _checkName(name);
+    const id = await this.#lockId(name);
+    const rows = await this.#withSession((session) =>
+      session.query<_HolderRow>(_HOLDERS_SQL, [_NAMESPACE, id])
+    );
+    return rows.map(_holder);
+  }
+
+  async #withSession<R>(fn: (session: _Session) => Promise<R>): Promise<R> {
+    const session = await this.#borrow();
+    try {
+      const result = await fn(session);
+      this.#giveBack(session, true);
+      return result;
+    } catch (error) {
+      this.#giveBack(session, false);
+      throw error;
+    }
+  }
+
+  async #borrow(): Promise<_Session> {
+    while (this.#idle.length > 0) {
+      const session = this.#idle.pop()!;
+      if (!session.ended) return session;
+    }
+    return await _openSession(this.#config);
+  }
+
+  /** Keeps a session that holds nothing for reuse; closes any other. */
+  #giveBack(session: _Session, reusable: boolean): void {
+    if (
+      reusable && !session.ended && !this.#closed &&
+      this.#idle.length < _MAX_IDLE
+    ) {
+      this.#idle.push(session);
+    } else {
+      session.close().catch(() => {});
+    }
+  }
+
+  #queueFor(name: string): _Queue {
+    let queue = this.#queues.get(name);
+    if (!queue) {
+      this.#queues.set(
+        name,
+        queue = { waiting: [], active: 0, exclusive: false },
+      );
+    }
+    return queue;
+  }
+
+  /**
+   * Waits for this process's turn at `name`, as FileLock's queue does;
+   * `false` at once when it is not free and `nullOnBusy`.
+   */
+  async #enter(
+    queue: _Queue,
+    shared: boolean,
+    nullOnBusy: boolean,
+    signal: AbortSignal | undefined,
+    timeout: number,
+    name: string,
+  ): Promise<boolean> {
+    const compatible = () => queue.active === 0 || (shared && !queue.exclusive);
+    if (queue.waiting.length === 0 && compatible()) {
+      queue.active++;
+      queue.exclusive = !shared;
+      return true;
+    }
+    if (nullOnBusy) return false;
+    if (timeout === 0) {
+      throw new LockTimeoutError(
+        `${name} (PostgreSQL)`,
+        await this.lockHolder(name).catch(() => null),
+      );
+    }
+    await new Promise<void>((resolve, reject) => {
+      const entry = {
+        shared,
+        go: () => {
+          stop();
+          resolve();
+        },
+      };
+      const fail = (error: unknown) => {
+        const at = queue.waiting.indexOf(entry);
+        if (at !== -1) queue.waiting.splice(at, 1);
+        stop();
+        reject(error);
+        this.#admit(queue);
+      };
+      const onAbort = () => fail(signal!.reason);
+      const stopTimer = timeout === Infinity
+        ? () => {}
+        : _after(timeout, () => {
+          this.lockHolder(name).catch(() => null).then((holder) =>
+            fail(new LockTimeoutError(`${name} (PostgreSQL)`, holder))
+          );
+        });
+      const stop = () => {
+        stopTimer();
+        signal?.removeEventListener("abort", onAbort);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      queue.waiting.push(entry);
+    });
+    return true;
+  }
+
+  #leave(name: string, queue: _Queue, _shared: boolean): void {
+    queue.active--;
+    if (queue.active === 0) queue.exclusive = false;
+    this.#admit(queue);
+    if (queue.active === 0 && queue.waiting.length === 0) {
+      this.#queues.delete(name);
+    }
+  }
+
+  /** Lets waiting requests in, in order, while they are compatible. */
+  #admit(queue: _Queue): void {
+    while (queue.waiting.length > 0) {
+      const next = queue.waiting[0];
+      if (queue.active > 0 && (!next.shared || queue.exclusive)) return;
+      queue.waiting.shift();
+      queue.active++;
+      queue.exclusive = !next.shared;
+      next.go();
+    }
+  }
+}

@@ -1,0 +1,20 @@
+/**
+ * lockbox's locks on PostgreSQL, for workers on several hosts: the same
+ * shape as `FileLock`, with fencing tokens that grow across hosts and
+ * server restarts. A separate entry point, so that file-only users never
+ * load a database driver.
+ *
+ * ```ts ignore
+ * import { PostgresBackend } from "@lockbox/lockbox/postgres";
+ * await using db = await PostgresBackend.connect(); // LOCKBOX_DATABASE_URL
+ * await db.withLock("nightly-import", async (lock) => {
+ *   lock.signal.throwIfAborted();
+ * });
+ * ```
+ *
+ * @module
+ */
+
+export * from "./backend.ts";
+export * from "./pg_lock.ts";
+export { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";

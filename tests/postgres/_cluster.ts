@@ -1,0 +1,165 @@
+// A throwaway PostgreSQL cluster per test file: initdb in a temporary
+// directory (as the postgres user when running as root, since initdb
+// refuses root), fsync on, a Unix socket and 127.0.0.1. Tests restart it
+// (`pg_ctl restart -m immediate` is a server crash) and stop it at the end.
+//
+// Without PostgreSQL's server binaries (Debian: apt-get install postgresql)
+// the tests are ignored with a message, except in CI (CI=true), where a
+// missing server is a failure: .ci/run installs it.
+
+import { fileURLToPath } from "node:url";
+import { output } from "../_helpers.ts";
+
+function binDir(): string | null {
+  try {
+    const versions = [...Deno.readDirSync("/usr/lib/postgresql")]
+      .map((entry) => entry.name)
+      .filter((name) => /^\d+$/.test(name))
+      .sort((a, b) => Number(a) - Number(b));
+    for (const version of versions.reverse()) {
+      const bin = `/usr/lib/postgresql/${version}/bin`;
+      try {
+        Deno.statSync(`${bin}/initdb`);
+        return bin;
+      } catch { /* next */ }
+    }
+  } catch { /* no Debian layout */ }
+  return null;
+}
+
+/** The server binaries, or `null` when PostgreSQL is not installed. */
+export const PG_BIN = binDir();
+
+/** Whether PostgreSQL tests must be skipped here (never in CI). */
+export const NO_POSTGRES = PG_BIN === null && Deno.env.get("CI") !== "true";
+if (NO_POSTGRES) {
+  console.warn(
+    "PostgreSQL tests ignored: no server binaries in /usr/lib/postgresql (apt-get install postgresql)",
+  );
+}
+
+const isRoot = Deno.uid() === 0;
+
+async function asServerUser(command: string, args: string[]): Promise<string> {
+  const argv = isRoot
+    ? ["runuser", "-u", "postgres", "--", command, ...args]
+    : [command, ...args];
+  const result = await output(argv[0], { args: argv.slice(1) });
+  const text = new TextDecoder().decode(result.stdout);
+  if (result.code !== 0) {
+    throw new Error(
+      `${command} ${args.join(" ")} exited ${result.code}: ${
+        new TextDecoder().decode(result.stderr)
+      }${text}`,
+    );
+  }
+  return text;
+}
+
+let nextPort = 55000 + (Deno.pid % 2000);
+
+/** A running throwaway cluster. */
+export class Cluster {
+  readonly dir: string;
+  readonly port: number;
+  /** libpq variables that point at it (PGHOST, PGPORT, PGUSER, PGDATABASE). */
+  readonly env: Record<string, string>;
+  /** Its URL over TCP, with the socket directory as host fallback. */
+  readonly url: string;
+
+  private constructor(dir: string, port: number) {
+    this.dir = dir;
+    this.port = port;
+    this.env = {
+      PGHOST: dir,
+      PGPORT: String(port),
+      PGUSER: "postgres",
+      PGDATABASE: "postgres",
+    };
+    this.url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  }
+
+  /** initdb and start a new cluster. */
+  static async start(): Promise<Cluster> {
+    if (PG_BIN === null) {
+      throw new Error(
+        "PostgreSQL's server binaries are missing: apt-get install postgresql (.ci/run does)",
+      );
+    }
+    const dir = await Deno.makeTempDir({ prefix: "lockbox_pg_" });
+    await Deno.chmod(dir, 0o755);
+    if (isRoot) await output("chown", { args: ["postgres", dir] });
+    await asServerUser(`${PG_BIN}/initdb`, [
+      "-D",
+      `${dir}/data`,
+      "-A",
+      "trust",
+      "-U",
+      "postgres",
+      "--no-sync",
+      "-E",
+      "UTF8",
+    ]);
+    const cluster = new Cluster(dir, nextPort++);
+    await cluster.#ctl("start");
+    return cluster;
+  }
+
+  async #ctl(action: string, ...extra: string[]): Promise<void> {
+    await asServerUser(`${PG_BIN}/pg_ctl`, [
+      "-D",
+      `${this.dir}/data`,
+      "-l",
+      `${this.dir}/log`,
+      "-w",
+      ...extra,
+      action,
+      "-o",
+      `-k ${this.dir} -p ${this.port} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on`,
+    ]);
+  }
+
+  /** A server crash and restart: `pg_ctl restart -m immediate`. */
+  async crash(): Promise<void> {
+    await this.#ctl("restart", "-m", "immediate");
+  }
+
+  /** Runs SQL as the superuser through psql; its output, unaligned. */
+  async sql(query: string): Promise<string> {
+    const result = await output(`${PG_BIN}/psql`, {
+      args: [
+        "-h",
+        this.dir,
+        "-p",
+        String(this.port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+        query,
+      ],
+    });
+    if (result.code !== 0) {
+      throw new Error(`psql: ${new TextDecoder().decode(result.stderr)}`);
+    }
+    return new TextDecoder().decode(result.stdout).trim();
+  }
+
+  /** Stops the cluster and removes its directory. */
+  async stop(): Promise<void> {
+    try {
+      await this.#ctl("stop", "-m", "fast");
+    } finally {
+      await Deno.remove(this.dir, { recursive: true });
+    }
+  }
+}
+
+/** The absolute path of a PostgreSQL test worker. */
+export function pgWorker(name: string): string {
+  return fileURLToPath(new URL(`./workers/${name}`, import.meta.url));
+}
