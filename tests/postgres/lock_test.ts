@@ -9,7 +9,7 @@ import {
   LockError,
   LockLostError,
   LockTimeoutError,
-  PgLock,
+  type PgLock,
   PostgresBackend,
 } from "../../src/postgres/mod.ts";
 import { Child, finishAll, withTempDir } from "../_helpers.ts";
