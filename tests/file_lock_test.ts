@@ -7,6 +7,7 @@ import {
   isProcessRunning,
   JsonStore,
   LockError,
+  LockLostError,
   LockTimeoutError,
   waitForRelease,
   withLock,
@@ -454,4 +455,44 @@ Deno.test("isProcessRunning() refuses a pid a C int cannot hold instead of wrapp
   for (const pid of [2 ** 32, 2 ** 31, 0, -1, 1.5]) {
     assert.throws(() => isProcessRunning(pid), RangeError, String(pid));
   }
+});
+
+Deno.test("FileLock.signal aborts with LockLostError on release, and when the lock file is removed or replaced", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const first = await FileLock.acquire(path);
+    const signal = first.signal;
+    assert.equal(signal.aborted, false);
+    await first.release();
+    assert.ok(signal.reason instanceof LockLostError);
+    assert.match(signal.reason.message, /it was released/);
+    // Read after release: already aborted.
+    assert.equal(first.signal.aborted, true);
+
+    const second = await FileLock.acquire(path);
+    const watched = second.signal;
+    const lost = new Promise<unknown>((resolve) =>
+      watched.addEventListener("abort", () => resolve(watched.reason))
+    );
+    await Deno.remove(second.lockPath);
+    // Seen by the once-a-second check, with no one reading the signal. (That
+    // timer does not keep a process alive: this guard keeps the test's.)
+    let guard: ReturnType<typeof setTimeout> | undefined;
+    const reason = await Promise.race([
+      lost,
+      new Promise((resolve) => guard = setTimeout(resolve, 10_000, "guard")),
+    ]);
+    clearTimeout(guard);
+    assert.ok(reason instanceof LockLostError);
+    assert.match((reason as Error).message, /removed or replaced/);
+    await second.release();
+
+    // A replaced file is seen at once when the signal is read.
+    const third = await FileLock.acquire(path);
+    assert.equal(third.signal.aborted, false);
+    await Deno.writeTextFile(`${dir}/other`, "");
+    await Deno.rename(`${dir}/other`, third.lockPath);
+    assert.equal(third.signal.aborted, true);
+    await third.release();
+  });
 });

@@ -1,6 +1,7 @@
 // `lockbox holder`: who holds one lock file; the exit status says if held.
 
 import type { Command } from "commander";
+import { _connectDb, DB_HELP } from "./_database.ts";
 import { _liveRecord } from "../lock/_kernel.ts";
 import { _lstat } from "../runtime/mod.ts";
 import { lockInfo } from "../seeds/lock_monitor.ts";
@@ -12,7 +13,11 @@ export function _addHolder(program: Command): void {
     .description("Show who holds LOCKFILE; exit 0 when held, 1 when free")
     .argument("<lockfile>", "the lock file itself")
     .option("--json", "print the LockInfo as JSON")
+    .option("--db <url>", DB_HELP)
     .action(async (lockfile: string, options) => {
+      if (options.db !== undefined) {
+        return await _dbHolder(options.db, lockfile, options.json);
+      }
       if (_lstat(lockfile) === null) {
         // No lock file, no holder: free, but say why, in case of a typo.
         if (options.json) _json(null);
@@ -41,4 +46,25 @@ export function _addHolder(program: Command): void {
       }
       if (!info.held) throw new _Exit(EXIT_CONFLICT);
     });
+}
+
+/** `lockbox holder --db URL NAME`: the holder of a PostgreSQL lock. */
+async function _dbHolder(
+  url: string,
+  name: string,
+  json: boolean | undefined,
+): Promise<void> {
+  await using db = await _connectDb(url);
+  const holder = await db.lockHolder(name);
+  if (json) _json(holder);
+  else if (holder === null) _print("free");
+  else {
+    let line = `held ${
+      holder.shared ? "shared" : "exclusive"
+    } by pid ${holder.pid} on ${holder.hostname} since ${holder.acquiredAt}, token ${holder.token} (server session ${holder.backendPid}`;
+    line += holder.clientAddress ? ` from ${holder.clientAddress})` : ")";
+    if (holder.metadata) line += ` ${JSON.stringify(holder.metadata)}`;
+    _print(line);
+  }
+  if (holder === null) throw new _Exit(EXIT_CONFLICT);
 }

@@ -2,6 +2,7 @@
 // and descriptor mode (the calling shell's open descriptor is locked).
 
 import type { Command } from "commander";
+import { _connectDb, DB_HELP } from "./_database.ts";
 import { CommandNotStartedError, LockTimeoutError } from "../base/errors.ts";
 import { _lockDescriptor } from "../lock/_descriptor_lock.ts";
 import { runWithLock } from "../lock/run_command.ts";
@@ -28,6 +29,7 @@ interface _RunOptions {
   unlock?: boolean;
   fork?: boolean;
   verbose?: boolean;
+  db?: string;
 }
 
 /** The exit for a lock held elsewhere, said as flock(1) says it with --verbose. */
@@ -49,19 +51,29 @@ async function _runCommand(
   options: _RunOptions,
 ): Promise<never> {
   const timeout = options.nonblock ? 0 : options.timeout ?? Infinity;
+  const runOptions = {
+    shared: options.shared && !options.exclusive,
+    timeout,
+    close: options.close,
+    recordCommand: options.recordCommand,
+    onLocked: (waitedMs: number) => {
+      if (!options.verbose) return;
+      _say(`getting lock took ${(waitedMs / 1000).toFixed(6)} seconds`);
+      _say(`executing ${argv.join(" ")}`);
+    },
+  };
   let result;
   try {
-    result = await runWithLock(lockfile, argv, {
-      shared: options.shared && !options.exclusive,
-      timeout,
-      close: options.close,
-      recordCommand: options.recordCommand,
-      onLocked: (waitedMs) => {
-        if (!options.verbose) return;
-        _say(`getting lock took ${(waitedMs / 1000).toFixed(6)} seconds`);
-        _say(`executing ${argv.join(" ")}`);
-      },
-    });
+    if (options.db === undefined) {
+      result = await runWithLock(lockfile, argv, runOptions);
+    } else {
+      await using db = await _connectDb(options.db);
+      result = await db.runWithLock(lockfile, argv, {
+        ...runOptions,
+        onLost: (reason) =>
+          _say(`${(reason as Error).message}; stopping the command`),
+      });
+    }
   } catch (error) {
     if (error instanceof LockTimeoutError) throw _conflict(options);
     if (error instanceof CommandNotStartedError) {
@@ -159,6 +171,7 @@ export function _addRun(program: Command): void {
       "-F, --no-fork",
       "accepted for flock(1) scripts: the command holds the lock either way (lockbox stays as its parent)",
     )
+    .option("--db <url>", DB_HELP)
     .option(
       "--verbose",
       "say on stderr how long the lock took, what runs, and why a lock was not taken",
@@ -185,6 +198,11 @@ export function _addRun(program: Command): void {
         }
         if (options.fork === false && options.close) {
           cmd.error("-F (--no-fork) and -o (--close) cannot go together");
+        }
+        if (options.db !== undefined && (options.unlock || argv.length === 0)) {
+          cmd.error(
+            "--db takes a lock NAME and a COMMAND: lockbox run --db URL NAME COMMAND",
+          );
         }
         if (argv.length === 0) {
           if (!/^\d+$/.test(lockfile)) {

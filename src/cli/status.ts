@@ -1,6 +1,7 @@
 // `lockbox status`: the lock files in directories, once or redrawn.
 
 import type { Command } from "commander";
+import { _connectDb, DB_HELP } from "./_database.ts";
 import { _sleep } from "../base/_promise.ts";
 import { _isTerminal, _writeStdout } from "../runtime/mod.ts";
 import {
@@ -28,7 +29,11 @@ export function _addStatus(program: Command): void {
       "redraw every few seconds until interrupted",
       _seconds,
     )
+    .option("--db <url>", DB_HELP)
     .action(async (dirs: string[], options) => {
+      if (options.db !== undefined) {
+        return await _dbStatus(options.db, dirs, options.json);
+      }
       const look = async () => {
         const infos: LockInfo[] = [];
         for (const dir of dirs.length ? dirs : ["."]) {
@@ -68,4 +73,31 @@ export function _addStatus(program: Command): void {
         await _sleep(every);
       }
     });
+}
+
+/**
+ * `lockbox status --db URL [NAME...]`: lockbox's locks on a PostgreSQL
+ * database (all, or the names given): name, state, token, holders.
+ */
+async function _dbStatus(
+  url: string,
+  names: string[],
+  json: boolean | undefined,
+): Promise<void> {
+  await using db = await _connectDb(url);
+  const all = await db.listLocks();
+  const infos = names.length
+    ? all.filter((info) => names.includes(info.name))
+    : all;
+  if (json) return _json(infos);
+  if (infos.length === 0) return _print("no lockbox locks");
+  for (const info of infos) {
+    const holders = info.holders.map((h) =>
+      `pid ${h.pid} on ${h.hostname} (session ${h.backendPid})`
+    ).join(", ");
+    _print(
+      [info.name, info.mode ?? "free", `token ${info.token}`, holders]
+        .filter(Boolean).join("\t"),
+    );
+  }
 }

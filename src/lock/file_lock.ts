@@ -24,8 +24,9 @@ import {
   _openReadOnly,
   _pid,
   _toPath,
+  _unrefTimer,
 } from "../runtime/mod.ts";
-import { LockError, LockTimeoutError } from "../base/errors.ts";
+import { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
 import { _hint } from "../base/_fs_errors.ts";
 import { _removeHeldLockFiles } from "./_lock_removal.ts";
@@ -306,6 +307,8 @@ export class FileLock implements AsyncDisposable {
   #queue: _Queue;
   #removeOnRelease: boolean;
   #sharedWithChildren = false;
+  #lost: AbortController | null = null;
+  #watch: ReturnType<typeof setInterval> | undefined;
 
   /** The file this lock guards, as given (made absolute). */
   readonly path: string;
@@ -345,6 +348,65 @@ export class FileLock implements AsyncDisposable {
   /** Whether this lock is still held (not yet released). */
   get held(): boolean {
     return this.#handle !== null;
+  }
+
+  /**
+   * Aborts with a `LockLostError` when the lock is released, or when
+   * {@linkcode FileLock.verify} would turn false (its lock file was removed
+   * or replaced): checked every second while someone listens, and whenever
+   * this is read. The same as a PostgreSQL lock's `signal`, so code can pass
+   * it to work that must stop when the lock is gone.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { FileLock } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const lock = await FileLock.acquire(`${dir}/state.json`);
+   * const signal = lock.signal;
+   * assert.ok(!signal.aborted);
+   * await lock.release();
+   * assert.ok(signal.aborted);
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  get signal(): AbortSignal {
+    if (this.#lost === null) {
+      this.#lost = new AbortController();
+      if (this.#handle === null) {
+        this.#lose("it was released");
+      } else {
+        this.#watch = setInterval(() => this.#check(), 1000);
+        _unrefTimer(this.#watch);
+      }
+    }
+    this.#check();
+    return this.#lost.signal;
+  }
+
+  #check(): void {
+    const handle = this.#handle;
+    if (handle === null || this.#lost === null) return;
+    let current = false;
+    try {
+      current = _current(handle, this.lockPath) !== null;
+    } catch {
+      // Cannot look: say nothing rather than a false alarm.
+      current = true;
+    }
+    if (!current) {
+      this.#lose(
+        `its lock file '${this.lockPath}' was removed or replaced; another process may hold a lock on the new one`,
+      );
+    }
+  }
+
+  #lose(reason: string): void {
+    clearInterval(this.#watch);
+    this.#watch = undefined;
+    if (this.#lost !== null && !this.#lost.signal.aborted) {
+      this.#lost.abort(new LockLostError(this.lockPath, reason));
+    }
   }
 
   /**
@@ -559,6 +621,7 @@ export class FileLock implements AsyncDisposable {
     const handle = this.#handle;
     if (handle === null) return Promise.resolve();
     this.#handle = null;
+    this.#lose("it was released");
     // Converting to exclusive fails if anyone else still shares the file.
     if (
       this.#removeOnRelease && !this.#sharedWithChildren &&

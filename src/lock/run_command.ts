@@ -76,11 +76,15 @@ export interface RunResult {
 const _SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
 
 /** A lock `runWithLock` holds: on a lock file, or on a directory. */
-interface _Held {
-  handle: _LockHandle;
+/** A lock a command runs under, whatever holds it (a file, a database). */
+export interface _Held {
+  /** The open lock file to pass on to the command, if any. */
+  handle?: _LockHandle;
   /** Leaves the lock to a child that inherited it, on release. */
   shareWithChildren(): void;
   release(): Promise<void>;
+  /** Aborts if the lock is lost while the command runs. */
+  lost?: AbortSignal;
 }
 
 function _fileLock(lock: FileLock): _Held {
@@ -184,6 +188,38 @@ export async function runWithLock(
   command: string[],
   options: RunWithLockOptions = {},
 ): Promise<RunResult> {
+  const path = _toPath(lockFile);
+  return await _runUnder(
+    command,
+    options,
+    async (endWait) =>
+      _lstat(path)?.isDirectory
+        ? await _lockDirectory(path, options, endWait)
+        : _fileLock(
+          await FileLock.acquire(path, {
+            lockPath: path,
+            shared: options.shared,
+            timeout: options.timeout,
+            signal: endWait,
+            metadata: options.recordCommand === false
+              ? undefined
+              : { command: command.join(" ") },
+          }),
+        ),
+  );
+}
+
+/**
+ * Runs `command` under the lock `take` gets, as `runWithLock` does: a
+ * SIGINT or SIGTERM during the wait ends it (the command never starts),
+ * one after the start goes to the command; a lock lost while the command
+ * runs sends it SIGTERM and is reported through `onLost`.
+ */
+export async function _runUnder(
+  command: string[],
+  options: RunWithLockOptions & { onLost?: (reason: unknown) => void },
+  take: (endWait: AbortSignal) => Promise<_Held>,
+): Promise<RunResult> {
   if (
     !Array.isArray(command) || command.length === 0 ||
     !command.every((part) => typeof part === "string") || command[0] === ""
@@ -192,7 +228,6 @@ export async function runWithLock(
       "Cannot run a command under a lock: expected a non-empty array of strings",
     );
   }
-  const path = _toPath(lockFile);
   const started = performance.now();
   // Listen before anything can start: a signal that found no listener
   // would kill this process and leave the command running unlocked.
@@ -217,23 +252,17 @@ export async function runWithLock(
       : stopWaiting.signal;
     let lock: _Held;
     try {
-      lock = _lstat(path)?.isDirectory
-        ? await _lockDirectory(path, options, endWait)
-        : _fileLock(
-          await FileLock.acquire(path, {
-            lockPath: path,
-            shared: options.shared,
-            timeout: options.timeout,
-            signal: endWait,
-            metadata: options.recordCommand === false
-              ? undefined
-              : { command: command.join(" ") },
-          }),
-        );
+      lock = await take(endWait);
     } catch (error) {
       if (caught.length > 0) return signaled(performance.now() - started);
       throw error;
     }
+    let released = false;
+    const onLost = () => {
+      if (released) return;
+      options.onLost?.(lock.lost!.reason);
+      child?.kill("SIGTERM");
+    };
     try {
       const waitedMs = performance.now() - started;
       if (caught.length > 0) return signaled(waitedMs);
@@ -241,6 +270,8 @@ export async function runWithLock(
       const passLock = options.close ? undefined : lock.handle;
       child = await _startCommand(command, { passLock });
       if (passLock) lock.shareWithChildren();
+      lock.lost?.addEventListener("abort", onLost, { once: true });
+      if (lock.lost?.aborted) onLost();
       // A signal caught while the command was being started goes to it now.
       for (const signal of caught) child.kill(signal);
       const { code, signal } = await child.status;
@@ -251,6 +282,8 @@ export async function runWithLock(
         waitedMs,
       };
     } finally {
+      released = true;
+      lock.lost?.removeEventListener("abort", onLost);
       await lock.release();
     }
   } finally {

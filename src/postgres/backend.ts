@@ -4,6 +4,11 @@
 // sessions go back to the idle list only after their unlock succeeded.
 
 import { _checkTimeout } from "../lock/_kernel.ts";
+import {
+  _runUnder,
+  type RunResult,
+  type RunWithLockOptions,
+} from "../lock/run_command.ts";
 import { _after } from "../base/_promise.ts";
 import { LockError, LockTimeoutError } from "../base/errors.ts";
 import { _env, _hostname, _pid } from "../runtime/mod.ts";
@@ -274,6 +279,41 @@ export class PostgresBackend implements _PgLockOwner {
     } finally {
       await lock.release();
     }
+  }
+
+  /**
+   * Runs a command holding the lock on `name`, as `runWithLock` does with a
+   * lock file (`lockbox run --db URL NAME COMMAND`): SIGINT or SIGTERM
+   * during the wait ends it, after the start they go to the command. If the
+   * lock is lost while the command runs, the command gets SIGTERM and
+   * `onLost` is told why.
+   *
+   * @param name The lock's name.
+   * @param command The command and its arguments.
+   * @param options As `runWithLock`'s (`close` has no effect: there is no
+   *   lock file to pass on), plus `onLost`.
+   * @returns How the command ended.
+   */
+  runWithLock(
+    name: string,
+    command: string[],
+    options: RunWithLockOptions & { onLost?: (reason: unknown) => void } = {},
+  ): Promise<RunResult> {
+    return _runUnder(command, options, async (endWait) => {
+      const lock = await this.acquire(name, {
+        shared: options.shared,
+        timeout: options.timeout,
+        signal: endWait,
+        metadata: options.recordCommand === false
+          ? undefined
+          : { command: command.join(" ") },
+      });
+      return {
+        shareWithChildren: () => {},
+        release: () => lock.release(),
+        lost: lock.signal,
+      };
+    });
   }
 
   /**

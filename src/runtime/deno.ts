@@ -693,6 +693,11 @@ export async function _removeTree(path: string): Promise<void> {
   await Deno.remove(path, { recursive: true });
 }
 
+/** Lets the process end while `timer` is pending. */
+export function _unrefTimer(timer: unknown): void {
+  Deno.unrefTimer(timer as number);
+}
+
 /** Ends the process. */
 export function _exit(code: number): never {
   Deno.exit(code);

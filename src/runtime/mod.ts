@@ -54,6 +54,7 @@ export const {
   _makeTempDir,
   _removeTree,
   _exit,
+  _unrefTimer,
   _args,
   _isMain,
 } = chosen;

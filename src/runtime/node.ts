@@ -704,6 +704,11 @@ export async function _removeTree(path: string): Promise<void> {
   await fsp.rm(path, { recursive: true, force: true });
 }
 
+/** Lets the process end while `timer` is pending. */
+export function _unrefTimer(timer: unknown): void {
+  (timer as { unref?: () => void }).unref?.();
+}
+
 /** Ends the process. */
 export function _exit(code: number): never {
   process.exit(code);
