@@ -56,5 +56,9 @@ export * from "./src/seeds/checkout.ts";
 export * from "./src/seeds/document_store.ts";
 export * from "./src/seeds/batch.ts";
 export * from "./src/seeds/config.ts";
-export * from "./src/lock/run_command.ts";
+export {
+  type RunResult,
+  runWithLock,
+  type RunWithLockOptions,
+} from "./src/lock/run_command.ts";
 export * from "./src/store/edit_store.ts";

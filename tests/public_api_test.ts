@@ -1,11 +1,12 @@
-// The public API: what mod.ts exports is public, documented, and nothing
+// The public API: what mod.ts (and the ./postgres entry) exports is public, documented, and nothing
 // private (a `_` name) leaks into it.
 
 import assert from "node:assert/strict";
 import * as lockbox from "../mod.ts";
+import * as postgres from "../src/postgres/mod.ts";
 
-Deno.test("mod.ts exports nothing private, and the README documents every export", async () => {
-  const names = Object.keys(lockbox);
+Deno.test("mod.ts and the ./postgres entry export nothing private, and the README documents every export", async () => {
+  const names = [...Object.keys(lockbox), ...Object.keys(postgres)];
   assert.deepEqual(names.filter((name) => name.startsWith("_")), []);
   const readme = await Deno.readTextFile(
     new URL("../README.md", import.meta.url),

@@ -58,7 +58,10 @@ export interface _Session {
   readonly backendPid: number;
   /** Whether the session has ended (closed, or cut off). */
   readonly ended: boolean;
-  /** The rows of a parameterized statement. */
+  /**
+   * The rows of a statement; with no parameters it may be several
+   * statements, and the rows are those of the last one that returned any.
+   */
   query<R>(sql: string, params?: unknown[]): Promise<R[]>;
   /** Runs statements with no parameters in one round trip. */
   run(sql: string): Promise<void>;
@@ -144,7 +147,9 @@ class _PgSession implements _Session {
 
   async query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
     const result = await this.#client.query(sql, params);
-    return (Array.isArray(result) ? result.at(-1)!.rows : result.rows) as R[];
+    // Several statements (a simple query): the rows of the one that had any.
+    if (!Array.isArray(result)) return result.rows as R[];
+    return (result.findLast((one) => one.rows.length > 0)?.rows ?? []) as R[];
   }
 
   async run(sql: string): Promise<void> {

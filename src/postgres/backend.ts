@@ -19,7 +19,7 @@ import {
   type _SessionConfig,
   _sqlState,
 } from "./_session.ts";
-import { type _PgLockOwner, PgLock, type PgLockHolder } from "./pg_lock.ts";
+import { PgLock, type PgLockHolder } from "./pg_lock.ts";
 
 /** The first key of every lockbox advisory lock ("lock" in ASCII). */
 const _NAMESPACE = 0x6c6f636b;
@@ -173,7 +173,7 @@ function _checkName(name: unknown): string {
  * });
  * ```
  */
-export class PostgresBackend implements _PgLockOwner {
+export class PostgresBackend {
   #config: _SessionConfig;
   #idle: _Session[] = [];
   #ids = new Map<string, number>();
@@ -391,15 +391,17 @@ export class PostgresBackend implements _PgLockOwner {
   ): Promise<void> {
     let unlocked = false;
     try {
-      await session.query(
-        "DELETE FROM lockbox.holders WHERE backend_pid = $1",
-        [
-          session.backendPid,
-        ],
-      );
+      // One round trip, and no wait for the disk: the holder record is
+      // metadata (read only beside pg_locks), so its removal may commit
+      // asynchronously. The token, taken at acquisition, commits durably.
+      // (Integers only, inlined: a simple query may hold statements.)
       const [row] = await session.query<{ ok: boolean }>(
-        `SELECT pg_advisory_unlock${shared ? "_shared" : ""}($1, $2) AS ok`,
-        [_NAMESPACE, lockId],
+        `BEGIN; SET LOCAL synchronous_commit = off;
+         DELETE FROM lockbox.holders WHERE backend_pid = ${session.backendPid};
+         SELECT pg_advisory_unlock${
+          shared ? "_shared" : ""
+        }(${_NAMESPACE}, ${lockId}) AS ok;
+         COMMIT;`,
       );
       unlocked = row.ok;
     } catch {

@@ -15,6 +15,11 @@
  * @module
  */
 
-export * from "./backend.ts";
-export * from "./pg_lock.ts";
+export {
+  type PgLockInfo,
+  type PgLockOptions,
+  PostgresBackend,
+  type PostgresOptions,
+} from "./backend.ts";
+export { PgLock, type PgLockHolder } from "./pg_lock.ts";
 export { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
