@@ -54,17 +54,22 @@ async function _dbHolder(
   name: string,
   json: boolean | undefined,
 ): Promise<void> {
-  await using db = await _connectDb(url);
-  const holder = await db.lockHolder(name);
-  if (json) _json(holder);
-  else if (holder === null) _print("free");
-  else {
-    let line = `held ${
-      holder.shared ? "shared" : "exclusive"
-    } by pid ${holder.pid} on ${holder.hostname} since ${holder.acquiredAt}, token ${holder.token} (server session ${holder.backendPid}`;
-    line += holder.clientAddress ? ` from ${holder.clientAddress})` : ")";
-    if (holder.metadata) line += ` ${JSON.stringify(holder.metadata)}`;
-    _print(line);
+  // No `await using`: Node 20 cannot parse it.
+  const db = await _connectDb(url);
+  try {
+    const holder = await db.lockHolder(name);
+    if (json) _json(holder);
+    else if (holder === null) _print("free");
+    else {
+      let line = `held ${
+        holder.shared ? "shared" : "exclusive"
+      } by pid ${holder.pid} on ${holder.hostname} since ${holder.acquiredAt}, token ${holder.token} (server session ${holder.backendPid}`;
+      line += holder.clientAddress ? ` from ${holder.clientAddress})` : ")";
+      if (holder.metadata) line += ` ${JSON.stringify(holder.metadata)}`;
+      _print(line);
+    }
+    if (holder === null) throw new _Exit(EXIT_CONFLICT);
+  } finally {
+    await db.close();
   }
-  if (holder === null) throw new _Exit(EXIT_CONFLICT);
 }

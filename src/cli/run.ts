@@ -67,12 +67,17 @@ async function _runCommand(
     if (options.db === undefined) {
       result = await runWithLock(lockfile, argv, runOptions);
     } else {
-      await using db = await _connectDb(options.db);
-      result = await db.runWithLock(lockfile, argv, {
-        ...runOptions,
-        onLost: (reason) =>
-          _say(`${(reason as Error).message}; stopping the command`),
-      });
+      // No `await using`: Node 20 cannot parse it.
+      const db = await _connectDb(options.db);
+      try {
+        result = await db.runWithLock(lockfile, argv, {
+          ...runOptions,
+          onLost: (reason) =>
+            _say(`${(reason as Error).message}; stopping the command`),
+        });
+      } finally {
+        await db.close();
+      }
     }
   } catch (error) {
     if (error instanceof LockTimeoutError) throw _conflict(options);

@@ -84,20 +84,25 @@ async function _dbStatus(
   names: string[],
   json: boolean | undefined,
 ): Promise<void> {
-  await using db = await _connectDb(url);
-  const all = await db.listLocks();
-  const infos = names.length
-    ? all.filter((info) => names.includes(info.name))
-    : all;
-  if (json) return _json(infos);
-  if (infos.length === 0) return _print("no lockbox locks");
-  for (const info of infos) {
-    const holders = info.holders.map((h) =>
-      `pid ${h.pid} on ${h.hostname} (session ${h.backendPid})`
-    ).join(", ");
-    _print(
-      [info.name, info.mode ?? "free", `token ${info.token}`, holders]
-        .filter(Boolean).join("\t"),
-    );
+  // No `await using`: Node 20 cannot parse it.
+  const db = await _connectDb(url);
+  try {
+    const all = await db.listLocks();
+    const infos = names.length
+      ? all.filter((info) => names.includes(info.name))
+      : all;
+    if (json) return _json(infos);
+    if (infos.length === 0) return _print("no lockbox locks");
+    for (const info of infos) {
+      const holders = info.holders.map((h) =>
+        `pid ${h.pid} on ${h.hostname} (session ${h.backendPid})`
+      ).join(", ");
+      _print(
+        [info.name, info.mode ?? "free", `token ${info.token}`, holders]
+          .filter(Boolean).join("\t"),
+      );
+    }
+  } finally {
+    await db.close();
   }
 }

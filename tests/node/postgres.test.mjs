@@ -1,0 +1,226 @@
+// PostgresBackend on Node, against the built package and a throwaway
+// cluster: exclusion and tokens across Node processes, a killed session, a
+// killed process, a server crash, a paused holder, many clients, timeout,
+// abort, shared locks, the in-process queue and bad input.
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import process from "node:process";
+import { after, before, test } from "node:test";
+import { Cluster, NO_POSTGRES } from "./_cluster.mjs";
+import { Child, nodeWorker, withTempDir } from "./_helpers.mjs";
+import { lockboxPostgres } from "./workers/_lockbox.mjs";
+
+const { LockError, LockLostError, LockTimeoutError, PostgresBackend } =
+  await lockboxPostgres();
+
+let cluster;
+before(() => {
+  if (!NO_POSTGRES) cluster = Cluster.start();
+});
+after(() => cluster?.stop());
+
+const skip = NO_POSTGRES
+  ? "no PostgreSQL server (apt-get install postgresql)"
+  : false;
+const env = () => ({ ...process.env, ...cluster.env });
+
+function tokens(child) {
+  return child.lines.filter((l) => l.startsWith("token ")).map((l) =>
+    Number(l.split(" ")[1])
+  );
+}
+
+test(
+  "PostgreSQL on Node: 4 processes x 50 increments under withLock end at 200, tokens strictly increasing",
+  { skip },
+  async () => {
+    await withTempDir(async (dir) => {
+      const counter = `${dir}/counter`;
+      const children = [1, 2, 3, 4].map(() =>
+        nodeWorker("pg_increment.mjs", [counter, "50"], { env: env() })
+      );
+      const results = await Promise.all(children.map((c) => c.finish()));
+      for (const [i, r] of results.entries()) {
+        assert.equal(r.code, 0, children[i].stderr);
+      }
+      assert.equal(readFileSync(counter, "utf8"), "200");
+      const all = children.flatMap(tokens).sort((a, b) => a - b);
+      assert.equal(all.length, 200);
+      for (let i = 1; i < all.length; i++) assert.ok(all[i] > all[i - 1]);
+    });
+  },
+);
+
+test(
+  "PostgreSQL on Node: SIGKILL of a holder frees the lock within a second; a terminated session aborts the signal",
+  { skip },
+  async () => {
+    const holder = nodeWorker("pg_hold.mjs", ["node-killed"], { env: env() });
+    await holder.waitFor("locked");
+    const db = await PostgresBackend.connect(cluster.url);
+    try {
+      const waiting = db.acquire("node-killed", { timeout: 20_000 });
+      const killedAt = performance.now();
+      holder.process.kill("SIGKILL");
+      const lock = await waiting;
+      assert.ok(performance.now() - killedAt < 1000);
+      const lost = new Promise((resolve) =>
+        lock.signal.addEventListener("abort", () => resolve(lock.signal.reason))
+      );
+      const { backendPid } = await db.lockHolder("node-killed");
+      cluster.sql(`SELECT pg_terminate_backend(${backendPid})`);
+      assert.ok(await lost instanceof LockLostError);
+      assert.equal(lock.held, false);
+    } finally {
+      await holder.finish();
+      await db.close();
+    }
+  },
+);
+
+test(
+  "PostgreSQL on Node: a server crash aborts the holder's signal; tokens keep growing after it",
+  { skip },
+  async () => {
+    const db = await PostgresBackend.connect(cluster.url);
+    const first = await db.acquire("node-crash");
+    const lost = new Promise((resolve) =>
+      first.signal.addEventListener("abort", () => resolve(first.signal.reason))
+    );
+    cluster.crash();
+    assert.ok(await lost instanceof LockLostError);
+    await db.close();
+    const again = await PostgresBackend.connect(cluster.url);
+    const next = await again.acquire("node-crash");
+    assert.ok(next.token > first.token);
+    await next.release();
+    await again.close();
+  },
+);
+
+test(
+  "PostgreSQL on Node: a paused holder finds its signal aborted at its next timer",
+  { skip },
+  async () => {
+    const holder = new Child(process.execPath, [
+      new URL("./workers/pg_hold.mjs", import.meta.url).pathname,
+      "node-paused",
+      "--ticks",
+    ], { env: env() });
+    const db = await PostgresBackend.connect(cluster.url);
+    try {
+      await holder.waitFor("locked");
+      const [, token, backendPid] = holder.lines.find((l) =>
+        l.startsWith("locked")
+      )
+        .split(" ");
+      holder.process.kill("SIGSTOP");
+      cluster.sql(`SELECT pg_terminate_backend(${backendPid})`);
+      const next = await db.acquire("node-paused", { timeout: 20_000 });
+      assert.ok(next.token > Number(token));
+      await new Promise((resolve) => setTimeout(resolve, 5500));
+      const before = holder.lines.filter((l) => l.startsWith("tick")).length;
+      holder.process.kill("SIGCONT");
+      const deadline = Date.now() + 30_000;
+      while (
+        holder.lines.filter((l) => l.startsWith("tick")).length <= before
+      ) {
+        assert.ok(Date.now() < deadline, "no tick after SIGCONT");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(
+        holder.lines.filter((l) => l.startsWith("tick"))[before],
+        "tick true",
+      );
+      await next.release();
+    } finally {
+      holder.process.kill("SIGCONT");
+      holder.process.kill("SIGKILL");
+      await holder.finish();
+      await db.close();
+    }
+  },
+);
+
+test(
+  "PostgreSQL on Node: 60 clients on one name never overlap and get tokens 1..60",
+  { skip },
+  async () => {
+    const name = `node-many-${process.pid}`;
+    const backends = await Promise.all(
+      Array.from({ length: 60 }, () => PostgresBackend.connect(cluster.url)),
+    );
+    const sections = [];
+    await Promise.all(backends.map((db) =>
+      db.withLock(name, async (lock) => {
+        const start = performance.now();
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        sections.push([lock.token, start, performance.now()]);
+      })
+    ));
+    await Promise.all(backends.map((db) => db.close()));
+    sections.sort((a, b) => a[0] - b[0]);
+    assert.deepEqual(
+      sections.map((s) => s[0]),
+      Array.from({ length: 60 }, (_, i) => i + 1),
+    );
+    for (let i = 1; i < sections.length; i++) {
+      assert.ok(sections[i][1] >= sections[i - 1][2]);
+    }
+    assert.equal(
+      cluster.sql(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+      ),
+      "0",
+    );
+  },
+);
+
+test(
+  "PostgreSQL on Node: timeout, abort, shared locks, tryAcquire, the in-process queue, bad input",
+  { skip },
+  async () => {
+    const a = await PostgresBackend.connect(cluster.url);
+    const b = await PostgresBackend.connect(cluster.url);
+    try {
+      const held = await a.acquire("node-t");
+      const started = performance.now();
+      await assert.rejects(
+        b.acquire("node-t", { timeout: 300 }),
+        LockTimeoutError,
+      );
+      const waited = performance.now() - started;
+      assert.ok(waited >= 300 && waited < 1300, `waited ${waited}`);
+      const controller = new AbortController();
+      const aborting = b.acquire("node-t", { signal: controller.signal });
+      setTimeout(() => controller.abort(new Error("stop")), 100);
+      await assert.rejects(aborting, /stop/);
+      assert.equal(await b.tryAcquire("node-t"), null);
+      let second = false;
+      const queued = a.acquire("node-t").then((lock) => (second = true, lock));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(second, false);
+      await held.release();
+      await (await queued).release();
+      const s1 = await a.acquire("node-s", { shared: true });
+      const s2 = await b.acquire("node-s", { shared: true });
+      assert.equal(await b.tryAcquire("node-s"), null);
+      await s1.release();
+      await s2.release();
+      await assert.rejects(a.acquire(""), TypeError);
+      await assert.rejects(a.acquire("x".repeat(201)), RangeError);
+      await assert.rejects(
+        PostgresBackend.connect("postgres://postgres@127.0.0.1:1/postgres", {
+          connectTimeout: 2000,
+        }),
+        (error) =>
+          error instanceof LockError &&
+          /check that the server runs/.test(error.message),
+      );
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+);
