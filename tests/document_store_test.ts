@@ -189,3 +189,22 @@ Deno.test("DocumentStore.get() throws CorruptStoreError for a damaged or invalid
     );
   });
 });
+
+Deno.test("DocumentStore.list() leaves out an index entry whose save never wrote the document (a crash between the two)", async () => {
+  await withTempDir(async (dir) => {
+    const docs = new DocumentStore<{ n: number }>(`${dir}/docs`, {
+      onWarning: () => {},
+    });
+    await docs.save("kept", { n: 1 });
+    // What a power loss after the index append and before the document
+    // leaves: the index names "lost", whose document does not exist.
+    await Deno.writeTextFile(
+      `${dir}/docs/index.jsonl`,
+      JSON.stringify({ id: "lost", created: new Date().toISOString() }) + "\n",
+      { append: true },
+    );
+    assert.deepEqual(await docs.list(), ["kept"]);
+    await docs.save("lost", { n: 2 });
+    assert.deepEqual(await docs.list(), ["kept", "lost"]);
+  });
+});

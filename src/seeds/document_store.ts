@@ -7,7 +7,6 @@ import {
   _errorCode,
   _link,
   _lstat,
-  _mkdirp,
   _readDir,
   _removeIfExists,
   _syncDirectory,
@@ -16,6 +15,7 @@ import {
 import {
   _appendHoldingLock,
   _checkTarget,
+  _makeDirs,
   _readStoreFile,
   _replaceHoldingLock,
 } from "../store/_atomic.ts";
@@ -332,7 +332,15 @@ export class DocumentStore<T> {
     for (const entry of index.records) {
       if (typeof entry?.id === "string") ids.add(entry.id);
     }
-    return [...ids];
+    // An entry whose save never finished (a crash between the index and the
+    // document) names nothing yet.
+    return [...ids].filter((id) => {
+      try {
+        return _lstat(this.#documentPath(id)) !== null;
+      } catch {
+        return false; // an id the index holds that no document can have
+      }
+    });
   }
 
   /**
@@ -363,7 +371,7 @@ export class DocumentStore<T> {
       a.created < b.created ? -1 : a.created > b.created ? 1 : 0
     );
     const text = found.map((entry) => JSON.stringify(entry) + "\n").join("");
-    _mkdirp(this.root);
+    await _makeDirs(this.root, this.#durable);
     await withLock(
       this.#indexPath,
       () => _replaceHoldingLock(this.#indexPath, text, this.#durable),
@@ -397,7 +405,7 @@ export class DocumentStore<T> {
   async #locked<R>(id: string, fn: () => Promise<R>): Promise<R> {
     const dir = this.#dir(id);
     try {
-      _mkdirp(dir);
+      await _makeDirs(dir, this.#durable);
     } catch (error) {
       throw _fsError("create the directory of document", dir, error);
     }
@@ -435,8 +443,10 @@ export class DocumentStore<T> {
     const text = _toJson(checked, 2, path) + "\n";
     const exists = _checkTarget(path) !== null;
     const backup = exists ? await this.#backUp(dir, path) : undefined;
-    await _replaceHoldingLock(path, text, this.#durable);
     if (!exists) {
+      // The index entry goes first: a crash between the two leaves an entry
+      // whose document does not exist, which list() leaves out, never a
+      // document that list() cannot find.
       const entry = { id, created: new Date().toISOString() };
       try {
         await appendJsonl(this.#indexPath, [entry], {
@@ -446,13 +456,14 @@ export class DocumentStore<T> {
       } catch (error) {
         throw new StoreError(
           this.#indexPath,
-          `Saved document '${id}', but could not add it to the index '${this.#indexPath}' (${
+          `Cannot save document '${id}': adding it to the index '${this.#indexPath}' failed (${
             (error as Error).message
-          }); run rebuildIndex()`,
+          }); nothing was saved`,
           { cause: error },
         );
       }
     }
+    await _replaceHoldingLock(path, text, this.#durable);
     const event: AuditEvent = {
       action_id: crypto.randomUUID(),
       document_id: id,
@@ -490,7 +501,7 @@ export class DocumentStore<T> {
     if (this.#backups === 0) return undefined;
     const backups = join(dir, "backups");
     try {
-      _mkdirp(backups);
+      await _makeDirs(backups, this.#durable);
       const existing = await this.#listBackups(backups);
       let micros = _nowMicros();
       const newest = existing[0]?.match(_BACKUP)?.[1];

@@ -8,6 +8,7 @@ import {
   type _FileStat,
   _link,
   _lstat,
+  _mkdirp,
   _notRegularFile,
   _openForAppend,
   _readFile,
@@ -192,4 +193,21 @@ export async function _appendHoldingLock(
     handle?.close();
   }
   if (durable && !existed) await _syncDirectory(dirname(target));
+}
+
+/**
+ * Makes `dir` and its missing parents; with `durable`, fsyncs the parent of
+ * each directory it made, so that a power loss cannot take away a directory
+ * (and the files later made durable inside it).
+ */
+export async function _makeDirs(dir: string, durable: boolean): Promise<void> {
+  const missing: string[] = [];
+  for (let at = dir; _lstat(at) === null; at = dirname(at)) {
+    missing.push(at);
+    if (dirname(at) === at) break;
+  }
+  if (missing.length === 0) return;
+  _mkdirp(dir);
+  if (!durable) return;
+  for (const made of missing) await _syncDirectory(dirname(made));
 }
