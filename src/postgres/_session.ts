@@ -42,15 +42,19 @@ export interface _SessionConfig {
  */
 export const _SERVER_DEAD_PEER_MS = 10_000;
 
+/**
+ * Set on every session right after it opens (a SET, not startup options,
+ * which poolers such as PgBouncer refuse).
+ */
 const _SESSION_SETTINGS = [
-  "tcp_keepalives_idle=5",
-  "tcp_keepalives_interval=2",
-  "tcp_keepalives_count=3",
-  `tcp_user_timeout=${_SERVER_DEAD_PEER_MS}`,
+  "SET tcp_keepalives_idle = 5",
+  "SET tcp_keepalives_interval = 2",
+  "SET tcp_keepalives_count = 3",
+  `SET tcp_user_timeout = ${_SERVER_DEAD_PEER_MS}`,
   // A session that holds a lock is idle most of the time.
-  "idle_session_timeout=0",
-  "idle_in_transaction_session_timeout=60000",
-].map((setting) => `-c ${setting}`).join(" ");
+  "SET idle_session_timeout = 0",
+  "SET idle_in_transaction_session_timeout = 60000",
+].join("; ");
 
 /** An open session. */
 export interface _Session {
@@ -168,6 +172,45 @@ class _PgSession implements _Session {
   }
 }
 
+function _pooled(config: _SessionConfig, what: string): LockError {
+  return new LockError(
+    `Cannot use ${
+      _describe(config.url)
+    } for locks: ${what}, as behind PgBouncer in transaction pooling mode, where a session's lock and its unlock can run on different server sessions; connect to PostgreSQL directly or through a session-mode pool`,
+  );
+}
+
+/**
+ * Refuses a transaction-mode pooler, which a lone client may not see: while
+ * `held` pins a server session in an open transaction, `probe` runs a
+ * statement; once it commits, a pooler hands that server session to the
+ * probe's next statement, and PostgreSQL never changes a session's process.
+ */
+export async function _checkNotPooled(
+  config: _SessionConfig,
+  held: _Session,
+  probe: _Session,
+): Promise<void> {
+  await held.run("BEGIN");
+  let during: number;
+  try {
+    [{ pid: during }] = await probe.query<{ pid: number }>(
+      "SELECT pg_backend_pid() AS pid",
+    );
+  } finally {
+    await held.run("COMMIT");
+  }
+  const [{ pid: after }] = await probe.query<{ pid: number }>(
+    "SELECT pg_backend_pid() AS pid",
+  );
+  if (during !== after || during !== probe.backendPid) {
+    throw _pooled(
+      config,
+      `one session's statements ran on server sessions ${probe.backendPid}, ${during} and ${after}`,
+    );
+  }
+}
+
 /**
  * Opens a session, or throws a `LockError` that says what to fix. Refuses a
  * connection pooler in transaction mode (PgBouncer), where a session lock
@@ -179,7 +222,6 @@ export async function _openSession(config: _SessionConfig): Promise<_Session> {
     connectionTimeoutMillis: config.connectTimeout,
     keepAlive: true,
     application_name: config.applicationName,
-    options: _SESSION_SETTINGS,
   });
   const session = new _PgSession(client);
   const timer = setTimeout(() => {
@@ -195,13 +237,13 @@ export async function _openSession(config: _SessionConfig): Promise<_Session> {
       "SELECT pg_backend_pid() AS pid",
     );
     if (first.pid !== second.pid) {
-      throw new LockError(
-        `Cannot use ${
-          _describe(config.url)
-        } for locks: consecutive statements ran on different server sessions (${first.pid}, ${second.pid}), as behind PgBouncer in transaction pooling mode; connect to PostgreSQL directly or through a session-mode pool`,
+      throw _pooled(
+        config,
+        `consecutive statements ran on different server sessions (${first.pid}, ${second.pid})`,
       );
     }
     session.backendPid = first.pid;
+    await session.run(_SESSION_SETTINGS);
     return session;
   } catch (error) {
     await session.close();

@@ -13,6 +13,7 @@ import { _after } from "../base/_promise.ts";
 import { LockError, LockTimeoutError } from "../base/errors.ts";
 import { _env, _hostname, _pid } from "../runtime/mod.ts";
 import {
+  _checkNotPooled,
   _describe,
   _openSession,
   type _Session,
@@ -213,6 +214,12 @@ export class PostgresBackend {
     });
     const session = await _openSession(backend.#config);
     try {
+      const probe = await _openSession(backend.#config);
+      try {
+        await _checkNotPooled(backend.#config, session, probe);
+      } finally {
+        await probe.close();
+      }
       // Made already: a user with no CREATE on the database can use it.
       const [{ ready }] = await session.query<{ ready: boolean }>(
         `SELECT to_regclass('lockbox.locks') IS NOT NULL
@@ -221,6 +228,7 @@ export class PostgresBackend {
       if (!ready) await session.run(_SCHEMA);
     } catch (error) {
       await session.close();
+      if (error instanceof LockError) throw error;
       throw new LockError(
         `Cannot set up lockbox's tables on ${_describe(backend.#config.url)}: ${
           (error as Error).message
@@ -508,6 +516,8 @@ export class PostgresBackend {
     } catch (error) {
       if (locked) await this._unlock(session, id, shared);
       else this.#giveBack(session, !session.ended);
+      // A cancel meant for the wait may land on the statement after it.
+      if (options.signal?.aborted) throw options.signal.reason;
       throw error;
     }
   }

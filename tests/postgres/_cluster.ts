@@ -163,3 +163,75 @@ export class Cluster {
 export function pgWorker(name: string): string {
   return fileURLToPath(new URL(`./workers/${name}`, import.meta.url));
 }
+
+/** PgBouncer's binary, or `null` when it is not installed. */
+export const PGBOUNCER = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"].find(
+  (path) => {
+    try {
+      Deno.statSync(path);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+) ?? null;
+
+/**
+ * Starts PgBouncer in front of `cluster` in `mode` ("session" or
+ * "transaction"); returns its URL and a function that stops it.
+ */
+export async function startPgBouncer(
+  cluster: Cluster,
+  mode: "session" | "transaction",
+): Promise<{ url: string; stop: () => Promise<void> }> {
+  if (PGBOUNCER === null) {
+    throw new Error("PgBouncer is missing: apt-get install pgbouncer");
+  }
+  const dir = `${cluster.dir}/pgbouncer-${mode}`;
+  await Deno.mkdir(dir, { recursive: true });
+  const port = cluster.port + (mode === "session" ? 100 : 200);
+  await Deno.writeTextFile(`${dir}/users.txt`, `"postgres" ""\n`);
+  await Deno.writeTextFile(
+    `${dir}/pgbouncer.ini`,
+    `[databases]
+postgres = host=127.0.0.1 port=${cluster.port} dbname=postgres user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${port}
+unix_socket_dir =
+auth_type = trust
+auth_file = ${dir}/users.txt
+pool_mode = ${mode}
+default_pool_size = 4
+max_client_conn = 100
+logfile = ${dir}/pgbouncer.log
+pidfile = ${dir}/pgbouncer.pid
+`,
+  );
+  if (isRoot) await output("chown", { args: ["-R", "postgres", dir] });
+  await asServerUser(PGBOUNCER, ["-d", `${dir}/pgbouncer.ini`]);
+  // Ready once it accepts connections.
+  for (let i = 0; i < 100; i++) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      break;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    stop: async () => {
+      const pid = Number(await Deno.readTextFile(`${dir}/pgbouncer.pid`));
+      Deno.kill(pid, "SIGTERM");
+      for (let i = 0; i < 100; i++) {
+        try {
+          Deno.statSync(`/proc/${pid}`);
+        } catch {
+          return; // gone
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+  };
+}

@@ -13,7 +13,13 @@ import {
   PostgresBackend,
 } from "../../src/postgres/mod.ts";
 import { Child, finishAll, withTempDir } from "../_helpers.ts";
-import { Cluster, NO_POSTGRES, pgWorker } from "./_cluster.ts";
+import {
+  Cluster,
+  NO_POSTGRES,
+  PGBOUNCER,
+  pgWorker,
+  startPgBouncer,
+} from "./_cluster.ts";
 
 let started: Promise<Cluster> | null = null;
 function cluster(): Promise<Cluster> {
@@ -366,6 +372,38 @@ pgTest(
     await odd.release();
   },
 );
+
+Deno.test({
+  name:
+    "PostgreSQL: behind PgBouncer in transaction mode, connect refuses with a clear error; in session mode locks work",
+  // PgBouncer comes with .ci/run; elsewhere it is optional.
+  ignore: NO_POSTGRES || (PGBOUNCER === null && Deno.env.get("CI") !== "true"),
+  fn: async () => {
+    const c = await cluster();
+    const transaction = await startPgBouncer(c, "transaction");
+    try {
+      await assert.rejects(
+        PostgresBackend.connect(transaction.url),
+        (error: Error) =>
+          error instanceof LockError &&
+          /transaction pooling mode/.test(error.message),
+      );
+    } finally {
+      await transaction.stop();
+    }
+    const session = await startPgBouncer(c, "session");
+    try {
+      await using db = await PostgresBackend.connect(session.url);
+      const lock = await db.acquire("through-a-pool");
+      assert.ok(lock.token > 0);
+      assert.equal(await db.isLocked("through-a-pool"), true);
+      await lock.release();
+      assert.equal(await db.isLocked("through-a-pool"), false);
+    } finally {
+      await session.stop();
+    }
+  },
+});
 
 Deno.test({
   name: "PostgreSQL: stop the test cluster",
