@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError, loadLockingConfig } from "../mod.ts";
-import { withTempDir } from "./_helpers.ts";
+import { output, withTempDir } from "./_helpers.ts";
 
 // Seed 001's config.yaml block, verbatim.
 const SEED_BLOCK = `file_locking:
@@ -106,5 +106,90 @@ Deno.test("loadLockingConfig() names the file when it is missing or does not par
     );
     await Deno.writeTextFile(`${dir}/list.yaml`, "file_locking: [1, 2]\n");
     await assert.rejects(loadLockingConfig(`${dir}/list.yaml`), ConfigError);
+  });
+});
+
+Deno.test("loadLockingConfig() reads YAML as the seeds' PyYAML does: merge keys, octal, yes/no/on/off, 1_000, 1:30, a repeated key", async () => {
+  await withTempDir(async (dir) => {
+    const cases = [
+      // Merge keys: the defaults, then the section's own values.
+      "defaults: &defaults\n  timeout_seconds: 10\n  retry_attempts: 7\nfile_locking:\n  <<: *defaults\n  enabled: true\n",
+      "file_locking:\n  retry_attempts: 010\n  enabled: no\n  cleanup_stale_locks: on\n",
+      "file_locking:\n  timeout_seconds: 1_000\n  stale_threshold_hours: 1:30\n",
+      "file_locking:\n  retry_attempts: 2\n  retry_attempts: 5\n  enabled: off\n",
+    ];
+    for (const [i, text] of cases.entries()) {
+      const file = `${dir}/config-${i}.yaml`;
+      await Deno.writeTextFile(file, text);
+      // What PyYAML (yaml.safe_load) makes of the same file.
+      const result = await output("python3", {
+        args: [
+          "-c",
+          "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))['file_locking']))",
+          file,
+        ],
+      });
+      assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
+      const python = JSON.parse(new TextDecoder().decode(result.stdout));
+      const warnings: string[] = [];
+      const config = await loadLockingConfig(file, {
+        onWarning: (m) => warnings.push(m),
+      });
+      const expect = (key: string, got: unknown, scale = 1) => {
+        if (!(key in python)) return;
+        const want = typeof python[key] === "number"
+          ? python[key] * scale
+          : python[key];
+        assert.equal(got, want, `${i}: ${key}`);
+      };
+      expect("enabled", config.lock);
+      expect("timeout_seconds", config.lockTimeout, 1000);
+      expect("retry_attempts", config.retries);
+      expect("cleanup_stale_locks", config.cleanupStaleLocks);
+      expect("stale_threshold_hours", config.staleAfter, 3_600_000);
+      assert.deepEqual(warnings, [], `${i}: ${warnings}`);
+    }
+  });
+});
+
+Deno.test("loadLockingConfig() says so when the yaml package cannot be loaded, instead of blaming the syntax", async () => {
+  await withTempDir(async (dir) => {
+    // The package's own imports, with yaml pointing nowhere.
+    const config = JSON.parse(
+      await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
+    );
+    await Deno.writeTextFile(
+      `${dir}/deno.json`,
+      JSON.stringify({
+        imports: { ...config.imports, yaml: `file://${dir}/no-such-yaml.js` },
+      }),
+    );
+    await Deno.writeTextFile(`${dir}/config.yaml`, "file_locking: {}\n");
+    await Deno.writeTextFile(
+      `${dir}/main.ts`,
+      `import { loadLockingConfig } from "${
+        new URL("../mod.ts", import.meta.url).href
+      }";
+try {
+  await loadLockingConfig(Deno.args[0]);
+} catch (error) {
+  console.log(error.message);
+}
+`,
+    );
+    const result = await output(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-all",
+        "--quiet",
+        "--no-lock",
+        `--config=${dir}/deno.json`,
+        `${dir}/main.ts`,
+        `${dir}/config.yaml`,
+      ],
+    });
+    const said = new TextDecoder().decode(result.stdout);
+    assert.match(said, /the yaml package cannot be loaded/);
+    assert.doesNotMatch(said, /fix the syntax/);
   });
 });

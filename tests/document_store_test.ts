@@ -208,3 +208,23 @@ Deno.test("DocumentStore.list() leaves out an index entry whose save never wrote
     assert.deepEqual(await docs.list(), ["kept", "lost"]);
   });
 });
+
+Deno.test("DocumentStore.restore() of a backup that was rotated away says so, not 'save it first'", async () => {
+  await withTempDir(async (dir) => {
+    const docs = new DocumentStore<{ n: number }>(`${dir}/docs`, {
+      backups: 1,
+    });
+    await docs.save("q3", { n: 1 });
+    await docs.save("q3", { n: 2 });
+    const [first] = await docs.backups("q3");
+    await docs.save("q3", { n: 3 }); // rotates `first` away
+    assert.ok(!(await docs.backups("q3")).includes(first));
+    await assert.rejects(
+      docs.restore("q3", first),
+      (error: Error) =>
+        error instanceof DocumentNotFoundError &&
+        /rotated away/.test(error.message) &&
+        !/save it first/.test(error.message),
+    );
+  });
+});

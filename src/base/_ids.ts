@@ -44,3 +44,16 @@ export function _setOwn<V>(
     configurable: true,
   });
 }
+
+/**
+ * Now, as seed 002 writes it: Python's
+ * `datetime.now(timezone.utc).isoformat()`, `2026-12-01T05:50:00.123000+00:00`
+ * (microseconds, left out when zero, as Python does; a `Z` would not parse in
+ * Python 3.10 and older).
+ */
+export function _pythonUtcNow(now: Date = new Date()): string {
+  const iso = now.toISOString(); // 2026-12-01T05:50:00.123Z
+  const ms = now.getUTCMilliseconds();
+  const fraction = ms === 0 ? "" : `.${String(ms).padStart(3, "0")}000`;
+  return `${iso.slice(0, 19)}${fraction}+00:00`;
+}

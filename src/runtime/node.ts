@@ -158,6 +158,12 @@ const _idleWaiters: _Waiter[] = [];
 
 /** `undefined` until tried; `false` where there is no flock(1). */
 let _flockCommand: boolean | undefined;
+/**
+ * Whether helpers start through `setpriv --pdeathsig KILL`, so that a helper
+ * dies with this process however it ends (even SIGKILL) instead of taking
+ * the lock for nobody; `false` once setpriv turned out to be missing.
+ */
+let _setpriv = true;
 const _helpers = new Set<ReturnType<typeof spawnChild>>();
 let _helpersReaped = false;
 
@@ -174,7 +180,11 @@ function _waitWithHelper(fd: number, exclusive: boolean): Promise<boolean> {
     });
   }
   return new Promise((resolve, reject) => {
-    const helper = spawnChild("flock", [exclusive ? "-x" : "-s", "3"], {
+    const flock = ["flock", exclusive ? "-x" : "-s", "3"];
+    const argv = _setpriv
+      ? ["setpriv", "--pdeathsig", "KILL", "--", ...flock]
+      : flock;
+    const helper = spawnChild(argv[0], argv.slice(1), {
       stdio: ["ignore", "ignore", "pipe", fd],
     });
     _helpers.add(helper);
@@ -182,7 +192,11 @@ function _waitWithHelper(fd: number, exclusive: boolean): Promise<boolean> {
     helper.stderr!.setEncoding("utf8").on("data", (chunk) => stderr += chunk);
     helper.once("error", (error) => {
       _helpers.delete(helper);
-      if (_errorCode(error) === "ENOENT") {
+      if (_errorCode(error) === "ENOENT" && argv[0] === "setpriv") {
+        // No setpriv: plain flock(1), which outlives a killed parent.
+        _setpriv = false;
+        _waitWithHelper(fd, exclusive).then(resolve, reject);
+      } else if (_errorCode(error) === "ENOENT") {
         _flockCommand = false;
         resolve(false);
       } else {
@@ -194,6 +208,12 @@ function _waitWithHelper(fd: number, exclusive: boolean): Promise<boolean> {
       if (code === 0) {
         _flockCommand = true;
         resolve(true);
+        return;
+      }
+      if (code === 127 && argv[0] === "setpriv") {
+        // setpriv could not run flock(1): there is none.
+        _flockCommand = false;
+        resolve(false);
         return;
       }
       reject(

@@ -55,5 +55,8 @@ export function _seedDb<T extends object>(
     durable: options.durable,
     backups: options.backups,
     journal: options.journal,
+    // Byte for byte what the Python seed's json.dump(db, f, indent=2)
+    // writes; the journal is lockbox's own format.
+    format: options.journal ? "json" : "python",
   });
 }

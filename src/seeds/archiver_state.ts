@@ -36,6 +36,8 @@ function _store(path: string | URL): JsonStore<RunState> {
   return new JsonStore<RunState>(path, {
     initial: () => ({}),
     validate: _validateState,
+    // Shared with seed 003's Python: its numbers, keys and escaping kept.
+    format: "python",
   });
 }
 

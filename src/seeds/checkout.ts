@@ -10,7 +10,7 @@ import {
   _toPath,
 } from "../runtime/mod.ts";
 import { _fsError } from "../base/_fs_errors.ts";
-import { _checkId, _own, _setOwn } from "../base/_ids.ts";
+import { _checkId, _own, _pythonUtcNow, _setOwn } from "../base/_ids.ts";
 import type { DbOptions } from "./_seed_db.ts";
 import type { JsonStore } from "../store/json_store.ts";
 import { _seedDb } from "./_seed_db.ts";
@@ -22,8 +22,8 @@ export interface CheckoutRecord {
   user: string;
   /** When, as an ISO 8601 string in UTC. */
   timestamp: string;
-  /** Why (may be empty). */
-  message: string;
+  /** Why (may be empty; `null` when a Python writer left it so). */
+  message: string | null;
 }
 
 /** The registry file: `{"<file>": {user, timestamp, message}}`. */
@@ -124,11 +124,12 @@ function _validateRegistry(value: unknown): CheckoutRegistryData {
   }
   for (const [file, record] of Object.entries(value)) {
     const r = record as CheckoutRecord;
-    if (
-      typeof r !== "object" || r === null || typeof r.user !== "string" ||
-      typeof r.timestamp !== "string" || typeof r.message !== "string"
-    ) {
-      throw new TypeError(`entry '${file}' is not {user, timestamp, message}`);
+    // What seed 002 needs of an entry is its user (ownership is checked
+    // against it); whatever else it holds is kept as it is.
+    if (typeof r !== "object" || r === null || typeof r.user !== "string") {
+      throw new TypeError(
+        `entry '${file}' is not {user, timestamp, message}: it has no user`,
+      );
     }
   }
   return value as CheckoutRegistryData;
@@ -199,7 +200,11 @@ export class CheckoutRegistry {
     return await this.#store.update((registry) => {
       const holder = _own(registry, name);
       if (holder !== undefined) throw new AlreadyCheckedOutError(name, holder);
-      const record = { user, timestamp: new Date().toISOString(), message };
+      const record: CheckoutRecord = {
+        user,
+        timestamp: _pythonUtcNow(),
+        message,
+      };
       _setOwn(registry, name, record);
       return record;
     });

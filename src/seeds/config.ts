@@ -150,14 +150,35 @@ export async function loadLockingConfig(
       `Cannot read config '${file}': no such file; check the path`,
     );
   }
+  const json = file.toLowerCase().endsWith(".json");
+  let yaml: typeof import("yaml") | undefined;
+  if (!json) {
+    try {
+      // Loaded on first use: most programs never read a YAML config, and the
+      // parser would add to every start.
+      yaml = await import("yaml");
+    } catch (error) {
+      throw new ConfigError(
+        file,
+        undefined,
+        `Cannot read YAML config '${file}': the yaml package cannot be loaded (${
+          (error as Error).message.split("\n")[0]
+        }); install it (npm install yaml) or use a JSON config`,
+        { cause: error },
+      );
+    }
+  }
   let document: unknown;
   try {
     const text = new TextDecoder().decode(bytes);
-    // Loaded on first use: most programs never read a YAML config, and the
-    // parser would add to every start.
-    document = file.toLowerCase().endsWith(".json")
-      ? JSON.parse(text)
-      : (await import("yaml")).parse(text);
+    // YAML 1.1, as the seeds' PyYAML reads it: merge keys (<<: *defaults),
+    // 010 is octal, yes/no/on/off are booleans, 1_000 and 1:30 (sexagesimal)
+    // are numbers, and a repeated key takes the last value.
+    document = json ? JSON.parse(text) : yaml!.parse(text, {
+      version: "1.1",
+      merge: true,
+      uniqueKeys: false,
+    });
   } catch (error) {
     throw new ConfigError(
       file,

@@ -21,6 +21,7 @@ import {
 } from "../store/_atomic.ts";
 import { _fsError } from "../base/_fs_errors.ts";
 import { _parseJson, _toJson } from "../store/_json.ts";
+import { _parsePython, _toPython } from "../store/_python_json.ts";
 import { appendJsonl, readJsonl } from "../store/jsonl.ts";
 import { _checkTimeout } from "../lock/_kernel.ts";
 import { withLock } from "../lock/file_lock.ts";
@@ -107,12 +108,14 @@ export class DocumentNotFoundError extends Error {
   /**
    * Creates a DocumentNotFoundError.
    *
-   * @param id The missing document's id.
+   * @param id The missing document's id (or `<id>/backups/<name>`).
    * @param root The store searched.
+   * @param message What to say instead of the usual "save it first".
    */
-  constructor(readonly id: string, readonly root: string) {
+  constructor(readonly id: string, readonly root: string, message?: string) {
     super(
-      `Cannot find document '${id}' in '${root}'; save it first, or check the id with list()`,
+      message ??
+        `Cannot find document '${id}' in '${root}'; save it first, or check the id with list()`,
     );
   }
 }
@@ -271,7 +274,9 @@ export class DocumentStore<T> {
    */
   async history(id: string): Promise<AuditEvent[]> {
     const path = join(this.#dir(id), "audit.jsonl");
-    const { records, torn, invalid } = await readJsonl<AuditEvent>(path);
+    const { records, torn, invalid } = await readJsonl<AuditEvent>(path, {
+      format: "python",
+    });
     this.#warnDamage(path, torn, invalid.length);
     return records;
   }
@@ -313,7 +318,11 @@ export class DocumentStore<T> {
     await this.#locked(id, async () => {
       const doc = await this.#read(path);
       if (doc === undefined) {
-        throw new DocumentNotFoundError(`${id}/backups/${backup}`, this.root);
+        throw new DocumentNotFoundError(
+          `${id}/backups/${backup}`,
+          this.root,
+          `Cannot restore backup '${backup}' of document '${id}' in '${this.root}': it is not kept (only the newest ${this.#backups} are; older ones are rotated away); pick one that backups('${id}') lists`,
+        );
       }
       await this.#commit(id, doc, "restore", options, { restored: backup });
     });
@@ -326,7 +335,7 @@ export class DocumentStore<T> {
    */
   async list(): Promise<string[]> {
     const path = this.#indexPath;
-    const index = await readJsonl<{ id?: unknown }>(path);
+    const index = await readJsonl<{ id?: unknown }>(path, { format: "python" });
     this.#warnDamage(path, index.torn, index.invalid.length);
     const ids = new Set<string>();
     for (const entry of index.records) {
@@ -370,7 +379,8 @@ export class DocumentStore<T> {
     found.sort((a, b) =>
       a.created < b.created ? -1 : a.created > b.created ? 1 : 0
     );
-    const text = found.map((entry) => JSON.stringify(entry) + "\n").join("");
+    const text = found.map((entry) => _toPython(entry, null, false) + "\n")
+      .join("");
     await _makeDirs(this.root, this.#durable);
     await withLock(
       this.#indexPath,
@@ -420,7 +430,7 @@ export class DocumentStore<T> {
     _checkTarget(path);
     const bytes = await _readStoreFile(path);
     if (bytes === null) return undefined;
-    const parsed = _parseJson(bytes, path, this.#validate);
+    const parsed = _parseJson(bytes, path, this.#validate, _parsePython);
     if (!parsed.ok) throw parsed.error;
     return parsed.value;
   }
@@ -440,7 +450,13 @@ export class DocumentStore<T> {
     const dir = this.#dir(id);
     const path = join(dir, _DOCUMENT);
     const checked = this.#validate ? this.#validate(doc) : doc;
-    const text = _toJson(checked, 2, path) + "\n";
+    // As seed 004 writes it: json.dumps(data, indent=2, ensure_ascii=False).
+    const text = _toJson(
+      checked,
+      2,
+      path,
+      (value, indent) => _toPython(value, indent, false),
+    );
     const exists = _checkTarget(path) !== null;
     const backup = exists ? await this.#backUp(dir, path) : undefined;
     if (!exists) {
@@ -452,6 +468,8 @@ export class DocumentStore<T> {
         await appendJsonl(this.#indexPath, [entry], {
           durable: this.#durable,
           lockTimeout: this.#lockTimeout,
+          format: "python",
+          ensureAscii: false,
         });
       } catch (error) {
         throw new StoreError(
@@ -476,7 +494,8 @@ export class DocumentStore<T> {
     try {
       await _appendHoldingLock(
         audit,
-        _toJson(event, 0, audit) + "\n",
+        _toJson(event, 0, audit, (value) => _toPython(value, null, false)) +
+          "\n",
         this.#durable,
       );
     } catch (error) {

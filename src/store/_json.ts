@@ -72,6 +72,7 @@ export function _parseJson<T>(
   bytes: Uint8Array,
   path: string,
   validate: ((value: unknown) => T) | undefined,
+  parse: (text: string) => unknown = JSON.parse,
 ): _Parsed<T> {
   const corrupt = (reason: string, cause?: unknown) => ({
     ok: false as const,
@@ -96,7 +97,7 @@ export function _parseJson<T>(
   }
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parse(text);
   } catch (error) {
     return corrupt(`it is not valid JSON (${(error as Error).message})`, error);
   }
@@ -117,10 +118,18 @@ export function _parseJson<T>(
  * `JSON.stringify`, with a `TypeError` naming `path` for a value that is not
  * JSON, and a `RangeError` for one past lockbox's size or depth limit.
  */
-export function _toJson(value: unknown, indent: number, path: string): string {
+export function _toJson(
+  value: unknown,
+  indent: number,
+  path: string,
+  stringify: (value: unknown, indent: number) => string | undefined = (
+    v,
+    n,
+  ) => JSON.stringify(v, null, n),
+): string {
   let text: string | undefined;
   try {
-    text = JSON.stringify(value, null, indent);
+    text = stringify(value, indent);
   } catch (error) {
     if (error instanceof RangeError) {
       throw new RangeError(

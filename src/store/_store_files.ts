@@ -23,6 +23,7 @@ import {
   _replaceHoldingLock,
 } from "./_atomic.ts";
 import { type _Parsed, _parseJson, _toJson } from "./_json.ts";
+import { _parsePython, _toPython } from "./_python_json.ts";
 
 /** A parsed file, or why it is corrupt. */
 export type _Loaded<T> =
@@ -42,6 +43,8 @@ export interface _StoreSettings<T> {
   onCorrupt: "throw" | "quarantine";
   indent: number;
   warn: (message: string) => void;
+  /** Python's JSON (number text, NaN, key order kept; its escaping), or plain. */
+  python: { ensureAscii: boolean } | null;
 }
 
 /** One store's files: its document, lock, fence, backups and quarantine. */
@@ -94,13 +97,27 @@ export class _StoreFiles<T> {
 
   /** Parses and validates a file's bytes; a failure is a CorruptStoreError. */
   parse(bytes: Uint8Array, path: string = this.path): _Loaded<T> {
-    const parsed = _parseJson(bytes, path, this.validate);
+    const python = this.#settings.python;
+    const parsed = _parseJson(
+      bytes,
+      path,
+      this.validate,
+      python ? _parsePython : JSON.parse,
+    );
     return parsed.ok ? { ...parsed, exists: true } : parsed;
   }
 
   /** The document as the store writes it (a `TypeError` if JSON cannot hold it). */
   serialize(value: unknown): string {
-    return _toJson(value, this.#settings.indent, this.path);
+    const python = this.#settings.python;
+    return _toJson(
+      value,
+      this.#settings.indent,
+      this.path,
+      python
+        ? (v, indent) => _toPython(v, indent, python.ensureAscii)
+        : undefined,
+    );
   }
 
   get #fencePath(): string {

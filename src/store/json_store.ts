@@ -91,6 +91,25 @@ export interface JsonStoreOptions<T> {
    */
   compactAt?: number;
   /**
+   * `"python"`: read and write the file as Python's `json` module does, for
+   * a file shared with Python programs. A write is byte for byte what
+   * `json.dump(value, f, indent=indent, ensure_ascii=ensureAscii)` writes,
+   * and values read from the file keep their number text (big integers,
+   * `1.0`, `1e-07`, `-0.0`), `NaN`/`Infinity` and key order while they are
+   * unchanged (JavaScript would move keys such as `"10"` first). Whole-file
+   * mode only.
+   *
+   * @default {"json"}
+   */
+  format?: "json" | "python";
+  /**
+   * With `format: "python"`: escape every non-ASCII character as `\uXXXX`,
+   * as Python's `ensure_ascii=True` (its default) does.
+   *
+   * @default {true}
+   */
+  ensureAscii?: boolean;
+  /**
    * Receives warnings (a quarantined file).
    *
    * @default {console.warn}
@@ -197,6 +216,17 @@ export class JsonStore<T> {
         `Cannot use compactAt ${compactAt}: expected a number of bytes of at least 0`,
       );
     }
+    const format = options.format ?? "json";
+    if (format !== "json" && format !== "python") {
+      throw new TypeError(
+        `Cannot use format "${format}": expected "json" or "python"`,
+      );
+    }
+    if (format === "python" && options.journal) {
+      throw new TypeError(
+        'Cannot use format "python" in journal mode: the journal is lockbox\'s own format, for stores only lockbox reads',
+      );
+    }
     const files = new _StoreFiles<T>({
       path: this.path,
       lockPath: this.lockPath,
@@ -209,6 +239,9 @@ export class JsonStore<T> {
       onCorrupt,
       indent,
       warn: options.onWarning ?? ((message) => console.warn(message)),
+      python: format === "python"
+        ? { ensureAscii: options.ensureAscii ?? true }
+        : null,
     });
     this.#backend = options.journal
       ? new _Journal<T>(files, compactAt)

@@ -1,6 +1,7 @@
 // JSON Lines logs: whole-line appends from many processes, and reads that
 // report damage instead of hiding it.
 
+import { _parsePython, _toPython } from "./_python_json.ts";
 import { _toPath } from "../runtime/mod.ts";
 import { _appendHoldingLock, _readStoreFile } from "./_atomic.ts";
 import { withLock } from "../lock/file_lock.ts";
@@ -27,6 +28,21 @@ export interface AppendJsonlOptions {
    * @default {30_000}
    */
   lockTimeout?: number;
+  /**
+   * `"python"`: each line as Python's `json.dumps(record, ensure_ascii=...)`
+   * writes it (`", "` and `": "` between items, `NaN` and `Infinity` as
+   * such), for a log Python programs share.
+   *
+   * @default {"json"}
+   */
+  format?: "json" | "python";
+  /**
+   * With `format: "python"`: escape non-ASCII characters, as Python's
+   * default `ensure_ascii=True` does.
+   *
+   * @default {true}
+   */
+  ensureAscii?: boolean;
 }
 
 /** What {@linkcode readJsonl} found in a log. */
@@ -50,7 +66,7 @@ export interface JsonlContents<T> {
  *
  * @param path The log file (created if missing).
  * @param records The values to append; each must be JSON-serializable.
- * @param options Durability and locking.
+ * @param options Durability, locking, and the line format.
  * @returns A promise that resolves once the lines are written (and durable,
  *   with `durable: true`).
  * @throws {TypeError} If a record cannot be represented as JSON (a BigInt, a
@@ -84,7 +100,9 @@ export async function appendJsonl(
   for (const [i, record] of records.entries()) {
     let line: string | undefined;
     try {
-      line = JSON.stringify(record);
+      line = options.format === "python"
+        ? _toPython(record, null, options.ensureAscii ?? true)
+        : JSON.stringify(record);
     } catch (error) {
       throw new TypeError(
         `Cannot append record ${i} to '${target}': it is not JSON (${
@@ -117,6 +135,8 @@ export async function appendJsonl(
  * Requires `--allow-read`.
  *
  * @param path The log file.
+ * @param options `format: "python"` reads lines Python wrote with `NaN` and
+ *   `Infinity` in them, and keeps their number text and key order.
  * @returns The records, the torn count and the invalid lines.
  * @throws {StoreError} If the file cannot be read (a directory, no permission).
  *
@@ -133,7 +153,9 @@ export async function appendJsonl(
  */
 export async function readJsonl<T = unknown>(
   path: string | URL,
+  options: { format?: "json" | "python" } = {},
 ): Promise<JsonlContents<T>> {
+  const parse = options.format === "python" ? _parsePython : JSON.parse;
   const target = _toPath(path);
   const bytes = await _readStoreFile(target);
   const result: JsonlContents<T> = { records: [], torn: 0, invalid: [] };
@@ -144,7 +166,7 @@ export async function readJsonl<T = unknown>(
   for (const [i, line] of lines.entries()) {
     if (line.trim() === "") continue;
     try {
-      result.records.push(JSON.parse(line));
+      result.records.push(parse(line) as T);
     } catch {
       result.invalid.push({ line: i + 1, text: line });
     }

@@ -92,6 +92,54 @@ test("FileLock waits in a helper process and gets the lock, in its own name, whe
   });
 });
 
+test("a Node process SIGKILLed while it waits leaves no flock(1) helper behind to take the lock", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/a`;
+    const flock = new Child("flock", [
+      `${path}.lock`,
+      "sh",
+      "-c",
+      "echo locked; read line",
+    ]);
+    await flock.waitFor("locked");
+    const waiter = nodeWorker("hold.mjs", [path]);
+    // Its helper: a child of the waiting process running flock.
+    let helper;
+    for (let i = 0; i < 500 && helper === undefined; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const children = readFileSync(
+        `/proc/${waiter.pid}/task/${waiter.pid}/children`,
+        "utf8",
+      ).trim().split(/\s+/).filter(Boolean);
+      helper = children.find((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith(
+            "flock",
+          );
+        } catch {
+          return false;
+        }
+      });
+    }
+    assert.ok(helper, "the waiting process started no flock(1) helper");
+    waiter.process.kill("SIGKILL");
+    await waiter.finish();
+    // The helper dies with it (pdeathsig), well before the lock comes free.
+    let alive = true;
+    for (let i = 0; i < 200 && alive; i++) {
+      try {
+        readFileSync(`/proc/${helper}/cmdline`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      } catch {
+        alive = false;
+      }
+    }
+    assert.equal(alive, false, `helper ${helper} outlived its process`);
+    flock.process.stdin.end("done\n");
+    assert.equal((await flock.finish()).code, 0);
+  });
+});
+
 test("FileLock blocking: true waits in this thread until flock(1) lets go", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/a`;
