@@ -91,3 +91,22 @@ Deno.test("processFiles() checks its options", async () => {
     RangeError,
   );
 });
+
+Deno.test("processFiles() reports a file whose lock cannot be made as failed and goes on with the others (seed 001: non-fatal)", async () => {
+  await withTempDir(async (dir) => {
+    const files = ["a", "b", "c", "d"].map((n) => `${dir}/${n}.txt`);
+    // b.txt's lock file cannot be created: a directory has its name.
+    await Deno.mkdir(`${dir}/b.txt.lock`);
+    const ran: string[] = [];
+    const results = await processFiles(files, (file) => {
+      ran.push(file);
+      return Promise.resolve("done");
+    }, { concurrency: 1 });
+    assert.deepEqual(ran, [files[0], files[2], files[3]]);
+    assert.equal(results.length, 4);
+    assert.deepEqual(results.map((r) => r.ok), [true, false, true, true]);
+    const failed = results[1];
+    assert.ok(!failed.ok && !failed.locked);
+    assert.match(failed.ok ? "" : failed.error, /b\.txt\.lock/);
+  });
+});

@@ -158,12 +158,7 @@ const _idleWaiters: _Waiter[] = [];
 
 /** `undefined` until tried; `false` where there is no flock(1). */
 let _flockCommand: boolean | undefined;
-/**
- * Whether helpers start through `setpriv --pdeathsig KILL`, so that a helper
- * dies with this process however it ends (even SIGKILL) instead of taking
- * the lock for nobody; `false` once setpriv turned out to be missing.
- */
-let _setpriv = true;
+
 const _helpers = new Set<ReturnType<typeof spawnChild>>();
 let _helpersReaped = false;
 
@@ -180,23 +175,28 @@ function _waitWithHelper(fd: number, exclusive: boolean): Promise<boolean> {
     });
   }
   return new Promise((resolve, reject) => {
-    const flock = ["flock", exclusive ? "-x" : "-s", "3"];
-    const argv = _setpriv
-      ? ["setpriv", "--pdeathsig", "KILL", "--", ...flock]
-      : flock;
+    // flock(1) waits on descriptor 3 in the background while the shell
+    // reads its stdin, a pipe from this thread: when this process or this
+    // worker thread ends, however it ends, the pipe closes and the shell
+    // kills flock before it can take the lock for nobody. The reader closes
+    // its copy of the lock's descriptor first.
+    const mode = exclusive ? "-x" : "-s";
+    const argv = [
+      "sh",
+      "-c",
+      // (A background job's stdin is /dev/null: the pipe goes by fd 4.)
+      `exec 4<&0; flock ${mode} 3 4<&- & f=$!; ` +
+      `(exec 3>&-; read -r _ <&4; kill $f 2>/dev/null) & exec 4<&-; wait $f`,
+    ];
     const helper = spawnChild(argv[0], argv.slice(1), {
-      stdio: ["ignore", "ignore", "pipe", fd],
+      stdio: ["pipe", "ignore", "pipe", fd],
     });
     _helpers.add(helper);
     let stderr = "";
     helper.stderr!.setEncoding("utf8").on("data", (chunk) => stderr += chunk);
     helper.once("error", (error) => {
       _helpers.delete(helper);
-      if (_errorCode(error) === "ENOENT" && argv[0] === "setpriv") {
-        // No setpriv: plain flock(1), which outlives a killed parent.
-        _setpriv = false;
-        _waitWithHelper(fd, exclusive).then(resolve, reject);
-      } else if (_errorCode(error) === "ENOENT") {
+      if (_errorCode(error) === "ENOENT") {
         _flockCommand = false;
         resolve(false);
       } else {
@@ -210,8 +210,9 @@ function _waitWithHelper(fd: number, exclusive: boolean): Promise<boolean> {
         resolve(true);
         return;
       }
-      if (code === 127 && argv[0] === "setpriv") {
-        // setpriv could not run flock(1): there is none.
+      helper.stdin?.destroy();
+      if (code === 127) {
+        // The shell found no flock(1).
         _flockCommand = false;
         resolve(false);
         return;

@@ -2,7 +2,8 @@
 // shared locks, holder records, and a wait handed over from another process.
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import process from "node:process";
 import { test } from "node:test";
 import { lockbox } from "./workers/_lockbox.mjs";
 
@@ -12,7 +13,23 @@ const {
   lockHolder,
   LockTimeoutError,
 } = lockbox;
-import { Child, nodeWorker, withTempDir } from "./_helpers.mjs";
+import { Child, nodeWorker, PACKAGE, withTempDir } from "./_helpers.mjs";
+
+/** The flock(1) processes (any parent) waiting on or holding `lockFile`. */
+function flocksOn(lockFile) {
+  const found = [];
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      if (
+        readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("flock\0") &&
+        readlinkSync(`/proc/${pid}/fd/3`) === lockFile
+      ) found.push(pid);
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return found;
+}
 
 test("withLock() from 6 Node processes x 50 keeps every increment", async () => {
   await withTempDir(async (dir) => {
@@ -103,38 +120,60 @@ test("a Node process SIGKILLed while it waits leaves no flock(1) helper behind t
     ]);
     await flock.waitFor("locked");
     const waiter = nodeWorker("hold.mjs", [path]);
-    // Its helper: a child of the waiting process running flock.
-    let helper;
-    for (let i = 0; i < 500 && helper === undefined; i++) {
+    // Its helper: a flock(1) on the lock file besides the holder's own.
+    for (let i = 0; i < 500 && flocksOn(`${path}.lock`).length < 2; i++) {
       await new Promise((resolve) => setTimeout(resolve, 10));
-      const children = readFileSync(
-        `/proc/${waiter.pid}/task/${waiter.pid}/children`,
-        "utf8",
-      ).trim().split(/\s+/).filter(Boolean);
-      helper = children.find((pid) => {
-        try {
-          return readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith(
-            "flock",
-          );
-        } catch {
-          return false;
-        }
-      });
     }
-    assert.ok(helper, "the waiting process started no flock(1) helper");
+    assert.equal(flocksOn(`${path}.lock`).length, 2, "no helper started");
     waiter.process.kill("SIGKILL");
     await waiter.finish();
-    // The helper dies with it (pdeathsig), well before the lock comes free.
-    let alive = true;
-    for (let i = 0; i < 200 && alive; i++) {
-      try {
-        readFileSync(`/proc/${helper}/cmdline`);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      } catch {
-        alive = false;
-      }
+    // The helper dies with it, well before the lock comes free: only the
+    // holder's flock(1) is left.
+    for (let i = 0; i < 200 && flocksOn(`${path}.lock`).length > 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    assert.equal(alive, false, `helper ${helper} outlived its process`);
+    assert.equal(
+      flocksOn(`${path}.lock`).length,
+      1,
+      "a helper outlived its process",
+    );
+    flock.process.stdin.end("done\n");
+    assert.equal((await flock.finish()).code, 0);
+  });
+});
+
+test("a worker thread terminated while it waits leaves no flock(1) helper behind", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/a`;
+    const flock = new Child("flock", [
+      `${path}.lock`,
+      "sh",
+      "-c",
+      "echo locked; read line",
+    ]);
+    await flock.waitFor("locked");
+    const { Worker } = await import("node:worker_threads");
+    const { pathToFileURL } = await import("node:url");
+    const mod = pathToFileURL(`${PACKAGE}mod.js`).href;
+    const worker = new Worker(
+      `import(${JSON.stringify(mod)}).then(({ FileLock }) => FileLock.acquire(${
+        JSON.stringify(path)
+      }));`,
+      { eval: true },
+    );
+    for (let i = 0; i < 500 && flocksOn(`${path}.lock`).length < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(flocksOn(`${path}.lock`).length, 2, "no helper started");
+    await worker.terminate();
+    for (let i = 0; i < 200 && flocksOn(`${path}.lock`).length > 1; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(
+      flocksOn(`${path}.lock`).length,
+      1,
+      "a helper outlived its worker",
+    );
     flock.process.stdin.end("done\n");
     assert.equal((await flock.finish()).code, 0);
   });
