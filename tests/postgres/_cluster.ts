@@ -102,7 +102,33 @@ export class Cluster {
     ]);
     const cluster = new Cluster(dir, nextPort++);
     await cluster.#ctl("start");
+    // Stopped at the end of the test run even when its own "stop" test did
+    // not run (a --filter, a failure before it): unload allows only
+    // synchronous work.
+    globalThis.addEventListener("unload", () => cluster.#stopNow());
     return cluster;
+  }
+
+  #stopped = false;
+
+  #stopNow(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const ctl = [
+      `${PG_BIN}/pg_ctl`,
+      "-D",
+      `${this.dir}/data`,
+      "-m",
+      "immediate",
+      "stop",
+    ];
+    const argv = isRoot ? ["runuser", "-u", "postgres", "--", ...ctl] : ctl;
+    new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    Deno.removeSync(this.dir, { recursive: true });
   }
 
   async #ctl(action: string, ...extra: string[]): Promise<void> {
@@ -151,6 +177,8 @@ export class Cluster {
 
   /** Stops the cluster and removes its directory. */
   async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
     try {
       await this.#ctl("stop", "-m", "fast");
     } finally {
