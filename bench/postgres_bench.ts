@@ -120,16 +120,4 @@ globalThis.addEventListener("unload", () => {
 globalThis.addEventListener("unload", () => {
   child?.kill();
 });
-if (cluster) {
-  // deno bench runs every bench before unload, where only synchronous work
-  // runs: stop the throwaway cluster there.
-  const { dir } = cluster;
-  globalThis.addEventListener("unload", () => {
-    const ctl = [`${PG_BIN}/pg_ctl`, "-D", `${dir}/data`, "-m", "fast", "stop"];
-    const argv = Deno.uid() === 0
-      ? ["runuser", "-u", "postgres", "--", ...ctl]
-      : ctl;
-    new Deno.Command(argv[0], { args: argv.slice(1) }).outputSync();
-    Deno.removeSync(dir, { recursive: true });
-  });
-}
+// The throwaway cluster stops itself when this process ends (Cluster.start).
