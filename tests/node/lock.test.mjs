@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import process from "node:process";
 import { test } from "node:test";
 import { lockbox } from "./workers/_lockbox.mjs";
@@ -13,7 +14,7 @@ const {
   lockHolder,
   LockTimeoutError,
 } = lockbox;
-import { Child, nodeWorker, PACKAGE, withTempDir } from "./_helpers.mjs";
+import { Child, nodeWorker, PACKAGE, run, withTempDir } from "./_helpers.mjs";
 
 /** The flock(1) processes (any parent) waiting on or holding `lockFile`. */
 function flocksOn(lockFile) {
@@ -251,4 +252,47 @@ test("process.exit() does not wait for a lock wait that timed out", async () => 
       await holder.finish();
     }
   });
+});
+
+test("FileLock.signal on Node aborts on release and when the lock file is removed, and its check never keeps the process alive", async () => {
+  await withTempDir(async (dir) => {
+    const first = await FileLock.acquire(`${dir}/a`);
+    const signal = first.signal;
+    assert.equal(signal.aborted, false);
+    await first.release();
+    assert.equal(signal.aborted, true);
+    assert.equal(signal.reason.name, "LockLostError");
+    const second = await FileLock.acquire(`${dir}/a`);
+    const lost = new Promise((resolve) =>
+      second.signal.addEventListener(
+        "abort",
+        () => resolve(second.signal.reason),
+      )
+    );
+    const { rmSync } = await import("node:fs");
+    rmSync(second.lockPath);
+    // The check's timer keeps nothing alive; this guard keeps the test's.
+    let guard;
+    const reason = await Promise.race([
+      lost,
+      new Promise((resolve) => guard = setTimeout(resolve, 10_000, "guard")),
+    ]);
+    clearTimeout(guard);
+    assert.match(reason.message, /removed or replaced/);
+    await second.release();
+  });
+  // A process that only holds a lock and reads its signal still ends.
+  const ended = run(process.execPath, [
+    "--input-type=module",
+    "-e",
+    `import { FileLock } from ${
+      JSON.stringify(new URL(`file://${PACKAGE}mod.js`).href)
+    };
+     const lock = await FileLock.acquire(process.argv[1]);
+     lock.signal;
+     console.log("held");`,
+    `${tmpdir()}/lockbox_node_signal_${process.pid}`,
+  ]);
+  assert.equal(ended.code, 0, ended.stderr);
+  assert.equal(ended.stdout.trim(), "held");
 });

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { after, before, test } from "node:test";
 import { Cluster, NO_POSTGRES } from "./_cluster.mjs";
-import { Child, nodeWorker, withTempDir } from "./_helpers.mjs";
+import { Child, CLI, nodeWorker, run, withTempDir } from "./_helpers.mjs";
 import { lockboxPostgres } from "./workers/_lockbox.mjs";
 
 const { LockError, LockLostError, LockTimeoutError, PostgresBackend } =
@@ -222,5 +222,55 @@ test(
       await a.close();
       await b.close();
     }
+  },
+);
+
+test(
+  "PostgreSQL on Node: the CLI's run --db excludes a second run and holder --db names the holder",
+  { skip },
+  async () => {
+    const holder = new Child(process.execPath, [
+      CLI,
+      "run",
+      "--db",
+      cluster.url,
+      "node-cli",
+      "sh",
+      "-c",
+      "echo locked; read line",
+    ], { env: env() });
+    try {
+      await holder.waitFor("locked");
+      const busy = run(process.execPath, [
+        CLI,
+        "run",
+        "--db",
+        cluster.url,
+        "-n",
+        "node-cli",
+        "true",
+      ], { env: env() });
+      assert.equal(busy.code, 1, busy.stderr);
+      const who = run(process.execPath, [
+        CLI,
+        "holder",
+        "--db",
+        "env",
+        "node-cli",
+      ], { env: env() });
+      assert.equal(who.code, 0, who.stderr);
+      assert.match(who.stdout, /^held exclusive by pid \d+/);
+    } finally {
+      holder.process.stdin.end("done\n");
+      assert.equal((await holder.finish()).code, 0);
+    }
+    const free = run(process.execPath, [
+      CLI,
+      "holder",
+      "--db",
+      cluster.url,
+      "node-cli",
+    ], { env: env() });
+    assert.equal(free.code, 1);
   },
 );
