@@ -3,7 +3,9 @@
 // Usage: _store_worker.ts MODE PATH COUNT PREFIX
 //   MODE: json-durable | json-fast | journal-durable | journal-fast |
 //         journal-durable-block | journal-fast-block (blockingLock) |
-//         sqlite-full | sqlite-normal | naive
+//         sqlite-full | sqlite-normal (the JSON document in one row) |
+//         sqlite-rows-full | sqlite-rows-normal (SQLite's natural form: a
+//         counter row updated and one row inserted per update) | naive
 import { DatabaseSync } from "node:sqlite";
 import { JsonStore } from "../mod.ts";
 
@@ -41,6 +43,22 @@ if (mode.startsWith("json-") || mode.startsWith("journal-")) {
     d.count++;
     d.items.push(`${prefix}-${i}`);
     update.run(JSON.stringify(d));
+    db.exec("COMMIT");
+  }
+  db.close();
+} else if (mode === "sqlite-rows-full" || mode === "sqlite-rows-normal") {
+  const db = new DatabaseSync(path);
+  db.exec(
+    `PRAGMA busy_timeout=600000; PRAGMA synchronous=${
+      mode === "sqlite-rows-full" ? "FULL" : "NORMAL"
+    }`,
+  );
+  const bump = db.prepare("UPDATE counter SET n = n + 1 WHERE id = 1");
+  const insert = db.prepare("INSERT INTO items (item) VALUES (?)");
+  for (let i = 0; i < count; i++) {
+    db.exec("BEGIN IMMEDIATE");
+    bump.run();
+    insert.run(`${prefix}-${i}`);
     db.exec("COMMIT");
   }
   db.close();

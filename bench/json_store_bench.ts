@@ -1,6 +1,8 @@
 // `deno task bench`: multi-process read-modify-write throughput of JsonStore
-// (whole-file and journal mode) beside SQLite (WAL, BEGIN IMMEDIATE) and naive
-// unlocked writes, and the cost of one update as the document grows.
+// (whole-file and journal mode) beside SQLite (WAL, BEGIN IMMEDIATE: the JSON
+// document in one row, and in its natural row form, a counter updated and a
+// row inserted per update) and naive unlocked writes, and the cost of one
+// update as the document grows.
 //
 // The multi-process cases run 8 processes x 250 updates on one document that
 // grows to 2000 items; ops/s = 2000 / (time per iteration).
@@ -17,7 +19,14 @@ let run = 0;
 
 function fresh(mode: string): string {
   const path = `${dir}/${mode}-${run++}`;
-  if (mode.startsWith("sqlite")) {
+  if (mode.startsWith("sqlite-rows")) {
+    const db = new DatabaseSync(path);
+    db.exec(
+      "PRAGMA journal_mode=WAL; CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL); CREATE TABLE items (id INTEGER PRIMARY KEY, item TEXT NOT NULL)",
+    );
+    db.prepare("INSERT INTO counter VALUES (1, 0)").run();
+    db.close();
+  } else if (mode.startsWith("sqlite")) {
     const db = new DatabaseSync(path);
     db.exec(
       "PRAGMA journal_mode=WAL; CREATE TABLE doc (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
@@ -55,6 +64,8 @@ for (
     ["journal-fast-block", "JsonStore journal, durable: false, blockingLock"],
     ["sqlite-full", "SQLite WAL synchronous=FULL"],
     ["sqlite-normal", "SQLite WAL synchronous=NORMAL"],
+    ["sqlite-rows-full", "SQLite WAL synchronous=FULL, rows"],
+    ["sqlite-rows-normal", "SQLite WAL synchronous=NORMAL, rows"],
   ]
 ) {
   Deno.bench({
