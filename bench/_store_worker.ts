@@ -13,6 +13,17 @@ type Doc = { count: number; items: string[] };
 const [mode, path, countText, prefix] = Deno.args;
 const count = Number(countText);
 
+/** The database at `path`, waiting for its lock, synchronous as MODE says. */
+function openSqlite(): DatabaseSync {
+  const db = new DatabaseSync(path);
+  db.exec(
+    `PRAGMA busy_timeout=600000; PRAGMA synchronous=${
+      mode.endsWith("-full") ? "FULL" : "NORMAL"
+    }`,
+  );
+  return db;
+}
+
 if (mode.startsWith("json-") || mode.startsWith("journal-")) {
   const store = new JsonStore<Doc>(path, {
     initial: { count: 0, items: [] },
@@ -28,12 +39,7 @@ if (mode.startsWith("json-") || mode.startsWith("journal-")) {
     });
   }
 } else if (mode === "sqlite-full" || mode === "sqlite-normal") {
-  const db = new DatabaseSync(path);
-  db.exec(
-    `PRAGMA busy_timeout=600000; PRAGMA synchronous=${
-      mode === "sqlite-full" ? "FULL" : "NORMAL"
-    }`,
-  );
+  const db = openSqlite();
   const select = db.prepare("SELECT body FROM doc WHERE id = 1");
   const update = db.prepare("UPDATE doc SET body = ? WHERE id = 1");
   for (let i = 0; i < count; i++) {
@@ -47,12 +53,7 @@ if (mode.startsWith("json-") || mode.startsWith("journal-")) {
   }
   db.close();
 } else if (mode === "sqlite-rows-full" || mode === "sqlite-rows-normal") {
-  const db = new DatabaseSync(path);
-  db.exec(
-    `PRAGMA busy_timeout=600000; PRAGMA synchronous=${
-      mode === "sqlite-rows-full" ? "FULL" : "NORMAL"
-    }`,
-  );
+  const db = openSqlite();
   const bump = db.prepare("UPDATE counter SET n = n + 1 WHERE id = 1");
   const insert = db.prepare("INSERT INTO items (item) VALUES (?)");
   for (let i = 0; i < count; i++) {

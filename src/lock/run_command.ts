@@ -192,7 +192,7 @@ export async function runWithLock(
   return await _runUnder(
     command,
     options,
-    async (endWait) =>
+    async (endWait, metadata) =>
       _lstat(path)?.isDirectory
         ? await _lockDirectory(path, options, endWait)
         : _fileLock(
@@ -201,9 +201,7 @@ export async function runWithLock(
             shared: options.shared,
             timeout: options.timeout,
             signal: endWait,
-            metadata: options.recordCommand === false
-              ? undefined
-              : { command: command.join(" ") },
+            metadata,
           }),
         ),
   );
@@ -213,12 +211,17 @@ export async function runWithLock(
  * Runs `command` under the lock `take` gets, as `runWithLock` does: a
  * SIGINT or SIGTERM during the wait ends it (the command never starts),
  * one after the start goes to the command; a lock lost while the command
- * runs sends it SIGTERM and is reported through `onLost`.
+ * runs sends it SIGTERM and is reported through `onLost`. `take` gets the
+ * signal that ends its wait and the holder metadata to record (the command
+ * line, unless `recordCommand` is false).
  */
 export async function _runUnder(
   command: string[],
   options: RunWithLockOptions & { onLost?: (reason: unknown) => void },
-  take: (endWait: AbortSignal) => Promise<_Held>,
+  take: (
+    endWait: AbortSignal,
+    metadata: Record<string, unknown> | undefined,
+  ) => Promise<_Held>,
 ): Promise<RunResult> {
   if (
     !Array.isArray(command) || command.length === 0 ||
@@ -252,7 +255,12 @@ export async function _runUnder(
       : stopWaiting.signal;
     let lock: _Held;
     try {
-      lock = await take(endWait);
+      lock = await take(
+        endWait,
+        options.recordCommand === false
+          ? undefined
+          : { command: command.join(" ") },
+      );
     } catch (error) {
       if (caught.length > 0) return signaled(performance.now() - started);
       throw error;

@@ -212,9 +212,9 @@ export async function _checkNotPooled(
 }
 
 /**
- * Opens a session, or throws a `LockError` that says what to fix. Refuses a
- * connection pooler in transaction mode (PgBouncer), where a session lock
- * would stay on one server session while its unlock ran on another.
+ * Opens a session, or throws a `LockError` that says what to fix. (A
+ * transaction-mode pooler is refused once per backend, by
+ * `_checkNotPooled` at connect.)
  */
 export async function _openSession(config: _SessionConfig): Promise<_Session> {
   const client = new _Client({
@@ -230,20 +230,11 @@ export async function _openSession(config: _SessionConfig): Promise<_Session> {
   }, config.connectTimeout + 1000);
   try {
     await client.connect();
-    const [first] = await session.query<{ pid: number }>(
-      "SELECT pg_backend_pid() AS pid",
+    // One round trip: the settings, then which server process this is.
+    const [{ pid }] = await session.query<{ pid: number }>(
+      `${_SESSION_SETTINGS}; SELECT pg_backend_pid() AS pid`,
     );
-    const [second] = await session.query<{ pid: number }>(
-      "SELECT pg_backend_pid() AS pid",
-    );
-    if (first.pid !== second.pid) {
-      throw _pooled(
-        config,
-        `consecutive statements ran on different server sessions (${first.pid}, ${second.pid})`,
-      );
-    }
-    session.backendPid = first.pid;
-    await session.run(_SESSION_SETTINGS);
+    session.backendPid = pid;
     return session;
   } catch (error) {
     await session.close();

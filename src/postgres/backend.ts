@@ -106,6 +106,7 @@ interface _Queue {
 
 /** Rows of the holders query. */
 interface _HolderRow {
+  lock_id: number;
   backend_pid: number;
   mode: string;
   client_addr: string | null;
@@ -118,16 +119,18 @@ interface _HolderRow {
   metadata: Record<string, unknown> | null;
 }
 
+/** The holders of the locks whose row ids are in $2, the server's view. */
 const _HOLDERS_SQL = `
-SELECT l.pid AS backend_pid, l.mode, host(a.client_addr) AS client_addr,
-       a.application_name, h.pid, h.hostname, h.acquired_at, h.token,
-       h.shared, h.metadata
+SELECT l.objid::int AS lock_id, l.pid AS backend_pid, l.mode,
+       host(a.client_addr) AS client_addr, a.application_name, h.pid,
+       h.hostname, h.acquired_at, h.token, h.shared, h.metadata
 FROM pg_locks l
 JOIN pg_stat_activity a ON a.pid = l.pid
-LEFT JOIN lockbox.holders h ON h.backend_pid = l.pid AND h.lock_id = $2
+LEFT JOIN lockbox.holders h
+  ON h.backend_pid = l.pid AND h.lock_id::oid = l.objid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-  AND l.classid = $1::oid AND l.objid = $2::oid
+  AND l.classid = $1::oid AND l.objid = ANY($2::oid[])
 ORDER BY h.acquired_at NULLS LAST`;
 
 function _holder(row: _HolderRow): PgLockHolder {
@@ -307,14 +310,12 @@ export class PostgresBackend {
     command: string[],
     options: RunWithLockOptions & { onLost?: (reason: unknown) => void } = {},
   ): Promise<RunResult> {
-    return _runUnder(command, options, async (endWait) => {
+    return _runUnder(command, options, async (endWait, metadata) => {
       const lock = await this.acquire(name, {
         shared: options.shared,
         timeout: options.timeout,
         signal: endWait,
-        metadata: options.recordCommand === false
-          ? undefined
-          : { command: command.join(" ") },
+        metadata,
       });
       return {
         shareWithChildren: () => {},
@@ -356,10 +357,16 @@ export class PostgresBackend {
         "SELECT name, id, fence FROM lockbox.locks ORDER BY name",
       )
     );
+    // Every name's holders in one query, not one per name.
+    const byLock = new Map<number, PgLockHolder[]>();
+    for (const row of await this.#holderRows(rows.map((row) => row.id))) {
+      if (!byLock.has(row.lock_id)) byLock.set(row.lock_id, []);
+      byLock.get(row.lock_id)!.push(_holder(row));
+    }
     const infos: PgLockInfo[] = [];
     for (const row of rows) {
       this.#ids.set(row.name, row.id);
-      const holders = await this.#holders(row.name);
+      const holders = byLock.get(row.id) ?? [];
       infos.push({
         name: row.name,
         mode: holders.length === 0
@@ -611,11 +618,14 @@ export class PostgresBackend {
 
   async #holders(name: string): Promise<PgLockHolder[]> {
     _checkName(name);
-    const id = await this.#lockId(name);
-    const rows = await this.#withSession((session) =>
-      session.query<_HolderRow>(_HOLDERS_SQL, [_NAMESPACE, id])
-    );
+    const rows = await this.#holderRows([await this.#lockId(name)]);
     return rows.map(_holder);
+  }
+
+  #holderRows(ids: number[]): Promise<_HolderRow[]> {
+    return this.#withSession((session) =>
+      session.query<_HolderRow>(_HOLDERS_SQL, [_NAMESPACE, ids])
+    );
   }
 
   async #withSession<R>(fn: (session: _Session) => Promise<R>): Promise<R> {

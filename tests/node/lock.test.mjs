@@ -110,7 +110,13 @@ test("FileLock waits in a helper process and gets the lock, in its own name, whe
   });
 });
 
-test("a Node process SIGKILLed while it waits leaves no flock(1) helper behind to take the lock", async () => {
+/**
+ * While flock(1) holds `<dir>/a.lock`, `start(path)` begins a wait on it
+ * (which starts a helper: a second flock(1) on the file) and `end(waiter)`
+ * ends the waiter; then the helper must be gone, well before the lock comes
+ * free, leaving only the holder's flock(1).
+ */
+async function assertHelperDiesWith(start, end, what) {
   await withTempDir(async (dir) => {
     const path = `${dir}/a`;
     const flock = new Child("flock", [
@@ -120,64 +126,51 @@ test("a Node process SIGKILLed while it waits leaves no flock(1) helper behind t
       "echo locked; read line",
     ]);
     await flock.waitFor("locked");
-    const waiter = nodeWorker("hold.mjs", [path]);
-    // Its helper: a flock(1) on the lock file besides the holder's own.
+    const waiter = await start(path);
     for (let i = 0; i < 500 && flocksOn(`${path}.lock`).length < 2; i++) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     assert.equal(flocksOn(`${path}.lock`).length, 2, "no helper started");
-    waiter.process.kill("SIGKILL");
-    await waiter.finish();
-    // The helper dies with it, well before the lock comes free: only the
-    // holder's flock(1) is left.
+    await end(waiter);
     for (let i = 0; i < 200 && flocksOn(`${path}.lock`).length > 1; i++) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     assert.equal(
       flocksOn(`${path}.lock`).length,
       1,
-      "a helper outlived its process",
+      `a helper outlived its ${what}`,
     );
     flock.process.stdin.end("done\n");
     assert.equal((await flock.finish()).code, 0);
   });
+}
+
+test("a Node process SIGKILLed while it waits leaves no flock(1) helper behind to take the lock", async () => {
+  await assertHelperDiesWith(
+    (path) => nodeWorker("hold.mjs", [path]),
+    async (waiter) => {
+      waiter.process.kill("SIGKILL");
+      await waiter.finish();
+    },
+    "process",
+  );
 });
 
 test("a worker thread terminated while it waits leaves no flock(1) helper behind", async () => {
-  await withTempDir(async (dir) => {
-    const path = `${dir}/a`;
-    const flock = new Child("flock", [
-      `${path}.lock`,
-      "sh",
-      "-c",
-      "echo locked; read line",
-    ]);
-    await flock.waitFor("locked");
-    const { Worker } = await import("node:worker_threads");
-    const { pathToFileURL } = await import("node:url");
-    const mod = pathToFileURL(`${PACKAGE}mod.js`).href;
-    const worker = new Worker(
-      `import(${JSON.stringify(mod)}).then(({ FileLock }) => FileLock.acquire(${
-        JSON.stringify(path)
-      }));`,
-      { eval: true },
-    );
-    for (let i = 0; i < 500 && flocksOn(`${path}.lock`).length < 2; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    assert.equal(flocksOn(`${path}.lock`).length, 2, "no helper started");
-    await worker.terminate();
-    for (let i = 0; i < 200 && flocksOn(`${path}.lock`).length > 1; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    assert.equal(
-      flocksOn(`${path}.lock`).length,
-      1,
-      "a helper outlived its worker",
-    );
-    flock.process.stdin.end("done\n");
-    assert.equal((await flock.finish()).code, 0);
-  });
+  const { Worker } = await import("node:worker_threads");
+  const { pathToFileURL } = await import("node:url");
+  const mod = pathToFileURL(`${PACKAGE}mod.js`).href;
+  await assertHelperDiesWith(
+    (path) =>
+      new Worker(
+        `import(${
+          JSON.stringify(mod)
+        }).then(({ FileLock }) => FileLock.acquire(${JSON.stringify(path)}));`,
+        { eval: true },
+      ),
+    (worker) => worker.terminate(),
+    "worker",
+  );
 });
 
 test("FileLock blocking: true waits in this thread until flock(1) lets go", async () => {

@@ -187,6 +187,38 @@ export class Cluster {
   }
 }
 
+/**
+ * One test file's cluster, started by its first test: `test` registers a
+ * test that gets it (ignored without PostgreSQL), `cluster` starts or
+ * returns it, and `stopAfterwards` adds a last test that stops it early
+ * (it stops at the end of the run anyway).
+ */
+export function pgSuite(label: string): {
+  cluster: () => Promise<Cluster>;
+  test: (name: string, fn: (c: Cluster) => Promise<void>) => void;
+  stopAfterwards: () => void;
+} {
+  let started: Promise<Cluster> | null = null;
+  const cluster = () => started ??= Cluster.start();
+  return {
+    cluster,
+    test: (name, fn) =>
+      Deno.test({
+        name,
+        ignore: NO_POSTGRES,
+        fn: async () => fn(await cluster()),
+      }),
+    stopAfterwards: () =>
+      Deno.test({
+        name: `${label}: stop the test cluster`,
+        ignore: NO_POSTGRES,
+        fn: async () => {
+          if (started) await (await started).stop();
+        },
+      }),
+  };
+}
+
 /** The absolute path of a PostgreSQL test worker. */
 export function pgWorker(name: string): string {
   return fileURLToPath(new URL(`./workers/${name}`, import.meta.url));

@@ -4,17 +4,19 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { Child, output, withTempDir } from "../_helpers.ts";
-import { Cluster, NO_POSTGRES } from "./_cluster.ts";
+import { type Cluster, pgSuite } from "./_cluster.ts";
 
 const CLI = fileURLToPath(new URL("../../cli.ts", import.meta.url));
 
-let started: Promise<Cluster> | null = null;
-function cluster(): Promise<Cluster> {
-  return started ??= Cluster.start();
-}
+const { test: pgTest, stopAfterwards } = pgSuite("lockbox --db");
 
-function pgTest(name: string, fn: (c: Cluster) => Promise<void>): void {
-  Deno.test({ name, ignore: NO_POSTGRES, fn: async () => fn(await cluster()) });
+/** `lockbox ARGS...` started, running on while the test talks to it. */
+function lockboxChild(c: Cluster, args: string[], stdin = false): Child {
+  return new Child(
+    Deno.execPath(),
+    ["run", "--allow-all", "--quiet", CLI, ...args],
+    { stdin, env: c.env },
+  );
 }
 
 async function lockbox(
@@ -61,23 +63,15 @@ pgTest(
 pgTest(
   "lockbox holder and status --db show the holder; -n exits 1 while held; 'env' reads the PG variables",
   async (c) => {
-    const holder = new Child(
-      Deno.execPath(),
-      [
-        "run",
-        "--allow-all",
-        "--quiet",
-        CLI,
-        "run",
-        "--db",
-        "env",
-        "job",
-        "sh",
-        "-c",
-        "echo locked; read line",
-      ],
-      { stdin: true, env: c.env },
-    );
+    const holder = lockboxChild(c, [
+      "run",
+      "--db",
+      "env",
+      "job",
+      "sh",
+      "-c",
+      "echo locked; read line",
+    ], true);
     try {
       await holder.waitFor("locked");
       const held = await lockbox(c, ["holder", "--db", c.url, "job"]);
@@ -111,23 +105,15 @@ pgTest(
 pgTest(
   "lockbox run --db: a lost lock stops the command and says why",
   async (c) => {
-    const run = new Child(
-      Deno.execPath(),
-      [
-        "run",
-        "--allow-all",
-        "--quiet",
-        CLI,
-        "run",
-        "--db",
-        c.url,
-        "lost",
-        "sh",
-        "-c",
-        "echo locked; exec sleep 30",
-      ],
-      { env: c.env },
-    );
+    const run = lockboxChild(c, [
+      "run",
+      "--db",
+      c.url,
+      "lost",
+      "sh",
+      "-c",
+      "echo locked; exec sleep 30",
+    ]);
     await run.waitFor("locked");
     await c.sql(
       `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -164,10 +150,4 @@ pgTest(
   },
 );
 
-Deno.test({
-  name: "lockbox --db: stop the test cluster",
-  ignore: NO_POSTGRES,
-  fn: async () => {
-    if (started) await (await started).stop();
-  },
-});
+stopAfterwards();

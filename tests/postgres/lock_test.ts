@@ -14,21 +14,15 @@ import {
 } from "../../src/postgres/mod.ts";
 import { Child, finishAll, withTempDir } from "../_helpers.ts";
 import {
-  Cluster,
+  type Cluster,
   NO_POSTGRES,
   PGBOUNCER,
+  pgSuite,
   pgWorker,
   startPgBouncer,
 } from "./_cluster.ts";
 
-let started: Promise<Cluster> | null = null;
-function cluster(): Promise<Cluster> {
-  return started ??= Cluster.start();
-}
-
-function pgTest(name: string, fn: (c: Cluster) => Promise<void>): void {
-  Deno.test({ name, ignore: NO_POSTGRES, fn: async () => fn(await cluster()) });
-}
+const { cluster, test: pgTest, stopAfterwards } = pgSuite("PostgreSQL");
 
 const NODE_PACKAGE = fileURLToPath(
   new URL("../../dist/node-src/", import.meta.url),
@@ -405,10 +399,4 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "PostgreSQL: stop the test cluster",
-  ignore: NO_POSTGRES,
-  fn: async () => {
-    if (started) await (await started).stop();
-  },
-});
+stopAfterwards();
