@@ -454,3 +454,27 @@ Deno.test("JsonStore never lets a quarantine replace an earlier one, journal or 
     assert.equal(all.length, before.length + 1);
   });
 });
+
+Deno.test("JsonStore journal mode refuses backups instead of ignoring them, and a transform may clone its document", async () => {
+  await withTempDir(async (dir) => {
+    assert.throws(
+      () =>
+        new JsonStore(`${dir}/s.json`, {
+          initial: {},
+          journal: true,
+          backups: 2,
+        }),
+      /Cannot keep backups in journal mode/,
+    );
+    const store = new JsonStore<{ n: number }>(`${dir}/s.json`, {
+      initial: { n: 0 },
+      journal: true,
+    });
+    // The draft of a transform is a plain object: structuredClone works.
+    await store.transform((d) => ({ ...structuredClone(d), n: d.n + 1 }));
+    const size = Deno.statSync(`${dir}/s.json.journal`).size;
+    await store.transform((d) => structuredClone(d));
+    assert.equal(Deno.statSync(`${dir}/s.json.journal`).size, size);
+    assert.deepEqual(await store.read(), { n: 1 });
+  });
+});

@@ -21,6 +21,8 @@ import {
   _sqlState,
 } from "./_session.ts";
 import { PgLock, type PgLockHolder } from "./pg_lock.ts";
+import type { _SessionPool } from "./_pg_document.ts";
+import { PgJsonStore, type PgJsonStoreOptions } from "./pg_store.ts";
 
 /** The first key of every lockbox advisory lock ("lock" in ASCII). */
 const _NAMESPACE = 0x6c6f636b;
@@ -51,7 +53,46 @@ CREATE TABLE IF NOT EXISTS lockbox.holders (
   acquired_at timestamptz NOT NULL DEFAULT now(),
   metadata jsonb
 );
+CREATE TABLE IF NOT EXISTS lockbox.documents (
+  name text PRIMARY KEY,
+  value jsonb,
+  version bigint NOT NULL DEFAULT 0,
+  fence bigint,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS lockbox.document_backups (
+  name text NOT NULL,
+  version bigint NOT NULL,
+  value jsonb NOT NULL,
+  saved_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS lockbox.quarantine (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  name text NOT NULL,
+  version bigint NOT NULL,
+  value jsonb NOT NULL,
+  reason text NOT NULL,
+  quarantined_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS lockbox.logs (
+  name text NOT NULL,
+  seq bigint GENERATED ALWAYS AS IDENTITY,
+  entry jsonb NOT NULL,
+  written_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (name, seq)
+);
 COMMIT;`;
+
+/** lockbox's tables: connect makes them when any is missing. */
+const _TABLES = [
+  "locks",
+  "holders",
+  "documents",
+  "document_backups",
+  "quarantine",
+  "logs",
+];
 
 /** Options of {@linkcode PostgresBackend.connect}. */
 export interface PostgresOptions {
@@ -225,8 +266,10 @@ export class PostgresBackend {
       }
       // Made already: a user with no CREATE on the database can use it.
       const [{ ready }] = await session.query<{ ready: boolean }>(
-        `SELECT to_regclass('lockbox.locks') IS NOT NULL
-            AND to_regclass('lockbox.holders') IS NOT NULL AS ready`,
+        `SELECT ${
+          _TABLES.map((table) => `to_regclass('lockbox.${table}') IS NOT NULL`)
+            .join(" AND ")
+        } AS ready`,
       );
       if (!ready) await session.run(_SCHEMA);
     } catch (error) {
@@ -324,6 +367,35 @@ export class PostgresBackend {
       };
     });
   }
+
+  /**
+   * A JSON document in the database, with the {@linkcode JsonStore} API:
+   * `read`, `update`, `transform`, `write`, fencing with a `PgLock`'s token,
+   * plus versions and backups. Several stores (and processes, and hosts)
+   * may share one name: each change is one transaction holding the row.
+   *
+   * @param name The document's name (1 to 200 characters).
+   * @param options The initial value and how to read and write.
+   * @returns The store (it uses this backend's sessions).
+   * @throws {TypeError} If `initial` is missing or a file-only option is given.
+   */
+  jsonStore<T>(name: string, options: PgJsonStoreOptions<T>): PgJsonStore<T> {
+    return new PgJsonStore<T>(this.#pool, name, options);
+  }
+
+  /** Sessions for the stores this backend made. */
+  #pool: _SessionPool = {
+    borrow: () => {
+      if (this.#closed) {
+        return Promise.reject(
+          new LockError("Cannot use the PostgreSQL backend: it is closed"),
+        );
+      }
+      return this.#borrow();
+    },
+    giveBack: (session, reusable) => this.#giveBack(session, reusable),
+    cancel: (backendPid) => this.#cancel(backendPid),
+  };
 
   /**
    * Whether any session holds the lock on `name` (the server's view).

@@ -22,4 +22,16 @@ export {
   type PostgresOptions,
 } from "./backend.ts";
 export { PgLock, type PgLockHolder } from "./pg_lock.ts";
-export { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
+export {
+  type PgBackupInfo,
+  PgJsonStore,
+  type PgJsonStoreOptions,
+} from "./pg_store.ts";
+export {
+  CorruptStoreError,
+  LockError,
+  LockLostError,
+  LockTimeoutError,
+  StaleFenceError,
+  StoreError,
+} from "../base/errors.ts";

@@ -23,6 +23,11 @@ export interface _ChangeOptions {
   fence?: number;
   /** Gives up waiting for exclusion. */
   signal?: AbortSignal;
+  /**
+   * The change replaces the document (`transform`, `write`): `fn` returns
+   * the new value, so the draft needs no tracking of changes made in place.
+   */
+  replaces?: boolean;
 }
 
 /** A document store's storage: JsonStore picks one in its constructor. */
@@ -39,4 +44,22 @@ export interface _DocumentBackend<T> {
     fn: (draft: T) => Promise<_Next<T, R>>,
     options: _ChangeOptions,
   ): Promise<R>;
+}
+
+/**
+ * The key under which another storage (PostgreSQL's, in `src/postgres/`)
+ * hands JsonStore its document backend, so that one class keeps one
+ * contract whatever holds the document. Not exported from mod.ts: a JsonStore option only
+ * lockbox's own storages pass.
+ */
+export const _STORAGE: unique symbol = Symbol("lockbox.storage");
+
+/** What another storage gives JsonStore under {@linkcode _STORAGE}. */
+export interface _Storage<T> {
+  /** What `path` shows: the document's name. */
+  path: string;
+  /** What `lockPath` shows: the name of the lock that fences it. */
+  lockPath: string;
+  /** The document. */
+  backend: _DocumentBackend<T>;
 }

@@ -429,10 +429,19 @@ export class _Journal<T> implements _DocumentBackend<T> {
           const recorder = new _Recorder();
           let result: R;
           try {
-            const outcome = await fn(recorder.wrap(cache.state, []));
+            // A replacement (transform, write) gets the plain document: it
+            // may clone it, and nothing it changes in place is recorded.
+            const before = options.replaces
+              ? JSON.stringify(cache.state)
+              : undefined;
+            const outcome = await fn(
+              options.replaces ? cache.state : recorder.wrap(cache.state, []),
+            );
             result = outcome.result;
             if (outcome.replace) {
               cache.state = recorder.replaceRoot(outcome.value) as T;
+              // The same document again writes nothing, as in whole-file mode.
+              if (recorder.ops[0] === `["s",[],${before}]`) recorder.ops = [];
             }
             if (this.#files.validate) this.#files.validate(cache.state);
           } catch (error) {

@@ -4,7 +4,11 @@
 
 import { _toPath } from "../runtime/mod.ts";
 import { _checkBlockingWait, _checkTimeout } from "../lock/_kernel.ts";
-import type { _DocumentBackend } from "./_document_backend.ts";
+import {
+  type _DocumentBackend,
+  _STORAGE,
+  type _Storage,
+} from "./_document_backend.ts";
 import { _Journal } from "./_journal.ts";
 import { _StoreFiles } from "./_store_files.ts";
 import { _WholeFile } from "./_whole_file.ts";
@@ -24,7 +28,7 @@ export interface JsonStoreOptions<T> {
   durable?: boolean;
   /**
    * How many previous versions to keep, as `<path>.bak.1` (newest) to
-   * `<path>.bak.N`.
+   * `<path>.bak.N`. Whole-file mode only.
    *
    * @default {0}
    */
@@ -155,9 +159,9 @@ export interface StoreWriteOptions {
  * ```
  */
 export class JsonStore<T> {
-  /** The store file. */
+  /** The store file (on PostgreSQL: the document's name). */
   readonly path: string;
-  /** The lock file. */
+  /** The lock file (on PostgreSQL: the name of the lock that fences it). */
   readonly lockPath: string;
   #backend: _DocumentBackend<T>;
 
@@ -175,6 +179,13 @@ export class JsonStore<T> {
       throw new TypeError(
         "Cannot create a JsonStore without options.initial: the value while the file does not exist",
       );
+    }
+    const storage = (options as { [_STORAGE]?: _Storage<T> })[_STORAGE];
+    if (storage !== undefined) {
+      this.path = storage.path;
+      this.lockPath = storage.lockPath;
+      this.#backend = storage.backend;
+      return;
     }
     this.path = _toPath(path);
     this.lockPath = options.lockPath === undefined
@@ -220,6 +231,11 @@ export class JsonStore<T> {
     if (format !== "json" && format !== "python") {
       throw new TypeError(
         `Cannot use format "${format}": expected "json" or "python"`,
+      );
+    }
+    if (backups > 0 && options.journal) {
+      throw new TypeError(
+        "Cannot keep backups in journal mode: backups are kept by whole-file stores, whose every write replaces the file; use one or the other",
       );
     }
     if (format === "python" && options.journal) {
@@ -352,7 +368,7 @@ export class JsonStore<T> {
     return await this.#backend.change(async (current) => {
       const value = await fn(current);
       return { replace: true, value, result: value };
-    }, options);
+    }, { ...options, replaces: true });
   }
 
   /**
@@ -381,7 +397,7 @@ export class JsonStore<T> {
   write(value: T, options: StoreWriteOptions = {}): Promise<void> {
     return this.#backend.change(
       () => Promise.resolve({ replace: true, value, result: undefined }),
-      options,
+      { ...options, replaces: true },
     );
   }
 }

@@ -1,0 +1,495 @@
+// A JsonStore document in PostgreSQL: one row of lockbox.documents (jsonb,
+// a version, the highest fence applied). A change is one transaction that
+// holds the row FOR UPDATE from the read to the commit, in two round trips
+// (BEGIN + SELECT ... FOR UPDATE; UPDATE + COMMIT); the fence is checked
+// in the same transaction against the fencing lock's current token, read
+// FOR SHARE so that no new holder's token commits in between.
+
+import {
+  CorruptStoreError,
+  LockTimeoutError,
+  StaleFenceError,
+  StoreError,
+} from "../base/errors.ts";
+import { _after } from "../base/_promise.ts";
+import type {
+  _ChangeOptions,
+  _DocumentBackend,
+  _Next,
+} from "../store/_document_backend.ts";
+import { _toJson } from "../store/_json.ts";
+import { _literal, type _Session, _sqlState } from "./_session.ts";
+
+/** The largest document a PostgreSQL store writes: 64 MiB of JSON text. */
+export const _MAX_PG_DOCUMENT_BYTES = 64 * 1024 * 1024;
+/** lock_timeout's largest value, in milliseconds. */
+const _MAX_LOCK_TIMEOUT = 2 ** 31 - 1;
+
+/** Sessions, lent by the PostgresBackend that made the store. */
+export interface _SessionPool {
+  /** A session of its own, idle. */
+  borrow(): Promise<_Session>;
+  /** Returns a session; `reusable: false` closes it. */
+  giveBack(session: _Session, reusable: boolean): void;
+  /** Cancels what a session runs, from another session. */
+  cancel(backendPid: number): Promise<void>;
+}
+
+/** The checked settings of one PostgreSQL store. */
+export interface _PgDocumentSettings<T> {
+  name: string;
+  fenceLock: string;
+  initial: T | (() => T);
+  validate: ((value: unknown) => T) | undefined;
+  durable: boolean;
+  backups: number;
+  lockTimeout: number;
+  onCorrupt: "throw" | "quarantine";
+  warn: (message: string) => void;
+}
+
+/** A committed version of a document. */
+export interface _Versioned<T> {
+  value: T;
+  version: number;
+}
+
+/** One row of lockbox.documents, as selected. */
+interface _Row {
+  value: unknown;
+  version: string;
+  fence: string | null;
+}
+
+/** A JsonStore's document as a row of lockbox.documents. */
+export class _PgDocument<T> implements _DocumentBackend<T> {
+  readonly settings: _PgDocumentSettings<T>;
+  #pool: _SessionPool;
+  #label: string;
+
+  constructor(pool: _SessionPool, settings: _PgDocumentSettings<T>) {
+    this.#pool = pool;
+    this.settings = settings;
+    this.#label = `${settings.name} (PostgreSQL)`;
+  }
+
+  /** The last committed version, without waiting for writers. */
+  async read(): Promise<T> {
+    return (await this.readVersioned()).value;
+  }
+
+  /** The last committed version and its number (0: never written). */
+  async readVersioned(): Promise<_Versioned<T>> {
+    const [row] = await this.#withSession((session) =>
+      session.query<_Row>(
+        "SELECT value, version, fence FROM lockbox.documents WHERE name = $1",
+        [this.settings.name],
+      )
+    );
+    if (row === undefined || row.value === null) {
+      return { value: this.#initial(), version: Number(row?.version ?? 0) };
+    }
+    const checked = this.#check(row.value);
+    if (checked.ok) {
+      return { value: checked.value, version: Number(row.version) };
+    }
+    if (this.settings.onCorrupt === "throw") throw checked.error;
+    // Quarantined under the row lock, by a change that changes nothing.
+    let version = 0;
+    const value = await this.change(
+      (draft) =>
+        Promise.resolve({ replace: false, value: draft, result: draft }),
+      {},
+      (committed) => version = committed,
+    );
+    return { value, version };
+  }
+
+  /**
+   * Under the row lock: loads, checks the fence, calls `fn`, validates and
+   * commits what it returns (nothing when it equals the stored document,
+   * but a newer fence is recorded), keeping a backup of the old version.
+   */
+  async change<R>(
+    fn: (draft: T) => Promise<_Next<T, R>>,
+    options: _ChangeOptions,
+    onVersion?: (version: number) => void,
+  ): Promise<R> {
+    const fence = _checkFence(options.fence);
+    // A session found dead before fn ran (a server restart since it was
+    // last used) is replaced once: nothing was read or written on it.
+    for (let attempt = 0;; attempt++) {
+      options.signal?.throwIfAborted();
+      const outcome = await this.#changeOn(fn, fence, options, attempt === 0);
+      if (outcome.retry) continue;
+      onVersion?.(outcome.version);
+      return outcome.result;
+    }
+  }
+
+  async #changeOn<R>(
+    fn: (draft: T) => Promise<_Next<T, R>>,
+    fence: number | undefined,
+    options: _ChangeOptions,
+    mayRetry: boolean,
+  ): Promise<
+    { retry: true } | { retry: false; result: R; version: number }
+  > {
+    const session = await this.#pool.borrow();
+    let open = true;
+    let called = false;
+    // fn's and validate's errors reach the caller unchanged.
+    let fromCaller = false;
+    try {
+      const { row, lockToken } = await this.#lockRow(session, fence, options);
+      const highest = Math.max(Number(row.fence ?? -1), lockToken);
+      if (fence !== undefined && fence < highest) {
+        throw new StaleFenceError(this.#label, fence, highest);
+      }
+      let current: T;
+      let quarantined = false;
+      if (row.value === null) current = this.#initial();
+      else {
+        const checked = this.#check(row.value);
+        if (checked.ok) current = checked.value;
+        else if (this.settings.onCorrupt === "throw") throw checked.error;
+        else {
+          current = await this.#quarantine(session, row, checked.error);
+          quarantined = true;
+        }
+      }
+      const before = row.value === null || quarantined
+        ? undefined
+        : JSON.stringify(current);
+      called = fromCaller = true;
+      const next = await fn(current);
+      const validate = this.settings.validate;
+      const value = validate ? validate(next.value) : next.value;
+      fromCaller = false;
+      const text = this.#serialize(value);
+      const newFence = fence !== undefined && fence > Number(row.fence ?? -1);
+      if (text === before && !newFence) {
+        await session.run("ROLLBACK");
+        open = false;
+        return {
+          retry: false,
+          result: next.result,
+          version: Number(row.version),
+        };
+      }
+      const version = await this.#write(session, row, text, fence);
+      open = false;
+      return { retry: false, result: next.result, version };
+    } catch (error) {
+      if (fromCaller) throw error;
+      if (
+        mayRetry && !called && _sessionLost(error) && !options.signal?.aborted
+      ) {
+        open = false;
+        session.close().catch(() => {});
+        return { retry: true };
+      }
+      if (open && !session.ended) {
+        await session.run("ROLLBACK").then(() => open = false, () => {});
+      }
+      throw this.#translate(error, options.signal);
+    } finally {
+      this.#pool.giveBack(session, !session.ended && !open);
+    }
+  }
+
+  /** The stored backups, newest first. */
+  async backups(): Promise<{ version: number; savedAt: string }[]> {
+    const rows = await this.#withSession((session) =>
+      session.query<{ version: string; saved_at: Date }>(
+        `SELECT version, saved_at FROM lockbox.document_backups
+         WHERE name = $1 ORDER BY version DESC`,
+        [this.settings.name],
+      )
+    );
+    return rows.map((row) => ({
+      version: Number(row.version),
+      savedAt: row.saved_at.toISOString(),
+    }));
+  }
+
+  /** One backup's document, or `undefined` if it is not kept. */
+  async backup(version: number): Promise<unknown> {
+    const [row] = await this.#withSession((session) =>
+      session.query<{ value: unknown }>(
+        `SELECT value FROM lockbox.document_backups
+         WHERE name = $1 AND version = $2`,
+        [this.settings.name, version],
+      )
+    );
+    return row?.value;
+  }
+
+  /** Begins, waits for the row lock (making the row if it is missing). */
+  async #lockRow(
+    session: _Session,
+    fence: number | undefined,
+    options: _ChangeOptions,
+  ): Promise<{ row: _Row; lockToken: number }> {
+    const { lockTimeout, durable, name, fenceLock } = this.settings;
+    const serverTimeout = lockTimeout === 0 || lockTimeout > _MAX_LOCK_TIMEOUT
+      ? 0
+      : Math.ceil(lockTimeout);
+    const wait = lockTimeout === 0 ? " NOWAIT" : "";
+    const select = `SELECT value, version, fence FROM lockbox.documents
+      WHERE name = ${_literal(name)} FOR UPDATE${wait}`;
+    // The fencing lock's token, read FOR SHARE: a new holder's token
+    // cannot commit until this transaction has.
+    const lockRow = fence === undefined ? "" : `;
+      SELECT fence FROM lockbox.locks WHERE name = ${
+      _literal(fenceLock)
+    } FOR SHARE${wait}`;
+    return await this.#cancellable(session, options.signal, async () => {
+      const results = await session.queryAll(
+        `BEGIN; SET LOCAL lock_timeout = ${serverTimeout};
+         SET LOCAL synchronous_commit = ${durable ? "on" : "off"};
+         ${select}${lockRow}`,
+      );
+      let rows = results[results.length - (fence === undefined ? 1 : 2)];
+      if (rows.length === 0) {
+        const made = await session.queryAll(
+          `INSERT INTO lockbox.documents (name) VALUES (${_literal(name)})
+           ON CONFLICT (name) DO NOTHING; ${select}`,
+        );
+        rows = made[made.length - 1];
+      }
+      const token = fence === undefined ? -1 : Number(
+        (results[results.length - 1][0] as { fence?: string } | undefined)
+          ?.fence ?? -1,
+      );
+      return { row: rows[0] as _Row, lockToken: token };
+    });
+  }
+
+  /** Writes the new version (and a backup of the old one), and commits. */
+  async #write(
+    session: _Session,
+    row: _Row,
+    text: string,
+    fence: number | undefined,
+  ): Promise<number> {
+    const name = _literal(this.settings.name);
+    const backups = this.settings.backups;
+    const keep = backups > 0 && row.value !== null
+      ? `INSERT INTO lockbox.document_backups (name, version, value)
+           SELECT name, version, value FROM lockbox.documents
+           WHERE name = ${name} ON CONFLICT DO NOTHING;
+         DELETE FROM lockbox.document_backups WHERE name = ${name}
+           AND version NOT IN (SELECT version FROM lockbox.document_backups
+             WHERE name = ${name} ORDER BY version DESC LIMIT ${backups});`
+      : "";
+    const fenceSql = fence === undefined
+      ? "fence"
+      : `greatest(coalesce(fence, -1), ${fence})`;
+    const results = await session.queryAll(
+      `${keep}
+       UPDATE lockbox.documents SET value = ${_literal(text)}::jsonb,
+         version = version + 1, fence = ${fenceSql}, updated_at = now()
+       WHERE name = ${name} RETURNING version;
+       COMMIT;`,
+    );
+    const updated = results[results.length - 2] as { version: string }[];
+    return Number(updated[0].version);
+  }
+
+  /**
+   * Moves a stored value that validate rejects to lockbox.quarantine and
+   * continues from the newest backup that validates, else `initial`.
+   */
+  async #quarantine(
+    session: _Session,
+    row: _Row,
+    error: CorruptStoreError,
+  ): Promise<T> {
+    const [{ id }] = await session.query<{ id: string }>(
+      `INSERT INTO lockbox.quarantine (name, version, value, reason)
+       VALUES ($1, $2, $3::jsonb, $4) RETURNING id`,
+      [
+        this.settings.name,
+        row.version,
+        JSON.stringify(row.value),
+        error.reason,
+      ],
+    );
+    const backups = await session.query<{ version: string; value: unknown }>(
+      `SELECT version, value FROM lockbox.document_backups
+       WHERE name = $1 ORDER BY version DESC`,
+      [this.settings.name],
+    );
+    let value: T | undefined;
+    let source = "the initial value";
+    for (const backup of backups) {
+      const checked = this.#check(backup.value);
+      if (checked.ok) {
+        value = checked.value;
+        source = `backup version ${backup.version}`;
+        break;
+      }
+    }
+    this.settings.warn(
+      `Store '${this.#label}' was corrupt (${error.reason}); moved version ${row.version} to lockbox.quarantine (id ${id}) and continued from ${source}`,
+    );
+    return value ?? this.#initial();
+  }
+
+  #check(value: unknown): { ok: true; value: T } | {
+    ok: false;
+    error: CorruptStoreError;
+  } {
+    const validate = this.settings.validate;
+    if (!validate) return { ok: true, value: value as T };
+    try {
+      return { ok: true, value: validate(value) };
+    } catch (error) {
+      return {
+        ok: false,
+        error: new CorruptStoreError(
+          this.#label,
+          `validate rejected it (${(error as Error).message})`,
+          undefined,
+          { cause: error },
+        ),
+      };
+    }
+  }
+
+  #serialize(value: unknown): string {
+    const text = _toJson(value, 0, this.#label);
+    if (
+      text.length * 3 > _MAX_PG_DOCUMENT_BYTES &&
+      new TextEncoder().encode(text).length > _MAX_PG_DOCUMENT_BYTES
+    ) {
+      throw new RangeError(
+        `Cannot write '${this.#label}': the JSON is over the PostgreSQL store's limit of ${
+          _MAX_PG_DOCUMENT_BYTES / 1024 / 1024
+        } MiB for one document; nothing was written`,
+      );
+    }
+    return text;
+  }
+
+  #initial(): T {
+    const initial = this.settings.initial;
+    return typeof initial === "function"
+      ? (initial as () => T)()
+      : structuredClone(initial);
+  }
+
+  /**
+   * Runs `work` on `session`, cancelling it from another session when the
+   * signal aborts or a timeout past lock_timeout's range runs out.
+   */
+  async #cancellable<R>(
+    session: _Session,
+    signal: AbortSignal | undefined,
+    work: () => Promise<R>,
+  ): Promise<R> {
+    const lockTimeout = this.settings.lockTimeout;
+    let cancelled: "timeout" | "abort" | null = null;
+    const cancel = (why: "timeout" | "abort") => {
+      if (cancelled !== null) return;
+      cancelled = why;
+      this.#pool.cancel(session.backendPid).catch(() => {});
+    };
+    const stopTimer =
+      lockTimeout > _MAX_LOCK_TIMEOUT && lockTimeout !== Infinity
+        ? _after(lockTimeout, () => cancel("timeout"))
+        : () => {};
+    const onAbort = () => cancel("abort");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await work();
+    } catch (error) {
+      if (_sqlState(error) === "57014" && cancelled === "abort") {
+        throw signal!.reason;
+      }
+      if (_sqlState(error) === "57014" && cancelled === "timeout") {
+        throw new LockTimeoutError(this.#label, null);
+      }
+      throw error;
+    } finally {
+      stopTimer();
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** A driver error as lockbox's: what failed and what to do. */
+  #translate(error: unknown, signal: AbortSignal | undefined): unknown {
+    const state = _sqlState(error);
+    if (signal?.aborted && state === "57014") return signal.reason;
+    // lockbox's own errors, and anything but the driver's, pass unchanged.
+    const driver = state !== undefined ||
+      (error instanceof Error && error.constructor === Error);
+    if (!driver) return error;
+    const message = (error as Error).message;
+    if (state === undefined || /^(08|57P)/.test(state)) {
+      return new StoreError(
+        this.#label,
+        `Cannot change '${this.#label}': the session ended (${message}); if it ended during the commit, the change may or may not be there: read the document to see`,
+        { cause: error },
+      );
+    }
+    switch (state) {
+      case "55P03":
+        return new LockTimeoutError(this.#label, null, { cause: error });
+      case "22P05":
+      case "22021":
+        return new TypeError(
+          `Cannot write '${this.#label}': PostgreSQL's jsonb cannot hold it (${message}), such as the character U+0000 in a string; nothing was written`,
+          { cause: error },
+        );
+      case "42P01":
+      case "3F000":
+        return new StoreError(
+          this.#label,
+          `Cannot use '${this.#label}': a lockbox table is missing (${message}); PostgresBackend.connect() makes lockbox's tables again (a dropped table's documents are gone unless a database backup has them); nothing was written`,
+          { cause: error },
+        );
+    }
+    return new StoreError(
+      this.#label,
+      `Cannot change '${this.#label}': ${message}; nothing was written`,
+      { cause: error },
+    );
+  }
+
+  /** Runs one read on a session, on a fresh one if it was found dead. */
+  async #withSession<R>(fn: (session: _Session) => Promise<R>): Promise<R> {
+    for (let attempt = 0;; attempt++) {
+      const session = await this.#pool.borrow();
+      try {
+        return await fn(session);
+      } catch (error) {
+        if (attempt === 0 && _sessionLost(error)) {
+          session.close().catch(() => {});
+          continue;
+        }
+        throw this.#translate(error, undefined);
+      } finally {
+        this.#pool.giveBack(session, !session.ended);
+      }
+    }
+  }
+}
+
+/** Whether a driver error says the session is gone (not a SQL error). */
+function _sessionLost(error: unknown): boolean {
+  const state = _sqlState(error);
+  if (state !== undefined) return /^(08|57P0)/.test(state);
+  return error instanceof Error && error.constructor === Error;
+}
+
+function _checkFence(fence: number | undefined): number | undefined {
+  if (fence === undefined) return undefined;
+  if (!Number.isSafeInteger(fence) || fence < 0) {
+    throw new RangeError(
+      `Cannot use fence ${fence}: expected a non-negative integer such as PgLock.token`,
+    );
+  }
+  return fence;
+}

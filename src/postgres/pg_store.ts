@@ -1,0 +1,236 @@
+// PgJsonStore: the JsonStore API and contract on a row of PostgreSQL, for
+// processes on many hosts. Made by PostgresBackend.jsonStore().
+
+import { _checkTimeout } from "../lock/_kernel.ts";
+import {
+  JsonStore,
+  type JsonStoreOptions,
+  type StoreWriteOptions,
+} from "../store/json_store.ts";
+import { _STORAGE, type _Storage } from "../store/_document_backend.ts";
+import { _PgDocument, type _SessionPool } from "./_pg_document.ts";
+
+/** How a PostgreSQL {@linkcode PgJsonStore} reads and writes its document. */
+export interface PgJsonStoreOptions<T> {
+  /** The value while the document was never written (a function is called each time). */
+  initial: T | (() => T);
+  /**
+   * Checks a value read from or about to be written to the database; throw
+   * to reject it. What it returns is what the store uses.
+   */
+  validate?: (value: unknown) => T;
+  /**
+   * `true`: a write resolves once its commit is durable
+   * (`synchronous_commit = on`); `false`: once committed in memory
+   * (`synchronous_commit = off`: a server crash may lose the last ~0.6 s of
+   * writes, never half of one).
+   *
+   * @default {true}
+   */
+  durable?: boolean;
+  /**
+   * How many previous versions to keep in `lockbox.document_backups`,
+   * readable with `backups()`/`readBackup()` and restorable with `restore()`.
+   *
+   * @default {0}
+   */
+  backups?: number;
+  /**
+   * How long `update` and `write` wait for the document's row lock, in
+   * milliseconds: `0` does not wait, `Infinity` waits for ever.
+   *
+   * @default {30_000}
+   */
+  lockTimeout?: number;
+  /**
+   * A stored value `validate` rejects: `"throw"` a `CorruptStoreError` and
+   * leave it, or `"quarantine"`: move it to `lockbox.quarantine`, continue
+   * from the newest backup that validates (else `initial`), and warn.
+   *
+   * @default {"throw"}
+   */
+  onCorrupt?: "throw" | "quarantine";
+  /**
+   * The PostgreSQL lock whose tokens fence this store: a write with
+   * `{ fence: lock.token }` is refused if that lock has a later holder.
+   *
+   * @default {the document's name}
+   */
+  fenceLock?: string;
+  /**
+   * Receives warnings (a quarantined document).
+   *
+   * @default {console.warn}
+   */
+  onWarning?: (message: string) => void;
+}
+
+/** A kept previous version of a PostgreSQL store's document. */
+export interface PgBackupInfo {
+  /** The version it was. */
+  version: number;
+  /** When it was replaced, as an ISO 8601 timestamp. */
+  savedAt: string;
+}
+
+/** The longest document name, in characters. */
+const _MAX_NAME = 200;
+
+/** Options a file store has and a PostgreSQL store refuses. */
+const _FILE_ONLY = [
+  "journal",
+  "compactAt",
+  "format",
+  "ensureAscii",
+  "lockPath",
+  "blockingLock",
+  "indent",
+];
+
+/** Checks a document name: 1 to 200 characters, no NUL. */
+export function _checkDocumentName(name: unknown): string {
+  if (typeof name !== "string" || name.length === 0) {
+    throw new TypeError(
+      "Cannot use a document name that is not a non-empty string; name the document, such as 'capture_groups'",
+    );
+  }
+  if (name.length > _MAX_NAME || name.includes("\0")) {
+    throw new RangeError(
+      `Cannot use the document name '${
+        name.slice(0, 40)
+      }...': expected at most ${_MAX_NAME} characters and no NUL`,
+    );
+  }
+  return name;
+}
+
+/**
+ * A JSON document in a PostgreSQL row, shared by processes on any number
+ * of hosts: the {@linkcode JsonStore} API and contract (`read`, `update`,
+ * `transform`, `write`, fencing, `validate`, `onCorrupt`), plus a version
+ * number and backups in tables. Made by `PostgresBackend.jsonStore()`.
+ *
+ * @example
+ * ```ts ignore
+ * import { PostgresBackend } from "@lockbox/lockbox/postgres";
+ * await using db = await PostgresBackend.connect();
+ * const store = db.jsonStore("counter", { initial: { n: 0 } });
+ * await store.update((data) => { data.n++; });
+ * console.log(await store.readWithVersion()); // { value: { n: 1 }, version: 1 }
+ * ```
+ */
+export class PgJsonStore<T> extends JsonStore<T> {
+  /** The document's name. */
+  readonly name: string;
+  #document: _PgDocument<T>;
+
+  /** @internal Made by PostgresBackend.jsonStore() only. */
+  constructor(
+    pool: _SessionPool,
+    name: string,
+    options: PgJsonStoreOptions<T>,
+  ) {
+    if (options === undefined || !("initial" in options)) {
+      throw new TypeError(
+        "Cannot create a PostgreSQL store without options.initial: the value while the document was never written",
+      );
+    }
+    _checkDocumentName(name);
+    for (const key of _FILE_ONLY) {
+      if ((options as unknown as Record<string, unknown>)[key] !== undefined) {
+        throw new TypeError(
+          `Cannot use ${key} on a PostgreSQL store: it is an option of file stores`,
+        );
+      }
+    }
+    const backups = options.backups ?? 0;
+    if (!Number.isInteger(backups) || backups < 0 || backups > 1000) {
+      throw new RangeError(
+        `Cannot use backups ${backups}: expected an integer from 0 to 1000`,
+      );
+    }
+    const onCorrupt = options.onCorrupt ?? "throw";
+    if (onCorrupt !== "throw" && onCorrupt !== "quarantine") {
+      throw new TypeError(
+        `Cannot use onCorrupt "${onCorrupt}": expected "throw" or "quarantine"`,
+      );
+    }
+    const fenceLock = _checkDocumentName(options.fenceLock ?? name);
+    const document = new _PgDocument<T>(pool, {
+      name,
+      fenceLock,
+      initial: options.initial,
+      validate: options.validate,
+      durable: options.durable ?? true,
+      backups,
+      lockTimeout: _checkTimeout(options.lockTimeout, "lockTimeout", 30_000),
+      onCorrupt,
+      warn: options.onWarning ?? ((message) => console.warn(message)),
+    });
+    const storage: _Storage<T> = {
+      path: name,
+      lockPath: fenceLock,
+      backend: document,
+    };
+    super(
+      name,
+      { initial: options.initial, [_STORAGE]: storage } as JsonStoreOptions<T>,
+    );
+    this.name = name;
+    this.#document = document;
+  }
+
+  /**
+   * The last committed document and its version: 0 while never written,
+   * then one more with every committed change (a change that leaves the
+   * document as it was makes no version).
+   *
+   * @returns The document and its version.
+   */
+  readWithVersion(): Promise<{ value: T; version: number }> {
+    return this.#document.readVersioned();
+  }
+
+  /**
+   * The kept previous versions (see `backups`), newest first.
+   *
+   * @returns One entry per kept version.
+   */
+  backups(): Promise<PgBackupInfo[]> {
+    return this.#document.backups();
+  }
+
+  /**
+   * A kept previous version's document, as it was stored.
+   *
+   * @param version A version from `backups()`.
+   * @returns The document.
+   * @throws {RangeError} If that version is not kept.
+   */
+  async readBackup(version: number): Promise<unknown> {
+    const value = await this.#document.backup(version);
+    if (value === undefined) {
+      throw new RangeError(
+        `Cannot read version ${version} of '${this.name}': it is not among the kept backups (see backups())`,
+      );
+    }
+    return value;
+  }
+
+  /**
+   * Makes a kept previous version the current document again, as a new
+   * version, under the row lock (so the current one becomes a backup).
+   *
+   * @param version A version from `backups()`.
+   * @param options A fencing token and an abort signal.
+   * @returns A promise that resolves once it is committed.
+   * @throws {RangeError} If that version is not kept.
+   */
+  async restore(
+    version: number,
+    options: StoreWriteOptions = {},
+  ): Promise<void> {
+    const value = await this.readBackup(version);
+    await this.transform(() => value as T, options);
+  }
+}

@@ -1,0 +1,311 @@
+// JsonStore's contract, written once and run against every storage: a
+// whole file, a journal, and a PostgreSQL row (tests/postgres/store_test.ts).
+// A behaviour that differs between them fails here.
+
+import assert from "node:assert/strict";
+import {
+  CorruptStoreError,
+  type JsonStore,
+  LockTimeoutError,
+  StaleFenceError,
+} from "../mod.ts";
+
+/** Options every storage takes. */
+export interface ContractOptions<T> {
+  initial: T | (() => T);
+  validate?: (value: unknown) => T;
+  lockTimeout?: number;
+  onCorrupt?: "throw" | "quarantine";
+  onWarning?: (message: string) => void;
+  backups?: number;
+  /** Another store on the same document as this subject's. */
+  same?: Subject<unknown>;
+}
+
+/** One store made for one test, with ways to look under it. */
+export interface Subject<T> {
+  store: JsonStore<T>;
+  /** Where the document is, for `same`. */
+  where: string;
+  /** Changes whenever anything is written to the storage. */
+  generation(): Promise<string>;
+  /** Stores `value` as is, past validate (as another tool could). */
+  putRaw(value: unknown): Promise<void>;
+  /** The stored value, read past lockbox. */
+  raw(): Promise<unknown>;
+}
+
+/** A storage under test. */
+export interface Storage {
+  label: string;
+  /** Whether it keeps `backups` (journal mode does not). */
+  backups: boolean;
+  /** Registers a test that gets a fresh-store maker. */
+  test(
+    name: string,
+    fn: (
+      make: <T>(options: ContractOptions<T>) => Promise<Subject<T>>,
+    ) => Promise<void>,
+  ): void;
+}
+
+interface Doc {
+  n: number;
+  items: string[];
+}
+
+const initial = (): Doc => ({ n: 0, items: [] });
+
+function validateDoc(value: unknown): Doc {
+  const doc = value as Doc;
+  if (
+    typeof doc !== "object" || doc === null || typeof doc.n !== "number" ||
+    !Array.isArray(doc.items)
+  ) {
+    throw new TypeError("expected {n, items}");
+  }
+  return doc;
+}
+
+/** Registers the contract's tests for one storage. */
+export function storeContract(storage: Storage): void {
+  const t = (name: string, fn: Parameters<Storage["test"]>[1]) =>
+    storage.test(`store contract (${storage.label}): ${name}`, fn);
+
+  t("read gives a fresh initial value until the first write", async (make) => {
+    const { store, raw } = await make<Doc>({ initial: { n: 0, items: [] } });
+    const first = await store.read();
+    first.items.push("leak");
+    assert.deepEqual(await store.read(), { n: 0, items: [] });
+    assert.equal(await raw(), undefined);
+  });
+
+  t(
+    "update, transform and write commit; update returns fn's result",
+    async (make) => {
+      const { store, raw } = await make<Doc>({
+        initial,
+        validate: validateDoc,
+      });
+      assert.equal(await store.update((d) => ++d.n), 1);
+      const next = await store.transform((d) => ({ n: d.n + 1, items: ["t"] }));
+      assert.deepEqual(next, { n: 2, items: ["t"] });
+      assert.deepEqual(await store.read(), { n: 2, items: ["t"] });
+      await store.write({ n: 7, items: [] });
+      assert.deepEqual(await store.read(), { n: 7, items: [] });
+      assert.deepEqual(await raw(), { n: 7, items: [] });
+    },
+  );
+
+  t(
+    "a throwing fn writes nothing and its error reaches the caller unchanged",
+    async (make) => {
+      const { store, generation } = await make<Doc>({ initial });
+      await store.update((d) => void d.n++);
+      const before = await generation();
+      const mine = new Error("Connection terminated: from the caller");
+      await assert.rejects(
+        store.update((d) => {
+          d.n = 99;
+          throw mine;
+        }),
+        (error) => error === mine,
+      );
+      await assert.rejects(
+        store.transform(() => Promise.reject(mine)),
+        (error) => error === mine,
+      );
+      assert.equal(await generation(), before);
+      assert.equal((await store.read()).n, 1);
+    },
+  );
+
+  t("an unchanged value is not rewritten", async (make) => {
+    const { store, generation } = await make<Doc>({ initial });
+    await store.update((d) => void d.items.push("a"));
+    const before = await generation();
+    await store.update(() => {});
+    await store.transform((d) => structuredClone(d));
+    await store.write({ n: 0, items: ["a"] });
+    assert.equal(await generation(), before);
+  });
+
+  t(
+    "a value JSON cannot hold is a TypeError, and nothing is written",
+    async (make) => {
+      const { store, generation } = await make<Record<string, unknown>>({
+        initial: {},
+      });
+      await store.write({ a: 1 });
+      const before = await generation();
+      await assert.rejects(
+        store.update((d) => void (d.big = 10n)),
+        TypeError,
+      );
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      await assert.rejects(store.write(cyclic), TypeError);
+      await assert.rejects(
+        store.transform(() => (() => 1) as unknown as Record<string, unknown>),
+        TypeError,
+      );
+      assert.equal(await generation(), before);
+      assert.deepEqual(await store.read(), { a: 1 });
+    },
+  );
+
+  t(
+    "a stored value validate rejects is a CorruptStoreError and stays as it was",
+    async (make) => {
+      const { store, putRaw, raw } = await make<Doc>({
+        initial,
+        validate: validateDoc,
+      });
+      await putRaw({ n: "not a number" });
+      await assert.rejects(store.read(), CorruptStoreError);
+      await assert.rejects(store.update((d) => void d.n++), CorruptStoreError);
+      await assert.rejects(store.write({ n: 1, items: [] }), CorruptStoreError);
+      assert.deepEqual(await raw(), { n: "not a number" });
+    },
+  );
+
+  t(
+    "quarantine moves a rejected value aside, warns, and continues from the newest good backup",
+    async (make) => {
+      const warnings: string[] = [];
+      const { store, putRaw } = await make<Doc>({
+        initial,
+        validate: validateDoc,
+        onCorrupt: "quarantine",
+        onWarning: (message) => warnings.push(message),
+        backups: storage.backups ? 2 : 0,
+      });
+      await store.write({ n: 1, items: ["good"] });
+      await store.write({ n: 2, items: ["newer"] });
+      // Another tool overwrites version 2: the newest backup is version 1.
+      await putRaw({ n: "bad" });
+      const continued = storage.backups
+        ? { n: 1, items: ["good"] }
+        : { n: 0, items: [] };
+      assert.deepEqual(await store.read(), continued);
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0], /corrupt/);
+      await store.update((d) => void d.n++);
+      assert.equal((await store.read()).n, continued.n + 1);
+    },
+  );
+
+  t(
+    "validate's error on a new value reaches the caller; nothing is written",
+    async (make) => {
+      const { store, generation } = await make<Doc>({
+        initial,
+        validate: validateDoc,
+      });
+      await store.update((d) => void d.n++);
+      const before = await generation();
+      await assert.rejects(
+        store.transform(() => ({ n: "x" }) as unknown as Doc),
+        /expected \{n, items\}/,
+      );
+      assert.equal(await generation(), before);
+    },
+  );
+
+  t(
+    "fencing: an older fence is refused with StaleFenceError, an equal one passes",
+    async (make) => {
+      const { store } = await make<Doc>({ initial });
+      await store.update((d) => void d.n++, { fence: 10 });
+      await assert.rejects(
+        store.update((d) => void (d.n = 100), { fence: 9 }),
+        (error) =>
+          error instanceof StaleFenceError && error.fence === 9 &&
+          error.highest === 10,
+      );
+      // A fenced update that changes nothing still records its fence.
+      await store.update(() => {}, { fence: 11 });
+      await assert.rejects(
+        store.write({ n: 5, items: [] }, { fence: 10 }),
+        StaleFenceError,
+      );
+      await store.update((d) => void d.n++, { fence: 11 });
+      assert.equal((await store.read()).n, 2);
+      await assert.rejects(store.write(initial(), { fence: -1 }), RangeError);
+    },
+  );
+
+  t(
+    "concurrent updates in one process never lose each other's changes",
+    async (make) => {
+      const { store } = await make<Doc>({ initial });
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          store.update(async (d) => {
+            const n = d.n;
+            await new Promise((resolve) => setTimeout(resolve, 1));
+            d.n = n + 1;
+            d.items.push(`u${i}`);
+          })),
+      );
+      const doc = await store.read();
+      assert.equal(doc.n, 20);
+      assert.equal(new Set(doc.items).size, 20);
+    },
+  );
+
+  t(
+    "lockTimeout 0 gives up at once while another update holds the document; a signal aborts a wait",
+    async (make) => {
+      const first = await make<Doc>({ initial });
+      const other = first.store;
+      let release!: () => void;
+      let entered!: () => void;
+      const inside = new Promise<void>((resolve) => entered = resolve);
+      const holding = other.update(async (d) => {
+        entered();
+        await new Promise<void>((resolve) => release = resolve);
+        d.n++;
+      });
+      await inside;
+      const impatient = await make<Doc>({
+        initial,
+        lockTimeout: 0,
+        same: first as Subject<unknown>,
+      });
+      await assert.rejects(
+        impatient.store.update((d) => void d.n++),
+        LockTimeoutError,
+      );
+      const controller = new AbortController();
+      const reason = new Error("stop waiting");
+      const waiting = other.update((d) => void d.n++, {
+        signal: controller.signal,
+      });
+      setTimeout(() => controller.abort(reason), 50);
+      await assert.rejects(waiting, (error) => error === reason);
+      release();
+      await holding;
+      assert.equal((await other.read()).n, 1);
+    },
+  );
+
+  t("keys such as constructor and __proto__ are plain data", async (make) => {
+    const { store } = await make<Record<string, unknown>>({ initial: {} });
+    await store.update((d) => {
+      d["constructor"] = 1;
+      d["toString"] = "x";
+      Object.defineProperty(d, "__proto__", {
+        value: { polluted: true },
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    });
+    const doc = await store.read();
+    assert.equal(doc["constructor"], 1);
+    assert.equal(doc["toString"], "x");
+    assert.ok(Object.hasOwn(doc, "__proto__"));
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+}
