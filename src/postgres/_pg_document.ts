@@ -232,7 +232,12 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     options: _ChangeOptions,
   ): Promise<{ row: _Row; lockToken: number }> {
     const { lockTimeout, durable, name, fenceLock } = this.settings;
-    const serverTimeout = lockTimeout === 0 || lockTimeout > _MAX_LOCK_TIMEOUT
+    // lock_timeout 0 means no limit; "do not wait" is NOWAIT for the row
+    // lock, and 1 ms for waits NOWAIT does not cover (another session's
+    // uncommitted insert of the same new row).
+    const serverTimeout = lockTimeout === 0
+      ? 1
+      : lockTimeout > _MAX_LOCK_TIMEOUT
       ? 0
       : Math.ceil(lockTimeout);
     const wait = lockTimeout === 0 ? " NOWAIT" : "";
@@ -421,7 +426,9 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   /** A driver error as lockbox's: what failed and what to do. */
   #translate(error: unknown, signal: AbortSignal | undefined): unknown {
     const state = _sqlState(error);
-    if (signal?.aborted && state === "57014") return signal.reason;
+    if (signal?.aborted && (state === "57014" || error === signal.reason)) {
+      return signal.reason;
+    }
     // lockbox's own errors, and anything but the driver's, pass unchanged.
     const driver = state !== undefined ||
       (error instanceof Error && error.constructor === Error);

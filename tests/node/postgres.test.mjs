@@ -274,3 +274,61 @@ test(
     assert.equal(free.code, 1);
   },
 );
+
+test(
+  "PostgreSQL store on Node: update, versions, a stale fence refused, validate, backups, and a SIGKILLed Node writer loses no acknowledged update",
+  { skip },
+  async () => {
+    const { StaleFenceError, CorruptStoreError } = await lockboxPostgres();
+    const db = await PostgresBackend.connect(cluster.url);
+    try {
+      const store = db.jsonStore("node-doc", {
+        initial: { n: 0 },
+        backups: 1,
+        validate: (v) => {
+          if (typeof v?.n !== "number") throw new TypeError("n is a number");
+          return v;
+        },
+      });
+      assert.equal(await store.update((d) => ++d.n), 1);
+      const first = await db.acquire("node-doc");
+      await store.update((d) => void d.n++, { fence: first.token });
+      await first.release();
+      const second = await db.acquire("node-doc");
+      await assert.rejects(
+        store.update((d) => void d.n++, { fence: first.token }),
+        StaleFenceError,
+      );
+      await second.release();
+      assert.deepEqual(await store.readWithVersion(), {
+        value: { n: 2 },
+        version: 2,
+      });
+      assert.deepEqual(await store.readBackup(1), { n: 1 });
+      await assert.rejects(store.write({ n: "x" }), /n is a number/);
+      cluster.sql(
+        `UPDATE lockbox.documents SET value = '{"n": "x"}' WHERE name = 'node-doc'`,
+      );
+      await assert.rejects(store.read(), CorruptStoreError);
+
+      const writer = nodeWorker("pg_store_update.mjs", [
+        "node-killed-doc",
+        "w",
+        "0",
+      ], {
+        env: env(),
+      });
+      await writer.waitFor("ack w-20");
+      writer.process.kill("SIGKILL");
+      await writer.finish();
+      const acked = writer.lines.filter((l) => l.startsWith("ack ")).map((l) =>
+        l.slice(4)
+      );
+      const doc = await db.jsonStore("node-killed-doc", { initial: {} }).read();
+      assert.equal(doc.n, doc.items.length);
+      for (const id of acked) assert.ok(doc.items.includes(id), id);
+    } finally {
+      await db.close();
+    }
+  },
+);
