@@ -49,6 +49,7 @@ export * from "./src/lock/file_lock.ts";
 export * from "./src/store/atomic_write.ts";
 export * from "./src/store/jsonl.ts";
 export * from "./src/store/json_store.ts";
+export * from "./src/store/store_backend.ts";
 export * from "./src/seeds/capture_groups.ts";
 export * from "./src/seeds/operations.ts";
 export * from "./src/seeds/archiver_state.ts";

@@ -290,6 +290,29 @@ export function storeContract(storage: Storage): void {
     },
   );
 
+  t(
+    "a document reads back as written: key order, U+0000, big and small numbers",
+    async (make) => {
+      const { store } = await make<Record<string, unknown>>({ initial: {} });
+      const doc = {
+        zeta: 1,
+        alpha: { y: 1, x: 2 },
+        "10": "integer keys come first in JavaScript",
+        nul: "a\u0000b",
+        numbers: [1e21, 5e-324, -0.5, 9007199254740991],
+        unicode: "naïve ✓ \u{1F600}",
+      };
+      await store.write(doc);
+      const back = await store.read();
+      assert.deepEqual(back, doc);
+      assert.deepEqual(Object.keys(back), Object.keys(doc));
+      assert.deepEqual(
+        Object.keys(back.alpha as object),
+        ["y", "x"],
+      );
+    },
+  );
+
   t("keys such as constructor and __proto__ are plain data", async (make) => {
     const { store } = await make<Record<string, unknown>>({ initial: {} });
     await store.update((d) => {

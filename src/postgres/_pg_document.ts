@@ -1,5 +1,7 @@
-// A JsonStore document in PostgreSQL: one row of lockbox.documents (jsonb,
-// a version, the highest fence applied). A change is one transaction that
+// A JsonStore document in PostgreSQL: one row of lockbox.documents (json,
+// a version, the highest fence applied). json, not jsonb: it keeps the
+// document's text as written (key order, U+0000), so a document reads back
+// exactly as from a file; queries can cast it (value::jsonb). A change is one transaction that
 // holds the row FOR UPDATE from the read to the commit, in two round trips
 // (BEGIN + SELECT ... FOR UPDATE; UPDATE + COMMIT); the fence is checked
 // in the same transaction against the fencing lock's current token, read
@@ -293,7 +295,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       : `greatest(coalesce(fence, -1), ${fence})`;
     const results = await session.queryAll(
       `${keep}
-       UPDATE lockbox.documents SET value = ${_literal(text)}::jsonb,
+       UPDATE lockbox.documents SET value = ${_literal(text)}::json,
          version = version + 1, fence = ${fenceSql}, updated_at = now()
        WHERE name = ${name} RETURNING version;
        COMMIT;`,
@@ -313,7 +315,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   ): Promise<T> {
     const [{ id }] = await session.query<{ id: string }>(
       `INSERT INTO lockbox.quarantine (name, version, value, reason)
-       VALUES ($1, $2, $3::jsonb, $4) RETURNING id`,
+       VALUES ($1, $2, $3::json, $4) RETURNING id`,
       [
         this.settings.name,
         row.version,
@@ -444,12 +446,6 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     switch (state) {
       case "55P03":
         return new LockTimeoutError(this.#label, null, { cause: error });
-      case "22P05":
-      case "22021":
-        return new TypeError(
-          `Cannot write '${this.#label}': PostgreSQL's jsonb cannot hold it (${message}), such as the character U+0000 in a string; nothing was written`,
-          { cause: error },
-        );
       case "42P01":
       case "3F000":
         return new StoreError(

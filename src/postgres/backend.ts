@@ -22,6 +22,8 @@ import {
 } from "./_session.ts";
 import { PgLock, type PgLockHolder } from "./pg_lock.ts";
 import type { _SessionPool } from "./_pg_document.ts";
+import type { StoreBackend } from "../store/store_backend.ts";
+import { StoreError } from "../base/errors.ts";
 import { PgJsonStore, type PgJsonStoreOptions } from "./pg_store.ts";
 
 /** The first key of every lockbox advisory lock ("lock" in ASCII). */
@@ -55,7 +57,7 @@ CREATE TABLE IF NOT EXISTS lockbox.holders (
 );
 CREATE TABLE IF NOT EXISTS lockbox.documents (
   name text PRIMARY KEY,
-  value jsonb,
+  value json,
   version bigint NOT NULL DEFAULT 0,
   fence bigint,
   updated_at timestamptz NOT NULL DEFAULT now()
@@ -63,7 +65,7 @@ CREATE TABLE IF NOT EXISTS lockbox.documents (
 CREATE TABLE IF NOT EXISTS lockbox.document_backups (
   name text NOT NULL,
   version bigint NOT NULL,
-  value jsonb NOT NULL,
+  value json NOT NULL,
   saved_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (name, version)
 );
@@ -71,14 +73,14 @@ CREATE TABLE IF NOT EXISTS lockbox.quarantine (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   name text NOT NULL,
   version bigint NOT NULL,
-  value jsonb NOT NULL,
+  value json NOT NULL,
   reason text NOT NULL,
   quarantined_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS lockbox.logs (
   name text NOT NULL,
   seq bigint GENERATED ALWAYS AS IDENTITY,
-  entry jsonb NOT NULL,
+  entry json NOT NULL,
   written_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (name, seq)
 );
@@ -218,7 +220,7 @@ function _checkName(name: unknown): string {
  * });
  * ```
  */
-export class PostgresBackend {
+export class PostgresBackend implements StoreBackend {
   #config: _SessionConfig;
   #idle: _Session[] = [];
   #ids = new Map<string, number>();
@@ -381,6 +383,72 @@ export class PostgresBackend {
    */
   jsonStore<T>(name: string, options: PgJsonStoreOptions<T>): PgJsonStore<T> {
     return new PgJsonStore<T>(this.#pool, name, options);
+  }
+
+  /**
+   * Appends records to the log `name` (a row each in `lockbox.logs`), all
+   * in one transaction, in order: the database's twin of `appendJsonl`.
+   *
+   * @param name The log's name (1 to 200 characters).
+   * @param records JSON values.
+   * @returns A promise that resolves once they are committed.
+   * @throws {TypeError} If a record is not JSON.
+   */
+  async appendLog(name: string, records: readonly unknown[]): Promise<void> {
+    _checkName(name);
+    const lines = records.map((record) => {
+      const text = JSON.stringify(record);
+      if (text === undefined) {
+        throw new TypeError(
+          `Cannot append ${typeof record} to log '${name}': it is not JSON; nothing was appended`,
+        );
+      }
+      return text;
+    });
+    if (lines.length === 0) return;
+    await this.#logQuery(name, (session) =>
+      session.query(
+        `INSERT INTO lockbox.logs (name, entry)
+         SELECT $1, value FROM json_array_elements($2::json)
+           WITH ORDINALITY AS e(value, at) ORDER BY at`,
+        [name, `[${lines.join(",")}]`],
+      ));
+  }
+
+  /**
+   * The records of the log `name`, oldest first.
+   *
+   * @param name The log's name.
+   * @returns The records (none while the log is empty).
+   */
+  async readLog(name: string): Promise<unknown[]> {
+    _checkName(name);
+    const rows = await this.#logQuery(
+      name,
+      (session) =>
+        session.query<{ entry: unknown }>(
+          "SELECT entry FROM lockbox.logs WHERE name = $1 ORDER BY seq",
+          [name],
+        ),
+    );
+    return rows.map((row) => row.entry);
+  }
+
+  async #logQuery<R>(
+    name: string,
+    fn: (session: _Session) => Promise<R>,
+  ): Promise<R> {
+    try {
+      return await this.#withSession(fn);
+    } catch (error) {
+      throw new StoreError(
+        `${name} (PostgreSQL log)`,
+        `Cannot use log '${name}' on ${_describe(this.#config.url)}: ${
+          (error as Error).message
+        }`,
+        { cause: error },
+      );
+    }
   }
 
   /** Sessions for the stores this backend made. */

@@ -3,6 +3,7 @@
 // write, with the options the caller gave.
 
 import { JsonStore } from "../store/json_store.ts";
+import type { StoreBackend } from "../store/store_backend.ts";
 
 /** Options shared by the seed-compatible DBs. */
 export interface DbOptions {
@@ -40,6 +41,14 @@ export interface DbOptions {
    * @default {false}
    */
   journal?: boolean;
+  /**
+   * Keep the DB elsewhere than in a file, such as in PostgreSQL
+   * (`PostgresBackend` from `@lockbox/lockbox/postgres`): the path argument
+   * is then the document's name. Behaviour and errors stay the same.
+   *
+   * @default {the file system}
+   */
+  backend?: StoreBackend;
 }
 
 export function _seedDb<T extends object>(
@@ -47,6 +56,27 @@ export function _seedDb<T extends object>(
   validate: (value: unknown) => T,
   options: DbOptions,
 ): JsonStore<T> {
+  if (options.backend !== undefined) {
+    if (typeof path !== "string") {
+      throw new TypeError(
+        "Cannot name a document with a URL: with a backend, the first argument is the document's name",
+      );
+    }
+    for (const key of ["journal", "blockingLock"] as const) {
+      if (options[key]) {
+        throw new TypeError(
+          `Cannot use ${key} with a backend: it is an option of files`,
+        );
+      }
+    }
+    return options.backend.jsonStore<T>(path, {
+      initial: () => ({}) as T,
+      validate,
+      lockTimeout: options.lockTimeout,
+      durable: options.durable,
+      backups: options.backups,
+    });
+  }
   return new JsonStore<T>(path, {
     initial: () => ({}) as T,
     validate,
