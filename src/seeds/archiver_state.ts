@@ -8,6 +8,29 @@ import { FileLock, withLock } from "../lock/file_lock.ts";
 import { JsonStore } from "../store/json_store.ts";
 import { appendJsonl } from "../store/jsonl.ts";
 import { lockHolder } from "../lock/lock_inspect.ts";
+import type { BackendLock, StoreBackend } from "../store/store_backend.ts";
+
+/** Where the archiver's state, failure logs and instance lock are. */
+export interface ArchiverOptions {
+  /**
+   * Keep them elsewhere than in files, such as in PostgreSQL
+   * (`PostgresBackend` from `@lockbox/lockbox/postgres`): each path
+   * argument is then a name, and a failure log is a document holding its
+   * list of runs. Behaviour and errors stay the same.
+   *
+   * @default {the file system}
+   */
+  backend?: StoreBackend;
+}
+
+function _name(path: string | URL, what: string): string {
+  if (typeof path !== "string") {
+    throw new TypeError(
+      `Cannot name ${what} with a URL: with a backend, it is a name`,
+    );
+  }
+  return path;
+}
 
 /** The archiver's state file; unknown keys are kept as they are. */
 export interface RunState {
@@ -32,7 +55,16 @@ function _validateState(value: unknown): RunState {
   return value as RunState;
 }
 
-function _store(path: string | URL): JsonStore<RunState> {
+function _store(
+  path: string | URL,
+  backend: StoreBackend | undefined,
+): JsonStore<RunState> {
+  if (backend) {
+    return backend.jsonStore<RunState>(_name(path, "a state"), {
+      initial: () => ({}),
+      validate: _validateState,
+    });
+  }
   return new JsonStore<RunState>(path, {
     initial: () => ({}),
     validate: _validateState,
@@ -74,8 +106,11 @@ function _checkRuns(runs: unknown, what: string): number[] {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export function readState(path: string | URL): Promise<RunState> {
-  return _store(path).read();
+export function readState(
+  path: string | URL,
+  options: ArchiverOptions = {},
+): Promise<RunState> {
+  return _store(path, options.backend).read();
 }
 
 /**
@@ -89,13 +124,14 @@ export function readState(path: string | URL): Promise<RunState> {
 export async function writeState(
   path: string | URL,
   state: RunState,
+  options: ArchiverOptions = {},
 ): Promise<void> {
   try {
     _validateState(state);
   } catch (error) {
     throw new TypeError(`Cannot write state: ${(error as Error).message}`);
   }
-  await _store(path).write(state);
+  await _store(path, options.backend).write(state);
 }
 
 /**
@@ -121,10 +157,11 @@ export async function writeState(
 export async function updateContiguousRunState(
   path: string | URL,
   successfulRuns: number[],
+  options: ArchiverOptions = {},
 ): Promise<RunState> {
   _checkRuns(successfulRuns, "successful runs");
   const sorted = [...new Set(successfulRuns)].sort((a, b) => a - b);
-  return await _store(path).update((state) => {
+  return await _store(path, options.backend).update((state) => {
     if (sorted.length === 0) return { ...state };
     let last = state.last_contiguous_run ?? sorted[0] - 1;
     for (const run of sorted) {
@@ -151,9 +188,10 @@ export async function updateContiguousRunState(
 export async function updateAttemptedRunState(
   path: string | URL,
   attemptedRuns: number[],
+  options: ArchiverOptions = {},
 ): Promise<RunState> {
   _checkRuns(attemptedRuns, "attempted runs");
-  return await _store(path).update((state) => {
+  return await _store(path, options.backend).update((state) => {
     if (attemptedRuns.length > 0) {
       const highest = Math.max(...attemptedRuns);
       if (highest > (state.last_attempted_run ?? -1)) {
@@ -173,8 +211,9 @@ export async function updateAttemptedRunState(
  */
 export async function getIncrementalStartRun(
   path: string | URL,
+  options: ArchiverOptions = {},
 ): Promise<number> {
-  const state = await readState(path);
+  const state = await readState(path, options);
   return Math.max(
     state.last_contiguous_run ?? 0,
     state.last_attempted_run ?? 0,
@@ -190,7 +229,19 @@ export async function getIncrementalStartRun(
  */
 export async function parseRunRecordsFile(
   path: string | URL,
+  options: ArchiverOptions = {},
 ): Promise<number[]> {
+  if (options.backend) {
+    const name = _name(path, "run records");
+    const runs = await _runLog(options.backend, name).read();
+    if (runs === null) {
+      throw new StoreError(
+        name,
+        `Cannot read run records '${name}': it does not exist; check the name`,
+      );
+    }
+    return runs;
+  }
   const file = _toPath(path);
   const bytes = await _readStoreFile(file, "read run records");
   if (bytes === null) {
@@ -220,8 +271,17 @@ export async function parseRunRecordsFile(
 export async function appendToFailureLog(
   path: string | URL,
   runs: number[],
+  options: ArchiverOptions = {},
 ): Promise<void> {
   _checkRuns(runs, "failed runs");
+  if (options.backend) {
+    // Appending nothing leaves a missing log missing, as with a file.
+    if (runs.length === 0) return;
+    await _runLog(options.backend, _name(path, "a failure log")).transform(
+      (log) => [...(log ?? []), ...runs],
+    );
+    return;
+  }
   // A run number is a JSON value, so the log is also a JSONL file.
   await appendJsonl(path, runs);
 }
@@ -238,8 +298,15 @@ export async function appendToFailureLog(
 export async function writeFailureLog(
   path: string | URL,
   runs: number[],
+  options: ArchiverOptions = {},
 ): Promise<void> {
   _checkRuns(runs, "failed runs");
+  if (options.backend) {
+    await _runLog(options.backend, _name(path, "a failure log")).write([
+      ...runs,
+    ]);
+    return;
+  }
   const file = _toPath(path);
   const text = runs.map((r) => `${r}\n`).join("");
   await withLock(file, () => _replaceHoldingLock(file, text, true), {
@@ -247,8 +314,19 @@ export async function writeFailureLog(
   });
 }
 
+/** A failure log or run records on a backend: a document of run numbers. */
+function _runLog(
+  backend: StoreBackend,
+  name: string,
+): JsonStore<number[] | null> {
+  return backend.jsonStore<number[] | null>(name, {
+    initial: null,
+    validate: (value) => value === null ? null : _checkRuns(value, "the log"),
+  });
+}
+
 /** Options of {@linkcode acquireInstanceLock}. */
-export interface InstanceLockOptions {
+export interface InstanceLockOptions extends ArchiverOptions {
   /** Kept in the holder record, such as `{ command: "archiver import" }`. */
   metadata?: Record<string, unknown>;
 }
@@ -265,21 +343,24 @@ export interface MonitorOptions {
  * A held single-instance lock: the lock file itself is flocked.
  */
 export class InstanceLock implements AsyncDisposable {
-  #lock: FileLock;
+  #lock: FileLock | BackendLock;
+  #lockPath: string;
   #timer: ReturnType<typeof setInterval> | undefined;
 
   /**
    * Wraps a held lock; use {@linkcode acquireInstanceLock} to get one.
    *
-   * @param lock The held lock.
+   * @param lock The held lock: a FileLock, or a backend's lock.
+   * @param name The backend lock's name (a FileLock has its path).
    */
-  constructor(lock: FileLock) {
+  constructor(lock: FileLock | BackendLock, name?: string) {
     this.#lock = lock;
+    this.#lockPath = lock instanceof FileLock ? lock.lockPath : name ?? "";
   }
 
-  /** The lock file. */
+  /** The lock file (on a backend: the lock's name). */
   get lockPath(): string {
-    return this.#lock.lockPath;
+    return this.#lockPath;
   }
 
   /**
@@ -289,7 +370,10 @@ export class InstanceLock implements AsyncDisposable {
    * @returns `true` while this instance still owns the lock file.
    */
   isValid(): Promise<boolean> {
-    return this.#lock.verify();
+    const lock = this.#lock;
+    return lock instanceof FileLock
+      ? lock.verify()
+      : Promise.resolve(!lock.signal.aborted);
   }
 
   /**
@@ -358,6 +442,18 @@ export async function acquireInstanceLock(
   lockFile: string | URL,
   options: InstanceLockOptions = {},
 ): Promise<InstanceLock> {
+  const backend = options.backend;
+  if (backend) {
+    const name = _name(lockFile, "an instance lock");
+    const held = await backend.tryAcquire(name, { metadata: options.metadata });
+    if (held === null) {
+      throw new LockBusyError(
+        name,
+        await backend.lockHolder(name).catch(() => null),
+      );
+    }
+    return new InstanceLock(held, name);
+  }
   const path = _toPath(lockFile);
   const lock = await FileLock.tryAcquire(path, {
     lockPath: path,

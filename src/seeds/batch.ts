@@ -7,6 +7,7 @@ import { _sleep } from "../base/_promise.ts";
 import { _checkTimeout } from "../lock/_kernel.ts";
 import { FileLock } from "../lock/file_lock.ts";
 import { LockTimeoutError } from "../base/errors.ts";
+import type { StoreBackend } from "../store/store_backend.ts";
 
 /** The outcome for one file of {@linkcode processFiles}. */
 export type FileResult<R> =
@@ -48,6 +49,15 @@ export interface ProcessFilesOptions<R> {
   lock?: boolean;
   /** Stops starting new files; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
+  /**
+   * Lock each file by name on this backend (such as `PostgresBackend`)
+   * instead of by a lock file beside it: the path as given is the lock's
+   * name, so workers on several hosts that give the same path exclude each
+   * other. The files themselves are not touched.
+   *
+   * @default {lock files}
+   */
+  backend?: StoreBackend;
   /** Called once per file as it finishes, in completion order. */
   onProgress?: (done: number, total: number, result: FileResult<R>) => void;
 }
@@ -104,7 +114,57 @@ export async function processFiles<R>(
   const results: FileResult<R>[] = new Array(paths.length);
   let next = 0;
   let done = 0;
+  const failed = (file: string, error: unknown): FileResult<R> => ({
+    file,
+    ok: false,
+    locked: false,
+    error: error instanceof Error ? error.message : String(error),
+  });
+  const run = async (file: string): Promise<FileResult<R>> => {
+    try {
+      return { file, ok: true, value: await fn(file) };
+    } catch (error) {
+      return failed(file, error);
+    }
+  };
+  /** What a lock that could not be taken makes of this file, or `null` to retry. */
+  const notLocked = async (
+    file: string,
+    error: unknown,
+    attempt: number,
+  ): Promise<FileResult<R> | null> => {
+    if (signal?.aborted) throw error;
+    // A lock that cannot be taken at all (its lock file is a directory,
+    // say) fails this file, not the batch.
+    if (!(error instanceof LockTimeoutError)) return failed(file, error);
+    if (attempt >= retries) {
+      const pid = error.holder ? ` (pid ${error.holder.pid})` : "";
+      return {
+        file,
+        ok: false,
+        locked: true,
+        error: `locked by another process${pid}`,
+      };
+    }
+    await _sleep(retryDelay, signal);
+    return null;
+  };
+  const backend = options.backend;
+  const onBackend = async (file: string): Promise<FileResult<R>> => {
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await backend!.withLock(file, () => run(file), {
+          timeout: lockTimeout,
+          signal,
+        });
+      } catch (error) {
+        const result = await notLocked(file, error, attempt);
+        if (result !== null) return result;
+      }
+    }
+  };
   const one = async (file: string): Promise<FileResult<R>> => {
+    if (backend && (options.lock ?? true)) return await onBackend(file);
     let lock: FileLock | undefined;
     if (options.lock ?? true) {
       for (let attempt = 0;; attempt++) {
@@ -112,42 +172,15 @@ export async function processFiles<R>(
           lock = await FileLock.acquire(file, { timeout: lockTimeout, signal });
           break;
         } catch (error) {
-          if (signal?.aborted) throw error;
-          if (!(error instanceof LockTimeoutError)) {
-            // A lock that cannot be taken at all (its lock file is a
-            // directory, say) fails this file, not the batch.
-            return {
-              file,
-              ok: false,
-              locked: false,
-              error: error instanceof Error ? error.message : String(error),
-            };
-          }
-          if (attempt >= retries) {
-            const pid = error.holder ? ` (pid ${error.holder.pid})` : "";
-            return {
-              file,
-              ok: false,
-              locked: true,
-              error: `locked by another process${pid}`,
-            };
-          }
-          await _sleep(retryDelay, signal);
+          const result = await notLocked(file, error, attempt);
+          if (result !== null) return result;
         }
       }
     }
     try {
-      const value = lock
-        ? await _lockInternals.runHolding(lock, () => fn(file))
-        : await fn(file);
-      return { file, ok: true, value };
-    } catch (error) {
-      return {
-        file,
-        ok: false,
-        locked: false,
-        error: error instanceof Error ? error.message : String(error),
-      };
+      return lock
+        ? await _lockInternals.runHolding(lock, () => run(file))
+        : await run(file);
     } finally {
       await lock?.release();
     }
@@ -168,8 +201,8 @@ export async function processFiles<R>(
   // Every lane finishes its file before the batch settles, so no lock or
   // callback outlives the promise, even when one lane rejects.
   const settled = await Promise.allSettled(lanes);
-  const failed = settled.find((s) => s.status === "rejected");
-  if (failed) throw (failed as PromiseRejectedResult).reason;
+  const rejected = settled.find((s) => s.status === "rejected");
+  if (rejected) throw (rejected as PromiseRejectedResult).reason;
   return results;
 }
 

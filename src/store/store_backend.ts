@@ -4,6 +4,7 @@
 // otherwise behave exactly as on files.
 
 import type { JsonStore } from "./json_store.ts";
+import type { LockHolder } from "../base/lock_holder.ts";
 
 /** Options of {@linkcode StoreBackend.jsonStore}. */
 export interface BackendStoreOptions<T> {
@@ -92,4 +93,11 @@ export interface StoreBackend {
     name: string,
     options?: { metadata?: Record<string, unknown> },
   ): Promise<BackendLock | null>;
+  /**
+   * Who holds the lock `name`.
+   *
+   * @param name The lock's name.
+   * @returns The holder's record, or `null` while free.
+   */
+  lockHolder(name: string): Promise<LockHolder | null>;
 }

@@ -1,9 +1,16 @@
 // Tries to check out one file as one user; prints "won" or "lost <holder>".
 // Usage: checkout_once.ts REPO REGISTRY NAME USER
+// With LOCKBOX_TEST_BACKEND=postgres, REGISTRY names a document on the
+// server the PG* variables point at.
 import { AlreadyCheckedOutError, FileService } from "../../../mod.ts";
+import { testBackend } from "./_backend.ts";
 
 const [repo, registry, name, user] = Deno.args;
-const files = new FileService(repo, registry, { durable: false });
+await using backend = await testBackend();
+const files = new FileService(repo, registry, {
+  durable: false,
+  backend: backend.backend,
+});
 try {
   await files.checkout(name, user, `edit by ${user}`);
   console.log("won");

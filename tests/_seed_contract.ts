@@ -1,0 +1,256 @@
+// The seed systems' behaviour, written once and run on every backend: files
+// (tests/seed_contract_test.ts) and PostgreSQL (tests/postgres/seeds_test.ts).
+// Same calls, same results, same error types.
+
+import assert from "node:assert/strict";
+import {
+  acquireInstanceLock,
+  AlreadyCheckedOutError,
+  appendToFailureLog,
+  CaptureGroups,
+  CheckoutRegistry,
+  FileService,
+  getIncrementalStartRun,
+  GroupNotFoundError,
+  LockBusyError,
+  NotCheckedOutError,
+  NotOwnerError,
+  Operations,
+  parseRunRecordsFile,
+  processFiles,
+  readState,
+  type StoreBackend,
+  StoreError,
+  updateAttemptedRunState,
+  updateContiguousRunState,
+  writeFailureLog,
+  writeState,
+} from "../mod.ts";
+
+/** One backend under test, for one test. */
+export interface SeedPlace {
+  /** The backend option (`undefined`: files). */
+  backend: StoreBackend | undefined;
+  /** A fresh name (a path in a temporary directory, or a document name). */
+  name(label: string): string;
+  /** A directory for files that stay on disk (a repository, a batch). */
+  dir: string;
+  /** Holds the lock a batch takes on `file`; returns its release. */
+  hold(file: string): Promise<() => Promise<void>>;
+}
+
+/** A backend under test. */
+export interface SeedStorage {
+  label: string;
+  test(name: string, fn: (place: SeedPlace) => Promise<void>): void;
+}
+
+/** Registers the seed systems' shared tests for one backend. */
+export function seedContract(storage: SeedStorage): void {
+  const t = (name: string, fn: (place: SeedPlace) => Promise<void>) =>
+    storage.test(`seed contract (${storage.label}): ${name}`, fn);
+
+  t(
+    "capture groups: create, add once, list in order, delete, prune, and odd ids",
+    async (place) => {
+      const groups = new CaptureGroups(place.name("groups"), {
+        backend: place.backend,
+      });
+      const made = await groups.create();
+      assert.match(made, /^[0-9a-f]{16}$/);
+      assert.equal(await groups.create("zeta"), "zeta");
+      assert.equal(await groups.create("constructor"), "constructor");
+      await groups.create("toString");
+      await groups.addTransaction("zeta", "t1");
+      await groups.addTransaction("zeta", "t1");
+      await groups.addTransaction("zeta", "t2");
+      assert.deepEqual(await groups.transactions("zeta"), ["t1", "t2"]);
+      assert.deepEqual(await groups.transactions("missing"), []);
+      assert.deepEqual(await groups.transactions("__proto__"), []);
+      assert.equal(await groups.get("hasOwnProperty"), undefined);
+      await assert.rejects(
+        groups.addTransaction("missing", "t"),
+        GroupNotFoundError,
+      );
+      assert.deepEqual(await groups.list(), [
+        made,
+        "zeta",
+        "constructor",
+        "toString",
+      ]);
+      assert.equal(await groups.delete("zeta"), true);
+      assert.equal(await groups.delete("zeta"), false);
+      assert.deepEqual(await groups.pruneOlderThan(3600), []);
+      assert.equal((await groups.pruneOlderThan(0)).length, 0);
+      await assert.rejects(groups.pruneOlderThan(-1), RangeError);
+      await assert.rejects(groups.create(""), TypeError);
+    },
+  );
+
+  t(
+    "operations: register for a group, look up, refuse a missing group",
+    async (place) => {
+      const groups = new CaptureGroups(place.name("groups"), {
+        backend: place.backend,
+      });
+      const ops = new Operations(place.name("ops"), {
+        groups,
+        backend: place.backend,
+      });
+      const group = await groups.create();
+      const op = await ops.register(group);
+      assert.equal(await ops.captureGroupOf(op), group);
+      assert.equal(await ops.captureGroupOf("constructor"), undefined);
+      assert.deepEqual(await ops.list(), [op]);
+      await assert.rejects(ops.register("nope"), GroupNotFoundError);
+    },
+  );
+
+  t(
+    "checkout registry and file service: one holder, only the owner checks in",
+    async (place) => {
+      const registry = new CheckoutRegistry(place.name("checkouts"), {
+        backend: place.backend,
+      });
+      const record = await registry.checkout("part.mcam", "ann", "holes");
+      assert.equal(record.user, "ann");
+      assert.equal(record.message, "holes");
+      await assert.rejects(
+        registry.checkout("part.mcam", "bob"),
+        (e) => e instanceof AlreadyCheckedOutError && e.holder.user === "ann",
+      );
+      await assert.rejects(registry.checkin("part.mcam", "bob"), NotOwnerError);
+      await assert.rejects(
+        registry.checkin("other.mcam", "ann"),
+        NotCheckedOutError,
+      );
+      assert.equal((await registry.holder("part.mcam"))?.user, "ann");
+      assert.equal(await registry.holder("constructor"), undefined);
+      await registry.checkin("part.mcam", "ann");
+      assert.deepEqual(await registry.list(), {});
+
+      const repo = `${place.dir}/repo`;
+      await Deno.mkdir(repo);
+      await Deno.writeTextFile(`${repo}/a.MCAM`, "G0");
+      const files = new FileService(repo, place.name("files"), {
+        backend: place.backend,
+      });
+      await files.checkout("a.MCAM", "cy");
+      const [status] = await files.filesWithStatus();
+      assert.equal(status.lockedBy, "cy");
+      await assert.rejects(files.checkout("../x.mcam", "cy"), TypeError);
+      await assert.rejects(files.checkout("none.mcam", "cy"), StoreError);
+    },
+  );
+
+  t(
+    "archiver run state: contiguous and attempted runs, the start run, invalid state refused",
+    async (place) => {
+      const options = { backend: place.backend };
+      const state = place.name("state");
+      assert.deepEqual(await readState(state, options), {});
+      assert.equal(await getIncrementalStartRun(state, options), 0);
+      const s1 = await updateContiguousRunState(
+        state,
+        [101, 102, 104],
+        options,
+      );
+      assert.equal(s1.last_contiguous_run, 102);
+      const s2 = await updateContiguousRunState(
+        state,
+        [103, 104, 106],
+        options,
+      );
+      assert.equal(s2.last_contiguous_run, 104);
+      await updateAttemptedRunState(state, [110, 90], options);
+      await updateAttemptedRunState(state, [100], options);
+      assert.equal(await getIncrementalStartRun(state, options), 110);
+      await writeState(
+        state,
+        { last_contiguous_run: 5, other: "kept" },
+        options,
+      );
+      assert.deepEqual(await readState(state, options), {
+        last_contiguous_run: 5,
+        other: "kept",
+      });
+      await assert.rejects(
+        writeState(state, { last_contiguous_run: -1 }, options),
+        TypeError,
+      );
+    },
+  );
+
+  t(
+    "archiver failure log: append, replace, read back; a missing log is a StoreError",
+    async (place) => {
+      const options = { backend: place.backend };
+      const log = place.name("failures");
+      await assert.rejects(parseRunRecordsFile(log, options), StoreError);
+      await appendToFailureLog(log, [7, 3], options);
+      await appendToFailureLog(log, [9], options);
+      assert.deepEqual(await parseRunRecordsFile(log, options), [7, 3, 9]);
+      await writeFailureLog(log, [3], options);
+      assert.deepEqual(await parseRunRecordsFile(log, options), [3]);
+      await assert.rejects(appendToFailureLog(log, [-1], options), TypeError);
+      const empty = place.name("empty-failures");
+      await appendToFailureLog(empty, [], options);
+      await assert.rejects(parseRunRecordsFile(empty, options), StoreError);
+      await writeFailureLog(empty, [], options);
+      assert.deepEqual(await parseRunRecordsFile(empty, options), []);
+    },
+  );
+
+  t(
+    "archiver instance lock: a second instance is refused with LockBusyError until the first releases",
+    async (place) => {
+      const name = place.name("archiver.lock");
+      const first = await acquireInstanceLock(name, {
+        backend: place.backend,
+        metadata: { job: "import" },
+      });
+      assert.equal(await first.isValid(), true);
+      await assert.rejects(
+        acquireInstanceLock(name, { backend: place.backend }),
+        LockBusyError,
+      );
+      await first.release();
+      assert.equal(await first.isValid(), false);
+      const second = await acquireInstanceLock(name, {
+        backend: place.backend,
+      });
+      await second.release();
+    },
+  );
+
+  t(
+    "batch: files locked elsewhere are reported, the others processed",
+    async (place) => {
+      const files = ["a", "b", "c"].map((n) => `${place.dir}/${n}.txt`);
+      for (const file of files) await Deno.writeTextFile(file, file);
+      const release = await place.hold(files[1]);
+      try {
+        const results = await processFiles(
+          files,
+          async (file) => (await Deno.readTextFile(file)).length,
+          { backend: place.backend, lockTimeout: 100 },
+        );
+        assert.deepEqual(results.map((r) => r.ok), [true, false, true]);
+        assert.equal(results[1].ok === false && results[1].locked, true);
+        const failing = await processFiles(
+          [files[0]],
+          () => Promise.reject(new Error("boom")),
+          { backend: place.backend },
+        );
+        assert.deepEqual(failing, [{
+          file: files[0],
+          ok: false,
+          locked: false,
+          error: "boom",
+        }]);
+      } finally {
+        await release();
+      }
+    },
+  );
+}
