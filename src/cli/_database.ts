@@ -13,3 +13,30 @@ export async function _connectDb(url: string): Promise<PostgresBackend> {
   const { PostgresBackend } = await import("../postgres/backend.ts");
   return await PostgresBackend.connect(url === "env" ? undefined : url);
 }
+
+/** The help text of `--db` where it names a database for stores. */
+export const DB_STORE_HELP =
+  "keep it on this PostgreSQL database (a postgres:// URL, or 'env' for LOCKBOX_DATABASE_URL or the PG* variables): file arguments are then document names";
+
+/** Whether an option's value names a database rather than a file. */
+export function _isDbUrl(value: string | undefined): value is string {
+  return value !== undefined &&
+    (value === "env" || /^postgres(ql)?:\/\//i.test(value));
+}
+
+/**
+ * Runs `fn` with the backend `url` names (connected, and closed after), or
+ * with `undefined` for files when no database is named.
+ */
+export async function _usingDb<R>(
+  url: string | undefined,
+  fn: (db: PostgresBackend | undefined) => Promise<R>,
+): Promise<R> {
+  if (url === undefined) return await fn(undefined);
+  const db = await _connectDb(url);
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}

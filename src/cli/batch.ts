@@ -8,6 +8,7 @@ import { type FileResult, processFiles } from "../seeds/batch.ts";
 import { loadLockingConfig } from "../seeds/config.ts";
 import { _Exit, _print, _say, EXIT_CONFLICT } from "./_output.ts";
 import { _integer, _seconds } from "./_parse.ts";
+import { _usingDb } from "./_database.ts";
 
 /** Adds `lockbox batch` to the program. */
 export function _addBatch(
@@ -30,6 +31,10 @@ export function _addBatch(
       "how long to wait for each file's lock (default 30, or the config's)",
       _seconds,
     )
+    .option(
+      "--db <url>",
+      "lock each FILE by name on this PostgreSQL database (a postgres:// URL, or 'env') instead of by a lock file, for workers on several hosts",
+    )
     .action(async (operands: string[], options, command: Command) => {
       const dash = commandArgv;
       if (!dash || dash.length === 0) {
@@ -39,26 +44,28 @@ export function _addBatch(
         ? await loadLockingConfig(options.config, { onWarning: _say })
         : undefined;
       const progress = _isTerminal("stderr");
-      const results = await processFiles(
-        operands,
-        async (file) => {
-          const argv = dash.includes("{}")
-            ? dash.map((a) => a === "{}" ? file : a)
-            : [...dash, file];
-          const { code, signal } = await (await _startCommand(argv)).status;
-          if (signal !== null) throw new Error(`killed by signal ${signal}`);
-          if (code !== 0) throw new Error(`exited with ${code}`);
-        },
-        {
-          ...config,
-          concurrency: options.concurrency,
-          lockTimeout: options.lockTimeout ?? config?.lockTimeout,
-          onProgress: (done, total, result) => {
-            if (progress) _progressBar(done, total, result.file);
-            else _print(_resultLine(result));
+      const results = await _usingDb(options.db, (backend) =>
+        processFiles(
+          operands,
+          async (file) => {
+            const argv = dash.includes("{}")
+              ? dash.map((a) => a === "{}" ? file : a)
+              : [...dash, file];
+            const { code, signal } = await (await _startCommand(argv)).status;
+            if (signal !== null) throw new Error(`killed by signal ${signal}`);
+            if (code !== 0) throw new Error(`exited with ${code}`);
           },
-        },
-      );
+          {
+            ...config,
+            backend,
+            concurrency: options.concurrency,
+            lockTimeout: options.lockTimeout ?? config?.lockTimeout,
+            onProgress: (done, total, result) => {
+              if (progress) _progressBar(done, total, result.file);
+              else _print(_resultLine(result));
+            },
+          },
+        ));
       if (progress) {
         _writeStderr("\r\x1b[K");
         for (const result of results) _print(_resultLine(result));

@@ -25,6 +25,7 @@ import { _addOps } from "./ops.ts";
 import { _addState } from "./state.ts";
 import { _addFiles } from "./files.ts";
 import { _addBatch } from "./batch.ts";
+import { _addMigrate } from "./migrate.ts";
 
 /** The `lockbox` program with every command. */
 export function _program(batchArgv?: string[]): Command {
@@ -53,6 +54,7 @@ export function _program(batchArgv?: string[]): Command {
   _addState(program);
   _addFiles(program);
   _addBatch(program, batchArgv);
+  _addMigrate(program);
   _finishHelp(program);
   return program;
 }

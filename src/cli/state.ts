@@ -10,20 +10,31 @@ import {
 } from "../seeds/archiver_state.ts";
 import { _json, _print } from "./_output.ts";
 import { _runs } from "./_parse.ts";
+import { _usingDb, DB_STORE_HELP } from "./_database.ts";
 
 /** Adds `lockbox state` to the program. */
 export function _addState(program: Command): void {
   const state = program.command("state")
     .description("Seed 003's archiver run state")
     .requiredOption("--state <file>", "the state file")
-    .option("--failures <file>", "the failure log (one run number a line)");
+    .option("--failures <file>", "the failure log (one run number a line)")
+    .option("--db <url>", DB_STORE_HELP);
   state.command("show").description("Print the state as JSON")
-    .action(async () => _json(await readState(state.opts().state)));
+    .action(() =>
+      _usingDb(
+        state.opts().db,
+        async (backend) =>
+          _json(await readState(state.opts().state, { backend })),
+      )
+    );
   state.command("next").description(
     "Print the run to start the next incremental import from",
   )
-    .action(async () =>
-      _print(String(await getIncrementalStartRun(state.opts().state)))
+    .action(() =>
+      _usingDb(state.opts().db, async (backend) =>
+        _print(
+          String(await getIncrementalStartRun(state.opts().state, { backend })),
+        ))
     );
   state.command("record")
     .description(
@@ -40,12 +51,16 @@ export function _addState(program: Command): void {
           "--failed needs --failures FILE, the failure log to append to",
         );
       }
-      await updateContiguousRunState(file, succeeded);
-      const result = await updateAttemptedRunState(file, [
-        ...succeeded,
-        ...failed,
-      ]);
-      if (failed.length > 0) await appendToFailureLog(failures, failed);
-      _json(result);
+      await _usingDb(state.opts().db, async (backend) => {
+        await updateContiguousRunState(file, succeeded, { backend });
+        const result = await updateAttemptedRunState(file, [
+          ...succeeded,
+          ...failed,
+        ], { backend });
+        if (failed.length > 0) {
+          await appendToFailureLog(failures, failed, { backend });
+        }
+        _json(result);
+      });
     });
 }

@@ -13,6 +13,9 @@ import {
 import { _getPointer, _setPointer } from "../store/_json_pointer.ts";
 import { _hasJournal } from "../store/_store_mode.ts";
 import { editStore } from "../store/edit_store.ts";
+import { _editDocument } from "../store/_edit_document.ts";
+import type { PostgresBackend } from "../postgres/backend.ts";
+import { _usingDb, DB_STORE_HELP } from "./_database.ts";
 import { JsonStore } from "../store/json_store.ts";
 import {
   _Exit,
@@ -41,20 +44,24 @@ export function _addStore(program: Command): void {
 function _addGet(store: Command): void {
   store.command("get")
     .description("Print a store's document, or the value at a JSON pointer")
-    .argument("<file>", "the store file")
+    .argument("<file>", "the store file (with --db: the document's name)")
     .option(
       "--pointer <pointer>",
       "a JSON pointer such as /users/0/name",
       _pointer,
     )
+    .option("--db <url>", DB_STORE_HELP)
     .action(async (file: string, options) => {
-      if (_lstat(file) === null) {
-        throw new _Exit(EXIT_CONFLICT, `Cannot read '${file}': no such file`);
-      }
-      const doc = await new JsonStore<unknown>(file, {
-        initial: null,
-        journal: _hasJournal(file),
-      }).read();
+      const doc = await _usingDb(options.db, async (db) => {
+        if (db) return await _readDocument(db, file);
+        if (_lstat(file) === null) {
+          throw new _Exit(EXIT_CONFLICT, `Cannot read '${file}': no such file`);
+        }
+        return await new JsonStore<unknown>(file, {
+          initial: null,
+          journal: _hasJournal(file),
+        }).read();
+      });
       const found = _getPointer(doc, options.pointer ?? "");
       if (!found.found) {
         throw new _Exit(
@@ -72,19 +79,28 @@ function _addSet(store: Command): void {
     .description(
       "Set the value at a JSON pointer, in one locked read-modify-write (missing objects on the way are created; - appends to an array)",
     )
-    .argument("<file>", "the store file (created if missing)")
+    .argument(
+      "<file>",
+      "the store file, created if missing (with --db: the document's name)",
+    )
     .argument(
       "<pointer>",
       "a JSON pointer such as /config/retries, or '' for the whole document",
       _pointer,
     )
     .argument("<json-value>", "the new value, as JSON", _jsonValue)
-    .action(async (file: string, pointer: string, value: unknown) => {
-      await new JsonStore<unknown>(file, {
-        initial: () => ({}),
-        journal: _hasJournal(file),
-      }).transform((doc) => _setPointer(doc, pointer, value));
-    });
+    .option("--db <url>", DB_STORE_HELP)
+    .action((file: string, pointer: string, value: unknown, options) =>
+      _usingDb(options.db, async (db) => {
+        const store = db
+          ? db.jsonStore<unknown>(file, { initial: () => ({}) })
+          : new JsonStore<unknown>(file, {
+            initial: () => ({}),
+            journal: _hasJournal(file),
+          });
+        await store.transform((doc) => _setPointer(doc, pointer, value));
+      })
+    );
 }
 
 /** `lockbox store edit FILE`: $VISUAL or $EDITOR on a copy, under the lock. */
@@ -93,21 +109,34 @@ function _addEdit(store: Command): void {
     .description(
       "Edit a store in $VISUAL or $EDITOR under its lock, as visudo does: invalid JSON is never written",
     )
-    .argument("<file>", "the store file")
-    .action(async (file: string) => {
+    .argument("<file>", "the store file (with --db: the document's name)")
+    .option("--db <url>", DB_STORE_HELP)
+    .action(async (file: string, options) => {
       const editor = (_env("VISUAL") || _env("EDITOR") || "vi").trim().split(
         /\s+/,
       );
-      const outcome = await editStore(file, {
+      const editOptions = {
         editor,
-        onInvalid: async (error) => {
+        onInvalid: async (error: SyntaxError) => {
           _say(`'${file}': the edit is not valid JSON (${error.message})`);
           if (!_isTerminal("stdin")) return false;
           _writeStderr("What now? (e)dit again, (q)uit without saving [e]: ");
           const answer = (await _readStdinLine())?.trim().toLowerCase();
           return answer === "" || answer === "e";
         },
-      });
+      };
+      const outcome = await _usingDb(options.db, (db) =>
+        db
+          // The row stays locked while a person edits: no hold limit.
+          ? _editDocument(
+            db.jsonStore<unknown>(file, {
+              initial: () => ({}),
+              holdTimeout: Infinity,
+            }),
+            `${file.replace(/[^A-Za-z0-9._-]/g, "_")}.json`,
+            editOptions,
+          )
+          : editStore(file, editOptions));
       if (outcome === "aborted") {
         throw new _Exit(EXIT_CONFLICT, `'${file}' left untouched`);
       }
@@ -125,12 +154,16 @@ function _addCheck(store: Command): void {
     .description(
       "Check that store files parse; --quarantine moves corrupt ones aside",
     )
-    .argument("<file...>", "the store files")
+    .argument("<file...>", "the store files (with --db: document names)")
     .option(
       "--quarantine",
       "move a corrupt file's bytes to <file>.corrupt-<time> and continue from its newest valid backup",
     )
+    .option("--db <url>", DB_STORE_HELP)
     .action(async (files: string[], options) => {
+      if (options.db !== undefined) {
+        return await _usingDb(options.db, (db) => _checkDocuments(db!, files));
+      }
       let code = EXIT_OK;
       for (const file of files) {
         if (_lstat(file) === null) {
@@ -164,4 +197,41 @@ function _addCheck(store: Command): void {
       }
       if (code !== EXIT_OK) throw new _Exit(code);
     });
+}
+
+/** A database document for `store get`; a never-written one is an error. */
+async function _readDocument(
+  db: PostgresBackend,
+  name: string,
+): Promise<unknown> {
+  const { value, version } = await db.jsonStore<unknown>(name, {
+    initial: null,
+  }).readWithVersion();
+  if (version === 0) {
+    throw new _Exit(
+      EXIT_CONFLICT,
+      `Cannot read '${name}': no such document on the database`,
+    );
+  }
+  return value;
+}
+
+/**
+ * `store check --db`: each document must exist and hold JSON (the server
+ * checks JSON on every write, so a stored document cannot be corrupt).
+ */
+async function _checkDocuments(
+  db: PostgresBackend,
+  names: string[],
+): Promise<void> {
+  let code = EXIT_OK;
+  for (const name of names) {
+    const { version } = await db.jsonStore<unknown>(name, { initial: null })
+      .readWithVersion();
+    if (version === 0) {
+      _print(`missing ${name}`);
+      code = EXIT_CONFLICT;
+    } else _print(`ok ${name} (version ${version})`);
+  }
+  if (code !== EXIT_OK) throw new _Exit(code);
 }

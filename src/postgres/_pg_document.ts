@@ -46,6 +46,7 @@ export interface _PgDocumentSettings<T> {
   durable: boolean;
   backups: number;
   lockTimeout: number;
+  holdTimeout: number;
   onCorrupt: "throw" | "quarantine";
   warn: (message: string) => void;
 }
@@ -233,7 +234,11 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     fence: number | undefined,
     options: _ChangeOptions,
   ): Promise<{ row: _Row; lockToken: number }> {
-    const { lockTimeout, durable, name, fenceLock } = this.settings;
+    const { lockTimeout, holdTimeout, durable, name, fenceLock } =
+      this.settings;
+    const idleLimit = holdTimeout === 0 || holdTimeout > _MAX_LOCK_TIMEOUT
+      ? 0
+      : Math.ceil(holdTimeout);
     // lock_timeout 0 means no limit; "do not wait" is NOWAIT for the row
     // lock, and 1 ms for waits NOWAIT does not cover (another session's
     // uncommitted insert of the same new row).
@@ -254,6 +259,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     return await this.#cancellable(session, options.signal, async () => {
       const results = await session.queryAll(
         `BEGIN; SET LOCAL lock_timeout = ${serverTimeout};
+         SET LOCAL idle_in_transaction_session_timeout = ${idleLimit};
          SET LOCAL synchronous_commit = ${durable ? "on" : "off"};
          ${select}${lockRow}`,
       );

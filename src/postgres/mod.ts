@@ -23,6 +23,11 @@ export {
 } from "./backend.ts";
 export { PgLock, type PgLockHolder } from "./pg_lock.ts";
 export {
+  migrateFileStore,
+  type MigrateOptions,
+  type MigrateResult,
+} from "./migrate.ts";
+export {
   type PgBackupInfo,
   PgJsonStore,
   type PgJsonStoreOptions,

@@ -43,6 +43,17 @@ export interface PgJsonStoreOptions<T> {
    */
   lockTimeout?: number;
   /**
+   * How long an `update`'s `fn` may keep the document's row locked without
+   * a statement reaching the server, in milliseconds (PostgreSQL's
+   * `idle_in_transaction_session_timeout`): past it the server ends the
+   * session, other writers go on, and the update fails with nothing
+   * written. `Infinity` (or `0`) for no limit, as an editor run by a person
+   * needs.
+   *
+   * @default {60_000}
+   */
+  holdTimeout?: number;
+  /**
    * A stored value `validate` rejects: `"throw"` a `CorruptStoreError` and
    * leave it, or `"quarantine"`: move it to `lockbox.quarantine`, continue
    * from the newest backup that validates (else `initial`), and warn.
@@ -164,6 +175,7 @@ export class PgJsonStore<T> extends JsonStore<T> {
       durable: options.durable ?? true,
       backups,
       lockTimeout: _checkTimeout(options.lockTimeout, "lockTimeout", 30_000),
+      holdTimeout: _checkTimeout(options.holdTimeout, "holdTimeout", 60_000),
       onCorrupt,
       warn: options.onWarning ?? ((message) => console.warn(message)),
     });

@@ -150,4 +150,297 @@ pgTest(
   },
 );
 
+pgTest(
+  "lockbox store get/set/check/edit --db: a document the library made, changed and read by the CLI; invalid edits refused",
+  async (c) => {
+    const { PostgresBackend } = await import("../../src/postgres/mod.ts");
+    const db = await PostgresBackend.connect(c.url);
+    try {
+      await db.jsonStore("settings", { initial: {} }).write({
+        retries: 3,
+        "it's": ["odd key"],
+      });
+      const got = await lockbox(c, [
+        "store",
+        "get",
+        "--db",
+        "env",
+        "settings",
+        "--pointer",
+        "/retries",
+      ]);
+      assert.equal(got.code, 0, got.stderr);
+      assert.equal(got.stdout.trim(), "3");
+      const set = await lockbox(c, [
+        "store",
+        "set",
+        "--db",
+        c.url,
+        "settings",
+        "/retries",
+        "5",
+      ]);
+      assert.equal(set.code, 0, set.stderr);
+      assert.deepEqual(
+        await db.jsonStore("settings", { initial: {} }).readWithVersion(),
+        { value: { retries: 5, "it's": ["odd key"] }, version: 2 },
+      );
+      const missing = await lockbox(c, ["store", "get", "--db", c.url, "nope"]);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /no such document/);
+      const check = await lockbox(c, [
+        "store",
+        "check",
+        "--db",
+        c.url,
+        "settings",
+        "nope",
+      ]);
+      assert.equal(check.code, 1);
+      assert.match(check.stdout, /ok settings \(version 2\)/);
+      assert.match(check.stdout, /missing nope/);
+
+      await withTempDir(async (dir) => {
+        // An "editor" that writes what the test says.
+        const editor = `${dir}/editor.sh`;
+        await Deno.writeTextFile(
+          editor,
+          `#!/bin/sh\ncat "${dir}/next" > "$1"\n`,
+        );
+        await Deno.chmod(editor, 0o755);
+        const edit = async (text: string) => {
+          await Deno.writeTextFile(`${dir}/next`, text);
+          const result = await output(Deno.execPath(), {
+            args: [
+              "run",
+              "--allow-all",
+              "--quiet",
+              CLI,
+              "store",
+              "edit",
+              "--db",
+              c.url,
+              "settings",
+            ],
+            env: { ...c.env, EDITOR: editor, VISUAL: "" },
+            stdin: "null",
+          });
+          return {
+            code: result.code,
+            stderr: new TextDecoder().decode(result.stderr),
+          };
+        };
+        const bad = await edit("{ not json");
+        assert.notEqual(bad.code, 0);
+        assert.match(bad.stderr, /not valid JSON/);
+        assert.equal(
+          (await db.jsonStore("settings", { initial: {} }).readWithVersion())
+            .version,
+          2,
+        );
+        const good = await edit('{"retries": 9}');
+        assert.equal(good.code, 0, good.stderr);
+        assert.deepEqual(
+          await db.jsonStore("settings", { initial: {} }).read(),
+          { retries: 9 },
+        );
+      });
+    } finally {
+      await db.close();
+    }
+  },
+);
+
+pgTest(
+  "lockbox groups, ops, state, files and batch --db keep the seed systems on the database",
+  async (c) => {
+    await withTempDir(async (dir) => {
+      const ok = async (args: string[]) => {
+        const result = await lockbox(c, args);
+        assert.equal(result.code, 0, `${args.join(" ")}: ${result.stderr}`);
+        return result.stdout.trim();
+      };
+      const group = await ok(["groups", "--db", c.url, "create"]);
+      await ok(["groups", "--db", c.url, "add", group, "t1", "t2"]);
+      assert.deepEqual(
+        JSON.parse(await ok(["groups", "--db", c.url, "show", group]))
+          .transactions,
+        ["t1", "t2"],
+      );
+      const op = await ok(["ops", "--db", c.url, "register", group]);
+      assert.equal(await ok(["ops", "--db", c.url, "get", op]), group);
+      const noGroup = await lockbox(c, ["ops", "--db", c.url, "register", "x"]);
+      assert.equal(noGroup.code, 1);
+
+      await ok([
+        "state",
+        "--db",
+        c.url,
+        "--state",
+        "archiver",
+        "--failures",
+        "archiver-failures",
+        "record",
+        "--succeeded",
+        "100-102",
+        "--failed",
+        "103",
+      ]);
+      assert.equal(
+        await ok(["state", "--db", c.url, "--state", "archiver", "next"]),
+        "103",
+      );
+
+      await Deno.mkdir(`${dir}/repo`);
+      await Deno.writeTextFile(`${dir}/repo/a.mcam`, "G0");
+      const files = ["files", "--db", c.url, "--repo", `${dir}/repo`];
+      await ok([
+        ...files,
+        "--registry",
+        "checkouts",
+        "checkout",
+        "a.mcam",
+        "--user",
+        "ann",
+      ]);
+      const taken = await lockbox(c, [
+        ...files,
+        "--registry",
+        "checkouts",
+        "checkout",
+        "a.mcam",
+        "--user",
+        "bob",
+      ]);
+      assert.equal(taken.code, 1);
+      assert.match(
+        await ok([...files, "--registry", "checkouts", "list"]),
+        /checked out by ann/,
+      );
+
+      // The library sees what the CLI wrote.
+      const { PostgresBackend } = await import("../../src/postgres/mod.ts");
+      const db = await PostgresBackend.connect(c.url);
+      try {
+        assert.deepEqual(
+          await db.jsonStore("archiver-failures", { initial: [] }).read(),
+          [103],
+        );
+        // batch --db: a file whose name another holds is reported locked.
+        await Deno.writeTextFile(`${dir}/x.txt`, "x");
+        await Deno.writeTextFile(`${dir}/y.txt`, "y");
+        const held = await db.acquire(`${dir}/y.txt`);
+        const batch = await lockbox(c, [
+          "batch",
+          "--db",
+          c.url,
+          "--lock-timeout",
+          "0.2",
+          `${dir}/x.txt`,
+          `${dir}/y.txt`,
+          "--",
+          "true",
+        ]);
+        await held.release();
+        assert.equal(batch.code, 1);
+        assert.match(batch.stdout, /ok .*x\.txt/);
+        assert.match(batch.stdout, /locked .*y\.txt/);
+        // No lock file was made beside the files.
+        assert.equal(
+          [...Deno.readDirSync(dir)].some((e) => e.name.endsWith(".lock")),
+          false,
+        );
+      } finally {
+        await db.close();
+      }
+    });
+  },
+);
+
+pgTest(
+  "lockbox migrate --db: file stores (whole-file and journal) become documents, under both locks; a different document is refused without --replace",
+  async (c) => {
+    await withTempDir(async (dir) => {
+      const { CaptureGroups, JsonStore } = await import("../../mod.ts");
+      const groups = new CaptureGroups(`${dir}/groups_to_move.json`);
+      const id = await groups.create();
+      await groups.addTransaction(id, "t1");
+      const journal = new JsonStore(`${dir}/counter.json`, {
+        initial: { n: 0 },
+        journal: true,
+      });
+      for (let i = 0; i < 5; i++) await journal.update((d) => void d.n++);
+      const moved = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        `${dir}/groups_to_move.json`,
+        `${dir}/counter.json=jobs/counter`,
+      ]);
+      assert.equal(moved.code, 0, moved.stderr);
+      assert.match(
+        moved.stdout,
+        /copied .*groups_to_move\.json -> groups_to_move/,
+      );
+      assert.match(moved.stdout, /copied .*counter\.json -> jobs\/counter/);
+      const listed = await lockbox(c, [
+        "groups",
+        "--db",
+        c.url,
+        "--name",
+        "groups_to_move",
+        "list",
+      ]);
+      assert.equal(listed.stdout.trim(), id);
+      const counter = await lockbox(c, [
+        "store",
+        "get",
+        "--db",
+        c.url,
+        "jobs/counter",
+      ]);
+      assert.deepEqual(JSON.parse(counter.stdout), { n: 5 });
+
+      const again = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        `${dir}/groups_to_move.json`,
+      ]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(again.stdout, /same .*already there/);
+
+      await groups.addTransaction(id, "t2");
+      const differs = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        `${dir}/groups_to_move.json`,
+        `${dir}/missing.json`,
+      ]);
+      assert.equal(differs.code, 1);
+      assert.match(differs.stderr, /already holds something else/);
+      assert.match(differs.stderr, /missing\.json.*no such file/);
+      const replaced = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        "--replace",
+        `${dir}/groups_to_move.json`,
+      ]);
+      assert.equal(replaced.code, 0, replaced.stderr);
+      const show = await lockbox(c, [
+        "groups",
+        "--db",
+        c.url,
+        "--name",
+        "groups_to_move",
+        "show",
+        id,
+      ]);
+      assert.deepEqual(JSON.parse(show.stdout).transactions, ["t1", "t2"]);
+    });
+  },
+);
+
 stopAfterwards();
