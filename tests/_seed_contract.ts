@@ -9,6 +9,9 @@ import {
   appendToFailureLog,
   CaptureGroups,
   CheckoutRegistry,
+  CorruptStoreError,
+  DocumentNotFoundError,
+  DocumentStore,
   FileService,
   getIncrementalStartRun,
   GroupNotFoundError,
@@ -251,6 +254,88 @@ export function seedContract(storage: SeedStorage): void {
       } finally {
         await release();
       }
+    },
+  );
+
+  t(
+    "document store: save, update, history, backups, restore, list and rebuild; missing ids and backups are DocumentNotFoundError",
+    async (place) => {
+      const root = place.backend ? place.name("docs") : `${place.dir}/docs`;
+      const docs = new DocumentStore<{ title: string }>(root, {
+        backend: place.backend,
+        backups: 2,
+        validate: (value) => {
+          if (typeof (value as { title?: unknown }).title !== "string") {
+            throw new TypeError("title must be a string");
+          }
+          return value as { title: string };
+        },
+      });
+      await assert.rejects(docs.get("q3"), DocumentNotFoundError);
+      await assert.rejects(
+        docs.update("q3", () => {}),
+        DocumentNotFoundError,
+      );
+      assert.deepEqual(
+        await docs.save("q3", { title: "one" }, { actor: "ann" }),
+        {},
+      );
+      const second = await docs.save("q3", { title: "two" }, { actor: "bob" });
+      assert.equal(typeof second.backup, "string");
+      const length = await docs.update("q3", (doc) => {
+        doc.title = "three";
+        return doc.title.length;
+      });
+      assert.equal(length, 5);
+      // Saving the same document again is still an audited action.
+      await docs.save("q3", { title: "three" });
+      assert.deepEqual(await docs.get("q3"), { title: "three" });
+      const history = await docs.history("q3");
+      assert.deepEqual(history.map((e) => [e.action_type, e.actor]), [
+        ["save", "ann"],
+        ["save", "bob"],
+        ["update", "lockbox"],
+        ["save", "lockbox"],
+      ]);
+      assert.equal(history[1].payload.backup, second.backup);
+      assert.equal(history[0].document_id, "q3");
+
+      const kept = await docs.backups("q3");
+      assert.equal(kept.length, 2);
+      // Newest first: the version before the last save, then "two".
+      await docs.restore("q3", kept[1], { actor: "cy" });
+      assert.deepEqual(await docs.get("q3"), { title: "two" });
+      await docs.restore("q3", kept[0]);
+      assert.deepEqual(await docs.get("q3"), { title: "three" });
+      const restored = await docs.history("q3");
+      assert.equal(restored.at(-1)!.action_type, "restore");
+      assert.equal(restored.at(-1)!.payload.restored, kept[0]);
+      await assert.rejects(docs.restore("q3", "nonsense"), TypeError);
+      // A rotated-away backup is gone, and said to be.
+      const oldest = (await docs.backups("q3")).at(-1)!;
+      await docs.save("q3", { title: "four" });
+      await docs.save("q3", { title: "five" });
+      await assert.rejects(
+        docs.restore("q3", oldest),
+        (e) =>
+          e instanceof DocumentNotFoundError && /rotated away/.test(e.message),
+      );
+
+      await assert.rejects(
+        docs.save("bad", { title: 5 } as unknown as { title: string }),
+        /title must be a string/,
+      );
+      await docs.save("constructor", { title: "odd id" });
+      await docs.save("a2", { title: "x" });
+      assert.deepEqual(await docs.list(), ["q3", "constructor", "a2"]);
+      assert.equal(await docs.rebuildIndex(), 3);
+      assert.deepEqual(
+        new Set(await docs.list()),
+        new Set(["q3", "constructor", "a2"]),
+      );
+      await assert.rejects(docs.get("../x"), TypeError);
+      await assert.rejects(docs.get(""), TypeError);
+      assert.ok(CorruptStoreError);
     },
   );
 }

@@ -49,6 +49,8 @@ export interface _PgDocumentSettings<T> {
   holdTimeout: number;
   onCorrupt: "throw" | "quarantine";
   warn: (message: string) => void;
+  /** A log that every new version appends `record(version)` to, in its transaction. */
+  log?: { name: string; record: (version: number) => unknown };
 }
 
 /** A committed version of a document. */
@@ -171,7 +173,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       fromCaller = false;
       const text = this.#serialize(value);
       const newFence = fence !== undefined && fence > Number(row.fence ?? -1);
-      if (text === before && !newFence) {
+      if (text === before && !newFence && this.settings.log === undefined) {
         await session.run("ROLLBACK");
         open = false;
         return {
@@ -180,7 +182,15 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
           version: Number(row.version),
         };
       }
-      const version = await this.#write(session, row, text, fence);
+      // With a log, every change is an action to record, even one that
+      // leaves the document as it was.
+      const changed = text !== before || this.settings.log !== undefined;
+      const version = await this.#write(
+        session,
+        row,
+        changed ? text : null,
+        fence,
+      );
       open = false;
       return { retry: false, result: next.result, version };
     } catch (error) {
@@ -283,10 +293,21 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   async #write(
     session: _Session,
     row: _Row,
-    text: string,
+    text: string | null,
     fence: number | undefined,
   ): Promise<number> {
     const name = _literal(this.settings.name);
+    const fenceSql = fence === undefined
+      ? "fence"
+      : `greatest(coalesce(fence, -1), ${fence})`;
+    if (text === null) {
+      // Only a newer fence to record: no new version.
+      await session.run(
+        `UPDATE lockbox.documents SET fence = ${fenceSql} WHERE name = ${name};
+         COMMIT;`,
+      );
+      return Number(row.version);
+    }
     const backups = this.settings.backups;
     const keep = backups > 0 && row.value !== null
       ? `INSERT INTO lockbox.document_backups (name, version, value)
@@ -296,11 +317,15 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
            AND version NOT IN (SELECT version FROM lockbox.document_backups
              WHERE name = ${name} ORDER BY version DESC LIMIT ${backups});`
       : "";
-    const fenceSql = fence === undefined
-      ? "fence"
-      : `greatest(coalesce(fence, -1), ${fence})`;
+    const log = this.settings.log;
+    const logged = log === undefined
+      ? ""
+      : `INSERT INTO lockbox.logs (name, entry)
+         VALUES (${_literal(log.name)}, ${
+        _literal(_toJson(log.record(Number(row.version) + 1), 0, log.name))
+      }::json);`;
     const results = await session.queryAll(
-      `${keep}
+      `${keep}${logged}
        UPDATE lockbox.documents SET value = ${_literal(text)}::json,
          version = version + 1, fence = ${fenceSql}, updated_at = now()
        WHERE name = ${name} RETURNING version;

@@ -15,6 +15,7 @@ import { _env, _hostname, _pid } from "../runtime/mod.ts";
 import {
   _checkNotPooled,
   _describe,
+  _literal,
   _openSession,
   type _Session,
   type _SessionConfig,
@@ -24,7 +25,11 @@ import { PgLock, type PgLockHolder } from "./pg_lock.ts";
 import type { _SessionPool } from "./_pg_document.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
 import { StoreError } from "../base/errors.ts";
-import { PgJsonStore, type PgJsonStoreOptions } from "./pg_store.ts";
+import {
+  type PgBackupInfo,
+  PgJsonStore,
+  type PgJsonStoreOptions,
+} from "./pg_store.ts";
 
 /** The first key of every lockbox advisory lock ("lock" in ASCII). */
 const _NAMESPACE = 0x6c6f636b;
@@ -432,6 +437,82 @@ export class PostgresBackend implements StoreBackend {
         ),
     );
     return rows.map((row) => row.entry);
+  }
+
+  /**
+   * Replaces the records of the log `name` in one transaction.
+   *
+   * @param name The log's name.
+   * @param records JSON values.
+   * @returns A promise that resolves once committed.
+   */
+  async writeLog(name: string, records: readonly unknown[]): Promise<void> {
+    _checkName(name);
+    const lines = records.map((record) => {
+      const text = JSON.stringify(record);
+      if (text === undefined) {
+        throw new TypeError(
+          `Cannot write ${typeof record} to log '${name}': it is not JSON; nothing was written`,
+        );
+      }
+      return text;
+    });
+    await this.#logQuery(name, (session) =>
+      session.run(
+        `BEGIN;
+         DELETE FROM lockbox.logs WHERE name = ${_literal(name)};
+         INSERT INTO lockbox.logs (name, entry)
+         SELECT ${_literal(name)}, value
+         FROM json_array_elements(${_literal(`[${lines.join(",")}]`)}::json)
+           WITH ORDINALITY AS e(value, at) ORDER BY at;
+         COMMIT;`,
+      ));
+  }
+
+  /**
+   * The kept previous versions of the document `name`, newest first.
+   *
+   * @param name The document's name.
+   * @returns Its backups.
+   */
+  async documentBackups(name: string): Promise<PgBackupInfo[]> {
+    return await this.jsonStore<unknown>(name, { initial: null }).backups();
+  }
+
+  /**
+   * One kept previous version of the document `name`.
+   *
+   * @param name The document's name.
+   * @param version A version from `documentBackups`.
+   * @returns The document as it was, or `undefined` if not kept.
+   */
+  async readDocumentBackup(name: string, version: number): Promise<unknown> {
+    return await this.jsonStore<unknown>(name, { initial: null }).readBackup(
+      version,
+    ).catch((error) => {
+      if (error instanceof RangeError) return undefined;
+      throw error;
+    });
+  }
+
+  /**
+   * The names of the written documents that start with `prefix`, sorted.
+   *
+   * @param prefix The start of the names.
+   * @returns The names.
+   */
+  async documentNames(prefix: string): Promise<string[]> {
+    const rows = await this.#logQuery(
+      prefix,
+      (session) =>
+        session.query<{ name: string }>(
+          `SELECT name FROM lockbox.documents
+         WHERE value IS NOT NULL AND left(name, length($1)) = $1
+         ORDER BY name COLLATE "C"`,
+          [prefix],
+        ),
+    );
+    return rows.map((row) => row.name);
   }
 
   async #logQuery<R>(

@@ -69,6 +69,14 @@ export interface PgJsonStoreOptions<T> {
    */
   fenceLock?: string;
   /**
+   * A log (in `lockbox.logs`, read with `PostgresBackend.readLog`) that each
+   * new version appends `record(version)` to in the same transaction, as
+   * an audit trail that never disagrees with the document. With a log,
+   * every committed change makes a version and a record, even one that
+   * leaves the document as it was: an action happened.
+   */
+  log?: { name: string; record: (version: number) => unknown };
+  /**
    * Receives warnings (a quarantined document).
    *
    * @default {console.warn}
@@ -178,6 +186,10 @@ export class PgJsonStore<T> extends JsonStore<T> {
       holdTimeout: _checkTimeout(options.holdTimeout, "holdTimeout", 60_000),
       onCorrupt,
       warn: options.onWarning ?? ((message) => console.warn(message)),
+      log: options.log === undefined ? undefined : {
+        name: _checkDocumentName(options.log.name),
+        record: options.log.record,
+      },
     });
     const storage: _Storage<T> = {
       path: name,

@@ -26,6 +26,8 @@ import { appendJsonl, readJsonl } from "../store/jsonl.ts";
 import { _checkTimeout } from "../lock/_kernel.ts";
 import { withLock } from "../lock/file_lock.ts";
 import { StoreError } from "../base/errors.ts";
+import type { StoreBackend } from "../store/store_backend.ts";
+import { _BackendDocuments } from "./_documents_on_backend.ts";
 
 /** One entry of a document's audit log (seed 004's `AuditEvent`). */
 export interface AuditEvent {
@@ -77,6 +79,17 @@ export interface DocumentStoreOptions<T> {
    * @default {console.warn}
    */
   onWarning?: (message: string) => void;
+  /**
+   * Keep the documents elsewhere than in files, such as in PostgreSQL
+   * (`PostgresBackend` from `@lockbox/lockbox/postgres`): `root` is then a
+   * name prefix; each document is the backend's document
+   * `<root>/by_id/<id>` with its backups kept as versions (named `v<N>`),
+   * its audit log is appended in the same transaction as each change, and
+   * the index is a log. Calls, results and errors stay the same.
+   *
+   * @default {the file system}
+   */
+  backend?: StoreBackend;
 }
 
 /** Who changes a document, for its audit log. */
@@ -167,6 +180,7 @@ export class DocumentStore<T> {
   #durable: boolean;
   #lockTimeout: number;
   #warn: (message: string) => void;
+  #onBackend: _BackendDocuments<T> | null = null;
 
   /**
    * Creates a DocumentStore.
@@ -176,7 +190,12 @@ export class DocumentStore<T> {
    * @throws {RangeError} If `backups` or `lockTimeout` is out of range.
    */
   constructor(root: string | URL, options: DocumentStoreOptions<T> = {}) {
-    this.root = _toPath(root);
+    if (options.backend !== undefined && typeof root !== "string") {
+      throw new TypeError(
+        "Cannot name a document store with a URL: with a backend, root is a name",
+      );
+    }
+    this.root = options.backend === undefined ? _toPath(root) : root as string;
     const backups = options.backups ?? 10;
     if (!Number.isInteger(backups) || backups < 0) {
       throw new RangeError(
@@ -193,6 +212,15 @@ export class DocumentStore<T> {
     this.#durable = options.durable ?? true;
     this.#lockTimeout = lockTimeout;
     this.#warn = options.onWarning ?? ((message) => console.warn(message));
+    if (options.backend !== undefined) {
+      this.#onBackend = new _BackendDocuments<T>(options.backend, {
+        root: this.root,
+        validate: this.#validate,
+        backups,
+        durable: this.#durable,
+        lockTimeout,
+      }, (id, message) => new DocumentNotFoundError(id, this.root, message));
+    }
   }
 
   /**
@@ -205,6 +233,8 @@ export class DocumentStore<T> {
    * @throws {TypeError} If `id` is empty or contains a path separator or `..`.
    */
   async get(id: string): Promise<T> {
+    this.#dir(id);
+    if (this.#onBackend) return await this.#onBackend.get(id);
     const value = await this.#read(this.#documentPath(id));
     if (value === undefined) throw new DocumentNotFoundError(id, this.root);
     return value;
@@ -227,6 +257,10 @@ export class DocumentStore<T> {
     doc: T,
     options: DocumentActionOptions = {},
   ): Promise<{ backup?: string }> {
+    if (this.#onBackend) {
+      this.#dir(id);
+      return await this.#onBackend.save(id, doc, options);
+    }
     return await this.#locked(id, () => this.#commit(id, doc, "save", options));
   }
 
@@ -254,6 +288,7 @@ export class DocumentStore<T> {
         `Cannot update document '${id}': fn must be a function`,
       );
     }
+    if (this.#onBackend) return await this.#onBackend.update(id, fn, options);
     if (_lstat(path) === null) throw new DocumentNotFoundError(id, this.root);
     return await this.#locked(id, async () => {
       const doc = await this.#read(path);
@@ -273,6 +308,10 @@ export class DocumentStore<T> {
    * @throws {StoreError} If the log cannot be read.
    */
   async history(id: string): Promise<AuditEvent[]> {
+    if (this.#onBackend) {
+      this.#dir(id);
+      return await this.#onBackend.history(id);
+    }
     const path = join(this.#dir(id), "audit.jsonl");
     const { records, torn, invalid } = await readJsonl<AuditEvent>(path, {
       format: "python",
@@ -288,6 +327,10 @@ export class DocumentStore<T> {
    * @returns Backup names, for {@linkcode DocumentStore.restore}.
    */
   async backups(id: string): Promise<string[]> {
+    if (this.#onBackend) {
+      this.#dir(id);
+      return await this.#onBackend.backups(id);
+    }
     return await this.#listBackups(join(this.#dir(id), "backups"));
   }
 
@@ -307,6 +350,9 @@ export class DocumentStore<T> {
     options: DocumentActionOptions = {},
   ): Promise<void> {
     this.#documentPath(id);
+    if (this.#onBackend) {
+      return await this.#onBackend.restore(id, backup, options);
+    }
     if (typeof backup !== "string" || !_BACKUP.test(backup)) {
       throw new TypeError(
         `Cannot restore backup ${
@@ -334,6 +380,7 @@ export class DocumentStore<T> {
    * @returns The ids (empty while there is no index).
    */
   async list(): Promise<string[]> {
+    if (this.#onBackend) return await this.#onBackend.list();
     const path = this.#indexPath;
     const index = await readJsonl<{ id?: unknown }>(path, { format: "python" });
     this.#warnDamage(path, index.torn, index.invalid.length);
@@ -359,6 +406,7 @@ export class DocumentStore<T> {
    * @throws {StoreError} If the directories cannot be read or the index written.
    */
   async rebuildIndex(): Promise<number> {
+    if (this.#onBackend) return await this.#onBackend.rebuildIndex();
     const byId = join(this.root, "by_id");
     let entries;
     try {

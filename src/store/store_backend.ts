@@ -18,6 +18,22 @@ export interface BackendStoreOptions<T> {
   durable?: boolean;
   /** How many previous versions to keep. */
   backups?: number;
+  /**
+   * A log that each new version appends one record to, in the same
+   * transaction as the change (an audit log that never disagrees with the
+   * document): `record` is given the new version's number. With a log,
+   * every committed change makes a version, even one that leaves the
+   * document as it was.
+   */
+  log?: { name: string; record: (version: number) => unknown };
+}
+
+/** A kept previous version of a backend's document. */
+export interface BackendBackup {
+  /** The version it was. */
+  version: number;
+  /** When it was replaced, as an ISO 8601 timestamp. */
+  savedAt: string;
 }
 
 /** A lock a {@linkcode StoreBackend} holds. */
@@ -69,6 +85,37 @@ export interface StoreBackend {
    * @returns The records.
    */
   readLog(name: string): Promise<unknown[]>;
+  /**
+   * Replaces the records of the log `name`, all or none.
+   *
+   * @param name The log's name.
+   * @param records The records it should hold.
+   * @returns A promise that resolves once committed.
+   */
+  writeLog(name: string, records: readonly unknown[]): Promise<void>;
+  /**
+   * The kept previous versions of the document `name` (see `backups`),
+   * newest first.
+   *
+   * @param name The document's name.
+   * @returns Its backups.
+   */
+  documentBackups(name: string): Promise<BackendBackup[]>;
+  /**
+   * One kept previous version of the document `name`.
+   *
+   * @param name The document's name.
+   * @param version A version from `documentBackups`.
+   * @returns The document as it was, or `undefined` if not kept.
+   */
+  readDocumentBackup(name: string, version: number): Promise<unknown>;
+  /**
+   * The names of the written documents that start with `prefix`, sorted.
+   *
+   * @param prefix The start of the names.
+   * @returns The names.
+   */
+  documentNames(prefix: string): Promise<string[]>;
   /**
    * Runs `fn` holding the exclusive lock `name`.
    *

@@ -3,7 +3,7 @@
 // capture group, and 20 processes checking out one file.
 
 import assert from "node:assert/strict";
-import { CaptureGroups, FileService } from "../../mod.ts";
+import { CaptureGroups, DocumentStore, FileService } from "../../mod.ts";
 import { PostgresBackend } from "../../src/postgres/mod.ts";
 import { finishAll, spawnWorker, withTempDir } from "../_helpers.ts";
 import { seedContract } from "../_seed_contract.ts";
@@ -95,6 +95,46 @@ pgTest(
         await db.close();
       }
     });
+  },
+);
+
+pgTest(
+  "PostgreSQL seeds: DocumentStore.save() from 8 processes to one document loses no audit event, each in its change's transaction",
+  async (c) => {
+    const env = { ...c.env, LOCKBOX_TEST_BACKEND: "postgres" };
+    const children = Array.from(
+      { length: 8 },
+      (_, i) =>
+        spawnWorker("doc_save.ts", ["reports", "shared", `actor${i}`, "25"], {
+          env,
+        }),
+    );
+    await finishAll(children);
+    const db = await PostgresBackend.connect(c.url);
+    try {
+      const docs = new DocumentStore("reports", { backend: db });
+      const events = await docs.history("shared");
+      assert.equal(events.length, 200);
+      assert.equal(new Set(events.map((e) => e.action_id)).size, 200);
+      for (let i = 0; i < 8; i++) {
+        assert.equal(events.filter((e) => e.actor === `actor${i}`).length, 25);
+      }
+      // Every save but the very first backed up the version before it, and
+      // its event names that version.
+      assert.equal(events.filter((e) => e.payload.backup).length, 199);
+      assert.deepEqual(
+        events.slice(1).map((e) => e.payload.backup),
+        Array.from({ length: 199 }, (_, i) => `v${i + 1}`),
+      );
+      assert.equal((await docs.backups("shared")).length, 3);
+      assert.deepEqual(await docs.list(), ["shared"]);
+      const version = await db.jsonStore("reports/by_id/shared", {
+        initial: null,
+      }).readWithVersion();
+      assert.equal(version.version, 200);
+    } finally {
+      await db.close();
+    }
   },
 );
 
