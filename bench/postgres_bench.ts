@@ -5,7 +5,7 @@
 
 import pg from "pg";
 import { fileURLToPath } from "node:url";
-import { PostgresBackend } from "../src/postgres/mod.ts";
+import { type PgJsonStore, PostgresBackend } from "../src/postgres/mod.ts";
 import { Cluster, PG_BIN } from "../tests/postgres/_cluster.ts";
 
 const configured = Deno.env.get("LOCKBOX_DATABASE_URL") ??
@@ -119,5 +119,117 @@ globalThis.addEventListener("unload", () => {
 
 globalThis.addEventListener("unload", () => {
   child?.kill();
+});
+
+// Stores: 8 processes x 250 updates of one document (it grows to 2,000
+// items), lockbox's PgJsonStore beside the same read-modify-write in raw
+// SQL, and the durable file journal on this host.
+const PROCESSES = 8;
+const UPDATES = 250;
+const pgWorker = fileURLToPath(
+  new URL("./_pg_store_worker.ts", import.meta.url),
+);
+const fileWorker = fileURLToPath(
+  new URL("./_store_worker.ts", import.meta.url),
+);
+const fileDir = Deno.makeTempDirSync({ prefix: "lockbox_pg_bench_" });
+let runs = 0;
+let made = false;
+
+async function race(worker: string, mode: string, name: string) {
+  const children = Array.from(
+    { length: PROCESSES },
+    (_, i) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", worker, mode, name, String(UPDATES), `p${i}`],
+        env: url ? { LOCKBOX_DATABASE_URL: url } : {},
+        stdout: "null",
+      }).output(),
+  );
+  for (const result of await Promise.all(children)) {
+    if (!result.success) throw new Error(`a ${mode} worker failed`);
+  }
+}
+
+Deno.bench({
+  name: "floor: raw SQL (BEGIN; SELECT ... FOR UPDATE; UPDATE; COMMIT)",
+  group: `PostgreSQL store, ${PROCESSES} processes x ${UPDATES} updates`,
+  baseline: true,
+  ignore: skip,
+  n: 3,
+  warmup: 1,
+  async fn(b) {
+    const name = `raw-${runs++}`;
+    if (!made) {
+      await raw!.query(
+        "CREATE TABLE IF NOT EXISTS bench_docs (name text PRIMARY KEY, body json NOT NULL)",
+      );
+      made = true;
+    }
+    await raw!.query(
+      'INSERT INTO bench_docs VALUES ($1, \'{"count":0,"items":[]}\')',
+      [name],
+    );
+    b.start();
+    await race(pgWorker, "raw", name);
+    b.end();
+  },
+});
+
+Deno.bench({
+  name: "lockbox backend.jsonStore(name).update, durable",
+  group: `PostgreSQL store, ${PROCESSES} processes x ${UPDATES} updates`,
+  ignore: skip,
+  n: 3,
+  warmup: 1,
+  async fn(b) {
+    const name = `lockbox-${runs++}`;
+    b.start();
+    await race(pgWorker, "lockbox", name);
+    b.end();
+  },
+});
+
+Deno.bench({
+  name: "one host: JsonStore journal, durable: true (files)",
+  group: `PostgreSQL store, ${PROCESSES} processes x ${UPDATES} updates`,
+  ignore: skip,
+  n: 3,
+  warmup: 1,
+  async fn(b) {
+    const path = `${fileDir}/journal-${runs++}.json`;
+    b.start();
+    await race(fileWorker, "journal-durable", path);
+    b.end();
+  },
+});
+
+// One update as the document grows: the whole document goes to the server.
+// Each document is made at its bench's first (warm-up) call, so that its
+// writes do not load the server while the lock benches above run.
+for (const size of [1_000, 100_000]) {
+  let store: PgJsonStore<{ n: number; items: string[] }> | null = null;
+  Deno.bench({
+    name: `one update of a ${size.toLocaleString("en")}-item document`,
+    group: "PostgreSQL store, one update by document size",
+    baseline: size === 1_000,
+    ignore: skip,
+    async fn() {
+      if (store === null) {
+        store = backend!.jsonStore(`size-${size}`, {
+          initial: { n: 0, items: [] },
+        });
+        await store.write({
+          n: 0,
+          items: Array.from({ length: size }, (_, i) => `item-${i}`),
+        });
+      }
+      await store.update((d) => void d.n++);
+    },
+  });
+}
+
+globalThis.addEventListener("unload", () => {
+  Deno.removeSync(fileDir, { recursive: true });
 });
 // The throwaway cluster stops itself when this process ends (Cluster.start).

@@ -7,7 +7,7 @@
 import { CorruptStoreError } from "../base/errors.ts";
 import type { JsonStore } from "../store/json_store.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
-import type { AuditEvent, DocumentActionOptions } from "./document_store.ts";
+import type { AuditEvent, DocumentActionOptions } from "./document_types.ts";
 
 /** The settings DocumentStore checked, for its backend half. */
 export interface _DocumentSettings<T> {

@@ -28,22 +28,9 @@ import { withLock } from "../lock/file_lock.ts";
 import { StoreError } from "../base/errors.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
 import { _BackendDocuments } from "./_documents_on_backend.ts";
+import type { AuditEvent, DocumentActionOptions } from "./document_types.ts";
 
-/** One entry of a document's audit log (seed 004's `AuditEvent`). */
-export interface AuditEvent {
-  /** A unique id (a UUID). */
-  action_id: string;
-  /** The document it concerns. */
-  document_id: string;
-  /** When, as an ISO 8601 string in UTC. */
-  ts: string;
-  /** Who did it. */
-  actor: string;
-  /** `"save"`, `"update"` or `"restore"`. */
-  action_type: string;
-  /** Details: the backup made of the previous version, the backup restored. */
-  payload: Record<string, unknown>;
-}
+export type { AuditEvent, DocumentActionOptions };
 
 /** How a {@linkcode DocumentStore} reads and writes. */
 export interface DocumentStoreOptions<T> {
@@ -90,16 +77,6 @@ export interface DocumentStoreOptions<T> {
    * @default {the file system}
    */
   backend?: StoreBackend;
-}
-
-/** Who changes a document, for its audit log. */
-export interface DocumentActionOptions {
-  /**
-   * The actor recorded in the audit event.
-   *
-   * @default {"lockbox"}
-   */
-  actor?: string;
 }
 
 /**
