@@ -1,5 +1,6 @@
-// `deno task build:npm`: the npm package for Node.js in dist/npm/ — ES
-// module bundles of mod.ts and cli.ts (the runtime layer chooses Node's
+// `deno task build:npm`: the npm package for Node.js in dist/npm/ — an ES
+// module bundle of mod.ts, cli.ts and src/postgres/mod.ts with shared
+// chunks (the runtime layer chooses Node's
 // functions when it loads), .d.ts types, and a package.json whose `bin` is the lockbox CLI. fs-ext (flock for Node) stays
 // a dependency: it is a native addon, built by npm on install.
 //
@@ -28,13 +29,34 @@ await Deno.mkdir(out, { recursive: true });
 
 // The same module graph Deno runs: the runtime layer picks Node's functions
 // when it loads under Node (src/runtime/mod.ts), so nothing is swapped and
-// no import map is added to deno.json's own.
-const entries = [
-  ["mod", "mod.ts", true],
-  ["cli", "cli.ts", false],
-  ["postgres", "src/postgres/mod.ts", true],
-] as const;
-for (const [name, source, declaration] of entries) {
+// no import map is added to deno.json's own. One bundle with code
+// splitting: the entry points share their modules as chunks, so the
+// package has one JsonStore and one StaleFenceError, whichever entry point
+// a value came from (separate bundles each had their own copy, and an error
+// thrown by a PostgreSQL store failed `instanceof` against the main
+// entry's class).
+await run(Deno.execPath(), [
+  "bundle",
+  "--quiet",
+  "--platform=node",
+  "--format=esm",
+  "--code-splitting",
+  "--external=fs-ext",
+  "--external=pg",
+  `--outdir=${fileURLToPath(out)}`,
+  "mod.ts",
+  "cli.ts",
+  "src/postgres/mod.ts",
+]);
+// Type declarations of the two library entry points (types only: their
+// separate copies of a class declaration describe the same shape).
+const types = await Deno.makeTempDir({ prefix: "lockbox_types_" });
+for (
+  const [name, source] of [["mod", "mod.ts"], [
+    "postgres",
+    "src/postgres/mod.ts",
+  ]]
+) {
   await run(Deno.execPath(), [
     "bundle",
     "--quiet",
@@ -42,11 +64,13 @@ for (const [name, source, declaration] of entries) {
     "--format=esm",
     "--external=fs-ext",
     "--external=pg",
-    ...(declaration ? ["--declaration"] : []),
-    `--output=${fileURLToPath(new URL(`${name}.js`, out))}`,
+    "--declaration",
+    `--output=${types}/${name}.js`,
     source,
   ]);
+  await Deno.copyFile(`${types}/${name}.d.ts`, new URL(`${name}.d.ts`, out));
 }
+await Deno.remove(types, { recursive: true });
 
 // The CLI runs under Node: swap Deno's shebang for Node's.
 const cliPath = new URL("cli.js", out);
@@ -65,18 +89,13 @@ const pkg = {
   types: "./mod.d.ts",
   exports: {
     ".": { types: "./mod.d.ts", default: "./mod.js" },
-    "./postgres": { types: "./postgres.d.ts", default: "./postgres.js" },
+    "./postgres": {
+      types: "./postgres.d.ts",
+      default: "./src/postgres/mod.js",
+    },
   },
   bin: { lockbox: "./cli.js" },
-  files: [
-    "mod.js",
-    "mod.d.ts",
-    "cli.js",
-    "postgres.js",
-    "postgres.d.ts",
-    "README.md",
-    "LICENSE",
-  ],
+  files: ["*.js", "*.d.ts", "src/", "README.md", "LICENSE"],
   engines: { node: ">=20" },
   os: ["linux", "darwin", "freebsd"],
   dependencies: { "fs-ext": FS_EXT, pg: config.imports.pg.split("@").pop() },

@@ -3,7 +3,7 @@
 import type { Command } from "commander";
 import { FileService } from "../seeds/checkout.ts";
 import { _json, _print } from "./_output.ts";
-import { _usingDb, DB_STORE_HELP } from "./_database.ts";
+import { _usingDb } from "./_database.ts";
 
 /** Adds `lockbox files` to the program. */
 export function _addFiles(program: Command): void {

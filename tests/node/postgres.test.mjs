@@ -9,7 +9,7 @@ import process from "node:process";
 import { after, before, test } from "node:test";
 import { Cluster, NO_POSTGRES } from "./_cluster.mjs";
 import { Child, CLI, nodeWorker, run, withTempDir } from "./_helpers.mjs";
-import { lockboxPostgres } from "./workers/_lockbox.mjs";
+import { lockbox, lockboxPostgres } from "./workers/_lockbox.mjs";
 
 const { LockError, LockLostError, LockTimeoutError, PostgresBackend } =
   await lockboxPostgres();
@@ -299,6 +299,12 @@ test(
         store.update((d) => void d.n++, { fence: first.token }),
         StaleFenceError,
       );
+      // One class per error in the package, whichever entry point threw it.
+      await assert.rejects(
+        store.update((d) => void d.n++, { fence: first.token }),
+        lockbox.StaleFenceError,
+      );
+      assert.equal(lockbox.StaleFenceError, StaleFenceError);
       await second.release();
       assert.deepEqual(await store.readWithVersion(), {
         value: { n: 2 },
@@ -310,6 +316,8 @@ test(
         `UPDATE lockbox.documents SET value = '{"n": "x"}' WHERE name = 'node-doc'`,
       );
       await assert.rejects(store.read(), CorruptStoreError);
+      await assert.rejects(store.read(), lockbox.CorruptStoreError);
+      assert.ok(store instanceof lockbox.JsonStore);
 
       const writer = nodeWorker("pg_store_update.mjs", [
         "node-killed-doc",
@@ -327,6 +335,64 @@ test(
       const doc = await db.jsonStore("node-killed-doc", { initial: {} }).read();
       assert.equal(doc.n, doc.items.length);
       for (const id of acked) assert.ok(doc.items.includes(id), id);
+    } finally {
+      await db.close();
+    }
+  },
+);
+
+test(
+  "PostgreSQL seeds on Node: capture groups, checkout, the archiver's state and instance lock, and the document store with { backend }",
+  { skip },
+  async () => {
+    const {
+      AlreadyCheckedOutError,
+      CaptureGroups,
+      CheckoutRegistry,
+      DocumentStore,
+      LockBusyError,
+      acquireInstanceLock,
+      readState,
+      updateContiguousRunState,
+    } = lockbox;
+    const db = await PostgresBackend.connect(cluster.url);
+    try {
+      const groups = new CaptureGroups("node-groups", { backend: db });
+      const id = await groups.create("constructor");
+      await groups.addTransaction(id, "t1");
+      assert.deepEqual(await groups.transactions("constructor"), ["t1"]);
+
+      const registry = new CheckoutRegistry("node-checkouts", { backend: db });
+      await registry.checkout("a.mcam", "ann");
+      await assert.rejects(
+        registry.checkout("a.mcam", "bob"),
+        AlreadyCheckedOutError,
+      );
+
+      const state = await updateContiguousRunState("node-state", [1, 2, 4], {
+        backend: db,
+      });
+      assert.equal(state.last_contiguous_run, 2);
+      assert.deepEqual(await readState("node-state", { backend: db }), state);
+      const instance = await acquireInstanceLock("node-archiver", {
+        backend: db,
+      });
+      await assert.rejects(
+        acquireInstanceLock("node-archiver", { backend: db }),
+        LockBusyError,
+      );
+      await instance.release();
+
+      const docs = new DocumentStore("node-docs", { backend: db, backups: 2 });
+      await docs.save("r1", { v: 1 }, { actor: "ann" });
+      await docs.update("r1", (doc) => void doc.v++);
+      assert.deepEqual(await docs.get("r1"), { v: 2 });
+      assert.deepEqual(
+        (await docs.history("r1")).map((e) => e.action_type),
+        ["save", "update"],
+      );
+      assert.deepEqual(await docs.backups("r1"), ["v1"]);
+      assert.deepEqual(await docs.list(), ["r1"]);
     } finally {
       await db.close();
     }
