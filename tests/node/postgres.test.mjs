@@ -398,3 +398,24 @@ test(
     }
   },
 );
+
+test(
+  "PostgreSQL store on Node: every acknowledged update survives a server crash, and the store goes on without manual steps",
+  { skip },
+  async () => {
+    const db = await PostgresBackend.connect(cluster.url);
+    try {
+      const store = db.jsonStore("node-crash", { initial: { n: 0 } });
+      for (let i = 0; i < 10; i++) await store.update((d) => void d.n++);
+      cluster.crash();
+      assert.deepEqual(await store.read(), { n: 10 });
+      await store.update((d) => void d.n++);
+      assert.deepEqual(await store.readWithVersion(), {
+        value: { n: 11 },
+        version: 11,
+      });
+    } finally {
+      await db.close();
+    }
+  },
+);

@@ -182,40 +182,65 @@ pgTest(
   },
 );
 
-pgTest(
-  "PostgreSQL store: a paused holder's fenced write is refused with StaleFenceError and the new holder's write stays",
-  async (c) => {
-    const paused = new Child(
-      Deno.execPath(),
-      ["run", "--allow-all", "--quiet", pgWorker("pg_fenced_write.ts"), "job"],
-      { stdin: true, env: c.env },
-    );
-    try {
-      const [, token, backendPid] = (await paused.waitFor("token ")).split(" ");
-      Deno.kill(paused.pid, "SIGSTOP");
-      await c.sql(`SELECT pg_terminate_backend(${backendPid})`);
-      const db = await PostgresBackend.connect(c.url);
+for (const runtime of ["Deno", "Node"] as const) {
+  pgTest(
+    `PostgreSQL store: a paused ${runtime} holder's fenced write is refused with StaleFenceError and the new holder's write stays`,
+    async (c) => {
+      const name = `job-${runtime}`;
+      const paused = runtime === "Deno"
+        ? new Child(
+          Deno.execPath(),
+          [
+            "run",
+            "--allow-all",
+            "--quiet",
+            pgWorker("pg_fenced_write.ts"),
+            name,
+          ],
+          { stdin: true, env: c.env },
+        )
+        : new Child(
+          "node",
+          [
+            fileURLToPath(
+              new URL("../node/workers/pg_fenced_write.mjs", import.meta.url),
+            ),
+            name,
+          ],
+          {
+            stdin: true,
+            env: { ...c.env, LOCKBOX_NODE_PACKAGE: NODE_PACKAGE },
+          },
+        );
       try {
-        const lock = await db.acquire("job", { timeout: 20_000 });
-        assert.ok(lock.token > Number(token));
-        const store = db.jsonStore<{ by: string }>("job", {
-          initial: { by: "none" },
-        });
-        await store.write({ by: "second" }, { fence: lock.token });
-        Deno.kill(paused.pid, "SIGCONT");
-        await paused.send("go");
-        assert.equal(await paused.waitFor("stale "), `stale ${lock.token}`);
-        assert.deepEqual(await store.read(), { by: "second" });
-        await lock.release();
+        const [, token, backendPid] = (await paused.waitFor("token ")).split(
+          " ",
+        );
+        Deno.kill(paused.pid, "SIGSTOP");
+        await c.sql(`SELECT pg_terminate_backend(${backendPid})`);
+        const db = await PostgresBackend.connect(c.url);
+        try {
+          const lock = await db.acquire(name, { timeout: 20_000 });
+          assert.ok(lock.token > Number(token));
+          const store = db.jsonStore<{ by: string }>(name, {
+            initial: { by: "none" },
+          });
+          await store.write({ by: "second" }, { fence: lock.token });
+          Deno.kill(paused.pid, "SIGCONT");
+          await paused.send("go");
+          assert.equal(await paused.waitFor("stale "), `stale ${lock.token}`);
+          assert.deepEqual(await store.read(), { by: "second" });
+          await lock.release();
+        } finally {
+          await db.close();
+        }
       } finally {
-        await db.close();
+        Deno.kill(paused.pid, "SIGCONT");
+        await paused.finish();
       }
-    } finally {
-      Deno.kill(paused.pid, "SIGCONT");
-      await paused.finish();
-    }
-  },
-);
+    },
+  );
+}
 
 pgTest(
   "PostgreSQL store: a fenced write with a later lock holder is refused even before that holder writes",
