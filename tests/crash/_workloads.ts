@@ -66,7 +66,7 @@ async function opens<T>(
 function store(dir: string, journal: boolean): JsonStore<Doc> {
   return new JsonStore<Doc>(join(dir, "state.json"), {
     initial: doc(0),
-    backups: journal ? 1 : 2,
+    backups: journal ? 0 : 2,
     journal,
     compactAt: journal ? 300 : undefined,
     onWarning: () => {},
