@@ -7,6 +7,7 @@ import {
   _env,
   _isTerminal,
   _lstat,
+  _onTerminationSignals,
   _readStdinLine,
   _writeStderr,
 } from "../runtime/mod.ts";
@@ -26,7 +27,7 @@ import {
   EXIT_IO,
   EXIT_OK,
 } from "./_output.ts";
-import { _jsonValue, _pointer } from "./_parse.ts";
+import { _jsonValue, _pointer, _seconds } from "./_parse.ts";
 
 /** Adds `lockbox store` to the program. */
 export function _addStore(program: Command): void {
@@ -38,6 +39,7 @@ export function _addStore(program: Command): void {
   _addSet(store);
   _addEdit(store);
   _addCheck(store);
+  _addWatch(store);
 }
 
 /** `lockbox store get FILE [--pointer P]`: prints the document or one value. */
@@ -234,4 +236,51 @@ async function _checkDocuments(
     } else _print(`ok ${name} (version ${version})`);
   }
   if (code !== EXIT_OK) throw new _Exit(code);
+}
+
+/**
+ * `lockbox store watch FILE`: one line per new version until SIGINT or
+ * SIGTERM (status 0) or until stdout is closed (141, at the next line).
+ */
+function _addWatch(store: Command): void {
+  store.command("watch")
+    .description(
+      "Print the document, then each new version any process commits, one line each, until interrupted",
+    )
+    .argument("<file>", "the store file (with --db: the document's name)")
+    .option("--json", 'print {"version":N,"value":...} JSON lines')
+    .option(
+      "--recheck <seconds>",
+      "also read the store this often, for file systems without change notifications (default 2)",
+      _seconds,
+    )
+    .option("--db <url>", DB_STORE_HELP)
+    .action((file: string, options) =>
+      _usingDb(options.db, async (db) => {
+        const controller = new AbortController();
+        const stop = _onTerminationSignals(() => controller.abort());
+        try {
+          const watched = db
+            ? db.jsonStore<unknown>(file, { initial: null })
+            : new JsonStore<unknown>(file, {
+              initial: null,
+              journal: _hasJournal(file),
+            });
+          for await (
+            const { value, version } of watched.watch({
+              signal: controller.signal,
+              recheckInterval: options.recheck,
+            })
+          ) {
+            _print(
+              options.json
+                ? JSON.stringify({ version, value })
+                : `${version} ${JSON.stringify(value)}`,
+            );
+          }
+        } finally {
+          stop();
+        }
+      })
+    );
 }

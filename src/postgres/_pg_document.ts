@@ -9,6 +9,7 @@
 
 import {
   CorruptStoreError,
+  LockError,
   LockTimeoutError,
   StaleFenceError,
   StoreError,
@@ -21,6 +22,12 @@ import type {
 } from "../store/_document_backend.ts";
 import { _toJson } from "../store/_json.ts";
 import { _literal, type _Session, _sqlState } from "./_session.ts";
+import {
+  _checkRecheck,
+  _Wakeup,
+  type StoreVersion,
+  type WatchOptions,
+} from "../store/_watch.ts";
 
 /** The largest document a PostgreSQL store writes: 64 MiB of JSON text. */
 export const _MAX_PG_DOCUMENT_BYTES = 64 * 1024 * 1024;
@@ -35,7 +42,14 @@ export interface _SessionPool {
   giveBack(session: _Session, reusable: boolean): void;
   /** Cancels what a session runs, from another session. */
   cancel(backendPid: number): Promise<void>;
+  /** A new session of the caller's own, never lent to anyone else. */
+  open(): Promise<_Session>;
+  /** Whether the backend was closed. */
+  closed(): boolean;
 }
+
+/** The channel every committed document version is announced on. */
+export const _CHANNEL = "lockbox_documents";
 
 /** The checked settings of one PostgreSQL store. */
 export interface _PgDocumentSettings<T> {
@@ -211,6 +225,80 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     }
   }
 
+  /**
+   * The current version, then each new one: woken by `NOTIFY` on a session
+   * of its own that `LISTEN`s, and read again after every reconnect (a
+   * write made while the session was down is seen then).
+   */
+  async *watch(options: WatchOptions): AsyncGenerator<StoreVersion<T>> {
+    const signal = options.signal;
+    const interval = _checkRecheck(options.recheckInterval);
+    if (signal?.aborted) return;
+    const wakeup = new _Wakeup();
+    let listener: _Session | null = null;
+    const timer = setInterval(() => wakeup.set(), interval);
+    const stop = () => {
+      clearInterval(timer);
+      listener?.close().catch(() => {});
+      listener = null;
+      wakeup.set();
+    };
+    signal?.addEventListener("abort", stop, { once: true });
+    try {
+      let last = -1;
+      while (!signal?.aborted) {
+        let current: _Versioned<T>;
+        try {
+          if (listener === null || listener.ended) {
+            listener = await this.#listen(wakeup);
+            if (signal?.aborted) break;
+          }
+          // After every (re)connect too: what was written meanwhile.
+          current = await this.readVersioned();
+        } catch (error) {
+          if (!_outage(error) || this.#pool.closed()) throw error;
+          // The server is away: listen again at the next re-check.
+          listener?.close().catch(() => {});
+          listener = null;
+          await wakeup.take(signal);
+          continue;
+        }
+        if (current.version !== last) {
+          last = current.version;
+          yield current;
+        }
+        await wakeup.take(signal);
+      }
+    } finally {
+      signal?.removeEventListener("abort", stop);
+      stop();
+    }
+  }
+
+  /** A session that LISTENs, waking `wakeup` for this document. */
+  async #listen(wakeup: _Wakeup): Promise<_Session> {
+    const session = await this.#pool.open();
+    const name = this.settings.name;
+    session.onNotification((channel, payload) => {
+      if (channel !== _CHANNEL) return;
+      try {
+        if ((JSON.parse(payload) as { name?: unknown }).name === name) {
+          wakeup.set();
+        }
+      } catch {
+        wakeup.set();
+      }
+    });
+    session.onEnd(() => wakeup.set());
+    try {
+      await session.run(`LISTEN ${_CHANNEL}`);
+    } catch (error) {
+      await session.close();
+      throw error;
+    }
+    return session;
+  }
+
   /** The stored backups, newest first. */
   async backups(): Promise<{ version: number; savedAt: string }[]> {
     const rows = await this.#withSession((session) =>
@@ -324,14 +412,18 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
          VALUES (${_literal(log.name)}, ${
         _literal(_toJson(log.record(Number(row.version) + 1), 0, log.name))
       }::json);`;
+    // The notification is sent at the commit, and only if it commits:
+    // the name and version only (payloads stop at 8000 bytes).
     const results = await session.queryAll(
       `${keep}${logged}
        UPDATE lockbox.documents SET value = ${_literal(text)}::json,
          version = version + 1, fence = ${fenceSql}, updated_at = now()
        WHERE name = ${name} RETURNING version;
+       SELECT pg_notify('${_CHANNEL}', json_build_object('name', ${name},
+         'version', ${Number(row.version) + 1})::text);
        COMMIT;`,
     );
-    const updated = results[results.length - 2] as { version: string }[];
+    const updated = results[results.length - 3] as { version: string }[];
     return Number(updated[0].version);
   }
 
@@ -509,6 +601,15 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       }
     }
   }
+}
+
+/**
+ * Whether an error says the server is out of reach (a session lost, a
+ * connection refused), not that something is wrong with the request.
+ */
+function _outage(error: unknown): boolean {
+  if (error instanceof LockError) return true; // could not connect
+  return error instanceof StoreError && _sessionLost(error.cause);
 }
 
 /** Whether a driver error says the session is gone (not a SQL error). */

@@ -19,6 +19,10 @@ interface _PgClient {
   end(): Promise<void>;
   on(event: "error", listener: (error: Error) => void): void;
   on(event: "end", listener: () => void): void;
+  on(
+    event: "notification",
+    listener: (message: { channel: string; payload?: string }) => void,
+  ): void;
 }
 
 const _Client = (pg as unknown as {
@@ -75,6 +79,8 @@ export interface _Session {
   queryAll(sql: string): Promise<unknown[][]>;
   /** Called once when the session ends for any reason but `close()`. */
   onEnd(listener: (reason: string) => void): void;
+  /** Called with each notification a `LISTEN` of this session receives. */
+  onNotification(listener: (channel: string, payload: string) => void): void;
   /** Ends the session; idempotent. */
   close(): Promise<void>;
 }
@@ -185,6 +191,13 @@ class _PgSession implements _Session {
 
   onEnd(listener: (reason: string) => void): void {
     this.#listeners.push(listener);
+  }
+
+  onNotification(listener: (channel: string, payload: string) => void): void {
+    this.#client.on(
+      "notification",
+      (message) => listener(message.channel, message.payload ?? ""),
+    );
   }
 
   async close(): Promise<void> {

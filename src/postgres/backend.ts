@@ -544,6 +544,15 @@ export class PostgresBackend implements StoreBackend {
     },
     giveBack: (session, reusable) => this.#giveBack(session, reusable),
     cancel: (backendPid) => this.#cancel(backendPid),
+    open: () => {
+      if (this.#closed) {
+        return Promise.reject(
+          new LockError("Cannot use the PostgreSQL backend: it is closed"),
+        );
+      }
+      return _openSession(this.#config);
+    },
+    closed: () => this.#closed,
   };
 
   /**

@@ -712,3 +712,33 @@ export function _args(): string[] {
 export function _isMain(meta: ImportMeta): boolean {
   return meta.main;
 }
+
+/**
+ * Calls `onChange` with the name of each entry of `dir` the kernel reports
+ * changed (inotify), or `null` when it cannot say; returns a function that
+ * stops watching. Throws if `dir` cannot be watched (missing, say).
+ */
+export function _watchDirectory(
+  dir: string,
+  onChange: (name: string | null) => void,
+): () => void {
+  const watcher = Deno.watchFs(dir, { recursive: false });
+  (async () => {
+    try {
+      for await (const event of watcher) {
+        for (const path of event.paths) {
+          onChange(path.slice(path.lastIndexOf("/") + 1));
+        }
+      }
+    } catch {
+      onChange(null); // the watch ended on its own: look again
+    }
+  })();
+  return () => {
+    try {
+      watcher.close();
+    } catch {
+      // Already closed.
+    }
+  };
+}

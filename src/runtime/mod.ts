@@ -59,4 +59,5 @@ export const {
   _unrefTimer,
   _args,
   _isMain,
+  _watchDirectory,
 } = chosen;

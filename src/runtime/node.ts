@@ -785,3 +785,19 @@ export function _isMain(meta: ImportMeta): boolean {
     return false;
   }
 }
+
+/**
+ * Calls `onChange` with the name of each entry of `dir` the kernel reports
+ * changed (inotify), or `null` when it cannot say; returns a function that
+ * stops watching. Throws if `dir` cannot be watched (missing, say).
+ */
+export function _watchDirectory(
+  dir: string,
+  onChange: (name: string | null) => void,
+): () => void {
+  const watcher = fs.watch(dir, (_event, filename) => {
+    onChange(typeof filename === "string" ? filename : null);
+  });
+  watcher.on("error", () => onChange(null));
+  return () => watcher.close();
+}

@@ -4,6 +4,8 @@
 // two file implementations; nothing in it assumes a file, so a database
 // can be a third.
 
+import type { StoreVersion, WatchOptions } from "./_watch.ts";
+
 /** What a change made: the new document and what to return to the caller. */
 export interface _Next<T, R> {
   /**
@@ -44,6 +46,11 @@ export interface _DocumentBackend<T> {
     fn: (draft: T) => Promise<_Next<T, R>>,
     options: _ChangeOptions,
   ): Promise<R>;
+  /**
+   * The current version, then each new committed version made by any
+   * process, until the signal aborts or the consumer stops.
+   */
+  watch(options: WatchOptions): AsyncIterable<StoreVersion<T>>;
 }
 
 /**

@@ -40,6 +40,7 @@ import type {
   _Next,
 } from "./_document_backend.ts";
 import type { _StoreFiles } from "./_store_files.ts";
+import { _watchFiles, type StoreVersion, type WatchOptions } from "./_watch.ts";
 
 /** One process's view of the journal, kept between updates. */
 interface _Cache<T> {
@@ -372,6 +373,21 @@ export class _Journal<T> implements _DocumentBackend<T> {
    * belongs to it. After a few mismatches (compactions racing the read) or
    * anything odd, it reads under the lock instead.
    */
+  /** Watches the snapshot and the journal: an append or a compaction wakes it. */
+  watch(options: WatchOptions): AsyncIterable<StoreVersion<T>> {
+    const path = this.#files.path;
+    const name = basename(path);
+    return _watchFiles(
+      dirname(path),
+      (entry) => entry === name || entry === `${name}.journal`,
+      async () => {
+        const value = await this.read();
+        return { value, key: JSON.stringify(value) };
+      },
+      options,
+    );
+  }
+
   async read(): Promise<T> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const snapshot = await this.#readFile(this.#files.path);

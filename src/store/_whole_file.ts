@@ -10,6 +10,8 @@ import type {
 } from "./_document_backend.ts";
 import type { _Loaded, _StoreFiles } from "./_store_files.ts";
 import { _hasJournal } from "./_store_mode.ts";
+import { basename, dirname } from "node:path";
+import { _watchFiles, type StoreVersion, type WatchOptions } from "./_watch.ts";
 
 /** A JsonStore's document as one file. */
 export class _WholeFile<T> implements _DocumentBackend<T> {
@@ -54,6 +56,21 @@ export class _WholeFile<T> implements _DocumentBackend<T> {
       await files.replace(files.path, text);
       return next.result;
     }, { signal: options.signal });
+  }
+
+  /** Watches the file: a rename into place or a write in place wakes it. */
+  watch(options: WatchOptions): AsyncIterable<StoreVersion<T>> {
+    const path = this.#files.path;
+    const name = basename(path);
+    return _watchFiles(
+      dirname(path),
+      (entry) => entry === name,
+      async () => {
+        const value = await this.read();
+        return { value, key: JSON.stringify(value) };
+      },
+      options,
+    );
   }
 
   async #load(): Promise<_Loaded<T>> {

@@ -12,6 +12,13 @@ import {
 import { _Journal } from "./_journal.ts";
 import { _StoreFiles } from "./_store_files.ts";
 import { _WholeFile } from "./_whole_file.ts";
+import {
+  _checkRecheck,
+  type StoreVersion,
+  type WatchOptions,
+} from "./_watch.ts";
+
+export type { StoreVersion, WatchOptions };
 
 /** How a {@linkcode JsonStore} reads and writes its file. */
 export interface JsonStoreOptions<T> {
@@ -399,5 +406,36 @@ export class JsonStore<T> {
       () => Promise.resolve({ replace: true, value, result: undefined }),
       { ...options, replaces: true },
     );
+  }
+
+  /**
+   * Watches the document: yields the current version first, then each new
+   * committed version made by any process (this one included), until
+   * `signal` aborts or the loop stops (`break`), which releases everything
+   * the watch holds. Versions may be coalesced when they come faster than
+   * they are read, but the last one yielded once writes stop is the
+   * store's final document.
+   *
+   * Files: the kernel's notifications on the store's directory (inotify),
+   * plus a read every `recheckInterval` for file systems that send none
+   * (NFS). PostgreSQL: `LISTEN`/`NOTIFY`, and a read after every reconnect.
+   *
+   * @param options The signal that ends it; the re-check interval.
+   * @returns The versions, each `{ value, version }`.
+   * @throws {RangeError} If `recheckInterval` is under 10 ms or over 2^31-1.
+   * @throws {CorruptStoreError} If the document becomes corrupt (with
+   *   `onCorrupt: "throw"`): the iteration throws.
+   *
+   * @example
+   * ```ts ignore
+   * const controller = new AbortController();
+   * for await (const { value, version } of store.watch({ signal: controller.signal })) {
+   *   console.log(version, value);
+   * }
+   * ```
+   */
+  watch(options: WatchOptions = {}): AsyncIterable<StoreVersion<T>> {
+    _checkRecheck(options.recheckInterval);
+    return this.#backend.watch(options);
   }
 }

@@ -235,8 +235,13 @@ for (const runtime of ["Deno", "Node"] as const) {
           await db.close();
         }
       } finally {
-        Deno.kill(paused.pid, "SIGCONT");
-        await paused.finish();
+        try {
+          Deno.kill(paused.pid, "SIGCONT");
+        } catch {
+          // It has ended already; finish() reports how.
+        }
+        const result = await paused.finish();
+        assert.equal(result.code, 0, result.stderr);
       }
     },
   );

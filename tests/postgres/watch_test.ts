@@ -1,0 +1,161 @@
+// PgJsonStore.watch against a real throwaway cluster: Deno and Node
+// watchers beside Deno and Node writers, a watcher whose LISTEN session is
+// terminated while a write is made, and a watch that ends with nothing
+// left open.
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { PostgresBackend } from "../../src/postgres/mod.ts";
+import { Child } from "../_helpers.ts";
+import { type Cluster, pgSuite, pgWorker } from "./_cluster.ts";
+
+const { test: pgTest, stopAfterwards } = pgSuite("PostgreSQL watch");
+
+const NODE_PACKAGE = fileURLToPath(
+  new URL("../../dist/node-src/", import.meta.url),
+);
+
+function run(
+  c: Cluster,
+  runtime: "Deno" | "Node",
+  script: string,
+  args: string[],
+) {
+  return runtime === "Deno"
+    ? new Child(Deno.execPath(), [
+      "run",
+      "--allow-all",
+      "--quiet",
+      script.endsWith("watch_store.ts")
+        ? fileURLToPath(
+          new URL("../multiprocess/workers/watch_store.ts", import.meta.url),
+        )
+        : pgWorker(script),
+      ...args,
+    ], { env: c.env })
+    : new Child("node", [
+      fileURLToPath(new URL(`../node/workers/${script}`, import.meta.url)),
+      ...args,
+    ], { env: { ...c.env, LOCKBOX_NODE_PACKAGE: NODE_PACKAGE } });
+}
+
+pgTest(
+  "PostgreSQL watch: Deno and Node watchers see 2 Deno + 2 Node writers x 100 updates with growing versions, never half an update, ending on the final document",
+  async (c) => {
+    const watchers = [
+      run(c, "Deno", "watch_store.ts", ["watched", "400", "--db"]),
+      run(c, "Node", "watch_store.mjs", ["watched", "400", "--db"]),
+    ];
+    for (const w of watchers) await w.waitFor("ready");
+    const writers = [
+      run(c, "Deno", "pg_store_update.ts", ["watched", "d0", "100"]),
+      run(c, "Deno", "pg_store_update.ts", ["watched", "d1", "100"]),
+      run(c, "Node", "pg_store_update.mjs", ["watched", "n0", "100"]),
+      run(c, "Node", "pg_store_update.mjs", ["watched", "n1", "100"]),
+    ];
+    for (const w of writers) {
+      const result = await w.finish();
+      assert.equal(result.code, 0, result.stderr);
+    }
+    for (const w of watchers) {
+      const result = await w.finish();
+      assert.equal(result.code, 0, result.stderr);
+      const seen = result.lines.filter((l) => l.startsWith("v ")).map((l) =>
+        l.split(" ").slice(1).map(Number)
+      );
+      assert.ok(seen.length >= 2);
+      for (const [i, [version, count, items, distinct]] of seen.entries()) {
+        // On PostgreSQL the version is the document's: one per update.
+        assert.equal(version, count);
+        assert.equal(items, count);
+        assert.equal(distinct, items);
+        if (i > 0) assert.ok(version > seen[i - 1][0]);
+      }
+      assert.deepEqual(seen.at(-1), [400, 400, 400, 400]);
+    }
+  },
+);
+
+pgTest(
+  "PostgreSQL watch: a write made while the watcher's session is cut off is yielded after it reconnects",
+  async (c) => {
+    const db = await PostgresBackend.connect(c.url);
+    try {
+      const store = db.jsonStore<{ n: number }>("cut", { initial: { n: 0 } });
+      await store.write({ n: 1 });
+      const controller = new AbortController();
+      const seen: number[] = [];
+      let first!: () => void;
+      const started = new Promise<void>((resolve) => first = resolve);
+      let reconnected!: () => void;
+      const caughtUp = new Promise<void>((resolve) => reconnected = resolve);
+      const watching = (async () => {
+        for await (
+          const { value } of store.watch({
+            signal: controller.signal,
+            // No re-check to fall back on: only the reconnect's read and
+            // the new LISTEN can see what follows.
+            recheckInterval: 600_000,
+          })
+        ) {
+          seen.push(value.n);
+          first();
+          if (value.n === 3) reconnected();
+          if (value.n === 4) controller.abort();
+        }
+      })();
+      await started;
+      // Cut the LISTEN session off, and write before it is back.
+      await c.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN lockbox_documents'",
+      );
+      await store.write({ n: 2 });
+      await store.write({ n: 3 });
+      await caughtUp;
+      // Listening again: a later write wakes it too.
+      await store.write({ n: 4 });
+      await watching;
+      assert.equal(seen[0], 1);
+      assert.equal(seen.at(-1), 4);
+      for (let i = 1; i < seen.length; i++) assert.ok(seen[i] > seen[i - 1]);
+    } finally {
+      await db.close();
+    }
+  },
+);
+
+pgTest(
+  "PostgreSQL watch ends when the loop breaks or the signal aborts, and closes its session",
+  async (c) => {
+    const db = await PostgresBackend.connect(c.url);
+    try {
+      const store = db.jsonStore<{ n: number }>("ends", { initial: { n: 0 } });
+      for await (const { value, version } of store.watch()) {
+        assert.deepEqual([value, version], [{ n: 0 }, 0]);
+        break;
+      }
+      const controller = new AbortController();
+      const watching = (async () => {
+        for await (const _ of store.watch({ signal: controller.signal })) {
+          setTimeout(() => controller.abort(), 20);
+        }
+      })();
+      await watching;
+      const listening = async () =>
+        Number(
+          await c.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN lockbox_documents'",
+          ),
+        );
+      // The server notices a closed session at once; allow it a moment.
+      for (let i = 0; i < 50 && await listening() > 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(await listening(), 0);
+    } finally {
+      await db.close();
+    }
+  },
+);
+
+stopAfterwards();
