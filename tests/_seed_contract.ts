@@ -26,9 +26,34 @@ import {
   StoreError,
   updateAttemptedRunState,
   updateContiguousRunState,
+  watchState,
   writeFailureLog,
   writeState,
 } from "../mod.ts";
+
+/** What a watch yields until `done` says stop, the first value awaited before `act`. */
+async function watched<T, R>(
+  source: (signal: AbortSignal) => AsyncIterable<{ value: T }>,
+  pick: (value: T) => R,
+  done: (picked: R) => boolean,
+  act: () => Promise<void>,
+): Promise<R[]> {
+  const controller = new AbortController();
+  const seen: R[] = [];
+  let first!: () => void;
+  const started = new Promise<void>((resolve) => first = resolve);
+  const watching = (async () => {
+    for await (const { value } of source(controller.signal)) {
+      seen.push(pick(value));
+      first();
+      if (done(seen.at(-1)!)) controller.abort();
+    }
+  })();
+  await started;
+  await act();
+  await watching;
+  return seen;
+}
 
 /** One backend under test, for one test. */
 export interface SeedPlace {
@@ -342,6 +367,44 @@ export function seedContract(storage: SeedStorage): void {
       await assert.rejects(docs.get("../x"), TypeError);
       await assert.rejects(docs.get(""), TypeError);
       assert.ok(CorruptStoreError);
+    },
+  );
+
+  t(
+    "watch: capture groups and the archiver's state yield now and then each change",
+    async (place) => {
+      const groups = new CaptureGroups(place.name("groups"), {
+        backend: place.backend,
+      });
+      const counts = await watched(
+        (signal) => groups.watch({ signal }),
+        (db) => Object.keys(db).length,
+        (count) => count === 3,
+        async () => {
+          for (const id of ["a", "b", "c"]) await groups.create(id);
+        },
+      );
+      assert.equal(counts[0], 0);
+      assert.equal(counts.at(-1), 3);
+      for (let i = 1; i < counts.length; i++) {
+        assert.ok(counts[i] > counts[i - 1]);
+      }
+
+      const state = place.name("state");
+      const runs = await watched(
+        (signal) => watchState(state, { backend: place.backend, signal }),
+        (value) => value.last_contiguous_run ?? 0,
+        (run) => run === 103,
+        async () => {
+          for (const run of [101, 102, 103]) {
+            await updateContiguousRunState(state, [run], {
+              backend: place.backend,
+            });
+          }
+        },
+      );
+      assert.equal(runs[0], 0);
+      assert.equal(runs.at(-1), 103);
     },
   );
 }

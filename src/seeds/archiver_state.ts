@@ -5,7 +5,11 @@ import { _toPath } from "../runtime/mod.ts";
 import { _readStoreFile, _replaceHoldingLock } from "../store/_atomic.ts";
 import { LockBusyError, StoreError } from "../base/errors.ts";
 import { FileLock, withLock } from "../lock/file_lock.ts";
-import { JsonStore } from "../store/json_store.ts";
+import {
+  JsonStore,
+  type StoreVersion,
+  type WatchOptions,
+} from "../store/json_store.ts";
 import { appendJsonl } from "../store/jsonl.ts";
 import { lockHolder } from "../lock/lock_inspect.ts";
 import type { BackendLock, StoreBackend } from "../store/store_backend.ts";
@@ -111,6 +115,30 @@ export function readState(
   options: ArchiverOptions = {},
 ): Promise<RunState> {
   return _store(path, options.backend).read();
+}
+
+/**
+ * Watches the state: yields it now, then each new version any process
+ * commits (see `JsonStore.watch`), such as a worker waiting for the run
+ * state to move on.
+ *
+ * @param path The state file (with a backend: its name).
+ * @param options The backend, the signal that ends it, the re-check interval.
+ * @returns The state's versions.
+ *
+ * @example
+ * ```ts ignore
+ * import { watchState } from "@lockbox/lockbox";
+ * for await (const { value } of watchState("state.json")) {
+ *   if ((value.last_contiguous_run ?? 0) >= 110) break;
+ * }
+ * ```
+ */
+export function watchState(
+  path: string | URL,
+  options: ArchiverOptions & WatchOptions = {},
+): AsyncIterable<StoreVersion<RunState>> {
+  return _store(path, options.backend).watch(options);
 }
 
 /**

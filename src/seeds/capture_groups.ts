@@ -8,7 +8,11 @@ import {
   _setOwn,
   _unixSeconds,
 } from "../base/_ids.ts";
-import type { JsonStore } from "../store/json_store.ts";
+import type {
+  JsonStore,
+  StoreVersion,
+  WatchOptions,
+} from "../store/json_store.ts";
 import { _seedDb, type DbOptions } from "./_seed_db.ts";
 
 export type { DbOptions };
@@ -217,5 +221,19 @@ export class CaptureGroups {
       for (const id of old) delete db[id];
       return old;
     });
+  }
+
+  /**
+   * Watches the DB: yields it now, then each new version any process
+   * commits (see `JsonStore.watch`), until the signal aborts or the loop
+   * stops.
+   *
+   * @param options The signal that ends it; the re-check interval.
+   * @returns The DB's versions.
+   */
+  watch(
+    options: WatchOptions = {},
+  ): AsyncIterable<StoreVersion<CaptureGroupDb>> {
+    return this.#store.watch(options);
   }
 }

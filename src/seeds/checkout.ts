@@ -12,7 +12,11 @@ import {
 import { _fsError } from "../base/_fs_errors.ts";
 import { _checkId, _own, _pythonUtcNow, _setOwn } from "../base/_ids.ts";
 import type { DbOptions } from "./_seed_db.ts";
-import type { JsonStore } from "../store/json_store.ts";
+import type {
+  JsonStore,
+  StoreVersion,
+  WatchOptions,
+} from "../store/json_store.ts";
 import { _seedDb } from "./_seed_db.ts";
 import { StoreError } from "../base/errors.ts";
 
@@ -249,6 +253,20 @@ export class CheckoutRegistry {
    */
   async list(): Promise<CheckoutRegistryData> {
     return await this.#store.read();
+  }
+
+  /**
+   * Watches the registry: yields it now, then each new version any process
+   * commits (see `JsonStore.watch`), until the signal aborts or the loop
+   * stops.
+   *
+   * @param options The signal that ends it; the re-check interval.
+   * @returns The registry's versions.
+   */
+  watch(
+    options: WatchOptions = {},
+  ): AsyncIterable<StoreVersion<CheckoutRegistryData>> {
+    return this.#store.watch(options);
   }
 }
 

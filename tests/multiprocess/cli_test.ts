@@ -1354,3 +1354,46 @@ Deno.test("lockbox status --watch with an interval past 2^31 - 1 ms draws once a
     assert.equal(redraws, 1, `${redraws} draws`);
   });
 });
+
+Deno.test("lockbox store watch prints each version, stops with status 0 on SIGINT and SIGTERM, and with 141 once | head has what it wants", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/s.json`;
+    await Deno.writeTextFile(file, '{"n":0}');
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      const watching = new Child(CLI[0], [
+        ...CLI.slice(1),
+        "store",
+        "watch",
+        "--json",
+        file,
+      ]);
+      const first = await watching.waitFor('{"version":1');
+      assert.deepEqual(JSON.parse(first), { version: 1, value: { n: 0 } });
+      const set = await lockbox(["store", "set", file, "/n", "7"]);
+      assert.equal(set.code, 0, set.stderr);
+      await watching.waitFor('{"version":2,"value":{"n":7}}');
+      watching.process.kill(signal);
+      const result = await watching.finish();
+      assert.equal(result.code, 0, `${signal}: ${result.stderr}`);
+      assert.equal(result.stderr, "");
+      await lockbox(["store", "set", file, "/n", "0"]);
+    }
+    // A pipeline: lockbox ends at its first write after head has gone.
+    const writes = (async () => {
+      for (let i = 1; i <= 20; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 150));
+        await lockbox(["store", "set", file, "/n", String(i)]);
+      }
+    })();
+    const piped = await run([
+      "bash",
+      "-c",
+      `${quoted} store watch '${file}' | head -n 3; echo "status \${PIPESTATUS[0]}"`,
+    ]);
+    await writes;
+    const lines = piped.stdout.trim().split("\n");
+    assert.equal(lines.length, 4, piped.stdout + piped.stderr);
+    assert.match(lines[0], /^1 \{"n":0\}$/);
+    assert.equal(lines[3], "status 141");
+  });
+});

@@ -204,3 +204,28 @@ test("the Node CLI writes its whole output to a pipe before it exits, and a fail
     assert.match(full.stderr, /no space left on device/i);
   });
 });
+
+test("lockbox store watch on Node prints each version and stops with status 0 on SIGTERM and SIGINT", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/s.json`;
+    writeFileSync(file, '{"n":0}');
+    for (const signal of ["SIGTERM", "SIGINT"]) {
+      const watching = new Child(process.execPath, [
+        CLI,
+        "store",
+        "watch",
+        "--json",
+        file,
+      ]);
+      await watching.waitFor('{"version":1,"value":{"n":0}}');
+      const set = run(process.execPath, [CLI, "store", "set", file, "/n", "5"]);
+      assert.equal(set.code, 0, set.stderr);
+      await watching.waitFor('{"version":2,"value":{"n":5}}');
+      watching.process.kill(signal);
+      const { code } = await watching.finish();
+      assert.equal(code, 0, `${signal}: ${watching.stderr}`);
+      assert.equal(watching.stderr, "");
+      run(process.execPath, [CLI, "store", "set", file, "/n", "0"]);
+    }
+  });
+});

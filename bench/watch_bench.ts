@@ -1,0 +1,126 @@
+// `deno task bench`: how long from a writer's committed update to a watcher
+// in another process yielding it (measured up to the watcher's line on a
+// pipe, so an upper bound), for whole-file, journal and PostgreSQL stores,
+// beside the same writer's commit time. PostgreSQL: against
+// LOCKBOX_DATABASE_URL (or the PG* variables) when set, else a throwaway
+// cluster when the server is installed, else skipped with a message.
+
+import { fileURLToPath } from "node:url";
+import { JsonStore } from "../mod.ts";
+import { PostgresBackend } from "../src/postgres/mod.ts";
+import { Cluster, PG_BIN } from "../tests/postgres/_cluster.ts";
+
+const child = fileURLToPath(new URL("./_watch_child.ts", import.meta.url));
+const dir = Deno.makeTempDirSync({ prefix: "lockbox_watch_bench_" });
+
+const configured = Deno.env.get("LOCKBOX_DATABASE_URL") ??
+  (Deno.env.get("PGHOST") ? "" : undefined);
+const cluster = configured === undefined && PG_BIN !== null
+  ? await Cluster.start()
+  : null;
+const url = cluster?.url ?? (configured || undefined);
+const noPostgres = configured === undefined && cluster === null;
+if (noPostgres) {
+  console.log(
+    "watch_bench: PostgreSQL skipped: set LOCKBOX_DATABASE_URL (or PGHOST) or install PostgreSQL's server",
+  );
+}
+const db = noPostgres ? null : await PostgresBackend.connect(url);
+
+/** A watcher process and a way to wait for its line for n. */
+function watcher(mode: string, target: string) {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", child, mode, target],
+    env: url ? { LOCKBOX_DATABASE_URL: url } : {},
+    stdout: "piped",
+  }).spawn();
+  const lines = process.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let buffer = "";
+  const seen = async (n: number) => {
+    while (true) {
+      const at = buffer.indexOf("\n");
+      if (at !== -1) {
+        const line = buffer.slice(0, at);
+        buffer = buffer.slice(at + 1);
+        if (Number(line) >= n) return;
+        continue;
+      }
+      const { value, done } = await lines.read();
+      if (done) throw new Error("the watcher ended");
+      buffer += value;
+    }
+  };
+  return { process, seen };
+}
+
+const latencies: Record<string, number[]> = {};
+const modes = [
+  ["whole", "whole-file"],
+  ["journal", "journal"],
+  ["postgres", "PostgreSQL"],
+] as const;
+const children: Deno.ChildProcess[] = [];
+for (const [mode, label] of modes) {
+  const skip = mode === "postgres" && noPostgres;
+  const store = skip
+    ? null
+    : mode === "postgres"
+    ? db!.jsonStore<{ n: number }>("watched", { initial: { n: 0 } })
+    : new JsonStore<{ n: number }>(`${dir}/${mode}.json`, {
+      initial: { n: 0 },
+      journal: mode === "journal",
+    });
+  let n = 0;
+  let watching: ReturnType<typeof watcher> | null = null;
+  latencies[label] = [];
+  Deno.bench({
+    name: `${label}: commit -> a watcher in another process yields it`,
+    group: `watch latency, ${label}`,
+    ignore: skip,
+    async fn(b) {
+      if (watching === null) {
+        await store!.write({ n: 0 });
+        watching = watcher(
+          mode,
+          mode === "postgres" ? "watched" : `${dir}/${mode}.json`,
+        );
+        children.push(watching.process);
+        await watching.seen(0);
+      }
+      const next = ++n;
+      await store!.write({ n: next });
+      b.start();
+      const from = performance.now();
+      await watching.seen(next);
+      b.end();
+      latencies[label].push(performance.now() - from);
+    },
+  });
+  Deno.bench({
+    name: `${label}: the writer's commit (durable write)`,
+    group: `watch latency, ${label}`,
+    baseline: true,
+    ignore: skip,
+    async fn() {
+      await store!.write({ n: ++n });
+    },
+  });
+}
+
+// deno bench prints no median: each store's latency median and p99.
+globalThis.addEventListener("unload", () => {
+  for (const [label, samples] of Object.entries(latencies)) {
+    if (samples.length === 0) continue;
+    const sorted = samples.sort((a, b) => a - b);
+    const at = (q: number) =>
+      sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    console.log(
+      `watch latency, ${label}: median ${at(0.5).toFixed(2)} ms, p99 ${
+        at(0.99).toFixed(2)
+      } ms over ${sorted.length} updates`,
+    );
+  }
+  for (const process of children) process.kill();
+  Deno.removeSync(dir, { recursive: true });
+});
