@@ -91,37 +91,39 @@ for (const journal of [false, true]) {
   });
 }
 
-Deno.test("JsonStore.watch: a writer SIGKILLed mid-update shows no half-written state, and the watch goes on", async () => {
-  await withTempDir(async (dir) => {
-    const path = `${dir}/state.json`;
-    const watching = watcher("Deno", [path, "1050"]);
-    await watching.waitFor("ready");
-    const doomed = spawnWorker("store_update.ts", [
-      path,
-      "100000",
-      "doomed",
-      "--no-durable",
-    ]);
-    await doomed.waitFor("ack doomed-20");
-    await doomed.kill();
-    await doomed.finish();
-    const store = new JsonStore<{ count: number; items: string[] }>(path, {
-      initial: { count: 0, items: [] },
+for (const runtime of ["Deno", "Node"] as const) {
+  Deno.test(`JsonStore.watch: a writer SIGKILLed mid-update shows a ${runtime} watcher no half-written state, and the watch goes on`, async () => {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/state.json`;
+      const watching = watcher(runtime, [path, "1050"]);
+      await watching.waitFor("ready");
+      const doomed = spawnWorker("store_update.ts", [
+        path,
+        "100000",
+        "doomed",
+        "--no-durable",
+      ]);
+      await doomed.waitFor("ack doomed-20");
+      await doomed.kill();
+      await doomed.finish();
+      const store = new JsonStore<{ count: number; items: string[] }>(path, {
+        initial: { count: 0, items: [] },
+      });
+      const left = (await store.read()).count;
+      assert.equal((await store.read()).items.length, left);
+      const writer = spawnWorker("store_update.ts", [
+        path,
+        String(1050 - left),
+        "after",
+        "--no-durable",
+      ]);
+      assert.equal((await writer.finish()).code, 0);
+      const result = await watching.finish();
+      assert.equal(result.code, 0, result.stderr);
+      checkWatcher(result.lines, 1050);
     });
-    const left = (await store.read()).count;
-    assert.equal((await store.read()).items.length, left);
-    const writer = spawnWorker("store_update.ts", [
-      path,
-      String(1050 - left),
-      "after",
-      "--no-durable",
-    ]);
-    assert.equal((await writer.finish()).code, 0);
-    const result = await watching.finish();
-    assert.equal(result.code, 0, result.stderr);
-    checkWatcher(result.lines, 1050);
   });
-});
+}
 
 Deno.test("JsonStore.watch ends when the loop breaks or the signal aborts, with nothing left open", async () => {
   await withTempDir(async (dir) => {

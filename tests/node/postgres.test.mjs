@@ -419,3 +419,49 @@ test(
     }
   },
 );
+
+test(
+  "PostgreSQL watch on Node: versions grow, a write made while its LISTEN session is cut off is yielded, and abort ends it",
+  { skip },
+  async () => {
+    const db = await PostgresBackend.connect(cluster.url);
+    try {
+      const store = db.jsonStore("node-watched", { initial: { n: 0 } });
+      const controller = new AbortController();
+      const seen = [];
+      let first;
+      const started = new Promise((resolve) => first = resolve);
+      let caught;
+      const caughtUp = new Promise((resolve) => caught = resolve);
+      const watching = (async () => {
+        for await (
+          const { value, version } of store.watch({
+            signal: controller.signal,
+            recheckInterval: 600_000,
+          })
+        ) {
+          seen.push([version, value.n]);
+          first();
+          if (value.n === 2) caught();
+          if (value.n === 3) controller.abort();
+        }
+      })();
+      await started;
+      cluster.sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN lockbox_documents'",
+      );
+      await store.write({ n: 1 });
+      await store.write({ n: 2 });
+      await caughtUp;
+      await store.write({ n: 3 });
+      await watching;
+      assert.deepEqual(seen[0], [0, 0]);
+      assert.deepEqual(seen.at(-1), [3, 3]);
+      for (let i = 1; i < seen.length; i++) {
+        assert.ok(seen[i][0] > seen[i - 1][0]);
+      }
+    } finally {
+      await db.close();
+    }
+  },
+);

@@ -60,3 +60,36 @@ test("CaptureGroups write seed 000's JSON on Node", async () => {
     );
   });
 });
+
+test("JsonStore.watch on Node: whole-file and journal, a break and an abort end it with nothing left running", async () => {
+  await withTempDir(async (dir) => {
+    for (const journal of [false, true]) {
+      const store = new JsonStore(`${dir}/w${journal}.json`, {
+        initial: { n: 0 },
+        journal,
+      });
+      for await (const { value, version } of store.watch()) {
+        assert.deepEqual([value, version], [{ n: 0 }, 1]);
+        break;
+      }
+      const controller = new AbortController();
+      const seen = [];
+      const watching = (async () => {
+        for await (
+          const { value } of store.watch({ signal: controller.signal })
+        ) {
+          seen.push(value.n);
+          if (value.n === 3) controller.abort();
+        }
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      for (let i = 0; i < 3; i++) await store.update((d) => void d.n++);
+      await watching;
+      assert.equal(seen[0], 0);
+      assert.equal(seen.at(-1), 3);
+      for (let i = 1; i < seen.length; i++) assert.ok(seen[i] > seen[i - 1]);
+    }
+    // A watcher or timer left open would keep this test file's process
+    // alive past the test runner's timeout.
+  });
+});
