@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import {
   CorruptStoreError,
   type JsonStore,
+  LockError,
   LockTimeoutError,
   StaleFenceError,
 } from "../mod.ts";
@@ -331,4 +332,19 @@ export function storeContract(storage: Storage): void {
     assert.ok(Object.hasOwn(doc, "__proto__"));
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
   });
+
+  t(
+    "an update from inside an update of the same store fails at once with LockError, and the outer one goes on",
+    async (make) => {
+      const { store } = await make<Doc>({ initial });
+      const inner = await store.update(async (d) => {
+        d.n = 1;
+        const error = await store.update((e) => void e.n++).catch((e) => e);
+        return error;
+      });
+      assert.ok(inner instanceof LockError, String(inner));
+      assert.match(inner.message, /not re-entrant/);
+      assert.equal((await store.read()).n, 1);
+    },
+  );
 }

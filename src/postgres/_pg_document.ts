@@ -7,6 +7,7 @@
 // in the same transaction against the fencing lock's current token, read
 // FOR SHARE so that no new holder's token commits in between.
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import {
   CorruptStoreError,
   LockError,
@@ -47,6 +48,11 @@ export interface _SessionPool {
   /** Whether the backend was closed. */
   closed(): boolean;
 }
+
+/** The documents (of which backend) the current async call chain holds. */
+const _holding = new AsyncLocalStorage<
+  { pool: _SessionPool; name: string }[]
+>();
 
 /** The channel every committed document version is announced on. */
 export const _CHANNEL = "lockbox_documents";
@@ -135,6 +141,17 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     onVersion?: (version: number) => void,
   ): Promise<R> {
     const fence = _checkFence(options.fence);
+    // A change from inside a change of the same document would wait for
+    // its own row lock: refused at once, as FileLock refuses it on files.
+    const held = _holding.getStore() ?? [];
+    if (
+      this.settings.lockTimeout > 0 &&
+      held.some((h) => h.pool === this.#pool && h.name === this.settings.name)
+    ) {
+      throw new LockError(
+        `Cannot change '${this.#label}': this async context is already changing it (lockbox's stores are not re-entrant: an update from inside another update of the same document would wait for itself); use the value you already have`,
+      );
+    }
     // A session found dead before fn ran (a server restart since it was
     // last used) is replaced once: nothing was read or written on it.
     for (let attempt = 0;; attempt++) {
@@ -181,7 +198,13 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
         ? undefined
         : JSON.stringify(current);
       called = fromCaller = true;
-      const next = await fn(current);
+      const next = await _holding.run(
+        [...(_holding.getStore() ?? []), {
+          pool: this.#pool,
+          name: this.settings.name,
+        }],
+        () => fn(current),
+      );
       const validate = this.settings.validate;
       const value = validate ? validate(next.value) : next.value;
       fromCaller = false;
