@@ -443,4 +443,36 @@ pgTest(
   },
 );
 
+pgTest(
+  "lockbox store watch --db: the document now and each new version, ending with status 0 on SIGTERM",
+  async (c) => {
+    const { PostgresBackend } = await import("../../src/postgres/mod.ts");
+    const db = await PostgresBackend.connect(c.url);
+    try {
+      const store = db.jsonStore("watched-by-cli", { initial: { n: 0 } });
+      await store.write({ n: 1 });
+      const watching = lockboxChild(c, [
+        "store",
+        "watch",
+        "--db",
+        "env",
+        "--json",
+        "watched-by-cli",
+      ]);
+      assert.deepEqual(JSON.parse(await watching.waitFor('{"version":1')), {
+        version: 1,
+        value: { n: 1 },
+      });
+      await store.write({ n: 2 });
+      await watching.waitFor('{"version":2,"value":{"n":2}}');
+      watching.process.kill("SIGTERM");
+      const result = await watching.finish();
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stderr, "");
+    } finally {
+      await db.close();
+    }
+  },
+);
+
 stopAfterwards();
