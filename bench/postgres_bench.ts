@@ -6,21 +6,9 @@
 import pg from "pg";
 import { fileURLToPath } from "node:url";
 import { type PgJsonStore, PostgresBackend } from "../src/postgres/mod.ts";
-import { Cluster, PG_BIN } from "../tests/postgres/_cluster.ts";
+import { benchServer } from "./_postgres.ts";
 
-const configured = Deno.env.get("LOCKBOX_DATABASE_URL") ??
-  (Deno.env.get("PGHOST") ? "" : undefined);
-let cluster: Cluster | null = null;
-if (configured === undefined && PG_BIN !== null) {
-  cluster = await Cluster.start();
-}
-const url = cluster?.url ?? (configured || undefined);
-const skip = configured === undefined && cluster === null;
-if (skip) {
-  console.log(
-    "postgres_bench: skipped: set LOCKBOX_DATABASE_URL (or PGHOST) or install PostgreSQL's server",
-  );
-}
+const { url, skip } = await benchServer("postgres_bench");
 
 const backend = skip ? null : await PostgresBackend.connect(url);
 const raw = skip ? null : new pg.Client(url ? { connectionString: url } : {});

@@ -9,23 +9,12 @@
 import { fileURLToPath } from "node:url";
 import { JsonStore } from "../mod.ts";
 import { PostgresBackend } from "../src/postgres/mod.ts";
-import { Cluster, PG_BIN } from "../tests/postgres/_cluster.ts";
+import { benchServer } from "./_postgres.ts";
 
 const child = fileURLToPath(new URL("./_watch_child.ts", import.meta.url));
 const dir = Deno.makeTempDirSync({ prefix: "lockbox_watch_bench_" });
 
-const configured = Deno.env.get("LOCKBOX_DATABASE_URL") ??
-  (Deno.env.get("PGHOST") ? "" : undefined);
-const cluster = configured === undefined && PG_BIN !== null
-  ? await Cluster.start()
-  : null;
-const url = cluster?.url ?? (configured || undefined);
-const noPostgres = configured === undefined && cluster === null;
-if (noPostgres) {
-  console.log(
-    "watch_bench: PostgreSQL skipped: set LOCKBOX_DATABASE_URL (or PGHOST) or install PostgreSQL's server",
-  );
-}
+const { url, skip: noPostgres } = await benchServer("watch_bench");
 const db = noPostgres ? null : await PostgresBackend.connect(url);
 
 /** A watcher process and a way to wait for its line for n. */

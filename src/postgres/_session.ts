@@ -105,6 +105,33 @@ export function _literal(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }
 
+/** The longest name of a lock, document or log, in characters. */
+export const _MAX_NAME = 200;
+
+/**
+ * Checks the name of a lock, document or log (`what`): 1 to 200
+ * characters, no NUL.
+ */
+export function _checkName(
+  name: unknown,
+  what: "lock" | "document" | "log",
+  example: string,
+): string {
+  if (typeof name !== "string" || name.length === 0) {
+    throw new TypeError(
+      `Cannot use a ${what} name that is not a non-empty string; name the ${what}, such as '${example}'`,
+    );
+  }
+  if (name.length > _MAX_NAME || name.includes("\0")) {
+    throw new RangeError(
+      `Cannot use the ${what} name '${
+        name.slice(0, 40)
+      }...': expected at most ${_MAX_NAME} characters and no NUL`,
+    );
+  }
+  return name;
+}
+
 /** Where a URL points, without its password, for messages. */
 export function _describe(url: string | undefined): string {
   if (url === undefined) return "the server named by the PG* variables";

@@ -13,6 +13,7 @@ import { _after } from "../base/_promise.ts";
 import { LockError, LockTimeoutError } from "../base/errors.ts";
 import { _env, _hostname, _pid } from "../runtime/mod.ts";
 import {
+  _checkName,
   _checkNotPooled,
   _describe,
   _literal,
@@ -33,8 +34,6 @@ import {
 
 /** The first key of every lockbox advisory lock ("lock" in ASCII). */
 const _NAMESPACE = 0x6c6f636b;
-/** The longest lock name, in characters. */
-const _MAX_NAME = 200;
 /** lock_timeout's largest value, in milliseconds. */
 const _MAX_LOCK_TIMEOUT = 2 ** 31 - 1;
 /** Sessions kept open for the next acquisition. */
@@ -195,20 +194,31 @@ function _holder(row: _HolderRow): PgLockHolder {
   };
 }
 
-function _checkName(name: unknown): string {
-  if (typeof name !== "string" || name.length === 0) {
-    throw new TypeError(
-      "Cannot use a lock name that is not a non-empty string; name the lock, such as 'nightly-import'",
-    );
-  }
-  if (name.length > _MAX_NAME || name.includes("\0")) {
-    throw new RangeError(
-      `Cannot use the lock name '${
-        name.slice(0, 40)
-      }...': expected at most ${_MAX_NAME} characters and no NUL`,
-    );
-  }
-  return name;
+function _lockName(name: unknown): string {
+  return _checkName(name, "lock", "nightly-import");
+}
+
+function _logName(name: unknown): string {
+  return _checkName(name, "log", "audit");
+}
+
+/** Records as JSON text, or a TypeError naming the first that is not JSON. */
+function _logLines(
+  name: string,
+  records: readonly unknown[],
+  action: "append" | "write",
+): string[] {
+  return records.map((record) => {
+    const text = JSON.stringify(record);
+    if (text === undefined) {
+      throw new TypeError(
+        `Cannot ${action} ${typeof record} to log '${name}': it is not JSON; nothing was ${
+          action === "append" ? "appended" : "written"
+        }`,
+      );
+    }
+    return text;
+  });
 }
 
 /**
@@ -400,16 +410,8 @@ export class PostgresBackend implements StoreBackend {
    * @throws {TypeError} If a record is not JSON.
    */
   async appendLog(name: string, records: readonly unknown[]): Promise<void> {
-    _checkName(name);
-    const lines = records.map((record) => {
-      const text = JSON.stringify(record);
-      if (text === undefined) {
-        throw new TypeError(
-          `Cannot append ${typeof record} to log '${name}': it is not JSON; nothing was appended`,
-        );
-      }
-      return text;
-    });
+    _logName(name);
+    const lines = _logLines(name, records, "append");
     if (lines.length === 0) return;
     await this.#logQuery(name, (session) =>
       session.query(
@@ -427,7 +429,7 @@ export class PostgresBackend implements StoreBackend {
    * @returns The records (none while the log is empty).
    */
   async readLog(name: string): Promise<unknown[]> {
-    _checkName(name);
+    _logName(name);
     const rows = await this.#logQuery(
       name,
       (session) =>
@@ -447,16 +449,8 @@ export class PostgresBackend implements StoreBackend {
    * @returns A promise that resolves once committed.
    */
   async writeLog(name: string, records: readonly unknown[]): Promise<void> {
-    _checkName(name);
-    const lines = records.map((record) => {
-      const text = JSON.stringify(record);
-      if (text === undefined) {
-        throw new TypeError(
-          `Cannot write ${typeof record} to log '${name}': it is not JSON; nothing was written`,
-        );
-      }
-      return text;
-    });
+    _logName(name);
+    const lines = _logLines(name, records, "write");
     await this.#logQuery(name, (session) =>
       session.run(
         `BEGIN;
@@ -660,7 +654,7 @@ export class PostgresBackend implements StoreBackend {
     options: PgLockOptions,
     nullOnBusy: boolean,
   ): Promise<PgLock | null> {
-    _checkName(name);
+    _lockName(name);
     const timeout = _checkTimeout(options.timeout);
     const shared = options.shared === true;
     const signal = options.signal;
@@ -847,7 +841,7 @@ export class PostgresBackend implements StoreBackend {
   }
 
   async #holders(name: string): Promise<PgLockHolder[]> {
-    _checkName(name);
+    _lockName(name);
     const rows = await this.#holderRows([await this.#lockId(name)]);
     return rows.map(_holder);
   }

@@ -9,6 +9,7 @@ import {
 } from "../store/json_store.ts";
 import { _STORAGE, type _Storage } from "../store/_document_backend.ts";
 import { _PgDocument, type _SessionPool } from "./_pg_document.ts";
+import { _checkName } from "./_session.ts";
 
 /** How a PostgreSQL {@linkcode PgJsonStore} reads and writes its document. */
 export interface PgJsonStoreOptions<T> {
@@ -92,9 +93,6 @@ export interface PgBackupInfo {
   savedAt: string;
 }
 
-/** The longest document name, in characters. */
-const _MAX_NAME = 200;
-
 /** Options a file store has and a PostgreSQL store refuses. */
 const _FILE_ONLY = [
   "journal",
@@ -108,19 +106,7 @@ const _FILE_ONLY = [
 
 /** Checks a document name: 1 to 200 characters, no NUL. */
 export function _checkDocumentName(name: unknown): string {
-  if (typeof name !== "string" || name.length === 0) {
-    throw new TypeError(
-      "Cannot use a document name that is not a non-empty string; name the document, such as 'capture_groups'",
-    );
-  }
-  if (name.length > _MAX_NAME || name.includes("\0")) {
-    throw new RangeError(
-      `Cannot use the document name '${
-        name.slice(0, 40)
-      }...': expected at most ${_MAX_NAME} characters and no NUL`,
-    );
-  }
-  return name;
+  return _checkName(name, "document", "capture_groups");
 }
 
 /**
