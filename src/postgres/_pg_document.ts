@@ -23,6 +23,7 @@ import type {
 } from "../store/_document_backend.ts";
 import { _toJson } from "../store/_json.ts";
 import { _literal, type _Session, _sqlState } from "./_session.ts";
+import { _CHANNEL, type _Subscription } from "./_listener.ts";
 import {
   _checkRecheck,
   _Wakeup,
@@ -43,8 +44,12 @@ export interface _SessionPool {
   giveBack(session: _Session, reusable: boolean): void;
   /** Cancels what a session runs, from another session. */
   cancel(backendPid: number): Promise<void>;
-  /** A new session of the caller's own, never lent to anyone else. */
-  open(): Promise<_Session>;
+  /**
+   * Wakes `wake` on each committed version of the document `name` (and
+   * once if the shared LISTEN session ends), from the backend's one
+   * LISTEN session.
+   */
+  subscribe(name: string, wake: () => void): Promise<_Subscription>;
   /** Whether the backend was closed. */
   closed(): boolean;
 }
@@ -53,9 +58,6 @@ export interface _SessionPool {
 const _holding = new AsyncLocalStorage<
   { pool: _SessionPool; name: string }[]
 >();
-
-/** The channel every committed document version is announced on. */
-export const _CHANNEL = "lockbox_documents";
 
 /** The checked settings of one PostgreSQL store. */
 export interface _PgDocumentSettings<T> {
@@ -258,12 +260,13 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     const interval = _checkRecheck(options.recheckInterval);
     if (signal?.aborted) return;
     const wakeup = new _Wakeup();
-    let listener: _Session | null = null;
-    const timer = setInterval(() => wakeup.set(), interval);
+    const wake = () => wakeup.set();
+    let subscription: _Subscription | null = null;
+    const timer = setInterval(wake, interval);
     const stop = () => {
       clearInterval(timer);
-      listener?.close().catch(() => {});
-      listener = null;
+      subscription?.close();
+      subscription = null;
       wakeup.set();
     };
     signal?.addEventListener("abort", stop, { once: true });
@@ -272,8 +275,10 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       while (!signal?.aborted) {
         let current: _Versioned<T>;
         try {
-          if (listener === null || listener.ended) {
-            listener = await this.#listen(wakeup);
+          if (subscription === null || !subscription.live) {
+            subscription?.close();
+            subscription = null;
+            subscription = await this.#pool.subscribe(this.settings.name, wake);
             if (signal?.aborted) break;
           }
           // After every (re)connect too: what was written meanwhile.
@@ -281,8 +286,8 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
         } catch (error) {
           if (!_outage(error) || this.#pool.closed()) throw error;
           // The server is away: listen again at the next re-check.
-          listener?.close().catch(() => {});
-          listener = null;
+          subscription?.close();
+          subscription = null;
           await wakeup.take(signal);
           continue;
         }
@@ -296,30 +301,6 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       signal?.removeEventListener("abort", stop);
       stop();
     }
-  }
-
-  /** A session that LISTENs, waking `wakeup` for this document. */
-  async #listen(wakeup: _Wakeup): Promise<_Session> {
-    const session = await this.#pool.open();
-    const name = this.settings.name;
-    session.onNotification((channel, payload) => {
-      if (channel !== _CHANNEL) return;
-      try {
-        if ((JSON.parse(payload) as { name?: unknown }).name === name) {
-          wakeup.set();
-        }
-      } catch {
-        wakeup.set();
-      }
-    });
-    session.onEnd(() => wakeup.set());
-    try {
-      await session.run(`LISTEN ${_CHANNEL}`);
-    } catch (error) {
-      await session.close();
-      throw error;
-    }
-    return session;
   }
 
   /** The stored backups, newest first. */

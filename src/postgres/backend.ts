@@ -24,6 +24,7 @@ import {
 } from "./_session.ts";
 import { PgLock, type PgLockHolder } from "./pg_lock.ts";
 import type { _SessionPool } from "./_pg_document.ts";
+import { _Listener } from "./_listener.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
 import { StoreError } from "../base/errors.ts";
 import {
@@ -242,6 +243,8 @@ export class PostgresBackend implements StoreBackend {
   #queues = new Map<string, _Queue>();
   #held = new Set<PgLock>();
   #closed = false;
+  /** The one LISTEN session that every watch of this backend shares. */
+  #listener = new _Listener(() => _openSession(this.#config));
 
   private constructor(config: _SessionConfig) {
     this.#config = config;
@@ -538,13 +541,13 @@ export class PostgresBackend implements StoreBackend {
     },
     giveBack: (session, reusable) => this.#giveBack(session, reusable),
     cancel: (backendPid) => this.#cancel(backendPid),
-    open: () => {
+    subscribe: (name, wake) => {
       if (this.#closed) {
         return Promise.reject(
           new LockError("Cannot use the PostgreSQL backend: it is closed"),
         );
       }
-      return _openSession(this.#config);
+      return this.#listener.subscribe(name, wake);
     },
     closed: () => this.#closed,
   };
@@ -612,6 +615,7 @@ export class PostgresBackend implements StoreBackend {
    */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#listener.close();
     await Promise.all([...this.#held].map((lock) => lock.release()));
     const idle = this.#idle.splice(0);
     await Promise.all(idle.map((session) => session.close()));

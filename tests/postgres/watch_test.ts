@@ -158,4 +158,60 @@ pgTest(
   },
 );
 
+pgTest(
+  "PostgreSQL watch: every watch of one backend shares one LISTEN session, closed after the last one ends",
+  async (c) => {
+    const db = await PostgresBackend.connect(c.url);
+    const listening = async () =>
+      Number(
+        await c.sql(
+          "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN lockbox_documents'",
+        ),
+      );
+    try {
+      const controller = new AbortController();
+      const seen = new Map<string, number[]>();
+      const ready: Promise<void>[] = [];
+      const watches = ["a", "b", "c", "a"].map((name, i) => {
+        let first!: () => void;
+        ready.push(new Promise<void>((resolve) => first = resolve));
+        const key = `${name}${i}`;
+        seen.set(key, []);
+        return (async () => {
+          const store = db.jsonStore<{ n: number }>(`shared-${name}`, {
+            initial: { n: 0 },
+          });
+          for await (
+            const { value } of store.watch({ signal: controller.signal })
+          ) {
+            seen.get(key)!.push(value.n);
+            first();
+          }
+        })();
+      });
+      await Promise.all(ready);
+      assert.equal(await listening(), 1);
+      await db.jsonStore("shared-a", { initial: { n: 0 } }).write({ n: 1 });
+      await db.jsonStore("shared-b", { initial: { n: 0 } }).write({ n: 2 });
+      for (let i = 0; i < 100; i++) {
+        if (seen.get("a0")!.at(-1) === 1 && seen.get("b1")!.at(-1) === 2) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      controller.abort();
+      await Promise.all(watches);
+      assert.deepEqual(seen.get("a0"), [0, 1]);
+      assert.deepEqual(seen.get("a3"), [0, 1]);
+      assert.deepEqual(seen.get("b1"), [0, 2]);
+      // c was never written: woken by nothing but its first read.
+      assert.deepEqual(seen.get("c2"), [0]);
+      for (let i = 0; i < 50 && await listening() > 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.equal(await listening(), 0);
+    } finally {
+      await db.close();
+    }
+  },
+);
+
 stopAfterwards();
