@@ -59,10 +59,7 @@ function _addGet(store: Command): void {
         if (_lstat(file) === null) {
           throw new _Exit(EXIT_CONFLICT, `Cannot read '${file}': no such file`);
         }
-        return await new JsonStore<unknown>(file, {
-          initial: null,
-          journal: _hasJournal(file),
-        }).read();
+        return await _openStore(undefined, file, null).read();
       });
       const found = _getPointer(doc, options.pointer ?? "");
       if (!found.found) {
@@ -94,13 +91,9 @@ function _addSet(store: Command): void {
     .option("--db <url>", DB_STORE_HELP)
     .action((file: string, pointer: string, value: unknown, options) =>
       _usingDb(options.db, async (db) => {
-        const store = db
-          ? db.jsonStore<unknown>(file, { initial: () => ({}) })
-          : new JsonStore<unknown>(file, {
-            initial: () => ({}),
-            journal: _hasJournal(file),
-          });
-        await store.transform((doc) => _setPointer(doc, pointer, value));
+        await _openStore(db, file, () => ({})).transform((doc) =>
+          _setPointer(doc, pointer, value)
+        );
       })
     );
 }
@@ -201,6 +194,20 @@ function _addCheck(store: Command): void {
     });
 }
 
+/**
+ * The store FILE names: the database's document with `--db`, else the file
+ * in whatever mode the files beside it say.
+ */
+function _openStore(
+  db: PostgresBackend | undefined,
+  file: string,
+  initial: unknown,
+): JsonStore<unknown> {
+  return db
+    ? db.jsonStore<unknown>(file, { initial })
+    : new JsonStore<unknown>(file, { initial, journal: _hasJournal(file) });
+}
+
 /** A database document for `store get`; a never-written one is an error. */
 async function _readDocument(
   db: PostgresBackend,
@@ -260,14 +267,8 @@ function _addWatch(store: Command): void {
         const controller = new AbortController();
         const stop = _onTerminationSignals(() => controller.abort());
         try {
-          const watched = db
-            ? db.jsonStore<unknown>(file, { initial: null })
-            : new JsonStore<unknown>(file, {
-              initial: null,
-              journal: _hasJournal(file),
-            });
           for await (
-            const { value, version } of watched.watch({
+            const { value, version } of _openStore(db, file, null).watch({
               signal: controller.signal,
               recheckInterval: options.recheck,
             })

@@ -16,16 +16,23 @@ import {
   StoreError,
 } from "../base/errors.ts";
 import { _after } from "../base/_promise.ts";
-import type {
-  _ChangeOptions,
-  _DocumentBackend,
-  _Next,
+import {
+  type _ChangeOptions,
+  _checkFence,
+  type _DocumentBackend,
+  _initialValue,
+  type _Next,
 } from "../store/_document_backend.ts";
 import { _toJson } from "../store/_json.ts";
-import { _literal, type _Session, _sqlState } from "./_session.ts";
+import {
+  _literal,
+  _MAX_LOCK_TIMEOUT,
+  type _Session,
+  _sqlState,
+} from "./_session.ts";
 import { _CHANNEL, type _Subscription } from "./_listener.ts";
 import {
-  _checkRecheck,
+  _RECHECK_MS,
   _Wakeup,
   type StoreVersion,
   type WatchOptions,
@@ -33,8 +40,6 @@ import {
 
 /** The largest document a PostgreSQL store writes: 64 MiB of JSON text. */
 export const _MAX_PG_DOCUMENT_BYTES = 64 * 1024 * 1024;
-/** lock_timeout's largest value, in milliseconds. */
-const _MAX_LOCK_TIMEOUT = 2 ** 31 - 1;
 
 /** Sessions, lent by the PostgresBackend that made the store. */
 export interface _SessionPool {
@@ -257,12 +262,11 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
    */
   async *watch(options: WatchOptions): AsyncGenerator<StoreVersion<T>> {
     const signal = options.signal;
-    const interval = _checkRecheck(options.recheckInterval);
     if (signal?.aborted) return;
     const wakeup = new _Wakeup();
     const wake = () => wakeup.set();
     let subscription: _Subscription | null = null;
-    const timer = setInterval(wake, interval);
+    const timer = setInterval(wake, options.recheckInterval ?? _RECHECK_MS);
     const stop = () => {
       clearInterval(timer);
       subscription?.close();
@@ -508,10 +512,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   }
 
   #initial(): T {
-    const initial = this.settings.initial;
-    return typeof initial === "function"
-      ? (initial as () => T)()
-      : structuredClone(initial);
+    return _initialValue(this.settings.initial);
   }
 
   /**
@@ -621,14 +622,4 @@ function _sessionLost(error: unknown): boolean {
   const state = _sqlState(error);
   if (state !== undefined) return /^(08|57P0)/.test(state);
   return error instanceof Error && error.constructor === Error;
-}
-
-function _checkFence(fence: number | undefined): number | undefined {
-  if (fence === undefined) return undefined;
-  if (!Number.isSafeInteger(fence) || fence < 0) {
-    throw new RangeError(
-      `Cannot use fence ${fence}: expected a non-negative integer such as PgLock.token`,
-    );
-  }
-  return fence;
 }

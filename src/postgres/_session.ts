@@ -105,6 +105,9 @@ export function _literal(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }
 
+/** The largest value of the server's timeouts (lock_timeout and the like), in milliseconds. */
+export const _MAX_LOCK_TIMEOUT = 2 ** 31 - 1;
+
 /** The longest name of a lock, document or log, in characters. */
 export const _MAX_NAME = 200;
 

@@ -16,7 +16,7 @@ import {
   _checkName,
   _checkNotPooled,
   _describe,
-  _literal,
+  _MAX_LOCK_TIMEOUT,
   _openSession,
   type _Session,
   type _SessionConfig,
@@ -35,8 +35,6 @@ import {
 
 /** The first key of every lockbox advisory lock ("lock" in ASCII). */
 const _NAMESPACE = 0x6c6f636b;
-/** lock_timeout's largest value, in milliseconds. */
-const _MAX_LOCK_TIMEOUT = 2 ** 31 - 1;
 /** Sessions kept open for the next acquisition. */
 const _MAX_IDLE = 8;
 
@@ -202,6 +200,11 @@ function _lockName(name: unknown): string {
 function _logName(name: unknown): string {
   return _checkName(name, "log", "audit");
 }
+
+/** Appends the JSON array $2's elements, in order, to the log $1. */
+const _APPEND_LOG = `INSERT INTO lockbox.logs (name, entry)
+  SELECT $1, value FROM json_array_elements($2::json)
+    WITH ORDINALITY AS e(value, at) ORDER BY at`;
 
 /** Records as JSON text, or a TypeError naming the first that is not JSON. */
 function _logLines(
@@ -416,13 +419,10 @@ export class PostgresBackend implements StoreBackend {
     _logName(name);
     const lines = _logLines(name, records, "append");
     if (lines.length === 0) return;
-    await this.#logQuery(name, (session) =>
-      session.query(
-        `INSERT INTO lockbox.logs (name, entry)
-         SELECT $1, value FROM json_array_elements($2::json)
-           WITH ORDINALITY AS e(value, at) ORDER BY at`,
-        [name, `[${lines.join(",")}]`],
-      ));
+    await this.#logQuery(
+      name,
+      (session) => session.query(_APPEND_LOG, [name, `[${lines.join(",")}]`]),
+    );
   }
 
   /**
@@ -454,15 +454,12 @@ export class PostgresBackend implements StoreBackend {
   async writeLog(name: string, records: readonly unknown[]): Promise<void> {
     _logName(name);
     const lines = _logLines(name, records, "write");
+    // One statement, so one transaction: the old records go as the new
+    // ones come.
     await this.#logQuery(name, (session) =>
-      session.run(
-        `BEGIN;
-         DELETE FROM lockbox.logs WHERE name = ${_literal(name)};
-         INSERT INTO lockbox.logs (name, entry)
-         SELECT ${_literal(name)}, value
-         FROM json_array_elements(${_literal(`[${lines.join(",")}]`)}::json)
-           WITH ORDINALITY AS e(value, at) ORDER BY at;
-         COMMIT;`,
+      session.query(
+        `WITH gone AS (DELETE FROM lockbox.logs WHERE name = $1) ${_APPEND_LOG}`,
+        [name, `[${lines.join(",")}]`],
       ));
   }
 
@@ -499,8 +496,8 @@ export class PostgresBackend implements StoreBackend {
    * @returns The names.
    */
   async documentNames(prefix: string): Promise<string[]> {
-    const rows = await this.#logQuery(
-      prefix,
+    const rows = await this.#query(
+      `the documents named '${prefix}...'`,
       (session) =>
         session.query<{ name: string }>(
           `SELECT name FROM lockbox.documents
@@ -512,16 +509,25 @@ export class PostgresBackend implements StoreBackend {
     return rows.map((row) => row.name);
   }
 
-  async #logQuery<R>(
+  #logQuery<R>(
     name: string,
     fn: (session: _Session) => Promise<R>,
+  ): Promise<R> {
+    return this.#query(`log '${name}'`, fn, `${name} (PostgreSQL log)`);
+  }
+
+  /** Runs `fn` on a session; a failure is a StoreError naming `what`. */
+  async #query<R>(
+    what: string,
+    fn: (session: _Session) => Promise<R>,
+    path = `${what} (PostgreSQL)`,
   ): Promise<R> {
     try {
       return await this.#withSession(fn);
     } catch (error) {
       throw new StoreError(
-        `${name} (PostgreSQL log)`,
-        `Cannot use log '${name}' on ${_describe(this.#config.url)}: ${
+        path,
+        `Cannot use ${what} on ${_describe(this.#config.url)}: ${
           (error as Error).message
         }`,
         { cause: error },
@@ -531,26 +537,23 @@ export class PostgresBackend implements StoreBackend {
 
   /** Sessions for the stores this backend made. */
   #pool: _SessionPool = {
-    borrow: () => {
-      if (this.#closed) {
-        return Promise.reject(
-          new LockError("Cannot use the PostgreSQL backend: it is closed"),
-        );
-      }
-      return this.#borrow();
-    },
+    borrow: () => this.#whileOpen(() => this.#borrow()),
     giveBack: (session, reusable) => this.#giveBack(session, reusable),
     cancel: (backendPid) => this.#cancel(backendPid),
-    subscribe: (name, wake) => {
-      if (this.#closed) {
-        return Promise.reject(
-          new LockError("Cannot use the PostgreSQL backend: it is closed"),
-        );
-      }
-      return this.#listener.subscribe(name, wake);
-    },
+    subscribe: (name, wake) =>
+      this.#whileOpen(() => this.#listener.subscribe(name, wake)),
     closed: () => this.#closed,
   };
+
+  /** `fn()`, or a LockError once the backend is closed. */
+  #whileOpen<R>(fn: () => Promise<R>): Promise<R> {
+    if (this.#closed) {
+      return Promise.reject(
+        new LockError("Cannot use the PostgreSQL backend: it is closed"),
+      );
+    }
+    return fn();
+  }
 
   /**
    * Whether any session holds the lock on `name` (the server's view).

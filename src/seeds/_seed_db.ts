@@ -51,17 +51,26 @@ export interface DbOptions {
   backend?: StoreBackend;
 }
 
+/**
+ * The name a seed system's path argument is on a backend: a string, never
+ * a URL (a backend has names, not files).
+ */
+export function _backendName(path: string | URL, what: string): string {
+  if (typeof path !== "string") {
+    throw new TypeError(
+      `Cannot name ${what} with a URL: with a backend, it is a name`,
+    );
+  }
+  return path;
+}
+
 export function _seedDb<T extends object>(
   path: string | URL,
   validate: (value: unknown) => T,
   options: DbOptions,
 ): JsonStore<T> {
   if (options.backend !== undefined) {
-    if (typeof path !== "string") {
-      throw new TypeError(
-        "Cannot name a document with a URL: with a backend, the first argument is the document's name",
-      );
-    }
+    const name = _backendName(path, "a DB");
     for (const key of ["journal", "blockingLock"] as const) {
       if (options[key]) {
         throw new TypeError(
@@ -69,7 +78,7 @@ export function _seedDb<T extends object>(
         );
       }
     }
-    return options.backend.jsonStore<T>(path, {
+    return options.backend.jsonStore<T>(name, {
       initial: () => ({}) as T,
       validate,
       lockTimeout: options.lockTimeout,

@@ -13,6 +13,7 @@ import {
 import { appendJsonl } from "../store/jsonl.ts";
 import { lockHolder } from "../lock/lock_inspect.ts";
 import type { BackendLock, StoreBackend } from "../store/store_backend.ts";
+import { _backendName } from "./_seed_db.ts";
 
 /** Where the archiver's state, failure logs and instance lock are. */
 export interface ArchiverOptions {
@@ -25,15 +26,6 @@ export interface ArchiverOptions {
    * @default {the file system}
    */
   backend?: StoreBackend;
-}
-
-function _name(path: string | URL, what: string): string {
-  if (typeof path !== "string") {
-    throw new TypeError(
-      `Cannot name ${what} with a URL: with a backend, it is a name`,
-    );
-  }
-  return path;
 }
 
 /** The archiver's state file; unknown keys are kept as they are. */
@@ -64,7 +56,7 @@ function _store(
   backend: StoreBackend | undefined,
 ): JsonStore<RunState> {
   if (backend) {
-    return backend.jsonStore<RunState>(_name(path, "a state"), {
+    return backend.jsonStore<RunState>(_backendName(path, "a state"), {
       initial: () => ({}),
       validate: _validateState,
     });
@@ -260,7 +252,7 @@ export async function parseRunRecordsFile(
   options: ArchiverOptions = {},
 ): Promise<number[]> {
   if (options.backend) {
-    const name = _name(path, "run records");
+    const name = _backendName(path, "run records");
     const runs = await _runLog(options.backend, name).read();
     if (runs === null) {
       throw new StoreError(
@@ -305,9 +297,10 @@ export async function appendToFailureLog(
   if (options.backend) {
     // Appending nothing leaves a missing log missing, as with a file.
     if (runs.length === 0) return;
-    await _runLog(options.backend, _name(path, "a failure log")).transform(
-      (log) => [...(log ?? []), ...runs],
-    );
+    await _runLog(options.backend, _backendName(path, "a failure log"))
+      .transform(
+        (log) => [...(log ?? []), ...runs],
+      );
     return;
   }
   // A run number is a JSON value, so the log is also a JSONL file.
@@ -330,7 +323,7 @@ export async function writeFailureLog(
 ): Promise<void> {
   _checkRuns(runs, "failed runs");
   if (options.backend) {
-    await _runLog(options.backend, _name(path, "a failure log")).write([
+    await _runLog(options.backend, _backendName(path, "a failure log")).write([
       ...runs,
     ]);
     return;
@@ -472,7 +465,7 @@ export async function acquireInstanceLock(
 ): Promise<InstanceLock> {
   const backend = options.backend;
   if (backend) {
-    const name = _name(lockFile, "an instance lock");
+    const name = _backendName(lockFile, "an instance lock");
     const held = await backend.tryAcquire(name, { metadata: options.metadata });
     if (held === null) {
       throw new LockBusyError(

@@ -7,7 +7,7 @@ import { _sleep } from "../base/_promise.ts";
 import { _checkTimeout } from "../lock/_kernel.ts";
 import { FileLock } from "../lock/file_lock.ts";
 import { LockTimeoutError } from "../base/errors.ts";
-import type { StoreBackend } from "../store/store_backend.ts";
+import type { BackendLock, StoreBackend } from "../store/store_backend.ts";
 
 /** The outcome for one file of {@linkcode processFiles}. */
 export type FileResult<R> =
@@ -150,26 +150,14 @@ export async function processFiles<R>(
     return null;
   };
   const backend = options.backend;
-  const onBackend = async (file: string): Promise<FileResult<R>> => {
-    for (let attempt = 0;; attempt++) {
-      try {
-        return await backend!.withLock(file, () => run(file), {
-          timeout: lockTimeout,
-          signal,
-        });
-      } catch (error) {
-        const result = await notLocked(file, error, attempt);
-        if (result !== null) return result;
-      }
-    }
-  };
   const one = async (file: string): Promise<FileResult<R>> => {
-    if (backend && (options.lock ?? true)) return await onBackend(file);
-    let lock: FileLock | undefined;
+    let lock: FileLock | BackendLock | undefined;
     if (options.lock ?? true) {
       for (let attempt = 0;; attempt++) {
         try {
-          lock = await FileLock.acquire(file, { timeout: lockTimeout, signal });
+          lock = await (backend
+            ? backend.acquire(file, { timeout: lockTimeout, signal })
+            : FileLock.acquire(file, { timeout: lockTimeout, signal }));
           break;
         } catch (error) {
           const result = await notLocked(file, error, attempt);
@@ -178,7 +166,7 @@ export async function processFiles<R>(
       }
     }
     try {
-      return lock
+      return lock instanceof FileLock
         ? await _lockInternals.runHolding(lock, () => run(file))
         : await run(file);
     } finally {

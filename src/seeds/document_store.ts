@@ -28,6 +28,7 @@ import { withLock } from "../lock/file_lock.ts";
 import { StoreError } from "../base/errors.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
 import { _BackendDocuments } from "./_documents_on_backend.ts";
+import { _backendName } from "./_seed_db.ts";
 import type { AuditEvent, DocumentActionOptions } from "./document_types.ts";
 
 export type { AuditEvent, DocumentActionOptions };
@@ -167,12 +168,9 @@ export class DocumentStore<T> {
    * @throws {RangeError} If `backups` or `lockTimeout` is out of range.
    */
   constructor(root: string | URL, options: DocumentStoreOptions<T> = {}) {
-    if (options.backend !== undefined && typeof root !== "string") {
-      throw new TypeError(
-        "Cannot name a document store with a URL: with a backend, root is a name",
-      );
-    }
-    this.root = options.backend === undefined ? _toPath(root) : root as string;
+    this.root = options.backend === undefined
+      ? _toPath(root)
+      : _backendName(root, "a document store");
     const backups = options.backups ?? 10;
     if (!Number.isInteger(backups) || backups < 0) {
       throw new RangeError(

@@ -32,6 +32,24 @@ export interface _ChangeOptions {
   replaces?: boolean;
 }
 
+/** A fresh copy of a store's `initial` option (a function is called). */
+export function _initialValue<T>(initial: T | (() => T)): T {
+  return typeof initial === "function"
+    ? (initial as () => T)()
+    : structuredClone(initial);
+}
+
+/** Checks a fence given to a change: a non-negative safe integer, or none. */
+export function _checkFence(fence: number | undefined): number | undefined {
+  if (fence === undefined) return undefined;
+  if (!Number.isSafeInteger(fence) || fence < 0) {
+    throw new RangeError(
+      `Cannot use fence ${fence}: expected a non-negative integer such as a lock's token`,
+    );
+  }
+  return fence;
+}
+
 /** A document store's storage: JsonStore picks one in its constructor. */
 export interface _DocumentBackend<T> {
   /** A committed version of the document, without waiting for writers. */

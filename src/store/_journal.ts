@@ -375,15 +375,10 @@ export class _Journal<T> implements _DocumentBackend<T> {
    */
   /** Watches the snapshot and the journal: an append or a compaction wakes it. */
   watch(options: WatchOptions): AsyncIterable<StoreVersion<T>> {
-    const path = this.#files.path;
-    const name = basename(path);
     return _watchFiles(
-      dirname(path),
-      (entry) => entry === name || entry === `${name}.journal`,
-      async () => {
-        const value = await this.read();
-        return { value, key: JSON.stringify(value) };
-      },
+      this.#files.path,
+      [".journal"],
+      () => this.read(),
       options,
     );
   }

@@ -23,6 +23,7 @@ import {
   _replaceHoldingLock,
 } from "./_atomic.ts";
 import { type _Parsed, _parseJson, _toJson } from "./_json.ts";
+import { _checkFence, _initialValue } from "./_document_backend.ts";
 import { _parsePython, _toPython } from "./_python_json.ts";
 
 /** A parsed file, or why it is corrupt. */
@@ -89,10 +90,7 @@ export class _StoreFiles<T> {
 
   /** A fresh copy of the value the store has while it has no file. */
   initial(): T {
-    const initial = this.#settings.initial;
-    return typeof initial === "function"
-      ? (initial as () => T)()
-      : structuredClone(initial);
+    return _initialValue(this.#settings.initial);
   }
 
   /** Parses and validates a file's bytes; a failure is a CorruptStoreError. */
@@ -125,13 +123,9 @@ export class _StoreFiles<T> {
   }
 
   /** The highest fence applied so far; throws if `fence` is older. */
-  async checkFence(fence: number | undefined): Promise<number> {
+  async checkFence(given: number | undefined): Promise<number> {
+    const fence = _checkFence(given);
     if (fence === undefined) return -Infinity;
-    if (!Number.isSafeInteger(fence) || fence < 0) {
-      throw new RangeError(
-        `Cannot use fence ${fence}: expected a non-negative integer such as FileLock.token`,
-      );
-    }
     const bytes = await _readStoreFile(this.#fencePath);
     const highest = bytes === null
       ? -Infinity

@@ -5,6 +5,7 @@
 // coalesced, never missed at the end: a wake-up that comes while a read
 // runs makes the loop read again.
 
+import { basename, dirname } from "node:path";
 import { _watchDirectory } from "../runtime/mod.ts";
 
 /** One version of a watched store. */
@@ -61,9 +62,15 @@ export class _Wakeup {
   }
 }
 
-/** Checks `recheckInterval`. */
+/** The default of `recheckInterval`, in milliseconds. */
+export const _RECHECK_MS = 2_000;
+
+/**
+ * Checks `recheckInterval` (once, in `JsonStore.watch`: the storages take
+ * the options as checked).
+ */
 export function _checkRecheck(value: number | undefined): number {
-  const interval = value ?? 2_000;
+  const interval = value ?? _RECHECK_MS;
   if (
     typeof interval !== "number" || !(interval >= 10) ||
     interval > 2 ** 31 - 1
@@ -78,29 +85,34 @@ export function _checkRecheck(value: number | undefined): number {
 }
 
 /**
- * Watches a file store: `read` gives the document and a key that changes
- * with it; `names` are the entries of `dir` whose changes matter.
+ * Watches a file store at `path`: its entry and those named `path` plus a
+ * suffix in `suffixes` wake the loop, which yields what `read` gives
+ * whenever it differs from the last version yielded.
  */
 export async function* _watchFiles<T>(
-  dir: string,
-  names: (name: string) => boolean,
-  read: () => Promise<{ value: T; key: string }>,
+  path: string,
+  suffixes: string[],
+  read: () => Promise<T>,
   options: WatchOptions,
 ): AsyncGenerator<StoreVersion<T>, void, undefined> {
   const signal = options.signal;
-  const interval = _checkRecheck(options.recheckInterval);
   if (signal?.aborted) return;
+  const name = basename(path);
+  const names = new Set([name, ...suffixes.map((suffix) => name + suffix)]);
   const wakeup = new _Wakeup();
   let unwatch = () => {};
   try {
-    unwatch = _watchDirectory(dir, (name) => {
-      if (name === null || names(name)) wakeup.set();
+    unwatch = _watchDirectory(dirname(path), (entry) => {
+      if (entry === null || names.has(entry)) wakeup.set();
     });
   } catch {
     // A directory that cannot be watched (not made yet): the re-check
     // alone sees the store.
   }
-  const timer = setInterval(() => wakeup.set(), interval);
+  const timer = setInterval(
+    () => wakeup.set(),
+    options.recheckInterval ?? _RECHECK_MS,
+  );
   // Released as soon as the signal aborts, even while the consumer is not
   // asking for the next version.
   const stop = () => {
@@ -112,7 +124,8 @@ export async function* _watchFiles<T>(
     let version = 0;
     let last: string | undefined;
     while (!signal?.aborted) {
-      const { value, key } = await read();
+      const value = await read();
+      const key = JSON.stringify(value);
       if (key !== last) {
         last = key;
         yield { value, version: ++version };

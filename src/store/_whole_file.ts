@@ -10,7 +10,6 @@ import type {
 } from "./_document_backend.ts";
 import type { _Loaded, _StoreFiles } from "./_store_files.ts";
 import { _hasJournal } from "./_store_mode.ts";
-import { basename, dirname } from "node:path";
 import { _watchFiles, type StoreVersion, type WatchOptions } from "./_watch.ts";
 
 /** A JsonStore's document as one file. */
@@ -60,17 +59,7 @@ export class _WholeFile<T> implements _DocumentBackend<T> {
 
   /** Watches the file: a rename into place or a write in place wakes it. */
   watch(options: WatchOptions): AsyncIterable<StoreVersion<T>> {
-    const path = this.#files.path;
-    const name = basename(path);
-    return _watchFiles(
-      dirname(path),
-      (entry) => entry === name,
-      async () => {
-        const value = await this.read();
-        return { value, key: JSON.stringify(value) };
-      },
-      options,
-    );
+    return _watchFiles(this.#files.path, [], () => this.read(), options);
   }
 
   async #load(): Promise<_Loaded<T>> {

@@ -435,7 +435,9 @@ export class JsonStore<T> {
    * ```
    */
   watch(options: WatchOptions = {}): AsyncIterable<StoreVersion<T>> {
-    _checkRecheck(options.recheckInterval);
-    return this.#backend.watch(options);
+    return this.#backend.watch({
+      signal: options.signal,
+      recheckInterval: _checkRecheck(options.recheckInterval),
+    });
   }
 }

@@ -46,7 +46,7 @@ export interface BackendLock {
   release(): Promise<void>;
 }
 
-/** Options of {@linkcode StoreBackend.withLock}. */
+/** Options of {@linkcode StoreBackend.acquire}. */
 export interface BackendLockOptions {
   /** How long to wait, in milliseconds (`0` tries once). */
   timeout?: number;
@@ -117,18 +117,13 @@ export interface StoreBackend {
    */
   documentNames(prefix: string): Promise<string[]>;
   /**
-   * Runs `fn` holding the exclusive lock `name`.
+   * Waits for the exclusive lock `name`.
    *
    * @param name The lock's name.
-   * @param fn Runs under the lock.
    * @param options Timeout, signal and metadata.
-   * @returns What `fn` returned.
+   * @returns The held lock; release it with `release()`.
    */
-  withLock<R>(
-    name: string,
-    fn: (lock: BackendLock) => R | Promise<R>,
-    options?: BackendLockOptions,
-  ): Promise<R>;
+  acquire(name: string, options?: BackendLockOptions): Promise<BackendLock>;
   /**
    * One try at the exclusive lock `name`.
    *
