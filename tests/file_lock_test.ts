@@ -265,6 +265,56 @@ Deno.test("FileLock.acquire() refuses a lock path that is a symlink, and follows
   });
 });
 
+Deno.test("FileLock.acquire() refuses a lock file it locked before once it is a symlink, a directory or a FIFO, and makes a removed one again", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const lockPath = `${path}.lock`;
+    // Locked once, the path is opened without an lstat from then on: the
+    // check after the lock must catch what replaced the file.
+    await (await FileLock.acquire(path)).release();
+    const target = `${dir}/target`;
+    await Deno.writeTextFile(target, "precious");
+    await Deno.remove(lockPath);
+    await Deno.symlink(target, lockPath);
+    await assert.rejects(
+      FileLock.acquire(path, { timeout: 1000 }),
+      (error: Error) =>
+        error instanceof LockError && error.message.includes("symbolic link"),
+    );
+    assert.equal(await Deno.readTextFile(target), "precious");
+    // The target was not left locked either.
+    await sh("flock", "-n", target, "true");
+
+    await Deno.remove(lockPath);
+    await (await FileLock.acquire(path)).release();
+    await Deno.remove(lockPath);
+    await Deno.mkdir(lockPath);
+    await assert.rejects(
+      FileLock.acquire(path, { timeout: 1000 }),
+      (error: Error) =>
+        error instanceof LockError && error.message.includes("directory"),
+    );
+
+    await Deno.remove(lockPath);
+    await (await FileLock.acquire(path)).release();
+    await Deno.remove(lockPath);
+    await sh("mkfifo", lockPath);
+    await assert.rejects(
+      FileLock.acquire(path, { timeout: 1000 }),
+      (error: Error) => error instanceof LockError,
+    );
+
+    // Removed: made again, and the token goes on from a fresh file.
+    await Deno.remove(lockPath);
+    await (await FileLock.acquire(path)).release();
+    await Deno.remove(lockPath);
+    const again = await FileLock.acquire(path);
+    assert.ok((await Deno.lstat(lockPath)).isFile);
+    assert.ok(again.token >= 1);
+    await again.release();
+  });
+});
+
 Deno.test("FileLock.acquire() refuses a lock path that is a directory", async () => {
   await withTempDir(async (dir) => {
     await Deno.mkdir(`${dir}/state.json.lock`);

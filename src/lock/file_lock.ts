@@ -223,8 +223,32 @@ function _current(handle: _LockHandle, lockPath: string): _FileStat | null {
     : null;
 }
 
+/**
+ * Lock files this process has locked, and whether each is executable: such
+ * a path is opened at once, without the lstat before the open, because the
+ * inode check after the lock (`_current`: fstat beside lstat) refuses it if
+ * it has turned into anything but that file since. Bounded; cleared when
+ * full.
+ */
+const _known = new Map<string, boolean>();
+const _MAX_KNOWN = 1024;
+
+function _remember(lockPath: string, stat: _FileStat): void {
+  if (_known.size >= _MAX_KNOWN && !_known.has(lockPath)) _known.clear();
+  _known.set(lockPath, ((stat.mode ?? 0) & 0o111) !== 0);
+}
+
 /** Opens the lock file without following symlinks, creating it if needed. */
 function _open(lockPath: string): _LockHandle {
+  const executable = _known.get(lockPath);
+  if (executable !== undefined) {
+    try {
+      return executable ? _openReadOnly(lockPath) : _openExisting(lockPath);
+    } catch {
+      // Gone or changed: look before opening, below.
+      _known.delete(lockPath);
+    }
+  }
   for (let attempt = 0;; attempt++) {
     const stat = _lstat(lockPath);
     _checkLockFileStat(lockPath, stat);
@@ -265,7 +289,11 @@ function _tryTake(
     try {
       if (!handle.tryLock(!shared)) return { handle, stat: null };
       const stat = _current(handle, lockPath);
-      if (stat) return { handle, stat };
+      if (stat) {
+        _remember(lockPath, stat);
+        return { handle, stat };
+      }
+      _known.delete(lockPath);
       handle.unlock();
       handle.close();
     } catch (error) {
@@ -650,8 +678,8 @@ export class FileLock implements AsyncDisposable {
   #close(handle: _LockHandle): void {
     // A child that inherited the lock file keeps the lock until it closes
     // it; unlocking would take it from the child too.
-    if (!this.#sharedWithChildren) handle.unlock();
-    handle.close();
+    if (this.#sharedWithChildren) handle.close();
+    else handle.unlockAndClose();
     this.#released();
   }
 
@@ -813,6 +841,7 @@ function _onKernelGrant(
       (head.shared === shared || handle.tryLock(!head.shared))
     ) {
       stat = _current(handle, queue.lockPath);
+      if (stat) _remember(queue.lockPath, stat);
     }
   } catch {
     stat = null;

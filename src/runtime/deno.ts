@@ -121,6 +121,13 @@ class _DenoLockHandle implements _LockHandle {
   close(): void {
     this.#file.close();
   }
+  unlockAndClose(): void {
+    // Deno opens every file close-on-exec and never duplicates it, so this
+    // descriptor is the open file description's only one (a lock shared with
+    // a child is closed without unlocking, by FileLock): closing it is what
+    // releases the flock.
+    this.#file.close();
+  }
   /** The descriptor number, which Deno does not expose: found in /proc. */
   descriptor(): number {
     return _descriptorOf(this.stat(), true);
@@ -288,6 +295,9 @@ class _DenoWriteHandle implements _WriteHandle {
   size(): number {
     return this.#file.statSync().size;
   }
+  stat(): _FileStat {
+    return _stat(this.#file.statSync());
+  }
   byteAt(offset: number): number {
     const one = new Uint8Array(1);
     this.#file.seekSync(offset, Deno.SeekMode.Start);
@@ -297,6 +307,7 @@ class _DenoWriteHandle implements _WriteHandle {
   }
   readAt(offset: number, length: number): Uint8Array {
     const buffer = new Uint8Array(length);
+    if (length === 0) return buffer;
     // Deno has no pread: seek, unless the file is already there.
     if (this.#readPosition !== offset) {
       this.#file.seekSync(offset, Deno.SeekMode.Start);

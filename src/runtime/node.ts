@@ -314,6 +314,12 @@ class _NodeLockHandle implements _LockHandle {
   close(): void {
     fs.closeSync(this.#fd);
   }
+  unlockAndClose(): void {
+    // A flock(1) helper that waited for this lock may still share the open
+    // file description for a moment: closing alone would leave it locked.
+    this.unlock();
+    this.close();
+  }
 }
 
 /**
@@ -482,6 +488,9 @@ class _NodeWriteHandle implements _WriteHandle {
   }
   size(): number {
     return fs.fstatSync(this.#fd).size;
+  }
+  stat(): _FileStat {
+    return _stat(fs.fstatSync(this.#fd));
   }
   byteAt(offset: number): number {
     const one = new Uint8Array(1);

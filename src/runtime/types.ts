@@ -39,6 +39,11 @@ export interface _LockHandle {
   /** Its descriptor number in this process. */
   descriptor(): number;
   close(): void;
+  /**
+   * Releases the lock and closes the file, in one system call where closing
+   * the only descriptor of the open file description releases it.
+   */
+  unlockAndClose(): void;
 }
 
 /** How {@linkcode _spawn} starts a command. */
@@ -98,6 +103,8 @@ export interface _WriteHandle {
   /** `fdatasync` on this thread, blocking it until the data is on disk. */
   syncDataNow(): void;
   size(): number;
+  /** `fstat` of the open file. */
+  stat(): _FileStat;
   /** Reads the byte at `offset` (the handle must be readable). */
   byteAt(offset: number): number;
   /** Reads up to `length` bytes from `offset` (fewer at the end of the file). */

@@ -59,6 +59,13 @@ const _encoder = new TextEncoder();
 const _decoder = new TextDecoder("utf-8", { fatal: true });
 const _HEADER_MAX = 4096;
 const _MIN_COMPACT_AT = 1 << 20;
+/**
+ * How many turns of the microtask queue a store's journal stays open after
+ * an update with no other update in flight: long enough for a loop of
+ * `await store.update(...)` (and a few wrapping async functions) to start its
+ * next update, too short to outlive the caller's work in a test.
+ */
+const _IDLE_TURNS = 32;
 
 async function _sha256(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(
@@ -354,6 +361,19 @@ export class _Journal<T> implements _DocumentBackend<T> {
   #cache: _Cache<T> | null = null;
   /** The journal, open from #sync to this update's append. */
   #handle: _WriteHandle | null = null;
+  /**
+   * The journal kept open after an update, and the id in its header, for
+   * the next update of this store to reuse while it is still the file at
+   * journalPath (an lstat and an fstat instead of lstat, open, header read
+   * and close). Closed when no update has been in flight for _IDLE_TURNS
+   * microtask turns, so a store left alone holds no descriptor.
+   */
+  #idle: _WriteHandle | null = null;
+  #idleId: string | null = null;
+  /** The id in the header of the journal #handle is open on. */
+  #handleId: string | null = null;
+  #inFlight = 0;
+  #closingIdle = false;
   readonly journalPath: string;
   readonly nextPath: string;
 
@@ -409,13 +429,27 @@ export class _Journal<T> implements _DocumentBackend<T> {
       if (applied.damage) break;
       return applied.state as T;
     }
-    return await this.#files.locked(async () => {
+    return await this.#locked(async () => {
       try {
         return structuredClone((await this.#sync()).state);
       } finally {
         this.#release();
       }
     }, {});
+  }
+
+  /** Runs `fn` under the store's lock, keeping count of updates in flight. */
+  async #locked<R>(
+    fn: () => Promise<R>,
+    options: { signal?: AbortSignal },
+  ): Promise<R> {
+    this.#inFlight++;
+    try {
+      return await this.#files.locked(fn, options);
+    } finally {
+      this.#inFlight--;
+      this.#closeWhenIdle();
+    }
   }
 
   /**
@@ -432,6 +466,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
     // fdatasyncs share the file system's commits (group commit). The
     // update is acknowledged only once its line is on disk.
     let unsynced: _WriteHandle | null = null;
+    this.#inFlight++;
     try {
       const result = await this.#files.locked(async () => {
         try {
@@ -490,11 +525,77 @@ export class _Journal<T> implements _DocumentBackend<T> {
           this.#release();
         }
       }, { signal: options.signal });
-      if (unsynced !== null) this.#syncLine(unsynced);
+      if (unsynced !== null) {
+        this.#syncLine(unsynced);
+        this.#park(unsynced);
+        unsynced = null;
+      }
       return result;
     } finally {
       (unsynced as _WriteHandle | null)?.close();
+      this.#inFlight--;
+      this.#closeWhenIdle();
     }
+  }
+
+  /**
+   * Keeps a journal handle open for the next update, if this process's
+   * cache is of that journal; closes it otherwise.
+   */
+  #park(handle: _WriteHandle): void {
+    if (this.#idle !== null && this.#idle !== handle) this.#idle.close();
+    this.#idle = null;
+    if (this.#cache === null || this.#cache.id !== this.#handleId) {
+      handle.close();
+      return;
+    }
+    this.#idle = handle;
+    this.#idleId = this.#handleId;
+  }
+
+  /** Closes the kept journal once no update has been in flight for a while. */
+  #closeWhenIdle(): void {
+    if (this.#idle === null || this.#closingIdle) return;
+    this.#closingIdle = true;
+    let turns = _IDLE_TURNS;
+    const check = () => {
+      if (this.#inFlight > 0) {
+        // That update parks the journal again, and starts a new countdown.
+        this.#closingIdle = false;
+      } else if (--turns > 0) {
+        queueMicrotask(check);
+      } else {
+        this.#closingIdle = false;
+        this.#idle?.close();
+        this.#idle = null;
+      }
+    };
+    queueMicrotask(check);
+  }
+
+  /**
+   * The kept journal and its size, if it is still the file at journalPath
+   * (a compaction renames a new one over it; a foreign tool may move or
+   * replace it) and this process's cache is of it. Closes it otherwise.
+   */
+  #takeIdle(): { handle: _WriteHandle; size: number } | null {
+    const handle = this.#idle;
+    if (handle === null) return null;
+    this.#idle = null;
+    try {
+      const own = handle.stat();
+      const linked = _lstat(this.journalPath);
+      if (
+        this.#cache !== null && this.#cache.id === this.#idleId &&
+        own.nlink > 0 && linked !== null && linked.isFile &&
+        linked.dev === own.dev && linked.ino === own.ino &&
+        this.#cache.offset <= own.size
+      ) return { handle, size: own.size };
+    } catch {
+      // Cannot tell: open it again the long way.
+    }
+    handle.close();
+    return null;
   }
 
   /**
@@ -560,7 +661,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
     cache.offset += line.length;
     cache.seq++;
     if (this.#files.durable) return handle;
-    handle.close();
+    this.#park(handle);
     return null;
   }
 
@@ -580,11 +681,16 @@ export class _Journal<T> implements _DocumentBackend<T> {
    * crash can leave: a torn last line, an unfinished compaction.
    */
   async #sync(): Promise<_Cache<T>> {
+    const idle = this.#takeIdle();
+    if (idle !== null) {
+      return await this.#catchUp(idle.handle, idle.size, this.#cache!);
+    }
     const handle = this.#open();
     if (handle === null) return await this.#start();
     let cache: _Cache<T>;
+    let size: number;
     try {
-      const size = handle.size();
+      size = handle.size();
       const header = _parseHeader(handle.readAt(0, Math.min(size, 256))) ??
         _parseHeader(handle.readAt(0, Math.min(size, _HEADER_MAX)));
       if (header === null) {
@@ -629,6 +735,29 @@ export class _Journal<T> implements _DocumentBackend<T> {
           snapshotBytes: loaded.bytes,
         };
       }
+    } catch (error) {
+      this.#cache = null;
+      try {
+        handle.close();
+      } catch {
+        // Already closed on the way to #corrupt or #recover.
+      }
+      throw error;
+    }
+    return await this.#catchUp(handle, size, cache);
+  }
+
+  /**
+   * Applies the lines appended to the open journal since `cache` (this
+   * process's view of it) and keeps the journal open for this update's
+   * append. `size` is the journal's size, read under the lock.
+   */
+  async #catchUp(
+    handle: _WriteHandle,
+    size: number,
+    cache: _Cache<T>,
+  ): Promise<_Cache<T>> {
+    try {
       const tail = handle.readAt(cache.offset, size - cache.offset);
       const applied = _applyLines(tail, cache.state, cache.seq);
       if (applied.damage) {
@@ -673,17 +802,19 @@ export class _Journal<T> implements _DocumentBackend<T> {
       }
       throw error;
     }
-    // Kept open for this update's append (closed by #release).
+    // Kept open for this update's append (then parked by #release).
     this.#release();
     this.#handle = handle;
+    this.#handleId = cache.id;
     this.#cache = cache;
     return cache;
   }
 
-  /** Closes the journal handle #sync kept, if any. */
+  /** Parks the journal handle #sync kept, if any (see #park). */
   #release(): void {
-    this.#handle?.close();
+    const handle = this.#handle;
     this.#handle = null;
+    if (handle !== null) this.#park(handle);
   }
 
   /**

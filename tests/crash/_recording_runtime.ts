@@ -65,6 +65,7 @@ function recorded(handle: _WriteHandle, path: string): _WriteHandle {
       if (breakMode !== "nofsync") record({ op: "fsync", id });
     },
     size: () => handle.size(),
+    stat: () => handle.stat(),
     byteAt: (offset) => handle.byteAt(offset),
     readAt: (offset, length) => handle.readAt(offset, length),
     truncate(size) {

@@ -157,20 +157,22 @@ test("a Node process SIGKILLed while it waits leaves no flock(1) helper behind t
 });
 
 test("a worker thread terminated while it waits leaves no flock(1) helper behind", async () => {
-  const { Worker } = await import("node:worker_threads");
-  const { pathToFileURL } = await import("node:url");
-  const mod = pathToFileURL(`${PACKAGE}mod.js`).href;
+  // The thread lives in a process of its own (see the worker's comment),
+  // which stays alive until the helper count has been checked.
+  let child;
   await assertHelperDiesWith(
-    (path) =>
-      new Worker(
-        `import(${
-          JSON.stringify(mod)
-        }).then(({ FileLock }) => FileLock.acquire(${JSON.stringify(path)}));`,
-        { eval: true },
-      ),
-    (worker) => worker.terminate(),
+    async (path) => {
+      child = nodeWorker("thread_waits.mjs", [path]);
+      await child.waitFor("started");
+      return child;
+    },
+    async () => {
+      child.process.stdin.write("terminate\n");
+      await child.waitFor("terminated");
+    },
     "worker",
   );
+  assert.deepEqual(await child.finish(), { code: 0, signal: null });
 });
 
 test("FileLock blocking: true waits in this thread until flock(1) lets go", async () => {
