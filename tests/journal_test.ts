@@ -478,3 +478,56 @@ Deno.test("JsonStore journal mode refuses backups instead of ignoring them, and 
     assert.deepEqual(await store.read(), { n: 1 });
   });
 });
+
+/** The paths this process has open that end with `suffix`. */
+function openPaths(suffix: string): string[] {
+  const found: string[] = [];
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      const target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+      if (target.endsWith(suffix)) found.push(target);
+    } catch {
+      // Closed while we looked.
+    }
+  }
+  return found;
+}
+
+Deno.test("JsonStore journal mode keeps its journal open only between back-to-back updates, and never appends to one moved or replaced meanwhile", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const journal = `${path}.journal`;
+    const store = open(path, { warnings: [] });
+    await store.update((d) => {
+      d.n = 0; // creates the journal
+    });
+    await store.update((d) => {
+      d.n = 1;
+    });
+    // Back to back (no macrotask between): the journal is still open.
+    assert.deepEqual(openPaths(".journal"), [journal]);
+    // A foreign tool moves it away: the next update must not append there.
+    Deno.renameSync(journal, `${dir}/moved.journal`);
+    const moved = Deno.readFileSync(`${dir}/moved.journal`);
+    await store.update((d) => {
+      d.m = 2;
+    });
+    assert.deepEqual(Deno.readFileSync(`${dir}/moved.journal`), moved);
+    assert.equal((await store.read()).m, 2);
+    // Replaced by a copy (a new inode at the path): the same.
+    await store.update((d) => {
+      d.k = 3;
+    });
+    Deno.copyFileSync(journal, `${journal}.copy`);
+    const before = Deno.readFileSync(journal);
+    Deno.renameSync(`${journal}.copy`, journal);
+    await store.update((d) => {
+      d.j = 4;
+    });
+    assert.equal(Deno.readFileSync(journal).length > before.length, true);
+    assert.deepEqual(await store.read(), { m: 2, k: 3, j: 4 });
+    // Once the caller moves on to other work, nothing stays open.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assert.deepEqual(openPaths(".journal"), []);
+  });
+});
