@@ -5,13 +5,22 @@
 //         journal-durable-block | journal-fast-block (blockingLock) |
 //         sqlite-full | sqlite-normal (the JSON document in one row) |
 //         sqlite-rows-full | sqlite-rows-normal (SQLite's natural form: a
-//         counter row updated and one row inserted per update) | naive
+//         counter row updated and one row inserted per update) | naive |
+//         floor-async | floor-block | floor-protocol (see floor() below)
 import { DatabaseSync } from "node:sqlite";
+import { cpuUsage } from "node:process";
 import { JsonStore } from "../mod.ts";
 
 type Doc = { count: number; items: string[] };
 const [mode, path, countText, prefix] = Deno.args;
 const count = Number(countText);
+// The CPU this process spends from here on (its updates, not its start-up),
+// printed at exit for the bench: "cpu USER_US SYSTEM_US".
+const started = cpuUsage();
+globalThis.addEventListener("unload", () => {
+  const { user, system } = cpuUsage(started);
+  console.log(`cpu ${user} ${system}`);
+});
 
 /** The database at `path`, waiting for its lock, synchronous as MODE says. */
 function openSqlite(): DatabaseSync {
@@ -63,6 +72,8 @@ if (mode.startsWith("json-") || mode.startsWith("journal-")) {
     db.exec("COMMIT");
   }
   db.close();
+} else if (mode.startsWith("floor-")) {
+  await floor();
 } else if (mode === "naive") {
   for (let i = 0; i < count; i++) {
     let d: Doc = { count: 0, items: [] };
@@ -78,4 +89,57 @@ if (mode.startsWith("json-") || mode.startsWith("journal-")) {
   }
 } else {
   throw new Error(`unknown mode ${mode}`);
+}
+
+/**
+ * What the durable journal costs without lockbox: each update takes an
+ * flock, appends one line, releases, and fdatasyncs, with Deno's own calls.
+ * floor-async waits as lockbox does by default (`FsFile.lock()`, a helper
+ * thread), floor-block in this thread (`lockSync`), and floor-protocol makes
+ * the system calls lockbox makes per update in steady state (the lock file
+ * opened, inode-checked, its holder record read and written, closed; the
+ * kept journal lstat'ed, fstat'ed, caught up and appended to) with none of
+ * its JavaScript around them.
+ */
+async function floor(): Promise<void> {
+  const line = new TextEncoder().encode(`${"x".repeat(99)}\n`);
+  const record = new Uint8Array(512).fill(0x20);
+  const scratch = new Uint8Array(4096);
+  const lockPath = `${path}.lock`;
+  const journalPath = `${path}.journal`;
+  const journal = Deno.openSync(journalPath, {
+    read: true,
+    append: true,
+    create: true,
+  });
+  const held = Deno.openSync(lockPath, {
+    read: true,
+    write: true,
+    create: true,
+  });
+  for (let i = 0; i < count; i++) {
+    if (mode === "floor-protocol") {
+      const lock = Deno.openSync(lockPath, { read: true, write: true });
+      if (!lock.tryLockSync(true)) await lock.lock(true);
+      lock.statSync();
+      Deno.lstatSync(lockPath);
+      lock.readSync(scratch.subarray(0, 512));
+      lock.seekSync(0, Deno.SeekMode.Start);
+      lock.writeSync(record);
+      Deno.lstatSync(journalPath);
+      const size = journal.statSync().size;
+      journal.seekSync(Math.max(0, size - 700), Deno.SeekMode.Start);
+      journal.readSync(scratch);
+      journal.writeSync(line);
+      lock.close();
+    } else {
+      if (mode === "floor-block") held.lockSync(true);
+      else if (!held.tryLockSync(true)) await held.lock(true);
+      journal.writeSync(line);
+      held.unlockSync();
+    }
+    journal.syncDataSync();
+  }
+  held.close();
+  journal.close();
 }

@@ -37,18 +37,31 @@ function fresh(mode: string): string {
   return path;
 }
 
+/** CPU per update (user, system, in µs) of each mode's races, summed over its processes. */
+const cpu = new Map<string, { user: number; system: number; races: number }>();
+
 async function race(mode: string, path: string): Promise<void> {
   const children = Array.from(
     { length: PROCESSES },
     (_, i) =>
       new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", worker, mode, path, String(UPDATES), `p${i}`],
-        stdout: "null",
+        stdout: "piped",
       }).output(),
   );
+  const total = cpu.get(mode) ?? { user: 0, system: 0, races: 0 };
   for (const result of await Promise.all(children)) {
     if (!result.success) throw new Error(`a ${mode} worker failed`);
+    const line = new TextDecoder().decode(result.stdout).match(
+      /^cpu (\d+) (\d+)$/m,
+    );
+    if (line) {
+      total.user += Number(line[1]) / (PROCESSES * UPDATES);
+      total.system += Number(line[2]) / (PROCESSES * UPDATES);
+    }
   }
+  total.races++;
+  cpu.set(mode, total);
 }
 
 for (
@@ -66,6 +79,9 @@ for (
     ["sqlite-normal", "SQLite WAL synchronous=NORMAL"],
     ["sqlite-rows-full", "SQLite WAL synchronous=FULL, rows"],
     ["sqlite-rows-normal", "SQLite WAL synchronous=NORMAL, rows"],
+    ["floor-async", "floor: flock + append + fdatasync, FsFile.lock() wait"],
+    ["floor-block", "floor: flock + append + fdatasync, lockSync() wait"],
+    ["floor-protocol", "floor: lockbox's system calls, no JavaScript logic"],
   ]
 ) {
   Deno.bench({
@@ -136,5 +152,17 @@ for (const items of [1_000, 10_000, 100_000, 1_000_000]) {
 }
 
 globalThis.addEventListener("unload", () => {
+  if (cpu.size > 0) {
+    console.log(
+      "\nCPU per update, 8 x 250 (every process's user + system time after its start-up, / 2000):",
+    );
+    for (const [mode, { user, system, races }] of cpu) {
+      console.log(
+        `  ${mode.padEnd(22)} ${
+          (user / races).toFixed(0).padStart(5)
+        } µs user + ${(system / races).toFixed(0).padStart(5)} µs system`,
+      );
+    }
+  }
   Deno.removeSync(dir, { recursive: true });
 });
