@@ -546,3 +546,68 @@ Deno.test("FileLock.signal aborts with LockLostError on release, and when the lo
     await third.release();
   });
 });
+
+/** How many descriptors this process has open on paths ending in `suffix`. */
+function openCount(suffix: string): number {
+  let count = 0;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`).endsWith(suffix)) {
+        count++;
+      }
+    } catch {
+      // Closed while we looked.
+    }
+  }
+  return count;
+}
+
+Deno.test("FileLock keeps a released lock file open only for the next back-to-back acquisition, and never locks one replaced or removed meanwhile", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const lockPath = `${path}.lock`;
+    await (await FileLock.acquire(path)).release();
+    // Released a moment ago: still open (unlocked), for the next acquisition.
+    assert.equal(openCount("state.json.lock"), 1);
+    assert.equal(await isLocked(path), false);
+    await sh("flock", "-n", lockPath, "true");
+
+    // Replaced meanwhile (a new inode at the path): the new file is locked.
+    Deno.writeFileSync(`${lockPath}.new`, new Uint8Array());
+    Deno.renameSync(`${lockPath}.new`, lockPath);
+    const lock = await FileLock.acquire(path);
+    assert.ok(await lock.verify());
+    const probe = await new Deno.Command("flock", {
+      args: ["-n", lockPath, "true"],
+    }).output();
+    assert.equal(
+      probe.code,
+      1,
+      "the file now at the lock path must be the one locked",
+    );
+    await lock.release();
+
+    // Removed meanwhile: made again and locked.
+    Deno.removeSync(lockPath);
+    const again = await FileLock.acquire(path);
+    assert.ok((await Deno.lstat(lockPath)).isFile);
+    assert.ok(await again.verify());
+    await again.release();
+
+    // Once the caller moves on, nothing stays open.
+    await delay(0);
+    assert.equal(openCount("state.json.lock"), 0);
+  });
+});
+
+Deno.test("FileLock keeps at most 64 released lock files open after a burst over many paths", async () => {
+  await withTempDir(async (dir) => {
+    for (let i = 0; i < 200; i++) {
+      await (await FileLock.acquire(`${dir}/f${i}`)).release();
+    }
+    const open = openCount(".lock");
+    assert.ok(open > 0 && open <= 64, `${open} lock files open`);
+    await delay(0);
+    assert.equal(openCount(".lock"), 0);
+  });
+});

@@ -238,8 +238,48 @@ function _remember(lockPath: string, stat: _FileStat): void {
   _known.set(lockPath, ((stat.mode ?? 0) & 0o111) !== 0);
 }
 
+/**
+ * Lock files released by this process, still open (and unlocked: they hold
+ * nothing) for the next acquisition of the same path, which then needs no
+ * `open`. Each is closed once _IDLE_TURNS turns of the microtask queue have
+ * passed without one, so a loop of back-to-back acquisitions keeps its lock
+ * file open and nothing stays open once the caller moves on. At most
+ * _MAX_IDLE at a time, so a burst over many paths holds no more descriptors.
+ */
+const _idle = new Map<string, { handle: _LockHandle }>();
+const _IDLE_TURNS = 32;
+const _MAX_IDLE = 64;
+
+/** Keeps a released lock file open for a moment, or closes it (see _idle). */
+function _park(lockPath: string, handle: _LockHandle): void {
+  if (_idle.size >= _MAX_IDLE || _idle.has(lockPath)) {
+    handle.close();
+    return;
+  }
+  const entry = { handle };
+  _idle.set(lockPath, entry);
+  let turns = _IDLE_TURNS;
+  const check = () => {
+    if (_idle.get(lockPath) !== entry) return; // taken by an acquisition
+    if (--turns > 0) {
+      queueMicrotask(check);
+      return;
+    }
+    _idle.delete(lockPath);
+    handle.close();
+  };
+  queueMicrotask(check);
+}
+
 /** Opens the lock file without following symlinks, creating it if needed. */
 function _open(lockPath: string): _LockHandle {
+  const parked = _idle.get(lockPath);
+  if (parked !== undefined) {
+    // Still open from a release a moment ago; the inode check after the
+    // lock tells whether it is still the file at lockPath.
+    _idle.delete(lockPath);
+    return parked.handle;
+  }
   const executable = _known.get(lockPath);
   if (executable !== undefined) {
     try {
@@ -668,18 +708,22 @@ export class FileLock implements AsyncDisposable {
       }
     } catch (error) {
       if (_errorCode(error) !== "ENOENT") {
-        this.#close(handle);
+        this.#close(handle, false);
         throw _wrap(this.lockPath, error);
       }
     }
-    this.#close(handle);
+    this.#close(handle, false);
   }
 
-  #close(handle: _LockHandle): void {
+  /** Releases the OS lock; `park` keeps the file open a moment (see _idle). */
+  #close(handle: _LockHandle, park = true): void {
     // A child that inherited the lock file keeps the lock until it closes
     // it; unlocking would take it from the child too.
     if (this.#sharedWithChildren) handle.close();
-    else handle.unlockAndClose();
+    else if (park) {
+      handle.unlock();
+      _park(this.lockPath, handle);
+    } else handle.unlockAndClose();
     this.#released();
   }
 
