@@ -666,6 +666,10 @@ export class FileLock implements AsyncDisposable {
   /**
    * Releases the lock. Calling it again does nothing.
    *
+   * The lock file stays open (unlocked) for a few turns of the microtask
+   * queue, for a next acquisition of the same path in this process to reuse;
+   * it is closed after that.
+   *
    * With `removeOnRelease`, the lock file is removed first, while still
    * held, if this is its only holder, it is still the file at `lockPath`,
    * and no other process has it open (see ARCHITECTURE.md, "Removing a lock
