@@ -409,3 +409,17 @@ export async function killWriters(
   };
   await Promise.all([lane(0), lane(1), lane(2), lane(3)]);
 }
+
+/** The paths this process has open that end with `suffix`, one per descriptor. */
+export function openPaths(suffix: string): string[] {
+  const found: string[] = [];
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      const target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+      if (target.endsWith(suffix)) found.push(target);
+    } catch {
+      // Closed while we looked.
+    }
+  }
+  return found;
+}

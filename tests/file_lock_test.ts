@@ -12,7 +12,14 @@ import {
   waitForRelease,
   withLock,
 } from "../mod.ts";
-import { delay, names, sh, withImmutableDir, withTempDir } from "./_helpers.ts";
+import {
+  delay,
+  names,
+  openPaths,
+  sh,
+  withImmutableDir,
+  withTempDir,
+} from "./_helpers.ts";
 
 Deno.test("withLock() runs 200 concurrent calls on one path in order, beside a second path", async () => {
   await withTempDir(async (dir) => {
@@ -547,28 +554,13 @@ Deno.test("FileLock.signal aborts with LockLostError on release, and when the lo
   });
 });
 
-/** How many descriptors this process has open on paths ending in `suffix`. */
-function openCount(suffix: string): number {
-  let count = 0;
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    try {
-      if (Deno.readLinkSync(`/proc/self/fd/${entry.name}`).endsWith(suffix)) {
-        count++;
-      }
-    } catch {
-      // Closed while we looked.
-    }
-  }
-  return count;
-}
-
 Deno.test("FileLock keeps a released lock file open only for the next back-to-back acquisition, and never locks one replaced or removed meanwhile", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
     const lockPath = `${path}.lock`;
     await (await FileLock.acquire(path)).release();
     // Released a moment ago: still open (unlocked), for the next acquisition.
-    assert.equal(openCount("state.json.lock"), 1);
+    assert.equal(openPaths("state.json.lock").length, 1);
     assert.equal(await isLocked(path), false);
     await sh("flock", "-n", lockPath, "true");
 
@@ -596,7 +588,7 @@ Deno.test("FileLock keeps a released lock file open only for the next back-to-ba
 
     // Once the caller moves on, nothing stays open.
     await delay(0);
-    assert.equal(openCount("state.json.lock"), 0);
+    assert.equal(openPaths("state.json.lock").length, 0);
   });
 });
 
@@ -605,9 +597,9 @@ Deno.test("FileLock keeps at most 64 released lock files open after a burst over
     for (let i = 0; i < 200; i++) {
       await (await FileLock.acquire(`${dir}/f${i}`)).release();
     }
-    const open = openCount(".lock");
+    const open = openPaths(".lock").length;
     assert.ok(open > 0 && open <= 64, `${open} lock files open`);
     await delay(0);
-    assert.equal(openCount(".lock"), 0);
+    assert.equal(openPaths(".lock").length, 0);
   });
 });

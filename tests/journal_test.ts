@@ -9,7 +9,7 @@ import {
   StoreError,
 } from "../mod.ts";
 import { _fnv1a } from "../src/lock/_holder_record.ts";
-import { names, withTempDir, withTmpfs } from "./_helpers.ts";
+import { names, openPaths, withTempDir, withTmpfs } from "./_helpers.ts";
 
 type Doc = Record<string, unknown>;
 
@@ -478,20 +478,6 @@ Deno.test("JsonStore journal mode refuses backups instead of ignoring them, and 
     assert.deepEqual(await store.read(), { n: 1 });
   });
 });
-
-/** The paths this process has open that end with `suffix`. */
-function openPaths(suffix: string): string[] {
-  const found: string[] = [];
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    try {
-      const target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
-      if (target.endsWith(suffix)) found.push(target);
-    } catch {
-      // Closed while we looked.
-    }
-  }
-  return found;
-}
 
 Deno.test("JsonStore journal mode keeps its journal open only between back-to-back updates, and never appends to one moved or replaced meanwhile", async () => {
   await withTempDir(async (dir) => {

@@ -736,15 +736,20 @@ export class _Journal<T> implements _DocumentBackend<T> {
         };
       }
     } catch (error) {
-      this.#cache = null;
-      try {
-        handle.close();
-      } catch {
-        // Already closed on the way to #corrupt or #recover.
-      }
+      this.#forget(handle);
       throw error;
     }
     return await this.#catchUp(handle, size, cache);
+  }
+
+  /** Drops the cached state after a failure, and the journal if still open. */
+  #forget(handle: _WriteHandle): void {
+    this.#cache = null;
+    try {
+      handle.close();
+    } catch {
+      // Already closed on the way to #corrupt or #recover.
+    }
   }
 
   /**
@@ -794,12 +799,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
         );
       }
     } catch (error) {
-      this.#cache = null;
-      try {
-        handle.close();
-      } catch {
-        // Already closed on the way to #corrupt or #recover.
-      }
+      this.#forget(handle);
       throw error;
     }
     // Kept open for this update's append (then parked by #release).
