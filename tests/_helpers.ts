@@ -2,6 +2,7 @@
 // on a child is bounded (GUARD_MS unless told), so a failure fails the test
 // instead of hanging the run.
 
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 
 /** How long any wait on a child may take before the test fails. */
@@ -422,4 +423,36 @@ export function openPaths(suffix: string): string[] {
     }
   }
   return found;
+}
+
+/**
+ * What a watch worker (`watch_store.ts`, `watch_store.mjs`) printed, as
+ * [version, count, items, distinct] rows, checked: its versions strictly grow, every document it
+ * saw was one a writer committed (count = items, all distinct), its counts
+ * never go back, and the last is the final document.
+ */
+export function checkWatcher(
+  lines: readonly string[],
+  final: number,
+): number[][] {
+  const seen = lines.filter((l) => l.startsWith("v ")).map((l) =>
+    l.split(" ").slice(1).map(Number)
+  );
+  assert.ok(seen.length >= 2, `only ${seen.length} versions seen`);
+  for (const [i, [version, count, items, distinct]] of seen.entries()) {
+    assert.equal(items, count, `version ${version}: half an update`);
+    assert.equal(distinct, items);
+    if (i > 0) {
+      assert.ok(version > seen[i - 1][0], "versions must grow");
+      assert.ok(
+        count > seen[i - 1][1],
+        `a later version is a later document: ${seen[i - 1]} then ${
+          seen[i]
+        } (${lines.length} lines)`,
+      );
+    }
+  }
+  assert.equal(seen.at(-1)![1], final);
+  assert.ok(lines.includes("ended"));
+  return seen;
 }

@@ -46,3 +46,29 @@ export function _sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
+
+/**
+ * How many turns of the microtask queue `_afterIdleTurns` waits: long enough
+ * for a loop of `await` calls (and a few wrapping async functions) to make
+ * its next call, far shorter than anything that waits for I/O or a timer.
+ */
+const _IDLE_TURNS = 32;
+
+/**
+ * Calls `then` after _IDLE_TURNS turns of the microtask queue, unless
+ * `cancelled()` is true at one of them: for a file kept open between
+ * back-to-back calls, closed once the caller has moved on, with no timer
+ * for a test's op sanitizer to see.
+ */
+export function _afterIdleTurns(
+  cancelled: () => boolean,
+  then: () => void,
+): void {
+  let turns = _IDLE_TURNS;
+  const check = () => {
+    if (cancelled()) return;
+    if (--turns > 0) queueMicrotask(check);
+    else then();
+  };
+  queueMicrotask(check);
+}

@@ -9,7 +9,7 @@
 // was aborted leaves that wait to finish and pass the lock to the next
 // request, or release it at once.
 
-import { _after, _promiseTry } from "../base/_promise.ts";
+import { _after, _afterIdleTurns, _promiseTry } from "../base/_promise.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { dirname } from "node:path";
 import {
@@ -241,13 +241,12 @@ function _remember(lockPath: string, stat: _FileStat): void {
 /**
  * Lock files released by this process, still open (and unlocked: they hold
  * nothing) for the next acquisition of the same path, which then needs no
- * `open`. Each is closed once _IDLE_TURNS turns of the microtask queue have
- * passed without one, so a loop of back-to-back acquisitions keeps its lock
- * file open and nothing stays open once the caller moves on. At most
+ * `open`. Each is closed after a few turns of the microtask queue without
+ * one (`_afterIdleTurns`), so a loop of back-to-back acquisitions keeps its
+ * lock file open and nothing stays open once the caller moves on. At most
  * _MAX_IDLE at a time, so a burst over many paths holds no more descriptors.
  */
 const _idle = new Map<string, { handle: _LockHandle }>();
-const _IDLE_TURNS = 32;
 const _MAX_IDLE = 64;
 
 /** Keeps a released lock file open for a moment, or closes it (see _idle). */
@@ -258,17 +257,13 @@ function _park(lockPath: string, handle: _LockHandle): void {
   }
   const entry = { handle };
   _idle.set(lockPath, entry);
-  let turns = _IDLE_TURNS;
-  const check = () => {
-    if (_idle.get(lockPath) !== entry) return; // taken by an acquisition
-    if (--turns > 0) {
-      queueMicrotask(check);
-      return;
-    }
-    _idle.delete(lockPath);
-    handle.close();
-  };
-  queueMicrotask(check);
+  _afterIdleTurns(
+    () => _idle.get(lockPath) !== entry, // taken by an acquisition
+    () => {
+      _idle.delete(lockPath);
+      handle.close();
+    },
+  );
 }
 
 /** Opens the lock file without following symlinks, creating it if needed. */

@@ -32,6 +32,7 @@ import {
 } from "../runtime/mod.ts";
 import { _checkTarget, _lockHolderTemp, _quarantineAside } from "./_atomic.ts";
 import { _fsError } from "../base/_fs_errors.ts";
+import { _afterIdleTurns } from "../base/_promise.ts";
 import { _fnv1a, _hexAt } from "../lock/_holder_record.ts";
 import { CorruptStoreError, StoreError } from "../base/errors.ts";
 import type {
@@ -59,13 +60,6 @@ const _encoder = new TextEncoder();
 const _decoder = new TextDecoder("utf-8", { fatal: true });
 const _HEADER_MAX = 4096;
 const _MIN_COMPACT_AT = 1 << 20;
-/**
- * How many turns of the microtask queue a store's journal stays open after
- * an update with no other update in flight: long enough for a loop of
- * `await store.update(...)` (and a few wrapping async functions) to start its
- * next update, too short to outlive the caller's work in a test.
- */
-const _IDLE_TURNS = 32;
 
 async function _sha256(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(
@@ -365,15 +359,15 @@ export class _Journal<T> implements _DocumentBackend<T> {
    * The journal kept open after an update, and the id in its header, for
    * the next update of this store to reuse while it is still the file at
    * journalPath (an lstat and an fstat instead of lstat, open, header read
-   * and close). Closed when no update has been in flight for _IDLE_TURNS
-   * microtask turns, so a store left alone holds no descriptor.
+   * and close). Closed when no update has been in flight for a few turns of
+   * the microtask queue (`_afterIdleTurns`), so a store left alone holds no
+   * descriptor.
    */
   #idle: _WriteHandle | null = null;
   #idleId: string | null = null;
   /** The id in the header of the journal #handle is open on. */
   #handleId: string | null = null;
   #inFlight = 0;
-  #closingIdle = false;
   readonly journalPath: string;
   readonly nextPath: string;
 
@@ -555,22 +549,17 @@ export class _Journal<T> implements _DocumentBackend<T> {
 
   /** Closes the kept journal once no update has been in flight for a while. */
   #closeWhenIdle(): void {
-    if (this.#idle === null || this.#closingIdle) return;
-    this.#closingIdle = true;
-    let turns = _IDLE_TURNS;
-    const check = () => {
-      if (this.#inFlight > 0) {
-        // That update parks the journal again, and starts a new countdown.
-        this.#closingIdle = false;
-      } else if (--turns > 0) {
-        queueMicrotask(check);
-      } else {
-        this.#closingIdle = false;
-        this.#idle?.close();
+    const idle = this.#idle;
+    if (idle === null || this.#inFlight > 0) return;
+    // An update in flight takes the journal (or parks another) and starts
+    // its own countdown when it ends.
+    _afterIdleTurns(
+      () => this.#inFlight > 0 || this.#idle !== idle,
+      () => {
         this.#idle = null;
-      }
-    };
-    queueMicrotask(check);
+        idle.close();
+      },
+    );
   }
 
   /**

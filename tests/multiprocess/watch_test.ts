@@ -6,7 +6,13 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { JsonStore } from "../../mod.ts";
-import { Child, spawnWorker, withTempDir } from "../_helpers.ts";
+import {
+  checkWatcher,
+  Child,
+  finishAll,
+  spawnWorker,
+  withTempDir,
+} from "../_helpers.ts";
 
 const NODE_PACKAGE = fileURLToPath(
   new URL("../../dist/node-src/", import.meta.url),
@@ -23,34 +29,6 @@ function watcher(runtime: "Deno" | "Node", args: string[]): Child {
     ],
     { env: { LOCKBOX_NODE_PACKAGE: NODE_PACKAGE } },
   );
-}
-
-/**
- * What a watcher printed: its versions strictly grow, every document it
- * saw was one a writer committed (count = items, all distinct), its counts
- * never go back, and the last is the final document.
- */
-function checkWatcher(lines: readonly string[], final: number): number {
-  const seen = lines.filter((l) => l.startsWith("v ")).map((l) =>
-    l.split(" ").slice(1).map(Number)
-  );
-  assert.ok(seen.length >= 2, `only ${seen.length} versions seen`);
-  for (const [i, [version, count, items, distinct]] of seen.entries()) {
-    assert.equal(items, count, `version ${version}: half an update`);
-    assert.equal(distinct, items);
-    if (i > 0) {
-      assert.ok(version > seen[i - 1][0], "versions must grow");
-      assert.ok(
-        count > seen[i - 1][1],
-        `a later version is a later document: ${seen[i - 1]} then ${
-          seen[i]
-        } (${lines.length} lines)`,
-      );
-    }
-  }
-  assert.equal(seen.at(-1)![1], final);
-  assert.ok(lines.includes("ended"));
-  return seen.length;
 }
 
 for (const journal of [false, true]) {
@@ -73,15 +51,8 @@ for (const journal of [false, true]) {
           ...(journal ? ["--journal", "--compact-at", "2048"] : []),
         ])
       );
-      for (const w of writers) {
-        const result = await w.finish();
-        assert.equal(result.code, 0, result.stderr);
-      }
-      for (const w of watchers) {
-        const result = await w.finish();
-        assert.equal(result.code, 0, result.stderr);
-        checkWatcher(result.lines, 400);
-      }
+      await finishAll(writers);
+      for (const lines of await finishAll(watchers)) checkWatcher(lines, 400);
       if (journal) {
         // Compactions happened while they watched.
         const snapshot = JSON.parse(await Deno.readTextFile(path));
