@@ -210,25 +210,39 @@ function _wrap(lockPath: string, error: unknown): unknown {
 }
 
 /**
- * The handle's `fstat` if it is still the file linked at `lockPath`, else
- * `null` (removed or replaced since it was opened).
+ * The file each lock handle has open, once `_current` has looked: it never
+ * changes for an open descriptor, and its inode cannot be reused while the
+ * descriptor keeps it alive.
+ */
+const _inodes = new WeakMap<_LockHandle, { dev: number; ino: number }>();
+
+/**
+ * The file's stat if the handle is still the file linked at `lockPath`, else
+ * `null` (removed or replaced since it was opened). A handle looked at before
+ * (a lock file kept open between acquisitions) needs only the `lstat`: the
+ * path links to the same inode, so its stat is the open file's.
  */
 function _current(handle: _LockHandle, lockPath: string): _FileStat | null {
-  const own = handle.stat();
-  if (own.nlink === 0) return null;
+  let own = _inodes.get(handle);
+  if (own === undefined) {
+    const stat = handle.stat();
+    if (stat.nlink === 0) return null;
+    own = { dev: stat.dev, ino: stat.ino };
+    _inodes.set(handle, own);
+  }
   const linked = _lstat(lockPath);
   return linked !== null && linked.isFile && linked.dev === own.dev &&
       linked.ino === own.ino
-    ? own
+    ? linked
     : null;
 }
 
 /**
  * Lock files this process has locked, and whether each is executable: such
  * a path is opened at once, without the lstat before the open, because the
- * inode check after the lock (`_current`: fstat beside lstat) refuses it if
- * it has turned into anything but that file since. Bounded; cleared when
- * full.
+ * inode check after the lock (`_current`: the open file beside lstat)
+ * refuses it if it has turned into anything but that file since. Bounded;
+ * cleared when full.
  */
 const _known = new Map<string, boolean>();
 const _MAX_KNOWN = 1024;

@@ -68,6 +68,20 @@ async function _sha256(bytes: Uint8Array): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The file each journal handle has open, from its fstat when opened. */
+const _inodes = new WeakMap<_WriteHandle, { dev: number; ino: number }>();
+
+/** The open file's identity, or `null` if it has been unlinked. */
+function _inodeOf(handle: _WriteHandle): { dev: number; ino: number } | null {
+  const known = _inodes.get(handle);
+  if (known !== undefined) return known;
+  const own = handle.stat();
+  if (own.nlink === 0) return null;
+  const inode = { dev: own.dev, ino: own.ino };
+  _inodes.set(handle, inode);
+  return inode;
+}
+
 function _hex8(n: number): string {
   return n.toString(16).padStart(8, "0");
 }
@@ -572,14 +586,16 @@ export class _Journal<T> implements _DocumentBackend<T> {
     if (handle === null) return null;
     this.#idle = null;
     try {
-      const own = handle.stat();
+      // The path still links to the open file: then its lstat is the open
+      // file's (an inode stays unused by others while it is open).
+      const own = _inodeOf(handle);
       const linked = _lstat(this.journalPath);
       if (
         this.#cache !== null && this.#cache.id === this.#idleId &&
-        own.nlink > 0 && linked !== null && linked.isFile &&
+        own !== null && linked !== null && linked.isFile &&
         linked.dev === own.dev && linked.ino === own.ino &&
-        this.#cache.offset <= own.size
-      ) return { handle, size: own.size };
+        this.#cache.offset <= linked.size
+      ) return { handle, size: linked.size };
     } catch {
       // Cannot tell: open it again the long way.
     }
@@ -679,7 +695,9 @@ export class _Journal<T> implements _DocumentBackend<T> {
     let cache: _Cache<T>;
     let size: number;
     try {
-      size = handle.size();
+      const own = handle.stat();
+      _inodes.set(handle, { dev: own.dev, ino: own.ino });
+      size = own.size;
       const header = _parseHeader(handle.readAt(0, Math.min(size, 256))) ??
         _parseHeader(handle.readAt(0, Math.min(size, _HEADER_MAX)));
       if (header === null) {
