@@ -9,7 +9,14 @@ import {
   StoreError,
 } from "../mod.ts";
 import { _fnv1a } from "../src/lock/_holder_record.ts";
-import { names, openPaths, withTempDir, withTmpfs } from "./_helpers.ts";
+import {
+  delay,
+  guarded,
+  names,
+  openPaths,
+  withTempDir,
+  withTmpfs,
+} from "./_helpers.ts";
 
 type Doc = Record<string, unknown>;
 
@@ -515,5 +522,73 @@ Deno.test("JsonStore journal mode keeps its journal open only between back-to-ba
     // Once the caller moves on to other work, nothing stays open.
     await new Promise((resolve) => setTimeout(resolve, 0));
     assert.deepEqual(openPaths(".journal"), []);
+  });
+});
+
+Deno.test("JsonStore journal mode: a watch reads on from the lines it has, yields copies, and reads everything again when the journal is no longer the one it read", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const journal = `${path}.journal`;
+    const header = () =>
+      new TextDecoder().decode(Deno.readFileSync(journal)).split("\n")[0];
+    const store = open(path);
+    for (let n = 1; n <= 3; n++) await store.update((d) => void (d.n = n));
+    // The third update's line, taken back out, to be appended by hand.
+    const bytes = Deno.readFileSync(journal);
+    const cut = bytes.lastIndexOf(0x0a, bytes.length - 2) + 1;
+    const line = bytes.slice(cut);
+    Deno.truncateSync(journal, cut);
+
+    const controller = new AbortController();
+    const versions = store.watch({
+      signal: controller.signal,
+      recheckInterval: 20,
+    })[Symbol.asyncIterator]();
+    // Each version comes within a few rechecks; the guard only stops a hang.
+    const next = async () =>
+      (await guarded(versions.next(), 10_000, "the next version")).value
+        ?.value;
+    try {
+      assert.deepEqual(await next(), { n: 2 });
+      // Half a line is no version: several rechecks go by without one.
+      Deno.writeFileSync(journal, line.subarray(0, 12), { append: true });
+      const pending = next();
+      assert.equal(await Promise.race([pending, delay(300)]), undefined);
+      Deno.writeFileSync(journal, line.subarray(12), { append: true });
+      assert.deepEqual(await pending, { n: 3 });
+
+      // What the watch yields is the caller's: changing it changes nothing
+      // the watch yields later.
+      const mine = await (async () => {
+        await open(path).update((d) => void (d.n = 4));
+        return await next();
+      })();
+      assert.deepEqual(mine, { n: 4 });
+      (mine as Doc).mine = true;
+      await store.update((d) => void (d.n = 5));
+      assert.deepEqual(await next(), { n: 5 });
+
+      // A compaction starts a new journal: read whole, even when the new
+      // one has grown past where the watch was, with a line there that
+      // looks like the next (same lengths, next sequence number).
+      const first = header();
+      await open(path, { compactAt: 0 }).update((d) => void (d.x = 1));
+      assert.notEqual(header(), first);
+      for (const n of [6, 7, 8, 9, 0, 1]) {
+        await store.update((d) => void (d.n = n));
+      }
+      assert.deepEqual(await next(), { n: 1, x: 1 });
+      await store.update((d) => void (d.n = 7));
+      assert.deepEqual(await next(), { n: 7, x: 1 });
+
+      // A foreign tool cuts the journal back to its header: read whole, as
+      // read() does (the snapshot's n is 5).
+      Deno.truncateSync(journal, header().length + 1);
+      assert.deepEqual(await next(), { n: 5, x: 1 });
+      assert.deepEqual(await store.read(), { n: 5, x: 1 });
+    } finally {
+      controller.abort();
+      await versions.return?.();
+    }
   });
 });

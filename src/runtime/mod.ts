@@ -24,6 +24,7 @@ export const {
   _openExisting,
   _createNew,
   _openReadOnly,
+  _readHeadAndTail,
   _mkdirp,
   _unlink,
   _errorCode,

@@ -25,6 +25,7 @@ import {
   _lstat,
   _openExistingForAppend,
   _readFile,
+  _readHeadAndTail,
   _removeIfExists,
   _rename,
   _syncDirectory,
@@ -41,7 +42,24 @@ import type {
   _Next,
 } from "./_document_backend.ts";
 import type { _StoreFiles } from "./_store_files.ts";
-import { _watchFiles, type StoreVersion, type WatchOptions } from "./_watch.ts";
+import {
+  _UNCHANGED,
+  _watchFiles,
+  type StoreVersion,
+  type WatchOptions,
+} from "./_watch.ts";
+
+/**
+ * What a watch has read of the journal without the lock: the lines of the
+ * journal with this id up to `offset`, applied.
+ */
+interface _View<T> {
+  id: string;
+  headerLength: number;
+  offset: number;
+  seq: number;
+  state: T;
+}
 
 /** One process's view of the journal, kept between updates. */
 interface _Cache<T> {
@@ -372,7 +390,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
   /**
    * The journal kept open after an update, and the id in its header, for
    * the next update of this store to reuse while it is still the file at
-   * journalPath (an lstat and an fstat instead of lstat, open, header read
+   * journalPath (an lstat instead of lstat, open, header read
    * and close). Closed when no update has been in flight for a few turns of
    * the microtask queue (`_afterIdleTurns`), so a store left alone holds no
    * descriptor.
@@ -397,21 +415,71 @@ export class _Journal<T> implements _DocumentBackend<T> {
   }
 
   /**
-   * A consistent state without the lock: a snapshot and the journal that
-   * belongs to it. After a few mismatches (compactions racing the read) or
-   * anything odd, it reads under the lock instead.
+   * Watches the snapshot and the journal: an append or a compaction wakes
+   * it. After a first whole read, a wake-up reads only the lines appended
+   * since, while the journal is the same one (its header's id); a
+   * compaction's new journal, or anything odd, makes it read everything
+   * again.
    */
-  /** Watches the snapshot and the journal: an append or a compaction wakes it. */
   watch(options: WatchOptions): AsyncIterable<StoreVersion<T>> {
+    let view: _View<T> | null = null;
     return _watchFiles(
       this.#files.path,
       [".journal"],
-      () => this.read(),
+      async () => {
+        if (view !== null) {
+          const moved = this.#advance(view);
+          if (moved === false) return _UNCHANGED;
+          if (moved) return structuredClone(view.state);
+        }
+        const read = await this.#readWithoutLock();
+        view = read?.view ?? null;
+        if (read === null) return await this.#readLocked();
+        return view === null ? read.state : structuredClone(view.state);
+      },
       options,
     );
   }
 
+  /**
+   * Applies to `view` the complete lines appended to its journal since:
+   * `true` if there were some, `false` if none, `null` if the journal is no
+   * longer the one `view` is of (compacted, replaced, cut short, damaged),
+   * when `view` must be dropped.
+   */
+  #advance(view: _View<T>): boolean | null {
+    _checkTarget(this.journalPath, "read");
+    let read;
+    try {
+      read = _readHeadAndTail(this.journalPath, view.headerLength, view.offset);
+    } catch (error) {
+      throw _fsError("read", this.journalPath, error);
+    }
+    if (read === null || read.size < view.offset) return null;
+    if (_parseHeader(read.head)?.id !== view.id) return null;
+    const applied = _applyLines(read.tail, view.state, view.seq);
+    if (applied.damage) return null;
+    if (applied.used === 0) return false;
+    view.state = applied.state as T;
+    view.seq = applied.seq;
+    view.offset += applied.used;
+    return true;
+  }
+
   async read(): Promise<T> {
+    const read = await this.#readWithoutLock();
+    return read !== null ? read.state : await this.#readLocked();
+  }
+
+  /**
+   * A consistent state without the lock: a snapshot and the journal that
+   * belongs to it, and what a watch needs to read on from there (`view`;
+   * `null` while there is no journal). `null` after a few mismatches
+   * (compactions racing the read) or anything odd: then read under the lock.
+   */
+  async #readWithoutLock(): Promise<
+    { state: T; view: _View<T> | null } | null
+  > {
     for (let attempt = 0; attempt < 5; attempt++) {
       const snapshot = await this.#readFile(this.#files.path);
       const journal = await this.#readFile(this.journalPath);
@@ -419,10 +487,12 @@ export class _Journal<T> implements _DocumentBackend<T> {
         // No journal yet: the snapshot (or nothing) is the whole story,
         // unless a compaction stopped half way; then let #sync finish it.
         if (_lstat(this.nextPath) !== null) break;
-        if (snapshot === null) return this.#files.initial();
+        if (snapshot === null) {
+          return { state: this.#files.initial(), view: null };
+        }
         const parsed = this.#files.parse(snapshot);
         if (!parsed.ok) break;
-        return parsed.value;
+        return { state: parsed.value, view: null };
       }
       const header = _parseHeader(journal);
       if (header === null || snapshot === null) break;
@@ -435,8 +505,23 @@ export class _Journal<T> implements _DocumentBackend<T> {
         0,
       );
       if (applied.damage) break;
-      return applied.state as T;
+      const state = applied.state as T;
+      return {
+        state,
+        view: {
+          id: header.id,
+          headerLength: header.length,
+          offset: header.length + applied.used,
+          seq: applied.seq,
+          state,
+        },
+      };
     }
+    return null;
+  }
+
+  /** Reads under the lock, catching up with the files as an update does. */
+  async #readLocked(): Promise<T> {
     return await this.#locked(async () => {
       try {
         return structuredClone((await this.#sync()).state);

@@ -62,6 +62,9 @@ export class _Wakeup {
   }
 }
 
+/** What a watch's read returns when it knows nothing has changed. */
+export const _UNCHANGED: unique symbol = Symbol("unchanged");
+
 /** The default of `recheckInterval`, in milliseconds. */
 export const _RECHECK_MS = 2_000;
 
@@ -87,12 +90,13 @@ export function _checkRecheck(value: number | undefined): number {
 /**
  * Watches a file store at `path`: its entry and those named `path` plus a
  * suffix in `suffixes` wake the loop, which yields what `read` gives
- * whenever it differs from the last version yielded.
+ * whenever it differs from the last version yielded (`read` may instead say
+ * that it knows nothing changed: `_UNCHANGED`).
  */
 export async function* _watchFiles<T>(
   path: string,
   suffixes: string[],
-  read: () => Promise<T>,
+  read: () => Promise<T | typeof _UNCHANGED>,
   options: WatchOptions,
 ): AsyncGenerator<StoreVersion<T>, void, undefined> {
   const signal = options.signal;
@@ -125,10 +129,10 @@ export async function* _watchFiles<T>(
     let last: string | undefined;
     while (!signal?.aborted) {
       const value = await read();
-      const key = JSON.stringify(value);
+      const key = value === _UNCHANGED ? last : JSON.stringify(value);
       if (key !== last) {
         last = key;
-        yield { value, version: ++version };
+        yield { value: value as T, version: ++version };
       }
       await wakeup.take(signal);
     }
