@@ -1,6 +1,6 @@
 // The watcher of bench/watch_bench.ts: watches TARGET and writes each
 // yielded document's n as a line. Usage: _watch_child.ts MODE TARGET
-//   MODE: whole | journal | postgres (TARGET is then a document name on
+//   MODE: whole | journal | journal-100k | postgres (TARGET is then a document name on
 //   LOCKBOX_DATABASE_URL)
 import { JsonStore } from "../mod.ts";
 
@@ -15,7 +15,7 @@ if (mode === "postgres") {
 } else {
   store = new JsonStore(target, {
     initial: { n: 0 },
-    journal: mode === "journal",
+    journal: mode.startsWith("journal"),
   });
 }
 const out = Deno.stdout.writable.getWriter();

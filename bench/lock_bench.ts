@@ -28,9 +28,9 @@ Deno.bench({
 
 // The system calls lockbox's protocol makes, with no JavaScript around them,
 // for back-to-back acquisitions of one lock path (its lock file stays open
-// between them): flock, fstat + lstat (the inode check), read (the previous
-// token), seek + write (the holder record), unlock. FileLock minus this is
-// what lockbox's own code costs.
+// between them, known by its inode): flock, lstat (the inode check), seek +
+// read (the previous token), seek + write (the holder record), unlock.
+// FileLock minus this is what lockbox's own code costs.
 const record = new Uint8Array(512).fill(0x20);
 const scratch = new Uint8Array(512);
 const raw = Deno.openSync(`${path}.raw`, { read: true, write: true });
@@ -39,7 +39,6 @@ Deno.bench({
   group: "acquire+release",
   fn() {
     raw.tryLockSync(true);
-    raw.statSync();
     Deno.lstatSync(`${path}.raw`);
     raw.seekSync(0, Deno.SeekMode.Start);
     raw.readSync(scratch);

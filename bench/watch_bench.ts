@@ -1,10 +1,11 @@
 // `deno task bench`: how long from a writer's update to a watcher in
 // another process yielding it (up to the watcher's line on a pipe, so an
 // upper bound; from the start of the write, and from its acknowledgment),
-// for whole-file, journal and PostgreSQL stores, beside the same writer's
-// commit time. PostgreSQL: against
-// LOCKBOX_DATABASE_URL (or the PG* variables) when set, else a throwaway
-// cluster when the server is installed, else skipped with a message.
+// for whole-file, journal (also with a 100,000-item document, of which one
+// field changes) and PostgreSQL stores, beside the same writer's commit
+// time. PostgreSQL: against LOCKBOX_DATABASE_URL (or the PG* variables) when
+// set, else a throwaway cluster when the server is installed, else skipped
+// with a message.
 
 import { fileURLToPath } from "node:url";
 import { JsonStore } from "../mod.ts";
@@ -49,8 +50,11 @@ const afterCommit: Record<string, number[]> = {};
 const modes = [
   ["whole", "whole-file"],
   ["journal", "journal"],
+  ["journal-100k", "journal, 100,000 items"],
   ["postgres", "PostgreSQL"],
 ] as const;
+/** The large document of journal-100k: a watch there must not cost O(size) per update. */
+const items = Array.from({ length: 100_000 }, (_, i) => `item-${i}`);
 const children: Deno.ChildProcess[] = [];
 for (const [mode, label] of modes) {
   const skip = mode === "postgres" && noPostgres;
@@ -58,10 +62,15 @@ for (const [mode, label] of modes) {
     ? null
     : mode === "postgres"
     ? db!.jsonStore<{ n: number }>("watched", { initial: { n: 0 } })
-    : new JsonStore<{ n: number }>(`${dir}/${mode}.json`, {
+    : new JsonStore<{ n: number; items?: string[] }>(`${dir}/${mode}.json`, {
       initial: { n: 0 },
-      journal: mode === "journal",
+      journal: mode !== "whole",
     });
+  // The large document changes by one field; the others are replaced whole.
+  const change = (next: number) =>
+    mode === "journal-100k"
+      ? store!.update((d) => void (d.n = next))
+      : store!.write({ n: next });
   let n = 0;
   let watching: ReturnType<typeof watcher> | null = null;
   latencies[label] = [];
@@ -72,7 +81,9 @@ for (const [mode, label] of modes) {
     ignore: skip,
     async fn(b) {
       if (watching === null) {
-        await store!.write({ n: 0 });
+        await store!.write(
+          mode === "journal-100k" ? { n: 0, items } : { n: 0 },
+        );
         watching = watcher(
           mode,
           mode === "postgres" ? "watched" : `${dir}/${mode}.json`,
@@ -86,7 +97,7 @@ for (const [mode, label] of modes) {
       // from the acknowledgment would show almost nothing.
       b.start();
       const from = performance.now();
-      await store!.write({ n: next });
+      await change(next);
       const committed = performance.now();
       await watching.seen(next);
       b.end();
@@ -100,7 +111,7 @@ for (const [mode, label] of modes) {
     baseline: true,
     ignore: skip,
     async fn() {
-      await store!.write({ n: ++n });
+      await change(++n);
     },
   });
 }
