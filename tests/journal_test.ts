@@ -14,8 +14,10 @@ import {
   guarded,
   names,
   openPaths,
+  output,
   withTempDir,
   withTmpfs,
+  worker,
 } from "./_helpers.ts";
 
 type Doc = Record<string, unknown>;
@@ -590,5 +592,51 @@ Deno.test("JsonStore journal mode: a watch reads on from the lines it has, yield
       controller.abort();
       await versions.return?.();
     }
+  });
+});
+
+/** The fdatasync calls of a journal_updates.ts run, and what it printed. */
+async function countSyncs(
+  dir: string,
+  count: number,
+  mode: "burst" | "sequential",
+): Promise<{ syncs: number; printed: string }> {
+  const out = await output("strace", {
+    args: [
+      "-f",
+      "-e",
+      "trace=fdatasync",
+      "-o",
+      `${dir}/trace.txt`,
+      Deno.execPath(),
+      "run",
+      "-A",
+      worker("journal_updates.ts"),
+      `${dir}/${mode}.json`,
+      String(count),
+      mode,
+    ],
+  });
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const trace = Deno.readTextFileSync(`${dir}/trace.txt`);
+  return {
+    syncs:
+      trace.split("\n").filter((line) => /fdatasync\(\d+\) += 0/.test(line))
+        .length,
+    printed: new TextDecoder().decode(out.stdout).trim(),
+  };
+}
+
+Deno.test("JsonStore journal mode: updates started together in one process share fdatasyncs; one after another, each waits for its own (strace)", async () => {
+  await withTempDir(async (dir) => {
+    const burst = await countSyncs(dir, 100, "burst");
+    assert.equal(burst.printed, "101");
+    assert.ok(
+      burst.syncs >= 1 && burst.syncs <= 10,
+      `${burst.syncs} fdatasyncs for 101 updates`,
+    );
+    const sequential = await countSyncs(dir, 20, "sequential");
+    assert.equal(sequential.printed, "21");
+    assert.equal(sequential.syncs, 21);
   });
 });

@@ -78,12 +78,31 @@ const _encoder = new TextEncoder();
 const _decoder = new TextDecoder("utf-8", { fatal: true });
 const _HEADER_MAX = 4096;
 const _MIN_COMPACT_AT = 1 << 20;
+/** The most appends one fdatasync waits for (see #syncSoon). */
+const _MAX_UNSYNCED = 256;
 
 async function _sha256(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(
     await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
   );
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A promise with its settle functions (Promise.withResolvers, which Node 20 lacks). */
+interface _Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+function _deferred(): _Deferred {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((yes, no) => {
+    resolve = yes;
+    reject = no;
+  });
+  return { promise, resolve, reject };
 }
 
 /** The file each journal handle has open, from its fstat when opened. */
@@ -396,6 +415,14 @@ export class _Journal<T> implements _DocumentBackend<T> {
    * descriptor.
    */
   #idle: _WriteHandle | null = null;
+  /**
+   * Journals appended to and not yet fdatasynced, each with the promise its
+   * updates wait on (#syncSoon), and the appends counted so far.
+   */
+  #unsynced: Map<_WriteHandle, _Deferred> | null = null;
+  #appends = 0;
+  /** Handles dropped while their fdatasync was still due: closed after it. */
+  #closeAfterSync = new Set<_WriteHandle>();
   #idleId: string | null = null;
   /** The id in the header of the journal #handle is open on. */
   #handleId: string | null = null;
@@ -555,9 +582,10 @@ export class _Journal<T> implements _DocumentBackend<T> {
     options: _ChangeOptions,
   ): Promise<R> {
     // The fdatasync comes after the lock is released, so that other
-    // writers append while this one waits for the disk, and concurrent
-    // fdatasyncs share the file system's commits (group commit). The
-    // update is acknowledged only once its line is on disk.
+    // writers append while this one waits for the disk, and one fdatasync
+    // serves every update of this store in this process that appended
+    // meanwhile (#syncSoon). The update is acknowledged only once its line
+    // is on disk.
     let unsynced: _WriteHandle | null = null;
     this.#inFlight++;
     try {
@@ -619,9 +647,10 @@ export class _Journal<T> implements _DocumentBackend<T> {
         }
       }, { signal: options.signal });
       if (unsynced !== null) {
-        this.#syncLine(unsynced);
+        const synced = this.#syncSoon(unsynced);
         this.#park(unsynced);
         unsynced = null;
+        if (synced !== null) await synced;
       }
       return result;
     } finally {
@@ -636,10 +665,10 @@ export class _Journal<T> implements _DocumentBackend<T> {
    * cache is of that journal; closes it otherwise.
    */
   #park(handle: _WriteHandle): void {
-    if (this.#idle !== null && this.#idle !== handle) this.#idle.close();
+    if (this.#idle !== null && this.#idle !== handle) this.#close(this.#idle);
     this.#idle = null;
     if (this.#cache === null || this.#cache.id !== this.#handleId) {
-      handle.close();
+      this.#close(handle);
       return;
     }
     this.#idle = handle;
@@ -656,7 +685,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
       () => this.#inFlight > 0 || this.#idle !== idle,
       () => {
         this.#idle = null;
-        idle.close();
+        this.#close(idle);
       },
     );
   }
@@ -684,20 +713,76 @@ export class _Journal<T> implements _DocumentBackend<T> {
     } catch {
       // Cannot tell: open it again the long way.
     }
-    handle.close();
+    this.#close(handle);
     return null;
   }
 
   /**
-   * Waits for an appended line to reach the disk. Other writers may have
-   * appended after it (and read it), so a failure cannot take it back out:
-   * it is reported as an update of unknown durability.
+   * Makes the line just appended through `handle` durable, or returns the
+   * promise of it: with no other update of this store in flight in this
+   * process, the fdatasync runs now; otherwise it waits for them, and one
+   * fdatasync serves every update that appended meanwhile. It runs once no
+   * further append has come for a few turns of the microtask queue (a burst
+   * of concurrent updates hands the lock on within the process, each
+   * appending in turn), when the last update in flight has appended, or
+   * after _MAX_UNSYNCED appends, and settles every update waiting for it.
+   */
+  #syncSoon(handle: _WriteHandle): Promise<void> | null {
+    const alone = this.#inFlight <= 1;
+    if (alone && this.#unsynced === null) {
+      this.#syncLine(handle);
+      return null;
+    }
+    const due = this.#unsynced ??= new Map();
+    let synced = due.get(handle);
+    if (synced === undefined) {
+      synced = _deferred();
+      due.set(handle, synced);
+    }
+    const appends = ++this.#appends;
+    if (alone || appends % _MAX_UNSYNCED === 0) {
+      this.#syncDue();
+      return synced.promise;
+    }
+    _afterIdleTurns(
+      () => this.#appends !== appends || this.#unsynced !== due,
+      () => this.#syncDue(),
+    );
+    return synced.promise;
+  }
+
+  /** fdatasyncs every journal #syncSoon has been given, and settles them. */
+  #syncDue(): void {
+    const due = this.#unsynced;
+    if (due === null) return;
+    this.#unsynced = null;
+    for (const [handle, synced] of due) {
+      try {
+        this.#syncLine(handle);
+        synced.resolve();
+      } catch (error) {
+        synced.reject(error);
+      }
+      if (this.#closeAfterSync.delete(handle)) handle.close();
+    }
+  }
+
+  /** Closes a journal handle, or after its fdatasync if one is still due. */
+  #close(handle: _WriteHandle): void {
+    if (this.#unsynced?.has(handle)) this.#closeAfterSync.add(handle);
+    else handle.close();
+  }
+
+  /**
+   * Waits for appended lines to reach the disk. Other writers may have
+   * appended after them (and read them), so a failure cannot take them back
+   * out: it is reported as an update of unknown durability.
    */
   #syncLine(handle: _WriteHandle): void {
     try {
       // On this thread: a trip to the thread pool costs a thread start and
-      // two wake-ups per update. The lock is free meanwhile; only this
-      // process's event loop waits (~0.1-0.3 ms).
+      // two wake-ups. The lock is free meanwhile; only this process's event
+      // loop waits (~0.1-0.3 ms).
       handle.syncDataNow();
     } catch (error) {
       throw new StoreError(
@@ -745,7 +830,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
       } catch {
         // The error below is what counts.
       }
-      handle.close();
+      this.#close(handle);
       throw _fsError("append to", this.journalPath, error);
     }
     cache.offset += line.length;
@@ -838,7 +923,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
   #forget(handle: _WriteHandle): void {
     this.#cache = null;
     try {
-      handle.close();
+      this.#close(handle);
     } catch {
       // Already closed on the way to #corrupt or #recover.
     }
@@ -865,7 +950,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
           }) is damaged: ${applied.damage.reason}`,
         );
         this.#cache = null;
-        handle.close();
+        this.#close(handle);
         return await this.#corrupt(error, applied.state as T);
       }
       cache.state = applied.state as T;
@@ -877,7 +962,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
       // is stale and the journal stands.)
       if (applied.sealed && await this.#finishCompaction()) {
         this.#cache = null;
-        handle.close();
+        this.#close(handle);
         return await this.#sync();
       }
       if (applied.torn) {

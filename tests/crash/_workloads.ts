@@ -101,10 +101,35 @@ function storeWorkload(journal: boolean, updates: number): Workload {
   };
 }
 
+/**
+ * `updates` journal updates started at once in one process: they take the
+ * lock in turn and share fdatasyncs, and each is acknowledged when its
+ * promise resolves.
+ */
+function burstWorkload(updates: number): Workload {
+  const sequential = storeWorkload(true, updates);
+  return {
+    updates,
+    async run(dir, ack) {
+      const s = store(dir, true);
+      let acked = 0;
+      await Promise.all(
+        Array.from({ length: updates }, () =>
+          s.update((d) => {
+            d.count++;
+            d.items.push(d.count);
+          }).then(() => ack(++acked))),
+      );
+    },
+    check: sequential.check,
+  };
+}
+
 export const WORKLOADS: Record<string, Workload> = {
   "json-store": storeWorkload(false, 6),
   // compactAt 300 bytes: a compaction about every 4 updates.
   "journal": storeWorkload(true, 12),
+  "journal-burst": burstWorkload(12),
   "jsonl": {
     updates: 8,
     async run(dir, ack) {
