@@ -376,6 +376,26 @@ export async function withTmpfs(
   );
 }
 
+/**
+ * Runs `fn` with an ext4 file system at `${dir}/mnt` whose device cannot hold
+ * what it promises: a 64 MB loop image on a 3 MB tmpfs. Writes succeed into
+ * the page cache; the fsync that must push them to the device fails (ENOSPC,
+ * or EIO), as a real failing disk's would. Needs root.
+ */
+export async function withFailingFsync(
+  dir: string,
+  fn: (mountpoint: string) => Promise<void>,
+): Promise<void> {
+  const small = `${dir}/small`;
+  const mnt = `${dir}/mnt`;
+  await Deno.mkdir(mnt);
+  await withTmpfs(small, "3m", async () => {
+    await sh("truncate", "-s", "64M", `${small}/img`);
+    await sh("mkfs.ext4", "-q", "-F", `${small}/img`);
+    await withMount(["-o", "loop", `${small}/img`], mnt, () => fn(mnt));
+  });
+}
+
 /** The names in a directory, sorted. */
 export function names(dir: string): string[] {
   return [...Deno.readDirSync(dir)].map((e) => e.name).sort();

@@ -15,8 +15,7 @@ import {
   names,
   openPaths,
   output,
-  sh,
-  withMount,
+  withFailingFsync,
   withTempDir,
   withTmpfs,
   worker,
@@ -644,49 +643,35 @@ Deno.test("JsonStore journal mode: updates started together in one process share
 });
 
 Deno.test("JsonStore journal mode: when the fdatasync updates started together share fails, every one of them rejects", async () => {
-  // As in json_store_test.ts: ext4 on a loop device over a 3 MB tmpfs, so
-  // the appends land in the page cache and the fdatasync fails (ENOSPC).
   await withTempDir(async (dir) => {
-    const small = `${dir}/small`;
-    const mnt = `${dir}/mnt`;
-    await Deno.mkdir(small);
-    await Deno.mkdir(mnt);
-    await withMount(
-      ["-t", "tmpfs", "-o", "size=3m", "tmpfs"],
-      small,
-      async () => {
-        await sh("truncate", "-s", "64M", `${small}/img`);
-        await sh("mkfs.ext4", "-q", "-F", `${small}/img`);
-        await withMount(["-o", "loop", `${small}/img`], mnt, async () => {
-          // No compaction (its awaits would end the burst early): the ten
-          // appends share one fdatasync, and 4 MB do not fit.
-          const store = new JsonStore<Doc>(`${mnt}/s.json`, {
-            initial: {},
-            journal: true,
-            compactAt: 1e9,
-            onWarning: () => {},
-          });
-          await store.update((d) => void (d.first = 1));
-          const results = await Promise.allSettled(
-            Array.from(
-              { length: 10 },
-              (_, i) =>
-                store.update((d) => void (d[`big${i}`] = "x".repeat(400_000))),
-            ),
-          );
-          for (const result of results) {
-            assert.equal(result.status, "rejected");
-            const error = (result as PromiseRejectedResult).reason;
-            assert.ok(error instanceof StoreError, String(error));
-            // ENOSPC, or EIO where the block layer reports it so.
-            assert.match(
-              error.message,
-              /fdatasync failed \((No space left|Input\/output error)/,
-            );
-            assert.match(error.message, /may not survive a power loss/);
-          }
-        });
-      },
-    );
+    await withFailingFsync(dir, async (mnt) => {
+      // No compaction (its awaits would end the burst early): the ten
+      // appends share one fdatasync, and 4 MB do not fit.
+      const store = new JsonStore<Doc>(`${mnt}/s.json`, {
+        initial: {},
+        journal: true,
+        compactAt: 1e9,
+        onWarning: () => {},
+      });
+      await store.update((d) => void (d.first = 1));
+      const results = await Promise.allSettled(
+        Array.from(
+          { length: 10 },
+          (_, i) =>
+            store.update((d) => void (d[`big${i}`] = "x".repeat(400_000))),
+        ),
+      );
+      for (const result of results) {
+        assert.equal(result.status, "rejected");
+        const error = (result as PromiseRejectedResult).reason;
+        assert.ok(error instanceof StoreError, String(error));
+        // ENOSPC, or EIO where the block layer reports it so.
+        assert.match(
+          error.message,
+          /fdatasync failed \((No space left|Input\/output error)/,
+        );
+        assert.match(error.message, /may not survive a power loss/);
+      }
+    });
   });
 });

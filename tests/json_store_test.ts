@@ -12,9 +12,8 @@ import {
 } from "../mod.ts";
 import {
   names,
-  sh,
+  withFailingFsync,
   withImmutableDir,
-  withMount,
   withTempDir,
   withTmpfs,
 } from "./_helpers.ts";
@@ -363,44 +362,31 @@ Deno.test("JsonStore rejects bad options", () => {
 });
 
 Deno.test("JsonStore.update() throws on a failed fsync, leaves the target untouched and no temp file", async () => {
-  // ext4 on a loop device whose backing file sits on a 3 MB tmpfs: ext4 thinks
-  // it has room, so write() succeeds into the page cache, and the fsync that
-  // pushes the data to the device fails with ENOSPC. A real failed fsync.
+  // A real failed fsync: ext4 thinks it has room, so write() succeeds into
+  // the page cache, and the fsync that pushes the data to the device fails.
   await withTempDir(async (dir) => {
-    const small = `${dir}/small`;
-    const mnt = `${dir}/mnt`;
-    await Deno.mkdir(small);
-    await Deno.mkdir(mnt);
-    await withMount(
-      ["-t", "tmpfs", "-o", "size=3m", "tmpfs"],
-      small,
-      async () => {
-        await sh("truncate", "-s", "64M", `${small}/img`);
-        await sh("mkfs.ext4", "-q", "-F", `${small}/img`);
-        await withMount(["-o", "loop", `${small}/img`], mnt, async () => {
-          const path = `${mnt}/s.json`;
-          const store = new JsonStore<{ blob: string }>(path, {
-            initial: { blob: "" },
-          });
-          await store.write({ blob: "old" });
-          await assert.rejects(
-            store.update((d) => void (d.blob = "x".repeat(8_000_000))),
-            (e: Error) =>
-              e instanceof StoreError && e.message.includes(path) &&
-              e.message.includes("No space left"),
-          );
-          assert.deepEqual(await store.read(), { blob: "old" });
-          assert.deepEqual(names(mnt), ["lost+found", "s.json", "s.json.lock"]);
-          // Without fsync the same write succeeds: the failure was the fsync.
-          const fast = new JsonStore<{ blob: string }>(path, {
-            initial: { blob: "" },
-            durable: false,
-          });
-          await fast.update((d) => void (d.blob = "y".repeat(8_000_000)));
-          assert.equal((await fast.read()).blob.length, 8_000_000);
-        });
-      },
-    );
+    await withFailingFsync(dir, async (mnt) => {
+      const path = `${mnt}/s.json`;
+      const store = new JsonStore<{ blob: string }>(path, {
+        initial: { blob: "" },
+      });
+      await store.write({ blob: "old" });
+      await assert.rejects(
+        store.update((d) => void (d.blob = "x".repeat(8_000_000))),
+        (e: Error) =>
+          e instanceof StoreError && e.message.includes(path) &&
+          e.message.includes("No space left"),
+      );
+      assert.deepEqual(await store.read(), { blob: "old" });
+      assert.deepEqual(names(mnt), ["lost+found", "s.json", "s.json.lock"]);
+      // Without fsync the same write succeeds: the failure was the fsync.
+      const fast = new JsonStore<{ blob: string }>(path, {
+        initial: { blob: "" },
+        durable: false,
+      });
+      await fast.update((d) => void (d.blob = "y".repeat(8_000_000)));
+      assert.equal((await fast.read()).blob.length, 8_000_000);
+    });
   });
 });
 
