@@ -88,7 +88,7 @@ async function _sha256(bytes: Uint8Array): Promise<string> {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** A promise with its settle functions (Promise.withResolvers, which Node 20 lacks). */
+/** A promise with its settle functions (Node 20 lacks Promise.withResolvers). */
 interface _Deferred {
   promise: Promise<void>;
   resolve: () => void;
@@ -409,12 +409,15 @@ export class _Journal<T> implements _DocumentBackend<T> {
   /**
    * The journal kept open after an update, and the id in its header, for
    * the next update of this store to reuse while it is still the file at
-   * journalPath (an lstat instead of lstat, open, header read
-   * and close). Closed when no update has been in flight for a few turns of
-   * the microtask queue (`_afterIdleTurns`), so a store left alone holds no
+   * journalPath (one lstat, instead of lstat, open, header read and
+   * close). Closed when no update has been in flight for a few turns of the
+   * microtask queue (`_afterIdleTurns`), so a store left alone holds no
    * descriptor.
    */
   #idle: _WriteHandle | null = null;
+  #idleId: string | null = null;
+  /** The id in the header of the journal #handle is open on. */
+  #handleId: string | null = null;
   /**
    * Journals appended to and not yet fdatasynced, each with the promise its
    * updates wait on (#syncSoon), and the appends counted so far.
@@ -423,9 +426,6 @@ export class _Journal<T> implements _DocumentBackend<T> {
   #appends = 0;
   /** Handles dropped while their fdatasync was still due: closed after it. */
   #closeAfterSync = new Set<_WriteHandle>();
-  #idleId: string | null = null;
-  /** The id in the header of the journal #handle is open on. */
-  #handleId: string | null = null;
   #inFlight = 0;
   readonly journalPath: string;
   readonly nextPath: string;
