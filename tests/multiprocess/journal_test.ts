@@ -100,6 +100,34 @@ Deno.test("JsonStore journal mode with blockingLock keeps 4 processes x 100 upda
   });
 });
 
+Deno.test("JsonStore journal mode keeps 4 processes x 5 bursts of 40 updates started together exact, with compactions during the run", async () => {
+  // Each process's bursts share fdatasyncs while the others' interleave.
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const children = Array.from(
+      { length: 4 },
+      (_, i) =>
+        spawnWorker("store_update.ts", [
+          path,
+          "200",
+          `w${i}`,
+          "--journal",
+          "--compact-at",
+          "4096",
+          "--burst",
+          "40",
+        ]),
+    );
+    const outputs = await finishAll(children);
+    const doc = await journalStore(path).read();
+    assert.equal(doc.count, 800);
+    assert.equal(new Set(doc.items).size, 800);
+    assertPrefixes(doc);
+    const acked = outputs.flat().filter((line) => line.startsWith("ack "));
+    assert.equal(acked.length, 800);
+  });
+});
+
 Deno.test("JsonStore journal mode survives 200 SIGKILLs during appends and compactions", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
