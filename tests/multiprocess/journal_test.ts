@@ -34,21 +34,37 @@ function assertPrefixes(doc: Doc): void {
   }
 }
 
+/** `count` journal-mode store_update.ts writers of `updates` each, with `flags`. */
+function writers(
+  path: string,
+  count: number,
+  updates: number,
+  flags: string[],
+) {
+  return Array.from(
+    { length: count },
+    (_, i) =>
+      spawnWorker("store_update.ts", [
+        path,
+        String(updates),
+        `w${i}`,
+        "--journal",
+        ...flags,
+      ]),
+  );
+}
+
+/** The document holds `total` distinct items, each writer's in order. */
+function assertExact(doc: Doc, total: number): void {
+  assert.equal(doc.count, total);
+  assert.equal(new Set(doc.items).size, total);
+  assertPrefixes(doc);
+}
+
 Deno.test("JsonStore journal mode keeps 8 processes x 250 updates exact, with compactions during the run", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
-    const children = Array.from(
-      { length: 8 },
-      (_, i) =>
-        spawnWorker("store_update.ts", [
-          path,
-          "250",
-          `w${i}`,
-          "--journal",
-          "--compact-at",
-          "4096",
-        ]),
-    );
+    const children = writers(path, 8, 250, ["--compact-at", "4096"]);
     // Compactions replace the journal file: count how often it changes.
     const generations = new Set<string>();
     let running = true;
@@ -63,10 +79,7 @@ Deno.test("JsonStore journal mode keeps 8 processes x 250 updates exact, with co
     await finishAll(children);
     running = false;
     await watch;
-    const doc = await journalStore(path).read();
-    assert.equal(doc.count, 2000);
-    assert.equal(new Set(doc.items).size, 2000);
-    assertPrefixes(doc);
+    assertExact(await journalStore(path).read(), 2000);
     assert.ok(generations.size >= 5, `only ${generations.size} generations`);
     // The snapshot alone is a valid, older document.
     const snapshot: Doc = JSON.parse(await Deno.readTextFile(path));
@@ -78,25 +91,14 @@ Deno.test("JsonStore journal mode keeps 8 processes x 250 updates exact, with co
 Deno.test("JsonStore journal mode with blockingLock keeps 4 processes x 100 updates exact", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
-    const children = Array.from(
-      { length: 4 },
-      (_, i) =>
-        spawnWorker("store_update.ts", [
-          path,
-          "100",
-          `w${i}`,
-          "--journal",
-          "--blocking",
-          "--compact-at",
-          "4096",
-        ]),
-    );
+    const children = writers(path, 4, 100, [
+      "--blocking",
+      "--compact-at",
+      "4096",
+    ]);
     const sleeps = await countFlockSleeps(children, finishAll(children));
     assert.ok(sleeps > 0, "main threads were seen asleep in flock(2)");
-    const doc = await journalStore(path).read();
-    assert.equal(doc.count, 400);
-    assert.equal(new Set(doc.items).size, 400);
-    assertPrefixes(doc);
+    assertExact(await journalStore(path).read(), 400);
   });
 });
 
@@ -104,25 +106,14 @@ Deno.test("JsonStore journal mode keeps 4 processes x 5 bursts of 40 updates sta
   // Each process's bursts share fdatasyncs while the others' interleave.
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
-    const children = Array.from(
-      { length: 4 },
-      (_, i) =>
-        spawnWorker("store_update.ts", [
-          path,
-          "200",
-          `w${i}`,
-          "--journal",
-          "--compact-at",
-          "4096",
-          "--burst",
-          "40",
-        ]),
-    );
+    const children = writers(path, 4, 200, [
+      "--compact-at",
+      "4096",
+      "--burst",
+      "40",
+    ]);
     const outputs = await finishAll(children);
-    const doc = await journalStore(path).read();
-    assert.equal(doc.count, 800);
-    assert.equal(new Set(doc.items).size, 800);
-    assertPrefixes(doc);
+    assertExact(await journalStore(path).read(), 800);
     const acked = outputs.flat().filter((line) => line.startsWith("ack "));
     assert.equal(acked.length, 800);
   });
