@@ -10,6 +10,7 @@
 // request, or release it at once.
 
 import { _after, _afterIdleTurns, _promiseTry } from "../base/_promise.ts";
+import { _stillLinked } from "../base/_file_identity.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { dirname } from "node:path";
 import {
@@ -210,37 +211,9 @@ function _wrap(lockPath: string, error: unknown): unknown {
 }
 
 /**
- * The file each lock handle has open, once `_current` has looked: it never
- * changes for an open descriptor, and its inode cannot be reused while the
- * descriptor keeps it alive.
- */
-const _inodes = new WeakMap<_LockHandle, { dev: number; ino: number }>();
-
-/**
- * The file's stat if the handle is still the file linked at `lockPath`, else
- * `null` (removed or replaced since it was opened). A handle looked at before
- * (a lock file kept open between acquisitions) needs only the `lstat`: the
- * path links to the same inode, so its stat is the open file's.
- */
-function _current(handle: _LockHandle, lockPath: string): _FileStat | null {
-  let own = _inodes.get(handle);
-  if (own === undefined) {
-    const stat = handle.stat();
-    if (stat.nlink === 0) return null;
-    own = { dev: stat.dev, ino: stat.ino };
-    _inodes.set(handle, own);
-  }
-  const linked = _lstat(lockPath);
-  return linked !== null && linked.isFile && linked.dev === own.dev &&
-      linked.ino === own.ino
-    ? linked
-    : null;
-}
-
-/**
  * Lock files this process has locked, and whether each is executable: such
  * a path is opened at once, without the lstat before the open, because the
- * inode check after the lock (`_current`: the open file beside lstat)
+ * inode check after the lock (`_stillLinked`: the open file beside lstat)
  * refuses it if it has turned into anything but that file since. Bounded;
  * cleared when full.
  */
@@ -337,7 +310,7 @@ function _tryTake(
     const handle = _open(lockPath);
     try {
       if (!handle.tryLock(!shared)) return { handle, stat: null };
-      const stat = _current(handle, lockPath);
+      const stat = _stillLinked(handle, lockPath);
       if (stat) {
         _remember(lockPath, stat);
         return { handle, stat };
@@ -466,7 +439,7 @@ export class FileLock implements AsyncDisposable {
     if (handle === null || this.#lost === null) return;
     let current = false;
     try {
-      current = _current(handle, this.lockPath) !== null;
+      current = _stillLinked(handle, this.lockPath) !== null;
     } catch {
       // Cannot look: say nothing rather than a false alarm.
       current = true;
@@ -668,7 +641,8 @@ export class FileLock implements AsyncDisposable {
    */
   verify(): Promise<boolean> {
     return _promiseTry(() =>
-      this.#handle !== null && _current(this.#handle, this.lockPath) !== null
+      this.#handle !== null &&
+      _stillLinked(this.#handle, this.lockPath) !== null
     );
   }
 
@@ -716,7 +690,7 @@ export class FileLock implements AsyncDisposable {
 
   async #removeAndRelease(handle: _LockHandle): Promise<void> {
     try {
-      if (_current(handle, this.lockPath)) {
+      if (_stillLinked(handle, this.lockPath)) {
         await _removeHeldLockFiles([{ handle, lockPath: this.lockPath }]);
       }
     } catch (error) {
@@ -897,7 +871,7 @@ function _onKernelGrant(
       // may want the other mode. Convert without blocking, or start over.
       (head.shared === shared || handle.tryLock(!head.shared))
     ) {
-      stat = _current(handle, queue.lockPath);
+      stat = _stillLinked(handle, queue.lockPath);
       if (stat) _remember(queue.lockPath, stat);
     }
   } catch {

@@ -3,12 +3,11 @@
 // same exports (the shapes are in _runtime_types.ts).
 
 import { constants } from "node:os";
-import { _readRange, _readWhole } from "./types.ts";
+import { _readWhole } from "./types.ts";
 import type {
   _Child,
   _DirEntry,
   _FileStat,
-  _HeadAndTail,
   _LockHandle,
   _SpawnOptions,
   _WriteHandle,
@@ -359,6 +358,20 @@ export function _openExistingForAppend(path: string): _WriteHandle | null {
   }
 }
 
+/**
+ * Opens an existing file read-only, for `readAt` and `size` (its writes
+ * fail); `null` if it does not exist: a reader that must not need write
+ * access, such as a watch.
+ */
+export function _openExistingForReading(path: string): _WriteHandle | null {
+  try {
+    return new _DenoWriteHandle(Deno.openSync(path, { read: true }));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw error;
+  }
+}
+
 /** `fsync` on a directory, so that a rename in it is durable. */
 export async function _syncDirectory(dir: string): Promise<void> {
   const handle = await Deno.open(dir, { read: true });
@@ -384,40 +397,6 @@ export async function _readFile(path: string): Promise<Uint8Array | null> {
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;
-  }
-}
-
-/**
- * The first `headLength` bytes of a file and everything from `offset` on,
- * through one descriptor (so both come from the same file), with its size;
- * `null` if it does not exist.
- */
-export function _readHeadAndTail(
-  path: string,
-  headLength: number,
-  offset: number,
-): _HeadAndTail | null {
-  let file: Deno.FsFile;
-  try {
-    file = Deno.openSync(path, { read: true });
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
-  }
-  try {
-    const size = file.statSync().size;
-    let position = 0;
-    const readAt = (into: Uint8Array, at: number): number => {
-      if (at !== position) file.seekSync(at, Deno.SeekMode.Start);
-      const n = file.readSync(into) ?? 0;
-      position = at + n;
-      return n;
-    };
-    const head = _readRange(readAt, 0, Math.min(headLength, size));
-    const tail = _readRange(readAt, offset, size - offset, true);
-    return { head, tail, size };
-  } finally {
-    file.close();
   }
 }
 

@@ -25,12 +25,11 @@ import { Buffer } from "node:buffer";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { _readRange, _readWhole } from "./types.ts";
+import { _readWhole } from "./types.ts";
 import type {
   _Child,
   _DirEntry,
   _FileStat,
-  _HeadAndTail,
   _LockHandle,
   _SpawnOptions,
   _WriteHandle,
@@ -546,6 +545,20 @@ export function _openExistingForAppend(path: string): _WriteHandle | null {
   }
 }
 
+/**
+ * Opens an existing file read-only, for `readAt` and `size` (its writes
+ * fail); `null` if it does not exist: a reader that must not need write
+ * access, such as a watch.
+ */
+export function _openExistingForReading(path: string): _WriteHandle | null {
+  try {
+    return new _NodeWriteHandle(fs.openSync(path, fs.constants.O_RDONLY));
+  } catch (error) {
+    if (_errorCode(error) === "ENOENT") return null;
+    throw error;
+  }
+}
+
 /** `fsync` on a directory, so that a rename in it is durable. */
 export async function _syncDirectory(dir: string): Promise<void> {
   const handle = await fsp.open(dir, fs.constants.O_RDONLY);
@@ -571,35 +584,6 @@ export async function _readFile(path: string): Promise<Uint8Array | null> {
   } catch (error) {
     if (_errorCode(error) === "ENOENT") return null;
     throw error;
-  }
-}
-
-/**
- * The first `headLength` bytes of a file and everything from `offset` on,
- * through one descriptor (so both come from the same file), with its size;
- * `null` if it does not exist.
- */
-export function _readHeadAndTail(
-  path: string,
-  headLength: number,
-  offset: number,
-): _HeadAndTail | null {
-  let fd: number;
-  try {
-    fd = fs.openSync(path, fs.constants.O_RDONLY);
-  } catch (error) {
-    if (_errorCode(error) === "ENOENT") return null;
-    throw error;
-  }
-  try {
-    const size = fs.fstatSync(fd).size;
-    const readAt = (into: Uint8Array, at: number): number =>
-      fs.readSync(fd, into, 0, into.length, at);
-    const head = _readRange(readAt, 0, Math.min(headLength, size));
-    const tail = _readRange(readAt, offset, size - offset, true);
-    return { head, tail, size };
-  } finally {
-    fs.closeSync(fd);
   }
 }
 

@@ -90,7 +90,10 @@ export function _notRegularFile(
     : "not a regular file";
 }
 
-/** A file opened for writing new content: temp files and appends. */
+/**
+ * A file opened for writing new content (temp files and appends), or for
+ * reading only (`_openExistingForReading`: then its writes fail).
+ */
 export interface _WriteHandle {
   write(data: Uint8Array): Promise<void>;
   /** `fsync` (or `fdatasync` with `dataOnly`); a failure is final. */
@@ -158,50 +161,4 @@ export function _readWhole(read: (into: Uint8Array) => number): string {
     length += n;
   }
   return _wholeDecoder.decode(_wholeBuffer.subarray(0, length));
-}
-
-/** A file's first bytes and its bytes from an offset on (see _readHeadAndTail). */
-export interface _HeadAndTail {
-  head: Uint8Array;
-  tail: Uint8Array;
-  /** The file's size when it was opened. */
-  size: number;
-}
-
-/**
- * Reads up to `length` bytes from `offset` through `readAt(into, position)`
- * (which returns the bytes read, 0 at the end of the file); with `toEnd`, on
- * to the end of the file if it has grown past `offset + length` meanwhile.
- */
-export function _readRange(
-  readAt: (into: Uint8Array, position: number) => number,
-  offset: number,
-  length: number,
-  toEnd = false,
-): Uint8Array {
-  const buffer = new Uint8Array(Math.max(length, 0));
-  let total = 0;
-  while (total < buffer.length) {
-    const n = readAt(buffer.subarray(total), offset + total);
-    if (n === 0) return buffer.subarray(0, total);
-    total += n;
-  }
-  if (!toEnd) return buffer;
-  const chunks = [buffer];
-  let at = offset + total;
-  while (true) {
-    const chunk = new Uint8Array(65536);
-    const n = readAt(chunk, at);
-    if (n === 0) break;
-    chunks.push(chunk.subarray(0, n));
-    at += n;
-  }
-  if (chunks.length === 1) return buffer;
-  const whole = new Uint8Array(at - offset);
-  let filled = 0;
-  for (const chunk of chunks) {
-    whole.set(chunk, filled);
-    filled += chunk.length;
-  }
-  return whole;
 }

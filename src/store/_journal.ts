@@ -24,8 +24,8 @@ import {
   _errorCode,
   _lstat,
   _openExistingForAppend,
+  _openExistingForReading,
   _readFile,
-  _readHeadAndTail,
   _removeIfExists,
   _rename,
   _syncDirectory,
@@ -34,6 +34,7 @@ import {
 import { _checkTarget, _lockHolderTemp, _quarantineAside } from "./_atomic.ts";
 import { _fsError } from "../base/_fs_errors.ts";
 import { _afterIdleTurns } from "../base/_promise.ts";
+import { _noteOpenFile, _stillLinked } from "../base/_file_identity.ts";
 import { _fnv1a, _hexAt } from "../lock/_holder_record.ts";
 import { CorruptStoreError, StoreError } from "../base/errors.ts";
 import type {
@@ -103,20 +104,6 @@ function _deferred(): _Deferred {
     reject = no;
   });
   return { promise, resolve, reject };
-}
-
-/** The file each journal handle has open, from its fstat when opened. */
-const _inodes = new WeakMap<_WriteHandle, { dev: number; ino: number }>();
-
-/** The open file's identity, or `null` if it has been unlinked. */
-function _inodeOf(handle: _WriteHandle): { dev: number; ino: number } | null {
-  const known = _inodes.get(handle);
-  if (known !== undefined) return known;
-  const own = handle.stat();
-  if (own.nlink === 0) return null;
-  const inode = { dev: own.dev, ino: own.ino };
-  _inodes.set(handle, inode);
-  return inode;
 }
 
 function _hex8(n: number): string {
@@ -476,15 +463,25 @@ export class _Journal<T> implements _DocumentBackend<T> {
    */
   #advance(view: _View<T>): boolean | null {
     _checkTarget(this.journalPath, "read");
-    let read;
+    let tail: Uint8Array;
     try {
-      read = _readHeadAndTail(this.journalPath, view.headerLength, view.offset);
+      // Header and lines through one descriptor: both of the same file.
+      // Lines appended after the size was read wake the watch again.
+      const handle = _openExistingForReading(this.journalPath);
+      if (handle === null) return null;
+      try {
+        const size = handle.size();
+        if (size < view.offset) return null;
+        const header = _parseHeader(handle.readAt(0, view.headerLength));
+        if (header?.id !== view.id) return null;
+        tail = handle.readAt(view.offset, size - view.offset);
+      } finally {
+        handle.close();
+      }
     } catch (error) {
       throw _fsError("read", this.journalPath, error);
     }
-    if (read === null || read.size < view.offset) return null;
-    if (_parseHeader(read.head)?.id !== view.id) return null;
-    const applied = _applyLines(read.tail, view.state, view.seq);
+    const applied = _applyLines(tail, view.state, view.seq);
     if (applied.damage) return null;
     if (applied.used === 0) return false;
     view.state = applied.state as T;
@@ -549,23 +546,26 @@ export class _Journal<T> implements _DocumentBackend<T> {
 
   /** Reads under the lock, catching up with the files as an update does. */
   async #readLocked(): Promise<T> {
-    return await this.#locked(async () => {
-      try {
-        return structuredClone((await this.#sync()).state);
-      } finally {
-        this.#release();
-      }
-    }, {});
+    return await this.#counted(() =>
+      this.#files.locked(async () => {
+        try {
+          return structuredClone((await this.#sync()).state);
+        } finally {
+          this.#release();
+        }
+      }, {})
+    );
   }
 
-  /** Runs `fn` under the store's lock, keeping count of updates in flight. */
-  async #locked<R>(
-    fn: () => Promise<R>,
-    options: { signal?: AbortSignal },
-  ): Promise<R> {
+  /**
+   * Runs `fn` counted in #inFlight: a read or update of this store, from
+   * before it asks for the lock until it is durable (#syncSoon waits for the
+   * others; #closeWhenIdle closes the kept journal once none is left).
+   */
+  async #counted<R>(fn: () => Promise<R>): Promise<R> {
     this.#inFlight++;
     try {
-      return await this.#files.locked(fn, options);
+      return await fn();
     } finally {
       this.#inFlight--;
       this.#closeWhenIdle();
@@ -587,77 +587,76 @@ export class _Journal<T> implements _DocumentBackend<T> {
     // meanwhile (#syncSoon). The update is acknowledged only once its line
     // is on disk.
     let unsynced: _WriteHandle | null = null;
-    this.#inFlight++;
-    try {
-      const result = await this.#files.locked(async () => {
-        try {
-          const cache = await this.#sync();
-          const highest = await this.#files.checkFence(options.fence);
-          const recorder = new _Recorder();
-          let result: R;
+    return await this.#counted(async () => {
+      try {
+        const result = await this.#files.locked(async () => {
           try {
-            // A replacement (transform, write) gets the plain document: it
-            // may clone it, and nothing it changes in place is recorded.
-            const before = options.replaces
-              ? JSON.stringify(cache.state)
-              : undefined;
-            const outcome = await fn(
-              options.replaces ? cache.state : recorder.wrap(cache.state, []),
-            );
-            result = outcome.result;
-            if (outcome.replace) {
-              cache.state = recorder.replaceRoot(outcome.value) as T;
-              // The same document again writes nothing, as in whole-file mode.
-              if (recorder.ops[0] === `["s",[],${before}]`) recorder.ops = [];
-            }
-            if (this.#files.validate) this.#files.validate(cache.state);
-          } catch (error) {
-            // The cached state may be half changed: start again from the files.
-            this.#cache = null;
-            throw error;
-          }
-          try {
-            await this.#files.recordFence(options.fence, highest);
-            if (recorder.ops.length === 0) return result;
-            unsynced = this.#append(cache, recorder.ops);
-          } catch (error) {
-            this.#cache = null;
-            throw error;
-          }
-          const threshold = this.#compactAt ??
-            Math.max(_MIN_COMPACT_AT, cache.snapshotBytes);
-          if (cache.offset > threshold) {
-            // The update is in the journal now: a failed compaction must not
-            // make it look failed (a caller would apply it twice). Whatever
-            // the compaction left is finished or cleared by a later view.
+            const cache = await this.#sync();
+            const highest = await this.#files.checkFence(options.fence);
+            const recorder = new _Recorder();
+            let result: R;
             try {
-              await this.#compact(cache.state);
+              // A replacement (transform, write) gets the plain document: it
+              // may clone it, and nothing it changes in place is recorded.
+              const before = options.replaces
+                ? JSON.stringify(cache.state)
+                : undefined;
+              const outcome = await fn(
+                options.replaces ? cache.state : recorder.wrap(cache.state, []),
+              );
+              result = outcome.result;
+              if (outcome.replace) {
+                cache.state = recorder.replaceRoot(outcome.value) as T;
+                // The same document again writes nothing, as in whole-file mode.
+                if (recorder.ops[0] === `["s",[],${before}]`) recorder.ops = [];
+              }
+              if (this.#files.validate) this.#files.validate(cache.state);
+            } catch (error) {
+              // The cached state may be half changed: start again from the files.
+              this.#cache = null;
+              throw error;
+            }
+            try {
+              await this.#files.recordFence(options.fence, highest);
+              if (recorder.ops.length === 0) return result;
+              unsynced = this.#append(cache, recorder.ops);
             } catch (error) {
               this.#cache = null;
-              this.#files.warn(
-                `lockbox: the update to '${this.#files.path}' is saved, but folding its journal into the file failed (${
-                  (error as Error).message
-                }); a later update tries again`,
-              );
+              throw error;
             }
+            const threshold = this.#compactAt ??
+              Math.max(_MIN_COMPACT_AT, cache.snapshotBytes);
+            if (cache.offset > threshold) {
+              // The update is in the journal now: a failed compaction must not
+              // make it look failed (a caller would apply it twice). Whatever
+              // the compaction left is finished or cleared by a later view.
+              try {
+                await this.#compact(cache.state);
+              } catch (error) {
+                this.#cache = null;
+                this.#files.warn(
+                  `lockbox: the update to '${this.#files.path}' is saved, but folding its journal into the file failed (${
+                    (error as Error).message
+                  }); a later update tries again`,
+                );
+              }
+            }
+            return result;
+          } finally {
+            this.#release();
           }
-          return result;
-        } finally {
-          this.#release();
+        }, { signal: options.signal });
+        if (unsynced !== null) {
+          const synced = this.#syncSoon(unsynced);
+          this.#park(unsynced);
+          unsynced = null;
+          if (synced !== null) await synced;
         }
-      }, { signal: options.signal });
-      if (unsynced !== null) {
-        const synced = this.#syncSoon(unsynced);
-        this.#park(unsynced);
-        unsynced = null;
-        if (synced !== null) await synced;
+        return result;
+      } finally {
+        (unsynced as _WriteHandle | null)?.close();
       }
-      return result;
-    } finally {
-      (unsynced as _WriteHandle | null)?.close();
-      this.#inFlight--;
-      this.#closeWhenIdle();
-    }
+    });
   }
 
   /**
@@ -700,15 +699,10 @@ export class _Journal<T> implements _DocumentBackend<T> {
     if (handle === null) return null;
     this.#idle = null;
     try {
-      // The path still links to the open file: then its lstat is the open
-      // file's (an inode stays unused by others while it is open).
-      const own = _inodeOf(handle);
-      const linked = _lstat(this.journalPath);
+      const linked = _stillLinked(handle, this.journalPath);
       if (
         this.#cache !== null && this.#cache.id === this.#idleId &&
-        own !== null && linked !== null && linked.isFile &&
-        linked.dev === own.dev && linked.ino === own.ino &&
-        this.#cache.offset <= linked.size
+        linked !== null && this.#cache.offset <= linked.size
       ) return { handle, size: linked.size };
     } catch {
       // Cannot tell: open it again the long way.
@@ -866,7 +860,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
     let size: number;
     try {
       const own = handle.stat();
-      _inodes.set(handle, { dev: own.dev, ino: own.ino });
+      _noteOpenFile(handle, own);
       size = own.size;
       const header = _parseHeader(handle.readAt(0, Math.min(size, 256))) ??
         _parseHeader(handle.readAt(0, Math.min(size, _HEADER_MAX)));
