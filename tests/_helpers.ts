@@ -447,9 +447,9 @@ export function openPaths(suffix: string): string[] {
 
 /**
  * What a watch worker (`watch_store.ts`, `watch_store.mjs`) printed, as
- * [version, count, items, distinct] rows, checked: its versions strictly grow, every document it
- * saw was one a writer committed (count = items, all distinct), its counts
- * never go back, and the last is the final document.
+ * [version, count, items, distinct] rows, checked: its versions strictly
+ * grow, every document it saw was one a writer committed (count = items, all
+ * distinct), its counts never go back, and the last is the final document.
  */
 export function checkWatcher(
   lines: readonly string[],
