@@ -121,6 +121,43 @@ export function storeContract(storage: Storage): void {
     },
   );
 
+  t(
+    "a value nesting past 1,000 levels is a RangeError and nothing is written; 1,000 levels are kept",
+    async (make) => {
+      type Deep = Doc & { deep?: unknown };
+      const { store, generation } = await make<Deep>({ initial });
+      const nested = (levels: number): unknown => {
+        let value: unknown = 1;
+        for (let i = 0; i < levels; i++) value = [value];
+        return value;
+      };
+      // The document is level 1: a value under one key starts at level 2,
+      // an element of items at level 3.
+      await store.update((d) => void (d.deep = nested(999)));
+      await store.update((d) => void d.items.push(nested(998) as string));
+      const before = await generation();
+      await assert.rejects(
+        store.update((d) => void (d.deep = nested(1000))),
+        RangeError,
+      );
+      await assert.rejects(
+        store.update((d) => void d.items.push(nested(999) as string)),
+        RangeError,
+      );
+      await assert.rejects(
+        store.transform((d) => ({ ...d, deep: nested(1000) })),
+        RangeError,
+      );
+      await assert.rejects(store.write(nested(1001) as Deep), RangeError);
+      assert.equal(await generation(), before);
+      assert.deepEqual(await store.read(), {
+        n: 0,
+        items: [nested(998)],
+        deep: nested(999),
+      });
+    },
+  );
+
   t("an unchanged value is not rewritten", async (make) => {
     const { store, generation } = await make<Doc>({ initial });
     await store.update((d) => void d.items.push("a"));

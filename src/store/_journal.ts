@@ -42,6 +42,7 @@ import type {
   _DocumentBackend,
   _Next,
 } from "./_document_backend.ts";
+import { _checkStoredValue } from "./_json.ts";
 import type { _StoreFiles } from "./_store_files.ts";
 import {
   _UNCHANGED,
@@ -184,12 +185,14 @@ class _Recorder {
         `Cannot write ${typeof value} as a JSON document; nothing was written`,
       );
     }
+    _checkStoredValue(text, 0, "the document");
     this.ops = [`["s",[],${text}]`];
     return JSON.parse(text);
   }
 
   #set(target: object, path: string[], key: string, value: unknown) {
-    let text = this.#json(value, [...path, key].join("/"));
+    const where = [...path, key].join("/");
+    let text = this.#json(value, where);
     if (text === undefined) {
       // JSON has no undefined: a property goes away, an element is null.
       if (!Array.isArray(target)) {
@@ -201,6 +204,7 @@ class _Recorder {
       }
       text = "null";
     }
+    _checkStoredValue(text, path.length + 1, where);
     if (Array.isArray(target) && key === "length") {
       if (typeof value !== "number") {
         throw new TypeError("Cannot set an array's length to a non-number");

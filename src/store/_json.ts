@@ -114,6 +114,42 @@ export function _parseJson<T>(
   return { ok: true, value: value as T };
 }
 
+/** Whether JSON text is over the document size limit. */
+function _overSizeLimit(text: string): boolean {
+  // Characters, a lower bound on bytes; exact bytes only near the limit.
+  return text.length * 3 > _MAX_DOCUMENT_BYTES &&
+    new TextEncoder().encode(text).length > _MAX_DOCUMENT_BYTES;
+}
+
+/**
+ * Throws a `RangeError` if `text`, the JSON of a value stored `keys` levels
+ * down in a document (0 for the document itself), would take the document
+ * past lockbox's depth limit, or is by itself past its size limit. Journal
+ * mode checks each value it stores, as the other modes check each document
+ * they write with `_toJson`.
+ */
+export function _checkStoredValue(
+  text: string,
+  keys: number,
+  where: string,
+): void {
+  if (_overSizeLimit(text)) {
+    throw new RangeError(
+      `Cannot store the value at '${where}': its JSON is over lockbox's limit of ${
+        _MAX_DOCUMENT_BYTES / _MIB
+      } MiB for one document; it was not stored`,
+    );
+  }
+  // Each level takes an opening and a closing bracket: short text is shallow.
+  if (keys + text.length / 2 <= _MAX_DEPTH) return;
+  const depth = keys + _depth((i) => text.charCodeAt(i), text.length);
+  if (depth > _MAX_DEPTH) {
+    throw new RangeError(
+      `Cannot store the value at '${where}': the document would nest arrays and objects ${depth} deep, over lockbox's limit of ${_MAX_DEPTH}; it was not stored`,
+    );
+  }
+}
+
 /**
  * `JSON.stringify`, with a `TypeError` naming `path` for a value that is not
  * JSON, and a `RangeError` for one past lockbox's size or depth limit.
@@ -151,11 +187,7 @@ export function _toJson(
       `Cannot write '${path}': ${typeof value} is not JSON; nothing was written`,
     );
   }
-  // Characters, a lower bound on bytes; exact bytes only near the limit.
-  if (
-    text.length * 3 > _MAX_DOCUMENT_BYTES &&
-    new TextEncoder().encode(text).length > _MAX_DOCUMENT_BYTES
-  ) {
+  if (_overSizeLimit(text)) {
     throw new RangeError(
       `Cannot write '${path}': the JSON is over lockbox's limit of ${
         _MAX_DOCUMENT_BYTES / _MIB
