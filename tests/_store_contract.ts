@@ -158,6 +158,51 @@ export function storeContract(storage: Storage): void {
     },
   );
 
+  t(
+    "an array grown past what a document can hold (a far index, a huge length) is a RangeError and nothing is written",
+    async (make) => {
+      const { store, generation } = await make<Doc>({ initial });
+      await store.update((d) => void (d.items[2] = "c"));
+      const before = await generation();
+      // JSON writes each empty slot as null: 2^32 - 2 of them are ~20 GB.
+      await assert.rejects(
+        store.update((d) => void (d.items[2 ** 32 - 2] = "x")),
+        RangeError,
+      );
+      await assert.rejects(
+        store.update((d) => void (d.items.length = 2 ** 32 - 1)),
+        RangeError,
+      );
+      assert.equal(await generation(), before);
+      assert.deepEqual(await store.read(), { n: 0, items: [null, null, "c"] });
+      await store.update((d) => void d.items.push("d"));
+      assert.deepEqual((await store.read()).items, [null, null, "c", "d"]);
+    },
+  );
+
+  t(
+    "empty array slots are null, as JSON writes them, in fn, in read and in another reader",
+    async (make) => {
+      const { store, raw } = await make<Doc>({ initial });
+      const items = (d: Doc) => d.items as (string | null)[];
+      await store.update((d) => {
+        items(d)[2] = "c";
+        items(d)[0] = "a";
+      });
+      await store.update((d) => {
+        items(d).length = 5;
+        delete items(d)[0];
+      });
+      const expected = { n: 0, items: [null, null, "c", null, null] };
+      assert.deepEqual(await store.read(), expected);
+      assert.deepEqual(await raw(), expected);
+      assert.deepEqual(
+        await store.update((d) => items(d).map((item) => item === null)),
+        [true, true, false, true, true],
+      );
+    },
+  );
+
   t("an unchanged value is not rewritten", async (make) => {
     const { store, generation } = await make<Doc>({ initial });
     await store.update((d) => void d.items.push("a"));

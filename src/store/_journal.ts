@@ -42,7 +42,7 @@ import type {
   _DocumentBackend,
   _Next,
 } from "./_document_backend.ts";
-import { _checkStoredValue } from "./_json.ts";
+import { _checkArrayGrowth, _checkStoredValue } from "./_json.ts";
 import type { _StoreFiles } from "./_store_files.ts";
 import {
   _UNCHANGED,
@@ -111,8 +111,37 @@ function _hex8(n: number): string {
   return n.toString(16).padStart(8, "0");
 }
 
-/** Sets `parent[key]` as JSON.parse would, even for "__proto__". */
-function _put(parent: Record<string, unknown>, key: string, value: unknown) {
+/** Whether `key` names an array element: a canonical integer below 2^32 - 1. */
+function _isArrayIndex(key: string): boolean {
+  const n = Number(key);
+  return Number.isInteger(n) && n >= 0 && n < 2 ** 32 - 1 && String(n) === key;
+}
+
+/**
+ * Sets `parent[key]` as the document reads back from JSON: an own property
+ * even for "__proto__", and null in the slots between an array's end and an
+ * element set past it or a longer length (JSON writes an empty slot as null,
+ * so the journal's document and a snapshot's never differ in holes). A
+ * growth past what a document holds is a `RangeError`, with nothing changed.
+ */
+function _set(parent: object, key: string, value: unknown, where: string) {
+  if (Array.isArray(parent)) {
+    const end = key === "length"
+      ? value as number
+      : _isArrayIndex(key)
+      ? Number(key)
+      : -1;
+    const from = parent.length;
+    if (end > from) {
+      _checkArrayGrowth(from, end, where);
+      parent.length = end;
+      parent.fill(null, from);
+    }
+    if (key === "length") {
+      parent.length = value as number;
+      return;
+    }
+  }
   if (key === "__proto__") {
     Object.defineProperty(parent, key, {
       value,
@@ -121,8 +150,20 @@ function _put(parent: Record<string, unknown>, key: string, value: unknown) {
       configurable: true,
     });
   } else {
-    parent[key] = value;
+    (parent as Record<string, unknown>)[key] = value;
   }
+}
+
+/**
+ * Deletes `parent[key]` as the document reads back from JSON: an array
+ * element becomes null. Returns false where `delete` would fail.
+ */
+function _delete(parent: object, key: string): boolean {
+  if (Array.isArray(parent) && _isArrayIndex(key)) {
+    if (Number(key) < parent.length) parent[Number(key)] = null;
+    return true;
+  }
+  return Reflect.deleteProperty(parent, key);
 }
 
 /**
@@ -170,7 +211,7 @@ class _Recorder {
         if (Object.hasOwn(target, key)) {
           this.ops.push(`["d",${JSON.stringify([...path, key])}]`);
         }
-        return Reflect.deleteProperty(target, key);
+        return _delete(target, key);
       },
     });
     this.#raw.set(proxy, value as object);
@@ -209,9 +250,9 @@ class _Recorder {
       if (typeof value !== "number") {
         throw new TypeError("Cannot set an array's length to a non-number");
       }
-      target.length = value;
+      _set(target, key, value, where);
     } else {
-      _put(target as Record<string, unknown>, key, JSON.parse(text));
+      _set(target, key, JSON.parse(text), where);
     }
     this.ops.push(`["s",${JSON.stringify([...path, key])},${text}]`);
   }
@@ -252,11 +293,9 @@ function _applyOp(state: unknown, op: _Op): unknown {
   }
   const last = keys[keys.length - 1];
   if (op[0] === "d") {
-    delete (parent as Record<string, unknown>)[last];
-  } else if (Array.isArray(parent) && last === "length") {
-    parent.length = op[2] as number;
+    if (!_delete(parent, last)) throw new TypeError(`cannot delete '${last}'`);
   } else {
-    _put(parent as Record<string, unknown>, last, op[2]);
+    _set(parent, last, op[2], keys.join("/"));
   }
   return state;
 }

@@ -151,6 +151,26 @@ export function _checkStoredValue(
 }
 
 /**
+ * Throws a `RangeError` if growing an array from `length` to `newLength`
+ * elements would leave more empty slots than fit in a document: JSON writes
+ * each as `null,`, 5 bytes.
+ */
+export function _checkArrayGrowth(
+  length: number,
+  newLength: number,
+  where: string,
+): void {
+  const empty = newLength - length;
+  if (empty * 5 > _MAX_DOCUMENT_BYTES) {
+    throw new RangeError(
+      `Cannot store the value at '${where}': it would leave ${empty} empty array slots, which JSON writes as null, over lockbox's limit of ${
+        _MAX_DOCUMENT_BYTES / _MIB
+      } MiB for one document; it was not stored`,
+    );
+  }
+}
+
+/**
  * `JSON.stringify`, with a `TypeError` naming `path` for a value that is not
  * JSON, and a `RangeError` for one past lockbox's size or depth limit.
  */
