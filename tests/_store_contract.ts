@@ -279,6 +279,26 @@ export function storeContract(storage: Storage): void {
   );
 
   t(
+    "what validate returns is what is stored, read and given to the next fn",
+    async (make) => {
+      type Tagged = Doc & { tag?: string; junk?: number };
+      const validate = (value: unknown): Tagged => {
+        const { junk: _junk, ...rest } = validateDoc(value) as Tagged;
+        return { ...rest, n: Math.min(rest.n, 10), tag: rest.tag ?? "default" };
+      };
+      const { store, raw } = await make<Tagged>({ initial, validate });
+      await store.update((d) => {
+        d.n = 50;
+        d.junk = 1;
+      });
+      const expected = { n: 10, items: [], tag: "default" };
+      assert.deepEqual(await store.read(), expected);
+      assert.deepEqual(await raw(), expected);
+      assert.deepEqual(await store.update((d) => ({ ...d })), expected);
+    },
+  );
+
+  t(
     "validate's error on a new value reaches the caller; nothing is written",
     async (make) => {
       const { store, generation } = await make<Doc>({

@@ -154,6 +154,12 @@ function _set(parent: object, key: string, value: unknown, where: string) {
   }
 }
 
+/** Whether both are arrays, or both objects that are not arrays. */
+function _sameKind(a: unknown, b: unknown): boolean {
+  return typeof a === "object" && a !== null && typeof b === "object" &&
+    b !== null && Array.isArray(a) === Array.isArray(b);
+}
+
 /**
  * Deletes `parent[key]` as the document reads back from JSON: an array
  * element becomes null. Returns false where `delete` would fail.
@@ -231,6 +237,52 @@ class _Recorder {
     return JSON.parse(text);
   }
 
+  /**
+   * Changes `state` into `wanted` (what validate returned) through a proxy,
+   * so that what a validator adds, drops or rewrites is recorded as if `fn`
+   * had done it. Returns the document to keep.
+   */
+  conform(state: unknown, wanted: unknown): unknown {
+    if (!_sameKind(state, wanted)) return this.replaceRoot(wanted);
+    this.#conform(this.wrap(state as object, []), wanted as object);
+    return state;
+  }
+
+  #conform(draft: object, wanted: object): void {
+    const have = draft as Record<string, unknown>;
+    const want = wanted as Record<string, unknown>;
+    let keys: string[];
+    if (Array.isArray(wanted)) {
+      const array = draft as unknown[];
+      if (array.length !== wanted.length) array.length = wanted.length;
+      keys = Array.from(wanted.keys(), String);
+    } else {
+      for (const key of Object.keys(draft)) {
+        if (!Object.hasOwn(wanted, key)) delete have[key];
+      }
+      keys = Object.keys(wanted);
+    }
+    for (const key of keys) {
+      const owned = Object.hasOwn(draft, key);
+      const current = owned ? have[key] : undefined;
+      const next = want[key];
+      if (_sameKind(current, next)) {
+        // A part validate passed on as it was (its own draft) is unchanged.
+        if (this.#rawOf(current) !== this.#rawOf(next)) {
+          this.#conform(current as object, next as object);
+        }
+      } else if (!owned || JSON.stringify(current) !== JSON.stringify(next)) {
+        have[key] = next;
+      }
+    }
+  }
+
+  #rawOf(value: unknown): unknown {
+    return typeof value === "object" && value !== null
+      ? this.#raw.get(value) ?? value
+      : value;
+  }
+
   #set(target: object, path: string[], key: string, value: unknown) {
     const where = [...path, key].join("/");
     let text = this.#json(value, where);
@@ -258,11 +310,8 @@ class _Recorder {
   }
 
   #json(value: unknown, where: string): string | undefined {
-    const raw = typeof value === "object" && value !== null
-      ? this.#raw.get(value) ?? value
-      : value;
     try {
-      return JSON.stringify(raw);
+      return JSON.stringify(this.#rawOf(value));
     } catch (error) {
       throw new TypeError(
         `Cannot store the value at '${where}': it is not JSON (${
@@ -653,7 +702,16 @@ export class _Journal<T> implements _DocumentBackend<T> {
                 // The same document again writes nothing, as in whole-file mode.
                 if (recorder.ops[0] === `["s",[],${before}]`) recorder.ops = [];
               }
-              if (this.#files.validate) this.#files.validate(cache.state);
+              if (this.#files.validate) {
+                // What validate returns is what is stored, as in whole-file
+                // mode. It gets the document itself, not a draft: a proxy
+                // would make a validator that walks the document several
+                // times slower.
+                const checked = this.#files.validate(cache.state);
+                if (checked !== cache.state) {
+                  cache.state = recorder.conform(cache.state, checked) as T;
+                }
+              }
             } catch (error) {
               // The cached state may be half changed: start again from the files.
               this.#cache = null;

@@ -42,7 +42,9 @@ export interface JsonStoreOptions<T> {
   backups?: number;
   /**
    * Checks a value read from or about to be written to the file; throw to
-   * reject it. What it returns is what the store uses.
+   * reject it. What it returns is what the store uses and writes. In journal
+   * mode, change the document only in a copy it returns: a change made in
+   * place to the value it is given is not recorded.
    */
   validate?: (value: unknown) => T;
   /**
