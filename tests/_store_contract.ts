@@ -203,6 +203,40 @@ export function storeContract(storage: Storage): void {
     },
   );
 
+  t(
+    "an object fn stores and then changes through its own reference is stored as it ends up; a change after the update is not",
+    async (make) => {
+      type Entry = { id: number; tags: string[] };
+      type Indexed = Omit<Doc, "items"> & {
+        items: Entry[];
+        byId?: Record<string, Entry>;
+      };
+      const { store, raw } = await make<Indexed>({
+        initial: () => ({ n: 0, items: [] }),
+      });
+      const entry = await store.update((d) => {
+        const entry: Entry = { id: 1, tags: [] };
+        d.items.push(entry);
+        d.byId = { one: entry };
+        entry.tags.push("late");
+        entry.id = 2;
+        return entry;
+      });
+      entry.tags.push("after the update");
+      const expected = {
+        n: 0,
+        items: [{ id: 2, tags: ["late"] }],
+        byId: { one: { id: 2, tags: ["late"] } },
+      };
+      assert.deepEqual(await store.read(), expected);
+      assert.deepEqual(await raw(), expected);
+      assert.deepEqual(
+        await store.update((d) => JSON.parse(JSON.stringify(d))),
+        expected,
+      );
+    },
+  );
+
   t("an unchanged value is not rewritten", async (make) => {
     const { store, generation } = await make<Doc>({ initial });
     await store.update((d) => void d.items.push("a"));

@@ -154,6 +154,27 @@ function _set(parent: object, key: string, value: unknown, where: string) {
   }
 }
 
+/** Whether `value` is an array or a plain object: what JSON.parse makes. */
+function _isContainer(value: unknown): value is object {
+  if (typeof value !== "object" || value === null) return false;
+  if (Array.isArray(value)) return true;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+/** `value[key]` if it is an own property of an object, else undefined. */
+function _own(value: unknown, key: string): unknown {
+  return typeof value === "object" && value !== null &&
+      Object.hasOwn(value, key)
+    ? (value as Record<string, unknown>)[key]
+    : undefined;
+}
+
+/** The first `length` keys of a path, as one string. */
+function _pathKey(keys: string[], length: number): string {
+  return JSON.stringify(keys.slice(0, length));
+}
+
 /** Whether both are arrays, or both objects that are not arrays. */
 function _sameKind(a: unknown, b: unknown): boolean {
   return typeof a === "object" && a !== null && typeof b === "object" &&
@@ -181,6 +202,8 @@ function _delete(parent: object, key: string): boolean {
 class _Recorder {
   ops: string[] = [];
   #raw = new WeakMap<object, object>();
+  /** The objects stored in this update, by path (see finalize). */
+  #objects = new Map<string, { keys: string[]; text: string }>();
 
   wrap<V>(value: V, path: string[]): V {
     if (typeof value !== "object" || value === null) return value;
@@ -188,11 +211,13 @@ class _Recorder {
       get: (target, key, receiver) => {
         const v = Reflect.get(target, key, receiver);
         if (
-          typeof key === "string" && typeof v === "object" && v !== null &&
+          typeof key === "string" && _isContainer(v) &&
           Object.hasOwn(target, key)
         ) {
           return this.wrap(v, [...path, key]);
         }
+        // Anything else fn stored (a Date, a class instance) stays itself,
+        // as its methods need: finalize records what it turns into.
         return v;
       },
       set: (target, key, v) => {
@@ -234,6 +259,7 @@ class _Recorder {
     }
     _checkStoredValue(text, 0, "the document");
     this.ops = [`["s",[],${text}]`];
+    this.#objects.clear();
     return JSON.parse(text);
   }
 
@@ -284,29 +310,81 @@ class _Recorder {
   }
 
   #set(target: object, path: string[], key: string, value: unknown) {
-    const where = [...path, key].join("/");
-    let text = this.#json(value, where);
-    if (text === undefined) {
-      // JSON has no undefined: a property goes away, an element is null.
-      if (!Array.isArray(target)) {
-        if (Object.hasOwn(target, key)) {
-          this.ops.push(`["d",${JSON.stringify([...path, key])}]`);
-          Reflect.deleteProperty(target, key);
-        }
-        return;
-      }
-      text = "null";
+    const keys = [...path, key];
+    const where = keys.join("/");
+    const length = Array.isArray(target) && key === "length";
+    if (length && typeof value !== "number") {
+      throw new TypeError("Cannot set an array's length to a non-number");
     }
-    _checkStoredValue(text, path.length + 1, where);
-    if (Array.isArray(target) && key === "length") {
-      if (typeof value !== "number") {
-        throw new TypeError("Cannot set an array's length to a non-number");
-      }
+    const text = this.#json(value, where);
+    if (text === undefined) {
+      this.#setNothing(target, keys);
+      return;
+    }
+    _checkStoredValue(text, keys.length, where);
+    const raw = this.#rawOf(value);
+    if (length) {
       _set(target, key, value, where);
+    } else if (typeof raw === "object" && raw !== null) {
+      // The object itself, as whole-file mode keeps it until it writes: a
+      // change the caller makes to it later in fn, through its own
+      // reference, is then found by finalize.
+      _set(target, key, raw, where);
+      this.#objects.set(JSON.stringify(keys), { keys, text });
     } else {
       _set(target, key, JSON.parse(text), where);
     }
-    this.ops.push(`["s",${JSON.stringify([...path, key])},${text}]`);
+    this.ops.push(`["s",${JSON.stringify(keys)},${text}]`);
+  }
+
+  /** Stores a value JSON has no text for: a property goes, an element is null. */
+  #setNothing(target: object, keys: string[]) {
+    const key = keys[keys.length - 1];
+    if (Array.isArray(target)) {
+      _set(target, key, null, keys.join("/"));
+      this.ops.push(`["s",${JSON.stringify(keys)},null]`);
+    } else if (Object.hasOwn(target, key)) {
+      this.ops.push(`["d",${JSON.stringify(keys)}]`);
+      Reflect.deleteProperty(target, key);
+    }
+  }
+
+  /**
+   * Ends the update: every object `fn` stored is replaced by its JSON copy,
+   * so the cached document holds only what the journal says and nothing the
+   * caller keeps a reference to; one the caller changed after storing it (a
+   * new entry pushed, then filled in) is recorded again as it is now, as
+   * whole-file mode would write it.
+   */
+  finalize(state: unknown): void {
+    const stored = [...this.#objects.values()].sort((a, b) =>
+      a.keys.length - b.keys.length
+    );
+    this.#objects.clear();
+    const done = new Set<string>();
+    for (const { keys, text } of stored) {
+      // A copy of a containing object covers everything in it.
+      if (keys.some((_, i) => i > 0 && done.has(_pathKey(keys, i)))) continue;
+      let parent = state;
+      for (const key of keys.slice(0, -1)) {
+        parent = _own(parent, key);
+      }
+      const key = keys[keys.length - 1];
+      const current = _own(parent, key);
+      if (typeof current !== "object" || current === null) continue;
+      done.add(_pathKey(keys, keys.length));
+      const where = keys.join("/");
+      const now = this.#json(current, where);
+      if (now === undefined) {
+        this.#setNothing(parent as object, keys);
+        continue;
+      }
+      if (now !== text) {
+        _checkStoredValue(now, keys.length, where);
+        this.ops.push(`["s",${JSON.stringify(keys)},${now}]`);
+      }
+      _set(parent as object, key, JSON.parse(now), where);
+    }
   }
 
   #json(value: unknown, where: string): string | undefined {
@@ -712,6 +790,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
                   cache.state = recorder.conform(cache.state, checked) as T;
                 }
               }
+              recorder.finalize(cache.state);
             } catch (error) {
               // The cached state may be half changed: start again from the files.
               this.#cache = null;
