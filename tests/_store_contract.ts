@@ -237,6 +237,26 @@ export function storeContract(storage: Storage): void {
     },
   );
 
+  t(
+    "what update returns is the caller's to change: the document does not change with it",
+    async (make) => {
+      const { store } = await make<Doc>({ initial });
+      const items = await store.update((d) => {
+        d.items.push("a");
+        return d.items;
+      });
+      items.push("the caller's");
+      const both = await store.update((d) => ({ doc: d, n: d.n }));
+      both.doc.n = 99;
+      const expected = { n: 0, items: ["a"] };
+      assert.deepEqual(await store.read(), expected);
+      assert.deepEqual(
+        await store.update((d) => JSON.parse(JSON.stringify(d))),
+        expected,
+      );
+    },
+  );
+
   t("an unchanged value is not rewritten", async (make) => {
     const { store, generation } = await make<Doc>({ initial });
     await store.update((d) => void d.items.push("a"));

@@ -127,6 +127,24 @@ Deno.test("JsonStore journal mode replays every kind of change exactly, in anoth
   });
 });
 
+Deno.test("JsonStore journal mode: a draft kept past its update can be read but not changed", async () => {
+  await withTempDir(async (dir) => {
+    const store = open(`${dir}/s.json`);
+    let kept: Doc = {};
+    await store.update((d) => {
+      d.list = [1];
+      kept = d;
+    });
+    assert.deepEqual(kept.list, [1]);
+    assert.throws(() => (kept.list as number[]).push(2), TypeError);
+    assert.throws(() => void (kept.n = 1), /after its update has ended/);
+    assert.throws(() => delete kept.list, TypeError);
+    assert.deepEqual(await store.update((d) => JSON.parse(JSON.stringify(d))), {
+      list: [1],
+    });
+  });
+});
+
 Deno.test("JsonStore journal mode writes nothing when fn throws, and goes on from the files", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/s.json`;

@@ -204,6 +204,50 @@ class _Recorder {
   #raw = new WeakMap<object, object>();
   /** The objects stored in this update, by path (see finalize). */
   #objects = new Map<string, { keys: string[]; text: string }>();
+  #ended = false;
+
+  /**
+   * Ends the update: a draft kept past it (in a variable, or inside a value
+   * `detach` does not walk) can be read but no longer changed, since it
+   * would change this process's cached document behind the journal's back.
+   */
+  end(): void {
+    this.#ended = true;
+  }
+
+  #checkOpen(): void {
+    if (this.#ended) {
+      throw new TypeError(
+        "Cannot change a JsonStore draft after its update has ended: make the change in another update (what update returns is a copy, free to change)",
+      );
+    }
+  }
+
+  /**
+   * What `fn` returned, with every draft in it (the value itself, or inside
+   * arrays and plain objects) replaced by a copy: the caller gets a value,
+   * as in whole-file mode, not a live view of the cached document.
+   */
+  detach<R>(value: R, seen = new Set<object>()): R {
+    if (typeof value !== "object" || value === null) return value;
+    const raw = this.#raw.get(value);
+    if (raw !== undefined) {
+      try {
+        return structuredClone(raw) as R;
+      } catch {
+        return raw as R; // the caller's own object, already out of the document
+      }
+    }
+    if (!_isContainer(value) || seen.has(value)) return value;
+    seen.add(value);
+    const record = value as Record<string, unknown>;
+    for (const key of Object.keys(record)) {
+      const inner = record[key];
+      const copy = this.detach(inner, seen);
+      if (copy !== inner) Reflect.set(record, key, copy); // not if frozen
+    }
+    return value;
+  }
 
   wrap<V>(value: V, path: string[]): V {
     if (typeof value !== "object" || value === null) return value;
@@ -221,11 +265,13 @@ class _Recorder {
         return v;
       },
       set: (target, key, v) => {
+        this.#checkOpen();
         if (typeof key === "symbol") return Reflect.set(target, key, v);
         this.#set(target, path, key, v);
         return true;
       },
       defineProperty: (target, key, descriptor) => {
+        this.#checkOpen();
         if (typeof key === "symbol") {
           return Reflect.defineProperty(target, key, descriptor);
         }
@@ -238,6 +284,7 @@ class _Recorder {
         return true;
       },
       deleteProperty: (target, key) => {
+        this.#checkOpen();
         if (typeof key === "symbol") return Reflect.deleteProperty(target, key);
         if (Object.hasOwn(target, key)) {
           this.ops.push(`["d",${JSON.stringify([...path, key])}]`);
@@ -791,10 +838,13 @@ export class _Journal<T> implements _DocumentBackend<T> {
                 }
               }
               recorder.finalize(cache.state);
+              result = recorder.detach(result);
             } catch (error) {
               // The cached state may be half changed: start again from the files.
               this.#cache = null;
               throw error;
+            } finally {
+              recorder.end();
             }
             try {
               await this.#files.recordFence(options.fence, highest);
