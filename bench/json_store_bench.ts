@@ -98,6 +98,22 @@ for (
   });
 }
 
+// What every row above spends before its first update: 8 processes that
+// start, import lockbox and exit. Subtracted from a row's time, it leaves the
+// time its updates take.
+Deno.bench({
+  name: "start-up only: 8 processes, no updates",
+  group: "8 processes x 250 read-modify-writes",
+  n: 3,
+  warmup: 0,
+  async fn(b) {
+    const path = fresh("startup");
+    b.start();
+    await race("startup", path);
+    b.end();
+  },
+});
+
 Deno.bench({
   name: "naive unlocked read-modify-write, 8 x 250 updates",
   group: "8 processes x 250 read-modify-writes",
