@@ -257,6 +257,27 @@ export function storeContract(storage: Storage): void {
     },
   );
 
+  t(
+    "a part of the document stored in a second place and changed through either ends up the same in both",
+    async (make) => {
+      type Copied = Doc & { copy?: string[] };
+      const { store, raw } = await make<Copied>({ initial });
+      await store.update((d) => void d.items.push("a"));
+      await store.update((d) => {
+        d.copy = d.items;
+        d.copy.push("b");
+        d.items.push("c");
+      });
+      const expected = { n: 0, items: ["a", "b", "c"], copy: ["a", "b", "c"] };
+      assert.deepEqual(await store.read(), expected);
+      assert.deepEqual(await raw(), expected);
+      assert.deepEqual(
+        await store.update((d) => JSON.parse(JSON.stringify(d))),
+        expected,
+      );
+    },
+  );
+
   t("an unchanged value is not rewritten", async (make) => {
     const { store, generation } = await make<Doc>({ initial });
     await store.update((d) => void d.items.push("a"));

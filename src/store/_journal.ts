@@ -162,12 +162,26 @@ function _isContainer(value: unknown): value is object {
   return prototype === Object.prototype || prototype === null;
 }
 
-/** `value[key]` if it is an own property of an object, else undefined. */
-function _own(value: unknown, key: string): unknown {
-  return typeof value === "object" && value !== null &&
-      Object.hasOwn(value, key)
-    ? (value as Record<string, unknown>)[key]
-    : undefined;
+/** An object `fn` stored, and its JSON as the journal has it there. */
+interface _Stored {
+  keys: string[];
+  text: string;
+}
+
+/** What is at `keys` under `value`, by own properties only. */
+function _at(
+  value: unknown,
+  keys: string[],
+): { found: boolean; value: unknown } {
+  for (const key of keys) {
+    if (
+      typeof value !== "object" || value === null || !Object.hasOwn(value, key)
+    ) {
+      return { found: false, value: undefined };
+    }
+    value = (value as Record<string, unknown>)[key];
+  }
+  return { found: true, value };
 }
 
 /** The first `length` keys of a path, as one string. */
@@ -203,7 +217,10 @@ class _Recorder {
   ops: string[] = [];
   #raw = new WeakMap<object, object>();
   /** The objects stored in this update, by path (see finalize). */
-  #objects = new Map<string, { keys: string[]; text: string }>();
+  #objects = new Map<string, _Stored>();
+  /** Where each draft was read from, and the document the root draft is of. */
+  #paths = new WeakMap<object, string[]>();
+  #root: unknown = undefined;
   #ended = false;
 
   /**
@@ -286,13 +303,16 @@ class _Recorder {
       deleteProperty: (target, key) => {
         this.#checkOpen();
         if (typeof key === "symbol") return Reflect.deleteProperty(target, key);
-        if (Object.hasOwn(target, key)) {
-          this.ops.push(`["d",${JSON.stringify([...path, key])}]`);
+        const keys = [...path, key];
+        if (Object.hasOwn(target, key) && !this.#inside(keys)) {
+          this.#record(keys);
         }
         return _delete(target, key);
       },
     });
     this.#raw.set(proxy, value as object);
+    this.#paths.set(proxy, path);
+    if (path.length === 0) this.#root = value;
     return proxy as V;
   }
 
@@ -307,6 +327,7 @@ class _Recorder {
     _checkStoredValue(text, 0, "the document");
     this.ops = [`["s",[],${text}]`];
     this.#objects.clear();
+    this.#root = undefined;
     return JSON.parse(text);
   }
 
@@ -370,28 +391,96 @@ class _Recorder {
     }
     _checkStoredValue(text, keys.length, where);
     const raw = this.#rawOf(value);
-    if (length) {
-      _set(target, key, value, where);
-    } else if (typeof raw === "object" && raw !== null) {
-      // The object itself, as whole-file mode keeps it until it writes: a
-      // change the caller makes to it later in fn, through its own
-      // reference, is then found by finalize.
-      _set(target, key, raw, where);
-      this.#objects.set(JSON.stringify(keys), { keys, text });
-    } else {
-      _set(target, key, JSON.parse(text), where);
+    const object = !length && typeof raw === "object" && raw !== null;
+    // An object is stored as itself, as whole-file mode keeps it until it
+    // writes: finalize finds what changes in it later through another
+    // reference (the caller's own, or another place it is stored).
+    _set(target, key, length ? value : object ? raw : JSON.parse(text), where);
+    if (this.#inside(keys)) return;
+    this.#record(keys, text);
+    if (!object) return;
+    this.#objects.set(_pathKey(keys, keys.length), { keys, text });
+    // A part of the document stored in a second place: the first place
+    // changes with it.
+    const from = this.#paths.get(value as object);
+    if (
+      from === undefined || this.#objects.has(_pathKey(from, from.length)) ||
+      this.#inside(from)
+    ) return;
+    // What is stored inside it may have changed behind the journal: record
+    // that first, so that the journal has the first place as it is now.
+    this.#catchUpUnder(from);
+    const there = _at(this.#root, from);
+    const json = there.found
+      ? this.#json(there.value, from.join("/"))
+      : undefined;
+    if (json !== undefined) {
+      this.#objects.set(_pathKey(from, from.length), {
+        keys: from,
+        text: json,
+      });
     }
-    this.ops.push(`["s",${JSON.stringify(keys)},${text}]`);
+  }
+
+  /**
+   * Records again, as they are now, the stored objects under `path` that
+   * changed through another reference since they were recorded.
+   */
+  #catchUpUnder(path: string[]): void {
+    const under = [...this.#objects.values()]
+      .filter(({ keys }) =>
+        keys.length > path.length && path.every((key, i) => keys[i] === key)
+      )
+      .sort((a, b) => a.keys.length - b.keys.length);
+    const recorded: string[][] = [];
+    for (const stored of under) {
+      const here = _at(this.#root, stored.keys);
+      const now = here.found
+        ? this.#json(here.value, stored.keys.join("/"))
+        : undefined;
+      if (now === undefined || now === stored.text) continue;
+      const covered = recorded.some((keys) =>
+        keys.every((key, i) => stored.keys[i] === key)
+      );
+      if (!covered) {
+        this.#record(stored.keys, now);
+        recorded.push(stored.keys);
+      }
+      stored.text = now;
+    }
+  }
+
+  /**
+   * Whether `keys` lies inside an object stored in this update. Changes there
+   * are not recorded one by one: that object may also have changed through
+   * another reference, so a replay would not find the same places; finalize
+   * records it whole instead.
+   */
+  #inside(keys: string[]): boolean {
+    if (this.#objects.size === 0) return false;
+    for (let i = 1; i < keys.length; i++) {
+      if (this.#objects.has(_pathKey(keys, i))) return true;
+    }
+    return false;
+  }
+
+  /** Appends an op: a set of `text`, or a delete. */
+  #record(keys: string[], text?: string): void {
+    const path = JSON.stringify(keys);
+    this.ops.push(
+      text === undefined ? `["d",${path}]` : `["s",${path},${text}]`,
+    );
   }
 
   /** Stores a value JSON has no text for: a property goes, an element is null. */
   #setNothing(target: object, keys: string[]) {
     const key = keys[keys.length - 1];
+    const record = !this.#inside(keys);
     if (Array.isArray(target)) {
       _set(target, key, null, keys.join("/"));
-      this.ops.push(`["s",${JSON.stringify(keys)},null]`);
+      if (record) this.#record(keys, "null");
     } else if (Object.hasOwn(target, key)) {
-      this.ops.push(`["d",${JSON.stringify(keys)}]`);
+      if (record) this.#record(keys);
       Reflect.deleteProperty(target, key);
     }
   }
@@ -410,27 +499,31 @@ class _Recorder {
     this.#objects.clear();
     const done = new Set<string>();
     for (const { keys, text } of stored) {
-      // A copy of a containing object covers everything in it.
+      // What contains it was made to match, and everything in it.
       if (keys.some((_, i) => i > 0 && done.has(_pathKey(keys, i)))) continue;
-      let parent = state;
-      for (const key of keys.slice(0, -1)) {
-        parent = _own(parent, key);
-      }
-      const key = keys[keys.length - 1];
-      const current = _own(parent, key);
-      if (typeof current !== "object" || current === null) continue;
+      const parent = _at(state, keys.slice(0, -1));
+      // Gone with what contained it (a delete or a value set there, both
+      // recorded): a replay has nothing there either.
+      if (!parent.found || !_isContainer(parent.value)) continue;
+      const container = parent.value;
       done.add(_pathKey(keys, keys.length));
+      const key = keys[keys.length - 1];
       const where = keys.join("/");
-      const now = this.#json(current, where);
+      const here = _at(container, [key]);
+      const now = here.found ? this.#json(here.value, where) : undefined;
       if (now === undefined) {
-        this.#setNothing(parent as object, keys);
+        // Nothing JSON can hold is there now: make a replay agree.
+        if (here.found) this.#setNothing(container, keys);
+        else if (!Array.isArray(container)) this.#record(keys);
         continue;
       }
       if (now !== text) {
         _checkStoredValue(now, keys.length, where);
-        this.ops.push(`["s",${JSON.stringify(keys)},${now}]`);
+        this.#record(keys, now);
       }
-      _set(parent as object, key, JSON.parse(now), where);
+      if (typeof here.value === "object" && here.value !== null) {
+        _set(container, key, JSON.parse(now), where);
+      }
     }
   }
 
