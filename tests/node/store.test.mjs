@@ -1,7 +1,7 @@
 // JsonStore and the capture groups on Node, against the built package.
 
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { test } from "node:test";
 import { lockbox } from "./workers/_lockbox.mjs";
 
@@ -91,5 +91,37 @@ test("JsonStore.watch on Node: whole-file and journal, a break and an abort end 
     }
     // A watcher or timer left open would keep this test file's process
     // alive past the test runner's timeout.
+  });
+});
+
+/** FNV-1a, 32 bits: the checksum of a journal line. */
+function fnv1a(bytes) {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193);
+  return hash >>> 0;
+}
+
+test("JsonStore journal mode on Node: a journal line naming __proto__ where the document has none is damage, never the prototype", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    await new JsonStore(path, { initial: {}, journal: true }).update((d) => {
+      d.a = 1;
+    });
+    // A line another tool could write, with a valid checksum: Node, unlike
+    // Deno, reads obj.__proto__ as the prototype.
+    const body = Buffer.from(
+      '{"n":2,"o":[["s",["__proto__","polluted"],true]]}',
+    );
+    appendFileSync(
+      `${path}.journal`,
+      `${fnv1a(body).toString(16).padStart(8, "0")} ${body}\n`,
+    );
+    await assert.rejects(
+      new JsonStore(path, { initial: {}, journal: true }).read(),
+      (error) =>
+        error instanceof CorruptStoreError &&
+        /does not apply/.test(error.message),
+    );
+    assert.equal({}.polluted, undefined);
   });
 });
