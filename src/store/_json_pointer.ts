@@ -29,6 +29,19 @@ function _isContainer(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null;
 }
 
+/**
+ * Sets an own property, as `JSON.parse` makes them: assigning "__proto__"
+ * would set the object's prototype on Node instead.
+ */
+function _define(object: object, key: string, value: unknown): void {
+  Object.defineProperty(object, key, {
+    value,
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
+}
+
 /** The value at `pointer`, or `{ found: false }`. */
 export function _getPointer(
   document: unknown,
@@ -81,10 +94,10 @@ export function _setPointer(
       parent = parent[index];
     } else if (_isContainer(parent)) {
       if (last) {
-        parent[token] = value;
+        _define(parent, token, value);
         break;
       }
-      if (!Object.hasOwn(parent, token)) parent[token] = {};
+      if (!Object.hasOwn(parent, token)) _define(parent, token, {});
       parent = parent[token];
     } else {
       throw new TypeError(

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { test } from "node:test";
 import { Child, CLI, PACKAGE, run, withTempDir } from "./_helpers.mjs";
+import { lockbox } from "./workers/_lockbox.mjs";
 
 test("lockbox run on Node gives flock(1)'s exit codes", async () => {
   await withTempDir(async (dir) => {
@@ -226,6 +227,40 @@ test("lockbox store watch on Node prints each version and stops with status 0 on
       assert.equal(code, 0, `${signal}: ${watching.stderr}`);
       assert.equal(watching.stderr, "");
       run(process.execPath, [CLI, "store", "set", file, "/n", "0"]);
+    }
+  });
+});
+
+test("lockbox store set on Node stores a __proto__ key as data, as it does on Deno", async () => {
+  await withTempDir(async (dir) => {
+    for (const journal of [false, true]) {
+      const file = `${dir}/s${journal}.json`;
+      writeFileSync(file, "{}");
+      if (journal) {
+        // A journal store, made by the library: the CLI opens it as one.
+        const { JsonStore } = lockbox;
+        await new JsonStore(file, { initial: {}, journal: true }).update(
+          (d) => void (d.n = 0),
+        );
+      }
+      for (const [pointer, value] of [["/__proto__/x", "1"], ["/c", "2"]]) {
+        const set = run(process.execPath, [
+          CLI,
+          "store",
+          "set",
+          file,
+          pointer,
+          value,
+        ]);
+        assert.equal(set.code, 0, set.stderr);
+      }
+      const get = run(process.execPath, [CLI, "store", "get", file]);
+      assert.equal(get.code, 0, get.stderr);
+      const doc = JSON.parse(get.stdout);
+      assert.ok(Object.hasOwn(doc, "__proto__"), get.stdout);
+      assert.deepEqual(doc["__proto__"], { x: 1 });
+      assert.equal(doc.c, 2);
+      assert.equal({}.x, undefined);
     }
   });
 });
