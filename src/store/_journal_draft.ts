@@ -107,9 +107,11 @@ function _delete(parent: object, key: string): boolean {
 
 /**
  * Records every change made through a proxy of the document, as journal
- * ops, in order. Values are copied through JSON when assigned, so the
- * document holds exactly what the journal says, and a later change to the
- * caller's own object cannot slip by unrecorded.
+ * ops, in order, each with its value's JSON at that moment. An object stored
+ * stays itself until the update ends, as whole-file mode keeps it until it
+ * writes; `finalize` then records again whatever changed in it through
+ * another reference and replaces it with its JSON copy, so that the document
+ * holds exactly what the journal says.
  */
 export class _Recorder {
   ops: string[] = [];
