@@ -37,10 +37,17 @@ function fresh(mode: string): string {
   return path;
 }
 
-/** CPU per update (user, system, in µs) of each mode's races, summed over its processes. */
-const cpu = new Map<string, { user: number; system: number; races: number }>();
+/**
+ * Per mode: CPU per update (user, system, in µs) summed over its processes,
+ * and the races' wall time (ms), summed over its races.
+ */
+const cpu = new Map<
+  string,
+  { user: number; system: number; ms: number; races: number }
+>();
 
 async function race(mode: string, path: string): Promise<void> {
+  const started = performance.now();
   const children = Array.from(
     { length: PROCESSES },
     (_, i) =>
@@ -49,8 +56,10 @@ async function race(mode: string, path: string): Promise<void> {
         stdout: "piped",
       }).output(),
   );
-  const total = cpu.get(mode) ?? { user: 0, system: 0, races: 0 };
-  for (const result of await Promise.all(children)) {
+  const total = cpu.get(mode) ?? { user: 0, system: 0, ms: 0, races: 0 };
+  const results = await Promise.all(children);
+  total.ms += performance.now() - started;
+  for (const result of results) {
     if (!result.success) throw new Error(`a ${mode} worker failed`);
     const line = new TextDecoder().decode(result.stdout).match(
       /^cpu (\d+) (\d+)$/m,
@@ -178,6 +187,23 @@ globalThis.addEventListener("unload", () => {
           (user / races).toFixed(0).padStart(5)
         } µs user + ${(system / races).toFixed(0).padStart(5)} µs system`,
       );
+    }
+    // Every race starts 8 processes: less the start-up race's time, what
+    // remains is the time its 2000 updates took.
+    const startup = cpu.get("startup");
+    if (startup) {
+      const base = startup.ms / startup.races;
+      console.log(
+        `\nTime per race less the start-up row's (${base.toFixed(0)} ms):`,
+      );
+      for (const [mode, { ms, races }] of cpu) {
+        if (mode === "startup") continue;
+        console.log(
+          `  ${mode.padEnd(22)} ${
+            (ms / races - base).toFixed(0).padStart(6)
+          } ms`,
+        );
+      }
     }
   }
   Deno.removeSync(dir, { recursive: true });

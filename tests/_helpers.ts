@@ -476,3 +476,14 @@ export function checkWatcher(
   assert.ok(lines.includes("ended"));
   return seen;
 }
+
+/** Numbers in [0, 1) from a small seeded generator: the same for the same seed. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 2 ** 32;
+  };
+}

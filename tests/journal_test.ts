@@ -15,6 +15,7 @@ import {
   names,
   openPaths,
   output,
+  seededRandom,
   withFailingFsync,
   withTempDir,
   withTmpfs,
@@ -695,15 +696,6 @@ Deno.test("JsonStore journal mode: when the fdatasync updates started together s
   });
 });
 
-/** A seeded stream of numbers in [0, 1), the same for the same seed. */
-function seeded(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state * 1103515245 + 12345) & 0x7fffffff;
-    return state / 0x7fffffff;
-  };
-}
-
 /**
  * An update fn making random changes, the same ones for the same seed and
  * document: values set, deleted and moved by array methods, objects stored and
@@ -717,7 +709,7 @@ function randomChanges(seed: number): (d: Doc) => void {
   // deno-lint-ignore no-explicit-any
   type Any = any;
   return (d) => {
-    const random = seeded(seed);
+    const random = seededRandom(seed);
     const pick = <T>(list: T[]): T => list[Math.floor(random() * list.length)];
     const value = (depth = 0): unknown => {
       const r = random();
@@ -825,7 +817,7 @@ Deno.test("JsonStore journal mode stores what whole-file mode stores, over 600 r
         journal: true,
         compactAt: 2000, // compactions during the run
       });
-      const random = seeded(seed);
+      const random = seededRandom(seed);
       for (let round = 0; round < 200; round++) {
         const changes = randomChanges(Math.floor(random() * 1e9));
         const where = `seed ${seed}, update ${round + 1}`;

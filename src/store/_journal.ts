@@ -472,8 +472,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
                   cache.state = recorder.conform(cache.state, checked) as T;
                 }
               }
-              recorder.finalize(cache.state);
-              result = recorder.detach(result);
+              result = recorder.finish(result);
             } catch (error) {
               // The cached state may be half changed: start again from the files.
               this.#cache = null;

@@ -4,6 +4,7 @@
 // up with the same document (see ARCHITECTURE.md, "JsonStore's document
 // backends").
 
+import { _setOwn } from "../base/_ids.ts";
 import { _checkArrayGrowth, _checkStoredValue } from "./_json.ts";
 
 /** One change: a value set at a path of keys, or the key there deleted. */
@@ -41,15 +42,8 @@ function _set(parent: object, key: string, value: unknown, where: string) {
     }
   }
   if (key === "__proto__") {
-    Object.defineProperty(parent, key, {
-      value,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-  } else {
-    (parent as Record<string, unknown>)[key] = value;
-  }
+    _setOwn(parent as Record<string, unknown>, key, value);
+  } else (parent as Record<string, unknown>)[key] = value;
 }
 
 /** Whether `value` is an array or a plain object: what JSON.parse makes. */
@@ -109,14 +103,14 @@ function _delete(parent: object, key: string): boolean {
  * Records every change made through a proxy of the document, as journal
  * ops, in order, each with its value's JSON at that moment. An object stored
  * stays itself until the update ends, as whole-file mode keeps it until it
- * writes; `finalize` then records again whatever changed in it through
+ * writes; `finish` then records again whatever changed in it through
  * another reference and replaces it with its JSON copy, so that the document
  * holds exactly what the journal says.
  */
 export class _Recorder {
   ops: string[] = [];
   #raw = new WeakMap<object, object>();
-  /** The objects stored in this update, by path (see finalize). */
+  /** The objects stored in this update, by path (see finish). */
   #objects = new Map<string, _Stored>();
   /** Where each draft was read from, and the document the root draft is of. */
   #paths = new WeakMap<object, string[]>();
@@ -124,8 +118,8 @@ export class _Recorder {
   #ended = false;
 
   /**
-   * Ends the update: a draft kept past it (in a variable, or inside a value
-   * `detach` does not walk) can be read but no longer changed, since it
+   * Ends the update, even a failed one: a draft kept past it (in a variable,
+   * or inside a value `finish` does not walk) can be read but no longer changed, since it
    * would change this process's cached document behind the journal's back.
    */
   end(): void {
@@ -145,7 +139,7 @@ export class _Recorder {
    * arrays and plain objects) replaced by a copy: the caller gets a value,
    * as in whole-file mode, not a live view of the cached document.
    */
-  detach<R>(value: R, seen = new Set<object>()): R {
+  #detach<R>(value: R, seen = new Set<object>()): R {
     if (typeof value !== "object" || value === null) return value;
     const raw = this.#raw.get(value);
     if (raw !== undefined) {
@@ -160,7 +154,7 @@ export class _Recorder {
     const record = value as Record<string, unknown>;
     for (const key of Object.keys(record)) {
       const inner = record[key];
-      const copy = this.detach(inner, seen);
+      const copy = this.#detach(inner, seen);
       if (copy !== inner) Reflect.set(record, key, copy); // not if frozen
     }
     return value;
@@ -178,7 +172,7 @@ export class _Recorder {
           return this.wrap(v, [...path, key]);
         }
         // Anything else fn stored (a Date, a class instance) stays itself,
-        // as its methods need: finalize records what it turns into.
+        // as its methods need: finish records what it turns into.
         return v;
       },
       set: (target, key, v) => {
@@ -293,7 +287,7 @@ export class _Recorder {
     const raw = this.#rawOf(value);
     const object = !length && typeof raw === "object" && raw !== null;
     // An object is stored as itself, as whole-file mode keeps it until it
-    // writes: finalize finds what changes in it later through another
+    // writes: finish finds what changes in it later through another
     // reference (the caller's own, or another place it is stored).
     _set(target, key, length ? value : object ? raw : JSON.parse(text), where);
     if (this.#inside(keys)) return;
@@ -327,33 +321,18 @@ export class _Recorder {
    * changed through another reference since they were recorded.
    */
   #catchUpUnder(path: string[]): void {
-    const under = [...this.#objects.values()]
-      .filter(({ keys }) =>
+    this.#recordChanged(
+      [...this.#objects.values()].filter(({ keys }) =>
         keys.length > path.length && path.every((key, i) => keys[i] === key)
-      )
-      .sort((a, b) => a.keys.length - b.keys.length);
-    const recorded: string[][] = [];
-    for (const stored of under) {
-      const here = _at(this.#root, stored.keys);
-      const now = here.found
-        ? this.#json(here.value, stored.keys.join("/"))
-        : undefined;
-      if (now === undefined || now === stored.text) continue;
-      const covered = recorded.some((keys) =>
-        keys.every((key, i) => stored.keys[i] === key)
-      );
-      if (!covered) {
-        this.#record(stored.keys, now);
-        recorded.push(stored.keys);
-      }
-      stored.text = now;
-    }
+      ),
+      false,
+    );
   }
 
   /**
    * Whether `keys` lies inside an object stored in this update. Changes there
    * are not recorded one by one: that object may also have changed through
-   * another reference, so a replay would not find the same places; finalize
+   * another reference, so a replay would not find the same places; finish
    * records it whole instead.
    */
   #inside(keys: string[]): boolean {
@@ -386,22 +365,32 @@ export class _Recorder {
   }
 
   /**
-   * Ends the update: every object `fn` stored is replaced by its JSON copy,
-   * so the cached document holds only what the journal says and nothing the
-   * caller keeps a reference to; one the caller changed after storing it (a
-   * new entry pushed, then filled in) is recorded again as it is now, as
-   * whole-file mode would write it.
+   * Ends the update and gives back what `fn` returned: every object `fn`
+   * stored is replaced by its JSON copy, so the cached document holds only
+   * what the journal says and nothing the caller keeps a reference to; one
+   * the caller changed after storing it (a new entry pushed, then filled in)
+   * is recorded again as it is now, as whole-file mode would write it. Drafts
+   * in `result` are copied (#detach).
    */
-  finalize(state: unknown): void {
-    const stored = [...this.#objects.values()].sort((a, b) =>
-      a.keys.length - b.keys.length
-    );
+  finish<R>(result: R): R {
+    const stored = [...this.#objects.values()];
     this.#objects.clear();
+    this.#recordChanged(stored, true);
+    return this.#detach(result);
+  }
+
+  /**
+   * Records each stored place whose JSON now differs from what the journal
+   * has there, whole, outermost first (what contains a place covers it).
+   * With `copy` (the update's end), also replaces each object with its JSON
+   * copy, and makes a replay agree where nothing JSON can hold is left.
+   */
+  #recordChanged(stored: _Stored[], copy: boolean): void {
     const done = new Set<string>();
-    for (const { keys, text } of stored) {
-      // What contains it was made to match, and everything in it.
+    for (const entry of stored.sort((a, b) => a.keys.length - b.keys.length)) {
+      const keys = entry.keys;
       if (keys.some((_, i) => i > 0 && done.has(_pathKey(keys, i)))) continue;
-      const parent = _at(state, keys.slice(0, -1));
+      const parent = _at(this.#root, keys.slice(0, -1));
       // Gone with what contained it (a delete or a value set there, both
       // recorded): a replay has nothing there either.
       if (!parent.found || !_isContainer(parent.value)) continue;
@@ -412,16 +401,17 @@ export class _Recorder {
       const here = _at(container, [key]);
       const now = here.found ? this.#json(here.value, where) : undefined;
       if (now === undefined) {
-        // Nothing JSON can hold is there now: make a replay agree.
+        if (!copy) continue;
         if (here.found) this.#setNothing(container, keys);
         else if (!Array.isArray(container)) this.#record(keys);
         continue;
       }
-      if (now !== text) {
+      if (now !== entry.text) {
         _checkStoredValue(now, keys.length, where);
         this.#record(keys, now);
+        entry.text = now;
       }
-      if (typeof here.value === "object" && here.value !== null) {
+      if (copy && typeof here.value === "object" && here.value !== null) {
         _set(container, key, JSON.parse(now), where);
       }
     }

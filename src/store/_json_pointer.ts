@@ -1,5 +1,7 @@
 // JSON Pointers (RFC 6901) for the CLI's `store get` and `store set`.
 
+import { _setOwn } from "../base/_ids.ts";
+
 /** The reference tokens of a pointer; throws a `TypeError` for a malformed one. */
 export function _parsePointer(pointer: string): string[] {
   if (pointer === "") return [];
@@ -27,19 +29,6 @@ function _index(container: unknown[], token: string, forAppend: boolean) {
 
 function _isContainer(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null;
-}
-
-/**
- * Sets an own property, as `JSON.parse` makes them: assigning "__proto__"
- * would set the object's prototype on Node instead.
- */
-function _define(object: object, key: string, value: unknown): void {
-  Object.defineProperty(object, key, {
-    value,
-    writable: true,
-    enumerable: true,
-    configurable: true,
-  });
 }
 
 /** The value at `pointer`, or `{ found: false }`. */
@@ -94,10 +83,10 @@ export function _setPointer(
       parent = parent[index];
     } else if (_isContainer(parent)) {
       if (last) {
-        _define(parent, token, value);
+        _setOwn(parent, token, value);
         break;
       }
-      if (!Object.hasOwn(parent, token)) _define(parent, token, {});
+      if (!Object.hasOwn(parent, token)) _setOwn(parent, token, {});
       parent = parent[token];
     } else {
       throw new TypeError(

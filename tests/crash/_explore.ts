@@ -21,6 +21,7 @@
 
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { seededRandom } from "../_helpers.ts";
 import { WORKLOADS } from "./_workloads.ts";
 
 type DataOp = { write: Uint8Array } | { truncate: number };
@@ -188,17 +189,6 @@ function key(choice: Choice): string {
   ]);
 }
 
-/** A small seeded generator, so that every run explores the same states. */
-function random(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 2 ** 32;
-  };
-}
-
 function choicesAt(point: Point, model: Model, maxStates: number): Choice[] {
   const pendingDirs = [...point.dirs].filter(([, d]) => d.length > d.synced);
   const pendingFiles = [...point.inodes].filter(([, f]) => f.length > f.synced);
@@ -242,7 +232,8 @@ function choicesAt(point: Point, model: Model, maxStates: number): Choice[] {
       }
     }
   }
-  const next = random(point.at + 1);
+  // Seeded, so that every run explores the same states.
+  const next = seededRandom(point.at + 1);
   for (let tries = 0; out.size < maxStates && tries < maxStates * 4; tries++) {
     const choice = all("max");
     for (const [dir, d] of pendingDirs) {
