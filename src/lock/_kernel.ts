@@ -1,7 +1,9 @@
 // The kernel's view of a lock file, and the checks every lock path passes.
 
 import {
+  _errorCode,
   type _FileStat,
+  _inInitialPidNamespace,
   _lstat,
   _notRegularFile,
   _openReadOnly,
@@ -92,6 +94,10 @@ const _FREE: _KernelView = { mode: null, pids: [] };
  * merged. Elsewhere each look probes with a non-blocking lock on a separate
  * handle: for a moment the probe holds the lock, so another process's
  * `tryAcquire` may fail in that instant, and pids are unknown.
+ *
+ * Outside the initial PID namespace `/proc/locks` lists only the locks of
+ * processes in this one, so a lock it does not list may be held from
+ * outside: the probe, which the kernel answers for every process, decides.
  */
 export function _kernelTable(): _KernelTable {
   const procLocks = _readProcLocks();
@@ -102,12 +108,30 @@ export function _kernelTable(): _KernelTable {
       if (!views.has(id)) views.set(id, view);
     }
   }
-  return (_lockPath, stat) =>
-    views.get(`${_devKey(stat.dev)}:${stat.ino}`) ?? _FREE;
+  const complete = _inInitialPidNamespace();
+  return (lockPath, stat) =>
+    views.get(`${_devKey(stat.dev)}:${stat.ino}`) ??
+      (complete ? _FREE : _probe(lockPath, stat));
 }
 
 function _probe(lockPath: string, _stat: _FileStat): _KernelView {
-  const probe = _openReadOnly(lockPath);
+  let probe;
+  try {
+    probe = _openReadOnly(lockPath);
+  } catch (error) {
+    if (_errorCode(error) === "ENOENT") throw error;
+    // Never "free" for a lock that cannot be looked at.
+    throw new LockError(
+      `Cannot tell whether '${lockPath}' is held: ${
+        (error as Error)?.message ?? String(error)
+      }; ${
+        _readProcLocks() === null
+          ? "without /proc/locks"
+          : "in its own PID namespace, where /proc/locks lists only this namespace's locks,"
+      } lockbox must open the lock file to probe it; run the monitor as a user who may read it`,
+      { cause: error },
+    );
+  }
   try {
     if (!probe.tryLock(false)) return { mode: "exclusive", pids: [] };
     probe.unlock();

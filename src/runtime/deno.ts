@@ -3,7 +3,7 @@
 // same exports (the shapes are in _runtime_types.ts).
 
 import { constants } from "node:os";
-import { _readWhole } from "./types.ts";
+import { _INITIAL_PID_NAMESPACE, _readWhole } from "./types.ts";
 import type {
   _Child,
   _DirEntry,
@@ -221,6 +221,25 @@ export function _processExists(pid: number): boolean {
       throw error;
     }
   }
+}
+
+let _initialPidNamespace: boolean | undefined;
+/**
+ * Whether this process is in the initial PID namespace (Linux), the only one
+ * where `/proc/locks` can list every process's locks: in any other (a
+ * container, `unshare --pid`) it lists only the locks of the processes this
+ * one can see, so a lock held from outside looks free there.
+ */
+export function _inInitialPidNamespace(): boolean {
+  if (_initialPidNamespace === undefined) {
+    try {
+      _initialPidNamespace =
+        Deno.readLinkSync("/proc/self/ns/pid") === _INITIAL_PID_NAMESPACE;
+    } catch {
+      _initialPidNamespace = false;
+    }
+  }
+  return _initialPidNamespace;
 }
 
 /**

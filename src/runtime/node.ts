@@ -25,7 +25,7 @@ import { Buffer } from "node:buffer";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { _readWhole } from "./types.ts";
+import { _INITIAL_PID_NAMESPACE, _readWhole } from "./types.ts";
 import type {
   _Child,
   _DirEntry,
@@ -414,6 +414,25 @@ export function _openers(
     }
   }
   return { pids, complete };
+}
+
+let _initialPidNamespace: boolean | undefined;
+/**
+ * Whether this process is in the initial PID namespace (Linux), the only one
+ * where `/proc/locks` can list every process's locks: in any other (a
+ * container, `unshare --pid`) it lists only the locks of the processes this
+ * one can see, so a lock held from outside looks free there.
+ */
+export function _inInitialPidNamespace(): boolean {
+  if (_initialPidNamespace === undefined) {
+    try {
+      _initialPidNamespace =
+        fs.readlinkSync("/proc/self/ns/pid") === _INITIAL_PID_NAMESPACE;
+    } catch {
+      _initialPidNamespace = false;
+    }
+  }
+  return _initialPidNamespace;
 }
 
 /**

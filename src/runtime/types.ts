@@ -139,6 +139,12 @@ export interface _Child {
   kill(signal: "SIGINT" | "SIGTERM" | "SIGKILL"): void;
 }
 
+/**
+ * What `/proc/self/ns/pid` links to in the initial PID namespace: its inode
+ * number is fixed (PROC_PID_INIT_INO, 0xEFFFFFFC) since Linux 3.8.
+ */
+export const _INITIAL_PID_NAMESPACE = "pid:[4026531836]";
+
 let _wholeBuffer = new Uint8Array(64 * 1024);
 const _wholeDecoder = new TextDecoder();
 

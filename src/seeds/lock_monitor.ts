@@ -179,7 +179,9 @@ async function _walk(
  * from them); {@linkcode lockInfo} looks at any file you name. On Linux this
  * reads `/proc/locks` once per call and never touches a lock, so listing
  * over and over never makes anyone's `tryAcquire` fail. Elsewhere it probes
- * each file with a non-blocking lock, which for an instant holds it.
+ * each file with a non-blocking lock, which for an instant holds it; so it
+ * does, in a PID namespace other than the initial one (a container), for
+ * each file `/proc/locks` does not list, since a process outside may hold it.
  * Symlinks and directories named `*.lock` are skipped and never followed;
  * unreadable subdirectories are skipped ({@linkcode cleanupStaleLocks}
  * reports them).

@@ -108,6 +108,139 @@ Deno.test("lockInfo() reports free a lock whose record names a live pid that doe
   });
 });
 
+Deno.test("listLocks(), lockInfo(), isLockStale() and isLocked() in another PID namespace never report a lock held outside it free", async () => {
+  await withTempDir(async (dir) => {
+    const exclusive = spawnWorker("hold.ts", [`${dir}/a.json`], {
+      stdin: true,
+    });
+    const shared = [1, 2].map(() =>
+      spawnWorker("hold.ts", [`${dir}/b.json`, "--shared"], { stdin: true })
+    );
+    const holders = [exclusive, ...shared];
+    try {
+      await Promise.all(holders.map((c) => c.waitFor("locked")));
+      await (await FileLock.acquire(`${dir}/c.json`)).release();
+      const lockFiles = ["a", "b", "c"].map((n) => `${dir}/${n}.json.lock`);
+      for (const lockFile of lockFiles) await age(lockFile, 2 * HOUR);
+      // Its own PID namespace and /proc, as in a container sharing dir.
+      const seen = JSON.parse(
+        await sh(
+          "unshare",
+          "--pid",
+          "--fork",
+          "--mount-proc",
+          Deno.execPath(),
+          "run",
+          "--allow-all",
+          "--quiet",
+          fileURLToPath(new URL("./workers/inspect.ts", import.meta.url)),
+          dir,
+          ...lockFiles,
+        ),
+      );
+      assert.equal(seen.pid, 1, "in a PID namespace of its own");
+      assert.equal(
+        seen.listedInProcLocks,
+        false,
+        "its /proc/locks does not list the lock held outside",
+      );
+      const [a, b, c] = seen.files;
+      for (const [file, mode] of [[a, "exclusive"], [b, "shared"]]) {
+        assert.equal(file.info.held, true, file.lockFile);
+        assert.equal(file.info.mode, mode, file.lockFile);
+        assert.equal(file.info.stale, false, file.lockFile);
+        assert.equal(file.stale, false, file.lockFile);
+        assert.equal(file.locked, true, file.lockFile);
+      }
+      assert.equal(a.holderPid, exclusive.pid, "the record, while held");
+      assert.equal(c.info.held, false);
+      assert.equal(c.stale, true, "a free old lock is still stale");
+      assert.equal(c.locked, false);
+      assert.deepEqual(
+        seen.list.map((i: { lockPath: string; held: boolean }) => [
+          i.lockPath,
+          i.held,
+        ]),
+        lockFiles.map((f, i) => [f, i < 2]),
+      );
+    } finally {
+      for (const child of holders) await child.send("release");
+      await finishAll(holders);
+    }
+  });
+});
+
+Deno.test("lockInfo() and isLockStale() in another PID namespace throw a LockError, never free, for a lock file they may not probe", async () => {
+  // As nobody (root opens any file), from copies nobody can read.
+  await withTempDir(async (tmp) => {
+    await Deno.chmod(tmp, 0o755);
+    await sh(
+      "cp",
+      "-r",
+      fileURLToPath(new URL("../../src", import.meta.url)),
+      `${tmp}/src`,
+    );
+    await Deno.writeTextFile(
+      `${tmp}/look.ts`,
+      `import { isLockStale, lockInfo } from "./src/seeds/lock_monitor.ts";
+const said = [];
+for (const look of [lockInfo, isLockStale]) {
+  try {
+    said.push(JSON.stringify(await look(Deno.args[0], { staleAfter: 1000 })));
+  } catch (error) {
+    said.push(error.name + ": " + error.message);
+  }
+}
+console.log(JSON.stringify(said));
+`,
+    );
+    await sh("chmod", "-R", "a+rX", `${tmp}/src`, `${tmp}/look.ts`);
+    const home = `${tmp}/home`;
+    await Deno.mkdir(home);
+    await sh("chown", "65534:65534", home);
+    const holder = spawnWorker("hold.ts", [`${tmp}/a.json`], { stdin: true });
+    try {
+      await holder.waitFor("locked");
+      const lockFile = `${tmp}/a.json.lock`;
+      await age(lockFile, 2 * HOUR);
+      await Deno.chmod(lockFile, 0o000);
+      const out = await output("unshare", {
+        args: [
+          "--pid",
+          "--fork",
+          "--mount-proc",
+          "setpriv",
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          Deno.execPath(),
+          "run",
+          "--allow-all",
+          "--no-config",
+          "--quiet",
+          `${tmp}/look.ts`,
+          lockFile,
+        ],
+        env: { HOME: home, DENO_DIR: `${home}/deno`, NO_COLOR: "1" },
+        clearEnv: true,
+      });
+      const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+      assert.equal(out.code, 0, text(out.stderr));
+      const said: string[] = JSON.parse(text(out.stdout));
+      assert.equal(said.length, 2);
+      for (const line of said) {
+        assert.match(
+          line,
+          /^LockError: Cannot tell whether '.*a\.json\.lock' is held: .*PID namespace/,
+        );
+      }
+    } finally {
+      await holder.send("release");
+      await finishAll([holder]);
+    }
+  });
+});
+
 Deno.test("cleanupStaleLocks() beside 4 lockers keeps counts exact and never removes a held lock", async () => {
   await withTempDir(async (dir) => {
     const counter = `${dir}/counter`;
@@ -138,7 +271,12 @@ Deno.test("cleanupStaleLocks() beside 4 lockers keeps counts exact and never rem
   });
 });
 
-Deno.test("listLocks() in a tight loop never makes another process's tryAcquire fail", async () => {
+Deno.test({
+  name:
+    "listLocks() in a tight loop never makes another process's tryAcquire fail",
+  // In another PID namespace (a container) free locks are probed instead.
+  ignore: Deno.readLinkSync("/proc/self/ns/pid") !== "pid:[4026531836]",
+}, async () => {
   await withTempDir(async (dir) => {
     const lockers = [0, 1, 2].map((i) =>
       spawnWorker("try_loop.ts", [`${dir}/free${i}.json`, "1500"])
