@@ -7,6 +7,7 @@ import {
   isProcessRunning,
   JsonStore,
   LockError,
+  lockHolder,
   LockLostError,
   LockTimeoutError,
   waitForRelease,
@@ -601,5 +602,60 @@ Deno.test("FileLock keeps at most 64 released lock files open after a burst over
     assert.ok(open > 0 && open <= 64, `${open} lock files open`);
     await delay(0);
     assert.equal(openPaths(".lock").length, 0);
+  });
+});
+
+Deno.test("FileLock pidFile writes the pid alone and keeps the record and growing tokens in <lockPath>.lockbox", async () => {
+  await withTempDir(async (dir) => {
+    const lockFile = `${dir}/a.json.lock`;
+    // A lock file from before, with a lockbox record: its token carries on.
+    const before = await FileLock.acquire(`${dir}/a.json`);
+    await before.release();
+    const sizeBefore = (await Deno.stat(lockFile)).size;
+    assert.ok(sizeBefore > String(Deno.pid).length);
+    const tokens = [];
+    for (let i = 0; i < 3; i++) {
+      const lock = await FileLock.acquire(`${dir}/a.json`, {
+        pidFile: true,
+        metadata: { user: "ada" },
+      });
+      assert.equal(await Deno.readTextFile(lockFile), String(Deno.pid));
+      const holder = await lockHolder(`${dir}/a.json`);
+      assert.equal(holder?.pid, Deno.pid);
+      assert.equal(holder?.token, lock.token);
+      assert.deepEqual(holder?.metadata, { user: "ada" });
+      tokens.push(lock.token);
+      await lock.release();
+    }
+    assert.deepEqual(tokens, [1, 2, 3].map((n) => before.token + n));
+    // Removed (as seed 001's cleanup and release do): the token still grows.
+    await Deno.remove(lockFile);
+    const after = await FileLock.acquire(`${dir}/a.json`, { pidFile: true });
+    assert.equal(after.token, before.token + 4);
+    await after.release();
+    assert.deepEqual(names(dir), ["a.json.lock", "a.json.lock.lockbox"]);
+  });
+});
+
+Deno.test("FileLock pidFile never writes a lock file with other content, nor through a symlinked record file", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/s.lock`, "#!/bin/sh\necho hi\n");
+    const lock = await FileLock.acquire(`${dir}/s`, { pidFile: true });
+    assert.equal(lock.token, 0);
+    await lock.release();
+    assert.equal(
+      await Deno.readTextFile(`${dir}/s.lock`),
+      "#!/bin/sh\necho hi\n",
+    );
+    assert.deepEqual(names(dir), ["s.lock"]);
+
+    await Deno.writeTextFile(`${dir}/target`, "keep me");
+    await Deno.symlink(`${dir}/target`, `${dir}/t.lock.lockbox`);
+    await assert.rejects(
+      FileLock.acquire(`${dir}/t`, { pidFile: true }),
+      LockError,
+      "t.lock.lockbox': it is a symbolic link",
+    );
+    assert.equal(await Deno.readTextFile(`${dir}/target`), "keep me");
   });
 });

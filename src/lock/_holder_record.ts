@@ -1,6 +1,11 @@
 // The bytes of a holder record in a lock file, and reading them back.
 
-import { _errorCode, type _LockHandle, _openReadOnly } from "../runtime/mod.ts";
+import {
+  _errorCode,
+  type _LockHandle,
+  _lstat,
+  _openReadOnly,
+} from "../runtime/mod.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
 
 // Layout: line 1 is the record as JSON, line 2 is `#lockbox <fnv1a-32 hex>`
@@ -313,21 +318,104 @@ export function _isDamagedRecord(bytes: Uint8Array): boolean {
 }
 
 /**
- * Reads the holder record of a lock file, without locking it. `null` when
- * the file is missing or holds no lockbox record.
+ * The file that keeps lockbox's record of a lock file written in seed 001's
+ * format (the holder's pid alone): the lock file's name plus `.lockbox`, which
+ * seed 001's tools, looking for `*.lock`, never look at.
  */
-export function _readHolderRecord(lockPath: string): LockHolder | null {
+export function _recordFileOf(lockPath: string): string {
+  return `${lockPath}.lockbox`;
+}
+
+/** The most bytes a lock file holding only a pid has (10 digits, spaces). */
+const _MAX_PID_FILE_BYTES = 64;
+
+/**
+ * The pid in a lock file written as seed 001 writes them (the holder's pid
+ * alone, whitespace around it allowed), or `null` for any other content.
+ */
+export function _pidInFile(bytes: Uint8Array): number | null {
+  if (bytes.length === 0 || bytes.length > _MAX_PID_FILE_BYTES) return null;
+  const text = _decoder.decode(bytes).trim();
+  if (!/^[0-9]{1,10}$/.test(text)) return null;
+  const pid = Number(text);
+  return pid >= 1 && pid <= 2 ** 31 - 1 ? pid : null;
+}
+
+/** The encoded bytes of a pid as seed 001 writes it. */
+export function _pidBytes(pid: number): Uint8Array {
+  return _encoder.encode(String(pid));
+}
+
+/** What a lock file says: a lockbox record, a seed 001 pid, or neither. */
+export interface _LockFileContent {
+  /** The lockbox record: in the file, or in its record file for a pid file. */
+  record: LockHolder | null;
+  /** The pid of a lock file in seed 001's format (the pid alone). */
+  pid: number | null;
+}
+
+const _NOTHING: _LockFileContent = { record: null, pid: null };
+
+/**
+ * Reads what a lock file says, without locking it. A lockbox record is in
+ * the file itself, or, for a file holding only a pid (seed 001's format), in
+ * its record file ({@linkcode _recordFileOf}), trusted only while it names
+ * that same pid (else it is an earlier holder's).
+ */
+export function _readLockFile(lockPath: string): _LockFileContent {
   let handle;
   try {
     handle = _openReadOnly(lockPath);
   } catch (error) {
-    if (_errorCode(error) === "ENOENT") return null;
+    if (_errorCode(error) === "ENOENT") return _NOTHING;
+    throw error;
+  }
+  let pid: number | null;
+  try {
+    const size = handle.stat().size;
+    const record = _readRecord(handle, size, _decodeHolder);
+    if (record !== null) {
+      return record === "torn" ? _NOTHING : { record, pid: null };
+    }
+    if (size > _MAX_PID_FILE_BYTES) return _NOTHING;
+    const bytes = new Uint8Array(size);
+    pid = _pidInFile(bytes.subarray(0, handle.readFromStart(bytes)));
+  } finally {
+    handle.close();
+  }
+  if (pid === null) return _NOTHING;
+  return { record: _recordOfPidFile(lockPath, pid), pid };
+}
+
+/** The record in a pid file's record file, if it names `pid`. */
+function _recordOfPidFile(lockPath: string, pid: number): LockHolder | null {
+  const path = _recordFileOf(lockPath);
+  let handle;
+  try {
+    if (!_lstat(path)?.isFile) return null;
+    handle = _openReadOnly(path);
+  } catch (error) {
+    const code = _errorCode(error);
+    if (code === "ENOENT" || code === "EACCES" || code === "EPERM") {
+      return null;
+    }
     throw error;
   }
   try {
     const record = _readRecord(handle, handle.stat().size, _decodeHolder);
-    return record === "torn" ? null : record;
+    return record !== null && record !== "torn" && record.pid === pid
+      ? record
+      : null;
   } finally {
     handle.close();
   }
+}
+
+/**
+ * Reads the holder record of a lock file, without locking it. `null` when
+ * the file is missing or holds no lockbox record (see
+ * {@linkcode _readLockFile}).
+ */
+export function _readHolderRecord(lockPath: string): LockHolder | null {
+  return _readLockFile(lockPath).record;
 }

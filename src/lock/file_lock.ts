@@ -45,7 +45,10 @@ import {
   _MAX_RECORD_BYTES,
   _metadataJson,
   _noteToken,
+  _pidBytes,
+  _pidInFile,
   _readRecord,
+  _recordFileOf,
   _recordText,
 } from "./_holder_record.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
@@ -87,6 +90,19 @@ export interface LockOptions {
    */
   removeOnRelease?: boolean;
   /**
+   * Write the lock file as seed 001's tools write theirs, and read them: the
+   * holder's pid alone. The holder record and the fencing token then live in
+   * `<lockPath>.lockbox`, where those tools, which look for `*.lock`, never
+   * look; it stays when the lock file is removed, so tokens keep growing.
+   * Seed 001's monitor then finds a live pid in a held lock file, and its
+   * cleanup never removes it. `processFiles` locks this way. A lock file
+   * with other content (neither empty, a pid nor a lockbox record) is locked
+   * as it is, with no record and token 0.
+   *
+   * @default {false}
+   */
+  pidFile?: boolean;
+  /**
    * Wait for a lock held by another process by blocking this thread in
    * `flock(2)` until the kernel grants it, instead of on a helper thread. The
    * hand-off is faster, because the kernel wakes this thread directly, but
@@ -115,6 +131,7 @@ class _Request {
     readonly shared: boolean,
     readonly metadataJson: string | undefined,
     readonly removeOnRelease: boolean,
+    readonly pidFile: boolean,
     readonly nullOnBusy: boolean,
     readonly signal: AbortSignal | undefined,
     readonly resolve: (lock: FileLock | null) => void,
@@ -577,6 +594,7 @@ export class FileLock implements AsyncDisposable {
       shared,
       metadataJson,
       options.removeOnRelease === true,
+      options.pidFile === true,
       nullOnBusy,
       options.signal,
       resolve,
@@ -742,39 +760,9 @@ function _grant(
 ): void {
   let lock: FileLock;
   try {
-    // Under the exclusive lock no one else writes, so one read tells; a
-    // shared holder may be writing its record beside ours, so read again.
-    const old = _readRecord(
-      handle,
-      stat.size,
-      _decodeToken,
-      request.shared ? 1000 : 1,
-    );
-    // A file with content that is not a lockbox record (a script locked as
-    // `flock script.sh` does, a pid another tool wrote), or one this process
-    // may not write, is never written. A lockbox record with a bad checksum
-    // is rewritten.
-    const damaged = old === "torn" && _isDamagedRecord(_head(handle, stat));
-    const foreign = !handle.writable ||
-      (typeof old !== "number" && stat.size > 0 && !damaged);
-    const token = foreign
-      ? 0
-      : typeof old !== "number"
-      ? _firstToken()
-      : request.shared
-      ? old
-      : old + 1;
-    _noteToken(token);
-    if (!foreign) {
-      const text = _recordText(
-        token,
-        _pid(),
-        _hostname(),
-        request.shared,
-        request.metadataJson,
-      );
-      handle.writeAtStart(_encodeRecord(text, stat.size));
-    }
+    const token = request.pidFile
+      ? _writePidFile(request, handle, stat)
+      : _writeRecord(request, handle, stat);
     lock = _newLock(request, handle, token, queue);
   } catch (error) {
     handle.unlock();
@@ -785,6 +773,140 @@ function _grant(
   queue.active++;
   queue.activeExclusive = !request.shared;
   request.settle(lock);
+}
+
+/** Writes the holder record into the lock file; returns the token. */
+function _writeRecord(
+  request: _Request,
+  handle: _LockHandle,
+  stat: _FileStat,
+): number {
+  // Under the exclusive lock no one else writes, so one read tells; a
+  // shared holder may be writing its record beside ours, so read again.
+  const old = _readRecord(
+    handle,
+    stat.size,
+    _decodeToken,
+    request.shared ? 1000 : 1,
+  );
+  // A file with content that is not a lockbox record (a script locked as
+  // `flock script.sh` does, a pid another tool wrote), or one this process
+  // may not write, is never written. A lockbox record with a bad checksum
+  // is rewritten.
+  const damaged = old === "torn" && _isDamagedRecord(_head(handle, stat));
+  const foreign = !handle.writable ||
+    (typeof old !== "number" && stat.size > 0 && !damaged);
+  const token = foreign
+    ? 0
+    : typeof old !== "number"
+    ? _firstToken()
+    : request.shared
+    ? old
+    : old + 1;
+  _noteToken(token);
+  if (!foreign) {
+    const text = _recordText(
+      token,
+      _pid(),
+      _hostname(),
+      request.shared,
+      request.metadataJson,
+    );
+    handle.writeAtStart(_encodeRecord(text, stat.size));
+  }
+  return token;
+}
+
+/**
+ * Option `pidFile`: writes the holder's pid alone into the lock file, and
+ * the holder record into its record file; returns the token.
+ */
+function _writePidFile(
+  request: _Request,
+  handle: _LockHandle,
+  stat: _FileStat,
+): number {
+  const head = _head(handle, stat);
+  // A lockbox record here is this file's from before it was a pid file.
+  const own = _decodeToken(head);
+  const ours = stat.size === 0 || _pidInFile(head) !== null ||
+    typeof own === "number" || _isDamagedRecord(head);
+  if (!handle.writable || !ours) return 0;
+  let token = 0;
+  const records = _openRecordFile(_recordFileOf(request.lockPath));
+  if (records !== null) {
+    try {
+      const size = records.stat().size;
+      const old = _readRecord(
+        records,
+        size,
+        _decodeToken,
+        request.shared ? 1000 : 1,
+      );
+      const previous = typeof old === "number"
+        ? old
+        : typeof own === "number"
+        ? own
+        : null;
+      token = previous === null
+        ? _firstToken()
+        : request.shared
+        ? previous
+        : previous + 1;
+      _noteToken(token);
+      records.writeAtStart(
+        _encodeRecord(
+          _recordText(
+            token,
+            _pid(),
+            _hostname(),
+            request.shared,
+            request.metadataJson,
+          ),
+          size,
+        ),
+      );
+    } finally {
+      records.close();
+    }
+  }
+  const pid = _pidBytes(_pid());
+  handle.writeAtStart(pid);
+  if (stat.size > pid.length) handle.truncate(pid.length);
+  return token;
+}
+
+/**
+ * Opens (or creates) a record file for writing, never through a symlink;
+ * `null` where this process may not write it (the lock is then taken with
+ * no record, token 0).
+ */
+function _openRecordFile(path: string): _LockHandle | null {
+  for (let attempt = 0;; attempt++) {
+    const stat = _lstat(path);
+    _checkLockFileStat(path, stat);
+    try {
+      if (stat === null) return _createNew(path);
+      const handle = _openExisting(path);
+      const opened = handle.stat();
+      if (
+        handle.writable && opened.dev === stat.dev && opened.ino === stat.ino
+      ) return handle;
+      handle.close();
+      if (!handle.writable) return null;
+    } catch (error) {
+      const code = _errorCode(error);
+      if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+        return null;
+      }
+      if (code !== "ENOENT" && code !== "EEXIST") throw error;
+    }
+    if (attempt >= 100) {
+      throw new LockError(
+        `Cannot write the lock record '${path}': it keeps changing; check what else writes it`,
+      );
+    }
+  }
 }
 
 /** Serves the queue's head while it can, and starts a kernel wait if not. */

@@ -118,6 +118,9 @@ class _DenoLockHandle implements _LockHandle {
     }
     this.#position = written;
   }
+  truncate(size: number): void {
+    this.#file.truncateSync(size);
+  }
   close(): void {
     this.#file.close();
   }

@@ -311,6 +311,9 @@ class _NodeLockHandle implements _LockHandle {
       );
     }
   }
+  truncate(size: number): void {
+    fs.ftruncateSync(this.#fd, size);
+  }
   close(): void {
     fs.closeSync(this.#fd);
   }

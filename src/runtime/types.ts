@@ -36,6 +36,8 @@ export interface _LockHandle {
   readFromStart(buffer: Uint8Array): number;
   /** Writes all of `data` at offset 0. */
   writeAtStart(data: Uint8Array): void;
+  /** Cuts the file to `size` bytes. */
+  truncate(size: number): void;
   /** Its descriptor number in this process. */
   descriptor(): number;
   close(): void;

@@ -157,7 +157,11 @@ export async function processFiles<R>(
         try {
           lock = await (backend
             ? backend.acquire(file, { timeout: lockTimeout, signal })
-            : FileLock.acquire(file, { timeout: lockTimeout, signal }));
+            : FileLock.acquire(file, {
+              timeout: lockTimeout,
+              signal,
+              pidFile: true,
+            }));
           break;
         } catch (error) {
           const result = await notLocked(file, error, attempt);

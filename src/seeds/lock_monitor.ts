@@ -3,7 +3,10 @@
 
 import { _promiseTry } from "../base/_promise.ts";
 import { join } from "node:path";
-import { _readHolderRecord } from "../lock/_holder_record.ts";
+import {
+  type _LockFileContent,
+  _readLockFile,
+} from "../lock/_holder_record.ts";
 import {
   type _KernelTable,
   _kernelTable,
@@ -28,6 +31,12 @@ export interface LockInfo {
   holders: number[];
   /** What the lock file's record says (may describe an earlier holder). */
   record: LockHolder | null;
+  /**
+   * The pid in a lock file written in seed 001's format (the pid alone, as
+   * its `FileLock` and {@linkcode processFiles} write it), else `null`. Like
+   * `record`, what the file says, possibly about an earlier holder.
+   */
+  pid: number | null;
   /** Time since the lock file was last written; never negative. */
   ageMs: number;
   /** Free and older than `staleAfter`. */
@@ -92,7 +101,7 @@ function _message(error: unknown): string {
  */
 function _info(
   lockPath: string,
-  record: LockHolder | null,
+  { record, pid }: _LockFileContent,
   staleAfter: number,
   now: number,
   table: _KernelTable,
@@ -114,21 +123,24 @@ function _info(
     mode: view.mode,
     holders: view.pids,
     record,
+    pid,
     ageMs,
     stale: !held && ageMs > staleAfter,
   };
 }
 
 /**
- * The lock file's record; `null` for a file this process may not read (its
+ * What the lock file says; nothing for a file this process may not read (its
  * state and holders still come from the kernel).
  */
-function _readableRecord(lockPath: string): LockHolder | null {
+function _readableContent(lockPath: string): _LockFileContent {
   try {
-    return _readHolderRecord(lockPath);
+    return _readLockFile(lockPath);
   } catch (error) {
     const code = _errorCode(error);
-    if (code === "EACCES" || code === "EPERM") return null;
+    if (code === "EACCES" || code === "EPERM") {
+      return { record: null, pid: null };
+    }
     throw error;
   }
 }
@@ -218,12 +230,12 @@ export async function listLocks(
   await _walk(root, options.recursive ?? false, (path, kind) => {
     if (kind !== "file") return;
     try {
-      // Only lockbox's lock files: other tools' `*.lock` files (Cargo.lock,
-      // yarn.lock) carry no lockbox record, and one this process may not
-      // read cannot be told apart from them.
-      const record = _readHolderRecord(path);
-      if (record !== null) {
-        infos.push(_info(path, record, staleAfter, now, table));
+      // Only lock files: lockbox's and seed 001's (a pid alone). Other
+      // tools' `*.lock` files (Cargo.lock, yarn.lock) carry neither, and one
+      // this process may not read cannot be told apart from them.
+      const content = _readLockFile(path);
+      if (content.record !== null || content.pid !== null) {
+        infos.push(_info(path, content, staleAfter, now, table));
       }
     } catch {
       // Unreadable, or removed or replaced while we looked: not listed.
@@ -271,8 +283,10 @@ export function lockInfo(
     const staleAfter = _staleAfter(options.staleAfter);
     const stat = _lstat(path);
     // Named by the caller, so looked at even without a lockbox record.
-    const record = stat?.isFile ? _readableRecord(path) : null;
-    return _info(path, record, staleAfter, Date.now(), _kernelTable());
+    const content = stat?.isFile
+      ? _readableContent(path)
+      : { record: null, pid: null };
+    return _info(path, content, staleAfter, Date.now(), _kernelTable());
   });
 }
 
@@ -370,15 +384,17 @@ export async function cleanupStaleLocks(
   const stale: string[] = [];
   for (const path of candidates) {
     try {
-      const record = _readHolderRecord(path);
-      if (record === null) {
+      const content = _readLockFile(path);
+      if (content.record === null) {
         report.kept.push({
           path,
-          reason: "not a lockbox lock file (no lockbox record); never removed",
+          reason: content.pid === null
+            ? "not a lockbox lock file (no lockbox record); never removed"
+            : "seed 001's lock file (its pid, no lockbox record); never removed",
         });
         continue;
       }
-      const info = _info(path, record, staleAfter, now, table);
+      const info = _info(path, content, staleAfter, now, table);
       if (info.stale) {
         stale.push(path);
         continue;
@@ -502,6 +518,8 @@ export function formatLockStatus(
       ? info.holders.join(",")
       : record
       ? String(record.pid)
+      : info.held && info.pid !== null
+      ? String(info.pid)
       : "-";
     const host = record ? record.hostname : "-";
     return [
