@@ -11,7 +11,7 @@ import {
   _toPath,
 } from "../runtime/mod.ts";
 import { LockError } from "../base/errors.ts";
-import { _readHolderRecord } from "./_holder_record.ts";
+import { _readHolderRecord, _readLockFile } from "./_holder_record.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
 
 /** The kernel's view of one lock file. */
@@ -195,6 +195,20 @@ export function _heldRecord(lockPath: string): LockHolder | null {
     return null;
   }
   return record;
+}
+
+/**
+ * A pid holding the lock on `lockPath`, for a message: the kernel's (Linux),
+ * else the one a held seed 001 lock file names; `null` when free or unknown.
+ */
+export function _holderPid(lockPath: string): number | null {
+  try {
+    const view = _viewOf(lockPath);
+    if (view.mode === null) return null;
+    return view.pids[0] ?? _readLockFile(lockPath).pid;
+  } catch {
+    return null;
+  }
 }
 
 /**

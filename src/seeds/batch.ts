@@ -4,7 +4,7 @@
 import { _lockInternals } from "../lock/_lock_internals.ts";
 import { _toPath } from "../runtime/mod.ts";
 import { _sleep } from "../base/_promise.ts";
-import { _checkTimeout } from "../lock/_kernel.ts";
+import { _checkTimeout, _holderPid } from "../lock/_kernel.ts";
 import { FileLock } from "../lock/file_lock.ts";
 import { LockTimeoutError } from "../base/errors.ts";
 import type { BackendLock, StoreBackend } from "../store/store_backend.ts";
@@ -138,7 +138,10 @@ export async function processFiles<R>(
     // say) fails this file, not the batch.
     if (!(error instanceof LockTimeoutError)) return failed(file, error);
     if (attempt >= retries) {
-      const pid = error.holder ? ` (pid ${error.holder.pid})` : "";
+      // A seed 001 holder writes no lockbox record: its pid then comes from
+      // the kernel or its lock file.
+      const holderPid = error.holder?.pid ?? _holderPid(error.lockPath);
+      const pid = holderPid === null ? "" : ` (pid ${holderPid})`;
       return {
         file,
         ok: false,

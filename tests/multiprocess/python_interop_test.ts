@@ -297,3 +297,26 @@ Deno.test("cleanupStaleLocks() never removes a lock file seed 001 left, and remo
     assert.equal((await sidecarRecord(`${ours}.lock`)).pid, Deno.pid);
   });
 });
+
+Deno.test("processFiles() reports a file seed 001's Python holds as locked, naming its pid", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/deck.pptx`;
+    const python = new Child("python3", [SEED001, "hold", file], {
+      stdin: true,
+    });
+    try {
+      await python.waitFor("locked");
+      const [result] = await processFiles([file], () => Promise.resolve(), {
+        lockTimeout: 100,
+      });
+      assert.deepEqual(result, {
+        file,
+        ok: false,
+        locked: true,
+        error: `locked by another process (pid ${python.pid})`,
+      });
+    } finally {
+      await finishAll([python]);
+    }
+  });
+});

@@ -291,3 +291,51 @@ test("FileLock.signal on Node aborts on release and when the lock file is remove
   assert.equal(ended.code, 0, ended.stderr);
   assert.equal(ended.stdout.trim(), "held");
 });
+
+test("FileLock pidFile writes the pid alone over a longer record and keeps the token in <lockPath>.lockbox", async () => {
+  await withTempDir(async (dir) => {
+    const before = await FileLock.acquire(`${dir}/a.json`);
+    await before.release();
+    const lock = await FileLock.acquire(`${dir}/a.json`, { pidFile: true });
+    try {
+      assert.equal(
+        readFileSync(`${dir}/a.json.lock`, "utf8"),
+        String(process.pid),
+      );
+      assert.equal(lock.token, before.token + 1);
+      const holder = await lockHolder(`${dir}/a.json`);
+      assert.equal(holder?.pid, process.pid);
+      assert.equal(holder?.token, lock.token);
+    } finally {
+      await lock.release();
+    }
+  });
+});
+
+test("lockInfo() in another PID namespace reports held a lock this process holds outside it", async () => {
+  await withTempDir(async (dir) => {
+    const lock = await FileLock.acquire(`${dir}/a.json`);
+    try {
+      const out = run("unshare", [
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        process.execPath,
+        "--input-type=module",
+        "-e",
+        `const { lockInfo } = await import(${
+          JSON.stringify(`${PACKAGE}mod.js`)
+        });
+console.log(JSON.stringify(await lockInfo(process.argv[1])));`,
+        `${dir}/a.json.lock`,
+      ]);
+      assert.equal(out.code, 0, out.stderr);
+      const info = JSON.parse(out.stdout);
+      assert.equal(info.held, true);
+      assert.equal(info.mode, "exclusive");
+      assert.equal(info.record?.pid, process.pid);
+    } finally {
+      await lock.release();
+    }
+  });
+});
