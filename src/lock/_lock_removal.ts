@@ -9,6 +9,7 @@ import { _flockEntries } from "./_kernel.ts";
 import {
   _errorCode,
   type _FileStat,
+  _inInitialPidNamespace,
   _link,
   type _LockHandle,
   _lstat,
@@ -22,6 +23,10 @@ import {
 /** Why a lock file is kept when some process's open files cannot be seen. */
 export const _UNSEEN =
   "cannot see every process's open files (/proc/PID/fd of other users needs root), so cannot show that no one else has it open";
+
+/** Why a lock file is kept in a PID namespace other than the initial one. */
+export const _OTHER_NAMESPACE =
+  "in its own PID namespace (a container), this process cannot see the open files of processes outside it, so cannot show that no one else has it open";
 
 /** How long moved lock files wait for late openers before they are removed. */
 const _GRACE_MS = 50;
@@ -51,6 +56,9 @@ function _openIn(pids: number[]): string {
 export async function _removeHeldLockFiles(
   files: _HeldLockFile[],
 ): Promise<(string | null)[]> {
+  // /proc lists only this namespace's processes: one outside that has the
+  // file open (a container sharing the directory) would go unseen.
+  if (!_inInitialPidNamespace()) return files.map(() => _OTHER_NAMESPACE);
   const stats = files.map((file) => file.handle.stat());
   const keys = new Set(stats.map(_key));
   const before = _openers(keys);

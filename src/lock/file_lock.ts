@@ -83,8 +83,9 @@ export interface LockOptions {
    * other process has it open (so none can be waiting for it: a waiter that
    * never re-checks the inode, such as `flock(1)`, would otherwise end up
    * holding a removed file beside the next holder of a new one). On Linux,
-   * as root or where every process's `/proc/PID/fd` is readable; elsewhere
-   * the file stays.
+   * in the initial PID namespace (not in a container, whose `/proc` hides
+   * processes outside it), as root or where every process's `/proc/PID/fd`
+   * is readable; elsewhere the file stays.
    *
    * @default {false}
    */

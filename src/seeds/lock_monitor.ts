@@ -335,7 +335,9 @@ export async function isLockStale(
  *   Python's `fcntl.flock`, which never re-check the file after locking:
  *   removing it would leave that process holding a file no one else sees.
  *   Such a file is put back and kept. Where `/proc/PID/fd` of some process
- *   cannot be read (not root), nothing can be shown and the file is kept.
+ *   cannot be read (not root), nothing can be shown and the file is kept;
+ *   so too in a PID namespace other than the initial one (a container),
+ *   whose `/proc` hides every process outside it.
  *
  * So cleanup never gives a lock two holders, whoever uses the file. Errors
  * on one file are reported and the others go on.

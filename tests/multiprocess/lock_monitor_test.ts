@@ -241,6 +241,48 @@ console.log(JSON.stringify(said));
   });
 });
 
+Deno.test("cleanupStaleLocks() and removeOnRelease in another PID namespace keep a lock file, which a process outside may have open", async () => {
+  await withTempDir(async (dir) => {
+    await (await FileLock.acquire(`${dir}/x`)).release();
+    const lockFile = `${dir}/x.lock`;
+    await age(lockFile, 2 * HOUR);
+    // Outside the namespace: has the file open, as flock(1) has before it
+    // locks; removing the file now would leave it locking a file no one sees.
+    const opener = new Child("sh", [
+      "-c",
+      'exec 3<"$1"; echo open; read line; exit 0',
+      "sh",
+      lockFile,
+    ], { stdin: true });
+    try {
+      await opener.waitFor("open");
+      const report = JSON.parse(
+        await sh(
+          "unshare",
+          "--pid",
+          "--fork",
+          "--mount-proc",
+          Deno.execPath(),
+          "run",
+          "--allow-all",
+          "--quiet",
+          fileURLToPath(new URL("./workers/clean.ts", import.meta.url)),
+          dir,
+          "1000",
+        ),
+      );
+      assert.deepEqual(report.removed, []);
+      assert.equal(report.kept.length, 1);
+      assert.equal(report.kept[0].path, lockFile);
+      assert.match(report.kept[0].reason, /own PID namespace/);
+      assert.ok((await Deno.lstat(lockFile)).isFile);
+      assert.equal(report.removeOnReleaseKept, true, "removeOnRelease too");
+    } finally {
+      await finishAll([opener]);
+    }
+  });
+});
+
 Deno.test("cleanupStaleLocks() beside 4 lockers keeps counts exact and never removes a held lock", async () => {
   await withTempDir(async (dir) => {
     const counter = `${dir}/counter`;
