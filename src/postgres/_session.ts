@@ -135,21 +135,124 @@ export function _checkName(
   return name;
 }
 
-/** Where a URL points, without its password, for messages. */
+/**
+ * Where a URL points, for messages: its scheme, user, host, port, database
+ * and `host` parameter, never a password (in the URL or a parameter).
+ */
 export function _describe(url: string | undefined): string {
   if (url === undefined) return "the server named by the PG* variables";
+  let parsed: URL;
   try {
-    const parsed = new URL(url);
-    parsed.password = "";
-    return `'${parsed.toString()}'`;
+    parsed = new URL(url);
   } catch {
     return "the database URL";
   }
+  const host = parsed.searchParams.get("host");
+  const user = parsed.username === "" ? "" : `${parsed.username}@`;
+  return `'${parsed.protocol}//${user}${parsed.host}${parsed.pathname}${
+    host === null ? "" : `?host=${host}`
+  }'`;
+}
+
+const _NOT_SHOWN = "it is not shown, as it may hold a password";
+
+/**
+ * Checks a database URL before the driver sees it: npm pg puts a URL it
+ * cannot parse, password included, in its error. A `TypeError` that never
+ * shows the URL.
+ */
+export function _checkUrl(url: string): void {
+  if (/^\s*[A-Za-z_]+\s*=/.test(url)) {
+    throw new TypeError(
+      `Cannot connect with a key=value connection string: lockbox takes a postgres:// URL, or the PG* variables (--db env); ${_NOT_SHOWN}`,
+    );
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new TypeError(
+      `Cannot connect to the database URL: it does not parse as a URL (check the port, the [brackets] of an IPv6 host, and write '@', ':', '/', '?', '#' and '%' in a user name or password as %40, %3A, %2F, %3F, %23 and %25); ${_NOT_SHOWN}`,
+    );
+  }
+  if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
+    throw new TypeError(
+      `Cannot connect to the database URL: expected a postgres:// URL, got one starting '${parsed.protocol}'; ${_NOT_SHOWN}`,
+    );
+  }
+  if (/%(?![0-9A-Fa-f]{2})/.test(url)) {
+    throw new TypeError(
+      `Cannot connect to the database URL: it has a '%' that starts no %XX escape (write '%' as %25); ${_NOT_SHOWN}`,
+    );
+  }
+  if (parsed.hash !== "") {
+    throw new TypeError(
+      `Cannot connect to the database URL: it has a '#' (write '#' in a password as %23); ${_NOT_SHOWN}`,
+    );
+  }
+}
+
+/** The password texts of a URL (as written and decoded), longest first. */
+function _secrets(url: string | undefined): string[] {
+  if (url === undefined) return [];
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return [url];
+  }
+  const found = [parsed.password];
+  for (const [key, value] of parsed.searchParams) {
+    if (/pass/i.test(key)) found.push(value, encodeURIComponent(value));
+  }
+  for (const part of parsed.search.slice(1).split("&")) {
+    const at = part.indexOf("=");
+    if (/pass/i.test(part.slice(0, at))) found.push(part.slice(at + 1));
+  }
+  for (const text of [...found]) {
+    try {
+      found.push(decodeURIComponent(text));
+    } catch {
+      // Not an escape sequence: the text as written is the secret.
+    }
+  }
+  return [...new Set(found.filter((text) => text !== ""))]
+    .sort((a, b) => b.length - a.length);
+}
+
+/** `text` with every password of `url` replaced by `***`. */
+function _scrub(text: string, url: string | undefined): string {
+  let out = text;
+  for (const secret of _secrets(url)) out = out.replaceAll(secret, "***");
+  return out;
+}
+
+/**
+ * A driver error fit to pass on as a `cause`: itself, or, if its message,
+ * stack or any string property shows a password of `url`, a copy without.
+ */
+function _scrubError(error: unknown, url: string | undefined): unknown {
+  if (!(error instanceof Error)) return error;
+  const secrets = _secrets(url);
+  const texts = [
+    error.message,
+    error.stack ?? "",
+    ...Object.values(error).filter((v) => typeof v === "string"),
+  ];
+  if (!texts.some((text) => secrets.some((s) => text.includes(s)))) {
+    return error;
+  }
+  const copy = new Error(_scrub(error.message, url));
+  copy.name = error.name;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string") Object.assign(copy, { code });
+  return copy;
 }
 
 /** An error for a session that could not be opened, saying what to fix. */
-function _connectError(config: _SessionConfig, error: unknown): Error {
+function _connectError(config: _SessionConfig, failure: unknown): Error {
   const where = _describe(config.url);
+  const error = _scrubError(failure, config.url);
   const reason = (error as Error)?.message ?? String(error);
   switch (_sqlState(error)) {
     case "28P01":
@@ -283,12 +386,23 @@ export async function _checkNotPooled(
  * `_checkNotPooled` at connect.)
  */
 export async function _openSession(config: _SessionConfig): Promise<_Session> {
-  const client = new _Client({
-    ...(config.url === undefined ? {} : { connectionString: config.url }),
-    connectionTimeoutMillis: config.connectTimeout,
-    keepAlive: true,
-    application_name: config.applicationName,
-  });
+  if (config.url !== undefined) _checkUrl(config.url);
+  let client: _PgClient;
+  try {
+    client = new _Client({
+      ...(config.url === undefined ? {} : { connectionString: config.url }),
+      connectionTimeoutMillis: config.connectTimeout,
+      keepAlive: true,
+      application_name: config.applicationName,
+    });
+  } catch (error) {
+    // The driver's message may hold the URL: no cause, passwords out.
+    throw new TypeError(
+      `Cannot connect to ${_describe(config.url)}: ${
+        _scrub((error as Error)?.message ?? String(error), config.url)
+      }`,
+    );
+  }
   const session = new _PgSession(client);
   const timer = setTimeout(() => {
     // pg's own timeout covers the connect; this covers a stalled startup.

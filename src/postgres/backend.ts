@@ -263,6 +263,8 @@ export class PostgresBackend implements StoreBackend {
    * @returns A backend; close it with `close()` or `await using`.
    * @throws {LockError} If the server cannot be reached or refuses the
    *   login, saying what to fix; or behind a transaction-mode pooler.
+   * @throws {TypeError} If `url` is not a `postgres://` URL that parses
+   *   (the message never shows it, nor any error a password).
    */
   static async connect(
     url?: string,

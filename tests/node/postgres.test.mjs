@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import process from "node:process";
+import { inspect } from "node:util";
 import { after, before, test } from "node:test";
 import { Cluster, NO_POSTGRES } from "./_cluster.mjs";
 import { Child, CLI, nodeWorker, run, withTempDir } from "./_helpers.mjs";
@@ -462,6 +463,50 @@ test(
       }
     } finally {
       await db.close();
+    }
+  },
+);
+
+test(
+  "PostgreSQL on Node: no error, cause, stack or CLI output shows a password when the URL is malformed",
+  { skip },
+  async () => {
+    const port = cluster.port;
+    const shapes = [
+      ["postgres://user:S3CRET@127.0.0.1:5540x/db", TypeError],
+      ["postgres://user:S3CRET@[::1/db", TypeError],
+      [`postgres://user:S3CRET%zzX9Y8@127.0.0.1:${port}/db`, TypeError],
+      ["postgres://user:S3CRET@X9Y8@127.0.0.1:1/db", LockError],
+      ["postgres://user:S3CRET:X9Y8@127.0.0.1:1/db", LockError],
+      ["postgres://user:S3CRET/X9Y8@127.0.0.1:1/db", TypeError],
+      ["postgres://user@127.0.0.1:1/db?password=S3CRET", LockError],
+      [`host=127.0.0.1 port=${port} password=S3CRET`, TypeError],
+      [`postgres://postgres:S3CRET@127.0.0.1:${port}/nodb`, LockError],
+    ];
+    const clean = (text, what) => {
+      for (const secret of ["S3CRET", "X9Y8"]) {
+        assert.ok(!text.includes(secret), `${what} shows ${secret}: ${text}`);
+      }
+    };
+    for (const [url, type] of shapes) {
+      const error = await PostgresBackend.connect(url).then(
+        () => assert.fail(`${url}: connected`),
+        (error) => error,
+      );
+      assert.ok(error instanceof type, `${url}: ${error}`);
+      clean(`${error.stack}\n${inspect(error, { depth: 9 })}`, "the error");
+      const direct = run(process.execPath, [CLI, "holder", "--db", url, "x"]);
+      assert.equal(direct.code, type === TypeError ? 2 : 3, direct.stderr);
+      clean(direct.stdout + direct.stderr, "holder --db");
+      const fromEnv = run(process.execPath, [
+        CLI,
+        "status",
+        "--db",
+        "env",
+        "--json",
+      ], { env: { ...process.env, LOCKBOX_DATABASE_URL: url } });
+      assert.notEqual(fromEnv.code, 0);
+      clean(fromEnv.stdout + fromEnv.stderr, "status --db env --json");
     }
   },
 );
