@@ -444,6 +444,66 @@ pgTest(
 );
 
 pgTest(
+  "lockbox migrate --db reads FILE=NAME unambiguously: an existing file is a file whole, else the split is at the last '=' that follows an existing file; --name takes one file as it is",
+  async (c) => {
+    const { PostgresBackend } = await import("../../src/postgres/mod.ts");
+    await withTempDir(async (dir) => {
+      await Deno.writeTextFile(`${dir}/k=v.json`, '{"from": "k=v.json"}');
+      await Deno.writeTextFile(`${dir}/k`, '{"from": "k"}');
+      const moved = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        `${dir}/k=v.json`,
+        `${dir}/k=v.json=a=b`,
+        `${dir}/k=doc`,
+        `${dir}/k=p=q`,
+      ]);
+      assert.equal(moved.code, 0, moved.stderr);
+      const named = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        "--name",
+        "x=y",
+        `${dir}/k=v.json`,
+      ]);
+      assert.equal(named.code, 0, named.stderr);
+      await using db = await PostgresBackend.connect(c.url);
+      const read = (name: string) =>
+        db.jsonStore<unknown>(name, { initial: null }).read();
+      assert.deepEqual(await read("k=v"), { from: "k=v.json" });
+      assert.deepEqual(await read("a=b"), { from: "k=v.json" });
+      assert.deepEqual(await read("doc"), { from: "k" });
+      assert.deepEqual(await read("p=q"), { from: "k" });
+      assert.deepEqual(await read("x=y"), { from: "k=v.json" });
+      assert.equal(await read("v.json"), null);
+
+      const missing = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        `${dir}/nothing=doc`,
+      ]);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /nothing=doc': no such file/);
+      const two = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        "--name",
+        "n",
+        `${dir}/k`,
+        `${dir}/k=v.json`,
+      ]);
+      assert.equal(two.code, 2);
+      assert.match(two.stderr, /Cannot use --name with 2 files/);
+      assert.equal(await read("n"), null);
+    });
+  },
+);
+
+pgTest(
   "lockbox store watch --db: the document now and each new version, ending with status 0 on SIGTERM",
   async (c) => {
     const { PostgresBackend } = await import("../../src/postgres/mod.ts");
