@@ -78,7 +78,22 @@ export interface _PgDocumentSettings<T> {
   warn: (message: string) => void;
   /** A log that every new version appends `record(version)` to, in its transaction. */
   log?: { name: string; record: (version: number) => unknown };
+  /**
+   * How changes read and write the document's text, in place of the
+   * driver's JSON.parse and JSON.stringify (`migrateFileStore` keeps number
+   * texts and key order so).
+   */
+  text?: _DocumentText;
 }
+
+/** A document's text, parsed and written by other rules than JSON's. */
+export interface _DocumentText {
+  parse(text: string): unknown;
+  stringify(value: unknown): string;
+}
+
+/** The option of `PgJsonStore` that sets `_PgDocumentSettings.text`. */
+export const _TEXT: unique symbol = Symbol("lockbox.documentText");
 
 /** A committed version of a document. */
 export interface _Versioned<T> {
@@ -185,6 +200,10 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     let fromCaller = false;
     try {
       const { row, lockToken } = await this.#lockRow(session, fence, options);
+      const rules = this.settings.text;
+      if (rules && row.value !== null) {
+        row.value = rules.parse(row.value as string);
+      }
       const highest = Math.max(Number(row.fence ?? -1), lockToken);
       if (fence !== undefined && fence < highest) {
         throw new StaleFenceError(this.#label, fence, highest);
@@ -203,6 +222,8 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       }
       const before = row.value === null || quarantined
         ? undefined
+        : rules
+        ? rules.stringify(current)
         : JSON.stringify(current);
       called = fromCaller = true;
       const next = await _holding.run(
@@ -354,7 +375,8 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       ? 0
       : Math.ceil(lockTimeout);
     const wait = lockTimeout === 0 ? " NOWAIT" : "";
-    const select = `SELECT value, version, fence FROM lockbox.documents
+    const value = this.settings.text ? "value::text AS value" : "value";
+    const select = `SELECT ${value}, version, fence FROM lockbox.documents
       WHERE name = ${_literal(name)} FOR UPDATE${wait}`;
     // The fencing lock's token, read FOR SHARE: a new holder's token
     // cannot commit until this transaction has.
@@ -497,7 +519,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   }
 
   #serialize(value: unknown): string {
-    const text = _toJson(value, 0, this.#label);
+    const text = _toJson(value, 0, this.#label, this.settings.text?.stringify);
     if (
       text.length * 3 > _MAX_PG_DOCUMENT_BYTES &&
       new TextEncoder().encode(text).length > _MAX_PG_DOCUMENT_BYTES

@@ -1,13 +1,38 @@
 // Moving file stores into PostgreSQL: each file's document becomes a
 // document of the database, copied while both the file's lock and the
 // document's row lock are held, so no writer of either changes it meanwhile.
+// A whole file is read as Python's json module reads it, and the document's
+// json column gets each value's text (numbers past 2^53, 1.0, -0.0) and
+// each object's key order as the file had them: JavaScript's numbers and
+// its integer-keys-first order would change a file Python wrote.
 
 import { _toPath } from "../runtime/mod.ts";
 import { _lstat } from "../runtime/mod.ts";
 import { StoreError } from "../base/errors.ts";
 import { JsonStore } from "../store/json_store.ts";
 import { _hasJournal } from "../store/_store_mode.ts";
+import { _parsePython, _toPython } from "../store/_python_json.ts";
 import type { PostgresBackend } from "./backend.ts";
+import { type _DocumentText, _TEXT } from "./_pg_document.ts";
+import type { PgJsonStoreOptions } from "./pg_store.ts";
+
+/** A lone UTF-16 surrogate, which UTF-8 (and so the server) cannot hold. */
+const _LONE_SURROGATE =
+  /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * A document's text as migrate stores it: Python's one-line `json.dumps`
+ * with the number texts and key order the file had, non-ASCII as is but a
+ * lone surrogate escaped (`\udXXX`), as JSON.stringify does.
+ */
+function _exactText(value: unknown): string {
+  return _toPython(value, null, false).replace(
+    _LONE_SURROGATE,
+    (c) => `\\u${c.charCodeAt(0).toString(16)}`,
+  );
+}
+
+const _EXACT: _DocumentText = { parse: _parsePython, stringify: _exactText };
 
 /** Options of {@linkcode migrateFileStore}. */
 export interface MigrateOptions {
@@ -77,22 +102,34 @@ export async function migrateFileStore(
       `Cannot migrate '${path}': no such file; check the path`,
     );
   }
+  // The journal is lockbox's own JSON; a whole file may be Python's.
+  const journal = _hasJournal(path);
   const source = new JsonStore<unknown>(path, {
     initial: null,
-    journal: _hasJournal(path),
+    journal,
+    ...(journal ? {} : { format: "python" as const }),
     lockTimeout: options.lockTimeout,
   });
   const target = backend.jsonStore<unknown>(name, {
     initial: null,
     lockTimeout: options.lockTimeout,
-  });
+    [_TEXT]: _EXACT,
+  } as PgJsonStoreOptions<unknown>);
   // An update that changes nothing: the file's lock, held while the
   // document is written under its own.
   return await source.update(async (value) => {
-    const text = JSON.stringify(value);
+    const text = _exactText(value);
+    try {
+      JSON.parse(text);
+    } catch {
+      throw new StoreError(
+        path,
+        `Cannot migrate '${path}': it holds NaN, Infinity or -Infinity, which Python's json writes but JSON (and PostgreSQL's json type) has no place for; nothing was written; change them in the file (to null, or a string) and migrate again`,
+      );
+    }
     let outcome: "copied" | "same" = "same";
     await target.transform((current) => {
-      const currentText = JSON.stringify(current);
+      const currentText = _exactText(current);
       if (currentText === text) return current;
       if (current !== null && !options.replace) {
         throw new StoreError(

@@ -8,7 +8,12 @@ import {
   type StoreWriteOptions,
 } from "../store/json_store.ts";
 import { _STORAGE, type _Storage } from "../store/_document_backend.ts";
-import { _PgDocument, type _SessionPool } from "./_pg_document.ts";
+import {
+  type _DocumentText,
+  _PgDocument,
+  type _SessionPool,
+  _TEXT,
+} from "./_pg_document.ts";
 import { _checkName } from "./_session.ts";
 
 /** How a PostgreSQL {@linkcode PgJsonStore} reads and writes its document. */
@@ -176,6 +181,7 @@ export class PgJsonStore<T> extends JsonStore<T> {
         name: _checkDocumentName(options.log.name),
         record: options.log.record,
       },
+      text: (options as { [_TEXT]?: _DocumentText })[_TEXT],
     });
     const storage: _Storage<T> = {
       path: name,

@@ -443,6 +443,101 @@ pgTest(
   },
 );
 
+/** Runs a Python program with `args` (sys.argv[1:]); its stdout. */
+async function python(program: string, ...args: string[]): Promise<string> {
+  const result = await output("python3", { args: ["-c", program, ...args] });
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  assert.equal(result.code, 0, decode(result.stderr));
+  return decode(result.stdout);
+}
+
+pgTest(
+  "lockbox migrate --db keeps a Python-written file's number texts, key order and text in the json column; NaN is refused",
+  async (c) => {
+    await withTempDir(async (dir) => {
+      await python(
+        String.raw`import json, sys
+doc = {"b": 1, "10": "ten", "2": "two", "big": 12345678901234567890123,
+       "edge": 9007199254740993, "neg": -9007199254740993, "one": 1.0,
+       "negzero": -0.0, "small": 1e-07, "float": 1700000000.0,
+       "huge": 10**30, "tiny": 5e-324, "nested": {"3": [1.0, {"20": None, "1": True}], "a": 2.50},
+       "text": "caf\u00e9 \u2603 \U0001F600 nul\u0000 lone\ud800 \"q\" \\ \n"}
+with open(sys.argv[1], "w") as f:
+    json.dump(doc, f, indent=2)
+with open(sys.argv[2], "w") as f:
+    json.dump({"n": [1, float("nan")]}, f)`,
+        `${dir}/py.json`,
+        `${dir}/nan.json`,
+      );
+      // Forms Python reads but never writes: kept as written too.
+      const handText =
+        '{"x": 1e400, "big": 12345678901234567890123, "y": [1E+2, 0.10, -0], "z": "\\u00e9"}';
+      await Deno.writeTextFile(`${dir}/hand.json`, handText);
+      const fileBytes = await Deno.readFile(`${dir}/py.json`);
+
+      const moved = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        `${dir}/py.json`,
+        `${dir}/hand.json`,
+        `${dir}/nan.json`,
+      ]);
+      assert.equal(moved.code, 1, moved.stderr);
+      assert.match(moved.stdout, /copied .*py\.json -> py /);
+      assert.match(moved.stdout, /copied .*hand\.json -> hand /);
+      assert.match(moved.stderr, /failed .*nan\.json -> nan: .*NaN/);
+      assert.deepEqual(await Deno.readFile(`${dir}/py.json`), fileBytes);
+      assert.equal(
+        await c.sql(
+          "SELECT count(*) FROM lockbox.documents WHERE name = 'nan'",
+        ),
+        "0",
+      );
+
+      const stored = await c.sql(
+        "SELECT value::text FROM lockbox.documents WHERE name = 'py'",
+      );
+      await Deno.writeTextFile(`${dir}/stored.json`, stored);
+      // Python reads the column back as it wrote the file: dumped again
+      // with the file's settings, byte for byte the file.
+      assert.equal(
+        await python(
+          `import json, sys
+stored = json.load(open(sys.argv[1]))
+sys.stdout.write(json.dumps(stored, indent=2))`,
+          `${dir}/stored.json`,
+        ),
+        new TextDecoder().decode(fileBytes),
+      );
+      assert.equal(
+        await c.sql(
+          "SELECT value::text FROM lockbox.documents WHERE name = 'hand'",
+        ),
+        // Escapes are not values: \u00e9 is stored as the character.
+        handText.replace("\\u00e9", "\u00e9"),
+      );
+      // The server reads the same numbers.
+      assert.equal(
+        await c.sql(
+          "SELECT (value ->> 'big') || ' ' || (value -> 'y' ->> 1) FROM lockbox.documents WHERE name = 'hand'",
+        ),
+        "12345678901234567890123 0.10",
+      );
+
+      const again = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        `${dir}/py.json`,
+        `${dir}/hand.json`,
+      ]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(again.stdout.match(/^same .*already there/gm)?.length, 2);
+    });
+  },
+);
+
 pgTest(
   "lockbox migrate --db reads FILE=NAME unambiguously: an existing file is a file whole, else the split is at the last '=' that follows an existing file; --name takes one file as it is",
   async (c) => {
