@@ -510,3 +510,47 @@ test(
     }
   },
 );
+
+test(
+  "PostgreSQL on Node: lockbox migrate keeps a Python-written file's number texts and key order in the json column",
+  { skip },
+  async () => {
+    await withTempDir(async (dir) => {
+      const file = `${dir}/py.json`;
+      const made = run("python3", [
+        "-c",
+        `import json, sys
+json.dump({"b": 1, "10": "ten", "2": "two", "big": 12345678901234567890123,
+           "one": 1.0, "negzero": -0.0, "small": 1e-07, "text": "caf\\u00e9"},
+          open(sys.argv[1], "w"), indent=2)`,
+        file,
+      ]);
+      assert.equal(made.code, 0, made.stderr);
+      const before = readFileSync(file, "utf8");
+      const moved = run(process.execPath, [
+        CLI,
+        "migrate",
+        "--db",
+        cluster.url,
+        `${file}=node/py`,
+      ]);
+      assert.equal(moved.code, 0, moved.stderr);
+      assert.match(moved.stdout, /^copied .* -> node\/py /);
+      assert.equal(readFileSync(file, "utf8"), before);
+      assert.equal(
+        cluster.sql(
+          "SELECT value::text FROM lockbox.documents WHERE name = 'node/py'",
+        ),
+        '{"b": 1, "10": "ten", "2": "two", "big": 12345678901234567890123, "one": 1.0, "negzero": -0.0, "small": 1e-07, "text": "caf\u00e9"}',
+      );
+      const again = run(process.execPath, [
+        CLI,
+        "migrate",
+        "--db",
+        cluster.url,
+        `${file}=node/py`,
+      ]);
+      assert.match(again.stdout, /^same .*already there/);
+    });
+  },
+);
