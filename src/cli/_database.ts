@@ -4,9 +4,13 @@
 
 import type { PostgresBackend } from "../postgres/backend.ts";
 
+/** What every `--db` help text says about passwords. */
+export const DB_PASSWORD_HINT =
+  "; a password in a URL here shows in ps: prefer 'env', PGPASSWORD or ~/.pgpass";
+
 /** The help text of every `--db` option. */
 export const DB_HELP =
-  "use lock NAMEs on this PostgreSQL database instead of lock files (a postgres:// URL, or 'env' for LOCKBOX_DATABASE_URL or the PG* variables)";
+  `use lock NAMEs on this PostgreSQL database instead of lock files (a postgres:// URL, or 'env' for LOCKBOX_DATABASE_URL or the PG* variables)${DB_PASSWORD_HINT}`;
 
 /** Connects to the database `--db` names. */
 export async function _connectDb(url: string): Promise<PostgresBackend> {
@@ -16,7 +20,7 @@ export async function _connectDb(url: string): Promise<PostgresBackend> {
 
 /** The help text of `--db` where it names a database for stores. */
 export const DB_STORE_HELP =
-  "keep it on this PostgreSQL database (a postgres:// URL, or 'env' for LOCKBOX_DATABASE_URL or the PG* variables): file arguments are then document names";
+  `keep it on this PostgreSQL database (a postgres:// URL, or 'env' for LOCKBOX_DATABASE_URL or the PG* variables): file arguments are then document names${DB_PASSWORD_HINT}`;
 
 /** Whether an option's value names a database rather than a file. */
 export function _isDbUrl(value: string | undefined): value is string {

@@ -3,7 +3,7 @@
 
 import type { Command } from "commander";
 import { _Exit, _print, _say, EXIT_CONFLICT, EXIT_USAGE } from "./_output.ts";
-import { _usingDb } from "./_database.ts";
+import { _usingDb, DB_PASSWORD_HINT } from "./_database.ts";
 import { _lstat } from "../runtime/mod.ts";
 
 /** One operand's store file and document name. */
@@ -47,7 +47,7 @@ export function _addMigrate(program: Command): void {
     .argument("<file...>", "the store files, each optionally =NAME")
     .requiredOption(
       "--db <url>",
-      "the database (a postgres:// URL, or 'env' for LOCKBOX_DATABASE_URL or the PG* variables)",
+      `the database (a postgres:// URL, or 'env' for LOCKBOX_DATABASE_URL or the PG* variables)${DB_PASSWORD_HINT}`,
     )
     .option(
       "--name <name>",

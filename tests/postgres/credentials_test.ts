@@ -132,6 +132,10 @@ pgTest(
         assert.equal(env.code, code, `${shape}: ${env.text}`);
         assertNoSecret(env.text, `status --db env --json (${shape})`);
       }
+      for (const command of [["holder"], ["store", "get"], ["migrate"]]) {
+        const help = await lockbox([...command, "--help"]);
+        assert.match(help.text, /shows in ps:\s+prefer\s+'env',\s+PGPASSWORD/);
+      }
       const [, url] = badUrls(c)[0];
       for (
         const args of [
