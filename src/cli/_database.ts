@@ -22,10 +22,16 @@ export async function _connectDb(url: string): Promise<PostgresBackend> {
 export const DB_STORE_HELP =
   `keep it on this PostgreSQL database (a postgres:// URL, or 'env' for LOCKBOX_DATABASE_URL or the PG* variables): file arguments are then document names${DB_PASSWORD_HINT}`;
 
-/** Whether an option's value names a database rather than a file. */
+/**
+ * Whether an option's value names a database rather than a file: `env`, a
+ * postgres: URL, or a libpq key=value string (which connect refuses without
+ * showing it, rather than a file of that name being made).
+ */
 export function _isDbUrl(value: string | undefined): value is string {
   return value !== undefined &&
-    (value === "env" || /^postgres(ql)?:\/\//i.test(value));
+    (value === "env" || /^postgres(ql)?:/i.test(value) ||
+      /^\s*(host|hostaddr|port|dbname|user|password|passfile|sslmode)\s*=/i
+        .test(value));
 }
 
 /**

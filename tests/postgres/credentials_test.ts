@@ -81,10 +81,12 @@ function assertNoSecret(text: string, what: string): void {
 async function lockbox(
   args: string[],
   env: Record<string, string> = {},
+  cwd?: string,
 ): Promise<{ code: number; text: string }> {
   const result = await output(Deno.execPath(), {
     args: ["run", "--allow-all", "--quiet", CLI, ...args],
     env,
+    cwd,
   });
   const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   return {
@@ -136,6 +138,25 @@ pgTest(
         const help = await lockbox([...command, "--help"]);
         assert.match(help.text, /shows in ps:\s+prefer\s+'env',\s+PGPASSWORD/);
       }
+      // Where --db may name a file, a key=value string is still no file.
+      const keyValue = `host=127.0.0.1 port=${c.port} password=S3CRET`;
+      for (
+        const command of [["groups", "--db", keyValue, "create"], [
+          "ops",
+          "--db",
+          keyValue,
+          "--groups-db",
+          "g",
+          "list",
+        ]]
+      ) {
+        const result = await lockbox(command, {}, dir);
+        assert.equal(result.code, 2, result.text);
+        assertNoSecret(result.text, command.join(" "));
+      }
+      assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [
+        "s.json",
+      ]);
       const [, url] = badUrls(c)[0];
       for (
         const args of [
