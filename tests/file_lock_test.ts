@@ -438,19 +438,52 @@ Deno.test("FileLock never writes into a lock file whose content it did not write
   });
 });
 
-Deno.test("FileLock locks a file it may not write, read-only, as flock(1) does", async () => {
+Deno.test("FileLock locks a file it may not write, read-only, as flock(1) does, when its content is not lockbox's", async () => {
   await withTempDir(async (dir) => {
     const file = `${dir}/frozen.lock`;
-    await Deno.writeTextFile(file, "");
+    await Deno.writeTextFile(file, "4242\n"); // a pid another tool wrote
     await sh("chattr", "+i", file);
     try {
       const lock = await FileLock.acquire(file, { lockPath: file });
       assert.equal(lock.token, 0);
       assert.equal(await FileLock.tryAcquire(file, { lockPath: file }), null);
       await lock.release();
-      assert.equal(await Deno.readTextFile(file), "");
+      assert.equal(await Deno.readTextFile(file), "4242\n");
     } finally {
       await sh("chattr", "-i", file);
+    }
+  });
+});
+
+Deno.test("FileLock.acquire() refuses an exclusive lock on a lock file it may not write when the file is lockbox's (empty or a record), and a shared one keeps the recorded token", async () => {
+  await withTempDir(async (dir) => {
+    const empty = `${dir}/empty.lock`;
+    await Deno.writeTextFile(empty, "");
+    const recorded = `${dir}/recorded.lock`;
+    const first = await FileLock.acquire(recorded, { lockPath: recorded });
+    await first.release();
+    const before = await Deno.readTextFile(recorded);
+    await sh("chattr", "+i", empty, recorded);
+    try {
+      for (const file of [empty, recorded]) {
+        await assert.rejects(
+          FileLock.acquire(file, { lockPath: file }),
+          (error: Error) =>
+            error instanceof LockError && error.message.includes(file) &&
+            /may not write it.*fencing token/.test(error.message),
+        );
+        // Refused, not left held.
+        assert.equal(await isLocked(file, { lockPath: file }), false);
+      }
+      const shared = await FileLock.acquire(recorded, {
+        lockPath: recorded,
+        shared: true,
+      });
+      assert.equal(shared.token, first.token);
+      await shared.release();
+      assert.equal(await Deno.readTextFile(recorded), before);
+    } finally {
+      await sh("chattr", "-i", empty, recorded);
     }
   });
 });

@@ -29,7 +29,7 @@ import {
 } from "../runtime/mod.ts";
 import { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
-import { _hint } from "../base/_fs_errors.ts";
+import { _hint, _octal } from "../base/_fs_errors.ts";
 import { _removeHeldLockFiles } from "./_lock_removal.ts";
 import {
   _checkBlockingWait,
@@ -240,7 +240,7 @@ const _MAX_KNOWN = 1024;
 
 function _remember(lockPath: string, stat: _FileStat): void {
   if (_known.size >= _MAX_KNOWN && !_known.has(lockPath)) _known.clear();
-  _known.set(lockPath, ((stat.mode ?? 0) & 0o111) !== 0);
+  _known.set(lockPath, _isExecutable(stat));
 }
 
 /**
@@ -746,6 +746,11 @@ export class FileLock implements AsyncDisposable {
   }
 }
 
+/** Whether a file has an execute bit (a script locked as itself). */
+function _isExecutable(stat: _FileStat): boolean {
+  return ((stat.mode ?? 0) & 0o111) !== 0;
+}
+
 /** The first bytes of a lock file, as far as a record can reach. */
 function _head(handle: _LockHandle, stat: _FileStat): Uint8Array {
   const bytes = new Uint8Array(Math.min(stat.size, _MAX_RECORD_BYTES));
@@ -795,10 +800,23 @@ function _writeRecord(
   // may not write, is never written. A lockbox record with a bad checksum
   // is rewritten.
   const damaged = old === "torn" && _isDamagedRecord(_head(handle, stat));
-  const foreign = !handle.writable ||
-    (typeof old !== "number" && stat.size > 0 && !damaged);
-  const token = foreign
+  const ours = typeof old === "number" || damaged || stat.size === 0;
+  if (ours && !handle.writable && !request.shared && !_isExecutable(stat)) {
+    // Token 0 here would leave every user who may not write this file
+    // with the same token, and their fenced writes could not be told
+    // apart: refuse rather than degrade.
+    throw new LockError(
+      `Cannot lock '${request.lockPath}' exclusively: this process may not write it (owner uid ${stat.uid}, group ${stat.gid}, mode ${
+        _octal(stat.mode)
+      }), so it could neither advance the fencing token nor record its holder; make the lock file writable by every user of the lock (for a shared group: chmod g+w, in a setgid directory with umask 002), or take the lock shared`,
+    );
+  }
+  // A shared holder keeps the token, which it can read without writing.
+  const foreign = !handle.writable || !ours;
+  const token = !ours
     ? 0
+    : !handle.writable
+    ? typeof old === "number" ? old : 0
     : typeof old !== "number"
     ? _firstToken()
     : request.shared

@@ -31,7 +31,12 @@ import {
   _syncDirectory,
   type _WriteHandle,
 } from "../runtime/mod.ts";
-import { _checkTarget, _lockHolderTemp, _quarantineAside } from "./_atomic.ts";
+import {
+  _checkTarget,
+  _keepOwnership,
+  _lockHolderTemp,
+  _quarantineAside,
+} from "./_atomic.ts";
 import { _fsError } from "../base/_fs_errors.ts";
 import { _afterIdleTurns } from "../base/_promise.ts";
 import { _noteOpenFile, _stillLinked } from "../base/_file_identity.ts";
@@ -1043,10 +1048,15 @@ export class _Journal<T> implements _DocumentBackend<T> {
     let handle: _WriteHandle | undefined;
     try {
       _removeIfExists(this.nextPath); // an orphan of a writer that died
-      handle = _createForWrite(this.nextPath, 0o644);
+      // 0666 less the umask for a new store, as `touch` makes a file.
+      handle = _createForWrite(this.nextPath, 0o666);
       // The journal keeps the owner, group and mode of the store's files.
-      const like = _lstat(this.journalPath) ?? _lstat(this.#files.path);
-      if (like !== null) handle.matchOwnership(like);
+      for (const like of [this.journalPath, this.#files.path]) {
+        const stat = _lstat(like);
+        if (stat === null) continue;
+        _keepOwnership(handle, stat, like);
+        break;
+      }
       await handle.write(_encoder.encode(text));
       if (this.#files.durable) await handle.sync();
     } catch (error) {
@@ -1057,6 +1067,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
       } catch {
         // The error below names the path.
       }
+      if (error instanceof StoreError) throw error;
       throw _fsError("write", this.nextPath, error);
     } finally {
       handle?.close();
