@@ -487,3 +487,26 @@ export function seededRandom(seed: number): () => number {
     return (state >>> 0) / 2 ** 32;
   };
 }
+
+/**
+ * Runs `fn` with the process umask set to `mask` (restored after), and
+ * returns the permission bits of each file `dir` holds then, by name.
+ */
+export async function modesUnderUmask(
+  mask: number,
+  dir: string,
+  fn: () => Promise<void>,
+): Promise<Record<string, string>> {
+  const before = Deno.umask(mask);
+  try {
+    await fn();
+  } finally {
+    Deno.umask(before);
+  }
+  const modes: Record<string, string> = {};
+  for (const name of names(dir)) {
+    const mode = (await Deno.lstat(`${dir}/${name}`)).mode! & 0o7777;
+    modes[name] = mode.toString(8);
+  }
+  return modes;
+}

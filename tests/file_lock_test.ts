@@ -15,6 +15,7 @@ import {
 } from "../mod.ts";
 import {
   delay,
+  modesUnderUmask,
   names,
   openPaths,
   sh,
@@ -691,4 +692,15 @@ Deno.test("FileLock pidFile never writes a lock file with other content, nor thr
     );
     assert.equal(await Deno.readTextFile(`${dir}/target`), "keep me");
   });
+});
+
+Deno.test("FileLock.acquire() makes a lock file 0666 less the umask, as touch does", async () => {
+  for (const [mask, mode] of [[0o002, "664"], [0o027, "640"]]) {
+    await withTempDir(async (dir) => {
+      const modes = await modesUnderUmask(mask as number, dir, async () => {
+        await (await FileLock.acquire(`${dir}/state.json`)).release();
+      });
+      assert.deepEqual(modes, { "state.json.lock": mode });
+    });
+  }
 });

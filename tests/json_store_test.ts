@@ -11,6 +11,7 @@ import {
   StoreError,
 } from "../mod.ts";
 import {
+  modesUnderUmask,
   names,
   withFailingFsync,
   withImmutableDir,
@@ -451,4 +452,42 @@ Deno.test("JsonStore journal mode refuses a journal that is a symlink, and follo
     );
     assert.equal(await Deno.readTextFile(`${dir}/elsewhere`), "precious\n");
   });
+});
+
+Deno.test("JsonStore.update() makes the store, its lock, fence, backups and journal 0666 less the umask when it creates them", async () => {
+  for (const [mask, mode] of [[0o002, "664"], [0o077, "600"], [0o000, "666"]]) {
+    await withTempDir(async (dir) => {
+      const modes = await modesUnderUmask(mask as number, dir, async () => {
+        for (const journal of [false, true]) {
+          const store = new JsonStore<{ n: number }>(
+            `${dir}/s-${journal}.json`,
+            {
+              initial: { n: 0 },
+              journal,
+              compactAt: 0,
+              backups: journal ? 0 : 1,
+            },
+          );
+          await store.update((d) => void d.n++, { fence: 1 });
+          await store.update((d) => void d.n++, { fence: 2 });
+        }
+      });
+      assert.deepEqual(
+        Object.keys(modes).sort(),
+        [
+          "s-false.json",
+          "s-false.json.bak.1",
+          "s-false.json.fence",
+          "s-false.json.lock",
+          "s-true.json",
+          "s-true.json.fence",
+          "s-true.json.journal",
+          "s-true.json.lock",
+        ],
+      );
+      for (const [name, got] of Object.entries(modes)) {
+        assert.equal(got, mode, `${name} under umask ${mask.toString(8)}`);
+      }
+    });
+  }
 });

@@ -113,6 +113,14 @@ export async function _atomicReplace(
         options.mode === undefined ? stat : { ...stat, mode: options.mode },
         target,
       );
+    } else if (options.mode !== undefined) {
+      // An explicit mode is given exactly, as it is to a file replaced.
+      handle.matchOwnership({
+        ...handle.stat(),
+        uid: null,
+        gid: null,
+        mode: options.mode,
+      });
     }
     await handle.write(bytes);
     // A failed fsync is final: the page cache may have dropped the data, so a
