@@ -352,8 +352,11 @@ function _tryTake(
  * it.
  *
  * The holder record is written only into an empty lock file or one that
- * already holds a lockbox record; a file with other content, or one this
- * process may not write, is locked as it is, with no record and token 0.
+ * already holds a lockbox record; a file with other content is locked as it
+ * is, with no record and token 0. A lockbox lock file this process may not
+ * write is refused for an exclusive lock (its token could not advance), and
+ * locked shared with its recorded token. A new lock file gets mode `0o666`
+ * less the process umask.
  *
  * Requires `--allow-read` and `--allow-write` (and `--allow-sys=hostname` to
  * record the host name).
@@ -489,7 +492,8 @@ export class FileLock implements AsyncDisposable {
    * @returns The held lock.
    * @throws {LockTimeoutError} If the lock was still held elsewhere when the timeout ran out.
    * @throws {LockError} If the lock path is unusable (a symlink, a directory,
-   *   an unwritable directory), or this async context already holds it.
+   *   an unwritable directory, a lockbox lock file this process may not
+   *   write, for an exclusive lock), or this async context already holds it.
    * @throws {RangeError} If `timeout` is negative or not a number.
    *
    * @example

@@ -219,7 +219,7 @@ test("JsonStore, FileLock and appendJsonl in a setgid group directory with umask
   assert.equal((await Deno.lstat(`${dir}/whole.json`)).uid, bob);
 });
 
-test("JsonStore.update() refuses another user's store this user may not write, and FileLock.acquire() an exclusive lock on such a lock file, naming the cause", async (tmp) => {
+test("JsonStore.update() refuses another user's store this user may not write or whose group it is not in, and FileLock.acquire() an exclusive lock on such a lock file, naming the cause", async (tmp) => {
   const run = await sandbox(tmp);
   const dir = await teamDir(tmp);
   // Made under umask 022: 0644, not writable for the group.
@@ -238,6 +238,15 @@ test("JsonStore.update() refuses another user's store this user may not write, a
     names(dir).filter((name) => name.includes("tmp")),
     [],
   );
+  // Writable for everyone, but in a group bob is not in: a replacement of
+  // bob's could not keep that group, and its members would lose access.
+  await Deno.chown(`${dir}/whole.json`, null, 0);
+  await Deno.chmod(`${dir}/whole.json`, 0o666);
+  const foreign = await run(BOB, "002", { action: "update", dir });
+  assert.equal(foreign.error?.name, "StoreError");
+  assert.match(foreign.error.message, /not a member/);
+  assert.equal(await Deno.readTextFile(`${dir}/whole.json`), before);
+  assert.equal((await Deno.lstat(`${dir}/whole.json`)).gid, 0);
 
   // The job lock file holds ann's record, which bob may not advance.
   const exclusive = await run(BOB, "002", { action: "exclusive", dir });
