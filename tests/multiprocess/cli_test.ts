@@ -10,6 +10,7 @@ import {
   delay,
   names,
   output,
+  sh,
   spawnWorker,
   withTempDir,
   withTmpfs,
@@ -1395,5 +1396,30 @@ Deno.test("lockbox store watch prints each version, stops with status 0 on SIGIN
     assert.equal(lines.length, 4, piped.stdout + piped.stderr);
     assert.match(lines[0], /^1 \{"n":0\}$/);
     assert.equal(lines[3], "status 141");
+  });
+});
+
+Deno.test("lockbox run takes a lock file it may not write as flock(1) does when its content is not lockbox's, and refuses -x on an empty one", async () => {
+  await withTempDir(async (dir) => {
+    const foreign = `${dir}/pid.lock`;
+    await Deno.writeTextFile(foreign, "4242\n");
+    const empty = `${dir}/empty.lock`;
+    await Deno.writeTextFile(empty, "");
+    await sh("chattr", "+i", foreign, empty);
+    try {
+      for (const args of [[foreign, "true"], ["-s", empty, "true"]]) {
+        const ok = await lockbox(["run", ...args]);
+        assert.equal(ok.code, 0, `${args}: ${ok.stderr}`);
+        const flock = await run(["flock", ...args]);
+        assert.equal(flock.code, 0, flock.stderr);
+      }
+      const refused = await lockbox(["run", empty, "true"]);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /may not write it.*fencing token/);
+      assert.equal(await Deno.readTextFile(empty), "");
+      assert.equal(await Deno.readTextFile(foreign), "4242\n");
+    } finally {
+      await sh("chattr", "-i", foreign, empty);
+    }
   });
 });
