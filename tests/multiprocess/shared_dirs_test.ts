@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { JsonStore } from "../../mod.ts";
 import { names, output, sh, withTempDir } from "../_helpers.ts";
 
 const ROOT = Deno.uid() === 0;
@@ -23,13 +24,14 @@ const ACT = `import {
   JsonStore,
   lockHolder,
 } from "./lib/mod.ts";
-const { action, dir, user } = JSON.parse(Deno.args[0]);
+const { action, count, dir, user } = JSON.parse(Deno.args[0]);
 const out: Record<string, unknown> = {};
 try {
-  if (action === "cycle") {
+  for (let i = 0; action === "cycle" && i < (count ?? 1); i++) {
     // A job lock's token fences an update of each kind of store.
     const lock = await FileLock.acquire(\`\${dir}/job\`, { metadata: { user } });
     out.token = lock.token;
+    out.tokens = [...(out.tokens as number[] ?? []), lock.token];
     out.holder = await lockHolder(\`\${dir}/job\`);
     for (const journal of [false, true]) {
       const store = new JsonStore<{ log: unknown[] }>(
@@ -43,7 +45,8 @@ try {
     await appendJsonl(\`\${dir}/audit.jsonl\`, [{ user, token: lock.token }]);
     await atomicWriteFile(\`\${dir}/note-\${user}.txt\`, user);
     await lock.release();
-  } else if (action === "update") {
+  }
+  if (action === "update") {
     const store = new JsonStore<{ log: unknown[] }>(\`\${dir}/whole.json\`, {
       initial: { log: [] },
     });
@@ -217,6 +220,40 @@ test("JsonStore, FileLock and appendJsonl in a setgid group directory with umask
   // ownership: the last writer owns the store, with its group and mode.
   const bob = await idOf("passwd", BOB);
   assert.equal((await Deno.lstat(`${dir}/whole.json`)).uid, bob);
+  // Root writing it keeps it bob's.
+  const store = new JsonStore<{ log: unknown[] }>(`${dir}/whole.json`, {
+    initial: { log: [] },
+  });
+  await store.update((d) => void d.log.push({ user: "root" }));
+  const info = await Deno.lstat(`${dir}/whole.json`);
+  assert.deepEqual([info.uid, info.gid, info.mode! & 0o7777], [
+    bob,
+    gid,
+    0o664,
+  ]);
+});
+
+test("FileLock and JsonStore in a setgid group directory: two users' processes at once, 10 fenced cycles each, tokens one apart and every update kept", async (tmp) => {
+  const run = await sandbox(tmp);
+  const dir = await teamDir(tmp);
+  const results = await Promise.all(
+    [ANN, BOB].map((user) =>
+      run(user, "002", { action: "cycle", dir, count: 10 })
+    ),
+  );
+  for (const result of results) {
+    assert.equal(result.error, undefined, JSON.stringify(result.error));
+  }
+  const tokens = results.flatMap((result) => result.tokens as number[]);
+  // Each exclusive acquisition, whoever made it, one more than the last.
+  const sorted = [...tokens].sort((a, b) => a - b);
+  assert.deepEqual(sorted, sorted.map((_, i) => sorted[0] + i));
+  for (const name of ["whole.json", "journal.json"]) {
+    const doc = JSON.parse(await Deno.readTextFile(`${dir}/${name}`));
+    // In lock order, so in token order, one per cycle.
+    const logged = doc.log.map((entry: { token: number }) => entry.token);
+    assert.deepEqual(logged, sorted, name);
+  }
 });
 
 test("JsonStore.update() refuses another user's store this user may not write or whose group it is not in, and FileLock.acquire() an exclusive lock on such a lock file, naming the cause", async (tmp) => {
