@@ -60,6 +60,15 @@ const _SESSION_SETTINGS = [
   "SET idle_in_transaction_session_timeout = 60000",
   // String literals lockbox builds (_literal) rely on it (the default).
   "SET standard_conforming_strings = on",
+  // What lockbox relies on, whatever the server's, database's or role's
+  // default: commits that survive a crash (the tokens; a store with
+  // durable: false turns it off per transaction), waits that only lockbox
+  // times (lock_timeout is set per wait), and read-modify-writes under row
+  // locks, which stricter isolation would fail with 40001.
+  "SET synchronous_commit = on",
+  "SET statement_timeout = 0",
+  "SET lock_timeout = 0",
+  "SET default_transaction_isolation = 'read committed'",
 ].join("; ");
 
 /** An open session. */

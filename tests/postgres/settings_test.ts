@@ -1,0 +1,243 @@
+// PostgresBackend under server, database and role settings that users set
+// (ALTER SYSTEM / ALTER DATABASE / ALTER ROLE ... SET): asynchronous commit
+// and crashes, statement and lock timeouts, stricter isolation, read-only
+// and under-privileged roles. Each test resets what it set.
+
+import assert from "node:assert/strict";
+import { PostgresBackend, StaleFenceError } from "../../src/postgres/mod.ts";
+import { type Cluster, pgSuite } from "./_cluster.ts";
+
+const { test: pgTest, stopAfterwards } = pgSuite("PostgreSQL settings");
+
+/** Runs `fn` with `setup` applied, then resets every role and database setting. */
+async function withSettings(
+  c: Cluster,
+  setup: string[],
+  fn: () => Promise<void>,
+): Promise<void> {
+  try {
+    for (const statement of setup) await c.sql(statement);
+    await c.sql("SELECT pg_reload_conf()");
+    await fn();
+  } finally {
+    await c.sql("ALTER ROLE postgres RESET ALL");
+    await c.sql("ALTER DATABASE postgres RESET ALL");
+    await c.sql("ALTER SYSTEM RESET ALL");
+    await c.sql("SELECT pg_reload_conf()");
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+for (
+  const [where, setup] of [
+    ["role's", "ALTER ROLE postgres SET synchronous_commit = off"],
+    ["server's", "ALTER SYSTEM SET synchronous_commit = off"],
+  ] as const
+) {
+  pgTest(
+    `PostgresBackend.acquire() hands out a token above every acknowledged one after a crash when the ${where} synchronous_commit is off`,
+    async (c) => {
+      await withSettings(
+        c,
+        // A slow WAL writer: asynchronous commits stay in memory longer.
+        [setup, "ALTER SYSTEM SET wal_writer_delay = '10s'"],
+        async () => {
+          for (let round = 0; round < 4; round++) {
+            let highest = 0;
+            {
+              await using db = await PostgresBackend.connect(c.url);
+              for (let i = 0; i < 10; i++) {
+                const lock = await db.acquire(`async-${where}`);
+                highest = Math.max(highest, lock.token);
+                await lock.release();
+              }
+            }
+            await c.crash();
+            await using db = await PostgresBackend.connect(c.url);
+            const lock = await db.acquire(`async-${where}`);
+            await lock.release();
+            assert.ok(
+              lock.token > highest,
+              `round ${round}: token ${lock.token} after ${highest} was acknowledged`,
+            );
+          }
+        },
+      );
+    },
+  );
+}
+
+pgTest(
+  "PgJsonStore.update() refuses a stale holder's fenced write after a crash when the role's synchronous_commit is off, and keeps every acknowledged update",
+  async (c) => {
+    await withSettings(
+      c,
+      [
+        "ALTER ROLE postgres SET synchronous_commit = off",
+        "ALTER SYSTEM SET wal_writer_delay = '10s'",
+      ],
+      async () => {
+        for (let round = 0; round < 4; round++) {
+          const name = `fenced-${round}`;
+          const initial = { by: [] as number[] };
+          let stale: number;
+          {
+            await using db = await PostgresBackend.connect(c.url);
+            const store = db.jsonStore(name, { initial });
+            await store.update((d) => void d.by.push(0));
+            stale = (await db.acquire(name)).token;
+            // Its holder pauses past a crash, which ends its lock.
+            await c.crash();
+          }
+          await using db = await PostgresBackend.connect(c.url);
+          const store = db.jsonStore(name, { initial });
+          const lock = await db.acquire(name);
+          await store.update((d) => void d.by.push(lock.token), {
+            fence: lock.token,
+          });
+          await assert.rejects(
+            store.update((d) => void d.by.push(-stale), { fence: stale }),
+            StaleFenceError,
+            `round ${round}: token ${lock.token} after ${stale}`,
+          );
+          await lock.release();
+          await c.crash();
+          assert.deepEqual(await store.read(), { by: [0, lock.token] });
+        }
+      },
+    );
+  },
+);
+
+for (const level of ["ALTER ROLE postgres", "ALTER DATABASE postgres"]) {
+  pgTest(
+    `PostgresBackend.acquire() and PgJsonStore.update() wait past a statement_timeout set by ${level}`,
+    async (c) => {
+      await withSettings(
+        c,
+        [`${level} SET statement_timeout = '1s'`],
+        async () => {
+          await using a = await PostgresBackend.connect(c.url);
+          await using b = await PostgresBackend.connect(c.url);
+          await using d = await PostgresBackend.connect(c.url);
+          // Locks: one wait with no timeout, one with a timeout past 1 s.
+          const held = await a.acquire("statement");
+          // Each waiter gets the lock in turn, once the holder lets go.
+          const tokens: number[] = [];
+          const waits = Promise.allSettled(
+            [
+              b.acquire("statement"),
+              d.acquire("statement", { timeout: 60_000 }),
+            ].map((waiting) =>
+              waiting.then(async (lock) => {
+                tokens.push(lock.token);
+                await lock.release();
+              })
+            ),
+          );
+          await sleep(2500);
+          await held.release();
+          for (const wait of await waits) {
+            if (wait.status === "rejected") throw wait.reason;
+          }
+          assert.equal(tokens.filter((token) => token > held.token).length, 2);
+          // Stores: an update with lockTimeout past 1 s behind a slow writer.
+          const store = (db: PostgresBackend) =>
+            db.jsonStore(`statement-${level}`, {
+              initial: { n: 0 },
+              lockTimeout: 60_000,
+            });
+          let started!: () => void;
+          const writing = new Promise<void>((resolve) => started = resolve);
+          const slow = store(a).update(async (doc) => {
+            started();
+            await sleep(2500);
+            doc.n++;
+          });
+          await writing;
+          await store(b).update((doc) => void doc.n++);
+          await slow;
+          assert.deepEqual(await store(d).read(), { n: 2 });
+        },
+      );
+    },
+  );
+}
+
+pgTest(
+  "PostgresBackend.acquire() and PgJsonStore.update() work when the role sets lock_timeout and idle_in_transaction_session_timeout",
+  async (c) => {
+    await withSettings(c, [
+      "ALTER ROLE postgres SET lock_timeout = '200ms'",
+      "ALTER ROLE postgres SET idle_in_transaction_session_timeout = '500ms'",
+    ], async () => {
+      await using a = await PostgresBackend.connect(c.url);
+      await using b = await PostgresBackend.connect(c.url);
+      const store = a.jsonStore("short", { initial: { n: 0 } });
+      const lock = await a.acquire("short");
+      // A fenced update holds the lock's row FOR SHARE while fn runs: the
+      // next holder's token waits for its commit.
+      let started!: () => void;
+      const writing = new Promise<void>((resolve) => started = resolve);
+      const fenced = store.update(async (doc) => {
+        started();
+        await sleep(1500);
+        doc.n++;
+      }, { fence: lock.token });
+      await writing;
+      await lock.release();
+      // One try: the advisory lock is free, the token waits.
+      const next = await b.tryAcquire("short");
+      await fenced;
+      assert.ok(next !== null && next.token > lock.token);
+      await next.release();
+      assert.deepEqual(await store.read(), { n: 1 });
+    });
+  },
+);
+
+for (const isolation of ["repeatable read", "serializable"]) {
+  pgTest(
+    `PgJsonStore.update() loses no concurrent update when the role's default_transaction_isolation is ${isolation}`,
+    async (c) => {
+      await withSettings(c, [
+        `ALTER ROLE postgres SET default_transaction_isolation = '${isolation}'`,
+      ], async () => {
+        const dbs = await Promise.all(
+          [1, 2, 3].map(() => PostgresBackend.connect(c.url)),
+        );
+        try {
+          const name = `isolation-${isolation}`;
+          const results = await Promise.allSettled(
+            dbs.flatMap((db) =>
+              Array.from(
+                { length: 30 },
+                () =>
+                  db.jsonStore(name, { initial: { n: 0 } }).update((doc) =>
+                    void doc.n++
+                  ),
+              )
+            ),
+          );
+          const failed = results.filter((r) => r.status === "rejected");
+          assert.equal(
+            failed.length,
+            0,
+            `${failed.length} failed, such as ${
+              (failed[0] as PromiseRejectedResult | undefined)?.reason
+            }`,
+          );
+          assert.deepEqual(
+            await dbs[0].jsonStore(name, { initial: { n: 0 } }).read(),
+            { n: 90 },
+          );
+        } finally {
+          await Promise.all(dbs.map((db) => db.close()));
+        }
+      });
+    },
+  );
+}
+
+stopAfterwards();
