@@ -200,6 +200,8 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     let fromCaller = false;
     try {
       const { row, lockToken } = await this.#lockRow(session, fence, options);
+      // Aborted before fn ran: rolled back, never committed.
+      options.signal?.throwIfAborted();
       const rules = this.settings.text;
       if (rules && row.value !== null) {
         row.value = rules.parse(row.value as string);
@@ -548,10 +550,14 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   ): Promise<R> {
     const lockTimeout = this.settings.lockTimeout;
     let cancelled: "timeout" | "abort" | null = null;
+    let delivered: Promise<boolean> | null = null;
     const cancel = (why: "timeout" | "abort") => {
       if (cancelled !== null) return;
       cancelled = why;
-      this.#pool.cancel(session.backendPid).catch(() => {});
+      delivered = this.#pool.cancel(session.backendPid).then(
+        () => true,
+        () => false,
+      );
     };
     const stopTimer =
       lockTimeout > _MAX_LOCK_TIMEOUT && lockTimeout !== Infinity
@@ -572,6 +578,10 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     } finally {
       stopTimer();
       signal?.removeEventListener("abort", onAbort);
+      // As in PostgresBackend's wait: nothing more runs on the session (nor
+      // does it go back to the pool) until the cancel has reached the
+      // server; if it may not have, the session is closed (rolling back).
+      if (delivered !== null && !await delivered) await session.close();
     }
   }
 

@@ -710,6 +710,8 @@ export class PostgresBackend implements StoreBackend {
     let locked = false;
     try {
       locked = await this.#wait(session, name, id, shared, timeout, options);
+      // Granted as the signal aborted: given back, no token taken.
+      if (locked) options.signal?.throwIfAborted();
       if (!locked) {
         if (nullOnBusy) return null;
         throw new LockTimeoutError(
@@ -783,38 +785,54 @@ export class PostgresBackend implements StoreBackend {
     // largest value, or to abort, another session cancels the wait.
     const serverTimeout = timeout <= _MAX_LOCK_TIMEOUT ? Math.ceil(timeout) : 0;
     let cancelled: "timeout" | "abort" | null = null;
+    let delivered: Promise<boolean> | null = null;
     const cancel = (why: "timeout" | "abort") => {
       if (cancelled !== null) return;
       cancelled = why;
-      this.#cancel(session.backendPid).catch(() => {});
+      delivered = this.#cancel(session.backendPid).then(
+        () => true,
+        () => false,
+      );
     };
     const stopTimer = timeout !== Infinity && serverTimeout === 0
       ? _after(timeout, () => cancel("timeout"))
       : () => {};
     const onAbort = () => cancel("abort");
     options.signal?.addEventListener("abort", onAbort, { once: true });
+    let failure: unknown = null;
     try {
       await session.run(
         `SET lock_timeout = ${serverTimeout}; SELECT pg_advisory_lock${kind}(${_NAMESPACE}, ${id})`,
       );
     } catch (error) {
-      const state = _sqlState(error);
-      if (state === "55P03") return false;
-      if (state === "57014" && cancelled === "timeout") return false;
-      if (state === "57014" && cancelled === "abort") {
-        throw options.signal!.reason;
-      }
-      throw new LockError(
-        `Cannot lock '${name}' on ${_describe(this.#config.url)}: ${
-          (error as Error).message
-        }`,
-        { cause: error },
-      );
+      failure = error;
     } finally {
       stopTimer();
       options.signal?.removeEventListener("abort", onAbort);
+      // A cancel still on its way would hit this session's next statement:
+      // nothing more runs on it until the server has it (a cancel that finds
+      // the session idle is dropped). One that may not have arrived leaves
+      // the session unusable: closed, which also ends its lock.
+      if (delivered !== null && !await delivered) await session.close();
     }
-    return true;
+    if (failure === null) return true;
+    const state = _sqlState(failure);
+    if (state === "55P03") return false;
+    if (state === "57014") {
+      // A cancel that lands just after the grant fails the statement, but a
+      // session lock outlives its statement: let go of it, if it was had.
+      await session.run("SELECT pg_advisory_unlock_all()").catch(() =>
+        session.close()
+      );
+      if (cancelled === "timeout") return false;
+      if (cancelled === "abort") throw options.signal!.reason;
+    }
+    throw new LockError(
+      `Cannot lock '${name}' on ${_describe(this.#config.url)}: ${
+        (failure as Error).message
+      }`,
+      { cause: failure },
+    );
   }
 
   /** Cancels the statement a session is running, from another session. */
