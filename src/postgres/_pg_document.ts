@@ -27,6 +27,7 @@ import { _toJson } from "../store/_json.ts";
 import {
   _literal,
   _MAX_LOCK_TIMEOUT,
+  _rightsHint,
   type _Session,
   _sqlState,
 } from "./_session.ts";
@@ -210,15 +211,23 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       if (fence !== undefined && fence < highest) {
         throw new StaleFenceError(this.#label, fence, highest);
       }
+      // initial()'s error, like fn's, reaches the caller unchanged, once.
+      const initial = () => {
+        fromCaller = true;
+        const value = this.#initial();
+        fromCaller = false;
+        return value;
+      };
       let current: T;
       let quarantined = false;
-      if (row.value === null) current = this.#initial();
+      if (row.value === null) current = initial();
       else {
         const checked = this.#check(row.value);
         if (checked.ok) current = checked.value;
         else if (this.settings.onCorrupt === "throw") throw checked.error;
         else {
-          current = await this.#quarantine(session, row, checked.error);
+          current = await this.#quarantine(session, row, checked.error) ??
+            initial();
           quarantined = true;
         }
       }
@@ -460,14 +469,15 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   }
 
   /**
-   * Moves a stored value that validate rejects to lockbox.quarantine and
-   * continues from the newest backup that validates, else `initial`.
+   * Moves a stored value that validate rejects to lockbox.quarantine; the
+   * newest backup that validates, else `undefined` (continue from
+   * `initial`).
    */
   async #quarantine(
     session: _Session,
     row: _Row,
     error: CorruptStoreError,
-  ): Promise<T> {
+  ): Promise<T | undefined> {
     const [{ id }] = await session.query<{ id: string }>(
       `INSERT INTO lockbox.quarantine (name, version, value, reason)
        VALUES ($1, $2, $3::json, $4) RETURNING id`,
@@ -496,7 +506,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     this.settings.warn(
       `Store '${this.#label}' was corrupt (${error.reason}); moved version ${row.version} to lockbox.quarantine (id ${id}) and continued from ${source}`,
     );
-    return value ?? this.#initial();
+    return value;
   }
 
   #check(value: unknown): { ok: true; value: T } | {
@@ -614,9 +624,12 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
           { cause: error },
         );
     }
+    const hint = _rightsHint(error);
     return new StoreError(
       this.#label,
-      `Cannot change '${this.#label}': ${message}; nothing was written`,
+      `Cannot change '${this.#label}': ${message}; nothing was written${
+        hint === undefined ? "" : `; ${hint}`
+      }`,
       { cause: error },
     );
   }

@@ -122,7 +122,7 @@ export const _MAX_NAME = 200;
 
 /**
  * Checks the name of a lock, document or log (`what`): 1 to 200
- * characters, no NUL.
+ * characters, no NUL, no lone surrogate.
  */
 export function _checkName(
   name: unknown,
@@ -132,6 +132,15 @@ export function _checkName(
   if (typeof name !== "string" || name.length === 0) {
     throw new TypeError(
       `Cannot use a ${what} name that is not a non-empty string; name the ${what}, such as '${example}'`,
+    );
+  }
+  // Sent as UTF-8, a lone surrogate becomes U+FFFD: two such names would
+  // share one row.
+  if (/[\uD800-\uDFFF]/u.test(name)) {
+    throw new TypeError(
+      `Cannot use the ${what} name '${
+        name.slice(0, 40)
+      }': it has a lone surrogate (half of a UTF-16 pair), which PostgreSQL cannot store; use well-formed text`,
     );
   }
   if (name.length > _MAX_NAME || name.includes("\0")) {
@@ -431,4 +440,20 @@ export async function _openSession(config: _SessionConfig): Promise<_Session> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * What to do about a refusal that comes from the role's rights or a
+ * read-only server, or `undefined` for any other error.
+ */
+export function _rightsHint(error: unknown): string | undefined {
+  switch (_sqlState(error)) {
+    case "42501":
+      return /schema/.test((error as Error).message)
+        ? "the role needs USAGE on schema lockbox (GRANT USAGE ON SCHEMA lockbox TO the role, as its owner)"
+        : "the role needs SELECT, INSERT, UPDATE and DELETE on lockbox's tables (GRANT them ON ALL TABLES IN SCHEMA lockbox TO the role, as their owner)";
+    case "25006":
+      return "the session is read-only (a hot standby, or default_transaction_read_only set for the role or database): connect to the primary as a role that may write";
+  }
+  return undefined;
 }

@@ -18,6 +18,7 @@ import {
   _describe,
   _MAX_LOCK_TIMEOUT,
   _openSession,
+  _rightsHint,
   type _Session,
   type _SessionConfig,
   _sqlState,
@@ -303,7 +304,10 @@ export class PostgresBackend implements StoreBackend {
       throw new LockError(
         `Cannot set up lockbox's tables on ${_describe(backend.#config.url)}: ${
           (error as Error).message
-        }; the user needs CREATE on the database (or create schema lockbox for it)`,
+        }; ${
+          _rightsHint(error) ??
+            "the user needs CREATE on the database (or create schema lockbox for it)"
+        }`,
         { cause: error },
       );
     }
@@ -686,6 +690,9 @@ export class PostgresBackend implements StoreBackend {
       const left = Math.max(0, timeout - (performance.now() - started));
       lock = await this.#lockOnServer(name, options, left, nullOnBusy);
       return lock;
+    } catch (error) {
+      if (error === signal?.reason) throw error;
+      throw this.#refusal(`lock '${name}'`, error);
     } finally {
       if (lock === null) this.#leave(name, queue, shared);
       else {
@@ -842,6 +849,24 @@ export class PostgresBackend implements StoreBackend {
     );
   }
 
+  /**
+   * A server error as a LockError saying what failed and, for a refusal of
+   * the role's rights or a read-only server, what to do; others unchanged.
+   */
+  #refusal(what: string, error: unknown): unknown {
+    if (error instanceof LockError || _sqlState(error) === undefined) {
+      return error;
+    }
+    const hint = _rightsHint(error);
+    return new LockError(
+      `Cannot ${what} on ${_describe(this.#config.url)}: ${
+        (error as Error).message
+      }${hint === undefined ? "" : `; ${hint}`}`,
+      { cause: error },
+    );
+  }
+
+  /** The row id of the lock `name`, made if missing. */
   async #lockId(name: string): Promise<number> {
     const known = this.#ids.get(name);
     if (known !== undefined) return known;
@@ -869,8 +894,24 @@ export class PostgresBackend implements StoreBackend {
 
   async #holders(name: string): Promise<PgLockHolder[]> {
     _lockName(name);
-    const rows = await this.#holderRows([await this.#lockId(name)]);
-    return rows.map(_holder);
+    try {
+      // Looked up, not made: a name without a row has no holder, and a
+      // role that may only read can ask.
+      let id = this.#ids.get(name);
+      if (id === undefined) {
+        const [row] = await this.#withSession((session) =>
+          session.query<{ id: number }>(
+            "SELECT id FROM lockbox.locks WHERE name = $1",
+            [name],
+          )
+        );
+        if (row === undefined) return [];
+        this.#ids.set(name, id = row.id);
+      }
+      return (await this.#holderRows([id])).map(_holder);
+    } catch (error) {
+      throw this.#refusal(`read the holders of lock '${name}'`, error);
+    }
   }
 
   #holderRows(ids: number[]): Promise<_HolderRow[]> {

@@ -1,10 +1,17 @@
 // PostgresBackend under server, database and role settings that users set
 // (ALTER SYSTEM / ALTER DATABASE / ALTER ROLE ... SET): asynchronous commit
 // and crashes, statement and lock timeouts, stricter isolation, read-only
-// and under-privileged roles. Each test resets what it set.
+// and under-privileged roles; and two inputs that reached the server badly
+// (a throwing initial(), a name with a lone surrogate). Each test resets
+// what it set.
 
 import assert from "node:assert/strict";
-import { PostgresBackend, StaleFenceError } from "../../src/postgres/mod.ts";
+import {
+  LockError,
+  PostgresBackend,
+  StaleFenceError,
+  StoreError,
+} from "../../src/postgres/mod.ts";
 import { type Cluster, pgSuite } from "./_cluster.ts";
 
 const { test: pgTest, stopAfterwards } = pgSuite("PostgreSQL settings");
@@ -239,5 +246,130 @@ for (const isolation of ["repeatable read", "serializable"]) {
     },
   );
 }
+
+/** The URL of the test cluster for another role. */
+const as = (c: Cluster, role: string) => c.url.replace("postgres@", `${role}@`);
+
+pgTest(
+  "PostgresBackend.acquire() gives a role that may only read a LockError saying what to grant, and isLocked() answers it",
+  async (c) => {
+    await (await PostgresBackend.connect(c.url)).close();
+    await c.sql("CREATE ROLE reader LOGIN");
+    await c.sql("GRANT USAGE ON SCHEMA lockbox TO reader");
+    await c.sql("GRANT SELECT ON ALL TABLES IN SCHEMA lockbox TO reader");
+    await using db = await PostgresBackend.connect(as(c, "reader"));
+    await assert.rejects(
+      db.acquire("reader-lock"),
+      (error: Error) =>
+        error instanceof LockError &&
+        /permission denied.*INSERT, UPDATE and DELETE on lockbox's tables/
+          .test(error.message),
+    );
+    assert.equal(await db.isLocked("reader-lock"), false);
+    assert.equal(await db.lockHolder("reader-lock"), null);
+    const store = db.jsonStore("reader-doc", { initial: { n: 0 } });
+    assert.deepEqual(await store.read(), { n: 0 });
+    await assert.rejects(
+      store.update((doc) => void doc.n++),
+      (error: Error) =>
+        error instanceof StoreError &&
+        /nothing was written; the role needs SELECT, INSERT/.test(
+          error.message,
+        ),
+    );
+  },
+);
+
+pgTest(
+  "PostgresBackend.connect() tells a role without USAGE on schema lockbox to get USAGE, not CREATE",
+  async (c) => {
+    await (await PostgresBackend.connect(c.url)).close();
+    await c.sql("CREATE ROLE outsider LOGIN");
+    await assert.rejects(
+      PostgresBackend.connect(as(c, "outsider")),
+      (error: Error) =>
+        error instanceof LockError &&
+        /needs USAGE on schema lockbox/.test(error.message) &&
+        !/CREATE/.test(error.message),
+    );
+  },
+);
+
+pgTest(
+  "PostgresBackend.acquire() and PgJsonStore.update() tell a read-only role it is read-only",
+  async (c) => {
+    await (await PostgresBackend.connect(c.url)).close();
+    await c.sql("CREATE ROLE readonly LOGIN");
+    await c.sql("GRANT USAGE ON SCHEMA lockbox TO readonly");
+    await c.sql("GRANT ALL ON ALL TABLES IN SCHEMA lockbox TO readonly");
+    await c.sql("ALTER ROLE readonly SET default_transaction_read_only = on");
+    await using db = await PostgresBackend.connect(as(c, "readonly"));
+    await assert.rejects(
+      db.acquire("readonly-lock"),
+      (error: Error) =>
+        error instanceof LockError &&
+        /the session is read-only/.test(error.message),
+    );
+    await assert.rejects(
+      db.jsonStore("readonly-doc", { initial: 0 }).update(() => 1),
+      (error: Error) =>
+        error instanceof StoreError &&
+        /the session is read-only/.test(error.message),
+    );
+  },
+);
+
+pgTest(
+  "PgJsonStore.update() calls a throwing initial() once and passes its error through",
+  async (c) => {
+    await using db = await PostgresBackend.connect(c.url);
+    let calls = 0;
+    const failure = new Error("no initial value here");
+    const store = db.jsonStore<{ n: number }>("throwing-initial", {
+      initial: () => {
+        calls++;
+        throw failure;
+      },
+    });
+    await assert.rejects(
+      store.update((doc) => void doc.n++),
+      (error) => error === failure,
+    );
+    assert.equal(calls, 1);
+    // Nothing was written, and the row lock is free.
+    assert.equal(
+      await c.sql(
+        "SELECT count(*) FROM lockbox.documents WHERE name = 'throwing-initial' AND value IS NOT NULL",
+      ),
+      "0",
+    );
+    await db.jsonStore("throwing-initial", { initial: { n: 0 } }).update(
+      (doc) => void doc.n++,
+      { signal: AbortSignal.timeout(30_000) },
+    );
+  },
+);
+
+pgTest(
+  "PostgresBackend refuses lock, document and log names with a lone surrogate as a TypeError",
+  async (c) => {
+    await using db = await PostgresBackend.connect(c.url);
+    for (const name of ["pair\uD800", "pair\uDFFF", "\uDC00pair"]) {
+      await assert.rejects(db.acquire(name), TypeError);
+      await assert.rejects(db.tryAcquire(name), TypeError);
+      await assert.rejects(db.isLocked(name), TypeError);
+      assert.throws(() => db.jsonStore(name, { initial: 0 }), TypeError);
+      assert.throws(
+        () => db.jsonStore("ok", { initial: 0, fenceLock: name }),
+        TypeError,
+      );
+      await assert.rejects(db.appendLog(name, [1]), TypeError);
+    }
+    // A well-formed pair is a name of its own.
+    const lock = await db.acquire("pair\uD83D\uDE00");
+    assert.equal(await db.isLocked("pair\uFFFD"), false);
+    await lock.release();
+  },
+);
 
 stopAfterwards();
