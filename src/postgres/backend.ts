@@ -808,8 +808,10 @@ export class PostgresBackend implements StoreBackend {
     options.signal?.addEventListener("abort", onAbort, { once: true });
     let failure: unknown = null;
     try {
+      // One implicit transaction: a failed wait undoes its SET, a granted
+      // one resets it, so no later statement on the session inherits it.
       await session.run(
-        `SET lock_timeout = ${serverTimeout}; SELECT pg_advisory_lock${kind}(${_NAMESPACE}, ${id})`,
+        `SET lock_timeout = ${serverTimeout}; SELECT pg_advisory_lock${kind}(${_NAMESPACE}, ${id}); SET lock_timeout = 0`,
       );
     } catch (error) {
       failure = error;

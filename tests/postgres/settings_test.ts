@@ -204,6 +204,35 @@ pgTest(
   },
 );
 
+pgTest(
+  "PostgresBackend.tryAcquire() waits for its token behind a fenced update when an earlier acquire with a timeout used the same session",
+  async (c) => {
+    await using a = await PostgresBackend.connect(c.url);
+    await using b = await PostgresBackend.connect(c.url);
+    // b's one session waits with lock_timeout 200 ms, then goes back idle.
+    const blocker = await a.acquire("earlier");
+    await assert.rejects(b.acquire("earlier", { timeout: 200 }));
+    await blocker.release();
+    const quick = await b.acquire("earlier", { timeout: 200 });
+    await quick.release();
+    const store = a.jsonStore("later", { initial: { n: 0 } });
+    const lock = await a.acquire("later");
+    let started!: () => void;
+    const writing = new Promise<void>((resolve) => started = resolve);
+    const fenced = store.update(async (doc) => {
+      started();
+      await sleep(1500);
+      doc.n++;
+    }, { fence: lock.token });
+    await writing;
+    await lock.release();
+    const next = await b.tryAcquire("later");
+    await fenced;
+    assert.ok(next !== null && next.token > lock.token);
+    await next.release();
+  },
+);
+
 for (const isolation of ["repeatable read", "serializable"]) {
   pgTest(
     `PgJsonStore.update() loses no concurrent update when the role's default_transaction_isolation is ${isolation}`,
