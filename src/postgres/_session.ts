@@ -62,10 +62,11 @@ const _SESSION_SETTINGS = [
   "SET standard_conforming_strings = on",
   // What lockbox relies on, whatever the server's, database's or role's
   // default: commits that survive a crash (the tokens; a store with
-  // durable: false turns it off per transaction), waits that only lockbox
-  // times (lock_timeout is set per wait), and read-modify-writes under row
-  // locks, which stricter isolation would fail with 40001.
-  "SET synchronous_commit = on",
+  // durable: false turns it off per transaction; a stronger setting, such
+  // as remote_apply, stays), waits that only lockbox times (lock_timeout is
+  // set per wait), and read-modify-writes under row locks, which stricter
+  // isolation would fail with 40001.
+  "SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'",
   "SET statement_timeout = 0",
   "SET lock_timeout = 0",
   "SET default_transaction_isolation = 'read committed'",
