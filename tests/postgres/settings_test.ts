@@ -12,7 +12,8 @@ import {
   StaleFenceError,
   StoreError,
 } from "../../src/postgres/mod.ts";
-import { type Cluster, pgSuite } from "./_cluster.ts";
+import { output } from "../_helpers.ts";
+import { type Cluster, PG_BIN, pgSuite } from "./_cluster.ts";
 
 const { test: pgTest, stopAfterwards } = pgSuite("PostgreSQL settings");
 
@@ -345,6 +346,80 @@ pgTest(
         error instanceof StoreError &&
         /the session is read-only/.test(error.message),
     );
+  },
+);
+
+/** Runs a server binary as the postgres user (initdb and friends refuse root). */
+async function asPostgres(command: string, args: string[]): Promise<void> {
+  const argv = Deno.uid() === 0
+    ? ["runuser", "-u", "postgres", "--", `${PG_BIN}/${command}`, ...args]
+    : [`${PG_BIN}/${command}`, ...args];
+  const result = await output(argv[0], { args: argv.slice(1) });
+  if (result.code !== 0) {
+    throw new Error(
+      `${command} exited ${result.code}: ${
+        new TextDecoder().decode(result.stderr)
+      }`,
+    );
+  }
+}
+
+pgTest(
+  "PostgresBackend.acquire() and PgJsonStore.update() on a hot standby say it is read-only; reads work",
+  async (c) => {
+    await using primary = await PostgresBackend.connect(c.url);
+    await primary.jsonStore("standby-doc", { initial: { n: 0 } }).update(
+      (doc) => void doc.n++,
+    );
+    const dir = await Deno.makeTempDir({ prefix: "lockbox_standby_" });
+    await Deno.chmod(dir, 0o755);
+    if (Deno.uid() === 0) await output("chown", { args: ["postgres", dir] });
+    const port = c.port + 300;
+    const ctl = ["-D", `${dir}/data`, "-l", `${dir}/log`, "-w"];
+    try {
+      await asPostgres("pg_basebackup", [
+        "-h",
+        c.dir,
+        "-p",
+        String(c.port),
+        "-U",
+        "postgres",
+        "-D",
+        `${dir}/data`,
+        "-R",
+        "-X",
+        "stream",
+      ]);
+      await asPostgres("pg_ctl", [
+        ...ctl,
+        "start",
+        "-o",
+        // A hot standby needs at least the primary's max_connections.
+        `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 -c max_connections=300`,
+      ]);
+      await using db = await PostgresBackend.connect(
+        `postgres://postgres@127.0.0.1:${port}/postgres`,
+      );
+      const readOnly = /the session is read-only \(a hot standby/;
+      await assert.rejects(
+        db.acquire("standby-lock"),
+        (error: Error) =>
+          error instanceof LockError && readOnly.test(error.message),
+      );
+      const store = db.jsonStore("standby-doc", { initial: { n: 0 } });
+      assert.deepEqual(await store.read(), { n: 1 });
+      await assert.rejects(
+        store.update((doc) => void doc.n++),
+        (error: Error) =>
+          error instanceof StoreError && readOnly.test(error.message),
+      );
+      assert.equal(await db.isLocked("standby-doc"), false);
+    } finally {
+      await asPostgres("pg_ctl", [...ctl, "-m", "immediate", "stop"]).catch(
+        () => {},
+      );
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 );
 
