@@ -374,7 +374,10 @@ pgTest(
     const dir = await Deno.makeTempDir({ prefix: "lockbox_standby_" });
     await Deno.chmod(dir, 0o755);
     if (Deno.uid() === 0) await output("chown", { args: ["postgres", dir] });
-    const port = c.port + 300;
+    // A port free right now (the fixed ones may be another cluster's).
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
     const ctl = ["-D", `${dir}/data`, "-l", `${dir}/log`, "-w"];
     try {
       await asPostgres("pg_basebackup", [
@@ -396,7 +399,13 @@ pgTest(
         "-o",
         // A hot standby needs at least the primary's max_connections.
         `-k ${dir} -p ${port} -c listen_addresses=127.0.0.1 -c max_connections=300`,
-      ]);
+      ]).catch(async (error) => {
+        throw new Error(
+          `${error.message}${await Deno.readTextFile(`${dir}/log`).catch(() =>
+            ""
+          )}`,
+        );
+      });
       await using db = await PostgresBackend.connect(
         `postgres://postgres@127.0.0.1:${port}/postgres`,
       );
