@@ -17,7 +17,7 @@ import {
   delay,
   modesUnderUmask,
   names,
-  openPaths,
+  openUnder,
   sh,
   withImmutableDir,
   withTempDir,
@@ -589,21 +589,64 @@ Deno.test("FileLock.signal aborts with LockLostError on release, and when the lo
   });
 });
 
-Deno.test("FileLock keeps a released lock file open only for the next back-to-back acquisition, and never locks one replaced or removed meanwhile", async () => {
+Deno.test("FileLock.release() and withLock() leave no descriptor of the lock file open once they resolve", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const lock = await FileLock.acquire(path);
+    assert.deepEqual(openUnder(dir), [`${path}.lock`]);
+    await lock.release();
+    assert.deepEqual(openUnder(dir), []);
+    await withLock(path, () => {});
+    assert.deepEqual(openUnder(dir), []);
+    await assert.rejects(
+      withLock(path, () => Promise.reject(new Error("fn failed"))),
+      /fn failed/,
+    );
+    assert.deepEqual(openUnder(dir), []);
+    // Back to back, shared, and many at once in this process (each handed
+    // the lock file of the one before): nothing left once all resolved.
+    for (let i = 0; i < 50; i++) await withLock(path, () => {});
+    assert.deepEqual(openUnder(dir), []);
+    const shared = await Promise.all(
+      [1, 2, 3].map(() => FileLock.acquire(path, { shared: true })),
+    );
+    await Promise.all(shared.map((held) => held.release()));
+    assert.deepEqual(openUnder(dir), []);
+    await Promise.all(
+      Array.from(
+        { length: 50 },
+        (_, i) => withLock(i % 2 ? path : `${dir}/other`, () => delay(0)),
+      ),
+    );
+    assert.deepEqual(openUnder(dir), []);
+    for (let i = 0; i < 100; i++) {
+      await (await FileLock.acquire(`${dir}/f${i}`)).release();
+    }
+    assert.deepEqual(openUnder(dir), []);
+    const busy = await FileLock.acquire(path);
+    assert.equal(await FileLock.tryAcquire(path), null);
+    await assert.rejects(
+      FileLock.acquire(path, { timeout: 10 }),
+      LockTimeoutError,
+    );
+    await busy.release();
+    assert.deepEqual(openUnder(dir), []);
+  });
+});
+
+Deno.test("FileLock.release() hands its lock file to a waiting request of this process, which never locks it if it was replaced meanwhile", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
     const lockPath = `${path}.lock`;
-    await (await FileLock.acquire(path)).release();
-    // Released a moment ago: still open (unlocked), for the next acquisition.
-    assert.equal(openPaths("state.json.lock").length, 1);
-    assert.equal(await isLocked(path), false);
-    await sh("flock", "-n", lockPath, "true");
-
-    // Replaced meanwhile (a new inode at the path): the new file is locked.
+    const first = await FileLock.acquire(path);
+    const next = FileLock.acquire(path);
+    // Replaced while held (a new inode at the path): the waiting request
+    // must lock the new file, not the one handed to it.
     Deno.writeFileSync(`${lockPath}.new`, new Uint8Array());
     Deno.renameSync(`${lockPath}.new`, lockPath);
-    const lock = await FileLock.acquire(path);
-    assert.ok(await lock.verify());
+    await first.release();
+    const second = await next;
+    assert.ok(await second.verify());
     const probe = await new Deno.Command("flock", {
       args: ["-n", lockPath, "true"],
     }).output();
@@ -612,30 +655,15 @@ Deno.test("FileLock keeps a released lock file open only for the next back-to-ba
       1,
       "the file now at the lock path must be the one locked",
     );
-    await lock.release();
-
-    // Removed meanwhile: made again and locked.
+    // Removed while held: made again and locked.
+    const third = FileLock.acquire(path);
     Deno.removeSync(lockPath);
-    const again = await FileLock.acquire(path);
+    await second.release();
+    const again = await third;
     assert.ok((await Deno.lstat(lockPath)).isFile);
     assert.ok(await again.verify());
     await again.release();
-
-    // Once the caller moves on, nothing stays open.
-    await delay(0);
-    assert.equal(openPaths("state.json.lock").length, 0);
-  });
-});
-
-Deno.test("FileLock keeps at most 64 released lock files open after a burst over many paths", async () => {
-  await withTempDir(async (dir) => {
-    for (let i = 0; i < 200; i++) {
-      await (await FileLock.acquire(`${dir}/f${i}`)).release();
-    }
-    const open = openPaths(".lock").length;
-    assert.ok(open > 0 && open <= 64, `${open} lock files open`);
-    await delay(0);
-    assert.equal(openPaths(".lock").length, 0);
+    assert.deepEqual(openUnder(dir), []);
   });
 });
 

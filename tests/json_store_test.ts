@@ -13,6 +13,7 @@ import {
 import {
   modesUnderUmask,
   names,
+  openUnder,
   withFailingFsync,
   withImmutableDir,
   withTempDir,
@@ -490,4 +491,86 @@ Deno.test("JsonStore.update() makes the store, its lock, fence, backups and jour
       }
     });
   }
+});
+
+Deno.test("JsonStore.read(), update(), transform() and write() leave no descriptor of the store open once they settle", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = new JsonStore<Doc>(path, { initial });
+    assert.deepEqual(await store.read(), initial());
+    assert.deepEqual(openUnder(dir), []);
+    await store.write({ count: 1, items: [] });
+    assert.deepEqual(openUnder(dir), []);
+    await store.update((d) => void d.count++, { fence: 5 });
+    assert.deepEqual(openUnder(dir), []);
+    await store.transform((d) => ({ ...d, count: d.count + 1 }));
+    assert.deepEqual(openUnder(dir), []);
+    await assert.rejects(
+      store.update(() => {
+        throw new Error("fn failed");
+      }),
+      /fn failed/,
+    );
+    assert.deepEqual(openUnder(dir), []);
+    await assert.rejects(
+      store.update((d) => void d.count++, { fence: 4 }),
+      StaleFenceError,
+    );
+    assert.deepEqual(openUnder(dir), []);
+    await Promise.all(
+      Array.from({ length: 20 }, () => store.update((d) => void d.count++)),
+    );
+    assert.deepEqual(openUnder(dir), []);
+    assert.equal((await store.read()).count, 23);
+    // Nothing to close without keepOpen; close() is harmless.
+    await store.close();
+    assert.deepEqual(openUnder(dir), []);
+  });
+});
+
+Deno.test("JsonStore with keepOpen keeps its lock file open between calls until close(), and never locks one replaced or removed meanwhile", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const lockPath = `${path}.lock`;
+    {
+      await using store = new JsonStore<Doc>(path, { initial, keepOpen: true });
+      await store.update((d) => void d.count++);
+      // Kept open (unlocked) for the next call.
+      assert.deepEqual(openUnder(dir), [lockPath]);
+      assert.equal(await isLocked(path), false);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.deepEqual(openUnder(dir), [lockPath]);
+
+      // Replaced meanwhile (a new inode at the path): the new file is locked.
+      Deno.writeFileSync(`${lockPath}.new`, new Uint8Array());
+      Deno.renameSync(`${lockPath}.new`, lockPath);
+      await store.update(async (d) => {
+        d.count++;
+        const probe = await new Deno.Command("flock", {
+          args: ["-n", lockPath, "true"],
+        }).output();
+        assert.equal(probe.code, 1, "the file at the lock path is locked");
+      });
+      assert.deepEqual(openUnder(dir), [lockPath]);
+
+      // Removed meanwhile: made again and locked.
+      Deno.removeSync(lockPath);
+      await store.update(async (d) => {
+        d.count++;
+        assert.equal(await isLocked(path), true);
+      });
+      assert.ok((await Deno.lstat(lockPath)).isFile);
+      assert.equal((await store.read()).count, 3);
+    } // await using: closed here
+    assert.deepEqual(openUnder(dir), []);
+
+    // After close() the store still works, closing at each settle.
+    const store = new JsonStore<Doc>(path, { initial, keepOpen: true });
+    await store.update((d) => void d.count++);
+    await store.close();
+    assert.deepEqual(openUnder(dir), []);
+    await store.update((d) => void d.count++);
+    assert.deepEqual(openUnder(dir), []);
+    assert.equal((await store.read()).count, 5);
+  });
 });

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { appendJsonl, readJsonl } from "../mod.ts";
-import { modesUnderUmask, withTempDir } from "./_helpers.ts";
+import { modesUnderUmask, openUnder, withTempDir } from "./_helpers.ts";
 
 Deno.test("readJsonl() reports a torn last line and returns the good records", async () => {
   await withTempDir(async (dir) => {
@@ -67,5 +67,19 @@ Deno.test("appendJsonl() makes a log and its lock file 0666 less the umask", asy
       "audit.jsonl": "664",
       "audit.jsonl.lock": "664",
     });
+  });
+});
+
+Deno.test("appendJsonl() leaves no descriptor of the log or its lock open once it resolves", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/log.jsonl`;
+    await appendJsonl(path, [{ a: 1 }]);
+    assert.deepEqual(openUnder(dir), []);
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) => appendJsonl(path, [{ b: i }])),
+    );
+    assert.deepEqual(openUnder(dir), []);
+    assert.equal((await readJsonl(path)).records.length, 11);
+    assert.deepEqual(openUnder(dir), []);
   });
 });

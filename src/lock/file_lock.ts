@@ -9,7 +9,7 @@
 // was aborted leaves that wait to finish and pass the lock to the next
 // request, or release it at once.
 
-import { _after, _afterIdleTurns, _promiseTry } from "../base/_promise.ts";
+import { _after, _promiseTry } from "../base/_promise.ts";
 import { _stillLinked } from "../base/_file_identity.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { dirname } from "node:path";
@@ -29,6 +29,7 @@ import {
 } from "../runtime/mod.ts";
 import { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
+import type { _KeptLockFile } from "./_kept_lock_file.ts";
 import { _hint, _octal } from "../base/_fs_errors.ts";
 import { _removeHeldLockFiles } from "./_lock_removal.ts";
 import {
@@ -134,6 +135,7 @@ class _Request {
     readonly removeOnRelease: boolean,
     readonly pidFile: boolean,
     readonly nullOnBusy: boolean,
+    readonly kept: _KeptLockFile | undefined,
     readonly signal: AbortSignal | undefined,
     readonly resolve: (lock: FileLock | null) => void,
     readonly reject: (error: unknown) => void,
@@ -186,6 +188,14 @@ class _Queue {
   active = 0;
   activeExclusive = false;
   osWait = false;
+  /**
+   * The lock file a release of this path just unlocked, while that release
+   * serves the next request in line (`_pump`): a hand-off within the
+   * process reuses the open file instead of opening it again. Whatever the
+   * pump leaves here goes back to the releaser at once (closed, or kept by
+   * its owner), so nothing stays open after the release returns.
+   */
+  spare: _LockHandle | null = null;
   constructor(readonly lockPath: string) {}
 
   compatible(shared: boolean): boolean {
@@ -244,41 +254,17 @@ function _remember(lockPath: string, stat: _FileStat): void {
 }
 
 /**
- * Lock files released by this process, still open (and unlocked: they hold
- * nothing) for the next acquisition of the same path, which then needs no
- * `open`. Each is closed after a few turns of the microtask queue without
- * one (`_afterIdleTurns`), so a loop of back-to-back acquisitions keeps its
- * lock file open and nothing stays open once the caller moves on. At most
- * _MAX_IDLE at a time, so a burst over many paths holds no more descriptors.
+ * Opens the lock file without following symlinks, creating it if needed; or
+ * reuses the file a release in this process has just unlocked, or the one
+ * `kept` holds open (the inode check after the lock tells whether it is
+ * still the file at lockPath).
  */
-const _idle = new Map<string, { handle: _LockHandle }>();
-const _MAX_IDLE = 64;
-
-/** Keeps a released lock file open for a moment, or closes it (see _idle). */
-function _park(lockPath: string, handle: _LockHandle): void {
-  if (_idle.size >= _MAX_IDLE || _idle.has(lockPath)) {
-    handle.close();
-    return;
-  }
-  const entry = { handle };
-  _idle.set(lockPath, entry);
-  _afterIdleTurns(
-    () => _idle.get(lockPath) !== entry, // taken by an acquisition
-    () => {
-      _idle.delete(lockPath);
-      handle.close();
-    },
-  );
-}
-
-/** Opens the lock file without following symlinks, creating it if needed. */
-function _open(lockPath: string): _LockHandle {
-  const parked = _idle.get(lockPath);
-  if (parked !== undefined) {
-    // Still open from a release a moment ago; the inode check after the
-    // lock tells whether it is still the file at lockPath.
-    _idle.delete(lockPath);
-    return parked.handle;
+function _open(queue: _Queue, kept: _KeptLockFile | undefined): _LockHandle {
+  const lockPath = queue.lockPath;
+  const spare = queue.spare ?? kept?.take(lockPath) ?? null;
+  if (spare !== null) {
+    if (queue.spare === spare) queue.spare = null;
+    return spare;
   }
   const executable = _known.get(lockPath);
   if (executable !== undefined) {
@@ -321,11 +307,13 @@ function _open(lockPath: string): _LockHandle {
  * ready for a blocking wait.
  */
 function _tryTake(
-  lockPath: string,
+  queue: _Queue,
   shared: boolean,
+  kept: _KeptLockFile | undefined,
 ): { handle: _LockHandle; stat: _FileStat | null } {
+  const lockPath = queue.lockPath;
   while (true) {
-    const handle = _open(lockPath);
+    const handle = _open(queue, kept);
     try {
       if (!handle.tryLock(!shared)) return { handle, stat: null };
       const stat = _stillLinked(handle, lockPath);
@@ -377,6 +365,7 @@ export class FileLock implements AsyncDisposable {
   #handle: _LockHandle | null;
   #queue: _Queue;
   #removeOnRelease: boolean;
+  #kept: _KeptLockFile | undefined;
   #sharedWithChildren = false;
   #lost: AbortController | null = null;
   #watch: ReturnType<typeof setInterval> | undefined;
@@ -399,6 +388,10 @@ export class FileLock implements AsyncDisposable {
     };
     _lockInternals.runHolding = (lock, fn) =>
       _context.run([...(_context.getStore() ?? []), lock as FileLock], fn);
+    _lockInternals.acquireKept = (path, options, kept) =>
+      new Promise<FileLock | null>((resolve, reject) => {
+        FileLock.#request(path, options, false, kept, resolve, reject);
+      }) as Promise<FileLock>;
   }
 
   private constructor(
@@ -414,6 +407,7 @@ export class FileLock implements AsyncDisposable {
     this.#handle = handle;
     this.#queue = queue;
     this.#removeOnRelease = request.removeOnRelease;
+    this.#kept = request.kept;
   }
 
   /** Whether this lock is still held (not yet released). */
@@ -514,7 +508,7 @@ export class FileLock implements AsyncDisposable {
     options: LockOptions = {},
   ): Promise<FileLock> {
     return new Promise<FileLock | null>((resolve, reject) => {
-      FileLock.#request(path, options, false, resolve, reject);
+      FileLock.#request(path, options, false, undefined, resolve, reject);
     }) as Promise<FileLock>;
   }
 
@@ -547,6 +541,7 @@ export class FileLock implements AsyncDisposable {
         path,
         { ...options, timeout: 0 },
         true,
+        undefined,
         resolve,
         reject,
       );
@@ -557,6 +552,7 @@ export class FileLock implements AsyncDisposable {
     path: string | URL,
     options: LockOptions,
     nullOnBusy: boolean,
+    kept: _KeptLockFile | undefined,
     resolve: (lock: FileLock | null) => void,
     reject: (error: unknown) => void,
   ): void {
@@ -601,6 +597,7 @@ export class FileLock implements AsyncDisposable {
       options.removeOnRelease === true,
       options.pidFile === true,
       nullOnBusy,
+      kept,
       options.signal,
       resolve,
       reject,
@@ -620,7 +617,7 @@ export class FileLock implements AsyncDisposable {
     // First in line: try right away, with no trip to the thread pool.
     let attempt;
     try {
-      attempt = _tryTake(lockPath, shared);
+      attempt = _tryTake(queue, shared, kept);
     } catch (error) {
       request.settle(null, _wrap(lockPath, error));
       _dropIfIdle(queue);
@@ -672,9 +669,9 @@ export class FileLock implements AsyncDisposable {
   /**
    * Releases the lock. Calling it again does nothing.
    *
-   * The lock file stays open (unlocked) for a few turns of the microtask
-   * queue, for a next acquisition of the same path in this process to reuse;
-   * it is closed after that.
+   * The lock file is closed before the returned promise resolves, or
+   * handed straight on to a request of this process that is waiting for
+   * the same lock (which then needs no `open`).
    *
    * With `removeOnRelease`, the lock file is removed first, while still
    * held, if this is its only holder, it is still the file at `lockPath`,
@@ -725,16 +722,29 @@ export class FileLock implements AsyncDisposable {
     this.#close(handle, false);
   }
 
-  /** Releases the OS lock; `park` keeps the file open a moment (see _idle). */
-  #close(handle: _LockHandle, park = true): void {
+  /**
+   * Releases the OS lock and closes the lock file before returning, unless
+   * `reuse` lets the next request of this process waiting for it (see
+   * `_Queue.spare`), or the owner that keeps it (`_KeptLockFile`), have it.
+   */
+  #close(handle: _LockHandle, reuse = true): void {
     // A child that inherited the lock file keeps the lock until it closes
     // it; unlocking would take it from the child too.
-    if (this.#sharedWithChildren) handle.close();
-    else if (park) {
-      handle.unlock();
-      _park(this.lockPath, handle);
-    } else handle.unlockAndClose();
+    if (this.#sharedWithChildren || !reuse) {
+      if (this.#sharedWithChildren) handle.close();
+      else handle.unlockAndClose();
+      this.#released();
+      return;
+    }
+    handle.unlock();
+    const queue = this.#queue;
+    queue.spare = handle;
     this.#released();
+    if (queue.spare === handle) {
+      queue.spare = null;
+      if (this.#kept !== undefined) this.#kept.keep(this.lockPath, handle);
+      else handle.close();
+    }
   }
 
   #released(): void {
@@ -939,7 +949,7 @@ function _pump(queue: _Queue): void {
     if (queue.osWait || !queue.compatible(head.shared)) return;
     let attempt;
     try {
-      attempt = _tryTake(queue.lockPath, head.shared);
+      attempt = _tryTake(queue, head.shared, head.kept);
     } catch (error) {
       queue.waiting.shift();
       head.settle(null, _wrap(queue.lockPath, error));

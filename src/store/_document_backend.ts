@@ -69,6 +69,11 @@ export interface _DocumentBackend<T> {
    * process, until the signal aborts or the consumer stops.
    */
   watch(options: WatchOptions): AsyncIterable<StoreVersion<T>>;
+  /**
+   * Closes what the backend keeps open between calls (a file store's
+   * `keepOpen`); calls still in flight close theirs as they settle.
+   */
+  close?(): Promise<void>;
 }
 
 /**

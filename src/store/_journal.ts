@@ -254,9 +254,8 @@ export class _Journal<T> implements _DocumentBackend<T> {
    * The journal kept open after an update, and the id in its header, for
    * the next update of this store to reuse while it is still the file at
    * journalPath (one lstat, instead of lstat, open, header read and
-   * close). Closed when no update has been in flight for a few turns of the
-   * microtask queue (`_afterIdleTurns`), so a store left alone holds no
-   * descriptor.
+   * close). Closed as the last call in flight settles, unless the store
+   * keeps its files open (`keepOpen`), until close().
    */
   #idle: _WriteHandle | null = null;
   #idleId: string | null = null;
@@ -543,19 +542,22 @@ export class _Journal<T> implements _DocumentBackend<T> {
     this.#idleId = this.#handleId;
   }
 
-  /** Closes the kept journal once no update has been in flight for a while. */
+  /**
+   * Closes the kept journal once no call is in flight, before the last one
+   * settles (calls in flight share it), unless the store keeps it open.
+   */
   #closeWhenIdle(): void {
     const idle = this.#idle;
-    if (idle === null || this.#inFlight > 0) return;
-    // An update in flight takes the journal (or parks another) and starts
-    // its own countdown when it ends.
-    _afterIdleTurns(
-      () => this.#inFlight > 0 || this.#idle !== idle,
-      () => {
-        this.#idle = null;
-        this.#close(idle);
-      },
-    );
+    if (idle === null || this.#inFlight > 0 || this.#files.keepsOpen) return;
+    this.#idle = null;
+    this.#close(idle);
+  }
+
+  /** Closes the kept journal (keepOpen); calls in flight close theirs. */
+  close(): Promise<void> {
+    this.#files.close();
+    this.#closeWhenIdle();
+    return Promise.resolve();
   }
 
   /**

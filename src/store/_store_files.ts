@@ -17,6 +17,7 @@ import {
 } from "../base/errors.ts";
 import { FileLock } from "../lock/file_lock.ts";
 import { _lockInternals } from "../lock/_lock_internals.ts";
+import { _KeptLockFile } from "../lock/_kept_lock_file.ts";
 import {
   _quarantineAside,
   _readStoreFile,
@@ -46,6 +47,8 @@ export interface _StoreSettings<T> {
   warn: (message: string) => void;
   /** Python's JSON (number text, NaN, key order kept; its escaping), or plain. */
   python: { ensureAscii: boolean } | null;
+  /** Keep the lock file (and the journal) open between calls until close(). */
+  keepOpen: boolean;
 }
 
 /** One store's files: its document, lock, fence, backups and quarantine. */
@@ -57,6 +60,8 @@ export class _StoreFiles<T> {
   readonly validate: ((value: unknown) => T) | undefined;
   readonly warn: (message: string) => void;
   #settings: _StoreSettings<T>;
+  /** The lock file kept open between calls (`keepOpen`), until close(). */
+  #kept: _KeptLockFile | undefined;
 
   /** Creates the file layer of one store. */
   constructor(settings: _StoreSettings<T>) {
@@ -67,6 +72,19 @@ export class _StoreFiles<T> {
     this.onCorrupt = settings.onCorrupt;
     this.validate = settings.validate;
     this.warn = settings.warn;
+    this.#kept = settings.keepOpen ? new _KeptLockFile() : undefined;
+  }
+
+  /** Whether files stay open between calls: `keepOpen`, until close(). */
+  get keepsOpen(): boolean {
+    return this.#kept !== undefined;
+  }
+
+  /** Closes the kept lock file; from now on each call closes its own. */
+  close(): void {
+    const kept = this.#kept;
+    this.#kept = undefined;
+    kept?.close();
   }
 
   /** Runs `fn` holding the store's lock (exclusive unless `shared`). */
@@ -74,13 +92,16 @@ export class _StoreFiles<T> {
     fn: () => Promise<R>,
     options: { shared?: boolean; signal?: AbortSignal },
   ): Promise<R> {
-    const lock = await FileLock.acquire(this.path, {
+    const lockOptions = {
       lockPath: this.lockPath,
       timeout: this.#settings.lockTimeout,
       blocking: this.#settings.blockingLock,
       shared: options.shared,
       signal: options.signal,
-    });
+    };
+    const lock = this.#kept === undefined
+      ? await FileLock.acquire(this.path, lockOptions)
+      : await _lockInternals.acquireKept(this.path, lockOptions, this.#kept);
     try {
       return await _lockInternals.runHolding(lock, fn);
     } finally {

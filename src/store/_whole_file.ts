@@ -57,6 +57,12 @@ export class _WholeFile<T> implements _DocumentBackend<T> {
     }, { signal: options.signal });
   }
 
+  /** Closes the lock file kept open between calls (`keepOpen`). */
+  close(): Promise<void> {
+    this.#files.close();
+    return Promise.resolve();
+  }
+
   /** Watches the file: a rename into place or a write in place wakes it. */
   watch(options: WatchOptions): AsyncIterable<StoreVersion<T>> {
     return _watchFiles(this.#files.path, [], () => this.read(), options);
