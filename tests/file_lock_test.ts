@@ -13,6 +13,7 @@ import {
   waitForRelease,
   withLock,
 } from "../mod.ts";
+import { _encodeRecord, _recordText } from "../src/lock/_holder_record.ts";
 import {
   delay,
   modesUnderUmask,
@@ -181,6 +182,26 @@ Deno.test("FileLock tokens grow by one per exclusive acquisition; shared ones ke
     const shared = await FileLock.acquire(path, { shared: true });
     assert.equal(shared.token, tokens[4]);
     await shared.release();
+  });
+});
+
+Deno.test("FileLock tokens are at least 2^50 (FileLock's family of fences) even after a record with a smaller token", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    // A record another lockbox-compatible tool wrote, with token 7.
+    await Deno.writeFile(
+      `${path}.lock`,
+      _encodeRecord(_recordText(7, 1, "host", false, undefined), 0).slice(),
+    );
+    const shared = await FileLock.acquire(path, { shared: true });
+    assert.equal(shared.token, 7, "a shared lock keeps the token");
+    await shared.release();
+    const lock = await FileLock.acquire(path);
+    await lock.release();
+    assert.equal(lock.token, 2 ** 50);
+    const next = await FileLock.acquire(path);
+    await next.release();
+    assert.equal(next.token, 2 ** 50 + 1);
   });
 });
 

@@ -574,3 +574,61 @@ Deno.test("JsonStore with keepOpen keeps its lock file open between calls until 
     assert.equal((await store.read()).count, 5);
   });
 });
+
+for (const journal of [false, true]) {
+  Deno.test(
+    `JsonStore${
+      journal ? " journal mode" : ""
+    } keeps the fences of FileLock tokens and counter tokens apart, so neither family fences the other out`,
+    async () => {
+      await withTempDir(async (dir) => {
+        const path = `${dir}/s.json`;
+        const store = new JsonStore<Doc>(path, { initial, journal });
+        const older = await FileLock.acquire(`${dir}/leader`);
+        await older.release();
+        const lock = await FileLock.acquire(`${dir}/leader`);
+        await store.update((d) => void d.count++, { fence: lock.token });
+        // A counter token (a PostgreSQL lock's, say) after a FileLock one.
+        await store.update((d) => void d.count++, { fence: 2 });
+        await assert.rejects(
+          store.update((d) => void d.count++, { fence: 1 }),
+          (error) => error instanceof StaleFenceError && error.highest === 2,
+        );
+        // And FileLock tokens are still compared among themselves.
+        await assert.rejects(
+          store.update((d) => void d.count++, { fence: older.token }),
+          (error) =>
+            error instanceof StaleFenceError && error.highest === lock.token,
+        );
+        await store.update((d) => void d.count++, { fence: lock.token });
+        await store.update((d) => void d.count++, { fence: 3 });
+        await lock.release();
+        assert.equal((await store.read()).count, 4);
+        assert.equal(
+          await Deno.readTextFile(`${path}.fence`),
+          `${lock.token} 3\n`,
+        );
+        // A fence file of one number, as lockbox wrote before, is read by
+        // its range: a counter's here, so a FileLock token passes.
+        await Deno.writeTextFile(`${path}.fence`, "7\n");
+        const next = await FileLock.acquire(`${dir}/leader`);
+        await store.update((d) => void d.count++, { fence: next.token });
+        await next.release();
+        await assert.rejects(
+          store.update((d) => void d.count++, { fence: 6 }),
+          StaleFenceError,
+        );
+        assert.equal(
+          await Deno.readTextFile(`${path}.fence`),
+          `${next.token} 7\n`,
+        );
+        await Deno.writeTextFile(`${path}.fence`, "7 x\n");
+        await assert.rejects(
+          store.update((d) => void d.count++, { fence: 8 }),
+          (error) =>
+            error instanceof StoreError && /reset-fence/.test(error.message),
+        );
+      });
+    },
+  );
+}

@@ -1,4 +1,4 @@
-// `lockbox store get|set|edit|check`: a store's document, read and changed
+// `lockbox store get|set|edit|check|watch|reset-fence`: a store's document, read and changed
 // under its lock, in whole-file or journal mode as the files beside it say.
 
 import type { Command } from "commander";
@@ -40,6 +40,23 @@ export function _addStore(program: Command): void {
   _addEdit(store);
   _addCheck(store);
   _addWatch(store);
+  _addResetFence(store);
+}
+
+/** `lockbox store reset-fence FILE`: forgets the fences applied to a store. */
+function _addResetFence(store: Command): void {
+  store.command("reset-fence")
+    .description(
+      "Forget the fences applied to a store, under its lock, so that the next fenced write is accepted whatever its token",
+    )
+    .argument("<file>", "the store file (with --db: the document's name)")
+    .option("--db <url>", DB_STORE_HELP)
+    .action((file: string, options) =>
+      _usingDb(options.db, async (db) => {
+        await _openStore(db, file, null).resetFence();
+        _say(`reset the fence of '${file}'`);
+      })
+    );
 }
 
 /** `lockbox store get FILE [--pointer P]`: prints the document or one value. */

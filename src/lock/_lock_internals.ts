@@ -22,6 +22,12 @@ export const _lockInternals: {
    */
   runHolding: <R>(lock: object, fn: () => R) => R;
   /**
+   * A store refused `token` as older than the fence `highest`: if this
+   * process handed it out, the next exclusive token of its lock path
+   * exceeds `highest`.
+   */
+  noteStaleFence: (token: number, highest: number) => void;
+  /**
    * `FileLock.acquire`, reusing the lock file `kept` holds open, and
    * leaving it there on release instead of closing it.
    */
@@ -34,5 +40,6 @@ export const _lockInternals: {
   handleOf: () => null,
   shareWithChildren: () => {},
   runHolding: (_lock, fn) => fn(),
+  noteStaleFence: () => {},
   acquireKept: () => Promise.reject(new Error("FileLock is not loaded")),
 };

@@ -30,6 +30,7 @@ import {
 import { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
 import type { _KeptLockFile } from "./_kept_lock_file.ts";
+import { _FILE_TOKEN_MIN } from "./_fence.ts";
 import { _hint, _octal } from "../base/_fs_errors.ts";
 import { _removeHeldLockFiles } from "./_lock_removal.ts";
 import {
@@ -254,6 +255,25 @@ function _remember(lockPath: string, stat: _FileStat): void {
 }
 
 /**
+ * The lock path of each exclusive token this process handed out lately
+ * (bounded; cleared when full), and for a lock path whose token a store
+ * refused as stale, the fence that refused it: the next exclusive token of
+ * that path exceeds it, so that taking the lock again helps even when the
+ * lock file started from a clock that is behind (see _noteStaleFence).
+ */
+const _tokenPaths = new Map<number, string>();
+const _floors = new Map<string, number>();
+const _MAX_TOKEN_PATHS = 1024;
+
+/** A store refused `token` as older than `highest`: raise its lock's floor. */
+function _noteStaleFence(token: number, highest: number): void {
+  const lockPath = _tokenPaths.get(token);
+  if (lockPath === undefined) return;
+  if (_floors.size >= _MAX_TOKEN_PATHS) _floors.clear();
+  _floors.set(lockPath, Math.max(_floors.get(lockPath) ?? highest, highest));
+}
+
+/**
  * Opens the lock file without following symlinks, creating it if needed; or
  * reuses the file a release in this process has just unlocked, or the one
  * `kept` holds open (the inode check after the lock tells whether it is
@@ -388,6 +408,7 @@ export class FileLock implements AsyncDisposable {
     };
     _lockInternals.runHolding = (lock, fn) =>
       _context.run([...(_context.getStore() ?? []), lock as FileLock], fn);
+    _lockInternals.noteStaleFence = _noteStaleFence;
     _lockInternals.acquireKept = (path, options, kept) =>
       new Promise<FileLock | null>((resolve, reject) => {
         FileLock.#request(path, options, false, kept, resolve, reject);
@@ -831,11 +852,7 @@ function _writeRecord(
     ? 0
     : !handle.writable
     ? typeof old === "number" ? old : 0
-    : typeof old !== "number"
-    ? _firstToken()
-    : request.shared
-    ? old
-    : old + 1;
+    : _nextToken(request, typeof old === "number" ? old : null);
   _noteToken(token);
   if (!foreign) {
     const text = _recordText(
@@ -847,6 +864,29 @@ function _writeRecord(
     );
     handle.writeAtStart(_encodeRecord(text, stat.size));
   }
+  return token;
+}
+
+/**
+ * The token a holder that may write the record takes after `previous` (the
+ * recorded one, `null` for none): a shared holder keeps it; an exclusive one
+ * is FileLock's family (2^50 and up, see _fence.ts) even after a record
+ * another tool wrote with a smaller one, and exceeds a fence that refused
+ * this lock path's last one (_floors).
+ */
+function _nextToken(request: _Request, previous: number | null): number {
+  if (request.shared && previous !== null) return previous;
+  let token = previous === null
+    ? _firstToken()
+    : Math.max(previous + 1, _FILE_TOKEN_MIN);
+  if (request.shared) return token;
+  if (_floors.size > 0) {
+    const floor = _floors.get(request.lockPath);
+    if (floor !== undefined && floor >= token) token = floor + 1;
+    _floors.delete(request.lockPath);
+  }
+  if (_tokenPaths.size >= _MAX_TOKEN_PATHS) _tokenPaths.clear();
+  _tokenPaths.set(token, request.lockPath);
   return token;
 }
 
@@ -881,11 +921,7 @@ function _writePidFile(
         : typeof own === "number"
         ? own
         : null;
-      token = previous === null
-        ? _firstToken()
-        : request.shared
-        ? previous
-        : previous + 1;
+      token = _nextToken(request, previous);
       _noteToken(token);
       records.writeAtStart(
         _encodeRecord(

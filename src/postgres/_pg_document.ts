@@ -24,6 +24,7 @@ import {
   type _Next,
 } from "../store/_document_backend.ts";
 import { _toJson } from "../store/_json.ts";
+import { _fenceFamily, _FILE_TOKEN_MIN } from "../lock/_fence.ts";
 import {
   _literal,
   _MAX_LOCK_TIMEOUT,
@@ -164,6 +165,13 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     onVersion?: (version: number) => void,
   ): Promise<R> {
     const fence = _checkFence(options.fence);
+    if (fence !== undefined && _fenceFamily(fence) === "file") {
+      // Compared with this document's PostgreSQL tokens it would fence them
+      // all out; it says nothing about the lock that fences the document.
+      throw new RangeError(
+        `Cannot write '${this.#label}' with fence ${fence}: that is a FileLock token, and a PostgreSQL document is fenced by the tokens of its PostgreSQL lock '${this.settings.fenceLock}'; take that lock (db.withLock) and pass its token`,
+      );
+    }
     // A change from inside a change of the same document would wait for
     // its own row lock: refused at once, as FileLock refuses it on files.
     const held = _holding.getStore() ?? [];
@@ -207,7 +215,10 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       if (rules && row.value !== null) {
         row.value = rules.parse(row.value as string);
       }
-      const highest = Math.max(Number(row.fence ?? -1), lockToken);
+      // Only counter tokens are compared (a FileLock token an older lockbox
+      // recorded here is ignored, so it cannot fence the document shut).
+      const stored = _counterFence(row.fence);
+      const highest = Math.max(stored, lockToken);
       if (fence !== undefined && fence < highest) {
         throw new StaleFenceError(this.#label, fence, highest);
       }
@@ -248,7 +259,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       const value = validate ? validate(next.value) : next.value;
       fromCaller = false;
       const text = this.#serialize(value);
-      const newFence = fence !== undefined && fence > Number(row.fence ?? -1);
+      const newFence = fence !== undefined && fence > stored;
       if (text === before && !newFence && this.settings.log === undefined) {
         await session.run("ROLLBACK");
         open = false;
@@ -428,7 +439,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     const name = _literal(this.settings.name);
     const fenceSql = fence === undefined
       ? "fence"
-      : `greatest(coalesce(fence, -1), ${fence})`;
+      : `CASE WHEN fence < ${_FILE_TOKEN_MIN} THEN greatest(fence, ${fence}) ELSE ${fence} END`;
     if (text === null) {
       // Only a newer fence to record: no new version.
       await session.run(
@@ -635,6 +646,16 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   }
 
   /** Runs one read on a session, on a fresh one if it was found dead. */
+  /** Forgets the document's fence (a later fenced change records its own). */
+  async resetFence(_options: { signal?: AbortSignal }): Promise<void> {
+    await this.#withSession((session) =>
+      session.query(
+        "UPDATE lockbox.documents SET fence = NULL WHERE name = $1",
+        [this.settings.name],
+      )
+    );
+  }
+
   async #withSession<R>(fn: (session: _Session) => Promise<R>): Promise<R> {
     for (let attempt = 0;; attempt++) {
       const session = await this.#pool.borrow();
@@ -651,6 +672,12 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       }
     }
   }
+}
+
+/** A stored fence of the counter family, or -1 (none, or a FileLock token). */
+function _counterFence(stored: string | null): number {
+  const fence = Number(stored ?? -1);
+  return _fenceFamily(fence) === "counter" ? fence : -1;
 }
 
 /**

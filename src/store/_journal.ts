@@ -553,6 +553,11 @@ export class _Journal<T> implements _DocumentBackend<T> {
     this.#close(idle);
   }
 
+  /** Forgets the fences applied, under the store's lock. */
+  resetFence(options: { signal?: AbortSignal }): Promise<void> {
+    return this.#files.resetFence(options);
+  }
+
   /** Closes the kept journal (keepOpen); calls in flight close theirs. */
   close(): Promise<void> {
     this.#files.close();

@@ -57,6 +57,11 @@ export class _WholeFile<T> implements _DocumentBackend<T> {
     }, { signal: options.signal });
   }
 
+  /** Forgets the fences applied, under the store's lock. */
+  resetFence(options: { signal?: AbortSignal }): Promise<void> {
+    return this.#files.resetFence(options);
+  }
+
   /** Closes the lock file kept open between calls (`keepOpen`). */
   close(): Promise<void> {
     this.#files.close();

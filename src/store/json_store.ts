@@ -456,6 +456,39 @@ export class JsonStore<T> implements AsyncDisposable {
   }
 
   /**
+   * Forgets every fence applied to the store, under its exclusive lock, so
+   * that the next fenced write is accepted whatever its token (and records
+   * its fence anew). For a store fenced by mistake with a token that no
+   * holder will reach, such as one from a lock that no longer guards it.
+   * The CLI's `lockbox store reset-fence FILE` does the same.
+   *
+   * Fences of the two families of tokens are kept apart: FileLock's (2^50
+   * and up) and counters' (below: a PostgreSQL lock's, or your own), so a
+   * token of one family never refuses a write fenced by the other.
+   *
+   * @param options An abort signal for the wait for the lock.
+   * @returns A promise that resolves once the fences are forgotten.
+   * @throws {LockTimeoutError} If the lock was not free within `lockTimeout`.
+   * @throws {StoreError} If the fence file cannot be removed.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { JsonStore, StaleFenceError } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const store = new JsonStore(`${dir}/s.json`, { initial: { n: 0 } });
+   * await store.write({ n: 1 }, { fence: 100 });
+   * await assert.rejects(store.write({ n: 2 }, { fence: 7 }), StaleFenceError);
+   * await store.resetFence();
+   * await store.write({ n: 2 }, { fence: 7 });
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  resetFence(options: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.#backend.resetFence(options);
+  }
+
+  /**
    * Closes the files a store made with `keepOpen` keeps open between calls
    * (its lock file, and in journal mode its journal). The store still
    * works afterwards, closing what each call opens before that call

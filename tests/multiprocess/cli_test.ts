@@ -4,7 +4,13 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { FileLock, JsonStore, listLocks, StoreError } from "../../mod.ts";
+import {
+  FileLock,
+  JsonStore,
+  listLocks,
+  StaleFenceError,
+  StoreError,
+} from "../../mod.ts";
 import {
   Child,
   delay,
@@ -545,6 +551,28 @@ Deno.test("lockbox store edit writes a valid edit, and leaves the file untouched
       "state.json",
       "state.json.lock",
     ]);
+  });
+});
+
+Deno.test("lockbox store reset-fence forgets a store's fences, in whole-file and journal mode", async () => {
+  await withTempDir(async (dir) => {
+    for (const journal of [false, true]) {
+      const file = `${dir}/${journal}.json`;
+      const store = new JsonStore<{ n: number }>(file, {
+        initial: { n: 0 },
+        journal,
+      });
+      await store.update((d) => void d.n++, { fence: 100 });
+      await assert.rejects(
+        store.update((d) => void d.n++, { fence: 5 }),
+        StaleFenceError,
+      );
+      const out = await lockbox(["store", "reset-fence", file]);
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stderr, /reset the fence/);
+      await store.update((d) => void d.n++, { fence: 5 });
+      assert.equal((await store.read()).n, 2);
+    }
   });
 });
 
