@@ -749,16 +749,19 @@ export class FileLock implements AsyncDisposable {
    * `_Queue.spare`), or the owner that keeps it (`_KeptLockFile`), have it.
    */
   #close(handle: _LockHandle, reuse = true): void {
-    // A child that inherited the lock file keeps the lock until it closes
-    // it; unlocking would take it from the child too.
-    if (this.#sharedWithChildren || !reuse) {
+    const queue = this.#queue;
+    const handOn = reuse && !this.#sharedWithChildren &&
+      (queue.waiting.length > 0 || this.#kept !== undefined);
+    if (!handOn) {
+      // A child that inherited the lock file keeps the lock until it closes
+      // it; unlocking would take it from the child too. Otherwise one call
+      // (on Deno, the close alone).
       if (this.#sharedWithChildren) handle.close();
       else handle.unlockAndClose();
       this.#released();
       return;
     }
     handle.unlock();
-    const queue = this.#queue;
     queue.spare = handle;
     this.#released();
     if (queue.spare === handle) {
