@@ -632,3 +632,39 @@ for (const journal of [false, true]) {
     },
   );
 }
+
+for (const journal of [false, true]) {
+  Deno.test(
+    `JsonStore.close()${
+      journal ? " in journal mode" : ""
+    } lets an update in flight close its files as it settles`,
+    async () => {
+      await withTempDir(async (dir) => {
+        const path = `${dir}/s.json`;
+        const store = new JsonStore<Doc>(path, {
+          initial,
+          journal,
+          keepOpen: true,
+        });
+        await store.update((d) => void d.count++);
+        let proceed!: () => void;
+        const gate = new Promise<void>((resolve) => proceed = resolve);
+        let entered!: () => void;
+        const inside = new Promise<void>((resolve) => entered = resolve);
+        const inFlight = store.update(async (d) => {
+          entered();
+          await gate;
+          d.count++;
+        });
+        await inside;
+        await store.close();
+        assert.ok(openUnder(dir).length > 0, "the update holds its lock");
+        proceed();
+        await inFlight;
+        assert.deepEqual(openUnder(dir), []);
+        assert.equal((await store.read()).count, 2);
+        assert.deepEqual(openUnder(dir), []);
+      });
+    },
+  );
+}
