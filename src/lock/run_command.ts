@@ -2,15 +2,22 @@
 
 import {
   type _Child,
+  _env,
+  _groupAlive,
+  _killGroup,
   type _LockHandle,
   _lstat,
   _onTerminationSignals,
   _openReadOnly,
+  _processGroups,
+  _spawn,
+  _statFollow,
+  type _StopSignal,
   _toPath,
 } from "../runtime/mod.ts";
-import { _after } from "../base/_promise.ts";
+import { _after, _sleep } from "../base/_promise.ts";
 import { _checkTimeout } from "./_kernel.ts";
-import { LockTimeoutError } from "../base/errors.ts";
+import { CommandNotStartedError, LockTimeoutError } from "../base/errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
 import { FileLock } from "./file_lock.ts";
 import { _startCommand } from "../base/_command.ts";
@@ -74,9 +81,8 @@ export interface RunResult {
   waitedMs: number;
 }
 
-const _SIGNAL_NUMBERS = { SIGINT: 2, SIGTERM: 15 } as const;
+const _SIGNAL_NUMBERS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
 
-/** A lock `runWithLock` holds: on a lock file, or on a directory. */
 /** A lock a command runs under, whatever holds it (a file, a database). */
 export interface _Held {
   /** The open lock file to pass on to the command, if any. */
@@ -86,6 +92,95 @@ export interface _Held {
   release(): Promise<void>;
   /** Aborts if the lock is lost while the command runs. */
   lost?: AbortSignal;
+  /**
+   * A descriptor that keeps the lock held while any process has it open
+   * (a database connection). A watchdog process keeps a copy: if this
+   * process dies, the lock stays held until the watchdog has stopped the
+   * command's process group.
+   */
+  keepOpen?: number | null;
+  /**
+   * Hold the lock until every process of the command's group has ended,
+   * not only the command (what an inherited lock file does by itself).
+   */
+  untilGroupEnds?: boolean;
+  /**
+   * How long the command's group has between SIGTERM and SIGKILL when the
+   * lock is lost, in milliseconds.
+   */
+  stopGrace?: number;
+}
+
+/** How often the end of a process group is checked for. */
+const _GROUP_POLL_MS = 50;
+
+/** Resolves once no process of group `pgid` runs (zombies do not). */
+async function _groupEnded(pgid: number): Promise<void> {
+  while (_groupAlive(pgid)) await _sleep(_GROUP_POLL_MS);
+}
+
+/**
+ * Stops process group `pgid`: SIGTERM, SIGKILL after `graceMs` to whatever
+ * still runs, and resolves once none of it runs.
+ */
+async function _stopGroup(pgid: number, graceMs: number): Promise<void> {
+  _killGroup(pgid, "SIGTERM");
+  const deadline = performance.now() + graceMs;
+  while (_groupAlive(pgid) && performance.now() < deadline) {
+    await _sleep(_GROUP_POLL_MS);
+  }
+  _killGroup(pgid, "SIGKILL");
+  await _groupEnded(pgid);
+}
+
+/**
+ * The watchdog (`sh -c`, argument: the grace in tenths of a second): it
+ * keeps a copy of the lock's descriptor, reads the command's process group
+ * from stdin, then waits. "done" from lockbox ends it; the end of stdin
+ * without it means lockbox died: it stops the group as lockbox would (TERM,
+ * the grace, KILL) and exits once none of the group runs (zombies aside),
+ * which closes the last copy of the descriptor and frees the lock. It
+ * ignores the signals meant for lockbox and its command.
+ */
+const _WATCHDOG = `trap '' INT TERM HUP QUIT PIPE
+n=$1
+IFS= read -r g || exit 0
+IFS= read -r _ && exit 0
+runs() {
+  kill -0 "-$g" 2>/dev/null || return 1
+  [ -r /proc/self/stat ] || return 0
+  for f in /proc/[0-9]*/stat; do
+    { IFS= read -r s < "$f"; } 2>/dev/null || continue
+    set -- \${s##*") "}
+    [ "$3" = "$g" ] && [ "$1" != Z ] && return 0
+  done
+  return 1
+}
+kill -TERM "-$g" 2>/dev/null
+t=0
+while [ "$t" -lt "$n" ] && runs; do sleep 0.1; t=$((t + 1)); done
+kill -KILL "-$g" 2>/dev/null
+while runs; do sleep 0.1; done`;
+
+/**
+ * What a watched command starts as (\`sh -c\`, then the command): it
+ * writes its pid (its process group's id) to the watchdog's stdin, the pipe
+ * it gets as descriptor 3, before the command runs, so the watchdog knows
+ * the group whenever lockbox dies; then it closes the pipe and becomes the
+ * command. A watchdog that is gone (the write fails) means the command
+ * never runs.
+ */
+const _GATE = 'echo $$ >&3 || exit 125; exec 3>&-; exec "$0" "$@"';
+
+/** Whether `name` is a file that `exec` would run, by PATH if it has no "/". */
+function _runnable(name: string): boolean {
+  const candidates = name.includes("/")
+    ? [name]
+    : (_env("PATH") ?? "").split(":").map((dir) => `${dir || "."}/${name}`);
+  return candidates.some((path) => {
+    const stat = _statFollow(path);
+    return stat !== null && stat.isFile && ((stat.mode ?? 0o111) & 0o111) !== 0;
+  });
 }
 
 function _fileLock(lock: FileLock): _Held {
@@ -209,10 +304,12 @@ export async function runWithLock(
 }
 
 /**
- * Runs `command` under the lock `take` gets, as `runWithLock` does: a
- * SIGINT or SIGTERM during the wait ends it (the command never starts),
- * one after the start goes to the command; a lock lost while the command
- * runs sends it SIGTERM and is reported through `onLost`. `take` gets the
+ * Runs `command` under the lock `take` gets, as `runWithLock` does: the
+ * command runs in a process group (and session) of its own, where there are
+ * process groups; a SIGINT or SIGTERM during the wait ends it (the command
+ * never starts), one after the start goes to the command's whole group; a
+ * lock lost while the command runs stops the group (SIGTERM, then SIGKILL
+ * after `stopGrace`) and is reported through `onLost`. `take` gets the
  * signal that ends its wait and the holder metadata to record (the command
  * line, unless `recordCommand` is false).
  */
@@ -235,16 +332,24 @@ export async function _runUnder(
   const started = performance.now();
   // Listen before anything can start: a signal that found no listener
   // would kill this process and leave the command running unlocked.
-  const caught: ("SIGINT" | "SIGTERM")[] = [];
+  const caught: ("SIGINT" | "SIGTERM" | "SIGHUP")[] = [];
   const stopWaiting = new AbortController();
   let child: _Child | null = null;
+  /** The command's process group, once it runs in its own. */
+  let group: number | null = null;
+  const signalCommand = (signal: _StopSignal) => {
+    if (group !== null) _killGroup(group, signal);
+    else child?.kill(signal);
+  };
+  // SIGHUP too where the command has a session of its own: a terminal's
+  // hangup no longer reaches it directly.
   const stopListening = _onTerminationSignals((signal) => {
-    if (child) child.kill(signal);
+    if (child) signalCommand(signal);
     else {
       caught.push(signal);
       stopWaiting.abort(new Error(`${signal} while waiting for the lock`));
     }
-  });
+  }, _processGroups);
   const signaled = (waitedMs: number): RunResult => {
     const signal = _SIGNAL_NUMBERS[caught[0]];
     return { code: 128 + signal, signal, started: false, waitedMs };
@@ -267,23 +372,57 @@ export async function _runUnder(
       throw error;
     }
     let released = false;
+    let stopping: Promise<void> | undefined;
     const onLost = () => {
       if (released) return;
       options.onLost?.(lock.lost!.reason);
-      child?.kill("SIGTERM");
+      if (group === null) child?.kill("SIGTERM");
+      else stopping ??= _stopGroup(group, lock.stopGrace ?? 0);
     };
+    let watchdog: _Child | null = null;
     try {
       const waitedMs = performance.now() - started;
       if (caught.length > 0) return signaled(waitedMs);
       options.onLocked?.(waitedMs);
       const passLock = options.close ? undefined : lock.handle;
-      child = await _startCommand(command, { passLock });
+      const keepOpen = _processGroups ? lock.keepOpen ?? null : null;
+      let gate: number | null = null;
+      if (keepOpen !== null) {
+        // The shell would only say "not found" once the command is gated.
+        if (!_runnable(command[0])) {
+          throw new CommandNotStartedError(command[0], "ENOENT");
+        }
+        // In a session of its own, so that a signal to this process's
+        // group (a terminal's, a supervisor's) does not reach it.
+        watchdog = await _spawn("/bin/sh", [
+          "-c",
+          _WATCHDOG,
+          "lockbox-watchdog",
+          String(Math.ceil((lock.stopGrace ?? 0) / 100)),
+        ], { input: true, passDescriptor: keepOpen, newGroup: true });
+        gate = watchdog.inputDescriptor();
+      }
+      child = gate === null
+        ? await _startCommand(command, {
+          passLock,
+          newGroup: _processGroups,
+        })
+        : await _startCommand(["/bin/sh", "-c", _GATE, ...command], {
+          descriptor3: gate,
+          newGroup: true,
+        });
+      if (_processGroups) group = child.pid;
+      // Without the gate (no pipe found), the watchdog learns it from here.
+      if (gate === null) await watchdog?.send(`${child.pid}\n`);
       if (passLock) lock.shareWithChildren();
       lock.lost?.addEventListener("abort", onLost, { once: true });
       if (lock.lost?.aborted) onLost();
       // A signal caught while the command was being started goes to it now.
-      for (const signal of caught) child.kill(signal);
+      for (const signal of caught) signalCommand(signal);
       const { code, signal } = await child.status;
+      // What the command started in its group may run on after it.
+      if (lock.untilGroupEnds && group !== null) await _groupEnded(group);
+      await stopping;
       return {
         code: signal === null ? code : 128 + signal,
         signal,
@@ -293,6 +432,12 @@ export async function _runUnder(
     } finally {
       released = true;
       lock.lost?.removeEventListener("abort", onLost);
+      await stopping;
+      if (watchdog) {
+        await watchdog.send("done\n").catch(() => {});
+        await watchdog.endInput().catch(() => {});
+        await watchdog.status;
+      }
       await lock.release();
     }
   } finally {

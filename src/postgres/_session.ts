@@ -5,6 +5,7 @@
 
 import pg from "pg";
 import { LockError } from "../base/errors.ts";
+import { _socketDescriptor } from "../runtime/mod.ts";
 
 /**
  * The part of npm pg's `Client` lockbox uses, typed here: pg ships no types,
@@ -93,6 +94,12 @@ export interface _Session {
   onNotification(listener: (channel: string, payload: string) => void): void;
   /** Ends the session; idempotent. */
   close(): Promise<void>;
+  /**
+   * The descriptor of its connection in this process, or `null` when it
+   * cannot be found: a process that holds a copy keeps the connection,
+   * and the session's locks, open after this process dies.
+   */
+  descriptor(): number | null;
 }
 
 /** A driver error's SQLSTATE, if it has one. */
@@ -350,6 +357,12 @@ class _PgSession implements _Session {
       "notification",
       (message) => listener(message.channel, message.payload ?? ""),
     );
+  }
+
+  descriptor(): number | null {
+    const stream = (this.#client as { connection?: { stream?: unknown } })
+      .connection?.stream;
+    return stream === undefined ? null : _socketDescriptor(stream);
   }
 
   async close(): Promise<void> {

@@ -19,11 +19,17 @@ import {
   _MAX_LOCK_TIMEOUT,
   _openSession,
   _rightsHint,
+  _SERVER_DEAD_PEER_MS,
   type _Session,
   type _SessionConfig,
   _sqlState,
 } from "./_session.ts";
-import { PgLock, type PgLockHolder } from "./pg_lock.ts";
+import {
+  _HEARTBEAT_MS,
+  _LOSS_DEADLINE_MS,
+  PgLock,
+  type PgLockHolder,
+} from "./pg_lock.ts";
 import type { _SessionPool } from "./_pg_document.ts";
 import { _Listener } from "./_listener.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
@@ -38,6 +44,17 @@ import {
 const _NAMESPACE = 0x6c6f636b;
 /** Sessions kept open for the next acquisition. */
 const _MAX_IDLE = 8;
+
+/**
+ * How long a command whose lock was lost has between SIGTERM and SIGKILL:
+ * short enough that, when the loss is the client's verdict (a silent
+ * session), the command is stopped before the server's dead-peer time frees
+ * the lock for others.
+ */
+const _STOP_GRACE_MS = Math.max(
+  0,
+  _SERVER_DEAD_PEER_MS - _LOSS_DEADLINE_MS - 2 * _HEARTBEAT_MS,
+);
 
 const _SCHEMA = `
 BEGIN;
@@ -393,6 +410,9 @@ export class PostgresBackend implements StoreBackend {
         shareWithChildren: () => {},
         release: () => lock.release(),
         lost: lock.signal,
+        keepOpen: lock._descriptor(),
+        untilGroupEnds: true,
+        stopGrace: _STOP_GRACE_MS,
       };
     });
   }

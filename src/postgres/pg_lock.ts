@@ -95,6 +95,14 @@ export class PgLock {
     await this.#owner._unlock(session, this.#lockId, this.shared);
   }
 
+  /**
+   * @internal The descriptor of the connection that holds the lock, for a
+   * watchdog process to keep open (`null` if unknown or no longer held).
+   */
+  _descriptor(): number | null {
+    return this.#session?.descriptor() ?? null;
+  }
+
   /** Releases the lock (for `await using`). */
   [Symbol.asyncDispose](): Promise<void> {
     return this.release();

@@ -3,13 +3,19 @@
 // same exports (the shapes are in _runtime_types.ts).
 
 import { constants } from "node:os";
-import { _INITIAL_PID_NAMESPACE, _readWhole } from "./types.ts";
+import {
+  _groupRunsByProc,
+  _INITIAL_PID_NAMESPACE,
+  _readWhole,
+  _tcpInodes,
+} from "./types.ts";
 import type {
   _Child,
   _DirEntry,
   _FileStat,
   _LockHandle,
   _SpawnOptions,
+  _StopSignal,
   _WriteHandle,
 } from "./types.ts";
 
@@ -520,7 +526,79 @@ export function _spawn(
   args: string[],
   options: _SpawnOptions = {},
 ): Promise<_Child> {
+  if (options.descriptor3 !== undefined) {
+    return _spawnWithDescriptor3(command, args, options);
+  }
   return Promise.resolve().then(() => _spawnNow(command, args, options));
+}
+
+/**
+ * Starts a command with `options.descriptor3` as its descriptor 3, through
+ * node:child_process (Deno.Command passes descriptors at their own numbers
+ * only, and a shell cannot close one above 9). Loaded on first use.
+ */
+async function _spawnWithDescriptor3(
+  command: string,
+  args: string[],
+  options: _SpawnOptions,
+): Promise<_Child> {
+  const { spawn } = await import("node:child_process");
+  return await new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      stdio: ["inherit", "inherit", "inherit", options.descriptor3!],
+      env: options.env ? { ...Deno.env.toObject(), ...options.env } : undefined,
+      detached: options.newGroup === true && _processGroups,
+    });
+    const status = new Promise<{ code: number; signal: number | null }>(
+      (done) =>
+        child.on("exit", (code, signal) => {
+          const number = signal === null ? null : _signals[signal] ?? null;
+          done({ code: code ?? 128 + (number ?? 0), signal: number });
+        }),
+    );
+    child.once("error", reject);
+    child.once("spawn", () => {
+      child.off("error", reject);
+      resolve({
+        pid: child.pid!,
+        status,
+        kill(signal) {
+          child.kill(signal);
+        },
+        send: () => Promise.reject(new Error("no input pipe")),
+        endInput: () => Promise.resolve(),
+        inputDescriptor: () => null,
+      });
+    });
+  });
+}
+
+/** What `/proc/self/fd/N` links to, for each descriptor `N`; `null` without /proc. */
+function _ownDescriptors(): Map<number, string> | null {
+  const links = new Map<number, string>();
+  try {
+    for (const entry of Deno.readDirSync("/proc/self/fd")) {
+      try {
+        links.set(
+          Number(entry.name),
+          Deno.readLinkSync(`/proc/self/fd/${entry.name}`),
+        );
+      } catch {
+        // Closed meanwhile (the listing's own descriptor, for one).
+      }
+    }
+  } catch {
+    return null;
+  }
+  return links;
+}
+
+/** The one descriptor of this process that links to `target`, or `null`. */
+function _descriptorLinkedTo(target: string): number | null {
+  const found = [...(_ownDescriptors() ?? [])].filter(([, link]) =>
+    link === target
+  );
+  return found.length === 1 ? found[0][0] : null;
 }
 
 const _F_GETFD = 1;
@@ -649,12 +727,18 @@ function _spawnNow(
     new Deno.Command(relative ? "/bin/sh" : command, {
       args: relative ? ["-c", 'exec "$0" "$@"', command, ...args] : args,
       env: options.env,
-      stdin: "inherit",
+      stdin: options.input ? "piped" : "inherit",
       stdout: "inherit",
       stderr: "inherit",
+      detached: options.newGroup === true && _processGroups,
     }).spawn();
   const lock = options.passLock as _DenoLockHandle | undefined;
-  const child = lock ? _withInheritable(lock.descriptor(), start) : start();
+  const passed = lock?.descriptor() ?? options.passDescriptor;
+  const child = passed === undefined
+    ? start()
+    : _withInheritable(passed, start);
+  const input = options.input ? child.stdin.getWriter() : null;
+  const encoder = new TextEncoder();
   return {
     pid: child.pid,
     status: child.status.then((s) => ({
@@ -668,20 +752,113 @@ function _spawnNow(
         // Already exited.
       }
     },
+    send: (text) => input!.write(encoder.encode(text)),
+    endInput: () => input!.close(),
+    inputDescriptor: () => {
+      // Its stdin and this process's end of the pipe link to one pipe.
+      try {
+        return _descriptorLinkedTo(
+          Deno.readLinkSync(`/proc/${child.pid}/fd/0`),
+        );
+      } catch {
+        return null;
+      }
+    },
   };
 }
 
-/** Calls `fn` on SIGINT or SIGTERM instead of dying; returns the undo. */
+/** Whether this system has process groups (every one but Windows). */
+export const _processGroups: boolean = Deno.build.os !== "windows";
+
+/** Sends `signal` to every process of group `pgid`; `false` if none is left. */
+export function _killGroup(pgid: number, signal: _StopSignal): boolean {
+  try {
+    Deno.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a process of group `pgid` still runs (zombies do not count). */
+export function _groupAlive(pgid: number): boolean {
+  try {
+    Deno.kill(-pgid, 0 as unknown as Deno.Signal);
+  } catch (error) {
+    if (_errorCode(error) !== "EPERM") return false;
+  }
+  return _groupRunsByProc(pgid, () => {
+    try {
+      return [...Deno.readDirSync("/proc")].map((entry) => entry.name);
+    } catch {
+      return null;
+    }
+  }, (path) => {
+    try {
+      return Deno.readTextFileSync(path);
+    } catch {
+      return null;
+    }
+  }) ?? true;
+}
+
+/**
+ * The descriptor of a node:net socket in this process, or `null` when it
+ * cannot be told apart. Deno does not expose it: a TCP socket is found by
+ * its ports in `/proc/net/tcp*`, a Unix socket only when it is this
+ * process's one Unix socket.
+ */
+export function _socketDescriptor(socket: unknown): number | null {
+  const { localPort, remotePort } = socket as {
+    localPort?: unknown;
+    remotePort?: unknown;
+  };
+  const read = (path: string) => {
+    try {
+      return Deno.readTextFileSync(path);
+    } catch {
+      return "";
+    }
+  };
+  const inodes = typeof localPort === "number" &&
+      typeof remotePort === "number"
+    ? _tcpInodes(
+      [read("/proc/net/tcp"), read("/proc/net/tcp6")],
+      localPort,
+      remotePort,
+    )
+    : new Set(
+      read("/proc/net/unix").split("\n").slice(1)
+        .map((line) => line.trim().split(/\s+/)[6])
+        .filter((inode) => inode !== undefined),
+    );
+  const found = [...(_ownDescriptors() ?? [])].filter(([, link]) =>
+    inodes.has(/^socket:\[(\d+)\]$/.exec(link)?.[1] ?? "")
+  );
+  return found.length === 1 ? found[0][0] : null;
+}
+
+/**
+ * Calls `fn` on SIGINT or SIGTERM (and SIGHUP with `hangup`) instead of
+ * dying; returns the undo.
+ */
 export function _onTerminationSignals(
-  fn: (signal: "SIGINT" | "SIGTERM") => void,
+  fn: (signal: "SIGINT" | "SIGTERM" | "SIGHUP") => void,
+  hangup = false,
 ): () => void {
-  const int = () => fn("SIGINT");
-  const term = () => fn("SIGTERM");
-  Deno.addSignalListener("SIGINT", int);
-  Deno.addSignalListener("SIGTERM", term);
+  const signals: ("SIGINT" | "SIGTERM" | "SIGHUP")[] = hangup
+    ? ["SIGINT", "SIGTERM", "SIGHUP"]
+    : ["SIGINT", "SIGTERM"];
+  const listeners = signals.map((signal) =>
+    [signal, () => fn(signal)] as const
+  );
+  for (const [signal, listener] of listeners) {
+    Deno.addSignalListener(signal, listener);
+  }
   return () => {
-    Deno.removeSignalListener("SIGINT", int);
-    Deno.removeSignalListener("SIGTERM", term);
+    for (const [signal, listener] of listeners) {
+      Deno.removeSignalListener(signal, listener);
+    }
   };
 }
 

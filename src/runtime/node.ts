@@ -25,13 +25,18 @@ import { Buffer } from "node:buffer";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { _INITIAL_PID_NAMESPACE, _readWhole } from "./types.ts";
+import {
+  _groupRunsByProc,
+  _INITIAL_PID_NAMESPACE,
+  _readWhole,
+} from "./types.ts";
 import type {
   _Child,
   _DirEntry,
   _FileStat,
   _LockHandle,
   _SpawnOptions,
+  _StopSignal,
   _WriteHandle,
 } from "./types.ts";
 
@@ -663,12 +668,13 @@ export function _spawn(
   return new Promise((resolve, reject) => {
     // A passed lock goes in as descriptor 3: the same open file
     // description, so the command holds the lock as flock(1)'s does.
-    const stdio: (number | "inherit" | "ignore")[] = [
-      "inherit",
+    const stdio: (number | "inherit" | "ignore" | "pipe")[] = [
+      options.input ? "pipe" : "inherit",
       "inherit",
       "inherit",
     ];
     if (options.passLock) stdio[3] = options.passLock.descriptor();
+    if (options.descriptor3 !== undefined) stdio[3] = options.descriptor3;
     if (options.passDescriptor !== undefined) {
       const fd = options.passDescriptor;
       for (let i = stdio.length; i < fd; i++) stdio[i] = "ignore";
@@ -677,6 +683,7 @@ export function _spawn(
     const child = spawnChild(command, args, {
       stdio,
       env: options.env ? { ...process.env, ...options.env } : process.env,
+      detached: options.newGroup === true && _processGroups,
     });
     const status = new Promise<{ code: number; signal: number | null }>(
       (done) =>
@@ -686,6 +693,8 @@ export function _spawn(
             signal: signal === null ? null : _signals[signal] ?? null,
           })),
     );
+    // A write to a child that has exited fails through send() alone.
+    child.stdin?.on("error", () => {});
     child.once("error", reject);
     child.once("spawn", () => {
       child.off("error", reject);
@@ -695,22 +704,77 @@ export function _spawn(
         kill(signal) {
           child.kill(signal);
         },
+        send: (text) =>
+          new Promise((done, fail) =>
+            child.stdin!.write(text, (error) => error ? fail(error) : done())
+          ),
+        endInput: () => new Promise((done) => child.stdin!.end(() => done())),
+        inputDescriptor: () => _socketDescriptor(child.stdin),
       });
     });
   });
 }
 
-/** Calls `fn` on SIGINT or SIGTERM instead of dying; returns the undo. */
+/** Whether this system has process groups (every one but Windows). */
+export const _processGroups: boolean = process.platform !== "win32";
+
+/** Sends `signal` to every process of group `pgid`; `false` if none is left. */
+export function _killGroup(pgid: number, signal: _StopSignal): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a process of group `pgid` still runs (zombies do not count). */
+export function _groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+  } catch (error) {
+    if (_errorCode(error) !== "EPERM") return false;
+  }
+  return _groupRunsByProc(pgid, () => {
+    try {
+      return fs.readdirSync("/proc");
+    } catch {
+      return null;
+    }
+  }, (path) => {
+    try {
+      return fs.readFileSync(path, "utf8");
+    } catch {
+      return null;
+    }
+  }) ?? true;
+}
+
+/** The descriptor of a node:net socket in this process, or `null`. */
+export function _socketDescriptor(socket: unknown): number | null {
+  const fd = (socket as { _handle?: { fd?: unknown } } | null)?._handle?.fd;
+  return typeof fd === "number" && fd >= 0 ? fd : null;
+}
+
+/**
+ * Calls `fn` on SIGINT or SIGTERM (and SIGHUP with `hangup`) instead of
+ * dying; returns the undo.
+ */
 export function _onTerminationSignals(
-  fn: (signal: "SIGINT" | "SIGTERM") => void,
+  fn: (signal: "SIGINT" | "SIGTERM" | "SIGHUP") => void,
+  hangup = false,
 ): () => void {
-  const int = () => fn("SIGINT");
-  const term = () => fn("SIGTERM");
-  process.on("SIGINT", int);
-  process.on("SIGTERM", term);
+  const signals: ("SIGINT" | "SIGTERM" | "SIGHUP")[] = hangup
+    ? ["SIGINT", "SIGTERM", "SIGHUP"]
+    : ["SIGINT", "SIGTERM"];
+  const listeners = signals.map((signal) =>
+    [signal, () => fn(signal)] as const
+  );
+  for (const [signal, listener] of listeners) process.on(signal, listener);
   return () => {
-    process.off("SIGINT", int);
-    process.off("SIGTERM", term);
+    for (const [signal, listener] of listeners) {
+      process.off(signal, listener);
+    }
   };
 }
 

@@ -62,6 +62,16 @@ export interface _SpawnOptions {
    * helper that must lock the same open file description).
    */
   passDescriptor?: number;
+  /**
+   * Start it in a process group (and session) of its own, whose id is its
+   * pid, so that a signal can reach everything it starts. Ignored where
+   * there are no process groups (Windows).
+   */
+  newGroup?: boolean;
+  /** Give it a pipe from this process as stdin (`_Child.send`). */
+  input?: boolean;
+  /** A descriptor of this process that it gets as its descriptor 3. */
+  descriptor3?: number;
 }
 
 /** Turns a `string | URL` into an absolute file system path. */
@@ -138,7 +148,68 @@ export interface _Child {
   /** Resolves when it exits: its exit code, or the number of the signal that killed it. */
   readonly status: Promise<{ code: number; signal: number | null }>;
   /** Sends it a signal, if it is still running. */
-  kill(signal: "SIGINT" | "SIGTERM" | "SIGKILL"): void;
+  kill(signal: _StopSignal): void;
+  /** Writes to its stdin (started with `input`). */
+  send(text: string): Promise<void>;
+  /** Closes its stdin (started with `input`). */
+  endInput(): Promise<void>;
+  /**
+   * The descriptor in this process of the pipe to its stdin (started with
+   * `input`), or `null` when it cannot be found.
+   */
+  inputDescriptor(): number | null;
+}
+
+/** The signals lockbox sends to stop a command. */
+export type _StopSignal = "SIGINT" | "SIGTERM" | "SIGHUP" | "SIGKILL";
+
+/**
+ * Whether a process of group `pgid` still runs, from `/proc/<pid>/stat`
+ * (a zombie does not: it has exited, and may wait long to be reaped);
+ * `null` where there is no `/proc`. `list` gives the entries of `/proc`,
+ * `read` one file's text (`null` when it is gone).
+ */
+export function _groupRunsByProc(
+  pgid: number,
+  list: () => string[] | null,
+  read: (path: string) => string | null,
+): boolean | null {
+  const names = list();
+  if (names === null) return null;
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = read(`/proc/${name}/stat`);
+    if (stat === null) continue;
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) === pgid && fields[0] !== "Z") return true;
+  }
+  return false;
+}
+
+/**
+ * The inodes of the TCP sockets from `localPort` to `remotePort`, from the
+ * text of `/proc/net/tcp` and `/proc/net/tcp6`.
+ */
+export function _tcpInodes(
+  tables: string[],
+  localPort: number,
+  remotePort: number,
+): Set<string> {
+  const inodes = new Set<string>();
+  for (const table of tables) {
+    for (const line of table.split("\n").slice(1)) {
+      // sl local_address rem_address st queues tr retrnsmt uid timeout inode
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 10) continue;
+      const port = (address: string) =>
+        parseInt(address.slice(address.lastIndexOf(":") + 1), 16);
+      if (port(fields[1]) === localPort && port(fields[2]) === remotePort) {
+        inodes.add(fields[9]);
+      }
+    }
+  }
+  return inodes;
 }
 
 /**

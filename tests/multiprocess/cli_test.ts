@@ -238,6 +238,43 @@ Deno.test("lockbox run passes SIGTERM on to the command and exits 128+15 when it
   });
 });
 
+/** Whether process `pid` runs (a zombie has exited, and does not). */
+function running(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("lockbox run passes SIGTERM and SIGHUP on to everything the command started in its group", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    for (const signal of ["SIGTERM", "SIGHUP"] as const) {
+      const child = new Child(CLI[0], [
+        ...CLI.slice(1),
+        "run",
+        L,
+        "sh",
+        "-c",
+        'sleep 300 & echo "worker $!"; wait',
+      ]);
+      const worker = Number((await child.waitFor("worker ")).split(" ")[1]);
+      try {
+        Deno.kill(child.pid, signal); // only lockbox
+        const status = await child.finish(20_000);
+        assert.equal(status.signal, null, `lockbox died of ${signal}`);
+        assert.equal(status.code, 128 + (signal === "SIGTERM" ? 15 : 1));
+        assert.equal(running(worker), false, `the worker outlived ${signal}`);
+        assert.equal((await run(["flock", "-n", L, "true"])).code, 0);
+      } finally {
+        if (running(worker)) Deno.kill(worker, "SIGKILL");
+      }
+    }
+  });
+});
+
 /** The pids of processes whose command line contains `marker`. */
 async function processesWith(marker: string): Promise<number[]> {
   const out = await output("pgrep", { args: ["-f", marker] });

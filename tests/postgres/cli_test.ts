@@ -126,6 +126,127 @@ pgTest(
   },
 );
 
+/**
+ * A command for `sh -c` that starts a worker in the background, prints
+ * "pids SHELL WORKER" and "locked", and waits: the worker ignores SIGTERM
+ * when `ignoreTerm`.
+ */
+function workerCommand(ignoreTerm: boolean): string {
+  const worker = ignoreTerm
+    ? `sh -c 'trap "" TERM; while :; do sleep 1; done'`
+    : "sleep 300";
+  return `${worker} & echo "pids $$ $!"; echo locked; wait`;
+}
+
+/**
+ * A command for `sh -c` that prints "PID STATE" for each of `pids`, from
+ * /proc (Z: exited, not yet reaped), or "PID gone".
+ */
+function statesCommand(pids: string[]): string {
+  return `for p in ${pids.join(" ")}; do ` +
+    `s=$(cat /proc/$p/stat 2>/dev/null) && s=\${s##*") "} && ` +
+    `echo "$p \${s%% *}" || echo "$p gone"; done`;
+}
+
+/** The lines of `statesCommand` output whose process still runs. */
+function stillRunning(states: string): string[] {
+  return states.trim().split("\n").filter((line) => !/ (gone|Z)$/.test(line));
+}
+
+/**
+ * Runs `lockbox run -n --db URL name` with `command` until it gets the
+ * lock; its output.
+ */
+async function runOnceFree(
+  c: Cluster,
+  name: string,
+  command: string,
+): Promise<string> {
+  for (let attempt = 0;; attempt++) {
+    const run = await lockbox(c, [
+      "run",
+      "-n",
+      "--db",
+      c.url,
+      name,
+      "sh",
+      "-c",
+      command,
+    ]);
+    if (run.code === 0) return run.stdout;
+    assert.equal(run.code, 1, run.stderr);
+    if (attempt === 500) throw new Error(`'${name}' never came free`);
+  }
+}
+
+/** Kills what a test left running (on the code before a fix). */
+function killAll(pids: string[]): void {
+  for (const pid of pids) {
+    try {
+      Deno.kill(Number(pid), "SIGKILL");
+    } catch {
+      // Gone.
+    }
+  }
+}
+
+pgTest(
+  "lockbox run --db keeps the lock until the command's whole group is stopped when lockbox is SIGKILLed",
+  async (c) => {
+    const first = lockboxChild(c, [
+      "run",
+      "--db",
+      c.url,
+      "oom",
+      "sh",
+      "-c",
+      workerCommand(false),
+    ]);
+    const pids = (await first.waitFor("pids ")).split(" ").slice(1);
+    try {
+      await first.waitFor("locked");
+      first.process.kill("SIGKILL");
+      // The first command that gets the lock next sees none of the
+      // first one's processes running.
+      const states = await runOnceFree(c, "oom", statesCommand(pids));
+      assert.deepEqual(stillRunning(states), [], states);
+      await first.finish();
+    } finally {
+      killAll(pids);
+    }
+  },
+);
+
+pgTest(
+  "lockbox run --db stops the command's whole group, with SIGKILL after a grace, when the lock is lost",
+  async (c) => {
+    const first = lockboxChild(c, [
+      "run",
+      "--db",
+      c.url,
+      "terminated",
+      "sh",
+      "-c",
+      workerCommand(true),
+    ]);
+    const pids = (await first.waitFor("pids ")).split(" ").slice(1);
+    try {
+      await first.waitFor("locked");
+      await c.sql(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'lockbox' AND pid IN (
+           SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)`,
+      );
+      const result = await first.finish();
+      assert.equal(result.code, 128 + 15);
+      const states = await runOnceFree(c, "terminated", statesCommand(pids));
+      assert.deepEqual(stillRunning(states), [], states);
+    } finally {
+      killAll(pids);
+    }
+  },
+);
+
 pgTest(
   "lockbox run --db: an unreachable server exits 3 naming what to fix; a bad name exits 2",
   async (c) => {
