@@ -93,12 +93,12 @@ export interface _Held {
   /** Aborts if the lock is lost while the command runs. */
   lost?: AbortSignal;
   /**
-   * A descriptor that keeps the lock held while any process has it open
-   * (a database connection). A watchdog process keeps a copy: if this
+   * Descriptors that keep the lock held while any process has them open
+   * (database connections). A watchdog process keeps copies: if this
    * process dies, the lock stays held until the watchdog has stopped the
-   * command's process group.
+   * command's process group. Empty when they cannot be found.
    */
-  keepOpen?: number | null;
+  keepOpen?: number[];
   /**
    * Hold the lock until every process of the command's group has ended,
    * not only the command (what an inherited lock file does by itself).
@@ -385,9 +385,9 @@ export async function _runUnder(
       if (caught.length > 0) return signaled(waitedMs);
       options.onLocked?.(waitedMs);
       const passLock = options.close ? undefined : lock.handle;
-      const keepOpen = _processGroups ? lock.keepOpen ?? null : null;
+      const keepOpen = _processGroups ? lock.keepOpen ?? [] : [];
       let gate: number | null = null;
-      if (keepOpen !== null) {
+      if (keepOpen.length > 0) {
         // The shell would only say "not found" once the command is gated.
         if (!_runnable(command[0])) {
           throw new CommandNotStartedError(command[0], "ENOENT");
@@ -399,7 +399,7 @@ export async function _runUnder(
           _WATCHDOG,
           "lockbox-watchdog",
           String(Math.ceil((lock.stopGrace ?? 0) / 100)),
-        ], { input: true, passDescriptor: keepOpen, newGroup: true });
+        ], { input: true, passDescriptors: keepOpen, newGroup: true });
         gate = watchdog.inputDescriptor();
       }
       child = gate === null

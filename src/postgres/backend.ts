@@ -10,7 +10,7 @@ import {
   type RunWithLockOptions,
 } from "../lock/run_command.ts";
 import { _after } from "../base/_promise.ts";
-import { LockError, LockTimeoutError } from "../base/errors.ts";
+import { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
 import { _env, _hostname, _pid } from "../runtime/mod.ts";
 import {
   _checkName,
@@ -42,6 +42,13 @@ import {
 
 /** The first key of every lockbox advisory lock ("lock" in ASCII). */
 const _NAMESPACE = 0x6c6f636b;
+/**
+ * The first key of a lock's guard ("run!"): held, on a session of its own,
+ * by a process that runs a command under the lock (`runWithLock`), and
+ * checked by every acquirer after the lock itself, so that a command whose
+ * lock was lost is stopped before anyone else gets that lock.
+ */
+const _GUARD = 0x72756e21;
 /** Sessions kept open for the next acquisition. */
 const _MAX_IDLE = 8;
 
@@ -406,15 +413,72 @@ export class PostgresBackend implements StoreBackend {
         signal: endWait,
         metadata,
       });
+      let guard: { session: _Session; lost: AbortSignal };
+      try {
+        guard = await this.#holdGuard(name, lock.shared);
+      } catch (error) {
+        await lock.release();
+        throw error;
+      }
+      const kind = lock.shared ? "_shared" : "";
+      const id = this.#ids.get(name)!;
       return {
         shareWithChildren: () => {},
-        release: () => lock.release(),
-        lost: lock.signal,
-        keepOpen: lock._descriptor(),
+        release: async () => {
+          let unlocked = false;
+          try {
+            await guard.session.run(
+              `SELECT pg_advisory_unlock${kind}(${_GUARD}, ${id})`,
+            );
+            unlocked = true;
+          } catch {
+            // Its session is gone, and the guard with it.
+          }
+          this.#giveBack(guard.session, unlocked);
+          await lock.release();
+        },
+        lost: AbortSignal.any([lock.signal, guard.lost]),
+        keepOpen: [guard.session.descriptor(), lock._descriptor()].filter((
+          fd,
+        ) => fd !== null),
         untilGroupEnds: true,
         stopGrace: _STOP_GRACE_MS,
       };
     });
+  }
+
+  /**
+   * Takes the guard of `name` (whose lock this process holds) on a session
+   * of its own; `lost` aborts if that session ends.
+   */
+  async #holdGuard(
+    name: string,
+    shared: boolean,
+  ): Promise<{ session: _Session; lost: AbortSignal }> {
+    const id = await this.#lockId(name);
+    const session = await this.#borrow();
+    const lost = new AbortController();
+    try {
+      // Only a moment's wait: no other process can hold the lock's guard
+      // apart from shared holders (shared) or an acquirer's instant check.
+      await session.run(
+        `SELECT pg_advisory_lock${shared ? "_shared" : ""}(${_GUARD}, ${id})`,
+      );
+    } catch (error) {
+      this.#giveBack(session, false);
+      throw new LockError(
+        `Cannot guard the lock '${name}' on ${_describe(this.#config.url)}: ${
+          (error as Error).message
+        }`,
+        { cause: error },
+      );
+    }
+    session.onEnd((reason) =>
+      lost.abort(
+        new LockLostError(name, `its guard's session ended (${reason})`),
+      )
+    );
+    return { session, lost: lost.signal };
   }
 
   /**
@@ -732,6 +796,7 @@ export class PostgresBackend implements StoreBackend {
     nullOnBusy: boolean,
   ): Promise<PgLock | null> {
     const shared = options.shared === true;
+    const began = performance.now();
     const id = await this.#lockId(name);
     const session = await this.#borrow();
     let locked = false;
@@ -739,6 +804,22 @@ export class PostgresBackend implements StoreBackend {
       locked = await this.#wait(session, name, id, shared, timeout, options);
       // Granted as the signal aborted: given back, no token taken.
       if (locked) options.signal?.throwIfAborted();
+      if (
+        locked &&
+        !await this.#guardFree(
+          session,
+          name,
+          id,
+          shared,
+          Math.max(0, timeout - (performance.now() - began)),
+          options,
+        )
+      ) {
+        // A command run under this lock by a process that lost it is being
+        // stopped: the lock is not free until it is.
+        locked = false;
+        await this.#unlockOnly(session, id, shared);
+      }
       if (!locked) {
         if (nullOnBusy) return null;
         throw new LockTimeoutError(
@@ -791,8 +872,12 @@ export class PostgresBackend implements StoreBackend {
     }
   }
 
-  /** Waits on the server; `false` when the timeout ran out. */
-  async #wait(
+  /**
+   * Whether the guard of lock `id` is free (no command run under the lock
+   * is still being stopped), waiting up to `timeout` for it; takes it and
+   * lets it go at once.
+   */
+  async #guardFree(
     session: _Session,
     name: string,
     id: number,
@@ -801,10 +886,48 @@ export class PostgresBackend implements StoreBackend {
     options: PgLockOptions,
   ): Promise<boolean> {
     const kind = shared ? "_shared" : "";
+    const [{ free }] = await session.query<{ free: boolean }>(
+      `SELECT CASE WHEN pg_try_advisory_lock${kind}(${_GUARD}, ${id})
+         THEN pg_advisory_unlock${kind}(${_GUARD}, ${id}) ELSE false END AS free`,
+    );
+    if (free || timeout === 0) return free;
+    if (
+      !await this.#wait(session, name, id, shared, timeout, options, _GUARD)
+    ) {
+      return false;
+    }
+    await session.run(`SELECT pg_advisory_unlock${kind}(${_GUARD}, ${id})`);
+    return true;
+  }
+
+  /** Unlocks lock `id` on a session that keeps running (no holder record yet). */
+  async #unlockOnly(
+    session: _Session,
+    id: number,
+    shared: boolean,
+  ): Promise<void> {
+    await session.run(
+      `SELECT pg_advisory_unlock${
+        shared ? "_shared" : ""
+      }(${_NAMESPACE}, ${id})`,
+    );
+  }
+
+  /** Waits on the server; `false` when the timeout ran out. */
+  async #wait(
+    session: _Session,
+    name: string,
+    id: number,
+    shared: boolean,
+    timeout: number,
+    options: PgLockOptions,
+    namespace = _NAMESPACE,
+  ): Promise<boolean> {
+    const kind = shared ? "_shared" : "";
     if (timeout === 0) {
       const [row] = await session.query<{ ok: boolean }>(
         `SELECT pg_try_advisory_lock${kind}($1, $2) AS ok`,
-        [_NAMESPACE, id],
+        [namespace, id],
       );
       return row.ok;
     }
@@ -831,7 +954,7 @@ export class PostgresBackend implements StoreBackend {
       // One implicit transaction: a failed wait undoes its SET, a granted
       // one resets it, so no later statement on the session inherits it.
       await session.run(
-        `SET lock_timeout = ${serverTimeout}; SELECT pg_advisory_lock${kind}(${_NAMESPACE}, ${id}); SET lock_timeout = 0`,
+        `SET lock_timeout = ${serverTimeout}; SELECT pg_advisory_lock${kind}(${namespace}, ${id}); SET lock_timeout = 0`,
       );
     } catch (error) {
       failure = error;

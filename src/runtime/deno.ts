@@ -733,10 +733,15 @@ function _spawnNow(
       detached: options.newGroup === true && _processGroups,
     }).spawn();
   const lock = options.passLock as _DenoLockHandle | undefined;
-  const passed = lock?.descriptor() ?? options.passDescriptor;
-  const child = passed === undefined
-    ? start()
-    : _withInheritable(passed, start);
+  const passed = [
+    ...(lock ? [lock.descriptor()] : []),
+    ...(options.passDescriptor === undefined ? [] : [options.passDescriptor]),
+    ...options.passDescriptors ?? [],
+  ];
+  const child = passed.reduceRight<() => Deno.ChildProcess>(
+    (next, fd) => () => _withInheritable(fd, next),
+    start,
+  )();
   const input = options.input ? child.stdin.getWriter() : null;
   const encoder = new TextEncoder();
   return {

@@ -675,8 +675,11 @@ export function _spawn(
     ];
     if (options.passLock) stdio[3] = options.passLock.descriptor();
     if (options.descriptor3 !== undefined) stdio[3] = options.descriptor3;
-    if (options.passDescriptor !== undefined) {
-      const fd = options.passDescriptor;
+    const passed = [
+      ...(options.passDescriptor === undefined ? [] : [options.passDescriptor]),
+      ...options.passDescriptors ?? [],
+    ];
+    for (const fd of passed) {
       for (let i = stdio.length; i < fd; i++) stdio[i] = "ignore";
       stdio[fd] = fd;
     }

@@ -62,6 +62,8 @@ export interface _SpawnOptions {
    * helper that must lock the same open file description).
    */
   passDescriptor?: number;
+  /** Descriptors of this process passed on at their own numbers. */
+  passDescriptors?: number[];
   /**
    * Start it in a process group (and session) of its own, whose id is its
    * pid, so that a signal can reach everything it starts. Ignored where

@@ -554,3 +554,61 @@ json.dump({"b": 1, "10": "ten", "2": "two", "big": 12345678901234567890123,
     });
   },
 );
+
+test(
+  "lockbox run --db on Node keeps the lock until the command's whole group is stopped when lockbox is SIGKILLed",
+  { skip },
+  async () => {
+    const first = new Child(process.execPath, [
+      CLI,
+      "run",
+      "--db",
+      cluster.url,
+      "node-oom",
+      "sh",
+      "-c",
+      'sleep 300 & echo "pids $$ $!"; echo locked; wait',
+    ]);
+    await first.waitFor("locked");
+    const pids = first.lines.find((l) => l.startsWith("pids ")).split(" ")
+      .slice(1);
+    try {
+      first.process.kill("SIGKILL");
+      // The next command to get the lock finds none of the first's running
+      // (a zombie, Z, has exited).
+      const states = `for p in ${pids.join(" ")}; do ` +
+        `s=$(cat /proc/$p/stat 2>/dev/null) && s=\${s##*") "} && ` +
+        `echo "$p \${s%% *}" || echo "$p gone"; done`;
+      let next;
+      for (let attempt = 0;; attempt++) {
+        next = run(process.execPath, [
+          CLI,
+          "run",
+          "-n",
+          "--db",
+          cluster.url,
+          "node-oom",
+          "sh",
+          "-c",
+          states,
+        ]);
+        if (next.code === 0) break;
+        assert.equal(next.code, 1, next.stderr);
+        assert.ok(attempt < 500, "the lock never came free");
+      }
+      const running = next.stdout.trim().split("\n").filter((line) =>
+        !/ (gone|Z)$/.test(line)
+      );
+      assert.deepEqual(running, [], next.stdout);
+      await first.finish();
+    } finally {
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), "SIGKILL");
+        } catch {
+          // Gone.
+        }
+      }
+    }
+  },
+);

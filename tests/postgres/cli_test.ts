@@ -218,7 +218,7 @@ pgTest(
 );
 
 pgTest(
-  "lockbox run --db stops the command's whole group, with SIGKILL after a grace, when the lock is lost",
+  "lockbox run --db stops the command's whole group, with SIGKILL after a grace, before anyone else gets a lost lock",
   async (c) => {
     const first = lockboxChild(c, [
       "run",
@@ -232,16 +232,65 @@ pgTest(
     const pids = (await first.waitFor("pids ")).split(" ").slice(1);
     try {
       await first.waitFor("locked");
+      // The session that holds the lock itself (not its guard's).
       await c.sql(
-        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE application_name = 'lockbox' AND pid IN (
-           SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)`,
+        `SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND classid = ${0x6c6f636b}`,
       );
-      const result = await first.finish();
-      assert.equal(result.code, 128 + 15);
+      // The worker ignores SIGTERM: it runs until the grace ends, and the
+      // next command to get the lock finds it gone.
       const states = await runOnceFree(c, "terminated", statesCommand(pids));
       assert.deepEqual(stillRunning(states), [], states);
+      const result = await first.finish();
+      assert.equal(result.code, 128 + 15);
+      assert.match(result.stderr, /Lost the lock 'terminated'/);
     } finally {
+      killAll(pids);
+    }
+  },
+);
+
+pgTest(
+  "PostgresBackend.tryAcquire() gets no lock, shared or exclusive, while a command whose lock was lost is being stopped",
+  async (c) => {
+    const { PostgresBackend } = await import("../../src/postgres/mod.ts");
+    const first = lockboxChild(c, [
+      "run",
+      "--db",
+      c.url,
+      "guarded",
+      "sh",
+      "-c",
+      workerCommand(true),
+    ]);
+    const pids = (await first.waitFor("pids ")).split(" ").slice(1);
+    const db = await PostgresBackend.connect(c.url);
+    try {
+      await first.waitFor("locked");
+      await c.sql(
+        `SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted AND classid = ${0x6c6f636b}`,
+      );
+      for (const shared of [true, false]) {
+        for (let attempt = 0;; attempt++) {
+          const lock = await db.tryAcquire("guarded", { shared });
+          if (lock === null) {
+            assert.ok(attempt < 10_000, "the lock never came free");
+            continue;
+          }
+          const states = new TextDecoder().decode(
+            (await new Deno.Command("sh", {
+              args: ["-c", statesCommand(pids)],
+            }).output()).stdout,
+          );
+          await lock.release();
+          assert.deepEqual(stillRunning(states), [], `shared ${shared}`);
+          break;
+        }
+      }
+      assert.equal((await first.finish()).code, 128 + 15);
+    } finally {
+      await db.close();
       killAll(pids);
     }
   },
