@@ -251,10 +251,13 @@ async function _lockDirectory(
  * open lock file (unless `close`), so it keeps the lock even if this process
  * is killed.
  *
- * SIGINT and SIGTERM are caught from the moment this is called until it
- * returns: one that arrives while waiting for the lock ends the wait and the
- * command is never started (`started: false`, `code` 128 + N); one that
- * arrives once the command runs is passed on to it.
+ * SIGINT and SIGTERM (and SIGHUP, except on Windows) are caught from the
+ * moment this is called until it returns: one that arrives while waiting for
+ * the lock ends the wait and the command is never started (`started: false`,
+ * `code` 128 + N); one that arrives once the command runs is passed on to its
+ * process group. The command runs in a session and process group of its own
+ * (except on Windows), so that group is everything it starts that does not
+ * leave it; it has no controlling terminal.
  *
  * Requires `--allow-read`, `--allow-write`, `--allow-run`, and on Deno
  * `--allow-ffi` unless `close` (Deno has no API to let a child inherit a

@@ -390,10 +390,17 @@ export class PostgresBackend implements StoreBackend {
 
   /**
    * Runs a command holding the lock on `name`, as `runWithLock` does with a
-   * lock file (`lockbox run --db URL NAME COMMAND`): SIGINT or SIGTERM
-   * during the wait ends it, after the start they go to the command. If the
-   * lock is lost while the command runs, the command gets SIGTERM and
-   * `onLost` is told why.
+   * lock file (`lockbox run --db URL NAME COMMAND`): SIGINT, SIGTERM or
+   * SIGHUP during the wait ends it, after the start they go to the command's
+   * process group. The command never outlives the lock: the lock is held
+   * until no process of the group runs; if it is lost, the group gets
+   * SIGTERM, then SIGKILL after a grace, `onLost` is told why, and the lock's
+   * guard keeps other acquirers out until none of the group runs; if this
+   * process dies, a watchdog process that keeps the sessions open does the
+   * same. See the README for what is not covered.
+   *
+   * Requires `--allow-run`, and on Deno `--allow-ffi` and `/proc` for the
+   * watchdog (without them the command runs without one).
    *
    * @param name The lock's name.
    * @param command The command and its arguments.

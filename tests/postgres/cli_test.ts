@@ -250,27 +250,50 @@ pgTest(
   },
 );
 
+/**
+ * Starts `lockbox run --db URL name` with a worker that ignores SIGTERM,
+ * and ends the session of the lock itself (not its guard's) once the
+ * command runs; the pids of the command's shell and worker.
+ */
+async function runAndTerminate(
+  c: Cluster,
+  name: string,
+): Promise<{ first: Child; pids: string[] }> {
+  const first = lockboxChild(c, [
+    "run",
+    "--db",
+    c.url,
+    name,
+    "sh",
+    "-c",
+    workerCommand(true),
+  ]);
+  const pids = (await first.waitFor("pids ")).split(" ").slice(1);
+  await first.waitFor("locked");
+  await c.sql(
+    `SELECT pg_terminate_backend(pid) FROM pg_locks
+     WHERE locktype = 'advisory' AND granted AND classid = ${0x6c6f636b}`,
+  );
+  return { first, pids };
+}
+
+/** The `statesCommand` output for `pids`, run from this process. */
+async function states(pids: string[]): Promise<string> {
+  const out = await new Deno.Command("sh", {
+    args: ["-c", statesCommand(pids)],
+  }).output();
+  return new TextDecoder().decode(out.stdout);
+}
+
 pgTest(
-  "PostgresBackend.tryAcquire() gets no lock, shared or exclusive, while a command whose lock was lost is being stopped",
+  "PostgresBackend.tryAcquire() and acquire() get no lock, shared or exclusive, while a command whose lock was lost is being stopped",
   async (c) => {
     const { PostgresBackend } = await import("../../src/postgres/mod.ts");
-    const first = lockboxChild(c, [
-      "run",
-      "--db",
-      c.url,
-      "guarded",
-      "sh",
-      "-c",
-      workerCommand(true),
-    ]);
-    const pids = (await first.waitFor("pids ")).split(" ").slice(1);
     const db = await PostgresBackend.connect(c.url);
+    const all: string[] = [];
     try {
-      await first.waitFor("locked");
-      await c.sql(
-        `SELECT pg_terminate_backend(pid) FROM pg_locks
-         WHERE locktype = 'advisory' AND granted AND classid = ${0x6c6f636b}`,
-      );
+      const tried = await runAndTerminate(c, "guarded");
+      all.push(...tried.pids);
       for (const shared of [true, false]) {
         for (let attempt = 0;; attempt++) {
           const lock = await db.tryAcquire("guarded", { shared });
@@ -278,21 +301,68 @@ pgTest(
             assert.ok(attempt < 10_000, "the lock never came free");
             continue;
           }
-          const states = new TextDecoder().decode(
-            (await new Deno.Command("sh", {
-              args: ["-c", statesCommand(pids)],
-            }).output()).stdout,
-          );
+          const now = await states(tried.pids);
           await lock.release();
-          assert.deepEqual(stillRunning(states), [], `shared ${shared}`);
+          assert.deepEqual(stillRunning(now), [], `shared ${shared}: ${now}`);
           break;
         }
       }
-      assert.equal((await first.finish()).code, 128 + 15);
+      assert.equal((await tried.first.finish()).code, 128 + 15);
+
+      const waited = await runAndTerminate(c, "guarded");
+      all.push(...waited.pids);
+      const lock = await db.acquire("guarded", { timeout: 60_000 });
+      const now = await states(waited.pids);
+      await lock.release();
+      assert.deepEqual(stillRunning(now), [], now);
+      assert.equal((await waited.first.finish()).code, 128 + 15);
     } finally {
       await db.close();
-      killAll(pids);
+      killAll(all);
     }
+  },
+);
+
+pgTest(
+  "lockbox run --db holds the lock until what the command left in the background has ended",
+  async (c) => {
+    await withTempDir(async (dir) => {
+      const run = lockboxChild(c, [
+        "run",
+        "--db",
+        c.url,
+        "background",
+        "sh",
+        "-c",
+        `(while [ ! -e ${dir}/go ]; do sleep 0.05; done) & echo "shell $$"`,
+      ]);
+      const shell = (await run.waitFor("shell ")).split(" ")[1];
+      // Once the shell has exited, only its background worker runs.
+      while (stillRunning(await states([shell])).length > 0) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const held = await lockbox(c, [
+        "run",
+        "-n",
+        "--db",
+        c.url,
+        "background",
+        "true",
+      ]);
+      assert.equal(held.code, 1, held.stderr);
+      await Deno.writeTextFile(`${dir}/go`, "");
+      const result = await run.finish();
+      assert.equal(result.code, 0, result.stderr);
+      const free = await lockbox(c, [
+        "run",
+        "-n",
+        "--db",
+        c.url,
+        "background",
+        "true",
+      ]);
+      assert.equal(free.code, 0, free.stderr);
+    });
   },
 );
 
