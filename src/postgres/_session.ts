@@ -5,7 +5,7 @@
 
 import pg from "pg";
 import { LockError } from "../base/errors.ts";
-import { _socketDescriptor } from "../runtime/mod.ts";
+import { _socketDescriptor, _socketsNow } from "../runtime/mod.ts";
 
 /**
  * The part of npm pg's `Client` lockbox uses, typed here: pg ships no types,
@@ -359,10 +359,29 @@ class _PgSession implements _Session {
     );
   }
 
+  /** Its socket's descriptor, as found right after it connected. */
+  connectedAs: number | null = null;
+
+  #stream(): unknown {
+    return (this.#client as { connection?: { stream?: unknown } }).connection
+      ?.stream;
+  }
+
+  /** Notes its socket's descriptor, given the sockets open before it. */
+  noteConnected(before: Map<number, string> | null): void {
+    const stream = this.#stream() as { remotePort?: unknown } | undefined;
+    // A TCP socket is found by its ports when asked for.
+    if (stream !== undefined && typeof stream.remotePort !== "number") {
+      this.connectedAs = _socketDescriptor(stream, before);
+    }
+  }
+
   descriptor(): number | null {
-    const stream = (this.#client as { connection?: { stream?: unknown } })
-      .connection?.stream;
-    return stream === undefined ? null : _socketDescriptor(stream);
+    if (this.#ended) return null;
+    const stream = this.#stream();
+    return stream === undefined
+      ? null
+      : _socketDescriptor(stream) ?? this.connectedAs;
   }
 
   async close(): Promise<void> {
@@ -441,7 +460,11 @@ export async function _openSession(config: _SessionConfig): Promise<_Session> {
     client.end().catch(() => {});
   }, config.connectTimeout + 1000);
   try {
+    // A Unix socket's descriptor is known on Deno only as the one that
+    // connecting adds.
+    const before = _socketsNow();
     await client.connect();
+    session.noteConnected(before);
     // One round trip: the settings, then which server process this is.
     const [{ pid }] = await session.query<{ pid: number }>(
       `${_SESSION_SETTINGS}; SELECT pg_backend_pid() AS pid`,

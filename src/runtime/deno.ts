@@ -807,17 +807,37 @@ export function _groupAlive(pgid: number): boolean {
   }) ?? true;
 }
 
+/** This process's socket descriptors and what each links to (`/proc`). */
+export function _socketsNow(): Map<number, string> | null {
+  const links = _ownDescriptors();
+  if (links === null) return null;
+  for (const [fd, link] of links) {
+    if (!link.startsWith("socket:")) links.delete(fd);
+  }
+  return links;
+}
+
 /**
  * The descriptor of a node:net socket in this process, or `null` when it
  * cannot be told apart. Deno does not expose it: a TCP socket is found by
- * its ports in `/proc/net/tcp*`, a Unix socket only when it is this
- * process's one Unix socket.
+ * its ports in `/proc/net/tcp*`; another (a Unix socket) as the one socket
+ * that is new since `before` (`_socketsNow()` just before it connected).
  */
-export function _socketDescriptor(socket: unknown): number | null {
+export function _socketDescriptor(
+  socket: unknown,
+  before?: Map<number, string> | null,
+): number | null {
   const { localPort, remotePort } = socket as {
     localPort?: unknown;
     remotePort?: unknown;
   };
+  if (typeof localPort !== "number" || typeof remotePort !== "number") {
+    if (!before) return null;
+    const added = [..._socketsNow() ?? []].filter(([fd, link]) =>
+      before.get(fd) !== link
+    );
+    return added.length === 1 ? added[0][0] : null;
+  }
   const read = (path: string) => {
     try {
       return Deno.readTextFileSync(path);
@@ -825,18 +845,11 @@ export function _socketDescriptor(socket: unknown): number | null {
       return "";
     }
   };
-  const inodes = typeof localPort === "number" &&
-      typeof remotePort === "number"
-    ? _tcpInodes(
-      [read("/proc/net/tcp"), read("/proc/net/tcp6")],
-      localPort,
-      remotePort,
-    )
-    : new Set(
-      read("/proc/net/unix").split("\n").slice(1)
-        .map((line) => line.trim().split(/\s+/)[6])
-        .filter((inode) => inode !== undefined),
-    );
+  const inodes = _tcpInodes(
+    [read("/proc/net/tcp"), read("/proc/net/tcp6")],
+    localPort,
+    remotePort,
+  );
   const found = [...(_ownDescriptors() ?? [])].filter(([, link]) =>
     inodes.has(/^socket:\[(\d+)\]$/.exec(link)?.[1] ?? "")
   );

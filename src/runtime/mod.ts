@@ -50,6 +50,7 @@ export const {
   _killGroup,
   _groupAlive,
   _socketDescriptor,
+  _socketsNow,
   _flockDescriptor,
   _selfCommand,
   _onTerminationSignals,

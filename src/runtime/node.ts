@@ -753,8 +753,16 @@ export function _groupAlive(pgid: number): boolean {
   }) ?? true;
 }
 
+/** Not needed on Node, which gives a socket's descriptor: `null`. */
+export function _socketsNow(): Map<number, string> | null {
+  return null;
+}
+
 /** The descriptor of a node:net socket in this process, or `null`. */
-export function _socketDescriptor(socket: unknown): number | null {
+export function _socketDescriptor(
+  socket: unknown,
+  _before?: Map<number, string> | null,
+): number | null {
   const fd = (socket as { _handle?: { fd?: unknown } } | null)?._handle?.fd;
   return typeof fd === "number" && fd >= 0 ? fd : null;
 }

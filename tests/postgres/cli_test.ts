@@ -191,28 +191,31 @@ function killAll(pids: string[]): void {
 }
 
 pgTest(
-  "lockbox run --db keeps the lock until the command's whole group is stopped when lockbox is SIGKILLed",
+  "lockbox run --db keeps the lock until the command's whole group is stopped when lockbox is SIGKILLed, over TCP and a Unix socket",
   async (c) => {
-    const first = lockboxChild(c, [
-      "run",
-      "--db",
-      c.url,
-      "oom",
-      "sh",
-      "-c",
-      workerCommand(false),
-    ]);
-    const pids = (await first.waitFor("pids ")).split(" ").slice(1);
-    try {
-      await first.waitFor("locked");
-      first.process.kill("SIGKILL");
-      // The first command that gets the lock next sees none of the
-      // first one's processes running.
-      const states = await runOnceFree(c, "oom", statesCommand(pids));
-      assert.deepEqual(stillRunning(states), [], states);
-      await first.finish();
-    } finally {
-      killAll(pids);
+    // `env`: the PG* variables, whose PGHOST is the socket directory.
+    for (const url of [c.url, "env"]) {
+      const first = lockboxChild(c, [
+        "run",
+        "--db",
+        url,
+        "oom",
+        "sh",
+        "-c",
+        workerCommand(false),
+      ]);
+      const pids = (await first.waitFor("pids ")).split(" ").slice(1);
+      try {
+        await first.waitFor("locked");
+        first.process.kill("SIGKILL");
+        // The first command that gets the lock next sees none of the
+        // first one's processes running.
+        const states = await runOnceFree(c, "oom", statesCommand(pids));
+        assert.deepEqual(stillRunning(states), [], `${url}: ${states}`);
+        await first.finish();
+      } finally {
+        killAll(pids);
+      }
     }
   },
 );
