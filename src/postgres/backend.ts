@@ -811,21 +811,56 @@ export class PostgresBackend implements StoreBackend {
       locked = await this.#wait(session, name, id, shared, timeout, options);
       // Granted as the signal aborted: given back, no token taken.
       if (locked) options.signal?.throwIfAborted();
-      if (
-        locked &&
-        !await this.#guardFree(
-          session,
-          name,
-          id,
-          shared,
-          Math.max(0, timeout - (performance.now() - began)),
-          options,
-        )
-      ) {
+      // The token and holder record, in the statement that checks the guard
+      // (no row while it is held).
+      const kind = shared ? "_shared" : "";
+      const guardFree = `(SELECT CASE
+          WHEN pg_try_advisory_lock${kind}(${_GUARD}, $2)
+          THEN pg_advisory_unlock${kind}(${_GUARD}, $2) ELSE false END)`;
+      let row: { token: string } | undefined;
+      while (locked) {
+        [row] = await session.query<{ token: string }>(
+          shared
+            ? `INSERT INTO lockbox.holders
+                 (backend_pid, lock_id, shared, token, pid, hostname, metadata)
+               SELECT $1, $2, true, fence, $3, $4, $5 FROM lockbox.locks
+               WHERE id = $2 AND ${guardFree}
+               ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
+                 shared = true, token = EXCLUDED.token, pid = EXCLUDED.pid,
+                 hostname = EXCLUDED.hostname, acquired_at = now(),
+                 metadata = EXCLUDED.metadata
+               RETURNING token`
+            : `WITH f AS (
+                 UPDATE lockbox.locks SET fence = fence + 1
+                 WHERE id = $2 AND ${guardFree}
+                 RETURNING fence)
+               INSERT INTO lockbox.holders
+                 (backend_pid, lock_id, shared, token, pid, hostname, metadata)
+               SELECT $1, $2, false, fence, $3, $4, $5 FROM f
+               ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
+                 shared = false, token = EXCLUDED.token, pid = EXCLUDED.pid,
+                 hostname = EXCLUDED.hostname, acquired_at = now(),
+                 metadata = EXCLUDED.metadata
+               RETURNING token`,
+          [
+            session.backendPid,
+            id,
+            _pid(),
+            _hostname(),
+            options.metadata ? JSON.stringify(options.metadata) : null,
+          ],
+        );
+        if (row !== undefined) break;
         // A command run under this lock by a process that lost it is being
         // stopped: the lock is not free until it is.
-        locked = false;
-        await this.#unlockOnly(session, id, shared);
+        const left = Math.max(0, timeout - (performance.now() - began));
+        if (
+          left === 0 ||
+          !await this.#waitForGuard(session, name, id, shared, left, options)
+        ) {
+          locked = false;
+          await this.#unlockOnly(session, id, shared);
+        }
       }
       if (!locked) {
         if (nullOnBusy) return null;
@@ -834,41 +869,12 @@ export class PostgresBackend implements StoreBackend {
           await this.lockHolder(name).catch(() => null),
         );
       }
-      const [row] = await session.query<{ token: string }>(
-        shared
-          ? `INSERT INTO lockbox.holders
-               (backend_pid, lock_id, shared, token, pid, hostname, metadata)
-             SELECT $1, $2, true, fence, $3, $4, $5 FROM lockbox.locks WHERE id = $2
-             ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
-               shared = true, token = EXCLUDED.token, pid = EXCLUDED.pid,
-               hostname = EXCLUDED.hostname, acquired_at = now(),
-               metadata = EXCLUDED.metadata
-             RETURNING token`
-          : `WITH f AS (
-               UPDATE lockbox.locks SET fence = fence + 1 WHERE id = $2
-               RETURNING fence)
-             INSERT INTO lockbox.holders
-               (backend_pid, lock_id, shared, token, pid, hostname, metadata)
-             SELECT $1, $2, false, fence, $3, $4, $5 FROM f
-             ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
-               shared = false, token = EXCLUDED.token, pid = EXCLUDED.pid,
-               hostname = EXCLUDED.hostname, acquired_at = now(),
-               metadata = EXCLUDED.metadata
-             RETURNING token`,
-        [
-          session.backendPid,
-          id,
-          _pid(),
-          _hostname(),
-          options.metadata ? JSON.stringify(options.metadata) : null,
-        ],
-      );
       if (options.signal?.aborted) throw options.signal.reason;
       return new PgLock(this, session, {
         name,
         id,
         shared,
-        token: Number(row.token),
+        token: Number(row!.token),
       });
     } catch (error) {
       if (locked) await this._unlock(session, id, shared);
@@ -880,11 +886,11 @@ export class PostgresBackend implements StoreBackend {
   }
 
   /**
-   * Whether the guard of lock `id` is free (no command run under the lock
-   * is still being stopped), waiting up to `timeout` for it; takes it and
-   * lets it go at once.
+   * Waits up to `timeout` for the guard of lock `id` (held while a command
+   * run under the lock is being stopped), and lets it go at once; `false`
+   * when the timeout ran out.
    */
-  async #guardFree(
+  async #waitForGuard(
     session: _Session,
     name: string,
     id: number,
@@ -892,18 +898,14 @@ export class PostgresBackend implements StoreBackend {
     timeout: number,
     options: PgLockOptions,
   ): Promise<boolean> {
-    const kind = shared ? "_shared" : "";
-    const [{ free }] = await session.query<{ free: boolean }>(
-      `SELECT CASE WHEN pg_try_advisory_lock${kind}(${_GUARD}, ${id})
-         THEN pg_advisory_unlock${kind}(${_GUARD}, ${id}) ELSE false END AS free`,
-    );
-    if (free || timeout === 0) return free;
     if (
       !await this.#wait(session, name, id, shared, timeout, options, _GUARD)
     ) {
       return false;
     }
-    await session.run(`SELECT pg_advisory_unlock${kind}(${_GUARD}, ${id})`);
+    await session.run(
+      `SELECT pg_advisory_unlock${shared ? "_shared" : ""}(${_GUARD}, ${id})`,
+    );
     return true;
   }
 
