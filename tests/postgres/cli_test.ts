@@ -370,6 +370,29 @@ pgTest(
 );
 
 pgTest(
+  "PostgresBackend.runWithLock() returns the command's status and leaves nothing held, in this process",
+  async (c) => {
+    const { PostgresBackend } = await import("../../src/postgres/mod.ts");
+    const db = await PostgresBackend.connect(c.url);
+    try {
+      const result = await db.runWithLock("in-process", [
+        "sh",
+        "-c",
+        "sleep 0.1 & exit 3",
+      ]);
+      assert.equal(result.code, 3);
+      assert.equal(result.started, true);
+      assert.equal(await db.lockHolder("in-process"), null);
+      const lock = await db.tryAcquire("in-process");
+      assert.notEqual(lock, null);
+      await lock!.release();
+    } finally {
+      await db.close();
+    }
+  },
+);
+
+pgTest(
   "lockbox run --db: an unreachable server exits 3 naming what to fix; a bad name exits 2",
   async (c) => {
     const down = await lockbox(c, [
