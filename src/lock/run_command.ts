@@ -135,11 +135,12 @@ async function _stopGroup(pgid: number, graceMs: number): Promise<void> {
 
 /**
  * The watchdog (`sh -c`, argument: the grace in tenths of a second): it
- * keeps a copy of the lock's descriptor, reads the command's process group
- * from stdin, then waits. "done" from lockbox ends it; the end of stdin
+ * keeps copies of the lock's descriptors, reads the command's process group
+ * from stdin (the gate writes it), then waits. "done" from lockbox ends it; the end of stdin
  * without it means lockbox died: it stops the group as lockbox would (TERM,
- * the grace, KILL) and exits once none of the group runs (zombies aside),
- * which closes the last copy of the descriptor and frees the lock. It
+ * the grace, which a zombie may fill, KILL) and exits once none of the
+ * group runs (zombies aside: a full /proc scan, too slow for the grace),
+ * which closes the last copies of the descriptors and frees the lock. It
  * ignores the signals meant for lockbox and its command.
  */
 const _WATCHDOG = `trap '' INT TERM HUP QUIT PIPE
@@ -158,7 +159,10 @@ runs() {
 }
 kill -TERM "-$g" 2>/dev/null
 t=0
-while [ "$t" -lt "$n" ] && runs; do sleep 0.1; t=$((t + 1)); done
+while [ "$t" -lt "$n" ] && kill -0 "-$g" 2>/dev/null; do
+  sleep 0.1
+  t=$((t + 1))
+done
 kill -KILL "-$g" 2>/dev/null
 while runs; do sleep 0.1; done`;
 

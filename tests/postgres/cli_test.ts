@@ -191,7 +191,7 @@ function killAll(pids: string[]): void {
 }
 
 pgTest(
-  "lockbox run --db keeps the lock until the command's whole group is stopped when lockbox is SIGKILLed, over TCP and a Unix socket",
+  "lockbox run --db keeps the lock until the command's whole group is stopped (SIGKILL after the grace) when lockbox is SIGKILLed, over TCP and a Unix socket",
   async (c) => {
     // `env`: the PG* variables, whose PGHOST is the socket directory.
     for (const url of [c.url, "env"]) {
@@ -202,7 +202,7 @@ pgTest(
         "oom",
         "sh",
         "-c",
-        workerCommand(false),
+        workerCommand(true),
       ]);
       const pids = (await first.waitFor("pids ")).split(" ").slice(1);
       try {
