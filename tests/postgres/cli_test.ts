@@ -207,6 +207,15 @@ pgTest(
       const pids = (await first.waitFor("pids ")).split(" ").slice(1);
       try {
         await first.waitFor("locked");
+        // The watchdog ignores what a terminal or a supervisor sends.
+        const watchdogs = await output("pgrep", {
+          args: ["-P", String(first.pid), "-f", "lockbox-watchdog"],
+        });
+        const watchdog = Number(new TextDecoder().decode(watchdogs.stdout));
+        assert.ok(watchdog > 0, "no watchdog");
+        for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+          Deno.kill(watchdog, signal);
+        }
         first.process.kill("SIGKILL");
         // The first command that gets the lock next sees none of the
         // first one's processes running.
