@@ -111,12 +111,17 @@ export interface _Held {
   stopGrace?: number;
 }
 
-/** How often the end of a process group is checked for. */
+/** How often the end of a process group is checked for, at first. */
 const _GROUP_POLL_MS = 50;
+/** ... and at most (a background process may run for hours). */
+const _GROUP_POLL_MAX_MS = 1000;
 
 /** Resolves once no process of group `pgid` runs (zombies do not). */
 async function _groupEnded(pgid: number): Promise<void> {
-  while (_groupAlive(pgid)) await _sleep(_GROUP_POLL_MS);
+  for (let wait = _GROUP_POLL_MS; _groupAlive(pgid);) {
+    await _sleep(wait);
+    wait = Math.min(wait * 2, _GROUP_POLL_MAX_MS);
+  }
 }
 
 /**
