@@ -4,6 +4,7 @@ import {
   type _Child,
   _env,
   _groupAlive,
+  _isTerminal,
   _killGroup,
   type _LockHandle,
   _lstat,
@@ -414,16 +415,22 @@ export async function _runUnder(
         ], { input: true, passDescriptors: keepOpen, newGroup: true });
         gate = watchdog.inputDescriptor();
       }
+      // A session of its own has no controlling terminal (no /dev/tty for
+      // ssh or sudo to ask on, Ctrl-Z stops only this process): a command
+      // started from a terminal under a file lock, which cannot be lost,
+      // stays in this process's group and gets the terminal's signals there.
+      const ownGroup = _processGroups &&
+        (lock.untilGroupEnds === true || !_isTerminal("stdin"));
       child = gate === null
         ? await _startCommand(command, {
           passLock,
-          newGroup: _processGroups,
+          newGroup: ownGroup,
         })
         : await _startCommand(["/bin/sh", "-c", _GATE, ...command], {
           descriptor3: gate,
           newGroup: true,
         });
-      if (_processGroups) group = child.pid;
+      if (ownGroup || gate !== null) group = child.pid;
       // Without the gate (no pipe found), the watchdog learns it from here.
       if (gate === null) await watchdog?.send(`${child.pid}\n`);
       if (passLock) lock.shareWithChildren();

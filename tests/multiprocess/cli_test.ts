@@ -275,6 +275,21 @@ Deno.test("lockbox run passes SIGTERM and SIGHUP on to everything the command st
   });
 });
 
+Deno.test("lockbox run on a terminal keeps the command on it (a /dev/tty to ask on), as flock(1) does", async () => {
+  await withTempDir(async (dir) => {
+    // script(1) gives lockbox a terminal; a command in a session of its own
+    // would have no controlling terminal and could not open /dev/tty.
+    const out = await run([
+      "script",
+      "-qec",
+      `${quoted} run ${dir}/job.lock sh -c ': < /dev/tty && echo tty-ok'`,
+      "/dev/null",
+    ]);
+    assert.equal(out.code, 0, out.stdout);
+    assert.match(out.stdout, /tty-ok/);
+  });
+});
+
 /** The pids of processes whose command line contains `marker`. */
 async function processesWith(marker: string): Promise<number[]> {
   const out = await output("pgrep", { args: ["-f", marker] });
