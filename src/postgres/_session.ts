@@ -3,7 +3,6 @@
 // Every session is set up so that the server notices a dead client within
 // _SERVER_DEAD_PEER_MS, which is longer than the client's own loss deadline.
 
-import pg from "pg";
 import { LockError } from "../base/errors.ts";
 import { _socketDescriptor, _socketsNow } from "../runtime/mod.ts";
 
@@ -26,9 +25,36 @@ interface _PgClient {
   ): void;
 }
 
-const _Client = (pg as unknown as {
-  Client: new (config: Record<string, unknown>) => _PgClient;
-}).Client;
+type _PgClientClass = new (config: Record<string, unknown>) => _PgClient;
+let _clientClass: _PgClientClass | undefined;
+
+/**
+ * npm pg's `Client`, loaded on the first connect: pg is an optional peer
+ * dependency of the npm package, so a project that uses only files need not
+ * install it, and one that uses PostgreSQL without it is told what to do.
+ */
+async function _pgClient(): Promise<_PgClientClass> {
+  if (_clientClass !== undefined) return _clientClass;
+  let pg: { default?: { Client?: unknown }; Client?: unknown };
+  try {
+    pg = await import("pg");
+  } catch (error) {
+    const code = (error as { code?: unknown })?.code;
+    const message = (error as Error)?.message ?? "";
+    if (
+      (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") &&
+      /['"]pg['"]/.test(message)
+    ) {
+      throw new Error(
+        "Cannot load npm package 'pg', which lockbox's PostgreSQL backend needs: it is not installed; install it (npm install pg)",
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  _clientClass = (pg.default?.Client ?? pg.Client) as _PgClientClass;
+  return _clientClass;
+}
 
 /** How lockbox reaches the server: a URL plus what `connect` was given. */
 export interface _SessionConfig {
@@ -438,9 +464,10 @@ export async function _checkNotPooled(
  */
 export async function _openSession(config: _SessionConfig): Promise<_Session> {
   if (config.url !== undefined) _checkUrl(config.url);
+  const Client = await _pgClient();
   let client: _PgClient;
   try {
-    client = new _Client({
+    client = new Client({
       ...(config.url === undefined ? {} : { connectionString: config.url }),
       connectionTimeoutMillis: config.connectTimeout,
       keepAlive: true,
