@@ -18,6 +18,8 @@ export const lockbox = await import(pathToFileURL(`${PACKAGE}mod.js`).href);
 export async function lockboxPostgres() {
   const pkg = JSON.parse(readFileSync(`${PACKAGE}package.json`, "utf8"));
   const entry = pkg.exports["./postgres"];
-  const file = typeof entry === "string" ? entry : entry.default;
+  const file = typeof entry === "string"
+    ? entry
+    : entry.import?.default ?? entry.default;
   return await import(pathToFileURL(`${PACKAGE}${file}`).href);
 }
