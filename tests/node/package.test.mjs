@@ -72,6 +72,22 @@ function node(file) {
   return run(process.execPath, [file], { cwd: project });
 }
 
+test("deno.json's tasks and the build scripts name no registry host", () => {
+  const root = new URL("../../", import.meta.url);
+  const deno = JSON.parse(readFileSync(new URL("deno.json", root), "utf8"));
+  for (const [name, command] of Object.entries(deno.tasks)) {
+    assert.doesNotMatch(command, /--allow-net=|registry\.|https?:\/\//, name);
+  }
+  for (const script of ["build_npm.ts", "build_node_sources.ts"]) {
+    const text = readFileSync(new URL(`scripts/${script}`, root), "utf8");
+    assert.doesNotMatch(
+      text,
+      /registry\.npmjs|https?:\/\/[^\s"'`]*npm/,
+      script,
+    );
+  }
+});
+
 describe("the packed npm package", {
   skip: pkg.private ? "not the npm build (no tarball, no CommonJS)" : false,
 }, () => {
