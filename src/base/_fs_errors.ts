@@ -4,9 +4,22 @@
 import { _errorCode } from "../runtime/mod.ts";
 import { StoreError } from "./errors.ts";
 
-/** A hint for the user from an error code. */
-export function _hint(error: unknown): string {
-  switch (_errorCode(error)) {
+/**
+ * A hint for the user from an error code. `action` is what failed ("read",
+ * "append to", ...): a file that may not be read or appended to is a matter
+ * of that file's permissions, not of its directory's.
+ */
+export function _hint(error: unknown, action = ""): string {
+  const code = _errorCode(error);
+  if (code === "EACCES" || code === "EPERM") {
+    if (action.startsWith("read")) {
+      return "check that this user may read the file (its owner and mode, and the directories above it)";
+    }
+    if (action === "open" || action.startsWith("append")) {
+      return "check that this user may write the file (its owner and mode)";
+    }
+  }
+  switch (code) {
     case "ENOSPC":
     case "EDQUOT":
       return "the disk is full; free some space and retry";
@@ -39,7 +52,9 @@ export function _fsError(
 ): StoreError {
   return new StoreError(
     path,
-    `Cannot ${action} '${path}': ${_reason(error)}; ${_hint(error)}${suffix}`,
+    `Cannot ${action} '${path}': ${_reason(error)}; ${
+      _hint(error, action)
+    }${suffix}`,
     { cause: error },
   );
 }

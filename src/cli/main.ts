@@ -4,9 +4,10 @@
 import { Command, CommanderError } from "commander";
 import { VERSION } from "./_version.ts";
 import { _writeStderr, _writeStdout } from "../runtime/mod.ts";
-import { StoreError } from "../base/errors.ts";
+import { CorruptStoreError, StoreError } from "../base/errors.ts";
 import { ConfigError } from "../seeds/config.ts";
 import {
+  _corruptMessage,
   _Exit,
   _exitCodeOf,
   _say,
@@ -99,6 +100,10 @@ export async function _main(args: string[]): Promise<number> {
     if ((error as { code?: string })?.code === "EPIPE") return 128 + 13;
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    if (error instanceof CorruptStoreError) {
+      _say(_corruptMessage(error));
+      return EXIT_IO;
     }
     if (error instanceof ConfigError || error instanceof StoreError) {
       _say(error.message);

@@ -206,7 +206,7 @@ test("the Node CLI writes its whole output to a pipe before it exits, and a fail
   });
 });
 
-test("lockbox store watch on Node prints each version and stops with status 0 on SIGTERM and SIGINT", async () => {
+test("lockbox store watch on Node prints each version and stops with status 143 on SIGTERM and 130 on SIGINT", async () => {
   await withTempDir(async (dir) => {
     const file = `${dir}/s.json`;
     writeFileSync(file, '{"n":0}');
@@ -224,7 +224,11 @@ test("lockbox store watch on Node prints each version and stops with status 0 on
       await watching.waitFor('{"version":2,"value":{"n":5}}');
       watching.process.kill(signal);
       const { code } = await watching.finish();
-      assert.equal(code, 0, `${signal}: ${watching.stderr}`);
+      assert.equal(
+        code,
+        signal === "SIGINT" ? 130 : 143,
+        `${signal}: ${watching.stderr}`,
+      );
       assert.equal(watching.stderr, "");
       run(process.execPath, [CLI, "store", "set", file, "/n", "0"]);
     }

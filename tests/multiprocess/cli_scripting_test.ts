@@ -1,0 +1,250 @@
+// The lockbox CLI as shell scripts and cron lines use it (issue #34): the
+// store commands' pointers, raw output, delete and check --json, hints
+// worded for the CLI, status for every held lock, completions and signal
+// exit codes. Black-box: the real CLI on real files and processes.
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { JsonStore } from "../../mod.ts";
+import { output, withTempDir } from "../_helpers.ts";
+
+const CLI_SOURCE = fileURLToPath(new URL("../../cli.ts", import.meta.url));
+const CLI: string[] = Deno.env.get("LOCKBOX_CLI")
+  ? [Deno.env.get("LOCKBOX_CLI")!]
+  : [Deno.execPath(), "run", "--allow-all", "--quiet", CLI_SOURCE];
+
+interface Output {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function run(command: string[]): Promise<Output> {
+  const out = await output(command[0], {
+    args: command.slice(1),
+    stdin: "null",
+  });
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+function lockbox(args: string[]): Promise<Output> {
+  return run([...CLI, ...args]);
+}
+
+/** Runs lockbox and checks its exit status; returns its stdout. */
+async function ok(args: string[]): Promise<string> {
+  const out = await lockbox(args);
+  assert.equal(out.code, 0, `${args.join(" ")}: ${out.stderr}`);
+  return out.stdout;
+}
+
+/** The bytes a store keeps its document in: the journal in journal mode. */
+async function bytesOf(file: string): Promise<string> {
+  const journal = `${file}.journal`;
+  try {
+    return await Deno.readTextFile(journal) +
+      await Deno.readTextFile(file).catch(() => "");
+  } catch {
+    return await Deno.readTextFile(file);
+  }
+}
+
+for (const journal of [false, true]) {
+  const mode = journal ? "journal-mode" : "whole-file";
+  Deno.test(`lockbox store get, set and delete take the pointer after FILE on a ${mode} store a JsonStore wrote`, async () => {
+    await withTempDir(async (dir) => {
+      const file = `${dir}/app.json`;
+      const library = new JsonStore<Record<string, unknown>>(file, {
+        initial: {},
+        journal,
+      });
+      await library.write({ name: "web-1", retries: 3 });
+
+      // `-` appends, and makes the array when the parent is missing.
+      await ok(["store", "set", file, "/jobs/-", '"a"']);
+      await ok(["store", "set", file, "/jobs/-", '"b"']);
+      await ok(["store", "set", file, "/deep/list/-/id", "7"]);
+      assert.deepEqual(await library.read(), {
+        name: "web-1",
+        retries: 3,
+        jobs: ["a", "b"],
+        deep: { list: [{ id: 7 }] },
+      });
+
+      // A bare word is not JSON: a usage error that names --string.
+      const bare = await lockbox(["store", "set", file, "/name", "hello"]);
+      assert.equal(bare.code, 2);
+      assert.match(bare.stderr, /--string/);
+      await ok(["store", "set", "--string", file, "/name", "hello"]);
+      await ok(["store", "set", file, "/n", "42", "--string"]);
+      assert.equal((await library.read()).name, "hello");
+      assert.equal((await library.read()).n, "42");
+
+      // get: positional pointer, --raw, and --pointer kept for old scripts.
+      assert.equal(await ok(["store", "get", file, "/name"]), '"hello"\n');
+      assert.equal(
+        await ok(["store", "get", "--raw", file, "/name"]),
+        "hello\n",
+      );
+      assert.equal(
+        await ok(["store", "get", file, "--pointer", "/jobs/1", "--raw"]),
+        "b\n",
+      );
+      assert.equal(
+        await ok(["store", "get", "--raw", file, "/retries"]),
+        "3\n",
+      );
+      assert.deepEqual(
+        JSON.parse(await ok(["store", "get", "--raw", file, "/jobs"])),
+        ["a", "b"],
+      );
+      const twice = await lockbox([
+        "store",
+        "get",
+        file,
+        "/a",
+        "--pointer",
+        "/b",
+      ]);
+      assert.equal(twice.code, 2);
+      const none = await lockbox(["store", "get", file, "/nope"]);
+      assert.equal(none.code, 1);
+
+      // delete: an array element moves the rest up; an object key goes.
+      await ok(["store", "delete", file, "/jobs/0"]);
+      await ok(["store", "delete", file, "/retries"]);
+      assert.deepEqual(await library.read(), {
+        name: "hello",
+        n: "42",
+        jobs: ["b"],
+        deep: { list: [{ id: 7 }] },
+      });
+      // Nothing there: status 1 and not a byte written; --force: status 0.
+      const before = await bytesOf(file);
+      for (const pointer of ["/retries", "/jobs/5", "/jobs/-", "/name/x"]) {
+        const absent = await lockbox(["store", "delete", file, pointer]);
+        assert.equal(absent.code, 1, pointer);
+        assert.match(absent.stderr, /no value there; nothing written/);
+        assert.equal(
+          (await lockbox(["store", "delete", "-f", file, pointer])).code,
+          0,
+        );
+      }
+      assert.equal(await bytesOf(file), before);
+      assert.equal((await lockbox(["store", "delete", file, ""])).code, 2);
+      assert.deepEqual(
+        await new JsonStore(file, { initial: null, journal }).read(),
+        { name: "hello", n: "42", jobs: ["b"], deep: { list: [{ id: 7 }] } },
+      );
+    });
+  });
+}
+
+Deno.test("lockbox store set makes a missing file an array for /-, and store delete never creates a file", async () => {
+  await withTempDir(async (dir) => {
+    await ok(["store", "set", `${dir}/q.json`, "/-", '"first"']);
+    await ok(["store", "set", `${dir}/q.json`, "/-", '"second"']);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(`${dir}/q.json`)), [
+      "first",
+      "second",
+    ]);
+    const missing = await lockbox([
+      "store",
+      "delete",
+      `${dir}/none.json`,
+      "/x",
+    ]);
+    assert.equal(missing.code, 1);
+    assert.equal(
+      (await lockbox(["store", "delete", "-f", `${dir}/none.json`, "/x"])).code,
+      0,
+    );
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["q.json", "q.json.lock"],
+    );
+  });
+});
+
+Deno.test("lockbox store check --json gives each file's status and the worst exit status", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/good.json`, "{}");
+    await Deno.writeTextFile(`${dir}/bad.json`, "{oops");
+    const files = ["good.json", "bad.json", "none.json"].map((f) =>
+      `${dir}/${f}`
+    );
+    const out = await lockbox(["store", "check", "--json", ...files]);
+    assert.equal(out.code, 3, out.stderr);
+    const results = JSON.parse(out.stdout);
+    assert.deepEqual(
+      results.map((r: { file: string; status: string }) => [r.file, r.status]),
+      [[files[0], "ok"], [files[1], "corrupt"], [files[2], "missing"]],
+    );
+    assert.match(results[1].reason, /not valid JSON/);
+    const missing = await lockbox(["store", "check", "--json", files[2]]);
+    assert.equal(missing.code, 1);
+    const fixed = await lockbox([
+      "store",
+      "check",
+      "--json",
+      "--quarantine",
+      files[1],
+    ]);
+    assert.equal(fixed.code, 0, fixed.stderr);
+    const [quarantined] = JSON.parse(fixed.stdout);
+    assert.equal(quarantined.status, "quarantined");
+    assert.match(quarantined.reason, /bad\.json\.corrupt-/);
+  });
+});
+
+Deno.test("lockbox store get on a corrupt store names the CLI's remedy, which works, in both modes", async () => {
+  await withTempDir(async (dir) => {
+    const whole = `${dir}/my state.json`;
+    await Deno.writeTextFile(whole, "{oops");
+    const journaled = `${dir}/j.json`;
+    await new JsonStore(journaled, { initial: {}, journal: true }).write({
+      a: 1,
+    });
+    await Deno.writeTextFile(`${journaled}.journal`, "garbage\n");
+    for (const file of [whole, journaled]) {
+      const out = await lockbox(["store", "get", file]);
+      assert.equal(out.code, 3);
+      assert.doesNotMatch(out.stderr, /onCorrupt/);
+      const command = /with: (lockbox store check --quarantine .*)\n$/.exec(
+        out.stderr,
+      );
+      assert.ok(command, out.stderr);
+      // The command as printed, run by a shell, clears the way.
+      const fixed = await run([
+        "bash",
+        "-c",
+        command[1].replace(/^lockbox/, CLI.map((p) => `'${p}'`).join(" ")),
+      ]);
+      assert.equal(fixed.code, 0, fixed.stderr);
+      assert.equal((await lockbox(["store", "get", file])).code, 0);
+    }
+  });
+});
+
+Deno.test("lockbox store get on a file it may not read says so, not that the directory is not writable", async () => {
+  await withTempDir(async (dir) => {
+    const file = `${dir}/secret.json`;
+    await Deno.writeTextFile(file, '{"k":1}');
+    await Deno.chmod(file, 0o000);
+    // Root reads any file: drop the capabilities that let it.
+    const out = await run([
+      "setpriv",
+      "--inh-caps=-all",
+      "--bounding-set=-dac_override,-dac_read_search",
+      ...CLI,
+      "store",
+      "get",
+      file,
+    ]);
+    assert.equal(out.code, 3, out.stderr);
+    assert.match(out.stderr, /Cannot read '.*secret\.json'/);
+    assert.match(out.stderr, /may read the file/);
+    assert.doesNotMatch(out.stderr, /directory is writable/);
+  });
+});
