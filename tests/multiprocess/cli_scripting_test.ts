@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { JsonStore } from "../../mod.ts";
-import { output, withTempDir } from "../_helpers.ts";
+import { Child, output, withTempDir } from "../_helpers.ts";
 
 const CLI_SOURCE = fileURLToPath(new URL("../../cli.ts", import.meta.url));
 const CLI: string[] = Deno.env.get("LOCKBOX_CLI")
@@ -246,5 +246,95 @@ Deno.test("lockbox store get on a file it may not read says so, not that the dir
     assert.match(out.stderr, /Cannot read '.*secret\.json'/);
     assert.match(out.stderr, /may read the file/);
     assert.doesNotMatch(out.stderr, /directory is writable/);
+  });
+});
+
+/** A flock(1) holding `lockFile` around `sh -c SCRIPT` until `release()`. */
+async function holdWithFlock(lockFile: string, script = "cat") {
+  const child = new Child("flock", [
+    lockFile,
+    "sh",
+    "-c",
+    `echo held; ${script}`,
+  ], { stdin: true });
+  await child.waitFor("held");
+  return child;
+}
+
+Deno.test("lockbox status lists a lock file flock(1) holds with no lockbox record, with its COMMAND, and leaves it out once free", async () => {
+  // A short path leaves the command room in a 100-column line.
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "st" });
+  try {
+    await Deno.writeTextFile(`${dir}/Cargo.lock`, "# not a lock\n");
+    const long = `cat; : ${"x".repeat(300)}`;
+    const flock = await holdWithFlock(`${dir}/fl.lock`);
+    const wordy = await holdWithFlock(`${dir}/long.lock`, long);
+    try {
+      const table = await ok(["status", dir]);
+      const lines = table.trimEnd().split("\n");
+      assert.match(
+        lines[0],
+        /^PATH\s+STATE\s+MODE\s+PID\s+HOST\s+AGE\s+STALE\s+COMMAND$/,
+      );
+      assert.equal(lines.length, 3, table);
+      assert.ok(!table.includes("Cargo.lock"), "not held, not ours");
+      const row = lines.find((l) => l.startsWith(`${dir}/fl.lock `))!;
+      const cell = new RegExp(
+        `held\\s+exclusive\\s+${flock.pid}\\s+-\\s+\\d+s\\s+(/\\S*flock .*)$`,
+      ).exec(row);
+      assert.ok(cell, row);
+      // A long command is cut to fit the line (100 columns off a terminal).
+      const cut = lines.find((l) => l.startsWith(`${dir}/long.lock `))!;
+      assert.equal(cut.length, 100, cut);
+      assert.match(cut, /flock .*…$/);
+      const infos = JSON.parse(await ok(["status", "--json", dir]));
+      assert.deepEqual(
+        infos.map((i: { lockPath: string }) => i.lockPath),
+        [`${dir}/fl.lock`, `${dir}/long.lock`],
+      );
+      assert.equal(infos[0].held, true);
+      assert.deepEqual(infos[0].holders, [flock.pid]);
+      assert.equal(infos[0].record, null);
+      assert.match(
+        infos[0].command,
+        new RegExp(`flock ${dir}/fl\\.lock sh -c echo held; cat$`),
+      );
+      assert.ok(infos[1].command.endsWith(`sh -c echo held; ${long}`));
+      // The table shows the start of the command the JSON gives whole.
+      assert.ok(infos[0].command.startsWith(cell[1].replace(/…$/, "")));
+    } finally {
+      await flock.finish();
+      await wordy.finish();
+    }
+    assert.equal(await ok(["status", dir]), "no lock files\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lockbox status names the COMMAND of a lockbox holder, and none for a free lock", async () => {
+  await withTempDir(async (dir) => {
+    const holder = new Child(CLI[0], [
+      ...CLI.slice(1),
+      "run",
+      `${dir}/job.lock`,
+      "sh",
+      "-c",
+      "echo running; cat",
+    ], { stdin: true });
+    await holder.waitFor("running");
+    try {
+      await ok(["run", `${dir}/free.lock`, "true"]);
+      const [free, job] = JSON.parse(await ok(["status", "--json", dir]));
+      assert.equal(free.held, false);
+      assert.equal(free.command, null);
+      assert.equal(job.held, true);
+      assert.match(job.command, new RegExp(`run ${dir}/job\\.lock sh -c`));
+      const table = await ok(["status", dir]);
+      const freeRow = table.split("\n").find((l) => l.includes("free.lock"))!;
+      assert.match(freeRow, /free\s+-\s+-\s+-\s+\d+s$/);
+    } finally {
+      await holder.finish();
+    }
   });
 });
