@@ -36,6 +36,7 @@ Exit codes:
   3    I/O or data error (a file cannot be read or written, a corrupt store)
   run: the command's own status; 128+N if signal N killed it; 69 if it
        could not be started (as flock(1))
+  128+N  stopped by signal N (store watch: 130 on SIGINT, 143 on SIGTERM)
 
 Colour only on a terminal, and never when NO_COLOR is set.`;
 

@@ -27,6 +27,7 @@ import { _addState } from "./state.ts";
 import { _addFiles } from "./files.ts";
 import { _addBatch } from "./batch.ts";
 import { _addMigrate } from "./migrate.ts";
+import { _addCompletions } from "./completions.ts";
 
 /** The `lockbox` program with every command. */
 export function _program(batchArgv?: string[]): Command {
@@ -45,17 +46,23 @@ export function _program(batchArgv?: string[]): Command {
     })
     .addHelpText("after", EXIT_CODES_HELP);
 
+  program.commandsGroup("Locks:");
   _addRun(program);
   _addStatus(program);
   _addClean(program);
   _addHolder(program);
+  program.commandsGroup("Stores:");
   _addStore(program);
+  _addMigrate(program);
+  program.commandsGroup("The seed systems:");
   _addGroups(program);
   _addOps(program);
   _addState(program);
   _addFiles(program);
   _addBatch(program, batchArgv);
-  _addMigrate(program);
+  program.commandsGroup("Shell:");
+  _addCompletions(program);
+  program.helpCommand("help [command]", "display help for command");
   _finishHelp(program);
   return program;
 }

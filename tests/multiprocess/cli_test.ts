@@ -759,8 +759,10 @@ const COMMANDS = [
   ["store"],
   ["store", "get"],
   ["store", "set"],
+  ["store", "delete"],
   ["store", "edit"],
   ["store", "check"],
+  ["store", "watch"],
   ["groups"],
   ["groups", "create"],
   ["groups", "add"],
@@ -781,6 +783,8 @@ const COMMANDS = [
   ["files", "checkout"],
   ["files", "checkin"],
   ["batch"],
+  ["migrate"],
+  ["completions"],
 ];
 
 Deno.test("lockbox --help, --version and every command's --help exit 0", async () => {
