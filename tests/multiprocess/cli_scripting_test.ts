@@ -480,3 +480,37 @@ Deno.test("lockbox status --watch stopped by SIGINT or SIGTERM exits 128 + the s
     }
   });
 });
+
+Deno.test("lockbox status on a terminal cuts COMMAND to the terminal's width", async () => {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "tt" });
+  try {
+    const wordy = await holdWithFlock(
+      `${dir}/x.lock`,
+      `cat; : ${"y".repeat(200)}`,
+    );
+    try {
+      // script(1) gives lockbox a terminal 90 columns wide.
+      const cli = CLI.map((part) => `'${part}'`).join(" ");
+      const out = await run([
+        "script",
+        "-q",
+        "-e",
+        "-c",
+        `stty cols 90; ${cli} status '${dir}'`,
+        "/dev/null",
+      ]);
+      assert.equal(out.code, 0, out.stderr);
+      const lines = out.stdout
+        // deno-lint-ignore no-control-regex
+        .replace(/\x1b\[[0-9;]*m|\r/g, "").trimEnd().split("\n");
+      assert.equal(lines.length, 2, out.stdout);
+      assert.match(lines[1], /held\s.*\/flock.*…$/);
+      for (const line of lines) assert.ok(line.length <= 90, line);
+      assert.equal(lines[1].length, 90, lines[1]);
+    } finally {
+      await wordy.finish();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
