@@ -41,6 +41,9 @@ if (mode.startsWith("json-") || mode.startsWith("journal-")) {
     journal: mode.startsWith("journal-"),
     lockTimeout: Infinity,
     blockingLock: mode.endsWith("-block"),
+    // A worker that only updates keeps its files open, as SQLite keeps
+    // its database open.
+    keepOpen: true,
   });
   for (let i = 0; i < count; i++) {
     await store.update((d) => {

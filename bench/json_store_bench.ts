@@ -162,6 +162,7 @@ for (const items of [1_000, 10_000, 100_000, 1_000_000]) {
         }),
         durable,
         journal,
+        keepOpen: true, // one store for every iteration, as a server has
       });
       Deno.bench({
         name: `${

@@ -91,16 +91,46 @@ export async function output(
   return { ...status, stdout, stderr };
 }
 
+/**
+ * Runs `fn`, then `cleanup`, whether `fn` threw or not. A cleanup that
+ * fails never hides the error it followed: then both are thrown, `fn`'s
+ * first, in an `AggregateError` whose message names both.
+ */
+export async function withCleanup<T>(
+  fn: () => Promise<T> | T,
+  cleanup: () => Promise<void> | void,
+): Promise<T> {
+  let result: T;
+  try {
+    result = await fn();
+  } catch (error) {
+    try {
+      await cleanup();
+    } catch (cleanupError) {
+      const text = (e: unknown) => (e as Error)?.message ?? String(e);
+      throw new AggregateError(
+        [error, cleanupError],
+        `${text(error)}; and then the cleanup failed too: ${
+          text(cleanupError)
+        }`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+  await cleanup();
+  return result;
+}
+
 /** Runs `fn` in a fresh temporary directory, removed afterwards. */
 export async function withTempDir(
   fn: (dir: string) => Promise<void> | void,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "lockbox_test_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await withCleanup(
+    () => fn(dir),
+    () => Deno.remove(dir, { recursive: true }),
+  );
 }
 
 /** The absolute path of a worker script in `tests/multiprocess/workers/`. */
@@ -337,26 +367,45 @@ export async function withImmutableDir(
   dir: string,
   fn: () => Promise<void>,
 ): Promise<void> {
-  await sh("chattr", "+i", dir);
-  try {
+  await withCleanup(async () => {
+    await sh("chattr", "+i", dir);
     await fn();
-  } finally {
-    await sh("chattr", "-i", dir);
+  }, () => sh("chattr", "-i", dir).then(() => {}));
+}
+
+/** Whether a file system is mounted at `path` (its device differs from its parent's). */
+function mounted(path: string): boolean {
+  try {
+    return Deno.statSync(path).dev !== Deno.statSync(`${path}/..`).dev;
+  } catch {
+    return false;
   }
 }
 
-/** Runs `fn` with `mount ARGS... MOUNTPOINT` in place, unmounting after. */
+/**
+ * Runs `fn` with `mount ARGS... MOUNTPOINT` in place, unmounting after
+ * (whatever failed, and however far the mount got). An unmount that fails
+ * (a file left open there: "target is busy") is an error of its own, never
+ * hiding the one before it; the file system is then detached lazily
+ * (`umount -l`), so that the directory can still be removed.
+ */
 export async function withMount(
   args: string[],
   mountpoint: string,
   fn: () => Promise<void>,
 ): Promise<void> {
-  await sh("mount", ...args, mountpoint);
-  try {
+  await withCleanup(async () => {
+    await sh("mount", ...args, mountpoint);
     await fn();
-  } finally {
-    await sh("umount", mountpoint);
-  }
+  }, async () => {
+    if (!mounted(mountpoint)) return;
+    try {
+      await sh("umount", mountpoint);
+    } catch (error) {
+      await sh("umount", "-l", mountpoint);
+      throw error;
+    }
+  });
 }
 
 /**
@@ -446,6 +495,15 @@ export function openPaths(suffix: string): string[] {
 }
 
 /**
+ * The files under `dir` this process has open, one per descriptor (a
+ * descriptor left open there keeps a file system from being unmounted).
+ */
+export function openUnder(dir: string): string[] {
+  const prefix = `${Deno.realPathSync(dir)}/`;
+  return openPaths("").filter((path) => path.startsWith(prefix)).sort();
+}
+
+/**
  * What a watch worker (`watch_store.ts`, `watch_store.mjs`) printed, as
  * [version, count, items, distinct] rows, checked: its versions strictly
  * grow, every document it saw was one a writer committed (count = items, all
@@ -486,4 +544,27 @@ export function seededRandom(seed: number): () => number {
     state ^= state << 5;
     return (state >>> 0) / 2 ** 32;
   };
+}
+
+/**
+ * Runs `fn` with the process umask set to `mask` (restored after), and
+ * returns the permission bits of each file `dir` holds then, by name.
+ */
+export async function modesUnderUmask(
+  mask: number,
+  dir: string,
+  fn: () => Promise<void>,
+): Promise<Record<string, string>> {
+  const before = Deno.umask(mask);
+  try {
+    await fn();
+  } finally {
+    Deno.umask(before);
+  }
+  const modes: Record<string, string> = {};
+  for (const name of names(dir)) {
+    const mode = (await Deno.lstat(`${dir}/${name}`)).mode! & 0o7777;
+    modes[name] = mode.toString(8);
+  }
+  return modes;
 }

@@ -414,6 +414,26 @@ export function storeContract(storage: Storage): void {
   );
 
   t(
+    "resetFence(): forgets the fences applied, so a lower token is accepted again and fences anew",
+    async (make) => {
+      const { store } = await make<Doc>({ initial });
+      await store.update((d) => void d.n++, { fence: 50 });
+      await assert.rejects(
+        store.update((d) => void d.n++, { fence: 3 }),
+        StaleFenceError,
+      );
+      await store.resetFence();
+      await store.resetFence(); // nothing to forget: no error
+      await store.update((d) => void d.n++, { fence: 3 });
+      await assert.rejects(
+        store.update((d) => void d.n++, { fence: 2 }),
+        (error) => error instanceof StaleFenceError && error.highest === 3,
+      );
+      assert.equal((await store.read()).n, 2);
+    },
+  );
+
+  t(
     "concurrent updates in one process never lose each other's changes",
     async (make) => {
       const { store } = await make<Doc>({ initial });

@@ -2,7 +2,13 @@
 
 import assert from "node:assert/strict";
 import { atomicWriteFile, StoreError } from "../mod.ts";
-import { names, output, withTempDir, worker } from "./_helpers.ts";
+import {
+  modesUnderUmask,
+  names,
+  output,
+  withTempDir,
+  worker,
+} from "./_helpers.ts";
 
 Deno.test("atomicWriteFile() replaces content and keeps the mode", async () => {
   await withTempDir(async (dir) => {
@@ -107,5 +113,17 @@ Deno.test("atomicWriteFile() with durable: false renames without any fsync (stra
   await withTempDir(async (dir) => {
     const events = await trace(`${dir}/f.json`, "fast");
     assert.deepEqual(events, ["open-temp", "rename"]);
+  });
+});
+
+Deno.test("atomicWriteFile() gives a new file 0666 less the umask, and an explicit mode exactly, new or replaced", async () => {
+  await withTempDir(async (dir) => {
+    const modes = await modesUnderUmask(0o022, dir, async () => {
+      await atomicWriteFile(`${dir}/plain`, "x");
+      await atomicWriteFile(`${dir}/given`, "x", { mode: 0o664 });
+      await atomicWriteFile(`${dir}/replaced`, "x");
+      await atomicWriteFile(`${dir}/replaced`, "y", { mode: 0o660 });
+    });
+    assert.deepEqual(modes, { given: "664", plain: "644", replaced: "660" });
   });
 });

@@ -13,10 +13,12 @@ import {
   waitForRelease,
   withLock,
 } from "../mod.ts";
+import { _encodeRecord, _recordText } from "../src/lock/_holder_record.ts";
 import {
   delay,
+  modesUnderUmask,
   names,
-  openPaths,
+  openUnder,
   sh,
   withImmutableDir,
   withTempDir,
@@ -180,6 +182,26 @@ Deno.test("FileLock tokens grow by one per exclusive acquisition; shared ones ke
     const shared = await FileLock.acquire(path, { shared: true });
     assert.equal(shared.token, tokens[4]);
     await shared.release();
+  });
+});
+
+Deno.test("FileLock tokens are at least 2^50 (FileLock's family of fences) even after a record with a smaller token", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    // A record another lockbox-compatible tool wrote, with token 7.
+    await Deno.writeFile(
+      `${path}.lock`,
+      _encodeRecord(_recordText(7, 1, "host", false, undefined), 0).slice(),
+    );
+    const shared = await FileLock.acquire(path, { shared: true });
+    assert.equal(shared.token, 7, "a shared lock keeps the token");
+    await shared.release();
+    const lock = await FileLock.acquire(path);
+    await lock.release();
+    assert.equal(lock.token, 2 ** 50);
+    const next = await FileLock.acquire(path);
+    await next.release();
+    assert.equal(next.token, 2 ** 50 + 1);
   });
 });
 
@@ -438,19 +460,52 @@ Deno.test("FileLock never writes into a lock file whose content it did not write
   });
 });
 
-Deno.test("FileLock locks a file it may not write, read-only, as flock(1) does", async () => {
+Deno.test("FileLock locks a file it may not write, read-only, as flock(1) does, when its content is not lockbox's", async () => {
   await withTempDir(async (dir) => {
     const file = `${dir}/frozen.lock`;
-    await Deno.writeTextFile(file, "");
+    await Deno.writeTextFile(file, "4242\n"); // a pid another tool wrote
     await sh("chattr", "+i", file);
     try {
       const lock = await FileLock.acquire(file, { lockPath: file });
       assert.equal(lock.token, 0);
       assert.equal(await FileLock.tryAcquire(file, { lockPath: file }), null);
       await lock.release();
-      assert.equal(await Deno.readTextFile(file), "");
+      assert.equal(await Deno.readTextFile(file), "4242\n");
     } finally {
       await sh("chattr", "-i", file);
+    }
+  });
+});
+
+Deno.test("FileLock.acquire() refuses an exclusive lock on a lock file it may not write when the file is lockbox's (empty or a record), and a shared one keeps the recorded token", async () => {
+  await withTempDir(async (dir) => {
+    const empty = `${dir}/empty.lock`;
+    await Deno.writeTextFile(empty, "");
+    const recorded = `${dir}/recorded.lock`;
+    const first = await FileLock.acquire(recorded, { lockPath: recorded });
+    await first.release();
+    const before = await Deno.readTextFile(recorded);
+    await sh("chattr", "+i", empty, recorded);
+    try {
+      for (const file of [empty, recorded]) {
+        await assert.rejects(
+          FileLock.acquire(file, { lockPath: file }),
+          (error: Error) =>
+            error instanceof LockError && error.message.includes(file) &&
+            /may not write it.*fencing token/.test(error.message),
+        );
+        // Refused, not left held.
+        assert.equal(await isLocked(file, { lockPath: file }), false);
+      }
+      const shared = await FileLock.acquire(recorded, {
+        lockPath: recorded,
+        shared: true,
+      });
+      assert.equal(shared.token, first.token);
+      await shared.release();
+      assert.equal(await Deno.readTextFile(recorded), before);
+    } finally {
+      await sh("chattr", "-i", empty, recorded);
     }
   });
 });
@@ -555,21 +610,64 @@ Deno.test("FileLock.signal aborts with LockLostError on release, and when the lo
   });
 });
 
-Deno.test("FileLock keeps a released lock file open only for the next back-to-back acquisition, and never locks one replaced or removed meanwhile", async () => {
+Deno.test("FileLock.release() and withLock() leave no descriptor of the lock file open once they resolve", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const lock = await FileLock.acquire(path);
+    assert.deepEqual(openUnder(dir), [`${path}.lock`]);
+    await lock.release();
+    assert.deepEqual(openUnder(dir), []);
+    await withLock(path, () => {});
+    assert.deepEqual(openUnder(dir), []);
+    await assert.rejects(
+      withLock(path, () => Promise.reject(new Error("fn failed"))),
+      /fn failed/,
+    );
+    assert.deepEqual(openUnder(dir), []);
+    // Back to back, shared, and many at once in this process (each handed
+    // the lock file of the one before): nothing left once all resolved.
+    for (let i = 0; i < 50; i++) await withLock(path, () => {});
+    assert.deepEqual(openUnder(dir), []);
+    const shared = await Promise.all(
+      [1, 2, 3].map(() => FileLock.acquire(path, { shared: true })),
+    );
+    await Promise.all(shared.map((held) => held.release()));
+    assert.deepEqual(openUnder(dir), []);
+    await Promise.all(
+      Array.from(
+        { length: 50 },
+        (_, i) => withLock(i % 2 ? path : `${dir}/other`, () => delay(0)),
+      ),
+    );
+    assert.deepEqual(openUnder(dir), []);
+    for (let i = 0; i < 100; i++) {
+      await (await FileLock.acquire(`${dir}/f${i}`)).release();
+    }
+    assert.deepEqual(openUnder(dir), []);
+    const busy = await FileLock.acquire(path);
+    assert.equal(await FileLock.tryAcquire(path), null);
+    await assert.rejects(
+      FileLock.acquire(path, { timeout: 10 }),
+      LockTimeoutError,
+    );
+    await busy.release();
+    assert.deepEqual(openUnder(dir), []);
+  });
+});
+
+Deno.test("FileLock.release() hands its lock file to a waiting request of this process, which never locks it if it was replaced meanwhile", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
     const lockPath = `${path}.lock`;
-    await (await FileLock.acquire(path)).release();
-    // Released a moment ago: still open (unlocked), for the next acquisition.
-    assert.equal(openPaths("state.json.lock").length, 1);
-    assert.equal(await isLocked(path), false);
-    await sh("flock", "-n", lockPath, "true");
-
-    // Replaced meanwhile (a new inode at the path): the new file is locked.
+    const first = await FileLock.acquire(path);
+    const next = FileLock.acquire(path);
+    // Replaced while held (a new inode at the path): the waiting request
+    // must lock the new file, not the one handed to it.
     Deno.writeFileSync(`${lockPath}.new`, new Uint8Array());
     Deno.renameSync(`${lockPath}.new`, lockPath);
-    const lock = await FileLock.acquire(path);
-    assert.ok(await lock.verify());
+    await first.release();
+    const second = await next;
+    assert.ok(await second.verify());
     const probe = await new Deno.Command("flock", {
       args: ["-n", lockPath, "true"],
     }).output();
@@ -578,30 +676,15 @@ Deno.test("FileLock keeps a released lock file open only for the next back-to-ba
       1,
       "the file now at the lock path must be the one locked",
     );
-    await lock.release();
-
-    // Removed meanwhile: made again and locked.
+    // Removed while held: made again and locked.
+    const third = FileLock.acquire(path);
     Deno.removeSync(lockPath);
-    const again = await FileLock.acquire(path);
+    await second.release();
+    const again = await third;
     assert.ok((await Deno.lstat(lockPath)).isFile);
     assert.ok(await again.verify());
     await again.release();
-
-    // Once the caller moves on, nothing stays open.
-    await delay(0);
-    assert.equal(openPaths("state.json.lock").length, 0);
-  });
-});
-
-Deno.test("FileLock keeps at most 64 released lock files open after a burst over many paths", async () => {
-  await withTempDir(async (dir) => {
-    for (let i = 0; i < 200; i++) {
-      await (await FileLock.acquire(`${dir}/f${i}`)).release();
-    }
-    const open = openPaths(".lock").length;
-    assert.ok(open > 0 && open <= 64, `${open} lock files open`);
-    await delay(0);
-    assert.equal(openPaths(".lock").length, 0);
+    assert.deepEqual(openUnder(dir), []);
   });
 });
 
@@ -658,4 +741,15 @@ Deno.test("FileLock pidFile never writes a lock file with other content, nor thr
     );
     assert.equal(await Deno.readTextFile(`${dir}/target`), "keep me");
   });
+});
+
+Deno.test("FileLock.acquire() makes a lock file 0666 less the umask, as touch does", async () => {
+  for (const [mask, mode] of [[0o002, "664"], [0o027, "640"]]) {
+    await withTempDir(async (dir) => {
+      const modes = await modesUnderUmask(mask as number, dir, async () => {
+        await (await FileLock.acquire(`${dir}/state.json`)).release();
+      });
+      assert.deepEqual(modes, { "state.json.lock": mode });
+    });
+  }
 });

@@ -14,6 +14,7 @@ import {
   guarded,
   names,
   openPaths,
+  openUnder,
   output,
   seededRandom,
   withFailingFsync,
@@ -33,12 +34,15 @@ function make(
     warnings?: string[];
     onCorrupt?: "throw" | "quarantine";
     compactAt?: number;
+    keepOpen?: boolean;
+    durable?: boolean;
   },
 ) {
   return new JsonStore<Doc>(path, {
     initial: () => ({}),
     journal: true,
-    durable: false,
+    durable: options.durable ?? false,
+    keepOpen: options.keepOpen,
     compactAt: options.compactAt,
     onCorrupt: options.onCorrupt,
     onWarning: (m) =>
@@ -509,18 +513,19 @@ Deno.test("JsonStore journal mode refuses backups instead of ignoring them, and 
   });
 });
 
-Deno.test("JsonStore journal mode keeps its journal open only between back-to-back updates, and never appends to one moved or replaced meanwhile", async () => {
+Deno.test("JsonStore journal mode with keepOpen keeps its journal open between updates until close(), and never appends to one moved or replaced meanwhile", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/state.json`;
     const journal = `${path}.journal`;
-    const store = open(path, { warnings: [] });
+    const store = open(path, { warnings: [], keepOpen: true });
     await store.update((d) => {
       d.n = 0; // creates the journal
     });
     await store.update((d) => {
       d.n = 1;
     });
-    // Back to back (no macrotask between): the journal is still open.
+    // Kept open, even once the caller has moved on to other work.
+    await delay(10);
     assert.deepEqual(openPaths(".journal"), [journal]);
     // A foreign tool moves it away: the next update must not append there.
     Deno.renameSync(journal, `${dir}/moved.journal`);
@@ -542,9 +547,46 @@ Deno.test("JsonStore journal mode keeps its journal open only between back-to-ba
     });
     assert.equal(Deno.readFileSync(journal).length > before.length, true);
     assert.deepEqual(await store.read(), { m: 2, k: 3, j: 4 });
-    // Once the caller moves on to other work, nothing stays open.
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    assert.deepEqual(openPaths(".journal"), []);
+    await store.close();
+    assert.deepEqual(openUnder(dir), []);
+  });
+});
+
+Deno.test("JsonStore journal mode: update(), read(), a rejected update and concurrent updates leave no descriptor of the store open once they settle", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    for (const durable of [true, false]) {
+      const store = open(path, { durable });
+      await store.update((d) => void (d.n = 0));
+      assert.deepEqual(openUnder(dir), []);
+      await store.update((d) => void (d.n = (d.n as number) + 1));
+      assert.deepEqual(openUnder(dir), []);
+      assert.equal((await store.read()).n, 1);
+      assert.deepEqual(openUnder(dir), []);
+      await assert.rejects(
+        store.update(() => {
+          throw new Error("fn failed");
+        }),
+        /fn failed/,
+      );
+      assert.deepEqual(openUnder(dir), []);
+      // Concurrent updates share the journal (and one fdatasync); the last
+      // to settle closes it.
+      await Promise.all(
+        Array.from(
+          { length: 20 },
+          () => store.update((d) => void (d.n = (d.n as number) + 1)),
+        ),
+      );
+      assert.deepEqual(openUnder(dir), []);
+      assert.equal((await store.read()).n, 21);
+      // A compaction on the way.
+      const small = open(`${dir}/small.json`, { durable, compactAt: 100 });
+      for (let i = 0; i < 10; i++) {
+        await small.update((d) => void (d[`k${i}`] = "x".repeat(20)));
+        assert.deepEqual(openUnder(dir), []);
+      }
+    }
   });
 });
 

@@ -11,7 +11,9 @@ import {
   StoreError,
 } from "../mod.ts";
 import {
+  modesUnderUmask,
   names,
+  openUnder,
   withFailingFsync,
   withImmutableDir,
   withTempDir,
@@ -452,3 +454,217 @@ Deno.test("JsonStore journal mode refuses a journal that is a symlink, and follo
     assert.equal(await Deno.readTextFile(`${dir}/elsewhere`), "precious\n");
   });
 });
+
+Deno.test("JsonStore.update() makes the store, its lock, fence, backups and journal 0666 less the umask when it creates them", async () => {
+  for (const [mask, mode] of [[0o002, "664"], [0o077, "600"], [0o000, "666"]]) {
+    await withTempDir(async (dir) => {
+      const modes = await modesUnderUmask(mask as number, dir, async () => {
+        for (const journal of [false, true]) {
+          const store = new JsonStore<{ n: number }>(
+            `${dir}/s-${journal}.json`,
+            {
+              initial: { n: 0 },
+              journal,
+              compactAt: 0,
+              backups: journal ? 0 : 1,
+            },
+          );
+          await store.update((d) => void d.n++, { fence: 1 });
+          await store.update((d) => void d.n++, { fence: 2 });
+        }
+      });
+      assert.deepEqual(
+        Object.keys(modes).sort(),
+        [
+          "s-false.json",
+          "s-false.json.bak.1",
+          "s-false.json.fence",
+          "s-false.json.lock",
+          "s-true.json",
+          "s-true.json.fence",
+          "s-true.json.journal",
+          "s-true.json.lock",
+        ],
+      );
+      for (const [name, got] of Object.entries(modes)) {
+        assert.equal(got, mode, `${name} under umask ${mask.toString(8)}`);
+      }
+    });
+  }
+});
+
+Deno.test("JsonStore.read(), update(), transform() and write() leave no descriptor of the store open once they settle", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const store = new JsonStore<Doc>(path, { initial });
+    assert.deepEqual(await store.read(), initial());
+    assert.deepEqual(openUnder(dir), []);
+    await store.write({ count: 1, items: [] });
+    assert.deepEqual(openUnder(dir), []);
+    await store.update((d) => void d.count++, { fence: 5 });
+    assert.deepEqual(openUnder(dir), []);
+    await store.transform((d) => ({ ...d, count: d.count + 1 }));
+    assert.deepEqual(openUnder(dir), []);
+    await assert.rejects(
+      store.update(() => {
+        throw new Error("fn failed");
+      }),
+      /fn failed/,
+    );
+    assert.deepEqual(openUnder(dir), []);
+    await assert.rejects(
+      store.update((d) => void d.count++, { fence: 4 }),
+      StaleFenceError,
+    );
+    assert.deepEqual(openUnder(dir), []);
+    await Promise.all(
+      Array.from({ length: 20 }, () => store.update((d) => void d.count++)),
+    );
+    assert.deepEqual(openUnder(dir), []);
+    assert.equal((await store.read()).count, 23);
+    // Nothing to close without keepOpen; close() is harmless.
+    await store.close();
+    assert.deepEqual(openUnder(dir), []);
+  });
+});
+
+Deno.test("JsonStore with keepOpen keeps its lock file open between calls until close(), and never locks one replaced or removed meanwhile", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/state.json`;
+    const lockPath = `${path}.lock`;
+    {
+      await using store = new JsonStore<Doc>(path, { initial, keepOpen: true });
+      await store.update((d) => void d.count++);
+      // Kept open (unlocked) for the next call.
+      assert.deepEqual(openUnder(dir), [lockPath]);
+      assert.equal(await isLocked(path), false);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.deepEqual(openUnder(dir), [lockPath]);
+
+      // Replaced meanwhile (a new inode at the path): the new file is locked.
+      Deno.writeFileSync(`${lockPath}.new`, new Uint8Array());
+      Deno.renameSync(`${lockPath}.new`, lockPath);
+      await store.update(async (d) => {
+        d.count++;
+        const probe = await new Deno.Command("flock", {
+          args: ["-n", lockPath, "true"],
+        }).output();
+        assert.equal(probe.code, 1, "the file at the lock path is locked");
+      });
+      assert.deepEqual(openUnder(dir), [lockPath]);
+
+      // Removed meanwhile: made again and locked.
+      Deno.removeSync(lockPath);
+      await store.update(async (d) => {
+        d.count++;
+        assert.equal(await isLocked(path), true);
+      });
+      assert.ok((await Deno.lstat(lockPath)).isFile);
+      assert.equal((await store.read()).count, 3);
+    } // await using: closed here
+    assert.deepEqual(openUnder(dir), []);
+
+    // After close() the store still works, closing at each settle.
+    const store = new JsonStore<Doc>(path, { initial, keepOpen: true });
+    await store.update((d) => void d.count++);
+    await store.close();
+    assert.deepEqual(openUnder(dir), []);
+    await store.update((d) => void d.count++);
+    assert.deepEqual(openUnder(dir), []);
+    assert.equal((await store.read()).count, 5);
+  });
+});
+
+for (const journal of [false, true]) {
+  Deno.test(
+    `JsonStore${
+      journal ? " journal mode" : ""
+    } keeps the fences of FileLock tokens and counter tokens apart, so neither family fences the other out`,
+    async () => {
+      await withTempDir(async (dir) => {
+        const path = `${dir}/s.json`;
+        const store = new JsonStore<Doc>(path, { initial, journal });
+        const older = await FileLock.acquire(`${dir}/leader`);
+        await older.release();
+        const lock = await FileLock.acquire(`${dir}/leader`);
+        await store.update((d) => void d.count++, { fence: lock.token });
+        // A counter token (a PostgreSQL lock's, say) after a FileLock one.
+        await store.update((d) => void d.count++, { fence: 2 });
+        await assert.rejects(
+          store.update((d) => void d.count++, { fence: 1 }),
+          (error) => error instanceof StaleFenceError && error.highest === 2,
+        );
+        // And FileLock tokens are still compared among themselves.
+        await assert.rejects(
+          store.update((d) => void d.count++, { fence: older.token }),
+          (error) =>
+            error instanceof StaleFenceError && error.highest === lock.token,
+        );
+        await store.update((d) => void d.count++, { fence: lock.token });
+        await store.update((d) => void d.count++, { fence: 3 });
+        await lock.release();
+        assert.equal((await store.read()).count, 4);
+        assert.equal(
+          await Deno.readTextFile(`${path}.fence`),
+          `${lock.token} 3\n`,
+        );
+        // A fence file of one number, as lockbox wrote before, is read by
+        // its range: a counter's here, so a FileLock token passes.
+        await Deno.writeTextFile(`${path}.fence`, "7\n");
+        const next = await FileLock.acquire(`${dir}/leader`);
+        await store.update((d) => void d.count++, { fence: next.token });
+        await next.release();
+        await assert.rejects(
+          store.update((d) => void d.count++, { fence: 6 }),
+          StaleFenceError,
+        );
+        assert.equal(
+          await Deno.readTextFile(`${path}.fence`),
+          `${next.token} 7\n`,
+        );
+        await Deno.writeTextFile(`${path}.fence`, "7 x\n");
+        await assert.rejects(
+          store.update((d) => void d.count++, { fence: 8 }),
+          (error) =>
+            error instanceof StoreError && /reset-fence/.test(error.message),
+        );
+      });
+    },
+  );
+}
+
+for (const journal of [false, true]) {
+  Deno.test(
+    `JsonStore.close()${
+      journal ? " in journal mode" : ""
+    } lets an update in flight close its files as it settles`,
+    async () => {
+      await withTempDir(async (dir) => {
+        const path = `${dir}/s.json`;
+        const store = new JsonStore<Doc>(path, {
+          initial,
+          journal,
+          keepOpen: true,
+        });
+        await store.update((d) => void d.count++);
+        let proceed!: () => void;
+        const gate = new Promise<void>((resolve) => proceed = resolve);
+        let entered!: () => void;
+        const inside = new Promise<void>((resolve) => entered = resolve);
+        const inFlight = store.update(async (d) => {
+          entered();
+          await gate;
+          d.count++;
+        });
+        await inside;
+        await store.close();
+        assert.ok(openUnder(dir).length > 0, "the update holds its lock");
+        proceed();
+        await inFlight;
+        assert.deepEqual(openUnder(dir), []);
+        assert.equal((await store.read()).count, 2);
+        assert.deepEqual(openUnder(dir), []);
+      });
+    },
+  );
+}

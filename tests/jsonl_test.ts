@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { appendJsonl, readJsonl } from "../mod.ts";
-import { withTempDir } from "./_helpers.ts";
+import { modesUnderUmask, openUnder, withTempDir } from "./_helpers.ts";
 
 Deno.test("readJsonl() reports a torn last line and returns the good records", async () => {
   await withTempDir(async (dir) => {
@@ -54,5 +54,32 @@ Deno.test("appendJsonl() refuses records that are not JSON and writes nothing", 
     await assert.rejects(appendJsonl(path, [{ ok: 1 }, { n: 1n }]), TypeError);
     await assert.rejects(appendJsonl(path, [undefined]), TypeError);
     await assert.rejects(Deno.lstat(path), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("appendJsonl() makes a log and its lock file 0666 less the umask", async () => {
+  await withTempDir(async (dir) => {
+    const modes = await modesUnderUmask(0o002, dir, async () => {
+      await appendJsonl(`${dir}/audit.jsonl`, [{ n: 1 }]);
+      await appendJsonl(`${dir}/audit.jsonl`, [{ n: 2 }]);
+    });
+    assert.deepEqual(modes, {
+      "audit.jsonl": "664",
+      "audit.jsonl.lock": "664",
+    });
+  });
+});
+
+Deno.test("appendJsonl() leaves no descriptor of the log or its lock open once it resolves", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/log.jsonl`;
+    await appendJsonl(path, [{ a: 1 }]);
+    assert.deepEqual(openUnder(dir), []);
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) => appendJsonl(path, [{ b: i }])),
+    );
+    assert.deepEqual(openUnder(dir), []);
+    assert.equal((await readJsonl(path)).records.length, 11);
+    assert.deepEqual(openUnder(dir), []);
   });
 });

@@ -24,9 +24,14 @@ export function _hint(error: unknown, action = ""): string {
     case "EDQUOT":
       return "the disk is full; free some space and retry";
     case "EACCES":
+      return "check that this user may write the file and that its directory is writable";
     case "EPERM":
+      // Not the permission bits: an attribute (chattr +i, +a), a sticky
+      // directory (only a file's owner replaces or removes it there), or a
+      // change of owner only root may make.
+      return "the file or its directory refuses this user (an immutable or append-only attribute, or a sticky directory where only the file's owner may replace it); check that both are writable by this user";
     case "EROFS":
-      return "check that the directory is writable";
+      return "the file system is mounted read-only";
     case "EISDIR":
       return "the path is a directory; choose a file path";
     case "ENOENT":
@@ -34,6 +39,11 @@ export function _hint(error: unknown, action = ""): string {
     default:
       return "check the path and the file system";
   }
+}
+
+/** Permission bits as `ls` users write them: `0664`. */
+export function _octal(mode: number | null): string {
+  return mode === null ? "unknown" : `0${mode.toString(8).padStart(3, "0")}`;
 }
 
 export function _reason(error: unknown): string {

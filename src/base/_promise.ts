@@ -56,9 +56,9 @@ const _IDLE_TURNS = 32;
 
 /**
  * Calls `then` after _IDLE_TURNS turns of the microtask queue, unless
- * `cancelled()` is true at one of them: for a file kept open between
- * back-to-back calls, closed once the caller has moved on, with no timer
- * for a test's op sanitizer to see.
+ * `cancelled()` is true at one of them: for work that waits until the calls
+ * started together have had their turn (the journal's shared fdatasync),
+ * with no timer for a test's op sanitizer to see.
  */
 export function _afterIdleTurns(
   cancelled: () => boolean,

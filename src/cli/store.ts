@@ -1,5 +1,6 @@
-// `lockbox store get|set|edit|check`: a store's document, read and changed
-// under its lock, in whole-file or journal mode as the files beside it say.
+// `lockbox store get|set|delete|edit|check|watch|reset-fence`: a store's
+// document, read and changed under its lock, in whole-file or journal mode
+// as the files beside it say.
 
 import type { Command } from "commander";
 import { CorruptStoreError, StoreError } from "../base/errors.ts";
@@ -38,7 +39,7 @@ import { _pointer, _seconds } from "./_parse.ts";
 export function _addStore(program: Command): void {
   const store = program.command("store")
     .description(
-      "Read, change, delete, edit, check and watch JSON store files, under their locks",
+      "Read, change, delete, edit, check and watch JSON store files, under their locks; reset their fences",
     );
   _addGet(store);
   _addSet(store);
@@ -46,6 +47,23 @@ export function _addStore(program: Command): void {
   _addEdit(store);
   _addCheck(store);
   _addWatch(store);
+  _addResetFence(store);
+}
+
+/** `lockbox store reset-fence FILE`: forgets the fences applied to a store. */
+function _addResetFence(store: Command): void {
+  store.command("reset-fence")
+    .description(
+      "Forget the fences applied to a store, under its lock, so that the next fenced write is accepted whatever its token",
+    )
+    .argument("<file>", "the store file (with --db: the document's name)")
+    .option("--db <url>", DB_STORE_HELP)
+    .action((file: string, options) =>
+      _usingDb(options.db, async (db) => {
+        await _openStore(db, file, null).resetFence();
+        _say(`reset the fence of '${file}'`);
+      })
+    );
 }
 
 /**

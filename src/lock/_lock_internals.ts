@@ -2,6 +2,8 @@
 // does not offer. Filled in by FileLock's static block; never re-exported.
 
 import type { _LockHandle } from "../runtime/mod.ts";
+import type { _KeptLockFile } from "./_kept_lock_file.ts";
+import type { FileLock, LockOptions } from "./file_lock.ts";
 
 /** Hooks into FileLock for lockbox's own modules. */
 export const _lockInternals: {
@@ -19,8 +21,25 @@ export const _lockInternals: {
    * instead of waiting for itself.
    */
   runHolding: <R>(lock: object, fn: () => R) => R;
+  /**
+   * A store refused `token` as older than the fence `highest`: if this
+   * process handed it out, the next exclusive token of its lock path
+   * exceeds `highest`.
+   */
+  noteStaleFence: (token: number, highest: number) => void;
+  /**
+   * `FileLock.acquire`, reusing the lock file `kept` holds open, and
+   * leaving it there on release instead of closing it.
+   */
+  acquireKept: (
+    path: string | URL,
+    options: LockOptions,
+    kept: _KeptLockFile,
+  ) => Promise<FileLock>;
 } = {
   handleOf: () => null,
   shareWithChildren: () => {},
   runHolding: (_lock, fn) => fn(),
+  noteStaleFence: () => {},
+  acquireKept: () => Promise.reject(new Error("FileLock is not loaded")),
 };

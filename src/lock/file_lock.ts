@@ -9,7 +9,7 @@
 // was aborted leaves that wait to finish and pass the lock to the next
 // request, or release it at once.
 
-import { _after, _afterIdleTurns, _promiseTry } from "../base/_promise.ts";
+import { _after, _promiseTry } from "../base/_promise.ts";
 import { _stillLinked } from "../base/_file_identity.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { dirname } from "node:path";
@@ -29,7 +29,9 @@ import {
 } from "../runtime/mod.ts";
 import { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
-import { _hint } from "../base/_fs_errors.ts";
+import type { _KeptLockFile } from "./_kept_lock_file.ts";
+import { _FILE_TOKEN_MIN } from "./_fence.ts";
+import { _hint, _octal } from "../base/_fs_errors.ts";
 import { _removeHeldLockFiles } from "./_lock_removal.ts";
 import {
   _checkBlockingWait,
@@ -134,6 +136,7 @@ class _Request {
     readonly removeOnRelease: boolean,
     readonly pidFile: boolean,
     readonly nullOnBusy: boolean,
+    readonly kept: _KeptLockFile | undefined,
     readonly signal: AbortSignal | undefined,
     readonly resolve: (lock: FileLock | null) => void,
     readonly reject: (error: unknown) => void,
@@ -186,6 +189,14 @@ class _Queue {
   active = 0;
   activeExclusive = false;
   osWait = false;
+  /**
+   * The lock file a release of this path just unlocked, while that release
+   * serves the next request in line (`_pump`): a hand-off within the
+   * process reuses the open file instead of opening it again. Whatever the
+   * pump leaves here goes back to the releaser at once (closed, or kept by
+   * its owner), so nothing stays open after the release returns.
+   */
+  spare: _LockHandle | null = null;
   constructor(readonly lockPath: string) {}
 
   compatible(shared: boolean): boolean {
@@ -240,45 +251,40 @@ const _MAX_KNOWN = 1024;
 
 function _remember(lockPath: string, stat: _FileStat): void {
   if (_known.size >= _MAX_KNOWN && !_known.has(lockPath)) _known.clear();
-  _known.set(lockPath, ((stat.mode ?? 0) & 0o111) !== 0);
+  _known.set(lockPath, _isExecutable(stat));
 }
 
 /**
- * Lock files released by this process, still open (and unlocked: they hold
- * nothing) for the next acquisition of the same path, which then needs no
- * `open`. Each is closed after a few turns of the microtask queue without
- * one (`_afterIdleTurns`), so a loop of back-to-back acquisitions keeps its
- * lock file open and nothing stays open once the caller moves on. At most
- * _MAX_IDLE at a time, so a burst over many paths holds no more descriptors.
+ * The lock path of each exclusive token this process handed out lately
+ * (bounded; cleared when full), and for a lock path whose token a store
+ * refused as stale, the fence that refused it: the next exclusive token of
+ * that path exceeds it, so that taking the lock again helps even when the
+ * lock file started from a clock that is behind (see _noteStaleFence).
  */
-const _idle = new Map<string, { handle: _LockHandle }>();
-const _MAX_IDLE = 64;
+const _tokenPaths = new Map<number, string>();
+const _floors = new Map<string, number>();
+const _MAX_TOKEN_PATHS = 1024;
 
-/** Keeps a released lock file open for a moment, or closes it (see _idle). */
-function _park(lockPath: string, handle: _LockHandle): void {
-  if (_idle.size >= _MAX_IDLE || _idle.has(lockPath)) {
-    handle.close();
-    return;
-  }
-  const entry = { handle };
-  _idle.set(lockPath, entry);
-  _afterIdleTurns(
-    () => _idle.get(lockPath) !== entry, // taken by an acquisition
-    () => {
-      _idle.delete(lockPath);
-      handle.close();
-    },
-  );
+/** A store refused `token` as older than `highest`: raise its lock's floor. */
+function _noteStaleFence(token: number, highest: number): void {
+  const lockPath = _tokenPaths.get(token);
+  if (lockPath === undefined) return;
+  if (_floors.size >= _MAX_TOKEN_PATHS) _floors.clear();
+  _floors.set(lockPath, Math.max(_floors.get(lockPath) ?? highest, highest));
 }
 
-/** Opens the lock file without following symlinks, creating it if needed. */
-function _open(lockPath: string): _LockHandle {
-  const parked = _idle.get(lockPath);
-  if (parked !== undefined) {
-    // Still open from a release a moment ago; the inode check after the
-    // lock tells whether it is still the file at lockPath.
-    _idle.delete(lockPath);
-    return parked.handle;
+/**
+ * Opens the lock file without following symlinks, creating it if needed; or
+ * reuses the file a release in this process has just unlocked, or the one
+ * `kept` holds open (the inode check after the lock tells whether it is
+ * still the file at lockPath).
+ */
+function _open(queue: _Queue, kept: _KeptLockFile | undefined): _LockHandle {
+  const lockPath = queue.lockPath;
+  const spare = queue.spare ?? kept?.take(lockPath) ?? null;
+  if (spare !== null) {
+    if (queue.spare === spare) queue.spare = null;
+    return spare;
   }
   const executable = _known.get(lockPath);
   if (executable !== undefined) {
@@ -321,11 +327,13 @@ function _open(lockPath: string): _LockHandle {
  * ready for a blocking wait.
  */
 function _tryTake(
-  lockPath: string,
+  queue: _Queue,
   shared: boolean,
+  kept: _KeptLockFile | undefined,
 ): { handle: _LockHandle; stat: _FileStat | null } {
+  const lockPath = queue.lockPath;
   while (true) {
-    const handle = _open(lockPath);
+    const handle = _open(queue, kept);
     try {
       if (!handle.tryLock(!shared)) return { handle, stat: null };
       const stat = _stillLinked(handle, lockPath);
@@ -352,8 +360,11 @@ function _tryTake(
  * it.
  *
  * The holder record is written only into an empty lock file or one that
- * already holds a lockbox record; a file with other content, or one this
- * process may not write, is locked as it is, with no record and token 0.
+ * already holds a lockbox record; a file with other content is locked as it
+ * is, with no record and token 0. A lockbox lock file this process may not
+ * write is refused for an exclusive lock (its token could not advance), and
+ * locked shared with its recorded token. A new lock file gets mode `0o666`
+ * less the process umask.
  *
  * Requires `--allow-read` and `--allow-write` (and `--allow-sys=hostname` to
  * record the host name).
@@ -374,6 +385,7 @@ export class FileLock implements AsyncDisposable {
   #handle: _LockHandle | null;
   #queue: _Queue;
   #removeOnRelease: boolean;
+  #kept: _KeptLockFile | undefined;
   #sharedWithChildren = false;
   #lost: AbortController | null = null;
   #watch: ReturnType<typeof setInterval> | undefined;
@@ -396,6 +408,11 @@ export class FileLock implements AsyncDisposable {
     };
     _lockInternals.runHolding = (lock, fn) =>
       _context.run([...(_context.getStore() ?? []), lock as FileLock], fn);
+    _lockInternals.noteStaleFence = _noteStaleFence;
+    _lockInternals.acquireKept = (path, options, kept) =>
+      new Promise<FileLock | null>((resolve, reject) => {
+        FileLock.#request(path, options, false, kept, resolve, reject);
+      }) as Promise<FileLock>;
   }
 
   private constructor(
@@ -411,6 +428,7 @@ export class FileLock implements AsyncDisposable {
     this.#handle = handle;
     this.#queue = queue;
     this.#removeOnRelease = request.removeOnRelease;
+    this.#kept = request.kept;
   }
 
   /** Whether this lock is still held (not yet released). */
@@ -489,7 +507,8 @@ export class FileLock implements AsyncDisposable {
    * @returns The held lock.
    * @throws {LockTimeoutError} If the lock was still held elsewhere when the timeout ran out.
    * @throws {LockError} If the lock path is unusable (a symlink, a directory,
-   *   an unwritable directory), or this async context already holds it.
+   *   an unwritable directory, a lockbox lock file this process may not
+   *   write, for an exclusive lock), or this async context already holds it.
    * @throws {RangeError} If `timeout` is negative or not a number.
    *
    * @example
@@ -510,7 +529,7 @@ export class FileLock implements AsyncDisposable {
     options: LockOptions = {},
   ): Promise<FileLock> {
     return new Promise<FileLock | null>((resolve, reject) => {
-      FileLock.#request(path, options, false, resolve, reject);
+      FileLock.#request(path, options, false, undefined, resolve, reject);
     }) as Promise<FileLock>;
   }
 
@@ -543,6 +562,7 @@ export class FileLock implements AsyncDisposable {
         path,
         { ...options, timeout: 0 },
         true,
+        undefined,
         resolve,
         reject,
       );
@@ -553,6 +573,7 @@ export class FileLock implements AsyncDisposable {
     path: string | URL,
     options: LockOptions,
     nullOnBusy: boolean,
+    kept: _KeptLockFile | undefined,
     resolve: (lock: FileLock | null) => void,
     reject: (error: unknown) => void,
   ): void {
@@ -597,6 +618,7 @@ export class FileLock implements AsyncDisposable {
       options.removeOnRelease === true,
       options.pidFile === true,
       nullOnBusy,
+      kept,
       options.signal,
       resolve,
       reject,
@@ -616,7 +638,7 @@ export class FileLock implements AsyncDisposable {
     // First in line: try right away, with no trip to the thread pool.
     let attempt;
     try {
-      attempt = _tryTake(lockPath, shared);
+      attempt = _tryTake(queue, shared, kept);
     } catch (error) {
       request.settle(null, _wrap(lockPath, error));
       _dropIfIdle(queue);
@@ -668,9 +690,9 @@ export class FileLock implements AsyncDisposable {
   /**
    * Releases the lock. Calling it again does nothing.
    *
-   * The lock file stays open (unlocked) for a few turns of the microtask
-   * queue, for a next acquisition of the same path in this process to reuse;
-   * it is closed after that.
+   * The lock file is closed before the returned promise resolves, or
+   * handed straight on to a request of this process that is waiting for
+   * the same lock (which then needs no `open`).
    *
    * With `removeOnRelease`, the lock file is removed first, while still
    * held, if this is its only holder, it is still the file at `lockPath`,
@@ -721,16 +743,32 @@ export class FileLock implements AsyncDisposable {
     this.#close(handle, false);
   }
 
-  /** Releases the OS lock; `park` keeps the file open a moment (see _idle). */
-  #close(handle: _LockHandle, park = true): void {
-    // A child that inherited the lock file keeps the lock until it closes
-    // it; unlocking would take it from the child too.
-    if (this.#sharedWithChildren) handle.close();
-    else if (park) {
-      handle.unlock();
-      _park(this.lockPath, handle);
-    } else handle.unlockAndClose();
+  /**
+   * Releases the OS lock and closes the lock file before returning, unless
+   * `reuse` lets the next request of this process waiting for it (see
+   * `_Queue.spare`), or the owner that keeps it (`_KeptLockFile`), have it.
+   */
+  #close(handle: _LockHandle, reuse = true): void {
+    const queue = this.#queue;
+    const handOn = reuse && !this.#sharedWithChildren &&
+      (queue.waiting.length > 0 || this.#kept !== undefined);
+    if (!handOn) {
+      // A child that inherited the lock file keeps the lock until it closes
+      // it; unlocking would take it from the child too. Otherwise one call
+      // (on Deno, the close alone).
+      if (this.#sharedWithChildren) handle.close();
+      else handle.unlockAndClose();
+      this.#released();
+      return;
+    }
+    handle.unlock();
+    queue.spare = handle;
     this.#released();
+    if (queue.spare === handle) {
+      queue.spare = null;
+      if (this.#kept !== undefined) this.#kept.keep(this.lockPath, handle);
+      else handle.close();
+    }
   }
 
   #released(): void {
@@ -744,6 +782,11 @@ export class FileLock implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.release();
   }
+}
+
+/** Whether a file has an execute bit (a script locked as itself). */
+function _isExecutable(stat: _FileStat): boolean {
+  return ((stat.mode ?? 0) & 0o111) !== 0;
 }
 
 /** The first bytes of a lock file, as far as a record can reach. */
@@ -795,15 +838,24 @@ function _writeRecord(
   // may not write, is never written. A lockbox record with a bad checksum
   // is rewritten.
   const damaged = old === "torn" && _isDamagedRecord(_head(handle, stat));
-  const foreign = !handle.writable ||
-    (typeof old !== "number" && stat.size > 0 && !damaged);
-  const token = foreign
+  const ours = typeof old === "number" || damaged || stat.size === 0;
+  if (ours && !handle.writable && !request.shared && !_isExecutable(stat)) {
+    // Token 0 here would leave every user who may not write this file
+    // with the same token, and their fenced writes could not be told
+    // apart: refuse rather than degrade.
+    throw new LockError(
+      `Cannot lock '${request.lockPath}' exclusively: this process may not write it (owner uid ${stat.uid}, group ${stat.gid}, mode ${
+        _octal(stat.mode)
+      }), so it could neither advance the fencing token nor record its holder; make the lock file writable by every user of the lock (for a shared group: chmod g+w, in a setgid directory with umask 002), or take the lock shared`,
+    );
+  }
+  // A shared holder keeps the token, which it can read without writing.
+  const foreign = !handle.writable || !ours;
+  const token = !ours
     ? 0
-    : typeof old !== "number"
-    ? _firstToken()
-    : request.shared
-    ? old
-    : old + 1;
+    : !handle.writable
+    ? typeof old === "number" ? old : 0
+    : _nextToken(request, typeof old === "number" ? old : null);
   _noteToken(token);
   if (!foreign) {
     const text = _recordText(
@@ -815,6 +867,29 @@ function _writeRecord(
     );
     handle.writeAtStart(_encodeRecord(text, stat.size));
   }
+  return token;
+}
+
+/**
+ * The token a holder that may write the record takes after `previous` (the
+ * recorded one, `null` for none): a shared holder keeps it; an exclusive one
+ * is FileLock's family (2^50 and up, see _fence.ts) even after a record
+ * another tool wrote with a smaller one, and exceeds a fence that refused
+ * this lock path's last one (_floors).
+ */
+function _nextToken(request: _Request, previous: number | null): number {
+  if (request.shared && previous !== null) return previous;
+  let token = previous === null
+    ? _firstToken()
+    : Math.max(previous + 1, _FILE_TOKEN_MIN);
+  if (request.shared) return token;
+  if (_floors.size > 0) {
+    const floor = _floors.get(request.lockPath);
+    if (floor !== undefined && floor >= token) token = floor + 1;
+    _floors.delete(request.lockPath);
+  }
+  if (_tokenPaths.size >= _MAX_TOKEN_PATHS) _tokenPaths.clear();
+  _tokenPaths.set(token, request.lockPath);
   return token;
 }
 
@@ -849,11 +924,7 @@ function _writePidFile(
         : typeof own === "number"
         ? own
         : null;
-      token = previous === null
-        ? _firstToken()
-        : request.shared
-        ? previous
-        : previous + 1;
+      token = _nextToken(request, previous);
       _noteToken(token);
       records.writeAtStart(
         _encodeRecord(
@@ -917,7 +988,7 @@ function _pump(queue: _Queue): void {
     if (queue.osWait || !queue.compatible(head.shared)) return;
     let attempt;
     try {
-      attempt = _tryTake(queue.lockPath, head.shared);
+      attempt = _tryTake(queue, head.shared, head.kept);
     } catch (error) {
       queue.waiting.shift();
       head.settle(null, _wrap(queue.lockPath, error));

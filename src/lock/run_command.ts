@@ -35,7 +35,8 @@ export interface RunWithLockOptions {
    * Write the command line into the lock file's holder record (as
    * `metadata.command`), where `lockbox holder` and `lockbox status` show
    * it. The record stays in the file after the command ends, readable by
-   * anyone who may read the lock file (created with mode 0644): pass `false`
+   * anyone who may read the lock file (created with mode 0666 less the
+   * umask, so readable by all under the usual umask): pass `false`
    * when its arguments are secret.
    *
    * @default {true}

@@ -24,9 +24,11 @@ import {
   type _Next,
 } from "../store/_document_backend.ts";
 import { _toJson } from "../store/_json.ts";
+import { _fenceFamily, _FILE_TOKEN_MIN } from "../lock/_fence.ts";
 import {
   _literal,
   _MAX_LOCK_TIMEOUT,
+  _rightsHint,
   type _Session,
   _sqlState,
 } from "./_session.ts";
@@ -163,6 +165,13 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     onVersion?: (version: number) => void,
   ): Promise<R> {
     const fence = _checkFence(options.fence);
+    if (fence !== undefined && _fenceFamily(fence) === "file") {
+      // Compared with this document's PostgreSQL tokens it would fence them
+      // all out; it says nothing about the lock that fences the document.
+      throw new RangeError(
+        `Cannot write '${this.#label}' with fence ${fence}: that is a FileLock token, and a PostgreSQL document is fenced by the tokens of its PostgreSQL lock '${this.settings.fenceLock}'; take that lock (db.withLock) and pass its token`,
+      );
+    }
     // A change from inside a change of the same document would wait for
     // its own row lock: refused at once, as FileLock refuses it on files.
     const held = _holding.getStore() ?? [];
@@ -200,23 +209,36 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     let fromCaller = false;
     try {
       const { row, lockToken } = await this.#lockRow(session, fence, options);
+      // Aborted before fn ran: rolled back, never committed.
+      options.signal?.throwIfAborted();
       const rules = this.settings.text;
       if (rules && row.value !== null) {
         row.value = rules.parse(row.value as string);
       }
-      const highest = Math.max(Number(row.fence ?? -1), lockToken);
+      // Only counter tokens are compared (a FileLock token an older lockbox
+      // recorded here is ignored, so it cannot fence the document shut).
+      const stored = _counterFence(row.fence);
+      const highest = Math.max(stored, lockToken);
       if (fence !== undefined && fence < highest) {
         throw new StaleFenceError(this.#label, fence, highest);
       }
+      // initial()'s error, like fn's, reaches the caller unchanged, once.
+      const initial = () => {
+        fromCaller = true;
+        const value = this.#initial();
+        fromCaller = false;
+        return value;
+      };
       let current: T;
       let quarantined = false;
-      if (row.value === null) current = this.#initial();
+      if (row.value === null) current = initial();
       else {
         const checked = this.#check(row.value);
         if (checked.ok) current = checked.value;
         else if (this.settings.onCorrupt === "throw") throw checked.error;
         else {
-          current = await this.#quarantine(session, row, checked.error);
+          current = await this.#quarantine(session, row, checked.error) ??
+            initial();
           quarantined = true;
         }
       }
@@ -237,7 +259,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       const value = validate ? validate(next.value) : next.value;
       fromCaller = false;
       const text = this.#serialize(value);
-      const newFence = fence !== undefined && fence > Number(row.fence ?? -1);
+      const newFence = fence !== undefined && fence > stored;
       if (text === before && !newFence && this.settings.log === undefined) {
         await session.run("ROLLBACK");
         open = false;
@@ -417,7 +439,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     const name = _literal(this.settings.name);
     const fenceSql = fence === undefined
       ? "fence"
-      : `greatest(coalesce(fence, -1), ${fence})`;
+      : `CASE WHEN fence < ${_FILE_TOKEN_MIN} THEN greatest(fence, ${fence}) ELSE ${fence} END`;
     if (text === null) {
       // Only a newer fence to record: no new version.
       await session.run(
@@ -458,14 +480,15 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   }
 
   /**
-   * Moves a stored value that validate rejects to lockbox.quarantine and
-   * continues from the newest backup that validates, else `initial`.
+   * Moves a stored value that validate rejects to lockbox.quarantine; the
+   * newest backup that validates, else `undefined` (continue from
+   * `initial`).
    */
   async #quarantine(
     session: _Session,
     row: _Row,
     error: CorruptStoreError,
-  ): Promise<T> {
+  ): Promise<T | undefined> {
     const [{ id }] = await session.query<{ id: string }>(
       `INSERT INTO lockbox.quarantine (name, version, value, reason)
        VALUES ($1, $2, $3::json, $4) RETURNING id`,
@@ -494,7 +517,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     this.settings.warn(
       `Store '${this.#label}' was corrupt (${error.reason}); moved version ${row.version} to lockbox.quarantine (id ${id}) and continued from ${source}`,
     );
-    return value ?? this.#initial();
+    return value;
   }
 
   #check(value: unknown): { ok: true; value: T } | {
@@ -548,10 +571,14 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   ): Promise<R> {
     const lockTimeout = this.settings.lockTimeout;
     let cancelled: "timeout" | "abort" | null = null;
+    let delivered: Promise<boolean> | null = null;
     const cancel = (why: "timeout" | "abort") => {
       if (cancelled !== null) return;
       cancelled = why;
-      this.#pool.cancel(session.backendPid).catch(() => {});
+      delivered = this.#pool.cancel(session.backendPid).then(
+        () => true,
+        () => false,
+      );
     };
     const stopTimer =
       lockTimeout > _MAX_LOCK_TIMEOUT && lockTimeout !== Infinity
@@ -572,6 +599,10 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     } finally {
       stopTimer();
       signal?.removeEventListener("abort", onAbort);
+      // As in PostgresBackend's wait: nothing more runs on the session (nor
+      // does it go back to the pool) until the cancel has reached the
+      // server; if it may not have, the session is closed (rolling back).
+      if (delivered !== null && !await delivered) await session.close();
     }
   }
 
@@ -604,14 +635,27 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
           { cause: error },
         );
     }
+    const hint = _rightsHint(error);
     return new StoreError(
       this.#label,
-      `Cannot change '${this.#label}': ${message}; nothing was written`,
+      `Cannot change '${this.#label}': ${message}; nothing was written${
+        hint === undefined ? "" : `; ${hint}`
+      }`,
       { cause: error },
     );
   }
 
   /** Runs one read on a session, on a fresh one if it was found dead. */
+  /** Forgets the document's fence (a later fenced change records its own). */
+  async resetFence(_options: { signal?: AbortSignal }): Promise<void> {
+    await this.#withSession((session) =>
+      session.query(
+        "UPDATE lockbox.documents SET fence = NULL WHERE name = $1",
+        [this.settings.name],
+      )
+    );
+  }
+
   async #withSession<R>(fn: (session: _Session) => Promise<R>): Promise<R> {
     for (let attempt = 0;; attempt++) {
       const session = await this.#pool.borrow();
@@ -628,6 +672,12 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       }
     }
   }
+}
+
+/** A stored fence of the counter family, or -1 (none, or a FileLock token). */
+function _counterFence(stored: string | null): number {
+  const fence = Number(stored ?? -1);
+  return _fenceFamily(fence) === "counter" ? fence : -1;
 }
 
 /**

@@ -60,6 +60,16 @@ const _SESSION_SETTINGS = [
   "SET idle_in_transaction_session_timeout = 60000",
   // String literals lockbox builds (_literal) rely on it (the default).
   "SET standard_conforming_strings = on",
+  // What lockbox relies on, whatever the server's, database's or role's
+  // default: commits that survive a crash (the tokens; a store with
+  // durable: false turns it off per transaction; a stronger setting, such
+  // as remote_apply, stays), waits that only lockbox times (lock_timeout is
+  // set per wait), and read-modify-writes under row locks, which stricter
+  // isolation would fail with 40001.
+  "SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'",
+  "SET statement_timeout = 0",
+  "SET lock_timeout = 0",
+  "SET default_transaction_isolation = 'read committed'",
 ].join("; ");
 
 /** An open session. */
@@ -113,7 +123,7 @@ export const _MAX_NAME = 200;
 
 /**
  * Checks the name of a lock, document or log (`what`): 1 to 200
- * characters, no NUL.
+ * characters, no NUL, no lone surrogate.
  */
 export function _checkName(
   name: unknown,
@@ -123,6 +133,15 @@ export function _checkName(
   if (typeof name !== "string" || name.length === 0) {
     throw new TypeError(
       `Cannot use a ${what} name that is not a non-empty string; name the ${what}, such as '${example}'`,
+    );
+  }
+  // Sent as UTF-8, a lone surrogate becomes U+FFFD: two such names would
+  // share one row.
+  if (/[\uD800-\uDFFF]/u.test(name)) {
+    throw new TypeError(
+      `Cannot use the ${what} name '${
+        name.slice(0, 40)
+      }': it has a lone surrogate (half of a UTF-16 pair), which PostgreSQL cannot store; use well-formed text`,
     );
   }
   if (name.length > _MAX_NAME || name.includes("\0")) {
@@ -422,4 +441,20 @@ export async function _openSession(config: _SessionConfig): Promise<_Session> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * What to do about a refusal that comes from the role's rights or a
+ * read-only server, or `undefined` for any other error.
+ */
+export function _rightsHint(error: unknown): string | undefined {
+  switch (_sqlState(error)) {
+    case "42501":
+      return /schema/.test((error as Error).message)
+        ? "the role needs USAGE on schema lockbox (GRANT USAGE ON SCHEMA lockbox TO the role, as its owner)"
+        : "the role needs SELECT, INSERT, UPDATE and DELETE on lockbox's tables (GRANT them ON ALL TABLES IN SCHEMA lockbox TO the role, as their owner)";
+    case "25006":
+      return "the session is read-only (a hot standby, or default_transaction_read_only set for the role or database): connect to the primary as a role that may write";
+  }
+  return undefined;
 }

@@ -18,6 +18,7 @@ import {
   _describe,
   _MAX_LOCK_TIMEOUT,
   _openSession,
+  _rightsHint,
   type _Session,
   type _SessionConfig,
   _sqlState,
@@ -303,7 +304,10 @@ export class PostgresBackend implements StoreBackend {
       throw new LockError(
         `Cannot set up lockbox's tables on ${_describe(backend.#config.url)}: ${
           (error as Error).message
-        }; the user needs CREATE on the database (or create schema lockbox for it)`,
+        }; ${
+          _rightsHint(error) ??
+            "the user needs CREATE on the database (or create schema lockbox for it)"
+        }`,
         { cause: error },
       );
     }
@@ -686,6 +690,9 @@ export class PostgresBackend implements StoreBackend {
       const left = Math.max(0, timeout - (performance.now() - started));
       lock = await this.#lockOnServer(name, options, left, nullOnBusy);
       return lock;
+    } catch (error) {
+      if (error === signal?.reason) throw error;
+      throw this.#refusal(`lock '${name}'`, error);
     } finally {
       if (lock === null) this.#leave(name, queue, shared);
       else {
@@ -710,6 +717,8 @@ export class PostgresBackend implements StoreBackend {
     let locked = false;
     try {
       locked = await this.#wait(session, name, id, shared, timeout, options);
+      // Granted as the signal aborted: given back, no token taken.
+      if (locked) options.signal?.throwIfAborted();
       if (!locked) {
         if (nullOnBusy) return null;
         throw new LockTimeoutError(
@@ -783,38 +792,56 @@ export class PostgresBackend implements StoreBackend {
     // largest value, or to abort, another session cancels the wait.
     const serverTimeout = timeout <= _MAX_LOCK_TIMEOUT ? Math.ceil(timeout) : 0;
     let cancelled: "timeout" | "abort" | null = null;
+    let delivered: Promise<boolean> | null = null;
     const cancel = (why: "timeout" | "abort") => {
       if (cancelled !== null) return;
       cancelled = why;
-      this.#cancel(session.backendPid).catch(() => {});
+      delivered = this.#cancel(session.backendPid).then(
+        () => true,
+        () => false,
+      );
     };
     const stopTimer = timeout !== Infinity && serverTimeout === 0
       ? _after(timeout, () => cancel("timeout"))
       : () => {};
     const onAbort = () => cancel("abort");
     options.signal?.addEventListener("abort", onAbort, { once: true });
+    let failure: unknown = null;
     try {
+      // One implicit transaction: a failed wait undoes its SET, a granted
+      // one resets it, so no later statement on the session inherits it.
       await session.run(
-        `SET lock_timeout = ${serverTimeout}; SELECT pg_advisory_lock${kind}(${_NAMESPACE}, ${id})`,
+        `SET lock_timeout = ${serverTimeout}; SELECT pg_advisory_lock${kind}(${_NAMESPACE}, ${id}); SET lock_timeout = 0`,
       );
     } catch (error) {
-      const state = _sqlState(error);
-      if (state === "55P03") return false;
-      if (state === "57014" && cancelled === "timeout") return false;
-      if (state === "57014" && cancelled === "abort") {
-        throw options.signal!.reason;
-      }
-      throw new LockError(
-        `Cannot lock '${name}' on ${_describe(this.#config.url)}: ${
-          (error as Error).message
-        }`,
-        { cause: error },
-      );
+      failure = error;
     } finally {
       stopTimer();
       options.signal?.removeEventListener("abort", onAbort);
+      // A cancel still on its way would hit this session's next statement:
+      // nothing more runs on it until the server has it (a cancel that finds
+      // the session idle is dropped). One that may not have arrived leaves
+      // the session unusable: closed, which also ends its lock.
+      if (delivered !== null && !await delivered) await session.close();
     }
-    return true;
+    if (failure === null) return true;
+    const state = _sqlState(failure);
+    if (state === "55P03") return false;
+    if (state === "57014") {
+      // A cancel that lands just after the grant fails the statement, but a
+      // session lock outlives its statement: let go of it, if it was had.
+      await session.run("SELECT pg_advisory_unlock_all()").catch(() =>
+        session.close()
+      );
+      if (cancelled === "timeout") return false;
+      if (cancelled === "abort") throw options.signal!.reason;
+    }
+    throw new LockError(
+      `Cannot lock '${name}' on ${_describe(this.#config.url)}: ${
+        (failure as Error).message
+      }`,
+      { cause: failure },
+    );
   }
 
   /** Cancels the statement a session is running, from another session. */
@@ -824,6 +851,24 @@ export class PostgresBackend implements StoreBackend {
     );
   }
 
+  /**
+   * A server error as a LockError saying what failed and, for a refusal of
+   * the role's rights or a read-only server, what to do; others unchanged.
+   */
+  #refusal(what: string, error: unknown): unknown {
+    if (error instanceof LockError || _sqlState(error) === undefined) {
+      return error;
+    }
+    const hint = _rightsHint(error);
+    return new LockError(
+      `Cannot ${what} on ${_describe(this.#config.url)}: ${
+        (error as Error).message
+      }${hint === undefined ? "" : `; ${hint}`}`,
+      { cause: error },
+    );
+  }
+
+  /** The row id of the lock `name`, made if missing. */
   async #lockId(name: string): Promise<number> {
     const known = this.#ids.get(name);
     if (known !== undefined) return known;
@@ -851,8 +896,24 @@ export class PostgresBackend implements StoreBackend {
 
   async #holders(name: string): Promise<PgLockHolder[]> {
     _lockName(name);
-    const rows = await this.#holderRows([await this.#lockId(name)]);
-    return rows.map(_holder);
+    try {
+      // Looked up, not made: a name without a row has no holder, and a
+      // role that may only read can ask.
+      let id = this.#ids.get(name);
+      if (id === undefined) {
+        const [row] = await this.#withSession((session) =>
+          session.query<{ id: number }>(
+            "SELECT id FROM lockbox.locks WHERE name = $1",
+            [name],
+          )
+        );
+        if (row === undefined) return [];
+        this.#ids.set(name, id = row.id);
+      }
+      return (await this.#holderRows([id])).map(_holder);
+    } catch (error) {
+      throw this.#refusal(`read the holders of lock '${name}'`, error);
+    }
   }
 
   #holderRows(ids: number[]): Promise<_HolderRow[]> {

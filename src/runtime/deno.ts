@@ -158,8 +158,9 @@ export function _openExisting(path: string): _LockHandle {
 /**
  * Creates a new file with `O_CREAT | O_EXCL`, which never follows a symlink
  * and never touches an existing file. Throws `AlreadyExists` if one is there.
+ * The process umask applies to `mode`, as for `touch`.
  */
-export function _createNew(path: string, mode = 0o644): _LockHandle {
+export function _createNew(path: string, mode = 0o666): _LockHandle {
   return new _DenoLockHandle(
     Deno.openSync(path, { read: true, write: true, createNew: true, mode }),
     true,
@@ -375,11 +376,30 @@ export function _createForWrite(path: string, mode: number): _WriteHandle {
   );
 }
 
-/** Opens (creating if needed) a file for appending; readable too. */
+/**
+ * Opens (creating if needed, mode 0666 less the umask) a file for
+ * appending; readable too. An existing file is opened without `O_CREAT`,
+ * which `fs.protected_regular` refuses for another user's file in a sticky
+ * world-writable directory such as /tmp.
+ */
 export function _openForAppend(path: string): _WriteHandle {
-  return new _DenoWriteHandle(
-    Deno.openSync(path, { read: true, append: true, create: true }),
-  );
+  while (true) {
+    const existing = _openExistingForAppend(path);
+    if (existing !== null) return existing;
+    try {
+      return new _DenoWriteHandle(
+        Deno.openSync(path, {
+          read: true,
+          append: true,
+          createNew: true,
+          mode: 0o666,
+        }),
+      );
+    } catch (error) {
+      // Made by someone else since: open theirs.
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    }
+  }
 }
 
 /**

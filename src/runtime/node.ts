@@ -339,8 +339,11 @@ export function _openExisting(path: string): _LockHandle {
   }
 }
 
-/** Creates a new file with `O_CREAT | O_EXCL` (never follows a symlink). */
-export function _createNew(path: string, mode = 0o644): _LockHandle {
+/**
+ * Creates a new file with `O_CREAT | O_EXCL` (never follows a symlink); the
+ * process umask applies to `mode`.
+ */
+export function _createNew(path: string, mode = 0o666): _LockHandle {
   const { O_RDWR, O_CREAT, O_EXCL } = fs.constants;
   return new _NodeLockHandle(
     fs.openSync(path, O_RDWR | O_CREAT | O_EXCL, mode),
@@ -565,10 +568,25 @@ export function _createForWrite(path: string, mode: number): _WriteHandle {
   );
 }
 
-/** Opens (creating if needed) a file for appending; readable too. */
+/**
+ * Opens (creating if needed, mode 0666 less the umask) a file for
+ * appending; readable too. An existing file is opened without `O_CREAT`
+ * (see the Deno twin: `fs.protected_regular`).
+ */
 export function _openForAppend(path: string): _WriteHandle {
-  const { O_RDWR, O_APPEND, O_CREAT } = fs.constants;
-  return new _NodeWriteHandle(fs.openSync(path, O_RDWR | O_APPEND | O_CREAT));
+  const { O_RDWR, O_APPEND, O_CREAT, O_EXCL } = fs.constants;
+  while (true) {
+    const existing = _openExistingForAppend(path);
+    if (existing !== null) return existing;
+    try {
+      return new _NodeWriteHandle(
+        fs.openSync(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL, 0o666),
+      );
+    } catch (error) {
+      // Made by someone else since: open theirs.
+      if (_errorCode(error) !== "EEXIST") throw error;
+    }
+  }
 }
 
 /** Opens an existing file for reading and appending; `null` if it does not exist. */

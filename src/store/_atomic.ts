@@ -10,6 +10,7 @@ import {
   _lstat,
   _mkdirp,
   _notRegularFile,
+  _openExistingForAppend,
   _openForAppend,
   _readFile,
   _removeIfExists,
@@ -19,7 +20,7 @@ import {
   type _WriteHandle,
 } from "../runtime/mod.ts";
 import { StoreError } from "../base/errors.ts";
-import { _fsError, _reason } from "../base/_fs_errors.ts";
+import { _fsError, _octal, _reason } from "../base/_fs_errors.ts";
 import { _checkDocumentSize } from "./_json.ts";
 
 /** Reads a whole file; `null` if it does not exist, else a `StoreError`. */
@@ -93,7 +94,9 @@ export async function _atomicReplace(
   },
 ): Promise<void> {
   const stat = _checkTarget(target);
-  const mode = options.mode ?? stat?.mode ?? 0o644;
+  // A new file gets 0666 less the umask, as `touch` makes it (0664 under
+  // umask 002, so a shared group can write it).
+  const mode = options.mode ?? stat?.mode ?? 0o666;
   const { tempPath, durable } = options;
   let handle: _WriteHandle | undefined;
   try {
@@ -104,13 +107,20 @@ export async function _atomicReplace(
       _removeIfExists(tempPath);
       handle = _createForWrite(tempPath, mode);
     }
-    // The new file keeps the owner, group and mode of the one it replaces
-    // (root rewriting a service's file must not take it from the service),
-    // or the replace fails here, before anything is written.
     if (stat !== null) {
-      handle.matchOwnership(
+      _keepOwnership(
+        handle,
         options.mode === undefined ? stat : { ...stat, mode: options.mode },
+        target,
       );
+    } else if (options.mode !== undefined) {
+      // An explicit mode is given exactly, as it is to a file replaced.
+      handle.matchOwnership({
+        ...handle.stat(),
+        uid: null,
+        gid: null,
+        mode: options.mode,
+      });
     }
     await handle.write(bytes);
     // A failed fsync is final: the page cache may have dropped the data, so a
@@ -126,6 +136,7 @@ export async function _atomicReplace(
     } catch {
       // The original error is what the caller needs; the temp name is in it.
     }
+    if (error instanceof StoreError) throw error;
     throw _fsError("write", target, error);
   }
   if (!durable) return;
@@ -139,6 +150,61 @@ export async function _atomicReplace(
       }): the new content may not survive a power loss; check the disk`,
       { cause: error },
     );
+  }
+}
+
+/**
+ * Gives a new file that is about to replace `target` the owner, group and
+ * mode `like` has (those of the file it replaces), through its descriptor:
+ * root rewriting a service's file must not take it from the service. A user
+ * who is not root cannot give a file away: where `target` is another
+ * user's, the new file stays this user's, with the same group and mode,
+ * provided this user may write `target` (the replace then does what an
+ * update in place could have done); else this throws a `StoreError`, before
+ * anything is written. See ARCHITECTURE.md, "Durability".
+ */
+export function _keepOwnership(
+  handle: _WriteHandle,
+  like: _FileStat,
+  target: string,
+): void {
+  try {
+    handle.matchOwnership(like);
+    return;
+  } catch (error) {
+    if (_errorCode(error) !== "EPERM") throw error;
+  }
+  const own = handle.stat();
+  const whose = `it belongs to uid ${like.uid} (group ${like.gid}, mode ${
+    _octal(like.mode)
+  })`;
+  if (!_mayWrite(target)) {
+    throw new StoreError(
+      target,
+      `Cannot write '${target}': ${whose} and this user (uid ${own.uid}) may not write it, so lockbox will not replace it; make it writable for its group (chmod g+w) and run as a member, or write as its owner`,
+    );
+  }
+  try {
+    handle.matchOwnership({ ...like, uid: own.uid });
+  } catch (error) {
+    if (_errorCode(error) !== "EPERM") throw error;
+    throw new StoreError(
+      target,
+      `Cannot write '${target}': ${whose}, and a replacement made by this user (uid ${own.uid}) cannot keep that group, since this user is not a member of it; add the user to group ${like.gid}, or write as the file's owner`,
+      { cause: error },
+    );
+  }
+}
+
+/** Whether this process may open `path` for writing (ACLs included). */
+function _mayWrite(path: string): boolean {
+  try {
+    _openExistingForAppend(path)?.close();
+    return true;
+  } catch (error) {
+    const code = _errorCode(error);
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") return false;
+    throw error;
   }
 }
 

@@ -21,7 +21,10 @@ export interface _Next<T, R> {
 
 /** Options of one change. */
 export interface _ChangeOptions {
-  /** A fencing token: refused with `StaleFenceError` if a higher one was applied. */
+  /**
+   * A fencing token: refused with `StaleFenceError` if a higher one of its
+   * family (`src/lock/_fence.ts`) was applied.
+   */
   fence?: number;
   /** Gives up waiting for exclusion. */
   signal?: AbortSignal;
@@ -69,6 +72,16 @@ export interface _DocumentBackend<T> {
    * process, until the signal aborts or the consumer stops.
    */
   watch(options: WatchOptions): AsyncIterable<StoreVersion<T>>;
+  /**
+   * Forgets the fences applied so far (every family), under exclusion: the
+   * next fenced change is accepted whatever its token.
+   */
+  resetFence(options: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Closes what the backend keeps open between calls (a file store's
+   * `keepOpen`); calls still in flight close theirs as they settle.
+   */
+  close?(): Promise<void>;
 }
 
 /**

@@ -31,7 +31,12 @@ import {
   _syncDirectory,
   type _WriteHandle,
 } from "../runtime/mod.ts";
-import { _checkTarget, _lockHolderTemp, _quarantineAside } from "./_atomic.ts";
+import {
+  _checkTarget,
+  _keepOwnership,
+  _lockHolderTemp,
+  _quarantineAside,
+} from "./_atomic.ts";
 import { _fsError } from "../base/_fs_errors.ts";
 import { _afterIdleTurns } from "../base/_promise.ts";
 import { _noteOpenFile, _stillLinked } from "../base/_file_identity.ts";
@@ -249,9 +254,8 @@ export class _Journal<T> implements _DocumentBackend<T> {
    * The journal kept open after an update, and the id in its header, for
    * the next update of this store to reuse while it is still the file at
    * journalPath (one lstat, instead of lstat, open, header read and
-   * close). Closed when no update has been in flight for a few turns of the
-   * microtask queue (`_afterIdleTurns`), so a store left alone holds no
-   * descriptor.
+   * close). Closed as the last call in flight settles, unless the store
+   * keeps its files open (`keepOpen`), until close().
    */
   #idle: _WriteHandle | null = null;
   #idleId: string | null = null;
@@ -538,19 +542,27 @@ export class _Journal<T> implements _DocumentBackend<T> {
     this.#idleId = this.#handleId;
   }
 
-  /** Closes the kept journal once no update has been in flight for a while. */
+  /**
+   * Closes the kept journal once no call is in flight, before the last one
+   * settles (calls in flight share it), unless the store keeps it open.
+   */
   #closeWhenIdle(): void {
     const idle = this.#idle;
-    if (idle === null || this.#inFlight > 0) return;
-    // An update in flight takes the journal (or parks another) and starts
-    // its own countdown when it ends.
-    _afterIdleTurns(
-      () => this.#inFlight > 0 || this.#idle !== idle,
-      () => {
-        this.#idle = null;
-        this.#close(idle);
-      },
-    );
+    if (idle === null || this.#inFlight > 0 || this.#files.keepsOpen) return;
+    this.#idle = null;
+    this.#close(idle);
+  }
+
+  /** Forgets the fences applied, under the store's lock. */
+  resetFence(options: { signal?: AbortSignal }): Promise<void> {
+    return this.#files.resetFence(options);
+  }
+
+  /** Closes the kept journal (keepOpen); calls in flight close theirs. */
+  close(): Promise<void> {
+    this.#files.close();
+    this.#closeWhenIdle();
+    return Promise.resolve();
   }
 
   /**
@@ -1043,10 +1055,15 @@ export class _Journal<T> implements _DocumentBackend<T> {
     let handle: _WriteHandle | undefined;
     try {
       _removeIfExists(this.nextPath); // an orphan of a writer that died
-      handle = _createForWrite(this.nextPath, 0o644);
+      // 0666 less the umask for a new store, as `touch` makes a file.
+      handle = _createForWrite(this.nextPath, 0o666);
       // The journal keeps the owner, group and mode of the store's files.
-      const like = _lstat(this.journalPath) ?? _lstat(this.#files.path);
-      if (like !== null) handle.matchOwnership(like);
+      for (const like of [this.journalPath, this.#files.path]) {
+        const stat = _lstat(like);
+        if (stat === null) continue;
+        _keepOwnership(handle, stat, like);
+        break;
+      }
       await handle.write(_encoder.encode(text));
       if (this.#files.durable) await handle.sync();
     } catch (error) {
@@ -1057,6 +1074,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
       } catch {
         // The error below names the path.
       }
+      if (error instanceof StoreError) throw error;
       throw _fsError("write", this.nextPath, error);
     } finally {
       handle?.close();

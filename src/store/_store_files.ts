@@ -2,13 +2,21 @@
 // each: the store's lock, parsing and serializing, the fence file, backups,
 // the durable atomic replace, and moving a corrupt file aside.
 
+import { dirname } from "node:path";
 import {
   _link,
   _lstat,
   _readFile,
   _removeIfExists,
   _rename,
+  _syncDirectory,
 } from "../runtime/mod.ts";
+import {
+  _fenceFamily,
+  type _Fences,
+  _formatFences,
+  _parseFences,
+} from "../lock/_fence.ts";
 import { _fsError } from "../base/_fs_errors.ts";
 import {
   type CorruptStoreError,
@@ -17,6 +25,7 @@ import {
 } from "../base/errors.ts";
 import { FileLock } from "../lock/file_lock.ts";
 import { _lockInternals } from "../lock/_lock_internals.ts";
+import { _KeptLockFile } from "../lock/_kept_lock_file.ts";
 import {
   _quarantineAside,
   _readStoreFile,
@@ -46,6 +55,8 @@ export interface _StoreSettings<T> {
   warn: (message: string) => void;
   /** Python's JSON (number text, NaN, key order kept; its escaping), or plain. */
   python: { ensureAscii: boolean } | null;
+  /** Keep the lock file (and the journal) open between calls until close(). */
+  keepOpen: boolean;
 }
 
 /** One store's files: its document, lock, fence, backups and quarantine. */
@@ -57,6 +68,8 @@ export class _StoreFiles<T> {
   readonly validate: ((value: unknown) => T) | undefined;
   readonly warn: (message: string) => void;
   #settings: _StoreSettings<T>;
+  /** The lock file kept open between calls (`keepOpen`), until close(). */
+  #kept: _KeptLockFile | undefined;
 
   /** Creates the file layer of one store. */
   constructor(settings: _StoreSettings<T>) {
@@ -67,6 +80,19 @@ export class _StoreFiles<T> {
     this.onCorrupt = settings.onCorrupt;
     this.validate = settings.validate;
     this.warn = settings.warn;
+    this.#kept = settings.keepOpen ? new _KeptLockFile() : undefined;
+  }
+
+  /** Whether files stay open between calls: `keepOpen`, until close(). */
+  get keepsOpen(): boolean {
+    return this.#kept !== undefined;
+  }
+
+  /** Closes the kept lock file; from now on each call closes its own. */
+  close(): void {
+    const kept = this.#kept;
+    this.#kept = undefined;
+    kept?.close();
   }
 
   /** Runs `fn` holding the store's lock (exclusive unless `shared`). */
@@ -74,13 +100,16 @@ export class _StoreFiles<T> {
     fn: () => Promise<R>,
     options: { shared?: boolean; signal?: AbortSignal },
   ): Promise<R> {
-    const lock = await FileLock.acquire(this.path, {
+    const lockOptions = {
       lockPath: this.lockPath,
       timeout: this.#settings.lockTimeout,
       blocking: this.#settings.blockingLock,
       shared: options.shared,
       signal: options.signal,
-    });
+    };
+    const lock = this.#kept === undefined
+      ? await FileLock.acquire(this.path, lockOptions)
+      : await _lockInternals.acquireKept(this.path, lockOptions, this.#kept);
     try {
       return await _lockInternals.runHolding(lock, fn);
     } finally {
@@ -122,33 +151,65 @@ export class _StoreFiles<T> {
     return `${this.path}.fence`;
   }
 
-  /** The highest fence applied so far; throws if `fence` is older. */
-  async checkFence(given: number | undefined): Promise<number> {
+  /**
+   * The highest fences applied so far, one per family (see `_fence.ts`);
+   * throws if `fence` is older than its family's. `null` without a fence.
+   */
+  async checkFence(given: number | undefined): Promise<_Fences | null> {
     const fence = _checkFence(given);
-    if (fence === undefined) return -Infinity;
+    if (fence === undefined) return null;
     const bytes = await _readStoreFile(this.#fencePath);
-    const highest = bytes === null
-      ? -Infinity
-      : Number(new TextDecoder().decode(bytes).trim());
-    if (Number.isNaN(highest)) {
+    const fences = bytes === null
+      ? { file: -Infinity, counter: -Infinity }
+      : _parseFences(new TextDecoder().decode(bytes));
+    if (fences === null) {
       throw new StoreError(
         this.#fencePath,
-        `Cannot read the fence of '${this.path}': '${this.#fencePath}' does not hold a number; repair or remove it`,
+        `Cannot read the fence of '${this.path}': '${this.#fencePath}' does not hold fencing tokens; repair it, or reset it with 'lockbox store reset-fence'`,
       );
     }
-    if (fence < highest) throw new StaleFenceError(this.path, fence, highest);
-    return highest;
+    const highest = fences[_fenceFamily(fence)];
+    if (fence < highest) {
+      // Taking that lock again then gives a token above this fence.
+      _lockInternals.noteStaleFence(fence, highest);
+      throw new StaleFenceError(this.path, fence, highest);
+    }
+    return fences;
   }
 
   /**
-   * Records `fence` when it is newer than `highest`. Called before the
-   * change it guards: if the process dies between the two, the fence has
-   * moved on and the change (never acknowledged) is simply not there.
+   * Records `fence` when it is newer than its family's in `fences` (what
+   * checkFence returned). Called before the change it guards: if the
+   * process dies between the two, the fence has moved on and the change
+   * (never acknowledged) is simply not there.
    */
-  async recordFence(fence: number | undefined, highest: number): Promise<void> {
-    if (fence !== undefined && fence > highest) {
-      await this.replace(this.#fencePath, `${fence}\n`);
+  async recordFence(
+    fence: number | undefined,
+    fences: _Fences | null,
+  ): Promise<void> {
+    if (fence === undefined || fences === null) return;
+    const family = _fenceFamily(fence);
+    if (fence > fences[family]) {
+      await this.replace(
+        this.#fencePath,
+        _formatFences({ ...fences, [family]: fence }),
+      );
     }
+  }
+
+  /**
+   * Forgets every fence applied, under the exclusive lock: the next fenced
+   * write of either family is accepted, whatever its token.
+   */
+  async resetFence(options: { signal?: AbortSignal }): Promise<void> {
+    await this.locked(async () => {
+      try {
+        if (!_removeIfExists(this.#fencePath)) return;
+        if (this.durable) await _syncDirectory(dirname(this.#fencePath));
+      } catch (error) {
+        throw _fsError("reset the fence of", this.path, error);
+      }
+    }, { signal: options.signal });
   }
 
   /**

@@ -6,7 +6,7 @@
 // runs makes the loop read again.
 
 import { basename, dirname } from "node:path";
-import { _watchDirectory } from "../runtime/mod.ts";
+import { _lstat, _watchDirectory } from "../runtime/mod.ts";
 
 /** One version of a watched store. */
 export interface StoreVersion<T> {
@@ -104,15 +104,8 @@ export async function* _watchFiles<T>(
   const name = basename(path);
   const names = new Set([name, ...suffixes.map((suffix) => name + suffix)]);
   const wakeup = new _Wakeup();
-  let unwatch = () => {};
-  try {
-    unwatch = _watchDirectory(dirname(path), (entry) => {
-      if (entry === null || names.has(entry)) wakeup.set();
-    });
-  } catch {
-    // A directory that cannot be watched (not made yet): the re-check
-    // alone sees the store.
-  }
+  const watch = new _DirectoryWatch(dirname(path), names, () => wakeup.set());
+  watch.arm();
   const timer = setInterval(
     () => wakeup.set(),
     options.recheckInterval ?? _RECHECK_MS,
@@ -120,7 +113,7 @@ export async function* _watchFiles<T>(
   // Released as soon as the signal aborts, even while the consumer is not
   // asking for the next version.
   const stop = () => {
-    unwatch();
+    watch.close();
     clearInterval(timer);
   };
   signal?.addEventListener("abort", stop, { once: true });
@@ -135,9 +128,88 @@ export async function* _watchFiles<T>(
         yield { value: value as T, version: ++version };
       }
       await wakeup.take(signal);
+      // The directory may have gone, or come back: watch the one there now.
+      if (!signal?.aborted) watch.arm();
     }
   } finally {
     signal?.removeEventListener("abort", stop);
     stop();
+  }
+}
+
+/**
+ * The kernel watch on a store's directory, kept on the directory that is at
+ * that path now: one deleted and made again (a deployment, a cleanup) is
+ * watched again, found by a watch on its parent while it is missing (or by
+ * the re-check, if the parent is missing too). A watch stays on the inode it
+ * was set on, so without this one on a deleted directory would stay silent.
+ */
+class _DirectoryWatch {
+  #dir: string;
+  #dirName: string;
+  #names: ReadonlySet<string>;
+  #wake: () => void;
+  /** `dev:ino` of the directory watched, or `null` when none is. */
+  #watched: string | null = null;
+  #unwatch = () => {};
+  #unwatchParent: (() => void) | null = null;
+
+  constructor(dir: string, names: ReadonlySet<string>, wake: () => void) {
+    this.#dir = dir;
+    this.#dirName = basename(dir);
+    this.#names = names;
+    this.#wake = wake;
+  }
+
+  /** Watches the directory at the path now, unless already watched. */
+  arm(): void {
+    let id: string | null = null;
+    try {
+      const stat = _lstat(this.#dir);
+      if (stat?.isDirectory) id = `${stat.dev}:${stat.ino}`;
+    } catch {
+      // Cannot be looked at now: as if missing, the re-check tries again.
+    }
+    if (id !== null && id === this.#watched) return;
+    this.#unwatch();
+    this.#unwatch = () => {};
+    this.#watched = null;
+    if (id !== null) {
+      try {
+        this.#unwatch = _watchDirectory(this.#dir, (entry) => {
+          // The directory itself (the watch reports it by its own name):
+          // deleted or moved, so this watch has gone quiet for good. (A file
+          // in it with the directory's name only costs an extra look.)
+          if (entry === this.#dirName) this.#watched = null;
+          if (
+            entry === null || entry === this.#dirName || this.#names.has(entry)
+          ) this.#wake();
+        });
+        this.#watched = id;
+      } catch {
+        // Gone again since the lstat: the parent's watch below.
+      }
+    }
+    if (this.#watched === null && this.#unwatchParent === null) {
+      try {
+        this.#unwatchParent = _watchDirectory(dirname(this.#dir), (entry) => {
+          if (entry === null || entry === this.#dirName) this.#wake();
+        });
+      } catch {
+        // The parent is missing too: the re-check alone looks.
+      }
+    } else if (this.#watched !== null && this.#unwatchParent !== null) {
+      this.#unwatchParent();
+      this.#unwatchParent = null;
+    }
+  }
+
+  /** Stops every watch. */
+  close(): void {
+    this.#unwatch();
+    this.#unwatch = () => {};
+    this.#watched = null;
+    this.#unwatchParent?.();
+    this.#unwatchParent = null;
   }
 }

@@ -57,6 +57,17 @@ export class _WholeFile<T> implements _DocumentBackend<T> {
     }, { signal: options.signal });
   }
 
+  /** Forgets the fences applied, under the store's lock. */
+  resetFence(options: { signal?: AbortSignal }): Promise<void> {
+    return this.#files.resetFence(options);
+  }
+
+  /** Closes the lock file kept open between calls (`keepOpen`). */
+  close(): Promise<void> {
+    this.#files.close();
+    return Promise.resolve();
+  }
+
   /** Watches the file: a rename into place or a write in place wakes it. */
   watch(options: WatchOptions): AsyncIterable<StoreVersion<T>> {
     return _watchFiles(this.#files.path, [], () => this.read(), options);

@@ -16,9 +16,12 @@ export interface AtomicWriteOptions {
    */
   durable?: boolean;
   /**
-   * Permission bits of the new file (the umask applies).
+   * Permission bits of the new file, given exactly (the umask does not
+   * apply). Without it, a replaced file's mode is kept, and a new file gets
+   * `0o666` less the process umask, as `touch` makes one (`0o664` under
+   * umask `002`).
    *
-   * @default {the replaced file's mode, else 0o644}
+   * @default {the replaced file's mode, else 0o666 less the umask}
    */
   mode?: number;
 }

@@ -123,6 +123,17 @@ export interface JsonStoreOptions<T> {
    */
   ensureAscii?: boolean;
   /**
+   * Keep the lock file (and in journal mode the journal) open between
+   * calls, so that back-to-back calls skip opening them again, until
+   * {@linkcode JsonStore.close} (or `await using`) closes them. Without it,
+   * every call closes what it opened before its promise settles, so a
+   * file system can be unmounted (or, on Windows, a file removed) right
+   * after an `await`.
+   *
+   * @default {false}
+   */
+  keepOpen?: boolean;
+  /**
    * Receives warnings (a quarantined file).
    *
    * @default {console.warn}
@@ -167,7 +178,7 @@ export interface StoreWriteOptions {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export class JsonStore<T> {
+export class JsonStore<T> implements AsyncDisposable {
   /** The store file (on PostgreSQL: the document's name). */
   readonly path: string;
   /** The lock file (on PostgreSQL: the name of the lock that fences it). */
@@ -267,6 +278,7 @@ export class JsonStore<T> {
       python: format === "python"
         ? { ensureAscii: options.ensureAscii ?? true }
         : null,
+      keepOpen: options.keepOpen === true,
     });
     this.#backend = options.journal
       ? new _Journal<T>(files, compactAt)
@@ -441,5 +453,73 @@ export class JsonStore<T> {
       signal: options.signal,
       recheckInterval: _checkRecheck(options.recheckInterval),
     });
+  }
+
+  /**
+   * Forgets every fence applied to the store, under its exclusive lock, so
+   * that the next fenced write is accepted whatever its token (and records
+   * its fence anew). For a store fenced by mistake with a token that no
+   * holder will reach, such as one from a lock that no longer guards it.
+   * The CLI's `lockbox store reset-fence FILE` does the same.
+   *
+   * Fences of the two families of tokens are kept apart: FileLock's (2^50
+   * and up) and counters' (below: a PostgreSQL lock's, or your own), so a
+   * token of one family never refuses a write fenced by the other.
+   *
+   * @param options An abort signal for the wait for the lock.
+   * @returns A promise that resolves once the fences are forgotten.
+   * @throws {LockTimeoutError} If the lock was not free within `lockTimeout`.
+   * @throws {StoreError} If the fence file cannot be removed.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { JsonStore, StaleFenceError } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * const store = new JsonStore(`${dir}/s.json`, { initial: { n: 0 } });
+   * await store.write({ n: 1 }, { fence: 100 });
+   * await assert.rejects(store.write({ n: 2 }, { fence: 7 }), StaleFenceError);
+   * await store.resetFence();
+   * await store.write({ n: 2 }, { fence: 7 });
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  resetFence(options: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.#backend.resetFence(options);
+  }
+
+  /**
+   * Closes the files a store made with `keepOpen` keeps open between calls
+   * (its lock file, and in journal mode its journal). The store still
+   * works afterwards, closing what each call opens before that call
+   * settles; a call in flight closes its files as it settles. Without
+   * `keepOpen` (and on PostgreSQL) there is nothing to close.
+   *
+   * @returns A promise that resolves once the kept files are closed.
+   *
+   * @example Keep the files open for a loop of updates
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { JsonStore } from "@lockbox/lockbox";
+   * const dir = await Deno.makeTempDir();
+   * {
+   *   await using store = new JsonStore(`${dir}/s.json`, {
+   *     initial: { n: 0 },
+   *     journal: true,
+   *     keepOpen: true,
+   *   });
+   *   for (let i = 0; i < 100; i++) await store.update((d) => void d.n++);
+   *   assert.ok((await store.read()).n === 100);
+   * } // closed here
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  close(): Promise<void> {
+    return this.#backend.close?.() ?? Promise.resolve();
+  }
+
+  /** Closes the kept files: `await using store = new JsonStore(...)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

@@ -367,7 +367,7 @@ Deno.test("lockbox completions bash prints a script bash accepts, which complete
     assert.deepEqual(top.split(" ").sort(), ["state", "status", "store"]);
     assert.equal(
       (await complete(["lockbox", "store", ""]))[1],
-      "get set delete edit check watch",
+      "get set delete edit check watch reset-fence",
     );
     assert.equal(
       (await complete(["lockbox", "store", "get", "--r"]))[1],

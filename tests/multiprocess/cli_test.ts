@@ -4,12 +4,19 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { FileLock, JsonStore, listLocks, StoreError } from "../../mod.ts";
+import {
+  FileLock,
+  JsonStore,
+  listLocks,
+  StaleFenceError,
+  StoreError,
+} from "../../mod.ts";
 import {
   Child,
   delay,
   names,
   output,
+  sh,
   spawnWorker,
   withTempDir,
   withTmpfs,
@@ -544,6 +551,28 @@ Deno.test("lockbox store edit writes a valid edit, and leaves the file untouched
       "state.json",
       "state.json.lock",
     ]);
+  });
+});
+
+Deno.test("lockbox store reset-fence forgets a store's fences, in whole-file and journal mode", async () => {
+  await withTempDir(async (dir) => {
+    for (const journal of [false, true]) {
+      const file = `${dir}/${journal}.json`;
+      const store = new JsonStore<{ n: number }>(file, {
+        initial: { n: 0 },
+        journal,
+      });
+      await store.update((d) => void d.n++, { fence: 100 });
+      await assert.rejects(
+        store.update((d) => void d.n++, { fence: 5 }),
+        StaleFenceError,
+      );
+      const out = await lockbox(["store", "reset-fence", file]);
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stderr, /reset the fence/);
+      await store.update((d) => void d.n++, { fence: 5 });
+      assert.equal((await store.read()).n, 2);
+    }
   });
 });
 
@@ -1404,5 +1433,30 @@ Deno.test("lockbox store watch prints each version, stops with status 130 on SIG
     assert.equal(lines.length, 4, piped.stdout + piped.stderr);
     assert.match(lines[0], /^1 \{"n":0\}$/);
     assert.equal(lines[3], "status 141");
+  });
+});
+
+Deno.test("lockbox run takes a lock file it may not write as flock(1) does when its content is not lockbox's, and refuses -x on an empty one", async () => {
+  await withTempDir(async (dir) => {
+    const foreign = `${dir}/pid.lock`;
+    await Deno.writeTextFile(foreign, "4242\n");
+    const empty = `${dir}/empty.lock`;
+    await Deno.writeTextFile(empty, "");
+    await sh("chattr", "+i", foreign, empty);
+    try {
+      for (const args of [[foreign, "true"], ["-s", empty, "true"]]) {
+        const ok = await lockbox(["run", ...args]);
+        assert.equal(ok.code, 0, `${args}: ${ok.stderr}`);
+        const flock = await run(["flock", ...args]);
+        assert.equal(flock.code, 0, flock.stderr);
+      }
+      const refused = await lockbox(["run", empty, "true"]);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /may not write it.*fencing token/);
+      assert.equal(await Deno.readTextFile(empty), "");
+      assert.equal(await Deno.readTextFile(foreign), "4242\n");
+    } finally {
+      await sh("chattr", "-i", foreign, empty);
+    }
   });
 });

@@ -2,7 +2,13 @@
 // SIGKILL, and whole JSONL lines from concurrent appenders.
 
 import assert from "node:assert/strict";
-import { JsonStore, readJsonl } from "../../mod.ts";
+import { basename } from "node:path";
+import {
+  cleanupStaleLocks,
+  FileLock,
+  JsonStore,
+  readJsonl,
+} from "../../mod.ts";
 import {
   finishAll,
   killWriters,
@@ -69,5 +75,36 @@ Deno.test("appendJsonl() from 8 processes x 500 calls gives 4000 whole lines", a
       assert.deepEqual(mine.map((r) => r.i), [...Array(500).keys()]);
       assert.ok(mine.every((r) => r.pad === "x".repeat(r.i % 300)));
     }
+  });
+});
+
+Deno.test("FileLock tokens: a holder whose clock is 5 hours behind, on a lock file made again after lockbox clean, is refused once and gets a token above the fence when it takes the lock again", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/s.json`;
+    const leader = `${dir}/leader`;
+    const store = new JsonStore<{ by: string }>(path, { initial: { by: "" } });
+    for (let i = 0; i < 3; i++) {
+      await using lock = await FileLock.acquire(leader);
+      await store.write({ by: "on time" }, { fence: lock.token });
+    }
+    // lockbox clean removes the free lock files.
+    const cleaned = await cleanupStaleLocks(dir, { staleAfter: 0 });
+    assert.deepEqual(
+      cleaned.removed.map((p) => basename(p)).sort(),
+      ["leader.lock", "s.json.lock"],
+    );
+    const child = spawnWorker("behind_clock_fenced_write.ts", [
+      "5",
+      leader,
+      path,
+    ]);
+    const { code, lines, stderr } = await child.finish();
+    assert.equal(code, 0, stderr);
+    assert.equal(lines.length, 2, lines.join("\n"));
+    const stale = lines[0].match(/^stale (\d+) (\d+)$/);
+    assert.ok(stale, lines.join("\n"));
+    const written = Number(lines[1].match(/^wrote (\d+)$/)?.[1]);
+    assert.ok(written > Number(stale[2]), lines.join("\n"));
+    assert.equal((await store.read()).by, "behind");
   });
 });

@@ -10,6 +10,7 @@ import {
   checkWatcher,
   Child,
   finishAll,
+  guarded,
   spawnWorker,
   withTempDir,
 } from "../_helpers.ts";
@@ -133,5 +134,42 @@ Deno.test("JsonStore.watch ends when the loop breaks or the signal aborts, with 
     // A bad interval is refused when watch() is called, before any loop.
     const store = new JsonStore(`${dir}/never.json`, { initial: {} });
     assert.throws(() => store.watch({ recheckInterval: 1 }), RangeError);
+  });
+});
+
+Deno.test("JsonStore.watch() watches the store's directory again when it is deleted and made again, with no re-check to fall back on", async () => {
+  await withTempDir(async (dir) => {
+    const sub = `${dir}/sub`;
+    for (const journal of [false, true]) {
+      await Deno.mkdir(sub);
+      const store = new JsonStore<{ n: number }>(`${sub}/s.json`, {
+        initial: { n: 0 },
+        journal,
+      });
+      await store.write({ n: 1 });
+      const controller = new AbortController();
+      // Past any test's length: only the kernel's events can wake the watch.
+      const versions = store.watch({
+        signal: controller.signal,
+        recheckInterval: 2 ** 31 - 1,
+      })[Symbol.asyncIterator]();
+      try {
+        const next = async (what: string) =>
+          (await guarded(versions.next(), 30_000, what)).value?.value;
+        assert.deepEqual(await next("the first version"), { n: 1 });
+        await Deno.remove(sub, { recursive: true });
+        assert.deepEqual(await next("the store gone"), { n: 0 });
+        await Deno.mkdir(sub);
+        await store.write({ n: 2 });
+        assert.deepEqual(await next("a write in the new directory"), { n: 2 });
+        // And it stays watched: a later write is seen too.
+        await store.write({ n: 3 });
+        assert.deepEqual(await next("a second write"), { n: 3 });
+      } finally {
+        controller.abort();
+        await versions.return?.();
+      }
+      await Deno.remove(sub, { recursive: true });
+    }
   });
 });

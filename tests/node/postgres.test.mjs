@@ -515,7 +515,7 @@ test(
   "PostgreSQL on Node: lockbox migrate keeps a Python-written file's number texts and key order in the json column",
   { skip },
   async () => {
-    await withTempDir(async (dir) => {
+    await withTempDir((dir) => {
       const file = `${dir}/py.json`;
       const made = run("python3", [
         "-c",

@@ -1,13 +1,24 @@
 // JsonStore and the capture groups on Node, against the built package.
 
 import assert from "node:assert/strict";
-import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import process from "node:process";
 import { test } from "node:test";
 import { lockbox } from "./workers/_lockbox.mjs";
 
 const {
+  appendJsonl,
   CaptureGroups,
   CorruptStoreError,
+  FileLock,
   JsonStore,
 } = lockbox;
 import { nodeWorker, withTempDir } from "./_helpers.mjs";
@@ -123,5 +134,81 @@ test("JsonStore journal mode on Node: a journal line naming __proto__ where the 
         /does not apply/.test(error.message),
     );
     assert.equal({}.polluted, undefined);
+  });
+});
+
+test("JsonStore, FileLock and appendJsonl on Node make their files 0666 less the umask", async () => {
+  await withTempDir(async (dir) => {
+    const before = process.umask(0o002);
+    try {
+      for (const journal of [false, true]) {
+        const store = new JsonStore(`${dir}/s-${journal}.json`, {
+          initial: { n: 0 },
+          journal,
+          compactAt: 0,
+        });
+        await store.update((d) => void d.n++, { fence: 1 });
+      }
+      await (await FileLock.acquire(`${dir}/job`)).release();
+      await appendJsonl(`${dir}/audit.jsonl`, [{ n: 1 }]);
+      await appendJsonl(`${dir}/audit.jsonl`, [{ n: 2 }]);
+    } finally {
+      process.umask(before);
+    }
+    const names = readdirSync(dir).sort();
+    assert.deepEqual(names, [
+      "audit.jsonl",
+      "audit.jsonl.lock",
+      "job.lock",
+      "s-false.json",
+      "s-false.json.fence",
+      "s-false.json.lock",
+      "s-true.json",
+      "s-true.json.fence",
+      "s-true.json.journal",
+      "s-true.json.lock",
+    ]);
+    for (const name of names) {
+      assert.equal(lstatSync(`${dir}/${name}`).mode & 0o7777, 0o664, name);
+    }
+    assert.equal(
+      readFileSync(`${dir}/audit.jsonl`, "utf8").split("\n").length,
+      3,
+    );
+  });
+});
+
+test("JsonStore.watch on Node watches the store's directory again when it is deleted and made again", async () => {
+  await withTempDir(async (dir) => {
+    const sub = `${dir}/sub`;
+    for (const journal of [false, true]) {
+      mkdirSync(sub);
+      const store = new JsonStore(`${sub}/s.json`, {
+        initial: { n: 0 },
+        journal,
+      });
+      await store.write({ n: 1 });
+      const controller = new AbortController();
+      // Only the kernel's events can wake it within the test's timeout.
+      const versions = store.watch({
+        signal: controller.signal,
+        recheckInterval: 2 ** 31 - 1,
+      })[Symbol.asyncIterator]();
+      try {
+        const next = async () => (await versions.next()).value?.value;
+        assert.deepEqual(await next(), { n: 1 });
+        rmSync(sub, { recursive: true });
+        assert.deepEqual(await next(), { n: 0 });
+        mkdirSync(sub);
+        await store.write({ n: 2 });
+        assert.deepEqual(await next(), { n: 2 });
+        await store.write({ n: 3 });
+        assert.deepEqual(await next(), { n: 3 });
+      } finally {
+        controller.abort();
+        await versions.return?.();
+      }
+      rmSync(sub, { recursive: true });
+    }
   });
 });

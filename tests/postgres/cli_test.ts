@@ -185,6 +185,21 @@ pgTest(
         await db.jsonStore("settings", { initial: {} }).readWithVersion(),
         { value: { retries: 5, "it's": ["odd key"] }, version: 2 },
       );
+      // A fence no holder will reach, forgotten by reset-fence.
+      const settings = db.jsonStore("settings", { initial: {} });
+      await settings.update(() => {}, { fence: 1000 });
+      await assert.rejects(settings.update(() => {}, { fence: 3 }), {
+        name: "StaleFenceError",
+      });
+      const reset = await lockbox(c, [
+        "store",
+        "reset-fence",
+        "--db",
+        c.url,
+        "settings",
+      ]);
+      assert.equal(reset.code, 0, reset.stderr);
+      await settings.update(() => {}, { fence: 3 });
       const missing = await lockbox(c, ["store", "get", "--db", c.url, "nope"]);
       assert.equal(missing.code, 1);
       assert.match(missing.stderr, /no such document/);

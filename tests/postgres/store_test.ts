@@ -11,6 +11,7 @@ import {
   PostgresBackend,
   StoreError,
 } from "../../src/postgres/mod.ts";
+import { FileLock } from "../../mod.ts";
 import { Child } from "../_helpers.ts";
 import {
   type ContractOptions,
@@ -246,6 +247,47 @@ for (const runtime of ["Deno", "Node"] as const) {
     },
   );
 }
+
+pgTest(
+  "PostgreSQL store refuses a FileLock token as a fence, recording nothing, and is never fenced shut by one an older lockbox recorded",
+  async (c) => {
+    const db = await PostgresBackend.connect(c.url);
+    const dir = await Deno.makeTempDir();
+    try {
+      const store = db.jsonStore<{ n: number }>("mixed", { initial: { n: 0 } });
+      const fileLock = await FileLock.acquire(`${dir}/worker`);
+      await fileLock.release();
+      await assert.rejects(
+        store.update((d) => void d.n++, { fence: fileLock.token }),
+        (error: Error) =>
+          error instanceof RangeError && /FileLock token/.test(error.message),
+      );
+      // Nothing was recorded: the PostgreSQL lock's holders go on.
+      for (let i = 0; i < 2; i++) {
+        const lock = await db.acquire("mixed");
+        await store.update((d) => void d.n++, { fence: lock.token });
+        await lock.release();
+      }
+      // A FileLock token an older lockbox let in is not compared.
+      await c.sql(
+        `UPDATE lockbox.documents SET fence = ${fileLock.token} WHERE name = 'mixed'`,
+      );
+      const lock = await db.acquire("mixed");
+      await store.update((d) => void d.n++, { fence: lock.token });
+      assert.equal(
+        await c.sql(
+          "SELECT fence FROM lockbox.documents WHERE name = 'mixed'",
+        ),
+        String(lock.token),
+      );
+      await lock.release();
+      assert.equal((await store.read()).n, 3);
+    } finally {
+      await db.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
 
 pgTest(
   "PostgreSQL store: a fenced write with a later lock holder is refused even before that holder writes",
