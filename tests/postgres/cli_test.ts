@@ -614,7 +614,7 @@ pgTest(
 );
 
 pgTest(
-  "lockbox store watch --db: the document now and each new version, ending with status 0 on SIGTERM",
+  "lockbox store watch --db: the document now and each new version, ending with status 143 (128 + 15) on SIGTERM",
   async (c) => {
     const { PostgresBackend } = await import("../../src/postgres/mod.ts");
     const db = await PostgresBackend.connect(c.url);
@@ -637,7 +637,7 @@ pgTest(
       await watching.waitFor('{"version":2,"value":{"n":2}}');
       watching.process.kill("SIGTERM");
       const result = await watching.finish();
-      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.code, 143, result.stderr);
       assert.equal(result.stderr, "");
     } finally {
       await db.close();
