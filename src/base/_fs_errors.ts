@@ -6,18 +6,15 @@ import { StoreError } from "./errors.ts";
 
 /**
  * A hint for the user from an error code. `action` is what failed ("read",
- * "append to", ...): a file that may not be read or appended to is a matter
- * of that file's permissions, not of its directory's.
+ * "write", ...): a file that may not be read is a matter of its own
+ * permissions, not of whether anything is writable.
  */
 export function _hint(error: unknown, action = ""): string {
   const code = _errorCode(error);
-  if (code === "EACCES" || code === "EPERM") {
-    if (action.startsWith("read")) {
-      return "check that this user may read the file (its owner and mode, and the directories above it)";
-    }
-    if (action === "open" || action.startsWith("append")) {
-      return "check that this user may write the file (its owner and mode)";
-    }
+  if (
+    (code === "EACCES" || code === "EPERM") && action.startsWith("read")
+  ) {
+    return "check that this user may read the file (its owner and mode, and the directories above it)";
   }
   switch (code) {
     case "ENOSPC":
