@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
+  _deletePointer,
   _getPointer,
+  _initialFor,
   _parsePointer,
   _setPointer,
 } from "../src/store/_json_pointer.ts";
@@ -38,4 +40,28 @@ Deno.test("_setPointer() sets, appends with -, creates missing objects, and refu
     () => _setPointer({ n: 1 }, "/n/x", 1),
     /'\/n' is not an object/,
   );
+});
+
+Deno.test("_setPointer() makes an array, not an object, for a missing parent of -", () => {
+  const doc: Record<string, unknown> = {};
+  _setPointer(doc, "/jobs/-", "a");
+  _setPointer(doc, "/jobs/-", "b");
+  _setPointer(doc, "/runs/-/-", 1);
+  assert.deepEqual(doc, { jobs: ["a", "b"], runs: [[1]] });
+  assert.deepEqual(_initialFor("/-"), []);
+  assert.deepEqual(_initialFor("/a/-"), {});
+  // An existing object keeps "-" as a key, as RFC 6901 says.
+  assert.deepEqual(_setPointer({ o: {} }, "/o/-", 1), { o: { "-": 1 } });
+});
+
+Deno.test("_deletePointer() removes keys and array elements, and says when nothing is there", () => {
+  const doc = { a: [1, 2, 3], o: { k: 1, "x/y": 2 }, s: "t" };
+  assert.equal(_deletePointer(doc, "/a/1"), true);
+  assert.equal(_deletePointer(doc, "/o/x~1y"), true);
+  assert.deepEqual(doc, { a: [1, 3], o: { k: 1 }, s: "t" });
+  for (const missing of ["/a/2", "/a/-", "/a/01", "/o/x", "/s/0", "/n/k"]) {
+    assert.equal(_deletePointer(doc, missing), false, missing);
+  }
+  assert.deepEqual(doc, { a: [1, 3], o: { k: 1 }, s: "t" });
+  assert.throws(() => _deletePointer(doc, ""), TypeError);
 });

@@ -4,9 +4,19 @@
 import { _errorCode } from "../runtime/mod.ts";
 import { StoreError } from "./errors.ts";
 
-/** A hint for the user from an error code. */
-export function _hint(error: unknown): string {
-  switch (_errorCode(error)) {
+/**
+ * A hint for the user from an error code. `action` is what failed ("read",
+ * "write", ...): a file that may not be read is a matter of its own
+ * permissions, not of whether anything is writable.
+ */
+export function _hint(error: unknown, action = ""): string {
+  const code = _errorCode(error);
+  if (
+    (code === "EACCES" || code === "EPERM") && action.startsWith("read")
+  ) {
+    return "check that this user may read the file (its owner and mode, and the directories above it)";
+  }
+  switch (code) {
     case "ENOSPC":
     case "EDQUOT":
       return "the disk is full; free some space and retry";
@@ -49,7 +59,9 @@ export function _fsError(
 ): StoreError {
   return new StoreError(
     path,
-    `Cannot ${action} '${path}': ${_reason(error)}; ${_hint(error)}${suffix}`,
+    `Cannot ${action} '${path}': ${_reason(error)}; ${
+      _hint(error, action)
+    }${suffix}`,
     { cause: error },
   );
 }

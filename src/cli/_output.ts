@@ -1,7 +1,11 @@
 // What every command shares: exit codes, the _Exit that ends a command
 // with one, and writing to stdout and stderr whole.
 
-import { LockBusyError, LockTimeoutError } from "../base/errors.ts";
+import {
+  type CorruptStoreError,
+  LockBusyError,
+  LockTimeoutError,
+} from "../base/errors.ts";
 import { GroupNotFoundError } from "../seeds/capture_groups.ts";
 import {
   AlreadyCheckedOutError,
@@ -12,6 +16,7 @@ import { DocumentNotFoundError } from "../seeds/document_store.ts";
 import {
   _env,
   _isTerminal,
+  _lstat,
   _writeStderr,
   _writeStdout,
 } from "../runtime/mod.ts";
@@ -31,6 +36,7 @@ Exit codes:
   3    I/O or data error (a file cannot be read or written, a corrupt store)
   run: the command's own status; 128+N if signal N killed it; 69 if it
        could not be started (as flock(1))
+  128+N  stopped by signal N (store watch: 130 on SIGINT, 143 on SIGTERM)
 
 Colour only on a terminal, and never when NO_COLOR is set.`;
 
@@ -73,4 +79,29 @@ export function _exitCodeOf(error: unknown): number {
     return EXIT_USAGE;
   }
   return EXIT_IO;
+}
+
+/** `text` as one shell word: quoted only when it needs to be. */
+export function _shellWord(text: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(text)
+    ? text
+    : `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * What the CLI says about a corrupt store: the library's message names the
+ * API's remedy (`onCorrupt`), a person at a shell needs the command. A
+ * corrupt journal is quarantined through its store file.
+ */
+export function _corruptMessage(error: CorruptStoreError): string {
+  if (error.quarantinedTo !== undefined || _lstat(error.path) === null) {
+    return error.message.replace(
+      /, or use onCorrupt: "quarantine"$/,
+      "",
+    );
+  }
+  const file = error.path.replace(/\.journal$/, "");
+  return `Cannot read store '${error.path}': ${error.reason}; the file was left as it is: repair it, restore a backup, or move it aside and go on from its newest valid backup with: lockbox store check --quarantine ${
+    _shellWord(file)
+  }`;
 }

@@ -1,5 +1,5 @@
 // Parsers of command-line values: durations, seconds, whole numbers, run
-// lists, JSON values and JSON pointers, each a usage error when malformed.
+// lists and JSON pointers, each a usage error when malformed.
 
 import { InvalidArgumentError } from "commander";
 import { _parsePointer } from "../store/_json_pointer.ts";
@@ -65,18 +65,6 @@ export function _runs(text: string): number[] {
     for (let run = from; run <= to; run++) runs.push(run);
   }
   return runs;
-}
-
-export function _jsonValue(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new InvalidArgumentError(
-      `expected a JSON value such as 42, true, "text" or {"a":1} (${
-        (error as Error).message
-      })`,
-    );
-  }
 }
 
 export function _pointer(text: string): string {

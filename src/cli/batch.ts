@@ -17,7 +17,7 @@ export function _addBatch(
 ): void {
   program.command("batch")
     .description(
-      "Run COMMAND for each FILE under that file's lock ({} stands for the file; else it is appended)",
+      "Batch: run COMMAND for each FILE under that file's lock, a few at a time ({} stands for the file; else it is appended; seed 001's file locking)",
     )
     .usage("[options] FILE... -- COMMAND [ARG...]")
     .argument("<file...>", "the files, then -- and the command")

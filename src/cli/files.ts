@@ -8,7 +8,9 @@ import { _usingDb } from "./_database.ts";
 /** Adds `lockbox files` to the program. */
 export function _addFiles(program: Command): void {
   const files = program.command("files")
-    .description("Seed 002's file checkout by user")
+    .description(
+      "File checkout: check a repository's files out to one user at a time and back in (seed 002)",
+    )
     .requiredOption("--repo <dir>", "the repository directory")
     .requiredOption("--registry <file>", "the checkout registry")
     .option("--extension <ext>", "the files' extension", ".mcam")

@@ -9,7 +9,9 @@ import { _duration } from "./_parse.ts";
 /** Adds `lockbox groups` to the program. */
 export function _addGroups(program: Command): void {
   const groups = program.command("groups")
-    .description("Seed 000's capture group DB")
+    .description(
+      "Capture groups: create groups, add transaction ids to them, list, show, delete and prune them (seed 000's capture group DB)",
+    )
     .requiredOption(
       "--db <file|url>",
       "the capture group DB file, or a PostgreSQL URL (postgres://..., or 'env') that keeps it as the document --name",

@@ -4,9 +4,10 @@
 import { Command, CommanderError } from "commander";
 import { VERSION } from "./_version.ts";
 import { _writeStderr, _writeStdout } from "../runtime/mod.ts";
-import { StoreError } from "../base/errors.ts";
+import { CorruptStoreError, StoreError } from "../base/errors.ts";
 import { ConfigError } from "../seeds/config.ts";
 import {
+  _corruptMessage,
   _Exit,
   _exitCodeOf,
   _say,
@@ -26,6 +27,7 @@ import { _addState } from "./state.ts";
 import { _addFiles } from "./files.ts";
 import { _addBatch } from "./batch.ts";
 import { _addMigrate } from "./migrate.ts";
+import { _addCompletions } from "./completions.ts";
 
 /** The `lockbox` program with every command. */
 export function _program(batchArgv?: string[]): Command {
@@ -44,17 +46,23 @@ export function _program(batchArgv?: string[]): Command {
     })
     .addHelpText("after", EXIT_CODES_HELP);
 
+  program.commandsGroup("Locks:");
   _addRun(program);
   _addStatus(program);
   _addClean(program);
   _addHolder(program);
+  program.commandsGroup("Stores:");
   _addStore(program);
+  _addMigrate(program);
+  program.commandsGroup("The seed systems:");
   _addGroups(program);
   _addOps(program);
   _addState(program);
   _addFiles(program);
   _addBatch(program, batchArgv);
-  _addMigrate(program);
+  program.commandsGroup("Shell:");
+  _addCompletions(program);
+  program.helpCommand("help [command]", "display help for command");
   _finishHelp(program);
   return program;
 }
@@ -99,6 +107,10 @@ export async function _main(args: string[]): Promise<number> {
     if ((error as { code?: string })?.code === "EPIPE") return 128 + 13;
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    if (error instanceof CorruptStoreError) {
+      _say(_corruptMessage(error));
+      return EXIT_IO;
     }
     if (error instanceof ConfigError || error instanceof StoreError) {
       _say(error.message);

@@ -9,7 +9,9 @@ import { _isDbUrl, _usingDb } from "./_database.ts";
 /** Adds `lockbox ops` to the program. */
 export function _addOps(program: Command): void {
   const ops = program.command("ops")
-    .description("Seed 000's operation DB")
+    .description(
+      "Operations: register an operation against a capture group, look one up, list them (seed 000's operation DB)",
+    )
     .requiredOption(
       "--db <file|url>",
       "the operation DB file, or a PostgreSQL URL (postgres://..., or 'env') that keeps it as the document --name",

@@ -15,7 +15,9 @@ import { _usingDb, DB_STORE_HELP } from "./_database.ts";
 /** Adds `lockbox state` to the program. */
 export function _addState(program: Command): void {
   const state = program.command("state")
-    .description("Seed 003's archiver run state")
+    .description(
+      "Archiver run state: show it, the next run to archive, record runs that succeeded or failed (seed 003)",
+    )
     .requiredOption("--state <file>", "the state file")
     .option("--failures <file>", "the failure log (one run number a line)")
     .option("--db <url>", DB_STORE_HELP);

@@ -3,7 +3,7 @@
 import type { Command } from "commander";
 import { _connectDb, DB_HELP } from "./_database.ts";
 import { _sleep } from "../base/_promise.ts";
-import { _isTerminal, _writeStdout } from "../runtime/mod.ts";
+import { _columns, _isTerminal, _writeStdout } from "../runtime/mod.ts";
 import {
   formatLockStatus,
   listLocks,
@@ -15,7 +15,9 @@ import { _duration, _seconds } from "./_parse.ts";
 /** Adds `lockbox status` to the program. */
 export function _addStatus(program: Command): void {
   program.command("status")
-    .description("Show the lock files in directories: state, mode, holder, age")
+    .description(
+      "Show the lock files in directories (lockbox's, and any other *.lock file while it is held): state, mode, holder, age, command",
+    )
     .argument("[dir...]", "directories to look in (default: .)")
     .option("-r, --recursive", "look in subdirectories too")
     .option(
@@ -49,7 +51,7 @@ export function _addStatus(program: Command): void {
       if (options.watch === undefined) {
         const infos = await look();
         if (options.json) _json(infos);
-        else _print(formatLockStatus(infos, { color: _color() }));
+        else _print(formatLockStatus(infos, _formatOptions()));
         return;
       }
       const every = options.watch === true
@@ -60,7 +62,7 @@ export function _addStatus(program: Command): void {
         const infos = await look();
         const text = options.json
           ? JSON.stringify(infos)
-          : formatLockStatus(infos, { color: _color() });
+          : formatLockStatus(infos, _formatOptions());
         if (terminal) {
           _writeStdout(
             `\x1b[H\x1b[2J${text}\n\n${
@@ -73,6 +75,13 @@ export function _addStatus(program: Command): void {
         await _sleep(every);
       }
     });
+}
+
+/** Colour, and on a terminal its width (off one, the default 100). */
+function _formatOptions(): { color: boolean; width?: number } {
+  return _isTerminal("stdout")
+    ? { color: _color(), width: _columns() }
+    : { color: _color() };
 }
 
 /**

@@ -82,7 +82,17 @@ function _parseProcLocks(text: string): Map<string, _KernelView> {
 }
 
 /** Who holds the lock on a file, by its `stat`; see {@linkcode _kernelTable}. */
-export type _KernelTable = (lockPath: string, stat: _FileStat) => _KernelView;
+/**
+ * The kernel's view of one file. With `probe: false`, a file the table
+ * cannot vouch for without probing it (no `/proc/locks`, or a lock from
+ * outside this PID namespace) is taken as free: for files that are not
+ * lockbox's, which the monitor never locks, not even for an instant.
+ */
+export type _KernelTable = (
+  lockPath: string,
+  stat: _FileStat,
+  options?: { probe?: boolean },
+) => _KernelView;
 
 const _FREE: _KernelView = { mode: null, pids: [] };
 
@@ -101,7 +111,10 @@ const _FREE: _KernelView = { mode: null, pids: [] };
  */
 export function _kernelTable(): _KernelTable {
   const procLocks = _readProcLocks();
-  if (procLocks === null) return _probe;
+  if (procLocks === null) {
+    return (lockPath, stat, options) =>
+      options?.probe === false ? _FREE : _probe(lockPath, stat);
+  }
   const views = _parseProcLocks(procLocks);
   if (procLocks.length + _LONGEST_RECORD >= _PAGE) {
     for (const [id, view] of _parseProcLocks(_readProcLocks()!)) {
@@ -109,9 +122,9 @@ export function _kernelTable(): _KernelTable {
     }
   }
   const complete = _inInitialPidNamespace();
-  return (lockPath, stat) =>
+  return (lockPath, stat, options) =>
     views.get(`${_devKey(stat.dev)}:${stat.ino}`) ??
-      (complete ? _FREE : _probe(lockPath, stat));
+      (complete || options?.probe === false ? _FREE : _probe(lockPath, stat));
 }
 
 function _probe(lockPath: string, _stat: _FileStat): _KernelView {

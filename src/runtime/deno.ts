@@ -253,6 +253,23 @@ export function _inInitialPidNamespace(): boolean {
 }
 
 /**
+ * The command line of process `pid` from `/proc/PID/cmdline`, its
+ * arguments joined by spaces; `null` where it cannot be read (not Linux, the
+ * process gone, a kernel thread, no permission).
+ */
+export function _readCommandLine(pid: number): string | null {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    const text = new TextDecoder().decode(
+      Deno.readFileSync(`/proc/${pid}/cmdline`),
+    );
+    return text.replace(/\0+$/, "").replaceAll("\0", " ") || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The text of `/proc/locks`, or `null` where the system has none.
  *
  * `/proc/locks` is a seq_file: each `read()` is consistent on its own, but a

@@ -31,6 +31,7 @@ export const {
   _hostname,
   _processExists,
   _readProcLocks,
+  _readCommandLine,
   _inInitialPidNamespace,
   _createForWrite,
   _openForAppend,

@@ -447,6 +447,21 @@ export function _inInitialPidNamespace(): boolean {
 }
 
 /**
+ * The command line of process `pid` from `/proc/PID/cmdline`, its
+ * arguments joined by spaces; `null` where it cannot be read (not Linux, the
+ * process gone, a kernel thread, no permission).
+ */
+export function _readCommandLine(pid: number): string | null {
+  if (process.platform !== "linux") return null;
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    return text.replace(/\0+$/, "").replaceAll("\0", " ") || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * The text of `/proc/locks`, or `null` where the system has none; read in
  * one large read (see _runtime.ts for why).
  */

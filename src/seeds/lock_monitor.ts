@@ -14,7 +14,13 @@ import {
 } from "../lock/_kernel.ts";
 import { _lockInternals } from "../lock/_lock_internals.ts";
 import { _removeHeldLockFiles } from "../lock/_lock_removal.ts";
-import { _errorCode, _lstat, _readDir, _toPath } from "../runtime/mod.ts";
+import {
+  _errorCode,
+  _lstat,
+  _readCommandLine,
+  _readDir,
+  _toPath,
+} from "../runtime/mod.ts";
 import { StoreError } from "../base/errors.ts";
 import { FileLock } from "../lock/file_lock.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
@@ -37,6 +43,13 @@ export interface LockInfo {
    * `record`, what the file says, possibly about an earlier holder.
    */
   pid: number | null;
+  /**
+   * The command line of the process holding it (the first of `holders`, else
+   * the pid the file names while it is held), from `/proc/PID/cmdline`,
+   * arguments joined by spaces; `null` when free or unknown (not Linux, the
+   * process gone, not permitted).
+   */
+  command: string | null;
   /** Time since the lock file was last written; never negative. */
   ageMs: number;
   /** Free and older than `staleAfter`. */
@@ -105,6 +118,7 @@ function _info(
   staleAfter: number,
   now: number,
   table: _KernelTable,
+  probe = true,
 ): LockInfo {
   const stat = _lstat(lockPath);
   if (stat === null || !stat.isFile) {
@@ -114,7 +128,7 @@ function _info(
       }`,
     );
   }
-  const view = table(lockPath, stat);
+  const view = table(lockPath, stat, { probe });
   const ageMs = Math.max(0, Math.floor(now - (stat.mtimeMs ?? now)));
   const held = view.mode !== null;
   return {
@@ -124,9 +138,21 @@ function _info(
     holders: view.pids,
     record,
     pid,
+    command: held ? _commandOf(view.pids, record, pid) : null,
     ageMs,
     stale: !held && ageMs > staleAfter,
   };
+}
+
+/** The holder's command line: a pid the kernel names, else the file's. */
+function _commandOf(
+  holders: number[],
+  record: LockHolder | null,
+  pid: number | null,
+): string | null {
+  const live = _liveRecord(true, holders, record);
+  const who = holders[0] ?? live?.pid ?? pid;
+  return who === null || who === undefined ? null : _readCommandLine(who);
 }
 
 /**
@@ -184,11 +210,13 @@ async function _walk(
 }
 
 /**
- * Lists lockbox's lock files in a directory: files named `*.lock` that carry
- * a lockbox holder record, with the kernel's view of each. Other tools'
- * files (`Cargo.lock`, `yarn.lock`, an empty file `flock(1)` made) are not
- * listed, nor is a file this process may not read (it cannot be told apart
- * from them); {@linkcode lockInfo} looks at any file you name. On Linux this
+ * Lists the lock files in a directory: files named `*.lock` that carry a
+ * lockbox holder record (or seed 001's pid), held or free, and any other
+ * `*.lock` file while a process holds it (an empty file `flock(1)` locks,
+ * one this process may not read), with the kernel's view of each. Other
+ * tools' files that no one holds (`Cargo.lock`, `yarn.lock`) are not locks:
+ * not listed, and never probed; {@linkcode lockInfo} looks at any file you
+ * name. On Linux this
  * reads `/proc/locks` once per call and never touches a lock, so listing
  * over and over never makes anyone's `tryAcquire` fail. Elsewhere it probes
  * each file with a non-blocking lock, which for an instant holds it; so it
@@ -230,13 +258,15 @@ export async function listLocks(
   await _walk(root, options.recursive ?? false, (path, kind) => {
     if (kind !== "file") return;
     try {
-      // Only lock files: lockbox's and seed 001's (a pid alone). Other
-      // tools' `*.lock` files (Cargo.lock, yarn.lock) carry neither, and one
-      // this process may not read cannot be told apart from them.
-      const content = _readLockFile(path);
-      if (content.record !== null || content.pid !== null) {
-        infos.push(_info(path, content, staleAfter, now, table));
-      }
+      // Lock files: lockbox's and seed 001's (a pid alone), held or free,
+      // and any other `*.lock` file while a process holds it (an empty file
+      // `flock(1)` locks), whoever took it. Other tools' files that no one
+      // holds (Cargo.lock, yarn.lock) are not locks: left out, and never
+      // probed, not even for an instant.
+      const content = _readableContent(path);
+      const ours = content.record !== null || content.pid !== null;
+      const info = _info(path, content, staleAfter, now, table, ours);
+      if (ours || info.held) infos.push(info);
     } catch {
       // Unreadable, or removed or replaced while we looked: not listed.
     }
@@ -491,14 +521,30 @@ export interface FormatOptions {
    * @default {new Date()}
    */
   now?: Date;
+  /**
+   * The width lines are cut to, by shortening the COMMAND column (to no less
+   * than 12 characters, ending in `…`); the other columns are never cut.
+   *
+   * @default {100}
+   */
+  width?: number;
+}
+
+/** A command line as one cell: control characters as `?`, cut to `room`. */
+function _commandCell(command: string | null, room: number): string {
+  if (command === null) return "-";
+  // deno-lint-ignore no-control-regex
+  const text = command.replace(/[\x00-\x1f\x7f]/g, "?");
+  return text.length <= room ? text : `${text.slice(0, room - 1)}…`;
 }
 
 /**
  * Formats lock infos as a table a person reads at a glance: path, state,
- * mode, holder pid and host, age, and a stale mark.
+ * mode, holder pid and host, age, a stale mark, and the holder's command
+ * line, cut to fit `width`.
  *
  * @param infos What {@linkcode listLocks} returned.
- * @param options Colour.
+ * @param options Colour, the time ages are measured to, the width.
  * @returns The table, one line per lock, or a line saying there are none.
  *
  * @example
@@ -538,6 +584,15 @@ export function formatLockStatus(
   const widths = header.map((h, i) =>
     Math.max(h.length, ...rows.map((r) => r[i].length))
   );
+  // The command goes last, in what room the other columns leave.
+  const used = widths.reduce((sum, w) => sum + w + 2, 0);
+  const room = Math.max(12, (options.width ?? 100) - used);
+  header.push("COMMAND");
+  for (const [i, row] of rows.entries()) {
+    const info = infos[i];
+    row.push(info.held ? _commandCell(info.command ?? null, room) : "");
+  }
+  widths.push(0);
   const line = (cells: string[], colour = false) =>
     cells.map((cell, i) => {
       const padded = cell.padEnd(widths[i]);

@@ -1,4 +1,4 @@
-// JSON Pointers (RFC 6901) for the CLI's `store get` and `store set`.
+// JSON Pointers (RFC 6901) for the CLI's `store get`, `set` and `delete`.
 
 import { _setOwn } from "../base/_ids.ts";
 
@@ -51,9 +51,15 @@ export function _getPointer(
   return { found: true, value };
 }
 
+/** What a missing container before `next` becomes: an array for `-`. */
+function _fresh(next: string): unknown {
+  return next === "-" ? [] : {};
+}
+
 /**
  * Sets the value at `pointer`, creating missing objects on the way; `-`
- * appends to an array. Returns the new document (a new value only when the
+ * appends to an array, and a missing container before `-` is created as an
+ * array (`/jobs/-` on `{}` makes `{"jobs":[value]}`). Returns the new document (a new value only when the
  * pointer is empty). Throws a `TypeError` naming the pointer when the path
  * runs through a value that is not an object or array.
  */
@@ -79,14 +85,16 @@ export function _setPointer(
         parent[index] = value;
         break;
       }
-      parent[index] ??= {};
+      parent[index] ??= _fresh(tokens[i + 1]);
       parent = parent[index];
     } else if (_isContainer(parent)) {
       if (last) {
         _setOwn(parent, token, value);
         break;
       }
-      if (!Object.hasOwn(parent, token)) _setOwn(parent, token, {});
+      if (!Object.hasOwn(parent, token)) {
+        _setOwn(parent, token, _fresh(tokens[i + 1]));
+      }
       parent = parent[token];
     } else {
       throw new TypeError(
@@ -95,4 +103,44 @@ export function _setPointer(
     }
   }
   return document;
+}
+
+/**
+ * The document a missing store starts as before `pointer` is set: an array
+ * when the pointer's first token is `-`, else an object.
+ */
+export function _initialFor(pointer: string): unknown {
+  return _fresh(_parsePointer(pointer)[0] ?? "");
+}
+
+/**
+ * Removes the value at `pointer` (an array element is spliced out). Returns
+ * whether there was one; the document is changed in place. Throws a
+ * `TypeError` for the empty pointer (the whole document cannot be removed).
+ */
+export function _deletePointer(document: unknown, pointer: string): boolean {
+  const tokens = _parsePointer(pointer);
+  if (tokens.length === 0) {
+    throw new TypeError(
+      `Cannot delete '': the whole document cannot be deleted; set it to {} or null instead`,
+    );
+  }
+  const parent = _getPointer(
+    document,
+    pointer.slice(0, pointer.lastIndexOf("/")),
+  );
+  if (!parent.found) return false;
+  const last = tokens[tokens.length - 1];
+  const container = parent.value;
+  if (Array.isArray(container)) {
+    const index = _index(container, last, false);
+    if (index === undefined) return false;
+    container.splice(index, 1);
+    return true;
+  }
+  if (!_isContainer(container) || !Object.hasOwn(container, last)) {
+    return false;
+  }
+  delete container[last];
+  return true;
 }

@@ -840,8 +840,10 @@ const COMMANDS = [
   ["store"],
   ["store", "get"],
   ["store", "set"],
+  ["store", "delete"],
   ["store", "edit"],
   ["store", "check"],
+  ["store", "watch"],
   ["groups"],
   ["groups", "create"],
   ["groups", "add"],
@@ -862,6 +864,8 @@ const COMMANDS = [
   ["files", "checkout"],
   ["files", "checkin"],
   ["batch"],
+  ["migrate"],
+  ["completions"],
 ];
 
 Deno.test("lockbox --help, --version and every command's --help exit 0", async () => {
@@ -1436,7 +1440,7 @@ Deno.test("lockbox status --watch with an interval past 2^31 - 1 ms draws once a
   });
 });
 
-Deno.test("lockbox store watch prints each version, stops with status 0 on SIGINT and SIGTERM, and with 141 once | head has what it wants", async () => {
+Deno.test("lockbox store watch prints each version, stops with status 130 on SIGINT and 143 on SIGTERM, and with 141 once | head has what it wants", async () => {
   await withTempDir(async (dir) => {
     const file = `${dir}/s.json`;
     await Deno.writeTextFile(file, '{"n":0}');
@@ -1455,7 +1459,12 @@ Deno.test("lockbox store watch prints each version, stops with status 0 on SIGIN
       await watching.waitFor('{"version":2,"value":{"n":7}}');
       watching.process.kill(signal);
       const result = await watching.finish();
-      assert.equal(result.code, 0, `${signal}: ${result.stderr}`);
+      // 128 + the signal's number, as a shell reports a program it ended.
+      assert.equal(
+        result.code,
+        signal === "SIGINT" ? 130 : 143,
+        `${signal}: ${result.stderr}`,
+      );
       assert.equal(result.stderr, "");
       await lockbox(["store", "set", file, "/n", "0"]);
     }

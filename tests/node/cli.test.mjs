@@ -67,10 +67,10 @@ test("npx lockbox --help works in a project that installs the package", async ()
   });
 });
 
-test("lockbox status and holder on Node name the holding process from the kernel", async () => {
+test("lockbox status and holder on Node name the holding process and its command from the kernel, and list a lock flock(1) holds without a record", async () => {
   await withTempDir(async (dir) => {
     const L = `${dir}/job.lock`;
-    // A lockbox lock file (status lists only those), held by flock(1).
+    // A lockbox lock file (listed free or held), held by flock(1).
     assert.equal(run(process.execPath, [CLI, "run", L, "true"]).code, 0);
     const holder = new Child("flock", [L, "sh", "-c", "echo held; cat"]);
     try {
@@ -81,6 +81,25 @@ test("lockbox status and holder on Node name the holding process from the kernel
       assert.equal(info.lockPath, L);
       assert.equal(info.held, true);
       assert.deepEqual(info.holders, [holder.pid]);
+      // Its command line, from /proc/PID/cmdline, as on Deno.
+      assert.match(info.command, /flock .*job\.lock sh -c echo held; cat$/);
+      // An empty file flock(1) holds, with no lockbox record, is listed too.
+      const other = new Child("flock", [
+        `${dir}/fl.lock`,
+        "sh",
+        "-c",
+        "echo held; cat",
+      ]);
+      try {
+        await other.waitFor("held");
+        const both = run(process.execPath, [CLI, "status", "--json", dir]);
+        const listed = JSON.parse(both.stdout);
+        assert.deepEqual(listed.map((i) => i.lockPath), [`${dir}/fl.lock`, L]);
+        assert.deepEqual(listed[0].holders, [other.pid]);
+        assert.equal(listed[0].record, null);
+      } finally {
+        await other.finish();
+      }
       const who = run(process.execPath, [CLI, "holder", L]);
       assert.equal(who.code, 0);
       assert.equal(who.stdout, `held exclusive by pid ${holder.pid}\n`);
@@ -206,7 +225,7 @@ test("the Node CLI writes its whole output to a pipe before it exits, and a fail
   });
 });
 
-test("lockbox store watch on Node prints each version and stops with status 0 on SIGTERM and SIGINT", async () => {
+test("lockbox store watch on Node prints each version and stops with status 143 on SIGTERM and 130 on SIGINT", async () => {
   await withTempDir(async (dir) => {
     const file = `${dir}/s.json`;
     writeFileSync(file, '{"n":0}');
@@ -224,7 +243,11 @@ test("lockbox store watch on Node prints each version and stops with status 0 on
       await watching.waitFor('{"version":2,"value":{"n":5}}');
       watching.process.kill(signal);
       const { code } = await watching.finish();
-      assert.equal(code, 0, `${signal}: ${watching.stderr}`);
+      assert.equal(
+        code,
+        signal === "SIGINT" ? 130 : 143,
+        `${signal}: ${watching.stderr}`,
+      );
       assert.equal(watching.stderr, "");
       run(process.execPath, [CLI, "store", "set", file, "/n", "0"]);
     }

@@ -889,7 +889,7 @@ pgTest(
 );
 
 pgTest(
-  "lockbox store watch --db: the document now and each new version, ending with status 0 on SIGTERM",
+  "lockbox store watch --db: the document now and each new version, ending with status 143 (128 + 15) on SIGTERM",
   async (c) => {
     const { PostgresBackend } = await import("../../src/postgres/mod.ts");
     const db = await PostgresBackend.connect(c.url);
@@ -912,8 +912,71 @@ pgTest(
       await watching.waitFor('{"version":2,"value":{"n":2}}');
       watching.process.kill("SIGTERM");
       const result = await watching.finish();
-      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.code, 143, result.stderr);
       assert.equal(result.stderr, "");
+    } finally {
+      await db.close();
+    }
+  },
+);
+
+pgTest(
+  "lockbox store get/set/delete/check --db: the pointer after NAME, --raw, --string, - on a missing parent, check --json",
+  async (c) => {
+    const { PostgresBackend } = await import("../../src/postgres/mod.ts");
+    const db = await PostgresBackend.connect(c.url);
+    try {
+      const doc = db.jsonStore<unknown>("app", { initial: {} });
+      await doc.write({ name: "web-1", retries: 3 });
+      const ok = async (args: string[]) => {
+        const out = await lockbox(c, args);
+        assert.equal(out.code, 0, `${args.join(" ")}: ${out.stderr}`);
+        return out.stdout;
+      };
+      const at = ["--db", c.url, "app"];
+      assert.equal(
+        await ok(["store", "get", "--raw", ...at, "/name"]),
+        "web-1\n",
+      );
+      assert.equal(
+        await ok(["store", "get", ...at, "--pointer", "/name"]),
+        '"web-1"\n',
+      );
+      await ok(["store", "set", ...at, "/jobs/-", '"a"']);
+      await ok(["store", "set", "--string", ...at, "/owner", "ops"]);
+      await ok(["store", "delete", ...at, "/retries"]);
+      assert.deepEqual(await doc.readWithVersion(), {
+        value: { name: "web-1", jobs: ["a"], owner: "ops" },
+        version: 4,
+      });
+      const absent = await lockbox(c, ["store", "delete", ...at, "/retries"]);
+      assert.equal(absent.code, 1);
+      await ok(["store", "delete", "-f", ...at, "/retries"]);
+      const never = await lockbox(c, [
+        "store",
+        "delete",
+        "--db",
+        c.url,
+        "none",
+        "/x",
+      ]);
+      assert.equal(never.code, 1);
+      // Nothing there wrote nothing: no new version, no new document.
+      assert.equal((await doc.readWithVersion()).version, 4);
+      const check = await lockbox(c, [
+        "store",
+        "check",
+        "--json",
+        "--db",
+        c.url,
+        "app",
+        "none",
+      ]);
+      assert.equal(check.code, 1);
+      assert.deepEqual(JSON.parse(check.stdout), [
+        { file: "app", status: "ok", version: 4 },
+        { file: "none", status: "missing" },
+      ]);
     } finally {
       await db.close();
     }
