@@ -26,6 +26,8 @@ import {
 import { _toJson } from "../store/_json.ts";
 import { _fenceFamily, _FILE_TOKEN_MIN } from "../lock/_fence.ts";
 import {
+  type _CallLimit,
+  _GRACE_MS,
   _literal,
   _MAX_LOCK_TIMEOUT,
   _rightsHint,
@@ -45,8 +47,8 @@ export const _MAX_PG_DOCUMENT_BYTES = 64 * 1024 * 1024;
 
 /** Sessions, lent by the PostgresBackend that made the store. */
 export interface _SessionPool {
-  /** A session of its own, idle. */
-  borrow(): Promise<_Session>;
+  /** A session of its own, idle (opened within `limit`, if given). */
+  borrow(limit?: _CallLimit): Promise<_Session>;
   /** Returns a session; `reusable: false` closes it. */
   giveBack(session: _Session, reusable: boolean): void;
   /** Cancels what a session runs, from another session. */
@@ -202,13 +204,20 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   ): Promise<
     { retry: true } | { retry: false; result: R; version: number }
   > {
-    const session = await this.#pool.borrow();
+    // The wait for the row lock settles by lockTimeout plus the grace.
+    const until = performance.now() + this.settings.lockTimeout + _GRACE_MS;
+    const session = await this.#pool.borrow({ until, signal: options.signal });
     let open = true;
     let called = false;
     // fn's and validate's errors reach the caller unchanged.
     let fromCaller = false;
     try {
-      const { row, lockToken } = await this.#lockRow(session, fence, options);
+      const { row, lockToken } = await this.#lockRow(
+        session,
+        fence,
+        options,
+        until,
+      );
       // Aborted before fn ran: rolled back, never committed.
       options.signal?.throwIfAborted();
       const rules = this.settings.text;
@@ -382,6 +391,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     session: _Session,
     fence: number | undefined,
     options: _ChangeOptions,
+    until: number,
   ): Promise<{ row: _Row; lockToken: number }> {
     const { lockTimeout, holdTimeout, durable, name, fenceLock } =
       this.settings;
@@ -406,18 +416,21 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       SELECT fence FROM lockbox.locks WHERE name = ${
       _literal(fenceLock)
     } FOR SHARE${wait}`;
+    const limit = { until, waits: true, signal: options.signal };
     return await this.#cancellable(session, options.signal, async () => {
       const results = await session.queryAll(
         `BEGIN; SET LOCAL lock_timeout = ${serverTimeout};
          SET LOCAL idle_in_transaction_session_timeout = ${idleLimit};
          SET LOCAL synchronous_commit = ${durable ? "on" : "off"};
          ${select}${lockRow}`,
+        limit,
       );
       let rows = results[results.length - (fence === undefined ? 1 : 2)];
       if (rows.length === 0) {
         const made = await session.queryAll(
           `INSERT INTO lockbox.documents (name) VALUES (${_literal(name)})
            ON CONFLICT (name) DO NOTHING; ${select}`,
+          limit,
         );
         rows = made[made.length - 1];
       }

@@ -1,10 +1,12 @@
 // One PostgreSQL session (a connection), behind the small interface the
 // PostgreSQL backend uses, so that the driver (npm pg) stays in this file.
 // Every session is set up so that the server notices a dead client within
-// _SERVER_DEAD_PEER_MS, which is longer than the client's own loss deadline.
+// _SERVER_DEAD_PEER_MS, which is longer than the client's own loss deadline,
+// and every call on it settles within a deadline of the client's own.
 
 import { LockError } from "../base/errors.ts";
 import { _socketDescriptor, _socketsNow } from "../runtime/mod.ts";
+import { _after } from "../base/_promise.ts";
 
 /**
  * The part of npm pg's `Client` lockbox uses, typed here: pg ships no types,
@@ -23,6 +25,8 @@ interface _PgClient {
     event: "notification",
     listener: (message: { channel: string; payload?: string }) => void,
   ): void;
+  /** The socket, destroyed when the server stops answering. */
+  connection?: { stream?: { destroy(): void } };
 }
 
 type _PgClientClass = new (config: Record<string, unknown>) => _PgClient;
@@ -74,6 +78,49 @@ export interface _SessionConfig {
 export const _SERVER_DEAD_PEER_MS = 10_000;
 
 /**
+ * How long a statement that waits for nothing may go unanswered before the
+ * client gives up on its session (plus 1 s per MiB it sends): the lock
+ * holder's loss deadline. A stalled link (packets held, socket open) would
+ * otherwise leave the call pending until TCP gives up, which can take 15
+ * minutes; server-side limits cannot help, as the server's answer (or a
+ * cancel) never arrives.
+ */
+export const _ANSWER_MS = 5000;
+
+/**
+ * How long past its timeout, or its signal's abort, a waiting call may take
+ * to settle before the client gives up on its session: time for the
+ * server's own lock_timeout or a cancel from another session to answer.
+ */
+export const _GRACE_MS = 2000;
+
+/**
+ * The server ends a lock-holding session that has been idle (no statement,
+ * no open transaction) this long: idle_session_timeout, set on a session
+ * while it holds a lock, so that a client that stopped heartbeating loses
+ * its lock through any pooler too. Above the heartbeat interval and above
+ * the holder's loss deadline (which it counts from the heartbeat's send):
+ * the holder always declares the loss first.
+ */
+export const _SERVER_IDLE_MS = 8000;
+
+/** How long one call may take, beyond what the session allows by default. */
+export interface _CallLimit {
+  /**
+   * The `performance.now()` by which the call settles; sooner when the
+   * statement waits for nothing (then `_ANSWER_MS` from its start).
+   */
+  until?: number;
+  /** The statement waits on the server (for a lock) until `until`. */
+  waits?: boolean;
+  /**
+   * Once it aborts, the call settles within `_GRACE_MS`: with the
+   * server's answer to a cancel, else with `signal.reason`.
+   */
+  signal?: AbortSignal;
+}
+
+/**
  * Set on every session right after it opens (a SET, not startup options,
  * which poolers such as PgBouncer refuse).
  */
@@ -82,7 +129,7 @@ const _SESSION_SETTINGS = [
   "SET tcp_keepalives_interval = 2",
   "SET tcp_keepalives_count = 3",
   `SET tcp_user_timeout = ${_SERVER_DEAD_PEER_MS}`,
-  // A session that holds a lock is idle most of the time.
+  // Kept idle in the backend's pool; a lock's grant sets _SERVER_IDLE_MS.
   "SET idle_session_timeout = 0",
   "SET idle_in_transaction_session_timeout = 60000",
   // String literals lockbox builds (_literal) rely on it (the default).
@@ -109,16 +156,23 @@ export interface _Session {
    * The rows of a statement; with no parameters it may be several
    * statements, and the rows are those of the last one that returned any.
    */
-  query<R>(sql: string, params?: unknown[]): Promise<R[]>;
+  query<R>(
+    sql: string,
+    params?: unknown[],
+    limit?: _CallLimit,
+  ): Promise<R[]>;
   /** Runs statements with no parameters in one round trip. */
-  run(sql: string): Promise<void>;
+  run(sql: string, limit?: _CallLimit): Promise<void>;
   /** The rows of each of several statements, in one round trip. */
-  queryAll(sql: string): Promise<unknown[][]>;
+  queryAll(sql: string, limit?: _CallLimit): Promise<unknown[][]>;
   /** Called once when the session ends for any reason but `close()`. */
   onEnd(listener: (reason: string) => void): void;
   /** Called with each notification a `LISTEN` of this session receives. */
   onNotification(listener: (channel: string, payload: string) => void): void;
-  /** Ends the session; idempotent. */
+  /**
+   * Ends the session; idempotent. The socket is destroyed when the server
+   * has not seen the end off within `_GRACE_MS`.
+   */
   close(): Promise<void>;
   /**
    * The descriptor of its connection in this process, or `null` when it
@@ -330,45 +384,135 @@ function _connectError(config: _SessionConfig, failure: unknown): Error {
   );
 }
 
+/**
+ * Every call on a session settles within its limit: past it, the session
+ * is destroyed (its listeners told, so a lock it held is lost) and the call
+ * fails, or rejects with the signal's reason after an abort.
+ */
 class _PgSession implements _Session {
   #client: _PgClient;
+  #where: string;
   #ended = false;
   #closing = false;
+  #closed: Promise<void> | null = null;
   #listeners: ((reason: string) => void)[] = [];
   backendPid = 0;
 
-  constructor(client: _PgClient) {
+  constructor(client: _PgClient, where: string) {
     this.#client = client;
-    const end = (reason: string) => {
-      if (this.#ended) return;
-      this.#ended = true;
-      if (this.#closing) return;
-      for (const listener of this.#listeners) listener(reason);
-    };
+    this.#where = where;
     client.on(
       "error",
-      (error: Error) => end(`the session failed (${error.message})`),
+      (error: Error) => this.#end(`the session failed (${error.message})`),
     );
-    client.on("end", () => end("the session ended"));
+    client.on("end", () => this.#end("the session ended"));
   }
 
   get ended(): boolean {
     return this.#ended;
   }
 
-  async query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
-    const result = await this.#client.query(sql, params);
+  #end(reason: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (this.#closing) return;
+    for (const listener of this.#listeners) listener(reason);
+  }
+
+  /** Gives up on the session at once: the server stopped answering. */
+  #destroy(reason: string): void {
+    this.#end(reason);
+    this.#client.connection?.stream?.destroy();
+  }
+
+  /** `start()`'s result, or a failure once `limit` has run out. */
+  #within<R>(
+    start: () => Promise<R>,
+    size: number,
+    limit: _CallLimit = {},
+  ): Promise<R> {
+    const now = performance.now();
+    const answerBy = now + _ANSWER_MS + Math.floor(size / 2 ** 20) * 1000;
+    const until = limit.waits
+      ? limit.until ?? Infinity
+      : Math.min(limit.until ?? Infinity, answerBy);
+    const signal = limit.signal;
+    return new Promise<R>((resolve, reject) => {
+      let settled = false;
+      let stopGrace = () => {};
+      const finish = () => {
+        settled = true;
+        stopTimer();
+        stopGrace();
+        signal?.removeEventListener("abort", onAbort);
+      };
+      const giveUp = (error: unknown, reason: string) => {
+        if (settled) return;
+        finish();
+        this.#destroy(reason);
+        reject(error);
+      };
+      const ms = Math.max(0, Math.round(until - now));
+      const stopTimer = _after(Math.max(0, until - now), () =>
+        giveUp(
+          new LockError(
+            `Cannot use ${this.#where}: no answer within ${ms} ms (a stalled connection, or an overloaded server), so lockbox closed the session; a statement it sent may or may not have taken effect`,
+          ),
+          `no answer within ${ms} ms`,
+        ));
+      const onAbort = () => {
+        stopGrace = _after(_GRACE_MS, () =>
+          giveUp(
+            signal!.reason,
+            `no answer within ${_GRACE_MS} ms of an abort`,
+          ));
+      };
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener("abort", onAbort, { once: true });
+      start().then(
+        (value) => {
+          if (settled) return;
+          finish();
+          resolve(value);
+        },
+        (error) => {
+          if (settled) return;
+          finish();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  async query<R>(
+    sql: string,
+    params: unknown[] = [],
+    limit?: _CallLimit,
+  ): Promise<R[]> {
+    const size = params.reduce<number>(
+      (sum, param) => sum + (typeof param === "string" ? param.length : 0),
+      sql.length,
+    );
+    const result = await this.#within(
+      () => this.#client.query(sql, params),
+      size,
+      limit,
+    );
     // Several statements (a simple query): the rows of the one that had any.
     if (!Array.isArray(result)) return result.rows as R[];
     return (result.findLast((one) => one.rows.length > 0)?.rows ?? []) as R[];
   }
 
-  async run(sql: string): Promise<void> {
-    await this.#client.query(sql);
+  async run(sql: string, limit?: _CallLimit): Promise<void> {
+    await this.#within(() => this.#client.query(sql), sql.length, limit);
   }
 
-  async queryAll(sql: string): Promise<unknown[][]> {
-    const result = await this.#client.query(sql);
+  async queryAll(sql: string, limit?: _CallLimit): Promise<unknown[][]> {
+    const result = await this.#within(
+      () => this.#client.query(sql),
+      sql.length,
+      limit,
+    );
     return Array.isArray(result)
       ? result.map((one) => one.rows)
       : [result.rows];
@@ -410,11 +554,17 @@ class _PgSession implements _Session {
       : _socketDescriptor(stream) ?? this.connectedAs;
   }
 
-  async close(): Promise<void> {
-    if (this.#closing) return;
+  close(): Promise<void> {
+    if (this.#closed !== null) return this.#closed;
     this.#closing = true;
     this.#ended = true;
-    await this.#client.end().catch(() => {});
+    // A graceful end waits for the server to close its side, which a
+    // stalled link never lets happen.
+    const stop = _after(
+      _GRACE_MS,
+      () => this.#client.connection?.stream?.destroy(),
+    );
+    return this.#closed = this.#client.end().catch(() => {}).finally(stop);
   }
 }
 
@@ -460,16 +610,22 @@ export async function _checkNotPooled(
 /**
  * Opens a session, or throws a `LockError` that says what to fix. (A
  * transaction-mode pooler is refused once per backend, by
- * `_checkNotPooled` at connect.)
+ * `_checkNotPooled` at connect.) Within `connectTimeout`, and within
+ * `limit` (its `until`, or `_GRACE_MS` after its signal aborts) when given.
  */
-export async function _openSession(config: _SessionConfig): Promise<_Session> {
+export async function _openSession(
+  config: _SessionConfig,
+  limit: _CallLimit = {},
+): Promise<_Session> {
   if (config.url !== undefined) _checkUrl(config.url);
   const Client = await _pgClient();
+  const left = (limit.until ?? Infinity) - performance.now();
+  const connectTimeout = Math.max(1, Math.min(config.connectTimeout, left));
   let client: _PgClient;
   try {
     client = new Client({
       ...(config.url === undefined ? {} : { connectionString: config.url }),
-      connectionTimeoutMillis: config.connectTimeout,
+      connectionTimeoutMillis: connectTimeout,
       keepAlive: true,
       application_name: config.applicationName,
     });
@@ -481,11 +637,13 @@ export async function _openSession(config: _SessionConfig): Promise<_Session> {
       }`,
     );
   }
-  const session = new _PgSession(client);
-  const timer = setTimeout(() => {
-    // pg's own timeout covers the connect; this covers a stalled startup.
-    client.end().catch(() => {});
-  }, config.connectTimeout + 1000);
+  const session = new _PgSession(client, _describe(config.url));
+  // pg's own timeout covers the connect and the startup; this covers pg.
+  const destroy = () => client.connection?.stream?.destroy();
+  const stopTimer = _after(connectTimeout + 1000, destroy);
+  let stopGrace = () => {};
+  const onAbort = () => stopGrace = _after(_GRACE_MS, destroy);
+  limit.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     // A Unix socket's descriptor is known on Deno only as the one that
     // connecting adds.
@@ -495,14 +653,19 @@ export async function _openSession(config: _SessionConfig): Promise<_Session> {
     // One round trip: the settings, then which server process this is.
     const [{ pid }] = await session.query<{ pid: number }>(
       `${_SESSION_SETTINGS}; SELECT pg_backend_pid() AS pid`,
+      [],
+      { until: limit.until, signal: limit.signal },
     );
     session.backendPid = pid;
     return session;
   } catch (error) {
     await session.close();
+    if (limit.signal?.aborted) throw limit.signal.reason;
     throw error instanceof LockError ? error : _connectError(config, error);
   } finally {
-    clearTimeout(timer);
+    stopTimer();
+    stopGrace();
+    limit.signal?.removeEventListener("abort", onAbort);
   }
 }
 

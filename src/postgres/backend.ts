@@ -13,13 +13,17 @@ import { _after } from "../base/_promise.ts";
 import { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
 import { _env, _hostname, _pid } from "../runtime/mod.ts";
 import {
+  _ANSWER_MS,
+  type _CallLimit,
   _checkName,
   _checkNotPooled,
   _describe,
+  _GRACE_MS,
   _MAX_LOCK_TIMEOUT,
   _openSession,
   _rightsHint,
   _SERVER_DEAD_PEER_MS,
+  _SERVER_IDLE_MS,
   type _Session,
   type _SessionConfig,
   _sqlState,
@@ -51,6 +55,19 @@ const _NAMESPACE = 0x6c6f636b;
 const _GUARD = 0x72756e21;
 /** Sessions kept open for the next acquisition. */
 const _MAX_IDLE = 8;
+/**
+ * A wait the server cannot time (no timeout, or one past lock_timeout's
+ * range) is cut into statements this long, so that every statement has an
+ * answer deadline: a stalled connection fails it within this plus
+ * `_GRACE_MS`.
+ */
+const _WAIT_SLICE_MS = _ANSWER_MS;
+/**
+ * Set with the grant, in the statement that takes the lock (so a wait that
+ * fails leaves it unset): the server ends the session once it idles past
+ * `_SERVER_IDLE_MS`, which a heartbeating holder never lets happen.
+ */
+const _HOLD = `set_config('idle_session_timeout', '${_SERVER_IDLE_MS}', false)`;
 
 /**
  * How long a command whose lock was lost has between SIGTERM and SIGKILL:
@@ -634,7 +651,7 @@ export class PostgresBackend implements StoreBackend {
 
   /** Sessions for the stores this backend made. */
   #pool: _SessionPool = {
-    borrow: () => this.#whileOpen(() => this.#borrow()),
+    borrow: (limit) => this.#whileOpen(() => this.#borrow(limit)),
     giveBack: (session, reusable) => this.#giveBack(session, reusable),
     cancel: (backendPid) => this.#cancel(backendPid),
     subscribe: (name, wake) =>
@@ -739,7 +756,8 @@ export class PostgresBackend implements StoreBackend {
       // asynchronously. The token, taken at acquisition, commits durably.
       // (Integers only, inlined: a simple query may hold statements.)
       const [row] = await session.query<{ ok: boolean }>(
-        `BEGIN; SET LOCAL synchronous_commit = off;
+        `SET idle_session_timeout = 0;
+         BEGIN; SET LOCAL synchronous_commit = off;
          DELETE FROM lockbox.holders WHERE backend_pid = ${session.backendPid};
          SELECT pg_advisory_unlock${
           shared ? "_shared" : ""
@@ -779,7 +797,9 @@ export class PostgresBackend implements StoreBackend {
     let lock: PgLock | null = null;
     try {
       const left = Math.max(0, timeout - (performance.now() - started));
-      lock = await this.#lockOnServer(name, options, left, nullOnBusy);
+      // The whole call settles by its timeout plus the grace.
+      const until = started + timeout + _GRACE_MS;
+      lock = await this.#lockOnServer(name, options, left, until, nullOnBusy);
       return lock;
     } catch (error) {
       if (error === signal?.reason) throw error;
@@ -800,15 +820,18 @@ export class PostgresBackend implements StoreBackend {
     name: string,
     options: PgLockOptions,
     timeout: number,
+    until: number,
     nullOnBusy: boolean,
   ): Promise<PgLock | null> {
     const shared = options.shared === true;
     const began = performance.now();
-    const id = await this.#lockId(name);
-    const session = await this.#borrow();
+    const limit = { until, signal: options.signal };
+    const id = await this.#lockId(name, limit);
+    const session = await this.#borrow(limit);
     let locked = false;
+    let since = 0;
     try {
-      locked = await this.#wait(session, name, id, shared, timeout, options);
+      locked = await this.#wait(session, name, id, shared, timeout, limit);
       // Granted as the signal aborted: given back, no token taken.
       if (locked) options.signal?.throwIfAborted();
       // The token and holder record, in the statement that checks the guard
@@ -819,6 +842,7 @@ export class PostgresBackend implements StoreBackend {
           THEN pg_advisory_unlock${kind}(${_GUARD}, $2) ELSE false END)`;
       let row: { token: string } | undefined;
       while (locked) {
+        since = performance.now();
         [row] = await session.query<{ token: string }>(
           shared
             ? `INSERT INTO lockbox.holders
@@ -849,6 +873,7 @@ export class PostgresBackend implements StoreBackend {
             _hostname(),
             options.metadata ? JSON.stringify(options.metadata) : null,
           ],
+          limit,
         );
         if (row !== undefined) break;
         // A command run under this lock by a process that lost it is being
@@ -856,7 +881,7 @@ export class PostgresBackend implements StoreBackend {
         const left = Math.max(0, timeout - (performance.now() - began));
         if (
           left === 0 ||
-          !await this.#waitForGuard(session, name, id, shared, left, options)
+          !await this.#waitForGuard(session, name, id, shared, left, limit)
         ) {
           locked = false;
           await this.#unlockOnly(session, id, shared);
@@ -866,7 +891,8 @@ export class PostgresBackend implements StoreBackend {
         if (nullOnBusy) return null;
         throw new LockTimeoutError(
           `${name} (PostgreSQL)`,
-          await this.lockHolder(name).catch(() => null),
+          await this.#holders(name, limit).then((h) => h[0] ?? null)
+            .catch(() => null),
         );
       }
       if (options.signal?.aborted) throw options.signal.reason;
@@ -875,6 +901,7 @@ export class PostgresBackend implements StoreBackend {
         id,
         shared,
         token: Number(row!.token),
+        since,
       });
     } catch (error) {
       if (locked) await this._unlock(session, id, shared);
@@ -929,71 +956,97 @@ export class PostgresBackend implements StoreBackend {
     id: number,
     shared: boolean,
     timeout: number,
-    options: PgLockOptions,
+    limit: _CallLimit,
     namespace = _NAMESPACE,
   ): Promise<boolean> {
     const kind = shared ? "_shared" : "";
+    const signal = limit.signal;
+    // Holding the lock itself (not its guard) makes the session one the
+    // server ends once idle past _SERVER_IDLE_MS (the heartbeat keeps it
+    // busy while its client lives).
+    const hold = namespace === _NAMESPACE;
     if (timeout === 0) {
       const [row] = await session.query<{ ok: boolean }>(
-        `SELECT pg_try_advisory_lock${kind}($1, $2) AS ok`,
+        hold
+          ? `SELECT set_config('idle_session_timeout', CASE
+               WHEN pg_try_advisory_lock${kind}($1, $2) THEN '${_SERVER_IDLE_MS}'
+               ELSE '0' END, false) <> '0' AS ok`
+          : `SELECT pg_try_advisory_lock${kind}($1, $2) AS ok`,
         [namespace, id],
+        limit,
       );
       return row.ok;
     }
-    // The server times the wait when it can (lock_timeout); past its
-    // largest value, or to abort, another session cancels the wait.
-    const serverTimeout = timeout <= _MAX_LOCK_TIMEOUT ? Math.ceil(timeout) : 0;
-    let cancelled: "timeout" | "abort" | null = null;
+    // The server times the wait (lock_timeout); one it cannot time waits
+    // in slices. To abort, another session cancels the wait.
+    const sliced = timeout > _MAX_LOCK_TIMEOUT;
+    const end = performance.now() + timeout;
     let delivered: Promise<boolean> | null = null;
-    const cancel = (why: "timeout" | "abort") => {
-      if (cancelled !== null) return;
-      cancelled = why;
-      delivered = this.#cancel(session.backendPid).then(
+    const onAbort = () => {
+      delivered ??= this.#cancel(session.backendPid).then(
         () => true,
         () => false,
       );
     };
-    const stopTimer = timeout !== Infinity && serverTimeout === 0
-      ? _after(timeout, () => cancel("timeout"))
-      : () => {};
-    const onAbort = () => cancel("abort");
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    let failure: unknown = null;
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      // One implicit transaction: a failed wait undoes its SET, a granted
-      // one resets it, so no later statement on the session inherits it.
-      await session.run(
-        `SET lock_timeout = ${serverTimeout}; SELECT pg_advisory_lock${kind}(${namespace}, ${id}); SET lock_timeout = 0`,
-      );
-    } catch (error) {
-      failure = error;
+      for (;;) {
+        const left = Math.ceil(end - performance.now());
+        if (left <= 0) return false;
+        const slice = sliced ? Math.min(left, _WAIT_SLICE_MS) : left;
+        try {
+          // One implicit transaction: a failed wait undoes its SET, a
+          // granted one resets it, so no later statement inherits it.
+          await session.run(
+            `SET lock_timeout = ${slice}; SELECT pg_advisory_lock${kind}(${namespace}, ${id})${
+              hold ? `, ${_HOLD}` : ""
+            }; SET lock_timeout = 0`,
+            {
+              until: Math.min(
+                limit.until ?? Infinity,
+                performance.now() + slice + _GRACE_MS,
+              ),
+              waits: true,
+              signal,
+            },
+          );
+          return true;
+        } catch (error) {
+          if (signal?.aborted) {
+            // A cancel still on its way would hit this session's next
+            // statement: nothing more runs on it until the server has it
+            // (one that finds the session idle is dropped); one that may not
+            // have arrived leaves the session unusable: closed, which also
+            // ends its locks.
+            if (delivered !== null && !await delivered) await session.close();
+            else if (_sqlState(error) === "57014" && !session.ended) {
+              // A cancel that lands just after the grant fails the
+              // statement, but a session lock outlives its statement.
+              await session.run("SELECT pg_advisory_unlock_all()").catch(() =>
+                session.close()
+              );
+            }
+            throw signal.reason;
+          }
+          if (_sqlState(error) === "55P03") {
+            if (sliced) continue;
+            return false;
+          }
+          if (error instanceof LockError) throw error;
+          throw new LockError(
+            `Cannot lock '${name}' on ${_describe(this.#config.url)}: ${
+              (error as Error).message
+            }`,
+            { cause: error },
+          );
+        }
+      }
     } finally {
-      stopTimer();
-      options.signal?.removeEventListener("abort", onAbort);
-      // A cancel still on its way would hit this session's next statement:
-      // nothing more runs on it until the server has it (a cancel that finds
-      // the session idle is dropped). One that may not have arrived leaves
-      // the session unusable: closed, which also ends its lock.
+      signal?.removeEventListener("abort", onAbort);
+      // Granted as the signal aborted: the cancel must have reached the
+      // server before the caller lets go of the lock on this session.
       if (delivered !== null && !await delivered) await session.close();
     }
-    if (failure === null) return true;
-    const state = _sqlState(failure);
-    if (state === "55P03") return false;
-    if (state === "57014") {
-      // A cancel that lands just after the grant fails the statement, but a
-      // session lock outlives its statement: let go of it, if it was had.
-      await session.run("SELECT pg_advisory_unlock_all()").catch(() =>
-        session.close()
-      );
-      if (cancelled === "timeout") return false;
-      if (cancelled === "abort") throw options.signal!.reason;
-    }
-    throw new LockError(
-      `Cannot lock '${name}' on ${_describe(this.#config.url)}: ${
-        (failure as Error).message
-      }`,
-      { cause: failure },
-    );
   }
 
   /** Cancels the statement a session is running, from another session. */
@@ -1021,7 +1074,7 @@ export class PostgresBackend implements StoreBackend {
   }
 
   /** The row id of the lock `name`, made if missing. */
-  async #lockId(name: string): Promise<number> {
+  async #lockId(name: string, limit?: _CallLimit): Promise<number> {
     const known = this.#ids.get(name);
     if (known !== undefined) return known;
     // A name another session is inserting right now is not in this
@@ -1031,51 +1084,62 @@ export class PostgresBackend implements StoreBackend {
       if (attempt === 5) {
         throw new LockError(`Cannot find or make the row of lock '${name}'`);
       }
-      [row] = await this.#withSession((session) =>
-        session.query<{ id: number }>(
-          `WITH made AS (
+      [row] = await this.#withSession(
+        (session) =>
+          session.query<{ id: number }>(
+            `WITH made AS (
              INSERT INTO lockbox.locks (name) VALUES ($1)
              ON CONFLICT (name) DO NOTHING RETURNING id)
            SELECT id FROM made UNION ALL
            SELECT id FROM lockbox.locks WHERE name = $1 LIMIT 1`,
-          [name],
-        )
+            [name],
+            limit,
+          ),
+        limit,
       );
     }
     this.#ids.set(name, row.id);
     return row.id;
   }
 
-  async #holders(name: string): Promise<PgLockHolder[]> {
+  async #holders(name: string, limit?: _CallLimit): Promise<PgLockHolder[]> {
     _lockName(name);
     try {
       // Looked up, not made: a name without a row has no holder, and a
       // role that may only read can ask.
       let id = this.#ids.get(name);
       if (id === undefined) {
-        const [row] = await this.#withSession((session) =>
-          session.query<{ id: number }>(
-            "SELECT id FROM lockbox.locks WHERE name = $1",
-            [name],
-          )
+        const [row] = await this.#withSession(
+          (session) =>
+            session.query<{ id: number }>(
+              "SELECT id FROM lockbox.locks WHERE name = $1",
+              [name],
+              limit,
+            ),
+          limit,
         );
         if (row === undefined) return [];
         this.#ids.set(name, id = row.id);
       }
-      return (await this.#holderRows([id])).map(_holder);
+      return (await this.#holderRows([id], limit)).map(_holder);
     } catch (error) {
       throw this.#refusal(`read the holders of lock '${name}'`, error);
     }
   }
 
-  #holderRows(ids: number[]): Promise<_HolderRow[]> {
-    return this.#withSession((session) =>
-      session.query<_HolderRow>(_HOLDERS_SQL, [_NAMESPACE, ids])
+  #holderRows(ids: number[], limit?: _CallLimit): Promise<_HolderRow[]> {
+    return this.#withSession(
+      (session) =>
+        session.query<_HolderRow>(_HOLDERS_SQL, [_NAMESPACE, ids], limit),
+      limit,
     );
   }
 
-  async #withSession<R>(fn: (session: _Session) => Promise<R>): Promise<R> {
-    const session = await this.#borrow();
+  async #withSession<R>(
+    fn: (session: _Session) => Promise<R>,
+    limit?: _CallLimit,
+  ): Promise<R> {
+    const session = await this.#borrow(limit);
     try {
       const result = await fn(session);
       this.#giveBack(session, true);
@@ -1086,12 +1150,12 @@ export class PostgresBackend implements StoreBackend {
     }
   }
 
-  async #borrow(): Promise<_Session> {
+  async #borrow(limit?: _CallLimit): Promise<_Session> {
     while (this.#idle.length > 0) {
       const session = this.#idle.pop()!;
       if (!session.ended) return session;
     }
-    return await _openSession(this.#config);
+    return await _openSession(this.#config, limit);
   }
 
   /** Keeps a session that holds nothing for reuse; closes any other. */
@@ -1136,11 +1200,11 @@ export class PostgresBackend implements StoreBackend {
       return true;
     }
     if (nullOnBusy) return false;
+    const holder = () =>
+      this.#holders(name, { until: performance.now() + _GRACE_MS })
+        .then((holders) => holders[0] ?? null, () => null);
     if (timeout === 0) {
-      throw new LockTimeoutError(
-        `${name} (PostgreSQL)`,
-        await this.lockHolder(name).catch(() => null),
-      );
+      throw new LockTimeoutError(`${name} (PostgreSQL)`, await holder());
     }
     await new Promise<void>((resolve, reject) => {
       const entry = {
@@ -1161,8 +1225,8 @@ export class PostgresBackend implements StoreBackend {
       const stopTimer = timeout === Infinity
         ? () => {}
         : _after(timeout, () => {
-          this.lockHolder(name).catch(() => null).then((holder) =>
-            fail(new LockTimeoutError(`${name} (PostgreSQL)`, holder))
+          holder().then((found) =>
+            fail(new LockTimeoutError(`${name} (PostgreSQL)`, found))
           );
         });
       const stop = () => {

@@ -11,8 +11,10 @@ export const _HEARTBEAT_MS = 1000;
 
 /**
  * How long a holder goes without a heartbeat answer before it declares the
- * lock lost: shorter than the server's dead-peer time (_SERVER_DEAD_PEER_MS),
- * so that the holder always learns first.
+ * lock lost, counted from when the last answered heartbeat was sent:
+ * shorter than the server's dead-peer time (_SERVER_DEAD_PEER_MS) and its
+ * idle limit for lock sessions (_SERVER_IDLE_MS, counted from when that
+ * heartbeat arrived), so that the holder always learns first.
  */
 export const _LOSS_DEADLINE_MS = 5000;
 
@@ -52,6 +54,7 @@ export class PgLock {
   #lockId: number;
   #controller = new AbortController();
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** When the last answered heartbeat (or the grant) was sent. */
   #lastAnswer = performance.now();
   #beating = false;
 
@@ -59,7 +62,14 @@ export class PgLock {
   constructor(
     owner: _PgLockOwner,
     session: _Session,
-    lock: { name: string; id: number; shared: boolean; token: number },
+    lock: {
+      name: string;
+      id: number;
+      shared: boolean;
+      token: number;
+      /** When the statement that recorded the grant was sent. */
+      since?: number;
+    },
   ) {
     this.#owner = owner;
     this.#session = session;
@@ -67,7 +77,10 @@ export class PgLock {
     this.name = lock.name;
     this.shared = lock.shared;
     this.token = lock.token;
-    session.onEnd((reason) => this.#lose(`${reason}; the server released it`));
+    this.#lastAnswer = lock.since ?? this.#lastAnswer;
+    session.onEnd((reason) =>
+      this.#lose(`${reason}; the server releases the lock with the session`)
+    );
     this.#timer = setInterval(() => this.#beat(), _HEARTBEAT_MS);
   }
 
@@ -124,10 +137,11 @@ export class PgLock {
     const session = this.#session;
     if (session === null || this.#beating) return;
     this.#beating = true;
+    const sent = performance.now();
     session.query("SELECT 1").then(
       () => {
         this.#beating = false;
-        if (this.#session === session) this.#lastAnswer = performance.now();
+        if (this.#session === session) this.#lastAnswer = sent;
       },
       (error: Error) => {
         this.#beating = false;
