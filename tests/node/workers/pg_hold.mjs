@@ -11,10 +11,11 @@ const [name, ...flags] = process.argv.slice(2);
 const db = await PostgresBackend.connect();
 const lock = await db.acquire(name);
 const holder = await db.lockHolder(name);
-console.log(`locked ${lock.token} ${holder?.backendPid}`);
+// Listening before "locked": a test may stop this process right after it.
 lock.signal.addEventListener("abort", () => {
   console.log(`lost ${lock.signal.reason.message}`);
 });
+console.log(`locked ${lock.token} ${holder?.backendPid}`);
 const ticks = flags.includes("--ticks")
   ? setInterval(() => console.log(`tick ${lock.signal.aborted}`), 100)
   : undefined;
