@@ -338,7 +338,13 @@ export class PostgresBackend implements StoreBackend {
             .join(" AND ")
         } AS ready`,
       );
-      if (!ready) await session.run(_SCHEMA);
+      // It waits for any other process making them at the same time.
+      if (!ready) {
+        await session.run(_SCHEMA, {
+          until: performance.now() + connectTimeout,
+          waits: true,
+        });
+      }
     } catch (error) {
       await session.close();
       if (error instanceof LockError) throw error;

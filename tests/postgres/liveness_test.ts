@@ -10,10 +10,11 @@ import {
   LockLostError,
   PostgresBackend,
 } from "../../src/postgres/mod.ts";
-import { Child } from "../_helpers.ts";
+import { Child, output } from "../_helpers.ts";
 import {
   type Cluster,
   NO_POSTGRES,
+  PG_BIN,
   PGBOUNCER,
   pgSuite,
   pgWorker,
@@ -233,6 +234,50 @@ pgTest(
       assert.deepEqual(await seen.read(), { n: 1 });
       assert.equal(await store.update((doc) => ++doc.n), 2);
     });
+  },
+);
+
+pgTest(
+  "PostgresBackend.connect() waits past the answer deadline while another process makes lockbox's tables",
+  async (c) => {
+    await c.sql("CREATE DATABASE fresh_tables");
+    // Another process making the tables holds their lock longer than a
+    // statement that waits for nothing may take to answer.
+    const making = output(`${PG_BIN}/psql`, {
+      args: [
+        "-h",
+        c.dir,
+        "-p",
+        String(c.port),
+        "-U",
+        "postgres",
+        "-d",
+        "fresh_tables",
+        "-c",
+        `SELECT pg_advisory_lock(${0x6c6f636b}, 0), pg_sleep(7)`,
+      ],
+    });
+    for (let i = 0;; i++) {
+      const held = await c.sql(
+        `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = ${0x6c6f636b} AND objid = 0 AND granted`,
+      );
+      if (held === "1") break;
+      if (i === 1500) throw new Error("the other process never took the lock");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const db = await PostgresBackend.connect(
+      `postgres://postgres@127.0.0.1:${c.port}/fresh_tables`,
+      { connectTimeout: 30_000 },
+    );
+    try {
+      assert.equal((await making).code, 0);
+      const lock = await db.acquire("fresh");
+      assert.equal(lock.token, 1);
+      await lock.release();
+    } finally {
+      await db.close();
+      await making;
+    }
   },
 );
 
