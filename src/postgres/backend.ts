@@ -762,7 +762,7 @@ export class PostgresBackend implements StoreBackend {
       // asynchronously. The token, taken at acquisition, commits durably.
       // (Integers only, inlined: a simple query may hold statements.)
       const [row] = await session.query<{ ok: boolean }>(
-        `SET idle_session_timeout = 0;
+        `SET idle_session_timeout = 0; SET lock_timeout = 0;
          BEGIN; SET LOCAL synchronous_commit = off;
          DELETE FROM lockbox.holders WHERE backend_pid = ${session.backendPid};
          SELECT pg_advisory_unlock${
@@ -835,43 +835,17 @@ export class PostgresBackend implements StoreBackend {
     const id = await this.#lockId(name, limit);
     const session = await this.#borrow(limit);
     let locked = false;
-    let since = 0;
     try {
       locked = await this.#wait(session, name, id, shared, timeout, limit);
       // Granted as the signal aborted: given back, no token taken.
       if (locked) options.signal?.throwIfAborted();
       // The token and holder record, in the statement that checks the guard
       // (no row while it is held).
-      const kind = shared ? "_shared" : "";
-      const guardFree = `(SELECT CASE
-          WHEN pg_try_advisory_lock${kind}(${_GUARD}, $2)
-          THEN pg_advisory_unlock${kind}(${_GUARD}, $2) ELSE false END)`;
       let row: { token: string } | undefined;
       while (locked) {
-        since = performance.now();
-        [row] = await session.query<{ token: string }>(
-          shared
-            ? `INSERT INTO lockbox.holders
-                 (backend_pid, lock_id, shared, token, pid, hostname, metadata)
-               SELECT $1, $2, true, fence, $3, $4, $5 FROM lockbox.locks
-               WHERE id = $2 AND ${guardFree}
-               ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
-                 shared = true, token = EXCLUDED.token, pid = EXCLUDED.pid,
-                 hostname = EXCLUDED.hostname, acquired_at = now(),
-                 metadata = EXCLUDED.metadata
-               RETURNING token`
-            : `WITH f AS (
-                 UPDATE lockbox.locks SET fence = fence + 1
-                 WHERE id = $2 AND ${guardFree}
-                 RETURNING fence)
-               INSERT INTO lockbox.holders
-                 (backend_pid, lock_id, shared, token, pid, hostname, metadata)
-               SELECT $1, $2, false, fence, $3, $4, $5 FROM f
-               ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
-                 shared = false, token = EXCLUDED.token, pid = EXCLUDED.pid,
-                 hostname = EXCLUDED.hostname, acquired_at = now(),
-                 metadata = EXCLUDED.metadata
-               RETURNING token`,
+        [row] = await this.#record(
+          session,
+          shared,
           [
             session.backendPid,
             id,
@@ -879,6 +853,7 @@ export class PostgresBackend implements StoreBackend {
             _hostname(),
             options.metadata ? JSON.stringify(options.metadata) : null,
           ],
+          timeout > _MAX_LOCK_TIMEOUT,
           limit,
         );
         if (row !== undefined) break;
@@ -907,7 +882,6 @@ export class PostgresBackend implements StoreBackend {
         id,
         shared,
         token: Number(row!.token),
-        since,
       });
     } catch (error) {
       if (locked) await this._unlock(session, id, shared);
@@ -915,6 +889,65 @@ export class PostgresBackend implements StoreBackend {
       // A cancel meant for the wait may land on the statement after it.
       if (options.signal?.aborted) throw options.signal.reason;
       throw error;
+    }
+  }
+
+  /**
+   * Records the holder and, for an exclusive lock, takes the next token. The
+   * token's row waits for fenced writes in flight (they read it FOR SHARE),
+   * under the lock_timeout the wait left set: a wait the server cannot time
+   * waits for them in slices too.
+   */
+  async #record(
+    session: _Session,
+    shared: boolean,
+    params: unknown[],
+    sliced: boolean,
+    limit: _CallLimit,
+  ): Promise<{ token: string }[]> {
+    // No row while the lock's guard is held (see _GUARD).
+    const kind = shared ? "_shared" : "";
+    const guardFree = `(SELECT CASE
+        WHEN pg_try_advisory_lock${kind}(${_GUARD}, $2)
+        THEN pg_advisory_unlock${kind}(${_GUARD}, $2) ELSE false END)`;
+    for (;;) {
+      try {
+        return await session.query<{ token: string }>(
+          shared
+            ? `INSERT INTO lockbox.holders
+               (backend_pid, lock_id, shared, token, pid, hostname, metadata)
+             SELECT $1, $2, true, fence, $3, $4, $5 FROM lockbox.locks
+             WHERE id = $2 AND ${guardFree}
+             ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
+               shared = true, token = EXCLUDED.token, pid = EXCLUDED.pid,
+               hostname = EXCLUDED.hostname, acquired_at = now(),
+               metadata = EXCLUDED.metadata
+             RETURNING token`
+            : `WITH f AS (
+               UPDATE lockbox.locks SET fence = fence + 1
+               WHERE id = $2 AND ${guardFree}
+               RETURNING fence)
+             INSERT INTO lockbox.holders
+               (backend_pid, lock_id, shared, token, pid, hostname, metadata)
+             SELECT $1, $2, false, fence, $3, $4, $5 FROM f
+             ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
+               shared = false, token = EXCLUDED.token, pid = EXCLUDED.pid,
+               hostname = EXCLUDED.hostname, acquired_at = now(),
+               metadata = EXCLUDED.metadata
+             RETURNING token`,
+          params,
+          {
+            ...limit,
+            until: sliced
+              ? performance.now() + _WAIT_SLICE_MS + _GRACE_MS
+              : limit.until,
+            waits: true,
+          },
+        );
+      } catch (error) {
+        if (!sliced || _sqlState(error) !== "55P03") throw error;
+        limit.signal?.throwIfAborted();
+      }
     }
   }
 
@@ -948,8 +981,9 @@ export class PostgresBackend implements StoreBackend {
     id: number,
     shared: boolean,
   ): Promise<void> {
+    // As _unlock: the session may go back to the pool.
     await session.run(
-      `SELECT pg_advisory_unlock${
+      `SET idle_session_timeout = 0; SET lock_timeout = 0; SELECT pg_advisory_unlock${
         shared ? "_shared" : ""
       }(${_NAMESPACE}, ${id})`,
     );
@@ -1001,12 +1035,13 @@ export class PostgresBackend implements StoreBackend {
         if (left <= 0) return false;
         const slice = sliced ? Math.min(left, _WAIT_SLICE_MS) : left;
         try {
-          // One implicit transaction: a failed wait undoes its SET, a
-          // granted one resets it, so no later statement inherits it.
+          // One implicit transaction: a failed wait undoes its SET; a
+          // granted one leaves it for the token's statement (#record), and
+          // the unlock resets it before the session is reused.
           await session.run(
             `SET lock_timeout = ${slice}; SELECT pg_advisory_lock${kind}(${namespace}, ${id})${
               hold ? `, ${_HOLD}` : ""
-            }; SET lock_timeout = 0`,
+            }`,
             {
               until: Math.min(
                 limit.until ?? Infinity,

@@ -54,7 +54,7 @@ export class PgLock {
   #lockId: number;
   #controller = new AbortController();
   #timer: ReturnType<typeof setInterval> | undefined;
-  /** When the last answered heartbeat (or the grant) was sent. */
+  /** When the last answered heartbeat was sent (at first: made). */
   #lastAnswer = performance.now();
   #beating = false;
 
@@ -62,14 +62,7 @@ export class PgLock {
   constructor(
     owner: _PgLockOwner,
     session: _Session,
-    lock: {
-      name: string;
-      id: number;
-      shared: boolean;
-      token: number;
-      /** When the statement that recorded the grant was sent. */
-      since?: number;
-    },
+    lock: { name: string; id: number; shared: boolean; token: number },
   ) {
     this.#owner = owner;
     this.#session = session;
@@ -77,7 +70,6 @@ export class PgLock {
     this.name = lock.name;
     this.shared = lock.shared;
     this.token = lock.token;
-    this.#lastAnswer = lock.since ?? this.#lastAnswer;
     session.onEnd((reason) =>
       this.#lose(`${reason}; the server releases the lock with the session`)
     );

@@ -281,6 +281,35 @@ pgTest(
   },
 );
 
+pgTest(
+  "PostgresBackend.acquire() waits past the answer deadline for a fenced write in flight before it takes its token",
+  async (c) => {
+    await using a = await PostgresBackend.connect(c.url);
+    await using b = await PostgresBackend.connect(c.url);
+    // With no timeout (the wait runs in slices) and with one.
+    await Promise.all([undefined, 20_000].map(async (timeout) => {
+      const name = `in-flight-${timeout ?? "none"}`;
+      const store = a.jsonStore<{ n: number }>(name, { initial: { n: 0 } });
+      const first = await a.acquire(name);
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => started = resolve);
+      // Longer than a statement that waits for nothing may take to answer.
+      const writing = store.update(async (doc) => {
+        started();
+        await new Promise((resolve) => setTimeout(resolve, 7000));
+        doc.n++;
+      }, { fence: first.token });
+      await running;
+      await first.release();
+      const second = await b.acquire(name, { timeout });
+      await writing;
+      assert.ok(second.token > first.token);
+      await second.release();
+      assert.deepEqual(await store.read(), { n: 1 });
+    }));
+  },
+);
+
 for (const via of ["directly", "behind a session-mode PgBouncer"] as const) {
   Deno.test({
     name:
