@@ -29,6 +29,8 @@ export class _Listener {
   /** The session once its LISTEN is in place. */
   #current: _Session | null = null;
   #subscribers = new Set<_Subscriber>();
+  /** Sessions being closed, which `close()` waits for. */
+  #closing = new Set<Promise<void>>();
 
   constructor(open: () => Promise<_Session>) {
     this.#open = open;
@@ -56,10 +58,14 @@ export class _Listener {
     };
   }
 
-  /** Closes the session, whoever is subscribed (the backend is closing). */
-  close(): void {
+  /**
+   * Closes the session, whoever is subscribed (the backend is closing);
+   * resolves once it and any closed before are closed.
+   */
+  async close(): Promise<void> {
     this.#subscribers.clear();
     this.#closeSession();
+    await Promise.all(this.#closing);
   }
 
   async #connect(): Promise<_Session> {
@@ -113,6 +119,9 @@ export class _Listener {
     const session = this.#session;
     this.#session = null;
     this.#current = null;
-    session?.then((s) => s.close(), () => {}).catch(() => {});
+    if (session === null) return;
+    const closing = session.then((s) => s.close(), () => {}).catch(() => {})
+      .finally(() => this.#closing.delete(closing));
+    this.#closing.add(closing);
   }
 }

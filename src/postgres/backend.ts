@@ -290,6 +290,8 @@ export class PostgresBackend implements StoreBackend {
   #closed = false;
   /** The one LISTEN session that every watch of this backend shares. */
   #listener = new _Listener(() => _openSession(this.#config));
+  /** Sessions being closed, which `close()` waits for. */
+  #closing = new Set<Promise<void>>();
 
   private constructor(config: _SessionConfig) {
     this.#config = config;
@@ -738,10 +740,12 @@ export class PostgresBackend implements StoreBackend {
    */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#listener.close();
+    const listening = this.#listener.close();
     await Promise.all([...this.#held].map((lock) => lock.release()));
     const idle = this.#idle.splice(0);
     await Promise.all(idle.map((session) => session.close()));
+    await listening;
+    await Promise.all(this.#closing);
   }
 
   /** Closes the backend (for `await using`). */
@@ -1207,7 +1211,9 @@ export class PostgresBackend implements StoreBackend {
     ) {
       this.#idle.push(session);
     } else {
-      session.close().catch(() => {});
+      const closing = session.close().catch(() => {})
+        .finally(() => this.#closing.delete(closing));
+      this.#closing.add(closing);
     }
   }
 
