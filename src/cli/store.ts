@@ -411,7 +411,7 @@ function _addWatch(store: Command): void {
     .action((file: string, options) =>
       _usingDb(options.db, async (db) => {
         const controller = new AbortController();
-        let stoppedBy: "SIGINT" | "SIGTERM" | undefined;
+        let stoppedBy: keyof typeof _SIGNALS | undefined;
         const stop = _onTerminationSignals((signal) => {
           stoppedBy ??= signal;
           controller.abort();
@@ -438,4 +438,4 @@ function _addWatch(store: Command): void {
     );
 }
 
-const _SIGNALS = { SIGINT: 2, SIGTERM: 15 } as const;
+const _SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 } as const;
