@@ -873,7 +873,10 @@ export class PostgresBackend implements StoreBackend {
         }
       }
       if (!locked) {
-        if (nullOnBusy) return null;
+        if (nullOnBusy) {
+          this.#giveBack(session, !session.ended);
+          return null;
+        }
         throw new LockTimeoutError(
           `${name} (PostgreSQL)`,
           await this.#holders(name, limit).then((h) => h[0] ?? null)

@@ -265,6 +265,34 @@ pgTest(
 );
 
 pgTest(
+  "PostgresBackend.tryAcquire() leaves no session open when the lock is busy",
+  async (c) => {
+    const sessions = async () =>
+      Number(
+        await c.sql(
+          "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lockbox-busy'",
+        ),
+      );
+    await using a = await PostgresBackend.connect(c.url);
+    const b = await PostgresBackend.connect(c.url, {
+      applicationName: "lockbox-busy",
+    });
+    const held = await a.acquire("busy");
+    try {
+      for (let i = 0; i < 20; i++) {
+        assert.equal(await b.tryAcquire("busy"), null);
+      }
+      // One idle session kept for the next call, not one per busy try.
+      assert.ok(await sessions() <= 2, `${await sessions()} sessions`);
+    } finally {
+      await held.release();
+      await b.close();
+    }
+    assert.equal(await sessions(), 0, "close() closed every session");
+  },
+);
+
+pgTest(
   "PostgreSQL: timeout, abort, shared locks, tryAcquire and the in-process queue",
   async (c) => {
     await using a = await PostgresBackend.connect(c.url);
