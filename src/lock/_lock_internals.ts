@@ -3,7 +3,6 @@
 
 import type { _LockHandle } from "../runtime/mod.ts";
 import type { _KeptLockFile } from "./_kept_lock_file.ts";
-import type { FileLock, LockOptions } from "./file_lock.ts";
 
 /** Hooks into FileLock for lockbox's own modules. */
 export const _lockInternals: {
@@ -28,14 +27,16 @@ export const _lockInternals: {
    */
   noteStaleFence: (token: number, highest: number) => void;
   /**
-   * `FileLock.acquire`, reusing the lock file `kept` holds open, and
-   * leaving it there on release instead of closing it.
+   * `FileLock.acquire` (its `LockOptions`, a `FileLock`: typed loosely, as
+   * the other hooks, so that this module need not import file_lock.ts),
+   * reusing the lock file `kept` holds open, and leaving it there on release
+   * instead of closing it.
    */
   acquireKept: (
     path: string | URL,
-    options: LockOptions,
+    options: object,
     kept: _KeptLockFile,
-  ) => Promise<FileLock>;
+  ) => Promise<object>;
 } = {
   handleOf: () => null,
   shareWithChildren: () => {},

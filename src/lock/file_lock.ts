@@ -411,7 +411,14 @@ export class FileLock implements AsyncDisposable {
     _lockInternals.noteStaleFence = _noteStaleFence;
     _lockInternals.acquireKept = (path, options, kept) =>
       new Promise<FileLock | null>((resolve, reject) => {
-        FileLock.#request(path, options, false, kept, resolve, reject);
+        FileLock.#request(
+          path,
+          options as LockOptions,
+          false,
+          kept,
+          resolve,
+          reject,
+        );
       }) as Promise<FileLock>;
   }
 

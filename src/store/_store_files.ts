@@ -109,7 +109,11 @@ export class _StoreFiles<T> {
     };
     const lock = this.#kept === undefined
       ? await FileLock.acquire(this.path, lockOptions)
-      : await _lockInternals.acquireKept(this.path, lockOptions, this.#kept);
+      : await _lockInternals.acquireKept(
+        this.path,
+        lockOptions,
+        this.#kept,
+      ) as FileLock;
     try {
       return await _lockInternals.runHolding(lock, fn);
     } finally {
