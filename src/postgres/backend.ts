@@ -185,6 +185,15 @@ export interface PgLockInfo {
   holders: PgLockHolder[];
 }
 
+/** A lock's guard held by `runWithLock`, on a session of its own. */
+interface _Guard {
+  session: _Session;
+  /** Aborts once the guard may have been lost. */
+  lost: AbortSignal;
+  /** Ends its heartbeat (before its unlock). */
+  stop: () => void;
+}
+
 /** The in-process queue of one name: FileLock's rules, FIFO. */
 interface _Queue {
   waiting: { shared: boolean; go: () => void }[];
@@ -445,7 +454,7 @@ export class PostgresBackend implements StoreBackend {
         signal: endWait,
         metadata,
       });
-      let guard: { session: _Session; lost: AbortSignal };
+      let guard: _Guard;
       try {
         guard = await this.#holdGuard(name, lock.shared);
       } catch (error) {
@@ -457,10 +466,12 @@ export class PostgresBackend implements StoreBackend {
       return {
         shareWithChildren: () => {},
         release: async () => {
+          guard.stop();
           let unlocked = false;
           try {
+            // As _unlock: the session may go back to the pool.
             await guard.session.run(
-              `SELECT pg_advisory_unlock${kind}(${_GUARD}, ${id})`,
+              `SET idle_session_timeout = 0; SELECT pg_advisory_unlock${kind}(${_GUARD}, ${id})`,
             );
             unlocked = true;
           } catch {
@@ -481,12 +492,13 @@ export class PostgresBackend implements StoreBackend {
 
   /**
    * Takes the guard of `name` (whose lock this process holds) on a session
-   * of its own; `lost` aborts if that session ends.
+   * of its own, which the server ends once it idles past `_SERVER_IDLE_MS`
+   * (behind a session-mode pooler too), as a lock's session: a heartbeat
+   * keeps it busy, and `lost` aborts if that session ends or a heartbeat
+   * goes unanswered past `_LOSS_DEADLINE_MS`, before the server could end
+   * it. `stop()` ends the heartbeat.
    */
-  async #holdGuard(
-    name: string,
-    shared: boolean,
-  ): Promise<{ session: _Session; lost: AbortSignal }> {
+  async #holdGuard(name: string, shared: boolean): Promise<_Guard> {
     const id = await this.#lockId(name);
     const session = await this.#borrow();
     const lost = new AbortController();
@@ -494,7 +506,9 @@ export class PostgresBackend implements StoreBackend {
       // Only a moment's wait: no other process can hold the lock's guard
       // apart from shared holders (shared) or an acquirer's instant check.
       await session.run(
-        `SELECT pg_advisory_lock${shared ? "_shared" : ""}(${_GUARD}, ${id})`,
+        `SELECT pg_advisory_lock${
+          shared ? "_shared" : ""
+        }(${_GUARD}, ${id}), ${_HOLD}`,
       );
     } catch (error) {
       this.#giveBack(session, false);
@@ -505,12 +519,46 @@ export class PostgresBackend implements StoreBackend {
         { cause: error },
       );
     }
-    session.onEnd((reason) =>
-      lost.abort(
-        new LockLostError(name, `its guard's session ended (${reason})`),
-      )
-    );
-    return { session, lost: lost.signal };
+    const lose = (why: string) => {
+      clearInterval(timer);
+      if (lost.signal.aborted) return;
+      lost.abort(new LockLostError(name, why));
+      // The server ends the guard with its session.
+      session.close().catch(() => {});
+    };
+    session.onEnd((reason) => lose(`its guard's session ended (${reason})`));
+    // When the last answered heartbeat was sent (at first: the grant).
+    let lastAnswer = performance.now();
+    let beating = false;
+    const timer = setInterval(() => {
+      const silent = performance.now() - lastAnswer;
+      if (silent > _LOSS_DEADLINE_MS) {
+        lose(
+          `its guard's session has not answered for ${
+            Math.round(silent)
+          } ms (deadline ${_LOSS_DEADLINE_MS} ms)`,
+        );
+        return;
+      }
+      if (beating) return;
+      beating = true;
+      const sent = performance.now();
+      session.query("SELECT 1").then(
+        () => {
+          beating = false;
+          lastAnswer = sent;
+        },
+        (error: Error) => {
+          beating = false;
+          lose(`a heartbeat of its guard failed (${error.message})`);
+        },
+      );
+    }, _HEARTBEAT_MS);
+    return {
+      session,
+      lost: lost.signal,
+      stop: () => clearInterval(timer),
+    };
   }
 
   /**

@@ -4,11 +4,18 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { Child, output, withTempDir } from "../_helpers.ts";
-import { type Cluster, pgSuite } from "./_cluster.ts";
+import {
+  type Cluster,
+  NO_POSTGRES,
+  PGBOUNCER,
+  pgSuite,
+  startPgBouncer,
+} from "./_cluster.ts";
+import { PostgresBackend } from "../../src/postgres/mod.ts";
 
 const CLI = fileURLToPath(new URL("../../cli.ts", import.meta.url));
 
-const { test: pgTest, stopAfterwards } = pgSuite("lockbox --db");
+const { cluster, test: pgTest, stopAfterwards } = pgSuite("lockbox --db");
 
 /** `lockbox ARGS...` started, running on while the test talks to it. */
 function lockboxChild(c: Cluster, args: string[], stdin = false): Child {
@@ -229,6 +236,53 @@ pgTest(
   },
 );
 
+Deno.test({
+  name:
+    "PostgresBackend.acquire() gets the lock of a lockbox run --db behind a session-mode PgBouncer when lockbox and its watchdog stop (SIGSTOP)",
+  // PgBouncer comes with .ci/run; elsewhere it is optional.
+  ignore: NO_POSTGRES ||
+    (PGBOUNCER === null && Deno.env.get("CI") !== "true"),
+  fn: async () => {
+    const c = await cluster();
+    const bouncer = await startPgBouncer(c, "session");
+    // The host is lost, as far as the server can tell: PgBouncer keeps the
+    // run's server sessions, the lock's and its guard's, open and silent.
+    const first = lockboxChild(c, [
+      "run",
+      "--db",
+      bouncer.url,
+      "host-lost",
+      "sh",
+      "-c",
+      workerCommand(false),
+    ]);
+    const stopped: number[] = [];
+    let pids: string[] = [];
+    try {
+      pids = (await first.waitFor("pids ")).split(" ").slice(1);
+      await first.waitFor("locked");
+      const watchdogs = await output("pgrep", {
+        args: ["-P", String(first.pid), "-f", "lockbox-watchdog"],
+      });
+      const watchdog = Number(new TextDecoder().decode(watchdogs.stdout));
+      assert.ok(watchdog > 0, "no watchdog");
+      for (const pid of [first.pid, watchdog]) {
+        Deno.kill(pid, "SIGSTOP");
+        stopped.push(pid);
+      }
+      await using db = await PostgresBackend.connect(c.url);
+      // The acquire's own timeout is the hang guard.
+      const lock = await db.acquire("host-lost", { timeout: 60_000 });
+      await lock.release();
+    } finally {
+      for (const pid of stopped) Deno.kill(pid, "SIGCONT");
+      await first.finish(60_000);
+      killAll(pids);
+      await bouncer.stop();
+    }
+  },
+});
+
 pgTest(
   "lockbox run --db stops the command's whole group, with SIGKILL after a grace, before anyone else gets a lost lock",
   async (c) => {
@@ -395,6 +449,29 @@ pgTest(
       const lock = await db.tryAcquire("in-process");
       assert.notEqual(lock, null);
       await lock!.release();
+    } finally {
+      await db.close();
+    }
+  },
+);
+
+pgTest(
+  "PostgresBackend.runWithLock() gives back the sessions of the lock and its guard without the server's idle limit when the command ends",
+  async (c) => {
+    const db = await PostgresBackend.connect(c.url, {
+      applicationName: "guard-reuse",
+    });
+    try {
+      const result = await db.runWithLock("guard-reuse", ["true"]);
+      assert.equal(result.code, 0);
+      const count = () =>
+        c.sql(
+          `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'guard-reuse'`,
+        );
+      const before = await count();
+      // Past the 8 s idle_session_timeout of a lock-holding session.
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      assert.equal(await count(), before);
     } finally {
       await db.close();
     }
