@@ -26,6 +26,7 @@ import {
 import { _toJson } from "../store/_json.ts";
 import { _fenceFamily, _FILE_TOKEN_MIN } from "../lock/_fence.ts";
 import {
+  _ANSWER_MS,
   type _CallLimit,
   _GRACE_MS,
   _literal,
@@ -417,20 +418,28 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       _literal(fenceLock)
     } FOR SHARE${wait}`;
     const limit = { until, waits: true, signal: options.signal };
-    return await this.#cancellable(session, options.signal, async () => {
-      const results = await session.queryAll(
-        `BEGIN; SET LOCAL lock_timeout = ${serverTimeout};
+    const begin = `BEGIN; SET LOCAL lock_timeout = ${serverTimeout};
          SET LOCAL idle_in_transaction_session_timeout = ${idleLimit};
-         SET LOCAL synchronous_commit = ${durable ? "on" : "off"};
-         ${select}${lockRow}`,
-        limit,
-      );
+         SET LOCAL synchronous_commit = ${durable ? "on" : "off"};`;
+    // A wait the server does not time (lock_timeout 0) would have no answer
+    // deadline: it waits in slices instead, each answered in time.
+    const waitFor = serverTimeout === 0
+      ? (first: string, wait: string) =>
+        this.#waitInSlices(session, `${first} SAVEPOINT lockbox_wait;`, wait, {
+          until,
+          waits: true,
+          signal: options.signal,
+        })
+      : (first: string, wait: string) =>
+        session.queryAll(`${first} ${wait}`, limit);
+    return await this.#cancellable(session, options.signal, async () => {
+      const results = await waitFor(begin, `${select}${lockRow}`);
       let rows = results[results.length - (fence === undefined ? 1 : 2)];
       if (rows.length === 0) {
-        const made = await session.queryAll(
+        const made = await waitFor(
+          "",
           `INSERT INTO lockbox.documents (name) VALUES (${_literal(name)})
            ON CONFLICT (name) DO NOTHING; ${select}`,
-          limit,
         );
         rows = made[made.length - 1];
       }
@@ -440,6 +449,47 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       );
       return { row: rows[0] as _Row, lockToken: token };
     });
+  }
+
+  /**
+   * Runs `first` (which ends with `SAVEPOINT lockbox_wait`), then `wait` in
+   * slices of `lock_timeout` (_ANSWER_MS), each of which must be answered
+   * within its length plus `_GRACE_MS`: a slice that times out is rolled
+   * back to the savepoint and tried again (in the next one's statement),
+   * until `limit.until` less the grace. `lock_timeout` is 0 again after.
+   * The results of `wait`'s statements.
+   */
+  async #waitInSlices(
+    session: _Session,
+    first: string,
+    wait: string,
+    limit: _CallLimit,
+  ): Promise<unknown[][]> {
+    const end = (limit.until ?? Infinity) - _GRACE_MS;
+    let before = first;
+    for (;;) {
+      limit.signal?.throwIfAborted();
+      const left = Math.ceil(end - performance.now());
+      if (left <= 0) throw new LockTimeoutError(this.#label, null);
+      const slice = Math.min(left, _ANSWER_MS);
+      try {
+        const results = await session.queryAll(
+          `${before} SET LOCAL lock_timeout = ${slice}; ${wait};
+           SET LOCAL lock_timeout = 0`,
+          {
+            ...limit,
+            until: Math.min(
+              limit.until ?? Infinity,
+              performance.now() + slice + _GRACE_MS,
+            ),
+          },
+        );
+        return results.slice(0, -1);
+      } catch (error) {
+        if (_sqlState(error) !== "55P03") throw error;
+        before = "ROLLBACK TO SAVEPOINT lockbox_wait;";
+      }
+    }
   }
 
   /** Writes the new version (and a backup of the old one), and commits. */

@@ -238,6 +238,131 @@ pgTest(
 );
 
 pgTest(
+  "PgJsonStore.update() with lockTimeout: Infinity and no signal fails when the connection stalls mid-wait, and writes nothing",
+  async (c) => {
+    await throughProxy(c, async (db, direct, proxy) => {
+      const name = "stalled-forever";
+      const store = db.jsonStore<{ n: number }>(name, {
+        initial: { n: 0 },
+        lockTimeout: Infinity,
+      });
+      await store.update((doc) => ++doc.n);
+      // Another process holds the row lock, so the update waits for it.
+      let finish!: () => void;
+      const finished = new Promise<void>((resolve) => finish = resolve);
+      let started!: () => void;
+      const holding = new Promise<void>((resolve) => started = resolve);
+      const other = direct.jsonStore<{ n: number }>(name, {
+        initial: { n: 0 },
+      }).update(async (doc) => {
+        started();
+        await finished;
+        doc.n += 10;
+      });
+      await holding;
+      let ran = false;
+      const waiting = store.update((doc) => {
+        ran = true;
+        doc.n += 100;
+      });
+      for (let i = 0;; i++) {
+        const found = await c.sql(
+          `SELECT count(*) FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND datname = current_database()`,
+        );
+        if (found === "1") break;
+        if (i === 1500) throw new Error("the update never waited");
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      proxy.stall();
+      const failed = await outcome(waiting, "update with neither");
+      assert.ok(failed instanceof LockError, String(failed));
+      assert.match((failed as Error).message, /no answer within/);
+      assert.equal(ran, false);
+      finish();
+      await other;
+      // Once the link works again, the abandoned update is not applied.
+      proxy.resume();
+      const seen = direct.jsonStore<{ n: number }>(name, {
+        initial: { n: 0 },
+      });
+      assert.deepEqual(await seen.read(), { n: 11 });
+      assert.equal(await store.update((doc) => ++doc.n), 12);
+    });
+  },
+);
+
+pgTest(
+  "PgJsonStore.update() with lockTimeout: Infinity waits past the answer deadline for another update of the document",
+  async (c) => {
+    await using a = await PostgresBackend.connect(c.url);
+    await using b = await PostgresBackend.connect(c.url);
+    const name = "slow-update";
+    const first = a.jsonStore<{ n: number }>(name, { initial: { n: 0 } });
+    const second = b.jsonStore<{ n: number }>(name, {
+      initial: { n: 0 },
+      lockTimeout: Infinity,
+    });
+    // Both on a missing row (the second waits on the first's insert) and on
+    // a written one.
+    for (const expected of [11, 22]) {
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => started = resolve);
+      // Longer than a statement that waits for nothing may take to answer,
+      // and than a slice of the wait.
+      const slow = first.update(async (doc) => {
+        started();
+        await new Promise((resolve) => setTimeout(resolve, 7000));
+        doc.n += 1;
+      });
+      await running;
+      assert.equal(await second.update((doc) => doc.n += 10), expected);
+      await slow;
+    }
+    assert.deepEqual(await first.read(), { n: 22 });
+  },
+);
+
+pgTest(
+  "PgJsonStore.update() with lockTimeout: Infinity rejects with its signal's reason when aborted after a slice of its wait, and writes nothing",
+  async (c) => {
+    await using a = await PostgresBackend.connect(c.url);
+    await using b = await PostgresBackend.connect(c.url);
+    const name = "aborted-forever";
+    const first = a.jsonStore<{ n: number }>(name, { initial: { n: 0 } });
+    await first.update((doc) => ++doc.n);
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => finish = resolve);
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => started = resolve);
+    const holding = first.update(async (doc) => {
+      started();
+      await finished;
+      doc.n += 1;
+    });
+    await running;
+    const controller = new AbortController();
+    let ran = false;
+    const waiting = b.jsonStore<{ n: number }>(name, {
+      initial: { n: 0 },
+      lockTimeout: Infinity,
+    }).update((doc) => {
+      ran = true;
+      doc.n += 100;
+    }, { signal: controller.signal });
+    // Past the first slice of the wait.
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    controller.abort(new Error("stop"));
+    const result = await outcome(waiting, "aborted update");
+    assert.equal((result as Error).message, "stop");
+    assert.equal(ran, false);
+    finish();
+    await holding;
+    assert.deepEqual(await first.read(), { n: 2 });
+  },
+);
+
+pgTest(
   "PostgresBackend.connect() waits past the answer deadline while another process makes lockbox's tables",
   async (c) => {
     await c.sql("CREATE DATABASE fresh_tables");
