@@ -72,12 +72,13 @@ const _HOLD = `set_config('idle_session_timeout', '${_SERVER_IDLE_MS}', false)`;
 /**
  * How long a command whose lock was lost has between SIGTERM and SIGKILL:
  * short enough that, when the loss is the client's verdict (a silent
- * session), the command is stopped before the server's dead-peer time frees
- * the lock for others.
+ * session), the command is stopped before the server frees the lock for
+ * others (its idle limit on a lock's session, or its dead-peer time).
  */
 const _STOP_GRACE_MS = Math.max(
   0,
-  _SERVER_DEAD_PEER_MS - _LOSS_DEADLINE_MS - 2 * _HEARTBEAT_MS,
+  Math.min(_SERVER_IDLE_MS, _SERVER_DEAD_PEER_MS) - _LOSS_DEADLINE_MS -
+    2 * _HEARTBEAT_MS,
 );
 
 const _SCHEMA = `
