@@ -5,12 +5,15 @@
 // `strace -f -c` to count the system calls). The first 250 updates of the
 // process (the first durable store's) are timed apart: V8 has not compiled
 // lockbox's code yet, as in each worker of the 8 x 250 bench. Usage:
-// deno run -A bench/_one_writer.ts [N] (N = 0 makes the stores and no
-// updates: the start-up to subtract from an strace count).
+// deno run -A bench/_one_writer.ts [N] [DURABLE-KEEPOPEN] (N = 0 makes the
+// stores and no updates: the start-up to subtract from an strace count;
+// DURABLE-KEEPOPEN, such as false-true, runs that one store alone, to count
+// one mode's system calls).
 import { JsonStore } from "../mod.ts";
 
 type Doc = { count: number; items: string[] };
 const n = Number(Deno.args[0] ?? 2000);
+const only = Deno.args[1];
 const dir = await Deno.makeTempDir({ prefix: "lockbox_one_writer_" });
 for (
   const [durable, keepOpen] of [
@@ -18,7 +21,7 @@ for (
     [true, true],
     [false, false],
     [false, true],
-  ]
+  ].filter(([d, k]) => only === undefined || only === `${d}-${k}`)
 ) {
   const store = new JsonStore<Doc>(`${dir}/${durable}-${keepOpen}.json`, {
     initial: { count: 0, items: [] },
