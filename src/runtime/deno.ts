@@ -5,7 +5,7 @@
 import { constants } from "node:os";
 import {
   _groupRunsByProc,
-  _INITIAL_PID_NAMESPACE,
+  _isInitialPidNamespace,
   _readWhole,
   _tcpInodes,
 } from "./types.ts";
@@ -233,23 +233,9 @@ export function _processExists(pid: number): boolean {
   }
 }
 
-let _initialPidNamespace: boolean | undefined;
-/**
- * Whether this process is in the initial PID namespace (Linux), the only one
- * where `/proc/locks` can list every process's locks: in any other (a
- * container, `unshare --pid`) it lists only the locks of the processes this
- * one can see, so a lock held from outside looks free there.
- */
+/** See {@linkcode _isInitialPidNamespace}. */
 export function _inInitialPidNamespace(): boolean {
-  if (_initialPidNamespace === undefined) {
-    try {
-      _initialPidNamespace =
-        Deno.readLinkSync("/proc/self/ns/pid") === _INITIAL_PID_NAMESPACE;
-    } catch {
-      _initialPidNamespace = false;
-    }
-  }
-  return _initialPidNamespace;
+  return _isInitialPidNamespace((path) => Deno.readLinkSync(path));
 }
 
 /**

@@ -27,7 +27,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import {
   _groupRunsByProc,
-  _INITIAL_PID_NAMESPACE,
+  _isInitialPidNamespace,
   _readWhole,
 } from "./types.ts";
 import type {
@@ -427,23 +427,9 @@ export function _openers(
   return { pids, complete };
 }
 
-let _initialPidNamespace: boolean | undefined;
-/**
- * Whether this process is in the initial PID namespace (Linux), the only one
- * where `/proc/locks` can list every process's locks: in any other (a
- * container, `unshare --pid`) it lists only the locks of the processes this
- * one can see, so a lock held from outside looks free there.
- */
+/** See {@linkcode _isInitialPidNamespace}. */
 export function _inInitialPidNamespace(): boolean {
-  if (_initialPidNamespace === undefined) {
-    try {
-      _initialPidNamespace =
-        fs.readlinkSync("/proc/self/ns/pid") === _INITIAL_PID_NAMESPACE;
-    } catch {
-      _initialPidNamespace = false;
-    }
-  }
-  return _initialPidNamespace;
+  return _isInitialPidNamespace((path) => fs.readlinkSync(path));
 }
 
 /**

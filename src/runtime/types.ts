@@ -220,6 +220,28 @@ export function _tcpInodes(
  */
 export const _INITIAL_PID_NAMESPACE = "pid:[4026531836]";
 
+let _initialPidNamespace: boolean | undefined;
+/**
+ * Whether this process is in the initial PID namespace (Linux), the only one
+ * where `/proc/locks` can list every process's locks: in any other (a
+ * container, `unshare --pid`) it lists only the locks of the processes this
+ * one can see, so a lock held from outside looks free there. `readLink` is
+ * the runtime's own; the answer is read once.
+ */
+export function _isInitialPidNamespace(
+  readLink: (path: string) => string,
+): boolean {
+  if (_initialPidNamespace === undefined) {
+    try {
+      _initialPidNamespace =
+        readLink("/proc/self/ns/pid") === _INITIAL_PID_NAMESPACE;
+    } catch {
+      _initialPidNamespace = false;
+    }
+  }
+  return _initialPidNamespace;
+}
+
 let _wholeBuffer = new Uint8Array(64 * 1024);
 const _wholeDecoder = new TextDecoder();
 
