@@ -1,5 +1,5 @@
 // One process taking and releasing a FileLock N times back to back, for the
-// system-call count in the README: run it under `strace -f -c`, less the same
+// system-call count in docs/benchmarks.md: run it under `strace -f -c`, less the same
 // run with N = 0 (the start-up). Usage: deno run -A bench/_acquisitions.ts [N]
 import { FileLock } from "../mod.ts";
 

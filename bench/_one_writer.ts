@@ -1,7 +1,7 @@
 // One process doing N journal-mode updates of a store in a fresh temporary
 // directory, durable and not, each with its files closed as every update
 // settles (the default) and kept open (`keepOpen`), printing the time per
-// update: the subject of the cost breakdown in the README (run it under
+// update: the subject of the cost breakdown in docs/benchmarks.md (run it under
 // `strace -f -c` to count the system calls). The first 250 updates of the
 // process (the first durable store's) are timed apart: V8 has not compiled
 // lockbox's code yet, as in each worker of the 8 x 250 bench. Usage:

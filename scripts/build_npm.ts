@@ -110,7 +110,15 @@ const pkg = {
     "./package.json": "./package.json",
   },
   bin: { lockbox: "./cli.js" },
-  files: ["*.js", "*.cjs", "src/", "types/", "README.md", "LICENSE"],
+  files: [
+    "*.js",
+    "*.cjs",
+    "src/",
+    "types/",
+    "README.md",
+    "docs/",
+    "LICENSE",
+  ],
   engines: { node: ">=20" },
   os: ["linux", "darwin", "freebsd"],
   dependencies: { "fs-ext": FS_EXT },
@@ -127,6 +135,16 @@ await Deno.writeTextFile(
 );
 for (const file of ["README.md", "LICENSE"]) {
   await Deno.copyFile(new URL(file, root), new URL(file, out));
+}
+// The README links its reference pages as docs/<topic>.md: ship them beside it.
+await Deno.mkdir(new URL("docs/", out));
+for await (const entry of Deno.readDir(new URL("docs/", root))) {
+  if (entry.isFile && entry.name.endsWith(".md")) {
+    await Deno.copyFile(
+      new URL(`docs/${entry.name}`, root),
+      new URL(`docs/${entry.name}`, out),
+    );
+  }
 }
 console.log(`wrote ${fileURLToPath(out)} (${pkg.name}@${pkg.version})`);
 

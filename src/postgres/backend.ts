@@ -432,7 +432,7 @@ export class PostgresBackend implements StoreBackend {
    * SIGTERM, then SIGKILL after a grace, `onLost` is told why, and the lock's
    * guard keeps other acquirers out until none of the group runs; if this
    * process dies, a watchdog process that keeps the sessions open does the
-   * same. See the README for what is not covered.
+   * same. `docs/postgres-locks.md` says what is not covered.
    *
    * Requires `--allow-run`, and on Deno `--allow-ffi` and `/proc` for the
    * watchdog (without them the command runs without one).
