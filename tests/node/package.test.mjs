@@ -12,6 +12,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -289,6 +290,41 @@ main().catch((error) => { console.error(error); process.exit(1); });
     }
     assert.deepEqual(JSON.parse(readFileSync(path, "utf8")), { n: 75 });
     assert.equal(readFileSync(counter, "utf8"), "75");
+  });
+
+  test("the README's Node quick start, run from the installed tarball by 4 processes at once, keeps every update", async () => {
+    // The README as the package ships it, and the docs/ pages it links.
+    const installed = `${project}/node_modules/@lockbox/lockbox/`;
+    const readme = readFileSync(`${installed}README.md`, "utf8");
+    const linked = [...readme.matchAll(/\]\((docs\/[\w-]+\.md)[#)]/g)]
+      .map(([, page]) => page);
+    assert.ok(linked.length > 0, "the README links no docs/ page");
+    for (const page of linked) {
+      assert.ok(existsSync(`${installed}${page}`), `${page} is not shipped`);
+    }
+    const code = readme.match(/^```js\n(\/\/ update\.mjs\n[\s\S]*?)^```$/m)
+      ?.[1];
+    assert.ok(code, "the README has no update.mjs example");
+    const app = `${dir}/quickstart`;
+    mkdirSync(app);
+    symlinkSync(`${project}/node_modules`, `${app}/node_modules`);
+    writeFileSync(`${app}/update.mjs`, code);
+    const children = [1, 2, 3, 4].map(() =>
+      new Child(process.execPath, ["update.mjs"], { cwd: app })
+    );
+    for (const child of children) {
+      assert.deepEqual(
+        await child.finish(),
+        { code: 0, signal: null },
+        child.stderr,
+      );
+    }
+    const jobs = JSON.parse(readFileSync(`${app}/jobs.json`, "utf8"));
+    assert.equal(jobs.runs, 4);
+    assert.deepEqual(
+      jobs.queue.toSorted(),
+      children.map((c) => `from pid ${c.pid}`).toSorted(),
+    );
   });
 
   test("PostgresBackend.connect() names npm install pg when pg is not installed, from import and require", () => {
