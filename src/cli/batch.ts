@@ -44,7 +44,7 @@ export function _addBatch(
         ? await loadLockingConfig(options.config, { onWarning: _say })
         : undefined;
       const progress = _isTerminal("stderr");
-      const results = await _usingDb(options.db, (backend) =>
+      const results = await _usingDb(options, (backend) =>
         processFiles(
           operands,
           async (file) => {

@@ -21,7 +21,7 @@ export function _addFiles(program: Command): void {
   /** Runs `fn` on the file service, its registry a file or a document. */
   const withService = <R>(fn: (service: FileService) => Promise<R>) => {
     const o = files.opts();
-    return _usingDb(o.db, (backend) =>
+    return _usingDb(o, (backend) =>
       fn(
         new FileService(o.repo, o.registry, {
           extension: o.extension,

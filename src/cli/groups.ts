@@ -23,9 +23,12 @@ export function _addGroups(program: Command): void {
     );
   /** Runs `fn` on the DB, a file or a document. */
   const withDb = <R>(fn: (db: CaptureGroups) => Promise<R>): Promise<R> => {
-    const { db, name } = groups.opts();
+    const { db, name, schema } = groups.opts();
     return _isDbUrl(db)
-      ? _usingDb(db, (backend) => fn(new CaptureGroups(name, { backend })))
+      ? _usingDb(
+        { db, schema },
+        (backend) => fn(new CaptureGroups(name, { backend })),
+      )
       : fn(new CaptureGroups(db));
   };
   groups.command("create").argument("[id]", "the group id (default: new)")

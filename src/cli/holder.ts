@@ -16,7 +16,12 @@ export function _addHolder(program: Command): void {
     .option("--db <url>", DB_HELP)
     .action(async (lockfile: string, options) => {
       if (options.db !== undefined) {
-        return await _dbHolder(options.db, lockfile, options.json);
+        return await _dbHolder(
+          options.db,
+          options.schema,
+          lockfile,
+          options.json,
+        );
       }
       if (_lstat(lockfile) === null) {
         // No lock file, no holder: free, but say why, in case of a typo.
@@ -51,11 +56,12 @@ export function _addHolder(program: Command): void {
 /** `lockbox holder --db URL NAME`: the holder of a PostgreSQL lock. */
 async function _dbHolder(
   url: string,
+  schema: string | undefined,
   name: string,
   json: boolean | undefined,
 ): Promise<void> {
   // No `await using`: Node 20 cannot parse it.
-  const db = await _connectDb(url);
+  const db = await _connectDb(url, schema);
   try {
     const holder = await db.lockHolder(name);
     if (json) _json(holder);

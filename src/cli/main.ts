@@ -28,6 +28,7 @@ import { _addFiles } from "./files.ts";
 import { _addBatch } from "./batch.ts";
 import { _addMigrate } from "./migrate.ts";
 import { _addCompletions } from "./completions.ts";
+import { _addSchemaOptions } from "./_database.ts";
 
 /** The `lockbox` program with every command. */
 export function _program(batchArgv?: string[]): Command {
@@ -63,6 +64,7 @@ export function _program(batchArgv?: string[]): Command {
   program.commandsGroup("Shell:");
   _addCompletions(program);
   program.helpCommand("help [command]", "display help for command");
+  _addSchemaOptions(program);
   _finishHelp(program);
   return program;
 }

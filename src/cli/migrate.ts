@@ -64,7 +64,7 @@ export function _addMigrate(program: Command): void {
       const moves = options.name === undefined
         ? operands.map(_parseMove)
         : [{ file: operands[0], name: options.name as string }];
-      return _usingDb(options.db, async (db) => {
+      return _usingDb(options, async (db) => {
         const { migrateFileStore } = await import("../postgres/migrate.ts");
         let failed = 0;
         for (const { file, name } of moves) {

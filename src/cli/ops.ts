@@ -27,9 +27,9 @@ export function _addOps(program: Command): void {
     );
   /** Runs `fn` on the DBs, files or documents. */
   const withDb = <R>(fn: (db: Operations) => Promise<R>): Promise<R> => {
-    const { db, name, groupsDb } = ops.opts();
+    const { db, name, groupsDb, schema } = ops.opts();
     if (_isDbUrl(db)) {
-      return _usingDb(db, (backend) =>
+      return _usingDb({ db, schema }, (backend) =>
         fn(
           new Operations(name, {
             backend,

@@ -30,6 +30,7 @@ interface _RunOptions {
   fork?: boolean;
   verbose?: boolean;
   db?: string;
+  schema?: string;
 }
 
 /** The exit for a lock held elsewhere, said as flock(1) says it with --verbose. */
@@ -68,7 +69,7 @@ async function _runCommand(
       result = await runWithLock(lockfile, argv, runOptions);
     } else {
       // No `await using`: Node 20 cannot parse it.
-      const db = await _connectDb(options.db);
+      const db = await _connectDb(options.db, options.schema);
       try {
         result = await db.runWithLock(lockfile, argv, {
           ...runOptions,

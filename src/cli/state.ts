@@ -24,7 +24,7 @@ export function _addState(program: Command): void {
   state.command("show").description("Print the state as JSON")
     .action(() =>
       _usingDb(
-        state.opts().db,
+        state.opts(),
         async (backend) =>
           _json(await readState(state.opts().state, { backend })),
       )
@@ -33,7 +33,7 @@ export function _addState(program: Command): void {
     "Print the run to start the next incremental import from",
   )
     .action(() =>
-      _usingDb(state.opts().db, async (backend) =>
+      _usingDb(state.opts(), async (backend) =>
         _print(
           String(await getIncrementalStartRun(state.opts().state, { backend })),
         ))
@@ -53,7 +53,7 @@ export function _addState(program: Command): void {
           "--failed needs --failures FILE, the failure log to append to",
         );
       }
-      await _usingDb(state.opts().db, async (backend) => {
+      await _usingDb(state.opts(), async (backend) => {
         await updateContiguousRunState(file, succeeded, { backend });
         const result = await updateAttemptedRunState(file, [
           ...succeeded,

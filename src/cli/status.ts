@@ -34,7 +34,12 @@ export function _addStatus(program: Command): void {
     .option("--db <url>", DB_HELP)
     .action(async (dirs: string[], options) => {
       if (options.db !== undefined) {
-        return await _dbStatus(options.db, dirs, options.json);
+        return await _dbStatus(
+          options.db,
+          options.schema,
+          dirs,
+          options.json,
+        );
       }
       const look = async () => {
         const infos: LockInfo[] = [];
@@ -90,11 +95,12 @@ function _formatOptions(): { color: boolean; width?: number } {
  */
 async function _dbStatus(
   url: string,
+  schema: string | undefined,
   names: string[],
   json: boolean | undefined,
 ): Promise<void> {
   // No `await using`: Node 20 cannot parse it.
-  const db = await _connectDb(url);
+  const db = await _connectDb(url, schema);
   try {
     const all = await db.listLocks();
     const infos = names.length

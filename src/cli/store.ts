@@ -59,7 +59,7 @@ function _addResetFence(store: Command): void {
     .argument("<file>", "the store file (with --db: the document's name)")
     .option("--db <url>", DB_STORE_HELP)
     .action((file: string, options) =>
-      _usingDb(options.db, async (db) => {
+      _usingDb(options, async (db) => {
         await _openStore(db, file, null).resetFence();
         _say(`reset the fence of '${file}'`);
       })
@@ -96,7 +96,7 @@ function _addGet(store: Command): void {
           );
         }
         const pointer: string = given ?? options.pointer ?? "";
-        const doc = await _usingDb(options.db, async (db) => {
+        const doc = await _usingDb(options, async (db) => {
           if (db) return await _readDocument(db, file);
           if (_lstat(file) === null) {
             throw new _Exit(
@@ -152,7 +152,7 @@ function _addSet(store: Command): void {
             );
           }
         }
-        return _usingDb(options.db, async (db) => {
+        return _usingDb(options, async (db) => {
           await _openStore(db, file, () => _initialFor(pointer)).transform((
             doc,
           ) => _setPointer(doc, pointer, value));
@@ -191,7 +191,7 @@ function _addDelete(store: Command): void {
           ? undefined
           : `Cannot delete '${pointer}' in '${file}': no value there; nothing written`,
       );
-      await _usingDb(options.db, async (db) => {
+      await _usingDb(options, async (db) => {
         if (!db && _lstat(file) === null) throw absent;
         // Throwing in transform writes nothing: an absent value changes no
         // byte, version or mtime.
@@ -225,7 +225,7 @@ function _addEdit(store: Command): void {
           return answer === "" || answer === "e";
         },
       };
-      const outcome = await _usingDb(options.db, (db) =>
+      const outcome = await _usingDb(options, (db) =>
         db
           // The row stays locked while a person edits: no hold limit.
           ? _editDocument(
@@ -276,7 +276,7 @@ function _addCheck(store: Command): void {
     .option("--db <url>", DB_STORE_HELP)
     .action(async (files: string[], options) => {
       const results = options.db !== undefined
-        ? await _usingDb(options.db, (db) => _checkDocuments(db!, files))
+        ? await _usingDb(options, (db) => _checkDocuments(db!, files))
         : await _checkFiles(files, options.quarantine ?? false);
       if (options.json) _json(results);
       else {
@@ -409,7 +409,7 @@ function _addWatch(store: Command): void {
     )
     .option("--db <url>", DB_STORE_HELP)
     .action((file: string, options) =>
-      _usingDb(options.db, async (db) => {
+      _usingDb(options, async (db) => {
         const controller = new AbortController();
         let stoppedBy: keyof typeof _SIGNALS | undefined;
         const stop = _onTerminationSignals((signal) => {

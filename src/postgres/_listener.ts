@@ -5,9 +5,6 @@
 
 import type { _Session } from "./_session.ts";
 
-/** The channel every committed document version is announced on. */
-export const _CHANNEL = "lockbox_documents";
-
 /** One watch's interest in one document. */
 export interface _Subscription {
   /** `false` once the shared session has ended: subscribe again. */
@@ -32,8 +29,21 @@ export class _Listener {
   /** Sessions being closed, which `close()` waits for. */
   #closing = new Set<Promise<void>>();
 
-  constructor(open: () => Promise<_Session>) {
+  #channel: string;
+  #schema: string | undefined;
+
+  /**
+   * Listens on `channel`, for the new versions of documents in `schema`
+   * (`undefined`: the default schema, whose notifications name none).
+   */
+  constructor(
+    open: () => Promise<_Session>,
+    channel: string,
+    schema: string | undefined,
+  ) {
     this.#open = open;
+    this.#channel = channel;
+    this.#schema = schema;
   }
 
   /**
@@ -77,10 +87,16 @@ export class _Listener {
       throw error;
     }
     session.onNotification((channel, payload) => {
-      if (channel !== _CHANNEL) return;
+      if (channel !== this.#channel) return;
       let name: unknown = null;
       try {
-        name = (JSON.parse(payload) as { name?: unknown }).name;
+        const sent = JSON.parse(payload) as {
+          name?: unknown;
+          schema?: unknown;
+        };
+        // Another schema's whose channel has the same name (a hash).
+        if (sent.schema !== this.#schema) return;
+        name = sent.name;
       } catch {
         // Not lockbox's: wake everyone, they read and see.
       }
@@ -100,7 +116,7 @@ export class _Listener {
       }
     });
     try {
-      await session.run(`LISTEN ${_CHANNEL}`);
+      await session.run(`LISTEN ${this.#channel}`);
     } catch (error) {
       this.#session = null;
       await session.close();

@@ -35,7 +35,8 @@ import {
   type _Session,
   _sqlState,
 } from "./_session.ts";
-import { _CHANNEL, type _Subscription } from "./_listener.ts";
+import type { _Subscription } from "./_listener.ts";
+import { _DEFAULT_SCHEMA, type _Schema } from "./_schema.ts";
 import {
   _RECHECK_MS,
   _Wakeup,
@@ -62,6 +63,8 @@ export interface _SessionPool {
   subscribe(name: string, wake: () => void): Promise<_Subscription>;
   /** Whether the backend was closed. */
   closed(): boolean;
+  /** The schema that holds the tables. */
+  readonly schema: _Schema;
 }
 
 /** The documents (of which backend) the current async call chain holds. */
@@ -134,7 +137,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   async readVersioned(): Promise<_Versioned<T>> {
     const [row] = await this.#withSession((session) =>
       session.query<_Row>(
-        "SELECT value, version, fence FROM lockbox.documents WHERE name = $1",
+        `SELECT value, version, fence FROM ${this.#pool.schema.sql}.documents WHERE name = $1`,
         [this.settings.name],
       )
     );
@@ -364,7 +367,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   async backups(): Promise<{ version: number; savedAt: string }[]> {
     const rows = await this.#withSession((session) =>
       session.query<{ version: string; saved_at: Date }>(
-        `SELECT version, saved_at FROM lockbox.document_backups
+        `SELECT version, saved_at FROM ${this.#pool.schema.sql}.document_backups
          WHERE name = $1 ORDER BY version DESC`,
         [this.settings.name],
       )
@@ -379,7 +382,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   async backup(version: number): Promise<unknown> {
     const [row] = await this.#withSession((session) =>
       session.query<{ value: unknown }>(
-        `SELECT value FROM lockbox.document_backups
+        `SELECT value FROM ${this.#pool.schema.sql}.document_backups
          WHERE name = $1 AND version = $2`,
         [this.settings.name, version],
       )
@@ -409,12 +412,13 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       : Math.ceil(lockTimeout);
     const wait = lockTimeout === 0 ? " NOWAIT" : "";
     const value = this.settings.text ? "value::text AS value" : "value";
-    const select = `SELECT ${value}, version, fence FROM lockbox.documents
+    const select =
+      `SELECT ${value}, version, fence FROM ${this.#pool.schema.sql}.documents
       WHERE name = ${_literal(name)} FOR UPDATE${wait}`;
     // The fencing lock's token, read FOR SHARE: a new holder's token
     // cannot commit until this transaction has.
     const lockRow = fence === undefined ? "" : `;
-      SELECT fence FROM lockbox.locks WHERE name = ${
+      SELECT fence FROM ${this.#pool.schema.sql}.locks WHERE name = ${
       _literal(fenceLock)
     } FOR SHARE${wait}`;
     const limit = { until, waits: true, signal: options.signal };
@@ -438,7 +442,9 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       if (rows.length === 0) {
         const made = await waitFor(
           "",
-          `INSERT INTO lockbox.documents (name) VALUES (${_literal(name)})
+          `INSERT INTO ${this.#pool.schema.sql}.documents (name) VALUES (${
+            _literal(name)
+          })
            ON CONFLICT (name) DO NOTHING; ${select}`,
         );
         rows = made[made.length - 1];
@@ -506,36 +512,43 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     if (text === null) {
       // Only a newer fence to record: no new version.
       await session.run(
-        `UPDATE lockbox.documents SET fence = ${fenceSql} WHERE name = ${name};
+        `UPDATE ${this.#pool.schema.sql}.documents SET fence = ${fenceSql} WHERE name = ${name};
          COMMIT;`,
       );
       return Number(row.version);
     }
     const backups = this.settings.backups;
     const keep = backups > 0 && row.value !== null
-      ? `INSERT INTO lockbox.document_backups (name, version, value)
-           SELECT name, version, value FROM lockbox.documents
+      ? `INSERT INTO ${this.#pool.schema.sql}.document_backups (name, version, value)
+           SELECT name, version, value FROM ${this.#pool.schema.sql}.documents
            WHERE name = ${name} ON CONFLICT DO NOTHING;
-         DELETE FROM lockbox.document_backups WHERE name = ${name}
-           AND version NOT IN (SELECT version FROM lockbox.document_backups
+         DELETE FROM ${this.#pool.schema.sql}.document_backups WHERE name = ${name}
+           AND version NOT IN (SELECT version FROM ${this.#pool.schema.sql}.document_backups
              WHERE name = ${name} ORDER BY version DESC LIMIT ${backups});`
       : "";
     const log = this.settings.log;
     const logged = log === undefined
       ? ""
-      : `INSERT INTO lockbox.logs (name, entry)
+      : `INSERT INTO ${this.#pool.schema.sql}.logs (name, entry)
          VALUES (${_literal(log.name)}, ${
         _literal(_toJson(log.record(Number(row.version) + 1), 0, log.name))
       }::json);`;
     // The notification is sent at the commit, and only if it commits:
-    // the name and version only (payloads stop at 8000 bytes).
+    // the name and version only (payloads stop at 8000 bytes), and the
+    // schema but for the default's (whose payload older versions read).
+    const schema = this.#pool.schema;
+    const schemaField = schema.name === _DEFAULT_SCHEMA
+      ? ""
+      : `, 'schema', ${_literal(schema.name)}`;
     const results = await session.queryAll(
       `${keep}${logged}
-       UPDATE lockbox.documents SET value = ${_literal(text)}::json,
+       UPDATE ${this.#pool.schema.sql}.documents SET value = ${
+        _literal(text)
+      }::json,
          version = version + 1, fence = ${fenceSql}, updated_at = now()
        WHERE name = ${name} RETURNING version;
-       SELECT pg_notify('${_CHANNEL}', json_build_object('name', ${name},
-         'version', ${Number(row.version) + 1})::text);
+       SELECT pg_notify('${this.#pool.schema.channel}', json_build_object('name', ${name},
+         'version', ${Number(row.version) + 1}${schemaField})::text);
        COMMIT;`,
     );
     const updated = results[results.length - 3] as { version: string }[];
@@ -543,7 +556,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   }
 
   /**
-   * Moves a stored value that validate rejects to lockbox.quarantine; the
+   * Moves a stored value that validate rejects to the quarantine table; the
    * newest backup that validates, else `undefined` (continue from
    * `initial`).
    */
@@ -553,7 +566,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     error: CorruptStoreError,
   ): Promise<T | undefined> {
     const [{ id }] = await session.query<{ id: string }>(
-      `INSERT INTO lockbox.quarantine (name, version, value, reason)
+      `INSERT INTO ${this.#pool.schema.sql}.quarantine (name, version, value, reason)
        VALUES ($1, $2, $3::json, $4) RETURNING id`,
       [
         this.settings.name,
@@ -563,7 +576,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       ],
     );
     const backups = await session.query<{ version: string; value: unknown }>(
-      `SELECT version, value FROM lockbox.document_backups
+      `SELECT version, value FROM ${this.#pool.schema.sql}.document_backups
        WHERE name = $1 ORDER BY version DESC`,
       [this.settings.name],
     );
@@ -578,7 +591,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       }
     }
     this.settings.warn(
-      `Store '${this.#label}' was corrupt (${error.reason}); moved version ${row.version} to lockbox.quarantine (id ${id}) and continued from ${source}`,
+      `Store '${this.#label}' was corrupt (${error.reason}); moved version ${row.version} to ${this.#pool.schema.name}.quarantine (id ${id}) and continued from ${source}`,
     );
     return value;
   }
@@ -698,7 +711,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
           { cause: error },
         );
     }
-    const hint = _rightsHint(error);
+    const hint = _rightsHint(error, this.#pool.schema.name);
     return new StoreError(
       this.#label,
       `Cannot change '${this.#label}': ${message}; nothing was written${
@@ -713,7 +726,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   async resetFence(_options: { signal?: AbortSignal }): Promise<void> {
     await this.#withSession((session) =>
       session.query(
-        "UPDATE lockbox.documents SET fence = NULL WHERE name = $1",
+        `UPDATE ${this.#pool.schema.sql}.documents SET fence = NULL WHERE name = $1`,
         [this.settings.name],
       )
     );

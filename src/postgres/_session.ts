@@ -673,12 +673,18 @@ export async function _openSession(
  * What to do about a refusal that comes from the role's rights or a
  * read-only server, or `undefined` for any other error.
  */
-export function _rightsHint(error: unknown): string | undefined {
+export function _rightsHint(
+  error: unknown,
+  schema: string,
+): string | undefined {
   switch (_sqlState(error)) {
     case "42501":
+      if (/ for database /.test((error as Error).message)) {
+        return `the role needs CREATE on the database to make schema ${schema} (or an administrator creates schema ${schema} and grants the role USAGE and CREATE on it, or makes lockbox's tables: connect once as a role that may)`;
+      }
       return /schema/.test((error as Error).message)
-        ? "the role needs USAGE on schema lockbox (GRANT USAGE ON SCHEMA lockbox TO the role, as its owner)"
-        : "the role needs SELECT, INSERT, UPDATE and DELETE on lockbox's tables (GRANT them ON ALL TABLES IN SCHEMA lockbox TO the role, as their owner)";
+        ? `the role needs USAGE on schema ${schema} (GRANT USAGE ON SCHEMA ${schema} TO the role, as its owner)`
+        : `the role needs SELECT, INSERT, UPDATE and DELETE on lockbox's tables (GRANT them ON ALL TABLES IN SCHEMA ${schema} TO the role, as their owner)`;
     case "25006":
       return "the session is read-only (a hot standby, or default_transaction_read_only set for the role or database): connect to the primary as a role that may write";
   }

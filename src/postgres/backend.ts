@@ -1,6 +1,7 @@
 // PostgresBackend: lockbox's locks on PostgreSQL, for workers on several
-// hosts. Each lock name has a row in lockbox.locks; its advisory lock is the
-// pair (_NAMESPACE, row id), never a hash. A held lock has its own session;
+// hosts. Each lock name has a row in the schema's locks table (schema
+// lockbox by default); its advisory lock is the pair (the schema's lockKey,
+// row id), never a hash of the lock's name. A held lock has its own session;
 // sessions go back to the idle list only after their unlock succeeded.
 
 import { _checkTimeout } from "../lock/_kernel.ts";
@@ -19,6 +20,7 @@ import {
   _checkNotPooled,
   _describe,
   _GRACE_MS,
+  _literal,
   _MAX_LOCK_TIMEOUT,
   _openSession,
   _rightsHint,
@@ -35,6 +37,7 @@ import {
   type PgLockHolder,
 } from "./pg_lock.ts";
 import type { _SessionPool } from "./_pg_document.ts";
+import { _DEFAULT_SCHEMA, type _Schema, _schema } from "./_schema.ts";
 import { _Listener } from "./_listener.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
 import { StoreError } from "../base/errors.ts";
@@ -44,15 +47,6 @@ import {
   type PgJsonStoreOptions,
 } from "./pg_store.ts";
 
-/** The first key of every lockbox advisory lock ("lock" in ASCII). */
-const _NAMESPACE = 0x6c6f636b;
-/**
- * The first key of a lock's guard ("run!"): held, on a session of its own,
- * by a process that runs a command under the lock (`runWithLock`), and
- * checked by every acquirer after the lock itself, so that a command whose
- * lock was lost is stopped before anyone else gets that lock.
- */
-const _GUARD = 0x72756e21;
 /** Sessions kept open for the next acquisition. */
 const _MAX_IDLE = 8;
 /**
@@ -81,17 +75,23 @@ const _STOP_GRACE_MS = Math.max(
     2 * _HEARTBEAT_MS,
 );
 
-const _SCHEMA = `
+/**
+ * Makes the schema's tables; the schema too unless `made` (CREATE SCHEMA
+ * needs CREATE on the database even when the schema exists).
+ */
+const _setupSql = (schema: _Schema, made: boolean) => {
+  const s = schema.sql;
+  return `
 BEGIN;
-SELECT pg_advisory_xact_lock(${_NAMESPACE}, 0);
-CREATE SCHEMA IF NOT EXISTS lockbox;
-CREATE TABLE IF NOT EXISTS lockbox.locks (
+SELECT pg_advisory_xact_lock(${schema.lockKey}, 0);
+${made ? "" : `CREATE SCHEMA IF NOT EXISTS ${s};`}
+CREATE TABLE IF NOT EXISTS ${s}.locks (
   id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   name text NOT NULL UNIQUE,
   fence bigint NOT NULL DEFAULT 0,
   created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE IF NOT EXISTS lockbox.holders (
+CREATE TABLE IF NOT EXISTS ${s}.holders (
   backend_pid integer PRIMARY KEY,
   lock_id integer NOT NULL,
   shared boolean NOT NULL,
@@ -101,21 +101,21 @@ CREATE TABLE IF NOT EXISTS lockbox.holders (
   acquired_at timestamptz NOT NULL DEFAULT now(),
   metadata jsonb
 );
-CREATE TABLE IF NOT EXISTS lockbox.documents (
+CREATE TABLE IF NOT EXISTS ${s}.documents (
   name text PRIMARY KEY,
   value json,
   version bigint NOT NULL DEFAULT 0,
   fence bigint,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE IF NOT EXISTS lockbox.document_backups (
+CREATE TABLE IF NOT EXISTS ${s}.document_backups (
   name text NOT NULL,
   version bigint NOT NULL,
   value json NOT NULL,
   saved_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (name, version)
 );
-CREATE TABLE IF NOT EXISTS lockbox.quarantine (
+CREATE TABLE IF NOT EXISTS ${s}.quarantine (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   name text NOT NULL,
   version bigint NOT NULL,
@@ -123,7 +123,7 @@ CREATE TABLE IF NOT EXISTS lockbox.quarantine (
   reason text NOT NULL,
   quarantined_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE IF NOT EXISTS lockbox.logs (
+CREATE TABLE IF NOT EXISTS ${s}.logs (
   name text NOT NULL,
   seq bigint GENERATED ALWAYS AS IDENTITY,
   entry json NOT NULL,
@@ -131,6 +131,7 @@ CREATE TABLE IF NOT EXISTS lockbox.logs (
   PRIMARY KEY (name, seq)
 );
 COMMIT;`;
+};
 
 /** lockbox's tables: connect makes them when any is missing. */
 const _TABLES = [
@@ -156,6 +157,16 @@ export interface PostgresOptions {
    * @default {"lockbox"}
    */
   applicationName?: string;
+  /**
+   * The PostgreSQL schema that holds lockbox's tables: one per application
+   * that must not share lock names, documents and logs with others in the
+   * same database. Locks, fencing tokens, holders and notifications of two
+   * schemas are independent. A name PostgreSQL takes unquoted: lowercase
+   * ASCII letters, digits, `_` and `$`, at most 63 bytes, no reserved word.
+   *
+   * @default {"lockbox"}
+   */
+  schema?: string;
 }
 
 /** Options of {@linkcode PostgresBackend.acquire}, as FileLock's. */
@@ -218,13 +229,13 @@ interface _HolderRow {
 }
 
 /** The holders of the locks whose row ids are in $2, the server's view. */
-const _HOLDERS_SQL = `
+const _holdersSql = (schema: _Schema) => `
 SELECT l.objid::int AS lock_id, l.pid AS backend_pid, l.mode,
        host(a.client_addr) AS client_addr, a.application_name, h.pid,
        h.hostname, h.acquired_at, h.token, h.shared, h.metadata
 FROM pg_locks l
 JOIN pg_stat_activity a ON a.pid = l.pid
-LEFT JOIN lockbox.holders h
+LEFT JOIN ${schema.sql}.holders h
   ON h.backend_pid = l.pid AND h.lock_id::oid = l.objid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -254,7 +265,8 @@ function _logName(name: unknown): string {
 }
 
 /** Appends the JSON array $2's elements, in order, to the log $1. */
-const _APPEND_LOG = `INSERT INTO lockbox.logs (name, entry)
+const _appendLog = (schema: _Schema) =>
+  `INSERT INTO ${schema.sql}.logs (name, entry)
   SELECT $1, value FROM json_array_elements($2::json)
     WITH ORDINALITY AS e(value, at) ORDER BY at`;
 
@@ -293,18 +305,39 @@ function _logLines(
  */
 export class PostgresBackend implements StoreBackend {
   #config: _SessionConfig;
+  #schema: _Schema;
   #idle: _Session[] = [];
   #ids = new Map<string, number>();
   #queues = new Map<string, _Queue>();
   #held = new Set<PgLock>();
   #closed = false;
   /** The one LISTEN session that every watch of this backend shares. */
-  #listener = new _Listener(() => _openSession(this.#config));
+  #listener: _Listener;
   /** Sessions being closed, which `close()` waits for. */
   #closing = new Set<Promise<void>>();
 
-  private constructor(config: _SessionConfig) {
+  private constructor(config: _SessionConfig, schema: _Schema) {
     this.#config = config;
+    this.#schema = schema;
+    this.#listener = new _Listener(
+      () => _openSession(this.#config),
+      schema.channel,
+      schema.name === _DEFAULT_SCHEMA ? undefined : schema.name,
+    );
+    this.#pool = {
+      borrow: (limit) => this.#whileOpen(() => this.#borrow(limit)),
+      giveBack: (session, reusable) => this.#giveBack(session, reusable),
+      cancel: (backendPid) => this.#cancel(backendPid),
+      subscribe: (name, wake) =>
+        this.#whileOpen(() => this.#listener.subscribe(name, wake)),
+      closed: () => this.#closed,
+      schema,
+    };
+  }
+
+  /** The PostgreSQL schema that holds this backend's tables. */
+  get schema(): string {
+    return this.#schema.name;
   }
 
   /**
@@ -313,12 +346,13 @@ export class PostgresBackend implements StoreBackend {
    *
    * @param url A `postgres://` URL; default `LOCKBOX_DATABASE_URL`, else
    *   libpq's `PG*` variables.
-   * @param options The connect timeout and application name.
+   * @param options The connect timeout, application name and schema.
    * @returns A backend; close it with `close()` or `await using`.
    * @throws {LockError} If the server cannot be reached or refuses the
    *   login, saying what to fix; or behind a transaction-mode pooler.
    * @throws {TypeError} If `url` is not a `postgres://` URL that parses
-   *   (the message never shows it, nor any error a password).
+   *   (the message never shows it, nor any error a password), or `schema`
+   *   is not a name PostgreSQL takes unquoted.
    */
   static async connect(
     url?: string,
@@ -330,11 +364,14 @@ export class PostgresBackend implements StoreBackend {
         `Cannot use connectTimeout ${connectTimeout}: expected milliseconds from 1 to ${_MAX_LOCK_TIMEOUT}`,
       );
     }
+    const schema = _schema(
+      options.schema === undefined ? _DEFAULT_SCHEMA : options.schema,
+    );
     const backend = new PostgresBackend({
       url: url ?? _env("LOCKBOX_DATABASE_URL") ?? undefined,
       connectTimeout,
       applicationName: options.applicationName ?? "lockbox",
-    });
+    }, schema);
     const session = await _openSession(backend.#config);
     try {
       const probe = await _openSession(backend.#config);
@@ -344,15 +381,19 @@ export class PostgresBackend implements StoreBackend {
         await probe.close();
       }
       // Made already: a user with no CREATE on the database can use it.
-      const [{ ready }] = await session.query<{ ready: boolean }>(
+      const [{ ready, made }] = await session.query<
+        { ready: boolean; made: boolean }
+      >(
         `SELECT ${
-          _TABLES.map((table) => `to_regclass('lockbox.${table}') IS NOT NULL`)
-            .join(" AND ")
-        } AS ready`,
+          _TABLES.map((table) =>
+            `to_regclass(${_literal(`${schema.sql}.${table}`)}) IS NOT NULL`
+          ).join(" AND ")
+        } AS ready, EXISTS (SELECT FROM pg_namespace WHERE nspname = $1) AS made`,
+        [schema.name],
       );
       // It waits for any other process making them at the same time.
       if (!ready) {
-        await session.run(_SCHEMA, {
+        await session.run(_setupSql(schema, made), {
           until: performance.now() + connectTimeout,
           waits: true,
         });
@@ -361,11 +402,11 @@ export class PostgresBackend implements StoreBackend {
       await session.close();
       if (error instanceof LockError) throw error;
       throw new LockError(
-        `Cannot set up lockbox's tables on ${_describe(backend.#config.url)}: ${
-          (error as Error).message
-        }; ${
-          _rightsHint(error) ??
-            "the user needs CREATE on the database (or create schema lockbox for it)"
+        `Cannot set up lockbox's tables in schema ${schema.name} on ${
+          _describe(backend.#config.url)
+        }: ${(error as Error).message}; ${
+          _rightsHint(error, schema.name) ??
+            `the user needs CREATE on the database (or an administrator creates schema ${schema.name} and grants the user CREATE on it, or makes the tables: connect once as a role that may)`
         }`,
         { cause: error },
       );
@@ -472,7 +513,7 @@ export class PostgresBackend implements StoreBackend {
           try {
             // As _unlock: the session may go back to the pool.
             await guard.session.run(
-              `SET idle_session_timeout = 0; SELECT pg_advisory_unlock${kind}(${_GUARD}, ${id})`,
+              `SET idle_session_timeout = 0; SELECT pg_advisory_unlock${kind}(${this.#schema.guardKey}, ${id})`,
             );
             unlocked = true;
           } catch {
@@ -509,7 +550,7 @@ export class PostgresBackend implements StoreBackend {
       await session.run(
         `SELECT pg_advisory_lock${
           shared ? "_shared" : ""
-        }(${_GUARD}, ${id}), ${_HOLD}`,
+        }(${this.#schema.guardKey}, ${id}), ${_HOLD}`,
       );
     } catch (error) {
       this.#giveBack(session, false);
@@ -592,7 +633,8 @@ export class PostgresBackend implements StoreBackend {
     if (lines.length === 0) return;
     await this.#logQuery(
       name,
-      (session) => session.query(_APPEND_LOG, [name, `[${lines.join(",")}]`]),
+      (session) =>
+        session.query(_appendLog(this.#schema), [name, `[${lines.join(",")}]`]),
     );
   }
 
@@ -608,7 +650,7 @@ export class PostgresBackend implements StoreBackend {
       name,
       (session) =>
         session.query<{ entry: unknown }>(
-          "SELECT entry FROM lockbox.logs WHERE name = $1 ORDER BY seq",
+          `SELECT entry FROM ${this.#schema.sql}.logs WHERE name = $1 ORDER BY seq`,
           [name],
         ),
     );
@@ -629,7 +671,9 @@ export class PostgresBackend implements StoreBackend {
     // ones come.
     await this.#logQuery(name, (session) =>
       session.query(
-        `WITH gone AS (DELETE FROM lockbox.logs WHERE name = $1) ${_APPEND_LOG}`,
+        `WITH gone AS (DELETE FROM ${this.#schema.sql}.logs WHERE name = $1) ${
+          _appendLog(this.#schema)
+        }`,
         [name, `[${lines.join(",")}]`],
       ));
   }
@@ -671,7 +715,7 @@ export class PostgresBackend implements StoreBackend {
       `the documents named '${prefix}...'`,
       (session) =>
         session.query<{ name: string }>(
-          `SELECT name FROM lockbox.documents
+          `SELECT name FROM ${this.#schema.sql}.documents
          WHERE value IS NOT NULL AND left(name, length($1)) = $1
          ORDER BY name COLLATE "C"`,
           [prefix],
@@ -707,14 +751,7 @@ export class PostgresBackend implements StoreBackend {
   }
 
   /** Sessions for the stores this backend made. */
-  #pool: _SessionPool = {
-    borrow: (limit) => this.#whileOpen(() => this.#borrow(limit)),
-    giveBack: (session, reusable) => this.#giveBack(session, reusable),
-    cancel: (backendPid) => this.#cancel(backendPid),
-    subscribe: (name, wake) =>
-      this.#whileOpen(() => this.#listener.subscribe(name, wake)),
-    closed: () => this.#closed,
-  };
+  #pool: _SessionPool;
 
   /** `fn()`, or a LockError once the backend is closed. */
   #whileOpen<R>(fn: () => Promise<R>): Promise<R> {
@@ -755,7 +792,7 @@ export class PostgresBackend implements StoreBackend {
   async listLocks(): Promise<PgLockInfo[]> {
     const rows = await this.#withSession((session) =>
       session.query<{ name: string; id: number; fence: string }>(
-        "SELECT name, id, fence FROM lockbox.locks ORDER BY name",
+        `SELECT name, id, fence FROM ${this.#schema.sql}.locks ORDER BY name`,
       )
     );
     // Every name's holders in one query, not one per name.
@@ -817,10 +854,10 @@ export class PostgresBackend implements StoreBackend {
       const [row] = await session.query<{ ok: boolean }>(
         `SET idle_session_timeout = 0; SET lock_timeout = 0;
          BEGIN; SET LOCAL synchronous_commit = off;
-         DELETE FROM lockbox.holders WHERE backend_pid = ${session.backendPid};
+         DELETE FROM ${this.#schema.sql}.holders WHERE backend_pid = ${session.backendPid};
          SELECT pg_advisory_unlock${
           shared ? "_shared" : ""
-        }(${_NAMESPACE}, ${lockId}) AS ok;
+        }(${this.#schema.lockKey}, ${lockId}) AS ok;
          COMMIT;`,
       );
       unlocked = row.ok;
@@ -961,18 +998,18 @@ export class PostgresBackend implements StoreBackend {
     sliced: boolean,
     limit: _CallLimit,
   ): Promise<{ token: string }[]> {
-    // No row while the lock's guard is held (see _GUARD).
+    // No row while the lock's guard is held (see the schema's guardKey).
     const kind = shared ? "_shared" : "";
     const guardFree = `(SELECT CASE
-        WHEN pg_try_advisory_lock${kind}(${_GUARD}, $2)
-        THEN pg_advisory_unlock${kind}(${_GUARD}, $2) ELSE false END)`;
+        WHEN pg_try_advisory_lock${kind}(${this.#schema.guardKey}, $2)
+        THEN pg_advisory_unlock${kind}(${this.#schema.guardKey}, $2) ELSE false END)`;
     for (;;) {
       try {
         return await session.query<{ token: string }>(
           shared
-            ? `INSERT INTO lockbox.holders
+            ? `INSERT INTO ${this.#schema.sql}.holders
                (backend_pid, lock_id, shared, token, pid, hostname, metadata)
-             SELECT $1, $2, true, fence, $3, $4, $5 FROM lockbox.locks
+             SELECT $1, $2, true, fence, $3, $4, $5 FROM ${this.#schema.sql}.locks
              WHERE id = $2 AND ${guardFree}
              ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
                shared = true, token = EXCLUDED.token, pid = EXCLUDED.pid,
@@ -980,10 +1017,10 @@ export class PostgresBackend implements StoreBackend {
                metadata = EXCLUDED.metadata
              RETURNING token`
             : `WITH f AS (
-               UPDATE lockbox.locks SET fence = fence + 1
+               UPDATE ${this.#schema.sql}.locks SET fence = fence + 1
                WHERE id = $2 AND ${guardFree}
                RETURNING fence)
-             INSERT INTO lockbox.holders
+             INSERT INTO ${this.#schema.sql}.holders
                (backend_pid, lock_id, shared, token, pid, hostname, metadata)
              SELECT $1, $2, false, fence, $3, $4, $5 FROM f
              ON CONFLICT (backend_pid) DO UPDATE SET lock_id = EXCLUDED.lock_id,
@@ -1021,12 +1058,22 @@ export class PostgresBackend implements StoreBackend {
     options: PgLockOptions,
   ): Promise<boolean> {
     if (
-      !await this.#wait(session, name, id, shared, timeout, options, _GUARD)
+      !await this.#wait(
+        session,
+        name,
+        id,
+        shared,
+        timeout,
+        options,
+        this.#schema.guardKey,
+      )
     ) {
       return false;
     }
     await session.run(
-      `SELECT pg_advisory_unlock${shared ? "_shared" : ""}(${_GUARD}, ${id})`,
+      `SELECT pg_advisory_unlock${
+        shared ? "_shared" : ""
+      }(${this.#schema.guardKey}, ${id})`,
     );
     return true;
   }
@@ -1041,7 +1088,7 @@ export class PostgresBackend implements StoreBackend {
     await session.run(
       `SET idle_session_timeout = 0; SET lock_timeout = 0; SELECT pg_advisory_unlock${
         shared ? "_shared" : ""
-      }(${_NAMESPACE}, ${id})`,
+      }(${this.#schema.lockKey}, ${id})`,
     );
   }
 
@@ -1053,14 +1100,14 @@ export class PostgresBackend implements StoreBackend {
     shared: boolean,
     timeout: number,
     limit: _CallLimit,
-    namespace = _NAMESPACE,
+    namespace = this.#schema.lockKey,
   ): Promise<boolean> {
     const kind = shared ? "_shared" : "";
     const signal = limit.signal;
     // Holding the lock itself (not its guard) makes the session one the
     // server ends once idle past _SERVER_IDLE_MS (the heartbeat keeps it
     // busy while its client lives).
-    const hold = namespace === _NAMESPACE;
+    const hold = namespace === this.#schema.lockKey;
     if (timeout === 0) {
       const [row] = await session.query<{ ok: boolean }>(
         hold
@@ -1161,7 +1208,7 @@ export class PostgresBackend implements StoreBackend {
     if (error instanceof LockError || _sqlState(error) === undefined) {
       return error;
     }
-    const hint = _rightsHint(error);
+    const hint = _rightsHint(error, this.#schema.name);
     return new LockError(
       `Cannot ${what} on ${_describe(this.#config.url)}: ${
         (error as Error).message
@@ -1185,10 +1232,10 @@ export class PostgresBackend implements StoreBackend {
         (session) =>
           session.query<{ id: number }>(
             `WITH made AS (
-             INSERT INTO lockbox.locks (name) VALUES ($1)
+             INSERT INTO ${this.#schema.sql}.locks (name) VALUES ($1)
              ON CONFLICT (name) DO NOTHING RETURNING id)
            SELECT id FROM made UNION ALL
-           SELECT id FROM lockbox.locks WHERE name = $1 LIMIT 1`,
+           SELECT id FROM ${this.#schema.sql}.locks WHERE name = $1 LIMIT 1`,
             [name],
             limit,
           ),
@@ -1209,7 +1256,7 @@ export class PostgresBackend implements StoreBackend {
         const [row] = await this.#withSession(
           (session) =>
             session.query<{ id: number }>(
-              "SELECT id FROM lockbox.locks WHERE name = $1",
+              `SELECT id FROM ${this.#schema.sql}.locks WHERE name = $1`,
               [name],
               limit,
             ),
@@ -1227,7 +1274,10 @@ export class PostgresBackend implements StoreBackend {
   #holderRows(ids: number[], limit?: _CallLimit): Promise<_HolderRow[]> {
     return this.#withSession(
       (session) =>
-        session.query<_HolderRow>(_HOLDERS_SQL, [_NAMESPACE, ids], limit),
+        session.query<_HolderRow>(_holdersSql(this.#schema), [
+          this.#schema.lockKey,
+          ids,
+        ], limit),
       limit,
     );
   }
