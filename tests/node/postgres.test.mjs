@@ -277,6 +277,52 @@ test(
 );
 
 test(
+  "PostgreSQL on Node: two schemas do not exclude each other, one schema does, and the CLI's --schema picks one",
+  { skip },
+  async () => {
+    await assert.rejects(
+      PostgresBackend.connect(cluster.url, { schema: "Team-A" }),
+      (error) =>
+        error instanceof TypeError &&
+        /^Cannot use schema 'Team-A'/.test(error.message),
+    );
+    const a = await PostgresBackend.connect(cluster.url, { schema: "node_a" });
+    const a2 = await PostgresBackend.connect(cluster.url, { schema: "node_a" });
+    const b = await PostgresBackend.connect(cluster.url, { schema: "node_b" });
+    try {
+      const inA = await a.acquire("node-jobs");
+      const inB = await b.acquire("node-jobs", { timeout: 10_000 });
+      assert.equal(inA.token, 1);
+      assert.equal(inB.token, 1);
+      assert.equal(await a2.tryAcquire("node-jobs"), null);
+      await inB.release();
+      const cli = (schema) =>
+        run(process.execPath, [
+          CLI,
+          "holder",
+          "--db",
+          cluster.url,
+          "--schema",
+          schema,
+          "node-jobs",
+        ], { env: env() });
+      const held = cli("node_a");
+      assert.equal(held.code, 0, held.stderr);
+      assert.match(held.stdout, /^held exclusive by pid \d+/);
+      const free = cli("node_b");
+      assert.equal(free.code, 1, free.stderr);
+      assert.equal(free.stdout.trim(), "free");
+      await inA.release();
+      const again = await b.acquire("node-jobs");
+      assert.equal(again.token, 2);
+      await again.release();
+    } finally {
+      await Promise.all([a.close(), a2.close(), b.close()]);
+    }
+  },
+);
+
+test(
   "PostgreSQL store on Node: update, versions, a stale fence refused, validate, backups, and a SIGKILLed Node writer loses no acknowledged update",
   { skip },
   async () => {
