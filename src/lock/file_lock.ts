@@ -386,6 +386,7 @@ export class FileLock implements AsyncDisposable {
   #queue: _Queue;
   #removeOnRelease: boolean;
   #kept: _KeptLockFile | undefined;
+  #acquiredBy: _Request;
   #sharedWithChildren = false;
   #lost: AbortController | null = null;
   #watch: ReturnType<typeof setInterval> | undefined;
@@ -436,6 +437,7 @@ export class FileLock implements AsyncDisposable {
     this.#queue = queue;
     this.#removeOnRelease = request.removeOnRelease;
     this.#kept = request.kept;
+    this.#acquiredBy = request;
   }
 
   /** Whether this lock is still held (not yet released). */
@@ -724,6 +726,7 @@ export class FileLock implements AsyncDisposable {
     const handle = this.#handle;
     if (handle === null) return Promise.resolve();
     this.#handle = null;
+    if (!this.shared) _recordFloor(this.#acquiredBy, handle, this.token);
     this.#lose("it was released");
     // Converting to exclusive fails if anyone else still shares the file.
     if (
@@ -875,6 +878,48 @@ function _writeRecord(
     handle.writeAtStart(_encodeRecord(text, stat.size));
   }
   return token;
+}
+
+/**
+ * Before an exclusive lock whose token a store refused is let go: its
+ * record gets the fence that refused it as its token, so that the next
+ * holder, in any process, gets a token above that fence (without it, a
+ * holder whose clock is behind, on a lock file it made, would leave the
+ * file's tokens below the fence for every later holder that increments
+ * them). Best effort: a record that cannot be written stays as it is.
+ */
+function _recordFloor(
+  request: _Request,
+  handle: _LockHandle,
+  token: number,
+): void {
+  const floor = _floors.get(request.lockPath);
+  if (floor === undefined || floor <= token) return;
+  if (_tokenPaths.get(token) !== request.lockPath) return;
+  try {
+    const text = _recordText(
+      floor,
+      _pid(),
+      _hostname(),
+      false,
+      request.metadataJson,
+    );
+    if (!request.pidFile) {
+      if (handle.writable) {
+        handle.writeAtStart(_encodeRecord(text, handle.stat().size));
+      }
+      return;
+    }
+    const records = _openRecordFile(_recordFileOf(request.lockPath));
+    if (records === null) return;
+    try {
+      records.writeAtStart(_encodeRecord(text, records.stat().size));
+    } finally {
+      records.close();
+    }
+  } catch {
+    // The record stays; this process's next token still exceeds the fence.
+  }
 }
 
 /**

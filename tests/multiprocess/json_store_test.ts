@@ -78,6 +78,46 @@ Deno.test("appendJsonl() from 8 processes x 500 calls gives 4000 whole lines", a
   });
 });
 
+for (const pidFile of [false, true]) {
+  Deno.test(`FileLock tokens: after a holder whose clock is 5 hours behind is refused and exits, the next holder of any process is above the fence, its clock behind or not${pidFile ? " (pidFile)" : ""}`, async () => {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/s.json`;
+      const leader = `${dir}/leader`;
+      const store = new JsonStore<{ by: string }>(path, {
+        initial: { by: "" },
+      });
+      for (let i = 0; i < 3; i++) {
+        await using lock = await FileLock.acquire(leader, { pidFile });
+        await store.write({ by: "on time" }, { fence: lock.token });
+      }
+      await cleanupStaleLocks(dir, { staleAfter: 0 });
+      // A pid file's record lives beside it: gone too, as after a new disk.
+      if (pidFile) await Deno.remove(`${leader}.lock.lockbox`);
+      // One try each, in a process of its own: a cron job's, or a CLI's.
+      const once = async (hours: string) => {
+        const child = spawnWorker("behind_clock_fenced_write.ts", [
+          hours,
+          leader,
+          path,
+          "1",
+          ...(pidFile ? ["pid-file"] : []),
+        ]);
+        const { code, lines, stderr } = await child.finish();
+        assert.equal(code, 0, stderr);
+        assert.equal(lines.length, 1, lines.join("\n"));
+        return lines[0];
+      };
+      // The first, from a lock file it made with its clock: refused.
+      assert.match(await once("5"), /^stale \d+ \d+$/);
+      assert.equal((await store.read()).by, "on time");
+      // The next holders are not (a clock behind too, then one on time).
+      assert.match(await once("5"), /^wrote \d+$/);
+      assert.match(await once("0"), /^wrote \d+$/);
+      assert.equal((await store.read()).by, "behind");
+    });
+  });
+}
+
 Deno.test("FileLock tokens: a holder whose clock is 5 hours behind, on a lock file made again after lockbox clean, is refused once and gets a token above the fence when it takes the lock again", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/s.json`;
