@@ -312,6 +312,41 @@ pgTest(
 );
 
 pgTest(
+  "PostgresBackend.acquire() in two schemas whose keys collide waits needlessly but never lets two in, and their watches stay apart",
+  async (c) => {
+    // Two names whose 31-bit hashes meet (found by search).
+    const [one, two] = ["app_339098", "app_1066160"];
+    assert.equal(_schema(one).lockKey, _schema(two).lockKey);
+    assert.equal(_schema(one).channel, _schema(two).channel);
+    await using a = await PostgresBackend.connect(c.url, { schema: one });
+    await using b = await PostgresBackend.connect(c.url, { schema: two });
+    await (await b.acquire("jobs")).release();
+    const held = await a.acquire("jobs");
+    try {
+      assert.equal(await b.tryAcquire("jobs"), null);
+    } finally {
+      await held.release();
+    }
+    const lock = await b.acquire("jobs");
+    assert.equal(lock.token, 2, "b's own counter");
+    await lock.release();
+    // One channel, told apart by the schema in the payload.
+    const inA = a.jsonStore("doc", { initial: "none" });
+    const inB = b.jsonStore("doc", { initial: "none" });
+    const seen: [number, string][] = [];
+    for await (const { value, version } of inA.watch()) {
+      seen.push([version, value]);
+      if (version === 0) {
+        await inB.write("b1");
+        await inB.write("b2");
+        await inA.write("a1");
+      } else break;
+    }
+    assert.deepEqual(seen, [[0, "none"], [1, "a1"]]);
+  },
+);
+
+pgTest(
   "PostgresBackend.connect() without a schema is schema lockbox with today's keys and channel, and excludes a lock taken with schema: 'lockbox'",
   async (c) => {
     await using plain = await PostgresBackend.connect(c.url);
