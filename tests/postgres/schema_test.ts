@@ -199,6 +199,10 @@ pgTest(
       "only-a",
     ]);
     assert.deepEqual((await b.listLocks()).map((l) => l.name), ["jobs"]);
+    // Logs too.
+    await a.appendLog("audit", [{ by: "a" }]);
+    assert.deepEqual(await a.readLog("audit"), [{ by: "a" }]);
+    assert.deepEqual(await b.readLog("audit"), []);
   },
 );
 
@@ -374,6 +378,31 @@ pgTest(
     const lock = await named.acquire("jobs");
     assert.equal(lock.token, 2, "one token sequence");
     await lock.release();
+    // A run's guard: ("run!", row id), as every version checks it.
+    await withTempDir(async (dir) => {
+      const running = plain.runWithLock("jobs", [
+        "sh",
+        "-c",
+        `touch ${dir}/started; while [ ! -e ${dir}/stop ]; do sleep 0.05; done`,
+      ]);
+      try {
+        while (
+          !await Deno.stat(`${dir}/started`).then(() => true, () => false)
+        ) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.equal(
+          await c.sql(
+            `SELECT string_agg(classid::text, ',' ORDER BY classid) FROM pg_locks
+             WHERE locktype = 'advisory' AND granted`,
+          ),
+          `${0x6c6f636b},${0x72756e21}`,
+        );
+      } finally {
+        await Deno.writeTextFile(`${dir}/stop`, "");
+        assert.equal((await running).code, 0);
+      }
+    });
     // The default's notifications: on lockbox_documents, with no schema.
     const listener = await listen(c, ["lockbox_documents"]);
     try {
@@ -572,6 +601,55 @@ pgTest(
       ]);
       assert.equal(get.stdout.trim(), value, get.stderr);
     }
+  },
+);
+
+pgTest(
+  "lockbox groups and migrate with --schema keep their documents in that schema",
+  async (c) => {
+    const made = await lockbox(c, [
+      "groups",
+      "--db",
+      c.url,
+      "--schema",
+      "seed_a",
+      "create",
+      "g1",
+    ]);
+    assert.equal(made.code, 0, made.stderr);
+    const listed = async (schema: string) =>
+      (await lockbox(c, [
+        "groups",
+        "--db",
+        c.url,
+        "--schema",
+        schema,
+        "list",
+      ])).stdout.trim();
+    assert.equal(await listed("seed_a"), "g1");
+    assert.equal(await listed("seed_b"), "");
+    await withTempDir(async (dir) => {
+      await Deno.writeTextFile(`${dir}/state.json`, '{"n": 1}');
+      const moved = await lockbox(c, [
+        "migrate",
+        "--db",
+        c.url,
+        "--schema",
+        "seed_b",
+        `${dir}/state.json`,
+      ]);
+      assert.equal(moved.code, 0, moved.stderr);
+    });
+    assert.equal(
+      await c.sql(
+        "SELECT value::text FROM seed_b.documents WHERE name = 'state'",
+      ),
+      '{"n": 1}',
+    );
+    assert.equal(
+      await c.sql("SELECT count(*) FROM seed_a.documents WHERE name = 'state'"),
+      "0",
+    );
   },
 );
 
