@@ -1,4 +1,4 @@
-// A JsonStore document in PostgreSQL: one row of lockbox.documents (json,
+// A JsonStore document in PostgreSQL: one row of the documents table (json,
 // a version, the highest fence applied). json, not jsonb: it keeps the
 // document's text as written (key order, U+0000), so a document reads back
 // exactly as from a file; queries can cast it (value::jsonb). A change is one transaction that
@@ -109,14 +109,14 @@ export interface _Versioned<T> {
   version: number;
 }
 
-/** One row of lockbox.documents, as selected. */
+/** One row of the documents table, as selected. */
 interface _Row {
   value: unknown;
   version: string;
   fence: string | null;
 }
 
-/** A JsonStore's document as a row of lockbox.documents. */
+/** A JsonStore's document as a row of the documents table. */
 export class _PgDocument<T> implements _DocumentBackend<T> {
   readonly settings: _PgDocumentSettings<T>;
   #pool: _SessionPool;

@@ -619,8 +619,9 @@ export class PostgresBackend implements StoreBackend {
   }
 
   /**
-   * Appends records to the log `name` (a row each in `lockbox.logs`), all
-   * in one transaction, in order: the database's twin of `appendJsonl`.
+   * Appends records to the log `name` (a row each in the schema's `logs`
+   * table), all in one transaction, in order: the database's twin of
+   * `appendJsonl`.
    *
    * @param name The log's name (1 to 200 characters).
    * @param records JSON values.

@@ -35,8 +35,9 @@ export interface PgJsonStoreOptions<T> {
    */
   durable?: boolean;
   /**
-   * How many previous versions to keep in `lockbox.document_backups`,
-   * readable with `backups()`/`readBackup()` and restorable with `restore()`.
+   * How many previous versions to keep in the `document_backups` table (of
+   * the backend's schema), readable with `backups()`/`readBackup()` and
+   * restorable with `restore()`.
    *
    * @default {0}
    */
@@ -61,7 +62,7 @@ export interface PgJsonStoreOptions<T> {
   holdTimeout?: number;
   /**
    * A stored value `validate` rejects: `"throw"` a `CorruptStoreError` and
-   * leave it, or `"quarantine"`: move it to `lockbox.quarantine`, continue
+   * leave it, or `"quarantine"`: move it to the `quarantine` table, continue
    * from the newest backup that validates (else `initial`), and warn.
    *
    * @default {"throw"}
@@ -75,7 +76,7 @@ export interface PgJsonStoreOptions<T> {
    */
   fenceLock?: string;
   /**
-   * A log (in `lockbox.logs`, read with `PostgresBackend.readLog`) that each
+   * A log (in the `logs` table, read with `PostgresBackend.readLog`) that each
    * new version appends `record(version)` to in the same transaction, as
    * an audit trail that never disagrees with the document. With a log,
    * every committed change makes a version and a record, even one that
