@@ -40,7 +40,13 @@ export interface _Schema {
   readonly sql: string;
   /** The first key of its locks' advisory keys (the second is a row id). */
   readonly lockKey: number;
-  /** The first key of its locks' guards (see `runWithLock`). */
+  /**
+   * The first key of its locks' guards (the second is the lock's row id):
+   * a guard is held, on a session of its own, by a process that runs a
+   * command under the lock (`runWithLock`), and checked by every acquirer
+   * after the lock itself, so that a command whose lock was lost is stopped
+   * before anyone else gets that lock.
+   */
   readonly guardKey: number;
   /** The NOTIFY channel of its documents' new versions. */
   readonly channel: string;
