@@ -8,7 +8,6 @@ import {
   _notRegularFile,
   _openReadOnly,
   _readProcLocks,
-  _toPath,
 } from "../runtime/mod.ts";
 import { LockError } from "../base/errors.ts";
 import { _readHolderRecord, _readLockFile } from "./_holder_record.ts";
@@ -18,14 +17,6 @@ import type { LockHolder } from "../base/lock_holder.ts";
 export interface _KernelView {
   mode: "exclusive" | "shared" | null;
   pids: number[];
-}
-
-/** The absolute lock file path for `path`, honouring `lockPath`. */
-export function _resolveLockPath(
-  path: string | URL,
-  lockPath?: string | URL,
-): string {
-  return lockPath === undefined ? `${_toPath(path)}.lock` : _toPath(lockPath);
 }
 
 /**

@@ -24,7 +24,6 @@ import {
   _openExisting,
   _openReadOnly,
   _pid,
-  _toPath,
   _unrefTimer,
 } from "../runtime/mod.ts";
 import { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
@@ -54,6 +53,7 @@ import {
   _recordText,
 } from "./_holder_record.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
+import { _resolveTarget, type LockTarget } from "./lock_target.ts";
 
 /** How to take a {@linkcode FileLock}. */
 export interface LockOptions {
@@ -72,7 +72,8 @@ export interface LockOptions {
   /** Gives up waiting; the promise then rejects with `signal.reason`. */
   signal?: AbortSignal;
   /**
-   * The lock file.
+   * The lock file of a guarded file given as a bare path or `{ guards }`
+   * (to lock a file itself, pass `{ lockFile }` as the target instead).
    *
    * @default {`${path}.lock`}
    */
@@ -352,7 +353,9 @@ function _tryTake(
 }
 
 /**
- * A held cross-process lock on a file's sidecar lock file.
+ * A held cross-process lock on a lock file: the sidecar `<file>.lock` of a
+ * file it guards (`{ guards }` or a bare path), or the file named as
+ * `{ lockFile }` (see {@linkcode LockTarget}).
  *
  * The kernel releases it when the holding process dies, so a crash never
  * leaves a lock held. Locks taken by `flock(1)`, Python's `fcntl.flock` and
@@ -391,7 +394,10 @@ export class FileLock implements AsyncDisposable {
   #lost: AbortController | null = null;
   #watch: ReturnType<typeof setInterval> | undefined;
 
-  /** The file this lock guards, as given (made absolute). */
+  /**
+   * The file this lock guards, as given (made absolute); for a
+   * `{ lockFile }` target, the lock file.
+   */
   readonly path: string;
   /** The lock file. */
   readonly lockPath: string;
@@ -509,9 +515,10 @@ export class FileLock implements AsyncDisposable {
    *
    * Requires `--allow-read` and `--allow-write`.
    *
-   * @param path The file to guard; the lock lives in `${path}.lock` unless
-   *   `options.lockPath` says otherwise. A missing parent directory of the lock
-   *   file is created.
+   * @param path What to lock: `{ lockFile }` locks that file itself,
+   *   `{ guards }` (or a bare path, the file to guard) locks its sidecar
+   *   `${path}.lock`, unless `options.lockPath` names another. A missing
+   *   parent directory of the lock file is created.
    * @param options Mode, timeout, abort signal, lock path and metadata.
    * @returns The held lock.
    * @throws {LockTimeoutError} If the lock was still held elsewhere when the timeout ran out.
@@ -534,7 +541,7 @@ export class FileLock implements AsyncDisposable {
    * ```
    */
   static acquire(
-    path: string | URL,
+    path: string | URL | LockTarget,
     options: LockOptions = {},
   ): Promise<FileLock> {
     return new Promise<FileLock | null>((resolve, reject) => {
@@ -545,7 +552,8 @@ export class FileLock implements AsyncDisposable {
   /**
    * Takes the lock if it is free now, without waiting.
    *
-   * @param path The file to guard.
+   * @param path What to lock: `{ lockFile }`, `{ guards }` or a bare path
+   *   (the file to guard), as for {@linkcode FileLock.acquire}.
    * @param options Mode, lock path and metadata (`timeout` is ignored).
    * @returns The held lock, or `null` if another holder has it.
    * @throws {LockError} If the lock path is unusable.
@@ -563,7 +571,7 @@ export class FileLock implements AsyncDisposable {
    * ```
    */
   static tryAcquire(
-    path: string | URL,
+    path: string | URL | LockTarget,
     options: LockOptions = {},
   ): Promise<FileLock | null> {
     return new Promise<FileLock | null>((resolve, reject) => {
@@ -579,7 +587,7 @@ export class FileLock implements AsyncDisposable {
   }
 
   static #request(
-    path: string | URL,
+    path: string | URL | LockTarget,
     options: LockOptions,
     nullOnBusy: boolean,
     kept: _KeptLockFile | undefined,
@@ -595,10 +603,12 @@ export class FileLock implements AsyncDisposable {
       if (options.blocking === true) {
         _checkBlockingWait("blocking", "timeout", timeout, options.signal);
       }
-      absolute = _toPath(path);
-      lockPath = options.lockPath === undefined
-        ? `${absolute}.lock`
-        : _toPath(options.lockPath);
+      ({ path: absolute, lockPath } = _resolveTarget(
+        path,
+        "guards",
+        nullOnBusy ? "FileLock.tryAcquire" : "FileLock.acquire",
+        options.lockPath,
+      ));
       options.signal?.throwIfAborted();
       // Waiting for a lock this call chain holds would wait for itself; a
       // single try (tryAcquire, timeout 0) only finds it busy.
@@ -1144,7 +1154,8 @@ function _onKernelGrant(
  *
  * Requires `--allow-read` and `--allow-write`.
  *
- * @param path The file to guard.
+ * @param path What to lock: `{ lockFile }`, `{ guards }` or a bare path
+ *   (the file to guard), as for {@linkcode FileLock.acquire}.
  * @param fn The work to do under the lock; it receives the lock.
  * @param options Mode, timeout, abort signal, lock path and metadata.
  * @returns What `fn` returns.
@@ -1164,7 +1175,7 @@ function _onKernelGrant(
  * ```
  */
 export async function withLock<T>(
-  path: string | URL,
+  path: string | URL | LockTarget,
   fn: (lock: FileLock) => T | Promise<T>,
   options: LockOptions = {},
 ): Promise<T> {

@@ -3,18 +3,15 @@
 
 import { _promiseTry, _sleep } from "../base/_promise.ts";
 import { _processExists } from "../runtime/mod.ts";
-import {
-  _checkTimeout,
-  _heldRecord,
-  _resolveLockPath,
-  _viewOf,
-} from "./_kernel.ts";
+import { _checkTimeout, _heldRecord, _viewOf } from "./_kernel.ts";
+import { _resolveTarget, type LockTarget } from "./lock_target.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
 
 /** Where to find the lock of a file. */
 export interface LockPathOptions {
   /**
-   * The lock file.
+   * The lock file of a guarded file given as a bare path or `{ guards }`
+   * (to name a lock file itself, pass `{ lockFile }` as the target instead).
    *
    * @default {`${path}.lock`}
    */
@@ -39,7 +36,8 @@ export interface WaitOptions extends LockPathOptions {
  * On Linux the answer comes from `/proc/locks` and never disturbs a holder or
  * a waiter. Requires `--allow-read`.
  *
- * @param path The file whose lock to look at.
+ * @param path What to look at: `{ lockFile }`, `{ guards }` or a bare path
+ *   (the file guarded), as for `FileLock.acquire`.
  * @param options Where the lock file is.
  * @returns `true` while any process holds the lock, shared or exclusive.
  * @throws {LockError} If the lock path is a symlink, a directory, or another non-file.
@@ -57,11 +55,14 @@ export interface WaitOptions extends LockPathOptions {
  * ```
  */
 export function isLocked(
-  path: string | URL,
+  path: string | URL | LockTarget,
   options: LockPathOptions = {},
 ): Promise<boolean> {
   return _promiseTry(() =>
-    _viewOf(_resolveLockPath(path, options.lockPath)).mode !== null
+    _viewOf(
+      _resolveTarget(path, "guards", "isLocked", options.lockPath).lockPath,
+    )
+      .mode !== null
   );
 }
 
@@ -72,7 +73,8 @@ export function isLocked(
  *
  * Requires `--allow-read`.
  *
- * @param path The file whose lock to look at.
+ * @param path What to look at: `{ lockFile }`, `{ guards }` or a bare path
+ *   (the file guarded), as for `FileLock.acquire`.
  * @param options Where the lock file is.
  * @returns The holder record, or `null` when the lock is free or the holder
  *   wrote no lockbox record (for example `flock(1)`).
@@ -93,11 +95,13 @@ export function isLocked(
  * ```
  */
 export function lockHolder(
-  path: string | URL,
+  path: string | URL | LockTarget,
   options: LockPathOptions = {},
 ): Promise<LockHolder | null> {
   return _promiseTry(() =>
-    _heldRecord(_resolveLockPath(path, options.lockPath))
+    _heldRecord(
+      _resolveTarget(path, "guards", "lockHolder", options.lockPath).lockPath,
+    )
   );
 }
 
@@ -107,7 +111,8 @@ export function lockHolder(
  * It checks the kernel's view with a short back-off (1 ms growing to 50 ms),
  * so it never takes the lock from anyone. Requires `--allow-read`.
  *
- * @param path The file whose lock to watch.
+ * @param path What to watch: `{ lockFile }`, `{ guards }` or a bare path
+ *   (the file guarded), as for `FileLock.acquire`.
  * @param options How long to wait and how to give up early.
  * @returns `true` once the lock is free, `false` if `timeout` ran out first.
  * @throws {RangeError} If `timeout` is negative or not a number.
@@ -122,11 +127,16 @@ export function lockHolder(
  * ```
  */
 export async function waitForRelease(
-  path: string | URL,
+  path: string | URL | LockTarget,
   options: WaitOptions = {},
 ): Promise<boolean> {
   const timeout = _checkTimeout(options.timeout);
-  const lockPath = _resolveLockPath(path, options.lockPath);
+  const { lockPath } = _resolveTarget(
+    path,
+    "guards",
+    "waitForRelease",
+    options.lockPath,
+  );
   // The monotonic clock: a wall clock stepped back must not stretch the wait.
   const deadline = performance.now() + timeout;
   let delay = 1;

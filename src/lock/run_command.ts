@@ -14,13 +14,13 @@ import {
   _spawn,
   _statFollow,
   type _StopSignal,
-  _toPath,
 } from "../runtime/mod.ts";
 import { _after, _sleep } from "../base/_promise.ts";
 import { _checkTimeout } from "./_kernel.ts";
 import { CommandNotStartedError, LockTimeoutError } from "../base/errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
 import { FileLock } from "./file_lock.ts";
+import { _resolveTarget, type LockTarget } from "./lock_target.ts";
 import { _startCommand } from "../base/_command.ts";
 
 /** How {@linkcode runWithLock} locks. */
@@ -256,7 +256,8 @@ async function _lockDirectory(
 /**
  * Runs a command while holding the lock on `lockFile` (the lock file itself,
  * created if missing, or a directory, which is locked as it is, with no
- * holder record), as `flock(1)` does: the lock is taken before the
+ * holder record; `{ guards: file }` locks the sidecar `<file>.lock`), as
+ * `flock(1)` does: the lock is taken before the
  * command starts and released as soon as it ends. The command inherits the
  * open lock file (unless `close`), so it keeps the lock even if this process
  * is killed.
@@ -273,7 +274,8 @@ async function _lockDirectory(
  * `--allow-ffi` unless `close` (Deno has no API to let a child inherit a
  * file; lockbox clears its close-on-exec flag through the C library).
  *
- * @param lockFile The lock file.
+ * @param lockFile The lock file: a bare path or `{ lockFile }`; or
+ *   `{ guards }`, a file whose sidecar `<file>.lock` to lock.
  * @param command The program and its arguments.
  * @param options Shared or exclusive, timeout, abort, close.
  * @returns How the command ended, and how long the lock took.
@@ -293,11 +295,11 @@ async function _lockDirectory(
  * ```
  */
 export async function runWithLock(
-  lockFile: string | URL,
+  lockFile: string | URL | LockTarget,
   command: string[],
   options: RunWithLockOptions = {},
 ): Promise<RunResult> {
-  const path = _toPath(lockFile);
+  const path = _resolveTarget(lockFile, "lockFile", "runWithLock").lockPath;
   return await _runUnder(
     command,
     options,
@@ -305,8 +307,7 @@ export async function runWithLock(
       _lstat(path)?.isDirectory
         ? await _lockDirectory(path, options, endWait)
         : _fileLock(
-          await FileLock.acquire(path, {
-            lockPath: path,
+          await FileLock.acquire({ lockFile: path }, {
             shared: options.shared,
             timeout: options.timeout,
             signal: endWait,

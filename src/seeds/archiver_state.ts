@@ -12,6 +12,7 @@ import {
 } from "../store/json_store.ts";
 import { appendJsonl } from "../store/jsonl.ts";
 import { lockHolder } from "../lock/lock_inspect.ts";
+import { _resolveTarget, type LockTarget } from "../lock/lock_target.ts";
 import type { BackendLock, StoreBackend } from "../store/store_backend.ts";
 import { _backendName } from "./_seed_db.ts";
 
@@ -442,7 +443,9 @@ export class InstanceLock implements AsyncDisposable {
  * Takes a single-instance lock on `lockFile` (the file itself, as seed 003
  * does), without waiting: if another instance runs, it fails at once.
  *
- * @param lockFile The lock file (created if missing).
+ * @param lockFile The lock file (created if missing): a bare path or
+ *   `{ lockFile }`; or `{ guards }`, a file whose sidecar `<file>.lock` to
+ *   lock. With a backend, a name (`{ lockFile }` or a bare string).
  * @param options Metadata for the holder record.
  * @returns The held lock.
  * @throws {LockBusyError} If another instance holds it, naming its pid and host.
@@ -460,12 +463,18 @@ export class InstanceLock implements AsyncDisposable {
  * ```
  */
 export async function acquireInstanceLock(
-  lockFile: string | URL,
+  lockFile: string | URL | LockTarget,
   options: InstanceLockOptions = {},
 ): Promise<InstanceLock> {
   const backend = options.backend;
   if (backend) {
-    const name = _backendName(lockFile, "an instance lock");
+    const name = _backendName(
+      typeof lockFile === "object" && lockFile !== null &&
+        "lockFile" in lockFile
+        ? lockFile.lockFile
+        : lockFile as string | URL,
+      "an instance lock",
+    );
     const held = await backend.tryAcquire(name, { metadata: options.metadata });
     if (held === null) {
       throw new LockBusyError(
@@ -475,15 +484,15 @@ export async function acquireInstanceLock(
     }
     return new InstanceLock(held, name);
   }
-  const path = _toPath(lockFile);
-  const lock = await FileLock.tryAcquire(path, {
-    lockPath: path,
+  const path = _resolveTarget(lockFile, "lockFile", "acquireInstanceLock")
+    .lockPath;
+  const lock = await FileLock.tryAcquire({ lockFile: path }, {
     metadata: options.metadata,
   });
   if (lock === null) {
     throw new LockBusyError(
       path,
-      await lockHolder(path, { lockPath: path }).catch(() => null),
+      await lockHolder({ lockFile: path }).catch(() => null),
     );
   }
   return new InstanceLock(lock);

@@ -23,6 +23,7 @@ import {
 } from "../runtime/mod.ts";
 import { StoreError } from "../base/errors.ts";
 import { FileLock } from "../lock/file_lock.ts";
+import { _resolveTarget, type LockTarget } from "../lock/lock_target.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
 
 /** What the monitor knows about one lock file. */
@@ -289,7 +290,8 @@ export async function listLocks(
 /**
  * The monitor's view of one lock file.
  *
- * @param lockFile The lock file itself.
+ * @param lockFile The lock file: a bare path or `{ lockFile }`; or
+ *   `{ guards }`, a file whose sidecar `<file>.lock` to look at.
  * @param options `staleAfter`.
  * @returns Its `LockInfo`.
  * @throws {TypeError} If it is missing, a symlink or not a regular file.
@@ -305,11 +307,11 @@ export async function listLocks(
  * ```
  */
 export function lockInfo(
-  lockFile: string | URL,
+  lockFile: string | URL | LockTarget,
   options: { staleAfter?: number } = {},
 ): Promise<LockInfo> {
   return _promiseTry(() => {
-    const path = _toPath(lockFile);
+    const path = _resolveTarget(lockFile, "lockFile", "lockInfo").lockPath;
     const staleAfter = _staleAfter(options.staleAfter);
     const stat = _lstat(path);
     // Named by the caller, so looked at even without a lockbox record.
@@ -326,7 +328,8 @@ export function lockInfo(
  * record naming a live pid that does not hold the lock (pid reuse) does not
  * make it held.
  *
- * @param lockFile The lock file itself.
+ * @param lockFile The lock file: a bare path or `{ lockFile }`; or
+ *   `{ guards }`, a file whose sidecar `<file>.lock` to look at.
  * @param options `staleAfter`.
  * @returns `true` if stale.
  *
@@ -344,7 +347,7 @@ export function lockInfo(
  * ```
  */
 export async function isLockStale(
-  lockFile: string | URL,
+  lockFile: string | URL | LockTarget,
   options: { staleAfter?: number } = {},
 ): Promise<boolean> {
   return (await lockInfo(lockFile, options)).stale;
