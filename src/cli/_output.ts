@@ -1,18 +1,7 @@
 // What every command shares: exit codes, the _Exit that ends a command
 // with one, and writing to stdout and stderr whole.
 
-import {
-  type CorruptStoreError,
-  LockBusyError,
-  LockTimeoutError,
-} from "../base/errors.ts";
-import { GroupNotFoundError } from "../seeds/capture_groups.ts";
-import {
-  AlreadyCheckedOutError,
-  NotCheckedOutError,
-  NotOwnerError,
-} from "../seeds/checkout.ts";
-import { DocumentNotFoundError } from "../seeds/document_store.ts";
+import type { CorruptStoreError } from "../base/errors.ts";
 import {
   _env,
   _isTerminal,
@@ -62,23 +51,6 @@ export function _json(value: unknown): void {
 
 export function _color(): boolean {
   return _isTerminal("stdout") && !_env("NO_COLOR");
-}
-
-/** The exit code for an error the library threw. */
-export function _exitCodeOf(error: unknown): number {
-  if (
-    error instanceof LockTimeoutError || error instanceof LockBusyError ||
-    error instanceof AlreadyCheckedOutError ||
-    error instanceof NotCheckedOutError || error instanceof NotOwnerError ||
-    error instanceof GroupNotFoundError ||
-    error instanceof DocumentNotFoundError
-  ) {
-    return EXIT_CONFLICT;
-  }
-  if (error instanceof TypeError || error instanceof RangeError) {
-    return EXIT_USAGE;
-  }
-  return EXIT_IO;
 }
 
 /** `text` as one shell word: quoted only when it needs to be. */

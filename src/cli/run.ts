@@ -1,140 +1,14 @@
 // `lockbox run`: flock(1)'s command mode (a command runs holding the lock)
-// and descriptor mode (the calling shell's open descriptor is locked).
+// and descriptor mode (the calling shell's open descriptor is locked). The
+// options as commander defines them (help, errors, every form); the work is
+// in _run.ts, which `main` also reaches without commander for the usual
+// forms.
 
 import type { Command } from "commander";
-import { _connectDb, DB_HELP } from "./_database.ts";
-import { CommandNotStartedError, LockTimeoutError } from "../base/errors.ts";
-import { _lockDescriptor } from "../lock/_descriptor_lock.ts";
-import { runWithLock } from "../lock/run_command.ts";
-import { _env, _selfCommand } from "../runtime/mod.ts";
-import {
-  _Exit,
-  _say,
-  EXIT_CONFLICT,
-  EXIT_NOT_STARTED,
-  EXIT_OK,
-  EXIT_USAGE,
-} from "./_output.ts";
+import { DB_HELP } from "./_database.ts";
+import { _env } from "../runtime/mod.ts";
 import { _integer, _seconds } from "./_parse.ts";
-
-/** The options `run` takes, as commander parses them. */
-interface _RunOptions {
-  shared?: boolean;
-  exclusive?: boolean;
-  nonblock?: boolean;
-  timeout?: number;
-  conflictExitCode?: number;
-  close?: boolean;
-  recordCommand?: boolean;
-  unlock?: boolean;
-  fork?: boolean;
-  verbose?: boolean;
-  db?: string;
-  schema?: string;
-}
-
-/** The exit for a lock held elsewhere, said as flock(1) says it with --verbose. */
-function _conflict(options: _RunOptions): _Exit {
-  if (options.verbose) {
-    _say(
-      options.nonblock
-        ? "failed to get lock"
-        : "timeout while waiting to get lock",
-    );
-  }
-  return new _Exit(options.conflictExitCode ?? EXIT_CONFLICT);
-}
-
-/** `lockbox run LOCKFILE COMMAND...`: the command runs holding the lock. */
-async function _runCommand(
-  lockfile: string,
-  argv: string[],
-  options: _RunOptions,
-): Promise<never> {
-  const timeout = options.nonblock ? 0 : options.timeout ?? Infinity;
-  const runOptions = {
-    shared: options.shared && !options.exclusive,
-    timeout,
-    close: options.close,
-    recordCommand: options.recordCommand,
-    onLocked: (waitedMs: number) => {
-      if (!options.verbose) return;
-      _say(`getting lock took ${(waitedMs / 1000).toFixed(6)} seconds`);
-      _say(`executing ${argv.join(" ")}`);
-    },
-  };
-  let result;
-  try {
-    if (options.db === undefined) {
-      result = await runWithLock(lockfile, argv, runOptions);
-    } else {
-      // No `await using`: Node 20 cannot parse it.
-      const db = await _connectDb(options.db, options.schema);
-      try {
-        result = await db.runWithLock(lockfile, argv, {
-          ...runOptions,
-          onLost: (reason) =>
-            _say(`${(reason as Error).message}; stopping the command`),
-        });
-      } finally {
-        await db.close();
-      }
-    }
-  } catch (error) {
-    if (error instanceof LockTimeoutError) throw _conflict(options);
-    if (error instanceof CommandNotStartedError) {
-      throw new _Exit(EXIT_NOT_STARTED, error.message);
-    }
-    throw error;
-  }
-  throw new _Exit(result.code);
-}
-
-/**
- * `lockbox run [-s|-x|-u] [-n] [-w S] FD`: locks the open file description
- * the calling shell passed as descriptor FD, which keeps the lock after
- * this process exits, as flock(1)'s descriptor mode does.
- */
-async function _runOnDescriptor(
-  fd: number,
-  options: _RunOptions,
-): Promise<never> {
-  const how = options.unlock
-    ? "un"
-    : options.shared && !options.exclusive
-    ? "sh"
-    : "ex";
-  const started = performance.now();
-  let locked;
-  try {
-    locked = await _lockDescriptor(fd, how, {
-      timeout: options.nonblock ? 0 : options.timeout ?? Infinity,
-      helper: (mode, n) => [
-        ..._selfCommand(),
-        "run",
-        mode === "sh" ? "-s" : "-x",
-        String(n),
-      ],
-    });
-  } catch (error) {
-    if ((error as { code?: string }).code === "EBADF") {
-      throw new _Exit(
-        EXIT_USAGE,
-        `Cannot lock descriptor ${fd}: it is not open; open it in the shell first, as in ( lockbox run -n ${fd} || exit 1; ... ) ${fd}>job.lock`,
-      );
-    }
-    throw error;
-  }
-  if (!locked) throw _conflict(options);
-  if (options.verbose && how !== "un") {
-    _say(
-      `getting lock took ${
-        ((performance.now() - started) / 1000).toFixed(6)
-      } seconds`,
-    );
-  }
-  throw new _Exit(EXIT_OK);
-}
+import { _runCommand, _runOnDescriptor } from "./_run.ts";
 
 /** Adds `lockbox run` to the program. */
 export function _addRun(program: Command): void {
