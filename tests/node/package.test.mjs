@@ -31,7 +31,7 @@ const tools = JSON.parse(
 const pgVersion = pkg.devDependencies?.pg;
 
 /** A consumer project with the packed package, TypeScript and Node's types. */
-let dir, project;
+let dir, project, tarball;
 
 /** Runs TypeScript on `files` of the project: { code, errors: "file(line" }. */
 function tsc(files) {
@@ -104,7 +104,7 @@ describe("the packed npm package", {
       PACKAGE,
     ]);
     assert.equal(pack.code, 0, pack.stderr);
-    const tarball = `${dir}/${pack.stdout.trim().split("\n").pop()}`;
+    tarball = `${dir}/${pack.stdout.trim().split("\n").pop()}`;
     writeFileSync(`${project}/package.json`, '{"name":"app","private":true}\n');
     const install = run("npm", [
       "install",
@@ -119,6 +119,42 @@ describe("the packed npm package", {
   });
   after(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("the tarball installed globally into a prefix, offline, puts a lockbox on PATH that runs --help and run", () => {
+    const prefix = `${dir}/prefix`;
+    const install = run("npm", [
+      "install",
+      "--global",
+      "--prefix",
+      prefix,
+      "--offline",
+      "--no-audit",
+      "--no-fund",
+      "--loglevel=error",
+      tarball,
+    ]);
+    assert.equal(install.code, 0, install.stderr);
+    const lockbox = `${prefix}/bin/lockbox`;
+    const help = run(lockbox, ["--help"], { cwd: dir });
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: lockbox /);
+    assert.match(help.stdout, /\n {2}run \[options\] <lockfile>/);
+    // The command finds the lock file held (flock -n -E 7 exits 7).
+    const lock = `${dir}/job.lock`;
+    const locked = run(lockbox, [
+      "run",
+      "-n",
+      lock,
+      "flock",
+      "-n",
+      "-E",
+      "7",
+      lock,
+      "true",
+    ], { cwd: dir });
+    assert.equal(locked.code, 7, locked.stderr);
+    assert.equal(run("flock", ["-n", "-E", "7", lock, "true"]).code, 0);
   });
 
   test("package.json declares pg an optional peer dependency, not a dependency", () => {
