@@ -339,3 +339,26 @@ console.log(JSON.stringify(await lockInfo(process.argv[1])));`,
     }
   });
 });
+
+test("FileLock.acquire() flocks { lockFile } itself and the sidecar of { guards }, as flock(1) -n sees from another process", async () => {
+  await withTempDir(async (dir) => {
+    const busy = (file) =>
+      run("flock", ["-n", "-E", "7", file, "true"]).code === 7;
+    const mutex = await FileLock.acquire({ lockFile: `${dir}/nightly.lock` });
+    const data = await FileLock.acquire({ guards: `${dir}/state.json` });
+    try {
+      assert.equal(mutex.lockPath, `${dir}/nightly.lock`);
+      assert.ok(busy(`${dir}/nightly.lock`));
+      assert.equal(data.lockPath, `${dir}/state.json.lock`);
+      assert.ok(busy(`${dir}/state.json.lock`));
+      assert.deepEqual(readdirSync(dir).sort(), [
+        "nightly.lock",
+        "state.json.lock",
+      ]);
+      assert.ok(await isLocked({ lockFile: `${dir}/nightly.lock` }));
+    } finally {
+      await mutex.release();
+      await data.release();
+    }
+  });
+});
