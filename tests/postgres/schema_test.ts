@@ -680,10 +680,13 @@ pgTest(
 );
 
 Deno.test("lockbox: every command that takes --db takes --schema", async () => {
-  const { _program } = await import("../../src/cli/main.ts");
+  const { _program } = await import("../../src/cli/_program.ts");
   const missing: string[] = [];
   let found = 0;
-  const walk = (command: ReturnType<typeof _program>, path: string) => {
+  const walk = (
+    command: Awaited<ReturnType<typeof _program>>,
+    path: string,
+  ) => {
     const longs = command.options.map((option) => option.long);
     if (longs.includes("--db")) {
       found++;
@@ -691,7 +694,7 @@ Deno.test("lockbox: every command that takes --db takes --schema", async () => {
     }
     for (const sub of command.commands) walk(sub, `${path} ${sub.name()}`);
   };
-  walk(_program(), "lockbox");
+  walk(await _program(), "lockbox");
   assert.ok(found >= 15, `${found} commands with --db`);
   assert.deepEqual(missing, []);
 });
