@@ -64,10 +64,10 @@ await Deno.chmod(join(out, "cli.js"), 0o755);
 
 /**
  * What the modules import, at deno.json's versions (`npm:yaml@2.9.1` as
- * `"yaml": "2.9.1"`), and fs-ext, which Node's runtime layer loads on use.
+ * `"yaml": "2.9.1"`), and koffi, which Node's runtime layer loads on use.
  */
-const dependencies: Record<string, string> = { "fs-ext": "2.1.1" };
-for (const name of imported) {
+const dependencies: Record<string, string> = {};
+for (const name of [...imported, "koffi"]) {
   const match = /^npm:(?:@[^/]+\/)?[^@]+@(.+)$/.exec(
     config.imports[name] ?? "",
   );

@@ -3,8 +3,10 @@
 // chunks (the runtime layer chooses Node's functions when it loads), the
 // same chunks as CommonJS (`.cjs`, for `require`), `.d.ts` and `.d.cts`
 // types from a declaration build with TypeScript's compiler, and a
-// package.json whose `bin` is the lockbox CLI. fs-ext (flock for Node) stays
-// a dependency: it is a native addon, built by npm on install. pg is an
+// package.json whose `bin` is the lockbox CLI. koffi (FFI, through which
+// Node calls flock(2)) is a dependency: its prebuilt binaries come as
+// per-platform optional dependencies, so nothing is compiled on install
+// (`npm install --ignore-scripts` works). pg is an
 // optional peer dependency: only `@lockbox/lockbox/postgres` loads it.
 //
 // TypeScript and Node's types come from npm (the versions pinned below),
@@ -21,7 +23,6 @@ import * as esbuild from "esbuild";
 const root = new URL("../", import.meta.url);
 const out = new URL("dist/npm/", root);
 const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", root)));
-const FS_EXT = "2.1.1";
 const tools = new URL("dist/npm-tools/", root);
 // The declaration build's tools, from npm: pinned here, not in deno.json's
 // imports, where Deno would fetch them for every task and an `@types/node`
@@ -65,7 +66,7 @@ await run(Deno.execPath(), [
   "--platform=node",
   "--format=esm",
   "--code-splitting",
-  "--external=fs-ext",
+  "--external=koffi",
   "--external=pg",
   `--outdir=${fileURLToPath(out)}`,
   "mod.ts",
@@ -121,7 +122,7 @@ const pkg = {
   ],
   engines: { node: ">=20" },
   os: ["linux", "darwin", "freebsd"],
-  dependencies: { "fs-ext": FS_EXT },
+  dependencies: { koffi: npmVersion("koffi") },
   // Only `@lockbox/lockbox/postgres` needs pg; a file-only project does not
   // install it. (A dev dependency too, so the package's own install, which
   // the Node tests use, has it.)

@@ -1,17 +1,18 @@
 // The runtime layer on Node.js (20 and later), with the same exports as
-// _runtime.ts; the Node build (`deno task build:npm`) swaps it in. flock(2)
-// comes from the npm package fs-ext.
+// deno.ts; runtime/mod.ts picks one. flock(2) comes from the C library,
+// called through koffi (an FFI package whose prebuilt binaries are
+// per-platform optional dependencies, so it installs without a compiler).
 //
-// Waiting for a lock is the hard part. A blocking flock on libuv's pool
-// would take one of its four threads for as long as the lock is held
-// elsewhere (four such waits stall every fs call), and one in a worker
-// thread cannot be interrupted: process.exit() joins workers, so it would
-// hang until the lock came free. So a wait runs in a helper process,
-// `flock(1)` on our own open file description (inherited as fd 3): the lock
-// it takes belongs to that description, the helper exits, and we re-take
-// the lock in this process's name (the kernel lists the pid that took it).
-// A helper can be killed, so exiting never waits for one. Where flock(1) is
-// missing, a worker thread waits instead.
+// Waiting for a lock is the hard part (ARCHITECTURE.md, "Waiting for a lock
+// on Node"). A blocking flock on libuv's pool would take one of its four
+// threads for as long as the lock is held elsewhere, so a wait runs in a
+// worker thread of our own (`_Waiter`), blocked in flock: the kernel lists
+// this process as the waiter and, once granted, as the holder. A blocked
+// thread would hold up process.exit() (which joins workers), so it can be
+// interrupted: a SIGURG sent to that thread makes its flock return EINTR
+// (the signal's handler is installed without SA_RESTART), on exit and, on
+// Linux, from a timer of the thread's own every 200 ms, which is what ends
+// it when the thread that started it is terminated.
 
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
@@ -39,10 +40,21 @@ import type {
   _StopSignal,
   _WriteHandle,
 } from "./types.ts";
+import { _libcFor } from "./_libc.ts";
+import type { _LibcFacts } from "./_libc.ts";
 
-interface _FsExt {
-  flockSync(fd: number, how: "sh" | "ex" | "shnb" | "exnb" | "un"): void;
+/** The part of koffi lockbox uses. */
+interface _Koffi {
+  load(path: string): {
+    func(signature: string): (...args: unknown[]) => unknown;
+    symbol(name: string): unknown;
+  };
+  errno(): number;
+  os: { errno: Record<string, number> };
 }
+
+/** flock(2)'s operations. */
+const LOCK_SH = 1, LOCK_EX = 2, LOCK_NB = 4, LOCK_UN = 8;
 
 // Made on first use: loading this module on Deno (which never calls it)
 // must not depend on where the module lives.
@@ -50,21 +62,116 @@ let _requireHere: ReturnType<typeof createRequire> | undefined;
 function _require(): ReturnType<typeof createRequire> {
   return _requireHere ??= createRequire(import.meta.url);
 }
-let _fsExtModule: _FsExt | undefined;
-function _fsExt(): _FsExt {
-  if (_fsExtModule === undefined) {
-    try {
-      _fsExtModule = _require()("fs-ext") as _FsExt;
-    } catch (error) {
-      throw new Error(
-        `Cannot load fs-ext, which gives Node flock(2): ${
-          (error as Error).message
-        }; install it (npm install fs-ext, which builds with node-gyp)`,
-        { cause: error },
-      );
-    }
+
+interface _Libc {
+  facts: _LibcFacts;
+  koffi: _Koffi;
+  /** Where koffi's entry point is, for the waiting threads to load it. */
+  koffiPath: string;
+  flock: (fd: number, op: number) => number;
+  /** `code` names by errno value, from koffi's table. */
+  codes: Map<number, string>;
+  /** Makes SIGURG interrupt a blocked flock (see `_armInterrupts`). */
+  signal: (sig: number, handler: unknown) => unknown;
+  siginterrupt: (sig: number, flag: number) => number;
+  sigactionHandler: (sig: number) => bigint;
+  pthreadKill: (thread: unknown, sig: number) => number;
+  noop: unknown;
+}
+
+let _libcLoaded: _Libc | undefined;
+
+/** koffi and the C library, loaded on first use. */
+function _libc(): _Libc {
+  if (_libcLoaded !== undefined) return _libcLoaded;
+  const facts = _libcFor(process.platform);
+  let koffi: _Koffi;
+  let koffiPath: string;
+  try {
+    koffiPath = _require().resolve("koffi");
+    koffi = _require()(koffiPath) as _Koffi;
+  } catch (error) {
+    throw new Error(
+      `Cannot load koffi, which gives Node flock(2), on ${process.platform}-${process.arch}: ${
+        (error as Error).message
+      }; install it (npm install koffi: it ships prebuilt binaries for most platforms, this one may have none)`,
+      { cause: error },
+    );
   }
-  return _fsExtModule;
+  const lib = koffi.load(facts.library);
+  const sigaction = lib.func("int sigaction(int sig, void *act, void *old)");
+  const codes = new Map<number, string>();
+  for (const [name, value] of Object.entries(koffi.os.errno)) {
+    if (!codes.has(value)) codes.set(value, name);
+  }
+  codes.set(facts.EWOULDBLOCK, "EAGAIN");
+  _libcLoaded = {
+    facts,
+    koffi,
+    koffiPath,
+    flock: lib.func("int flock(int fd, int op)") as (
+      fd: number,
+      op: number,
+    ) => number,
+    codes,
+    signal: lib.func("void *signal(int sig, void *handler)"),
+    siginterrupt: lib.func("int siginterrupt(int sig, int flag)") as (
+      sig: number,
+      flag: number,
+    ) => number,
+    // A struct sigaction begins with its handler on every platform in the
+    // table; 256 bytes hold the whole of any of them.
+    sigactionHandler: (sig) => {
+      const old = new BigUint64Array(32);
+      if (sigaction(sig, null, old) !== 0) return 0n;
+      return old[0];
+    },
+    pthreadKill: lib.func("int pthread_kill(uint64_t thread, int sig)") as (
+      thread: unknown,
+      sig: number,
+    ) => number,
+    // getpid() as the handler: async-signal-safe, and does nothing that
+    // matters; the signal exists only to interrupt a system call.
+    noop: lib.symbol("getpid"),
+  };
+  return _libcLoaded;
+}
+
+/** An Error for a failed C call, with Node's `code` and `errno`. */
+function _cError(libc: _Libc, errno: number, what: string): Error {
+  const code = libc.codes.get(errno) ?? `E${errno}`;
+  return Object.assign(new Error(`${code}: ${what} failed (errno ${errno})`), {
+    code,
+    errno: -errno,
+  });
+}
+
+/**
+ * flock(2) on `fd`: `true` when taken (or released), `false` for a
+ * non-blocking request the lock is held against. Retries on EINTR.
+ */
+function _flock(fd: number, op: number): boolean {
+  const libc = _libc();
+  while (true) {
+    if (libc.flock(fd, op) === 0) return true;
+    const errno = libc.koffi.errno();
+    if (errno === libc.facts.EINTR) continue;
+    if (errno === libc.facts.EWOULDBLOCK && (op & LOCK_NB) !== 0) return false;
+    throw _cError(libc, errno, "flock");
+  }
+}
+
+/**
+ * Makes SIGURG interrupt a blocked flock: a handler (getpid, a no-op here)
+ * where it has none, and SA_RESTART off. Checked before each wait: a
+ * `process.on("SIGURG")` added since installs libuv's handler with
+ * SA_RESTART, which would leave a waiting thread deaf to it.
+ */
+function _armInterrupts(libc: _Libc): void {
+  const sig = libc.facts.SIGURG;
+  const handler = libc.sigactionHandler(sig);
+  if (handler === 0n || handler === 1n) libc.signal(sig, libc.noop);
+  libc.siginterrupt(sig, 1);
 }
 
 function _stat(info: fs.Stats): _FileStat {
@@ -102,135 +209,189 @@ export function _realPath(path: string): string {
 
 // --- Waiting for a lock in a worker thread --------------------------------
 
+// The thread parks in a blocking flock. state[0] is 1 while it waits,
+// state[1] is set to call the wait off (then an interrupted flock returns
+// `{ cancelled: true }` instead of trying again).
 const _WAITER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
-const fsExt = require(workerData.fsExt);
-parentPort.on("message", ({ fd, how }) => {
-  try {
-    fsExt.flockSync(fd, how);
-    parentPort.postMessage({ ok: true });
-  } catch (error) {
-    parentPort.postMessage({ ok: false, message: error.message, code: error.code });
+const koffi = require(workerData.koffi);
+const facts = workerData.facts;
+const lib = koffi.load(facts.library);
+const flock = lib.func("int flock(int fd, int op)");
+const self = lib.func("uint64_t pthread_self(void)");
+const state = new Int32Array(workerData.state);
+let arm = () => {};
+if (facts.threadTimers) {
+  // A timer of this thread's own sends it SIGURG every 200 ms while it
+  // waits, so a wait always ends soon after its thread is terminated.
+  const gettid = lib.func("int gettid(void)");
+  const timerCreate = lib.func("int timer_create(int clock, void *event, _Out_ void **timer)");
+  const timerSettime = lib.func("int timer_settime(void *timer, int flags, void *value, void *old)");
+  // struct sigevent: sigev_value (8 bytes), sigev_signo, sigev_notify
+  // (SIGEV_THREAD_ID, 4), then the thread id; 64 bytes in all.
+  const event = new Int32Array(16);
+  event[2] = facts.SIGURG;
+  event[3] = 4;
+  event[4] = gettid();
+  const timer = [null];
+  if (timerCreate(1, event, timer) === 0) {
+    const on = new BigInt64Array([0n, 200000000n, 0n, 200000000n]);
+    const off = new BigInt64Array(4);
+    arm = (waiting) => timerSettime(timer[0], 0, waiting ? on : off, null);
   }
+}
+parentPort.postMessage({ thread: self() });
+parentPort.on("message", ({ fd, op }) => {
+  let reply;
+  arm(true);
+  while (true) {
+    if (Atomics.load(state, 1) === 1) {
+      reply = { cancelled: true };
+      break;
+    }
+    if (flock(fd, op) === 0) {
+      reply = { ok: true };
+      break;
+    }
+    const errno = koffi.errno();
+    if (errno !== facts.EINTR) {
+      reply = { errno };
+      break;
+    }
+  }
+  arm(false);
+  Atomics.store(state, 0, 0);
+  Atomics.notify(state, 0);
+  parentPort.postMessage(reply);
 });
 `;
+
+/** At most this many waiting threads at once; further waits poll. */
+const _MAX_WAITERS = 16;
 
 /** A worker thread that parks in one blocking flock at a time. */
 class _Waiter {
   #worker: Worker;
+  #state = new Int32Array(new SharedArrayBuffer(8));
+  #thread: Promise<unknown>;
+  #threadId: unknown = null;
   #dead = false;
-  #settle:
-    | ((reply: { ok: boolean; message?: string; code?: string }) => void)
-    | null = null;
-  constructor() {
-    _fsExt(); // fail here, in the caller, if fs-ext is missing
+  #settle: ((reply: { ok?: boolean; errno?: number }) => void) | null = null;
+  constructor(libc: _Libc) {
     this.#worker = new Worker(_WAITER_SOURCE, {
       eval: true,
-      workerData: { fsExt: _require().resolve("fs-ext") },
+      workerData: {
+        koffi: libc.koffiPath,
+        facts: libc.facts,
+        state: this.#state.buffer,
+      },
     });
-    this.#worker.on("message", (reply) => {
-      const settle = this.#settle;
-      this.#settle = null;
-      this.#worker.unref(); // idle: it must not keep the process alive
-      settle?.(reply);
+    this.#thread = new Promise((resolve) => {
+      this.#worker.once("message", ({ thread }) => {
+        this.#threadId = thread;
+        if (!this.waiting) this.#worker.unref();
+        resolve(thread);
+        this.#worker.on("message", (reply) => {
+          const settle = this.#settle;
+          this.#settle = null;
+          this.#worker.unref(); // idle: it must not keep the process alive
+          settle?.(reply);
+        });
+      });
     });
     this.#worker.on("error", (error: Error) => {
       // A dead worker is not returned to the pool.
       this.#dead = true;
+      _waiterCount--;
       const settle = this.#settle;
       this.#settle = null;
-      settle?.({ ok: false, message: error.message });
+      settle?.({ ok: false, errno: -1, message: error.message } as never);
     });
-    this.#worker.unref();
+    // Starting keeps the process alive: the wait that asked for it follows.
   }
-  lock(fd: number, exclusive: boolean): Promise<void> {
+  /** Whether it is parked in a flock now. */
+  get waiting(): boolean {
+    return Atomics.load(this.#state, 0) === 1;
+  }
+  lock(libc: _Libc, fd: number, exclusive: boolean): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#settle = (reply) => {
         if (!this.#dead) _idleWaiters.push(this);
+        _busyWaiters.delete(this);
         if (reply.ok) return resolve();
-        const error = new Error(reply.message) as Error & { code?: string };
-        error.code = reply.code;
-        reject(error);
+        const message = (reply as { message?: string }).message;
+        reject(
+          message !== undefined
+            ? new Error(`Cannot wait for a lock in a worker thread: ${message}`)
+            : _cError(libc, reply.errno ?? 0, "flock"),
+        );
       };
+      _busyWaiters.add(this);
+      _armInterrupts(libc);
       // Waiting keeps the process alive, as a pending lock does on Deno.
       this.#worker.ref();
-      this.#worker.postMessage({ fd, how: exclusive ? "ex" : "sh" });
+      Atomics.store(this.#state, 0, 1);
+      this.#worker.postMessage({ fd, op: exclusive ? LOCK_EX : LOCK_SH });
     });
+  }
+  /**
+   * Calls the wait off and interrupts it, then waits (blocking this
+   * thread, at most `ms`) until the thread has left flock.
+   */
+  stopNow(libc: _Libc, ms: number): void {
+    Atomics.store(this.#state, 1, 1);
+    const deadline = Date.now() + ms;
+    while (this.waiting && Date.now() < deadline) {
+      // Sent again until it lands: one sent just before the thread entered
+      // flock interrupts nothing.
+      if (this.#threadId !== null) {
+        libc.pthreadKill(this.#threadId, libc.facts.SIGURG);
+      }
+      Atomics.wait(this.#state, 0, 1, 5);
+    }
+  }
+  /** Resolves once the thread has said which thread it is. */
+  ready(): Promise<unknown> {
+    return this.#thread;
   }
 }
 
 const _idleWaiters: _Waiter[] = [];
-
-/** `undefined` until tried; `false` where there is no flock(1). */
-let _flockCommand: boolean | undefined;
-
-const _helpers = new Set<ReturnType<typeof spawnChild>>();
-let _helpersReaped = false;
+const _busyWaiters = new Set<_Waiter>();
+let _waiterCount = 0;
+let _exitHooked = false;
 
 /**
- * Waits for the lock on `fd` in a `flock(1)` helper process. Resolves
- * `true` once the helper has taken it, `false` if there is no flock(1).
+ * Waits for the lock on `fd` in a waiting thread; with `_MAX_WAITERS`
+ * threads all waiting, by polling with non-blocking flocks instead.
  */
-function _waitWithHelper(fd: number, exclusive: boolean): Promise<boolean> {
-  if (!_helpersReaped) {
-    _helpersReaped = true;
-    // Exiting never waits for a helper: kill any still waiting.
+async function _waitForLock(fd: number, exclusive: boolean): Promise<void> {
+  const libc = _libc();
+  if (!_exitHooked) {
+    _exitHooked = true;
+    // Exiting never waits for a waiting thread: interrupt them all. (Node
+    // joins worker threads after the "exit" listeners have run.)
     process.on("exit", () => {
-      for (const helper of _helpers) helper.kill("SIGKILL");
+      for (const waiter of _busyWaiters) waiter.stopNow(libc, 1_000);
     });
   }
-  return new Promise((resolve, reject) => {
-    // flock(1) waits on descriptor 3 in the background while the shell
-    // reads its stdin, a pipe from this thread: when this process or this
-    // worker thread ends, however it ends, the pipe closes and the shell
-    // kills flock before it can take the lock for nobody. The reader closes
-    // its copy of the lock's descriptor first.
-    const mode = exclusive ? "-x" : "-s";
-    const argv = [
-      "sh",
-      "-c",
-      // (A background job's stdin is /dev/null: the pipe goes by fd 4.)
-      `exec 4<&0; flock ${mode} 3 4<&- & f=$!; ` +
-      `(exec 3>&-; read -r _ <&4; kill $f 2>/dev/null) & exec 4<&-; wait $f`,
-    ];
-    const helper = spawnChild(argv[0], argv.slice(1), {
-      stdio: ["pipe", "ignore", "pipe", fd],
-    });
-    _helpers.add(helper);
-    let stderr = "";
-    helper.stderr!.setEncoding("utf8").on("data", (chunk) => stderr += chunk);
-    helper.once("error", (error) => {
-      _helpers.delete(helper);
-      if (_errorCode(error) === "ENOENT") {
-        _flockCommand = false;
-        resolve(false);
-      } else {
-        reject(error);
-      }
-    });
-    helper.once("exit", (code, signal) => {
-      _helpers.delete(helper);
-      if (code === 0) {
-        _flockCommand = true;
-        resolve(true);
-        return;
-      }
-      helper.stdin?.destroy();
-      if (code === 127) {
-        // The shell found no flock(1).
-        _flockCommand = false;
-        resolve(false);
-        return;
-      }
-      reject(
-        new Error(
-          `flock(1) waiting for a lock ended with ${
-            signal ?? `status ${code}`
-          }: ${stderr.trim()}`,
-        ),
-      );
-    });
-  });
+  let waiter = _idleWaiters.pop();
+  if (waiter === undefined && _waiterCount < _MAX_WAITERS) {
+    _waiterCount++;
+    waiter = new _Waiter(libc);
+  }
+  if (waiter === undefined) return await _pollForLock(fd, exclusive);
+  await waiter.ready();
+  await waiter.lock(libc, fd, exclusive);
+}
+
+/** The last resort: non-blocking flocks, 5 ms apart doubling to 200 ms. */
+async function _pollForLock(fd: number, exclusive: boolean): Promise<void> {
+  const op = (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;
+  for (let pause = 5;; pause = Math.min(pause * 2, 200)) {
+    if (_flock(fd, op)) return;
+    await new Promise((resolve) => setTimeout(resolve, pause));
+  }
 }
 
 class _NodeLockHandle implements _LockHandle {
@@ -242,49 +403,16 @@ class _NodeLockHandle implements _LockHandle {
     return this.#fd;
   }
   tryLock(exclusive: boolean): boolean {
-    try {
-      _fsExt().flockSync(this.#fd, exclusive ? "exnb" : "shnb");
-      return true;
-    } catch (error) {
-      const code = _errorCode(error);
-      if (code === "EAGAIN" || code === "EWOULDBLOCK") return false;
-      throw error;
-    }
+    return _flock(this.#fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB);
   }
   lock(exclusive: boolean): Promise<void> {
-    if (_flockCommand === false) {
-      const waiter = _idleWaiters.pop() ?? new _Waiter();
-      return waiter.lock(this.#fd, exclusive);
-    }
-    return new Promise((resolve, reject) => {
-      const attempt = () => {
-        _waitWithHelper(this.#fd, exclusive).then((helped) => {
-          if (!helped) {
-            // No flock(1) here: wait in a worker thread instead.
-            const waiter = _idleWaiters.pop() ?? new _Waiter();
-            return waiter.lock(this.#fd, exclusive).then(resolve, reject);
-          }
-          // The helper's lock is ours (same open file description), but
-          // the kernel names the helper as its holder: take it again in
-          // our own name. Another waiter may slip in between; then wait
-          // again.
-          try {
-            this.unlock();
-            if (this.tryLock(exclusive)) resolve();
-            else attempt();
-          } catch (error) {
-            reject(error);
-          }
-        }, reject);
-      };
-      attempt();
-    });
+    return _waitForLock(this.#fd, exclusive);
   }
   lockSync(exclusive: boolean): void {
-    _fsExt().flockSync(this.#fd, exclusive ? "ex" : "sh");
+    _flock(this.#fd, exclusive ? LOCK_EX : LOCK_SH);
   }
   unlock(): void {
-    _fsExt().flockSync(this.#fd, "un");
+    _flock(this.#fd, LOCK_UN);
   }
   stat(): _FileStat {
     return _stat(fs.fstatSync(this.#fd));
@@ -323,9 +451,10 @@ class _NodeLockHandle implements _LockHandle {
     fs.closeSync(this.#fd);
   }
   unlockAndClose(): void {
-    // A flock(1) helper that waited for this lock may still share the open
-    // file description for a moment: closing alone would leave it locked.
-    this.unlock();
+    // Node opens files close-on-exec and lockbox never duplicates one, so
+    // this descriptor is the open file description's only one (a lock
+    // shared with a child is closed without unlocking, by FileLock):
+    // closing it is what releases the flock.
     this.close();
   }
 }
@@ -899,14 +1028,9 @@ export function _flockDescriptor(
       code: "EBADF",
     });
   }
-  try {
-    _fsExt().flockSync(fd, how === "un" ? "un" : wait ? how : `${how}nb`);
-    return true;
-  } catch (error) {
-    const code = _errorCode(error);
-    if (code === "EAGAIN" || code === "EWOULDBLOCK") return false;
-    throw error;
-  }
+  if (how === "un") return _flock(fd, LOCK_UN);
+  const op = how === "ex" ? LOCK_EX : LOCK_SH;
+  return _flock(fd, wait ? op : op | LOCK_NB);
 }
 
 /** The command that runs this program again (see _runtime.ts). */

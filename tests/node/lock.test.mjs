@@ -2,7 +2,7 @@
 // shared locks, holder records, and a wait handed over from another process.
 
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { test } from "node:test";
@@ -16,20 +16,40 @@ const {
 } = lockbox;
 import { Child, nodeWorker, PACKAGE, run, withTempDir } from "./_helpers.mjs";
 
-/** The flock(1) processes (any parent) waiting on or holding `lockFile`. */
-function flocksOn(lockFile) {
-  const found = [];
-  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
-    try {
-      if (
-        readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("flock\0") &&
-        readlinkSync(`/proc/${pid}/fd/3`) === lockFile
-      ) found.push(pid);
-    } catch {
-      // Gone meanwhile, or not ours to read.
-    }
+/**
+ * The pids the kernel lists in /proc/locks as waiting for a flock on
+ * `lockFile` (lines with "->").
+ */
+function waitersOn(lockFile) {
+  const { ino } = statSync(lockFile);
+  return readFileSync("/proc/locks", "utf8").split("\n")
+    .map((line) => line.split(/\s+/))
+    .filter((f) => f[1] === "->" && f[2] === "FLOCK")
+    .filter((f) => Number(f[6].split(":")[2]) === ino)
+    .map((f) => Number(f[5]));
+}
+
+/** Polls `fn` every 10 ms until it returns true (hang guard: 60 s). */
+async function until(fn, what) {
+  for (let i = 0; i < 6_000; i++) {
+    if (fn()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  return found;
+  throw new Error(`never: ${what}`);
+}
+
+/** The pids of this process's child processes. */
+function children() {
+  return readdirSync("/proc").filter((name) => /^\d+$/.test(name))
+    .filter((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) ===
+          process.pid;
+      } catch {
+        return false;
+      }
+    });
 }
 
 test("withLock() from 6 Node processes x 50 keeps every increment", async () => {
@@ -83,40 +103,78 @@ test("FileLock.acquire() rejects with signal.reason when aborted", async () => {
   });
 });
 
-test("FileLock waits in a helper process and gets the lock, in its own name, when the holder lets go", async () => {
+test("FileLock.acquire() waits in a thread of this process: the kernel lists this pid as waiter and holder, no process starts, and 8 waits leave fs calls running", async () => {
   await withTempDir(async (dir) => {
-    const holder = nodeWorker("hold.mjs", [`${dir}/a`]);
-    await holder.waitFor("locked");
-    // Many waits at once on different paths must not starve Node's fs pool.
-    const others = [];
-    for (let i = 0; i < 6; i++) {
-      others.push(nodeWorker("hold.mjs", [`${dir}/b${i}`]));
+    const holders = [];
+    for (let i = 0; i < 8; i++) {
+      holders.push(
+        new Child("flock", [
+          `${dir}/l${i}.lock`,
+          "sh",
+          "-c",
+          "echo locked; read line",
+        ]),
+      );
     }
-    for (const other of others) await other.waitFor("locked");
-    const waits = [
-      FileLock.acquire(`${dir}/a`),
-      ...others.map((_, i) => FileLock.acquire(`${dir}/b${i}`)),
-    ];
-    // Meanwhile, file system calls still run.
+    for (const holder of holders) await holder.waitFor("locked");
+    const before = new Set(children());
+    const waits = holders.map((_, i) => FileLock.acquire(`${dir}/l${i}`));
+    for (let i = 0; i < 8; i++) {
+      await until(
+        () => waitersOn(`${dir}/l${i}.lock`).includes(process.pid),
+        `this process waiting for l${i}.lock`,
+      );
+    }
+    // Waiting started no process (flock(1) helpers did, one per wait).
+    assert.deepEqual(children().filter((pid) => !before.has(pid)), []);
+    // Eight waits, and libuv's four pool threads still serve fs calls.
     const { readFile } = await import("node:fs/promises");
-    for (let i = 0; i < 5; i++) await readFile(`${dir}/a.lock`);
-    setTimeout(() => holder.finish(), 100);
-    for (const other of others) setTimeout(() => other.finish(), 150);
+    for (let i = 0; i < 8; i++) await readFile(`${dir}/l${i}.lock`);
+    for (const holder of holders) holder.process.stdin.end("done\n");
     const locks = await Promise.all(waits);
-    assert.ok(locks[0].token > 1);
-    // The kernel lists this process as the holder, not the helper.
-    assert.equal((await lockHolder(`${dir}/a`))?.pid, process.pid);
+    for (let i = 0; i < 8; i++) {
+      assert.equal((await lockHolder(`${dir}/l${i}`))?.pid, process.pid);
+    }
     for (const lock of locks) await lock.release();
+    for (const holder of holders) assert.equal((await holder.finish()).code, 0);
+  });
+});
+
+test("FileLock.acquire() gets 20 locks waited for at once, past the 16 waiting threads", async () => {
+  await withTempDir(async (dir) => {
+    const paths = Array.from({ length: 20 }, (_, i) => `${dir}/l${i}`);
+    // One holder process for all twenty.
+    const holder = new Child("python3", [
+      "-c",
+      `import fcntl, sys
+files = [open(p + ".lock", "w") for p in sys.argv[1:]]
+for f in files: fcntl.flock(f, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.readline()`,
+      ...paths,
+    ]);
+    await holder.waitFor("locked");
+    const waits = paths.map((path) => FileLock.acquire(path));
+    await until(
+      () =>
+        paths.filter((p) => waitersOn(`${p}.lock`).includes(process.pid))
+          .length === 16,
+      "16 waits in the kernel",
+    );
+    holder.process.stdin.end("done\n");
+    const locks = await Promise.all(waits);
+    assert.equal(locks.length, 20);
+    for (const lock of locks) await lock.release();
+    assert.equal((await holder.finish()).code, 0);
   });
 });
 
 /**
- * While flock(1) holds `<dir>/a.lock`, `start(path)` begins a wait on it
- * (which starts a helper: a second flock(1) on the file) and `end(waiter)`
- * ends the waiter; then the helper must be gone, well before the lock comes
- * free, leaving only the holder's flock(1).
+ * While flock(1) holds `<dir>/a.lock`, `start(path)` begins waits in
+ * another Node process (or thread) and `end(waiter)` ends them; it must end
+ * at once, long before the lock comes free, without the lock ever taken.
  */
-async function assertHelperDiesWith(start, end, what) {
+async function assertWaitEnds(start, end) {
   await withTempDir(async (dir) => {
     const path = `${dir}/a`;
     const flock = new Child("flock", [
@@ -127,40 +185,46 @@ async function assertHelperDiesWith(start, end, what) {
     ]);
     await flock.waitFor("locked");
     const waiter = await start(path);
-    for (let i = 0; i < 500 && flocksOn(`${path}.lock`).length < 2; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    assert.equal(flocksOn(`${path}.lock`).length, 2, "no helper started");
+    await until(() => waitersOn(`${path}.lock`).length > 0, "a waiter");
     await end(waiter);
-    for (let i = 0; i < 200 && flocksOn(`${path}.lock`).length > 1; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    assert.equal(
-      flocksOn(`${path}.lock`).length,
-      1,
-      `a helper outlived its ${what}`,
-    );
+    assert.deepEqual(waitersOn(`${path}.lock`), []);
     flock.process.stdin.end("done\n");
     assert.equal((await flock.finish()).code, 0);
+    // Nobody took it afterwards.
+    assert.equal(await isLocked(path), false);
   });
 }
 
-test("a Node process SIGKILLed while it waits leaves no flock(1) helper behind to take the lock", async () => {
-  await assertHelperDiesWith(
-    (path) => nodeWorker("hold.mjs", [path]),
-    async (waiter) => {
-      waiter.process.kill("SIGKILL");
-      await waiter.finish();
-    },
-    "process",
-  );
-});
+for (const sigurg of [false, true]) {
+  test(`process.exit() with lock waits pending ends the process while the lock is still held elsewhere${sigurg ? ", with a SIGURG listener" : ""}`, async () => {
+    await assertWaitEnds(
+      async (path) => {
+        const waiter = nodeWorker("waits.mjs", [
+          ...(sigurg ? ["--sigurg"] : []),
+          path,
+          path,
+        ]);
+        await waiter.waitFor("waiting");
+        return waiter;
+      },
+      async (waiter) => {
+        waiter.process.stdin.write("exit\n");
+        // The hang guard: the lock is held until after this returns.
+        assert.deepEqual(await waiter.finish(60_000), {
+          code: 0,
+          signal: null,
+        });
+        assert.deepEqual(waiter.lines, ["waiting"]);
+      },
+    );
+  });
+}
 
-test("a worker thread terminated while it waits leaves no flock(1) helper behind", async () => {
-  // The thread lives in a process of its own (see the worker's comment),
-  // which stays alive until the helper count has been checked.
+test("Worker.terminate() of a thread waiting for a lock ends it while the lock is still held elsewhere", async () => {
+  // The thread lives in a process of its own, which stays alive until the
+  // waits have been checked.
   let child;
-  await assertHelperDiesWith(
+  await assertWaitEnds(
     async (path) => {
       child = nodeWorker("thread_waits.mjs", [path]);
       await child.waitFor("started");
@@ -170,7 +234,6 @@ test("a worker thread terminated while it waits leaves no flock(1) helper behind
       child.process.stdin.write("terminate\n");
       await child.waitFor("terminated");
     },
-    "worker",
   );
   assert.deepEqual(await child.finish(), { code: 0, signal: null });
 });
