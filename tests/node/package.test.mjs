@@ -1,5 +1,6 @@
 // The npm package as a Node user gets it: `npm pack`, installed from the
-// tarball into a fresh project (no pg), then TypeScript with `strict`,
+// tarball into a fresh project with `--ignore-scripts` (no pg, no compiler:
+// koffi's binaries are prebuilt), locks from it, then TypeScript with `strict`,
 // `module: nodenext` and `skipLibCheck: false` over right and wrong code,
 // `require` from CommonJS files, and `@lockbox/lockbox/postgres` without pg
 // and after `npm install pg`. Only for the npm build: JSR serves ES modules
@@ -11,6 +12,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  renameSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -111,6 +113,7 @@ describe("the packed npm package", {
       "--no-audit",
       "--no-fund",
       "--loglevel=error",
+      "--ignore-scripts",
       tarball,
       `typescript@${tools.typescript}`,
       `@types/node@${tools["@types/node"]}`,
@@ -155,6 +158,57 @@ describe("the packed npm package", {
     ], { cwd: dir });
     assert.equal(locked.code, 7, locked.stderr);
     assert.equal(run("flock", ["-n", "-E", "7", lock, "true"]).code, 0);
+  });
+
+  test("npm install --ignore-scripts of the tarball gives working locks through koffi, with no fs-ext", () => {
+    assert.equal(pkg.dependencies["fs-ext"], undefined);
+    assert.match(pkg.dependencies.koffi, /^3\./);
+    assert.equal(existsSync(`${project}/node_modules/fs-ext`), false);
+    writeFileSync(
+      `${project}/wait.mjs`,
+      `import { spawn } from "node:child_process";
+import { FileLock, lockHolder } from "@lockbox/lockbox";
+const path = process.argv[2];
+// flock(1) holds the lock for a moment; this process waits for it.
+const flock = spawn("flock", [path + ".lock", "sh", "-c", "echo held; sleep 0.3"]);
+await new Promise((resolve) => flock.stdout.once("data", resolve));
+const lock = await FileLock.acquire(path, { timeout: 60_000 });
+console.log((await lockHolder(path))?.pid === process.pid ? "mine" : "not mine");
+await lock.release();
+`,
+    );
+    const out = run(process.execPath, ["wait.mjs", `${dir}/waited`], {
+      cwd: project,
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(out.stdout.trim(), "mine");
+  });
+
+  test("FileLock.acquire() names the platform when koffi has no binary for it", () => {
+    // As on a platform koffi ships nothing for: its binary package missing.
+    const binaries = `${project}/node_modules/@koromix`;
+    const aside = `${dir}/koromix-aside`;
+    renameSync(binaries, aside);
+    try {
+      writeFileSync(
+        `${project}/nobinary.mjs`,
+        `import { FileLock } from "@lockbox/lockbox";
+await FileLock.acquire(process.argv[2]).catch((error) => console.log(error.message));
+`,
+      );
+      const out = run(process.execPath, ["nobinary.mjs", `${dir}/nobinary`], {
+        cwd: project,
+      });
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(
+        out.stdout,
+        new RegExp(
+          `Cannot load koffi, which gives Node flock\\(2\\), on ${process.platform}-${process.arch}`,
+        ),
+      );
+    } finally {
+      renameSync(aside, binaries);
+    }
   });
 
   test("package.json declares pg an optional peer dependency, not a dependency", () => {

@@ -1,0 +1,61 @@
+// The C library table Node's runtime layer calls flock(2) through.
+
+import assert from "node:assert/strict";
+import { _libcFor } from "../src/runtime/_libc.ts";
+
+Deno.test("_libcFor() gives glibc's library and numbers when the platform is linux", () => {
+  assert.deepEqual(_libcFor("linux"), {
+    library: "libc.so.6",
+    EWOULDBLOCK: 11,
+    EINTR: 4,
+    SIGURG: 23,
+    threadTimers: true,
+  });
+});
+
+Deno.test("_libcFor() gives libSystem and BSD numbers when the platform is darwin", () => {
+  const facts = _libcFor("darwin");
+  assert.equal(facts.library, "libSystem.B.dylib");
+  assert.equal(facts.EWOULDBLOCK, 35);
+  assert.equal(facts.EINTR, 4);
+  assert.equal(facts.SIGURG, 16);
+  assert.equal(facts.threadTimers, false);
+});
+
+Deno.test("_libcFor() matches this system's C library when run on it", async () => {
+  // The numbers as the system's own tools know them: Python's errno and
+  // signal modules read the C headers.
+  if (Deno.build.os !== "linux" && Deno.build.os !== "darwin") return;
+  const out = await new Deno.Command("python3", {
+    args: [
+      "-c",
+      "import errno, signal; print(errno.EWOULDBLOCK, errno.EINTR, int(signal.SIGURG))",
+    ],
+  }).output();
+  assert.equal(out.code, 0);
+  const [EWOULDBLOCK, EINTR, SIGURG] = new TextDecoder().decode(out.stdout)
+    .trim().split(" ").map(Number);
+  const facts = _libcFor(Deno.build.os);
+  assert.deepEqual(
+    {
+      EWOULDBLOCK: facts.EWOULDBLOCK,
+      EINTR: facts.EINTR,
+      SIGURG: facts.SIGURG,
+    },
+    { EWOULDBLOCK, EINTR, SIGURG },
+  );
+});
+
+Deno.test("_libcFor() throws an error naming win32 when the platform is Windows", () => {
+  assert.throws(
+    () => _libcFor("win32"),
+    /Cannot lock files on Node on win32: not supported yet on win32/,
+  );
+});
+
+Deno.test("_libcFor() throws an error naming the platform when it is unknown", () => {
+  assert.throws(
+    () => _libcFor("aix"),
+    /Cannot lock files on Node on aix: lockbox knows no C library there/,
+  );
+});
