@@ -4,7 +4,7 @@
 // one a type error. Nothing above this folder touches `Deno.*` or Node's
 // file and process APIs directly. Only the chosen file is loaded (Node's
 // built-in modules cost Deno about 30 ms of start-up); Node's flock comes
-// from npm fs-ext, which node.ts loads on first use, so Deno never needs it.
+// through koffi, which node.ts loads on first use, so Deno never needs it.
 
 import type * as deno from "./deno.ts";
 

@@ -30,7 +30,7 @@ function nodeWorker(
 ): Child {
   const dir = BUILDS[build];
   try {
-    Deno.statSync(new URL("node_modules/fs-ext/", dir));
+    Deno.statSync(new URL("node_modules/koffi/", dir));
   } catch {
     throw new Error(
       `The Node build in ${
