@@ -266,6 +266,9 @@ parentPort.on("message", ({ fd, op }) => {
 });
 `;
 
+/** The pauses (ms) of the tries before a wait parks in a thread. */
+const _SPIN_PAUSES = [1, 2, 4, 8];
+
 /** At most this many waiting threads at once; further waits poll. */
 const _MAX_WAITERS = 16;
 
@@ -374,6 +377,15 @@ async function _waitForLock(fd: number, exclusive: boolean): Promise<void> {
     process.on("exit", () => {
       for (const waiter of _busyWaiters) waiter.stopNow(libc, 1_000);
     });
+  }
+  // A lock held for a moment (a store update) is often free again within a
+  // few milliseconds: try for it from here first. Once parked, a grant
+  // wakes the waiting thread and then this one while the lock is already
+  // held, which on a busy machine can cost more than the update itself.
+  const op = (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;
+  for (const pause of _SPIN_PAUSES) {
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    if (_flock(fd, op)) return;
   }
   let waiter = _idleWaiters.pop();
   if (waiter === undefined && _waiterCount < _MAX_WAITERS) {
