@@ -417,6 +417,44 @@ main().catch((error) => { console.error(error); process.exit(1); });
     );
   });
 
+  test("docs/node.md's lock.mjs (try/finally, no using) runs as written on this Node and compiles with its tsconfig", () => {
+    const installed = `${project}/node_modules/@lockbox/lockbox/`;
+    const page = readFileSync(`${installed}docs/node.md`, "utf8");
+    const code = page.match(/^```js\n(\/\/ lock\.mjs\n[\s\S]*?)^```$/m)?.[1];
+    assert.ok(code, "docs/node.md has no lock.mjs example");
+    const app = `${dir}/lockexample`;
+    mkdirSync(app);
+    symlinkSync(`${project}/node_modules`, `${app}/node_modules`);
+    writeFileSync(`${app}/lock.mjs`, code);
+    const out = run(process.execPath, ["lock.mjs"], { cwd: app });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(
+      out.stdout,
+      /^holding report\.json\.lock, token \d+\nwithLock gave 42\n$/,
+    );
+    // The page's tsconfig, over the same code as TypeScript.
+    const tsconfig = JSON.parse(
+      page.match(/^```json\n(\{\n  "compilerOptions"[\s\S]*?)^```$/m)?.[1] ??
+        "null",
+    );
+    assert.ok(tsconfig, "docs/node.md has no tsconfig.json");
+    writeFileSync(`${app}/lock.mts`, code);
+    writeFileSync(
+      `${app}/tsconfig.json`,
+      JSON.stringify({
+        ...tsconfig,
+        compilerOptions: { ...tsconfig.compilerOptions, noEmit: true },
+        files: ["lock.mts"],
+      }),
+    );
+    const tsc = run(process.execPath, [
+      `${project}/node_modules/typescript/bin/tsc`,
+      "--project",
+      `${app}/tsconfig.json`,
+    ], { cwd: app });
+    assert.equal(tsc.code, 0, tsc.stdout);
+  });
+
   test("PostgresBackend.connect() names npm install pg when pg is not installed, from import and require", () => {
     // Nothing listens on port 1: with pg, connecting fails there instead.
     const url = "postgres://lockbox@127.0.0.1:1/lockbox";
