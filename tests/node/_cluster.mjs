@@ -10,6 +10,7 @@ import {
   existsSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   rmSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +32,23 @@ export const PG_BIN = binDir();
 export const NO_POSTGRES = PG_BIN === null && process.env.CI !== "true";
 
 const isRoot = process.getuid?.() === 0;
+
+/** A TCP port on 127.0.0.1 that nothing listens on now, the kernel's pick. */
+export function freePort() {
+  const result = spawnSync(process.execPath, [
+    "-e",
+    `const server = require("node:net").createServer();
+server.listen(0, "127.0.0.1", () => {
+  console.log(server.address().port);
+  server.close();
+});`,
+  ], { encoding: "utf8", timeout: 60_000 });
+  const port = Number(result.stdout);
+  if (result.status !== 0 || !Number.isInteger(port) || port <= 0) {
+    throw new Error(`No free port: ${result.stderr}${result.stdout}`);
+  }
+  return port;
+}
 
 function asServerUser(command, args) {
   const argv = isRoot
@@ -64,7 +82,8 @@ export class Cluster {
     };
   }
 
-  static start() {
+  /** initdb and start, on `options.port` if it is free, else on another. */
+  static start(options = {}) {
     if (PG_BIN === null) {
       throw new Error(
         "PostgreSQL's server binaries are missing: apt-get install postgresql (.ci/run does)",
@@ -89,9 +108,25 @@ export class Cluster {
       "-E",
       "UTF8",
     ]);
-    const cluster = new Cluster(dir, 57000 + (process.pid % 2000));
-    cluster.ctl("start");
-    return cluster;
+    // A port the kernel picks (test files run in parallel, and a port
+    // computed from a pid can be another cluster's); one taken between the
+    // pick and the server's bind is tried again.
+    let port = options.port ?? freePort();
+    for (let attempt = 1;; attempt++) {
+      try {
+        new Cluster(dir, port).ctl("start");
+        return new Cluster(dir, port);
+      } catch (error) {
+        const log = existsSync(`${dir}/log`)
+          ? readFileSync(`${dir}/log`, "utf8")
+          : "";
+        if (attempt === 5 || !log.includes("Address already in use")) {
+          throw error;
+        }
+        rmSync(`${dir}/log`);
+        port = freePort();
+      }
+    }
   }
 
   ctl(action, ...extra) {

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import process from "node:process";
 import { inspect } from "node:util";
 import { after, before, test } from "node:test";
@@ -25,6 +26,37 @@ const skip = NO_POSTGRES
   ? "no PostgreSQL server (apt-get install postgresql)"
   : false;
 const env = () => ({ ...process.env, ...cluster.env });
+
+test(
+  "Cluster.start() starts on another free port when the port asked for is taken",
+  { skip },
+  async () => {
+    const taken = createServer();
+    await new Promise((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address();
+    // And the port a choice from the pid gives (57000 + pid % 2000, as these
+    // tests once chose): another file's cluster could hold it.
+    const fromPid = createServer();
+    await new Promise((resolve) => {
+      fromPid.once("error", resolve); // already someone else's: as good
+      fromPid.listen(57000 + process.pid % 2000, "127.0.0.1", resolve);
+    });
+    try {
+      const other = Cluster.start({ port });
+      try {
+        assert.notEqual(other.port, port);
+        assert.equal(other.sql("SELECT 1"), "1");
+      } finally {
+        other.stop();
+      }
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+      if (fromPid.listening) {
+        await new Promise((resolve) => fromPid.close(resolve));
+      }
+    }
+  },
+);
 
 function tokens(child) {
   return child.lines.filter((l) => l.startsWith("token ")).map((l) =>

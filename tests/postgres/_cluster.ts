@@ -56,7 +56,17 @@ async function asServerUser(command: string, args: string[]): Promise<string> {
   return text;
 }
 
-let nextPort = 55000 + (Deno.pid % 2000);
+/**
+ * A TCP port on 127.0.0.1 that nothing listens on now, the kernel's pick:
+ * test files run in parallel (and other suites on the machine), so a port
+ * computed from a pid can be another cluster's or PgBouncer's.
+ */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
 
 /** A running throwaway cluster. */
 export class Cluster {
@@ -79,8 +89,12 @@ export class Cluster {
     this.url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   }
 
-  /** initdb and start a new cluster. */
-  static async start(): Promise<Cluster> {
+  /**
+   * initdb and start a new cluster, on `options.port` if given and free, on
+   * another free port otherwise (one taken between the pick and the server's
+   * bind is tried again).
+   */
+  static async start(options: { port?: number } = {}): Promise<Cluster> {
     if (PG_BIN === null) {
       throw new Error(
         "PostgreSQL's server binaries are missing: apt-get install postgresql (.ci/run does)",
@@ -100,8 +114,24 @@ export class Cluster {
       "-E",
       "UTF8",
     ]);
-    const cluster = new Cluster(dir, nextPort++);
-    await cluster.#ctl("start");
+    let port = options.port ?? freePort();
+    for (let attempt = 1;; attempt++) {
+      try {
+        await new Cluster(dir, port).#ctl("start");
+        break;
+      } catch (error) {
+        let log = "";
+        try {
+          log = await Deno.readTextFile(`${dir}/log`);
+        } catch { /* no log: not a bind failure */ }
+        if (attempt === 5 || !log.includes("Address already in use")) {
+          throw error;
+        }
+        await Deno.remove(`${dir}/log`);
+        port = freePort();
+      }
+    }
+    const cluster = new Cluster(dir, port);
     // Stopped at the end of the test run even when its own "stop" test did
     // not run (a --filter, a failure before it): unload allows only
     // synchronous work.
@@ -249,7 +279,7 @@ export async function startPgBouncer(
   }
   const dir = `${cluster.dir}/pgbouncer-${mode}`;
   await Deno.mkdir(dir, { recursive: true });
-  const port = cluster.port + (mode === "session" ? 100 : 200);
+  const port = freePort();
   await Deno.writeTextFile(`${dir}/users.txt`, `"postgres" ""\n`);
   await Deno.writeTextFile(
     `${dir}/pgbouncer.ini`,
