@@ -67,14 +67,29 @@ try {
 console.log(JSON.stringify(out));
 `;
 
-/** Makes the group and its two users, unless they exist (kept after). */
+/**
+ * Makes the group and its two users, unless they exist (kept after). Another
+ * suite on the machine may make them at the same moment: a failed add is
+ * fine when the name exists afterwards.
+ */
 async function ensureUsers(): Promise<void> {
   const exists = async (db: string, name: string) =>
     (await output("getent", { args: [db, name] })).success;
-  if (!await exists("group", GROUP)) await sh("groupadd", GROUP);
+  const add = async (db: string, name: string, ...args: string[]) => {
+    if (await exists(db, name)) return;
+    const command = db === "group" ? "groupadd" : "useradd";
+    const added = await output(command, { args: [...args, name] });
+    if (!added.success && !await exists(db, name)) {
+      throw new Error(
+        `${command} ${name} exited ${added.code}: ${
+          new TextDecoder().decode(added.stderr)
+        }`,
+      );
+    }
+  };
+  await add("group", GROUP);
   for (const user of [ANN, BOB]) {
-    if (await exists("passwd", user)) continue;
-    await sh("useradd", "-M", "-N", "-g", GROUP, "-s", "/bin/sh", user);
+    await add("passwd", user, "-M", "-N", "-g", GROUP, "-s", "/bin/sh");
   }
 }
 
