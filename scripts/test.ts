@@ -55,11 +55,28 @@ const rule = (title: string) => `${"=".repeat(8)} ${title} ${"=".repeat(8)}`;
 export const FAILURE_START = "FIRST FAILURE";
 export const FAILURE_END = "END OF FIRST FAILURE";
 
-/** Runs `job`, its stdout and stderr in one text as they arrived. */
-async function run(job: Job, running: Map<Job, string[]>): Promise<Outcome> {
+/** A running job: what it printed so far, and its process group. */
+interface Running {
+  chunks: string[];
+  pid: number;
+}
+
+/** Sends `signal` to every process of a job's group. */
+function killGroup(pid: number, signal: Deno.Signal): void {
+  try {
+    Deno.kill(-pid, signal);
+  } catch { /* all gone */ }
+}
+
+/**
+ * Runs `job` in a process group of its own (setsid), so that a job killed
+ * takes what it started with it; returns its stdout and stderr in one text
+ * as they arrived.
+ */
+async function run(job: Job, running: Map<Job, Running>): Promise<Outcome> {
   const started = performance.now();
-  const child = new Deno.Command(job.command, {
-    args: job.args,
+  const child = new Deno.Command("setsid", {
+    args: [job.command, ...job.args],
     cwd: root,
     env: job.env,
     stdin: "null",
@@ -67,35 +84,49 @@ async function run(job: Job, running: Map<Job, string[]>): Promise<Outcome> {
     stderr: "piped",
   }).spawn();
   const chunks: string[] = [];
-  running.set(job, chunks);
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      chunks.push(text);
+  running.set(job, { chunks, pid: child.pid });
+  const readers = [child.stdout, child.stderr].map((stream) =>
+    stream.pipeThrough(new TextDecoderStream()).getReader()
+  );
+  const pumps = Promise.all(readers.map(async (reader) => {
+    for (let read = await reader.read(); !read.done;) {
+      chunks.push(read.value);
+      read = await reader.read();
     }
-  };
+  }));
   let hung = false;
   const guard = setTimeout(() => {
     hung = true;
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already gone */ }
+    killGroup(child.pid, "SIGKILL");
   }, JOB_GUARD_MS);
-  const [status] = await Promise.all([
-    child.status,
-    pump(child.stdout),
-    pump(child.stderr),
-  ]);
+  const status = await child.status;
   clearTimeout(guard);
+  // A process the job left behind may hold its output open: its end is
+  // not waited for long.
+  let grace: ReturnType<typeof setTimeout> | undefined;
+  const open = await Promise.race([
+    pumps.then(() => false),
+    new Promise<boolean>((resolve) => {
+      grace = setTimeout(() => resolve(true), 10_000);
+    }),
+  ]);
+  clearTimeout(grace);
+  if (open) {
+    killGroup(child.pid, "SIGKILL");
+    await Promise.all(readers.map((reader) => reader.cancel()));
+  }
   running.delete(job);
-  const text = chunks.join("");
-  return {
-    job,
-    code: status.code,
-    text: hung
-      ? `${text}\nhung: killed after ${
+  const text = chunks.join("") +
+    (open ? "\na process the job left behind kept its output open\n" : "") +
+    (hung
+      ? `\nhung: killed after ${
         JOB_GUARD_MS / 60_000
       } minutes, in the last test named above\n`
-      : text,
+      : "");
+  return {
+    job,
+    code: open && status.code === 0 ? 1 : status.code,
+    text,
     seconds: (performance.now() - started) / 1000,
     hung,
     ...counts(job.kind, text),
@@ -251,7 +282,7 @@ async function pool(
   jobs: Job[],
   width: number,
   done: (outcome: Outcome) => void,
-  running: Map<Job, string[]>,
+  running: Map<Job, Running>,
 ): Promise<void> {
   const queue = [...jobs];
   const lane = async () => {
@@ -272,7 +303,7 @@ async function main(): Promise<number> {
     );
   }
   const started = performance.now();
-  const running = new Map<Job, string[]>();
+  const running = new Map<Job, Running>();
   const outcomes: Outcome[] = [];
   let first: string | null = null;
   const report = (outcome: Outcome) => {
@@ -291,7 +322,8 @@ async function main(): Promise<number> {
   };
   // A stop from outside (CI's timeout): say what was still running.
   const stop = () => {
-    for (const [job, chunks] of running) {
+    for (const [job, { chunks, pid }] of running) {
+      killGroup(pid, "SIGKILL");
       console.log(rule(`${job.name}: still running when stopped`));
       console.log(chunks.join("").trimEnd());
     }
@@ -349,10 +381,12 @@ async function main(): Promise<number> {
           name: `${file} (${build})`,
           kind: "node",
           command: "node",
+          // A test file is a test too, under the same timeout: long
+          // enough for a whole file on a loaded machine.
           args: [
             "--test",
             "--test-reporter=tap",
-            "--test-timeout=120000",
+            "--test-timeout=600000",
             file,
           ],
           env: { LOCKBOX_NODE_PACKAGE: build },

@@ -13,7 +13,7 @@ import { PACKAGE } from "./workers/_lockbox.mjs";
 export const CLI = `${PACKAGE}cli.js`;
 
 /** How long any wait on a child may take before the test fails. */
-export const GUARD_MS = 120_000;
+export const GUARD_MS = 300_000;
 
 /** Runs `fn` in a fresh temporary directory, removed afterwards. */
 export async function withTempDir(fn) {
@@ -52,9 +52,9 @@ export class Child {
       this.process.on("close", (code, signal) => resolve({ code, signal }))
     );
   }
-  /** Waits for a line starting with `prefix` (60 s guard against hangs). */
+  /** Waits for a line starting with `prefix` (120 s guard against hangs). */
   async waitFor(prefix) {
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + 120_000;
     while (!this.lines.some((l) => l.startsWith(prefix))) {
       if (this.process.exitCode !== null) {
         throw new Error(`child ended without '${prefix}': ${this.stderr}`);
