@@ -14,6 +14,7 @@ import {
 import {
   Child,
   delay,
+  GUARD_MS,
   names,
   output,
   sh,
@@ -290,6 +291,37 @@ Deno.test("lockbox run on a terminal keeps the command on it (a /dev/tty to ask 
   });
 });
 
+/**
+ * Runs `lockbox ARGS` on a terminal (script(1)) while `settle` waits (it
+ * reads the count of draws so far), then interrupts it (SIGINT); returns how
+ * many times it drew the screen. Waiting for draws rather than a fixed time
+ * keeps this right on a loaded machine, where the CLI may start slowly.
+ */
+async function drawsOnTerminal(
+  args: string,
+  settle: (draws: () => number) => Promise<void>,
+): Promise<number> {
+  // The shell says its pid, then becomes timeout(1), which passes a SIGINT
+  // on to lockbox (and sends one itself if the test never does).
+  const child = new Child("script", [
+    "-qec",
+    `echo "pid $$"; exec timeout -s INT ${GUARD_MS / 1000} ${quoted} ${args}`,
+    "/dev/null",
+  ]);
+  const draws = () => child.lines.join("\n").split("\x1b[H\x1b[2J").length - 1;
+  let pid = 0;
+  try {
+    pid = Number((await child.waitFor("pid ")).trim().split(" ")[1]);
+    await settle(draws);
+  } finally {
+    try {
+      if (pid > 0) Deno.kill(pid, "SIGINT");
+    } catch { /* already gone */ }
+    await child.finish();
+  }
+  return draws();
+}
+
 /** The pids of processes whose command line contains `marker`. */
 async function processesWith(marker: string): Promise<number[]> {
   const out = await output("pgrep", { args: ["-f", marker] });
@@ -463,13 +495,13 @@ Deno.test("lockbox status --json matches listLocks(); clean --dry-run removes no
       };
       assert.ok((await onTerminal({})).stdout.includes("\x1b[33m"));
       // --watch redraws in place on a terminal until interrupted.
-      const watched = await run([
-        "script",
-        "-qec",
-        `timeout -s INT 1.5 ${quoted} status --watch 0.3 ${dir}`,
-        "/dev/null",
-      ]);
-      const redraws = watched.stdout.split("\x1b[H\x1b[2J").length - 1;
+      const redraws = await drawsOnTerminal(
+        `status --watch 0.3 ${dir}`,
+        async (draws) => {
+          const deadline = Date.now() + GUARD_MS;
+          while (draws() < 2 && Date.now() < deadline) await delay(50);
+        },
+      );
       assert.ok(redraws >= 2, `${redraws} redraws`);
       assert.ok(
         !(await onTerminal({ NO_COLOR: "1" })).stdout.includes("\x1b["),
@@ -1428,14 +1460,16 @@ while [ ! -e ${dir}/stop ]; do sleep 0.02; done
 Deno.test("lockbox status --watch with an interval past 2^31 - 1 ms draws once and waits", async () => {
   await withTempDir(async (dir) => {
     await (await FileLock.acquire(`${dir}/a`)).release();
-    const watched = await run([
-      "script",
-      "-qec",
-      `timeout -s INT 1.5 ${quoted} status --watch 3000000 ${dir}`,
-      "/dev/null",
-    ]);
-    const redraws = watched.stdout.split("\x1b[H\x1b[2J").length - 1;
-    // A timer given more than 2^31 - 1 ms fires at once: hundreds of draws.
+    // A timer given more than 2^31 - 1 ms fires at once: hundreds of draws
+    // within a second of the first.
+    const redraws = await drawsOnTerminal(
+      `status --watch 3000000 ${dir}`,
+      async (draws) => {
+        const deadline = Date.now() + GUARD_MS;
+        while (draws() < 1 && Date.now() < deadline) await delay(50);
+        await delay(1_000);
+      },
+    );
     assert.equal(redraws, 1, `${redraws} draws`);
   });
 });
