@@ -70,6 +70,63 @@ export class LockTimeoutError extends LockError {
   }
 }
 
+/** One step of a deadlock: a process, and the lock it waits for. */
+export interface DeadlockStep {
+  /** The waiting process. */
+  pid: number;
+  /**
+   * The lock it waits for: a lock file's path (a PostgreSQL lock's name), or
+   * `device:inode` where no path could be found.
+   */
+  lock: string;
+}
+
+/**
+ * A wait for a lock was part of a deadlock: processes waiting for each
+ * other's locks in a cycle, so none of them could ever go on. One process
+ * of the cycle (chosen so that no two fail for the same cycle) gets this
+ * error instead of the lock; the others go on once it lets go of what it
+ * holds. To avoid it, take locks in one fixed order everywhere.
+ *
+ * @example
+ * ```ts ignore
+ * import { DeadlockError, withLock } from "@lockbox/lockbox";
+ * try {
+ *   await withLock("a.json", () => withLock("b.json", () => {}));
+ * } catch (error) {
+ *   if (error instanceof DeadlockError) console.error(error.cycle);
+ * }
+ * ```
+ */
+export class DeadlockError extends LockError {
+  /** Always `"DeadlockError"`. */
+  override name = "DeadlockError";
+  /**
+   * Creates a DeadlockError.
+   *
+   * @param lockPath The lock this process waited for.
+   * @param cycle The cycle, from this process round to it again: each
+   *   process and the lock it waits for, held by the next one.
+   * @param options The underlying cause, if any.
+   */
+  constructor(
+    readonly lockPath: string,
+    readonly cycle: DeadlockStep[],
+    options?: ErrorOptions,
+  ) {
+    super(
+      `Cannot lock '${lockPath}': deadlock: ${
+        cycle.map((step, i) =>
+          `pid ${step.pid} waits for '${step.lock}' held by pid ${
+            cycle[(i + 1) % cycle.length].pid
+          }`
+        ).join(", ")
+      }; this wait was given up so that the others go on; take locks in one fixed order everywhere`,
+      options,
+    );
+  }
+}
+
 /**
  * A held lock may have been lost: its database session ended, its heartbeat
  * missed the deadline, its lock file was removed or replaced, or it was

@@ -6,8 +6,10 @@ import { _sleep } from "../base/_promise.ts";
 import { _columns, _isTerminal, _writeStdout } from "../runtime/mod.ts";
 import {
   formatLockStatus,
+  formatWaitGraph,
   listLocks,
   type LockInfo,
+  readWaitGraph,
 } from "../seeds/lock_monitor.ts";
 import { _color, _json, _print } from "./_output.ts";
 import { _duration, _seconds } from "./_parse.ts";
@@ -25,7 +27,11 @@ export function _addStatus(program: Command): void {
       "age after which a free lock file is stale (90s, 5m, 1h, 2d)",
       _duration,
     )
-    .option("--json", "print LockInfo[] as JSON")
+    .option("--json", "print LockInfo[] (with --waits, the WaitGraph) as JSON")
+    .option(
+      "--waits",
+      "print who waits for whom (machine-wide), every deadlock marked",
+    )
     .option(
       "--watch [seconds]",
       "redraw every few seconds until interrupted",
@@ -40,6 +46,12 @@ export function _addStatus(program: Command): void {
           dirs,
           options.json,
         );
+      }
+      if (options.waits) {
+        const graph = await readWaitGraph(dirs.length ? dirs : ["."]);
+        if (options.json) _json(graph);
+        else _print(formatWaitGraph(graph));
+        return;
       }
       const look = async () => {
         const infos: LockInfo[] = [];

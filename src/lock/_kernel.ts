@@ -38,7 +38,7 @@ export function _checkLockFileStat(
 }
 
 // Linux's st_dev packs major and minor numbers; /proc/locks prints them apart.
-function _devKey(dev: number): string {
+export function _devKey(dev: number): string {
   const high = Math.floor(dev / 2 ** 32);
   const low = dev >>> 0;
   const major = ((low >>> 8) & 0xfff) | ((high & ~0xfff) >>> 0);

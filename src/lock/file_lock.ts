@@ -26,7 +26,12 @@ import {
   _pid,
   _unrefTimer,
 } from "../runtime/mod.ts";
-import { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
+import {
+  DeadlockError,
+  LockError,
+  LockLostError,
+  LockTimeoutError,
+} from "../base/errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
 import type { _KeptLockFile } from "./_kept_lock_file.ts";
 import { _FILE_TOKEN_MIN } from "./_fence.ts";
@@ -38,6 +43,7 @@ import {
   _checkTimeout,
   _heldRecord,
 } from "./_kernel.ts";
+import { _fileKey, _findDeadlock, _readWaitGraph } from "./_wait_graph.ts";
 import {
   _decodeToken,
   _encodeRecord,
@@ -122,12 +128,26 @@ export interface LockOptions {
    * @default {false}
    */
   blocking?: boolean;
+  /**
+   * How long a wait for a lock another process holds lasts before it looks
+   * for a deadlock, in milliseconds, and then again every as long while it
+   * waits: processes that wait for each other's locks in a cycle (Linux,
+   * from `/proc/locks`). In a deadlock, one lockbox process of the cycle
+   * (the same whichever looks: the highest pid) fails its wait with a
+   * `DeadlockError` and the others go on. A wait that is merely long is
+   * never one. `Infinity` never looks; a `blocking` wait cannot.
+   *
+   * @default {1000}
+   */
+  deadlockTimeout?: number;
 }
 
 /** One call to acquire, from its start until it is settled. */
 class _Request {
   #cancelTimer: (() => void) | undefined;
   #onAbort: (() => void) | undefined;
+  /** Takes a queued request out of its queue and fails it. */
+  fail: ((error: unknown) => void) | undefined;
 
   constructor(
     readonly path: string,
@@ -139,6 +159,7 @@ class _Request {
     readonly nullOnBusy: boolean,
     readonly kept: _KeptLockFile | undefined,
     readonly signal: AbortSignal | undefined,
+    readonly deadlockTimeout: number,
     readonly resolve: (lock: FileLock | null) => void,
     readonly reject: (error: unknown) => void,
   ) {}
@@ -152,6 +173,7 @@ class _Request {
       this.settle(null, error);
       _pump(queue);
     };
+    this.fail = fail;
     if (timeout !== Infinity) {
       this.#cancelTimer = _after(timeout, () => fail(this.busy()));
     }
@@ -190,6 +212,8 @@ class _Queue {
   active = 0;
   activeExclusive = false;
   osWait = false;
+  /** The timer of the deadlock check of the kernel wait in progress. */
+  detector: ReturnType<typeof setTimeout> | undefined;
   /**
    * The lock file a release of this path just unlocked, while that release
    * serves the next request in line (`_pump`): a hand-off within the
@@ -598,8 +622,14 @@ export class FileLock implements AsyncDisposable {
     let lockPath: string;
     let timeout: number;
     let metadataJson: string | undefined;
+    let deadlockTimeout: number;
     try {
       timeout = _checkTimeout(options.timeout);
+      deadlockTimeout = _checkTimeout(
+        options.deadlockTimeout,
+        "deadlockTimeout",
+        _DEADLOCK_TIMEOUT,
+      );
       if (options.blocking === true) {
         _checkBlockingWait("blocking", "timeout", timeout, options.signal);
       }
@@ -639,6 +669,7 @@ export class FileLock implements AsyncDisposable {
       nullOnBusy,
       kept,
       options.signal,
+      deadlockTimeout,
       resolve,
       reject,
     );
@@ -1073,6 +1104,10 @@ function _waitInKernel(
   shared: boolean,
 ): void {
   queue.osWait = true;
+  const head = queue.waiting[0];
+  if (head !== undefined && head.deadlockTimeout !== Infinity) {
+    _lookForDeadlock(queue, head.deadlockTimeout);
+  }
   handle.lock(!shared).then(
     () => _onKernelGrant(queue, handle, shared),
     (error) => _onKernelError(queue, handle, error),
@@ -1106,6 +1141,7 @@ function _onKernelError(
   error: unknown,
 ): void {
   queue.osWait = false;
+  _stopLooking(queue);
   handle.close();
   const head = queue.waiting.shift();
   head?.settle(null, _wrap(queue.lockPath, error));
@@ -1118,6 +1154,7 @@ function _onKernelGrant(
   shared: boolean,
 ): void {
   queue.osWait = false;
+  _stopLooking(queue);
   const head = queue.waiting[0];
   let stat: _FileStat | null = null;
   try {
@@ -1142,6 +1179,70 @@ function _onKernelGrant(
   queue.waiting.shift();
   _grant(queue, head, handle, stat);
   _pump(queue);
+}
+
+const _DEADLOCK_TIMEOUT = 1000;
+/** How long a found deadlock must stay before its victim gives up. */
+const _CONFIRM_MS = 100;
+
+/**
+ * Starts the deadlock check of a kernel wait: after `every` ms, and again
+ * every `every` ms while it lasts (a cycle may close after this wait
+ * began). A deadlock whose victim is this process must be seen twice,
+ * `_CONFIRM_MS` apart, with the same edges: the graph is read from several
+ * files, not atomically, and a real deadlock does not go away. See
+ * ARCHITECTURE.md, "Deadlocks".
+ */
+function _lookForDeadlock(queue: _Queue, every: number): void {
+  const look = (confirming: string | null) => {
+    queue.detector = undefined;
+    const head = queue.waiting[0];
+    if (!queue.osWait || head === undefined) return;
+    let found = null;
+    try {
+      found = _deadlockOf(queue);
+    } catch {
+      // Cannot look now: look again later.
+    }
+    if (found !== null && found.victim === _pid()) {
+      if (found.key === confirming) {
+        head.fail?.(new DeadlockError(head.lockPath, found.cycle));
+        if (!queue.osWait || queue.waiting.length === 0) return;
+      } else {
+        queue.detector = setTimeout(() => look(found.key), _CONFIRM_MS);
+        _unrefTimer(queue.detector);
+        return;
+      }
+    }
+    queue.detector = setTimeout(() => look(null), every);
+    _unrefTimer(queue.detector);
+  };
+  queue.detector = setTimeout(() => look(null), every);
+  _unrefTimer(queue.detector);
+}
+
+function _stopLooking(queue: _Queue): void {
+  if (queue.detector !== undefined) {
+    clearTimeout(queue.detector);
+    queue.detector = undefined;
+  }
+}
+
+/** The deadlock this process's wait for `queue`'s lock is part of, if any. */
+function _deadlockOf(queue: _Queue) {
+  const stat = _lstat(queue.lockPath);
+  if (stat === null) return null;
+  const graph = _readWaitGraph();
+  if (graph === null) return null;
+  const file = _fileKey(stat);
+  // Paths of the locks this process holds, for the error's message.
+  const known = new Map([[file, queue.lockPath]]);
+  for (const [lockPath, other] of _queues) {
+    if (other.active === 0) continue;
+    const held = _lstat(lockPath);
+    if (held !== null) known.set(_fileKey(held), lockPath);
+  }
+  return _findDeadlock(graph, _pid(), file, known);
 }
 
 /**

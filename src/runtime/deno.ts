@@ -6,6 +6,7 @@ import { constants } from "node:os";
 import {
   _groupRunsByProc,
   _isInitialPidNamespace,
+  _ppidOf,
   _readWhole,
   _tcpInodes,
 } from "./types.ts";
@@ -503,6 +504,47 @@ export function _openers(
     }
   }
   return { pids, complete };
+}
+
+/**
+ * The files process `pid` has open, from `/proc/PID/fd`: each one's path (as
+ * the kernel names it) and device and inode; `null` where they cannot be
+ * read (not Linux, the process gone, another user's without root).
+ */
+export function _openFilesOf(
+  pid: number,
+): { path: string; dev: number; ino: number }[] | null {
+  if (Deno.build.os !== "linux") return null;
+  const files: { path: string; dev: number; ino: number }[] = [];
+  try {
+    for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      try {
+        const link = `/proc/${pid}/fd/${fd.name}`;
+        const target = Deno.statSync(link);
+        if (!target.isFile) continue;
+        files.push({
+          path: Deno.readLinkSync(link),
+          dev: target.dev,
+          ino: target.ino!,
+        });
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+  } catch {
+    return null;
+  }
+  return files;
+}
+
+/** The parent of process `pid` (`/proc/PID/stat`), or `null` if unknown. */
+export function _parentPid(pid: number): number | null {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    return _ppidOf(Deno.readTextFileSync(`/proc/${pid}/stat`));
+  } catch {
+    return null;
+  }
 }
 
 /** `stat` following symlinks, with `null` for a path (or target) that does not exist. */

@@ -44,6 +44,8 @@ export const {
   _removeIfExists,
   _readDir,
   _openers,
+  _openFilesOf,
+  _parentPid,
   _statFollow,
   _realPath,
   _spawn,

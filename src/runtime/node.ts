@@ -29,6 +29,7 @@ import { Worker } from "node:worker_threads";
 import {
   _groupRunsByProc,
   _isInitialPidNamespace,
+  _ppidOf,
   _readWhole,
 } from "./types.ts";
 import type {
@@ -566,6 +567,43 @@ export function _openers(
     }
   }
   return { pids, complete };
+}
+
+/** The files process `pid` has open (see _runtime.ts). */
+export function _openFilesOf(
+  pid: number,
+): { path: string; dev: number; ino: number }[] | null {
+  if (process.platform !== "linux") return null;
+  const files: { path: string; dev: number; ino: number }[] = [];
+  try {
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const link = `/proc/${pid}/fd/${fd}`;
+        const target = fs.statSync(link);
+        if (!target.isFile()) continue;
+        files.push({
+          path: fs.readlinkSync(link),
+          dev: target.dev,
+          ino: target.ino,
+        });
+      } catch {
+        // Closed meanwhile.
+      }
+    }
+  } catch {
+    return null;
+  }
+  return files;
+}
+
+/** The parent of process `pid` (see _runtime.ts). */
+export function _parentPid(pid: number): number | null {
+  if (process.platform !== "linux") return null;
+  try {
+    return _ppidOf(fs.readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return null;
+  }
 }
 
 /** See {@linkcode _isInitialPidNamespace}. */

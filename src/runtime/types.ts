@@ -189,6 +189,13 @@ export function _groupRunsByProc(
   return false;
 }
 
+/** The parent pid in the text of `/proc/PID/stat`, or `null`. */
+export function _ppidOf(stat: string): number | null {
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+  const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  return Number.isInteger(ppid) && ppid > 0 ? ppid : null;
+}
+
 /**
  * The inodes of the TCP sockets from `localPort` to `remotePort`, from the
  * text of `/proc/net/tcp` and `/proc/net/tcp6`.

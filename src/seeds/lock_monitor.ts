@@ -12,6 +12,12 @@ import {
   _kernelTable,
   _liveRecord,
 } from "../lock/_kernel.ts";
+import {
+  _fileKey,
+  _pathsOf,
+  _readWaitGraph,
+  type _WaitGraph,
+} from "../lock/_wait_graph.ts";
 import { _lockInternals } from "../lock/_lock_internals.ts";
 import { _removeHeldLockFiles } from "../lock/_lock_removal.ts";
 import {
@@ -25,6 +31,20 @@ import { StoreError } from "../base/errors.ts";
 import { FileLock } from "../lock/file_lock.ts";
 import { _resolveTarget, type LockTarget } from "../lock/lock_target.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
+
+/** A process waiting for a lock. */
+export interface LockWaiter {
+  /**
+   * The waiting process. A lockbox Node process that waits in a `flock(1)`
+   * helper is named, not the helper; so is a process whose command waits
+   * under its lock (`flock a.lock cmd`, where `cmd` waits for another).
+   */
+  pid: number;
+  /** The mode it waits for. */
+  mode: "exclusive" | "shared";
+  /** Its command line, as for holders; `null` when unknown. */
+  command: string | null;
+}
 
 /** What the monitor knows about one lock file. */
 export interface LockInfo {
@@ -51,6 +71,12 @@ export interface LockInfo {
    * process gone, not permitted).
    */
   command: string | null;
+  /**
+   * The processes waiting for it, from the kernel (Linux; empty elsewhere).
+   * A wait inside a process (a second request for a lock the same process
+   * holds or awaits) is not the kernel's and is not listed.
+   */
+  waiters: LockWaiter[];
   /** Time since the lock file was last written; never negative. */
   ageMs: number;
   /** Free and older than `staleAfter`. */
@@ -119,6 +145,7 @@ function _info(
   staleAfter: number,
   now: number,
   table: _KernelTable,
+  graph: _WaitGraph | null,
   probe = true,
 ): LockInfo {
   const stat = _lstat(lockPath);
@@ -140,9 +167,25 @@ function _info(
     record,
     pid,
     command: held ? _commandOf(view.pids, record, pid) : null,
+    waiters: _waitersOf(graph, _fileKey(stat)),
     ageMs,
     stale: !held && ageMs > staleAfter,
   };
+}
+
+/** The processes the kernel lists as waiting for the file `file`. */
+function _waitersOf(graph: _WaitGraph | null, file: string): LockWaiter[] {
+  const waiters: LockWaiter[] = [];
+  for (const entry of graph?.table.waiters.get(file) ?? []) {
+    const pid = graph!.processOf.get(entry.pid) ?? entry.pid;
+    if (waiters.some((waiter) => waiter.pid === pid)) continue;
+    waiters.push({
+      pid,
+      mode: entry.exclusive ? "exclusive" : "shared",
+      command: _readCommandLine(pid),
+    });
+  }
+  return waiters;
 }
 
 /** The holder's command line: a pid the kernel names, else the file's. */
@@ -254,6 +297,7 @@ export async function listLocks(
   const staleAfter = _staleAfter(options.staleAfter);
   const now = Date.now();
   const table = _kernelTable();
+  const graph = _readWaitGraph();
   const infos: LockInfo[] = [];
   const root = _toPath(dir);
   await _walk(root, options.recursive ?? false, (path, kind) => {
@@ -266,7 +310,7 @@ export async function listLocks(
       // probed, not even for an instant.
       const content = _readableContent(path);
       const ours = content.record !== null || content.pid !== null;
-      const info = _info(path, content, staleAfter, now, table, ours);
+      const info = _info(path, content, staleAfter, now, table, graph, ours);
       if (ours || info.held) infos.push(info);
     } catch {
       // Unreadable, or removed or replaced while we looked: not listed.
@@ -318,7 +362,14 @@ export function lockInfo(
     const content = stat?.isFile
       ? _readableContent(path)
       : { record: null, pid: null };
-    return _info(path, content, staleAfter, Date.now(), _kernelTable());
+    return _info(
+      path,
+      content,
+      staleAfter,
+      Date.now(),
+      _kernelTable(),
+      _readWaitGraph(),
+    );
   });
 }
 
@@ -429,7 +480,7 @@ export async function cleanupStaleLocks(
         });
         continue;
       }
-      const info = _info(path, content, staleAfter, now, table);
+      const info = _info(path, content, staleAfter, now, table, null);
       if (info.stale) {
         stale.push(path);
         continue;
@@ -583,17 +634,29 @@ export function formatLockStatus(
       info.stale ? "stale" : "",
     ];
   });
+  // Each waiter on a line of its own under its lock.
+  const lines: { row: string[]; command: string | null; shown: boolean }[] = [];
+  for (const [i, row] of rows.entries()) {
+    const info = infos[i];
+    lines.push({ row, command: info.command ?? null, shown: info.held });
+    for (const waiter of info.waiters ?? []) {
+      lines.push({
+        row: ["  waiting", "-", waiter.mode, String(waiter.pid), "-", "", ""],
+        command: waiter.command,
+        shown: true,
+      });
+    }
+  }
   const header = ["PATH", "STATE", "MODE", "PID", "HOST", "AGE", "STALE"];
   const widths = header.map((h, i) =>
-    Math.max(h.length, ...rows.map((r) => r[i].length))
+    Math.max(h.length, ...lines.map((l) => l.row[i].length))
   );
   // The command goes last, in what room the other columns leave.
   const used = widths.reduce((sum, w) => sum + w + 2, 0);
   const room = Math.max(12, (options.width ?? 100) - used);
   header.push("COMMAND");
-  for (const [i, row] of rows.entries()) {
-    const info = infos[i];
-    row.push(info.held ? _commandCell(info.command ?? null, room) : "");
+  for (const { row, command, shown } of lines) {
+    row.push(shown ? _commandCell(command, room) : "");
   }
   widths.push(0);
   const line = (cells: string[], colour = false) =>
@@ -604,5 +667,124 @@ export function formatLockStatus(
       if (i === 6 && cell) return paint("31", padded);
       return padded;
     }).join("  ").trimEnd();
-  return [line(header), ...rows.map((r) => line(r, true))].join("\n");
+  return [line(header), ...lines.map((l) => line(l.row, true))].join("\n");
+}
+
+/** One wait of {@linkcode WaitGraph}: a process waiting for a lock another holds. */
+export interface WaitEdge {
+  /** The waiting process (see {@linkcode LockWaiter}). */
+  waiter: number;
+  /** Its command line, or `null`. */
+  waiterCommand: string | null;
+  /** The lock file, or `device:inode` where no path could be found. */
+  lockPath: string;
+  /** The mode the waiter asks for. */
+  mode: "exclusive" | "shared";
+  /** A process holding that lock. */
+  holder: number;
+  /** Its command line, or `null`. */
+  holderCommand: string | null;
+}
+
+/** Who waits for whom, machine-wide: {@linkcode readWaitGraph}. */
+export interface WaitGraph {
+  /** Every wait, one per waiter and holder. */
+  edges: WaitEdge[];
+  /**
+   * The deadlocks: each a set of two or more pids (ascending) that wait for
+   * each other in a cycle, so that none can go on by itself.
+   */
+  cycles: number[][];
+}
+
+/**
+ * Reads who waits for whom: every `flock` wait on the machine (Linux, from
+ * `/proc/locks`; empty elsewhere), as edges from a waiting process to a
+ * process that holds the lock it waits for, and the cycles among them
+ * (deadlocks). Lock paths are found through the lock files' holders and
+ * waiters (`/proc/PID/fd`); `dirs` (lock files in them, as
+ * {@linkcode listLocks} finds them) name those it cannot read. Never touches
+ * a lock.
+ *
+ * Requires `--allow-read`.
+ *
+ * @param dirs Directories whose lock files to name first.
+ * @returns The edges and the cycles.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readWaitGraph } from "@lockbox/lockbox";
+ * const graph = await readWaitGraph();
+ * assert.ok(Array.isArray(graph.edges) && Array.isArray(graph.cycles));
+ * ```
+ */
+export async function readWaitGraph(
+  dirs: (string | URL)[] = [],
+): Promise<WaitGraph> {
+  const known = new Map<string, string>();
+  for (const dir of dirs) {
+    await _walk(_toPath(dir), false, (path, kind) => {
+      if (kind !== "file") return;
+      const stat = _lstat(path);
+      if (stat !== null) known.set(_fileKey(stat), path);
+    }, () => {});
+  }
+  const graph = _readWaitGraph();
+  if (graph === null) return { edges: [], cycles: [] };
+  const paths = _pathsOf(graph, graph.edges.map((edge) => edge.file), known);
+  const commands = new Map<number, string | null>();
+  const command = (pid: number) => {
+    if (!commands.has(pid)) commands.set(pid, _readCommandLine(pid));
+    return commands.get(pid)!;
+  };
+  const edges = graph.edges.map((edge) => ({
+    waiter: edge.waiter,
+    waiterCommand: command(edge.waiter),
+    lockPath: paths.get(edge.file) ?? edge.file,
+    mode: edge.exclusive ? "exclusive" as const : "shared" as const,
+    holder: edge.holder,
+    holderCommand: command(edge.holder),
+  }));
+  edges.sort((a, b) =>
+    a.lockPath.localeCompare(b.lockPath) || a.waiter - b.waiter ||
+    a.holder - b.holder
+  );
+  return { edges, cycles: graph.cycles };
+}
+
+/**
+ * Formats a wait-for graph: one line per wait, `DEADLOCK` before each wait
+ * inside a cycle, then a line per cycle.
+ *
+ * @param graph What {@linkcode readWaitGraph} returned.
+ * @returns The text, or a line saying no process waits.
+ *
+ * @example
+ * ```ts
+ * import { formatWaitGraph } from "@lockbox/lockbox";
+ * console.log(formatWaitGraph({ edges: [], cycles: [] }));
+ * ```
+ */
+export function formatWaitGraph(graph: WaitGraph): string {
+  if (graph.edges.length === 0) return "no process waits for a lock";
+  const who = (pid: number, command: string | null) =>
+    `pid ${pid}${command === null ? "" : ` (${_commandCell(command, 40)})`}`;
+  const inCycle = (edge: WaitEdge) =>
+    graph.cycles.some((set) =>
+      set.includes(edge.waiter) && set.includes(edge.holder)
+    );
+  const lines = graph.edges.map((edge) =>
+    `${inCycle(edge) ? "DEADLOCK " : ""}${
+      who(edge.waiter, edge.waiterCommand)
+    } waits for ${_printable(edge.lockPath)} (${edge.mode}), held by ${
+      who(edge.holder, edge.holderCommand)
+    }`
+  );
+  for (const set of graph.cycles) {
+    lines.push(
+      `deadlock: pids ${set.join(", ")} wait for each other in a cycle`,
+    );
+  }
+  return lines.join("\n");
 }

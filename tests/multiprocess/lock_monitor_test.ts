@@ -445,6 +445,7 @@ Deno.test("formatLockStatus() cuts COMMAND to width, to no less than 12 characte
     record: null,
     pid: null,
     command: `sync ${"x".repeat(200)}`,
+    waiters: [],
     ageMs: 1000,
     stale: false,
   };
