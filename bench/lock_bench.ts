@@ -57,6 +57,17 @@ Deno.bench({
   },
 });
 
+// The same with the deadlock check off: an uncontended acquisition never
+// waits, so it must cost the same (see README, "Benchmarks").
+Deno.bench({
+  name: "lockbox FileLock.acquire + release, deadlockTimeout: Infinity",
+  group: "acquire+release",
+  async fn() {
+    const lock = await FileLock.acquire(path, { deadlockTimeout: Infinity });
+    await lock.release();
+  },
+});
+
 Deno.bench({
   name: "npm proper-lockfile lock + unlock",
   group: "acquire+release",
@@ -69,8 +80,11 @@ Deno.bench({
 // Hand-off: this process holds the lock while a child waits for it in the
 // kernel; timed from our release to the child's first byte after it got the
 // lock (so it includes one pipe write and read: an upper bound). One child
-// waits the default way (a pool thread), one with `blocking: true`.
-function handoffChild(blocking: boolean) {
+// waits the default way (a pool thread), one with `blocking: true`, and one
+// the default way with no deadlock check (`deadlockTimeout: Infinity`), to
+// show what the check's timer costs a contended acquisition.
+function handoffChild(blocking: boolean, check = true) {
+  const name = `${path}.handoff-${blocking}${check ? "" : "-nocheck"}`;
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -78,8 +92,9 @@ function handoffChild(blocking: boolean) {
       "--allow-write",
       "--allow-sys=hostname",
       fileURLToPath(new URL("./_handoff_child.ts", import.meta.url)),
-      `${path}.handoff-${blocking}`,
+      name,
       ...(blocking ? ["--blocking"] : []),
+      ...(check ? [] : ["--no-deadlock-check"]),
     ],
     stdin: "piped",
     stdout: "piped",
@@ -87,11 +102,17 @@ function handoffChild(blocking: boolean) {
   return {
     child,
     blocking,
+    check,
+    name,
     toChild: child.stdin.getWriter(),
     fromChild: child.stdout.getReader(),
   };
 }
-const children = [handoffChild(false), handoffChild(true)];
+const children = [
+  handoffChild(false),
+  handoffChild(true),
+  handoffChild(false, false),
+];
 
 async function childIsWaiting(inode: number): Promise<void> {
   // /proc/locks marks a blocked waiter with "->".
@@ -104,14 +125,14 @@ async function childIsWaiting(inode: number): Promise<void> {
   }
 }
 
-for (const { blocking, toChild, fromChild } of children) {
+for (const { blocking, check, name, toChild, fromChild } of children) {
   Deno.bench({
     name: `lockbox hand-off: release -> waiting process holds it${
       blocking ? " (blocking: true)" : ""
-    }`,
+    }${check ? "" : " (deadlockTimeout: Infinity)"}`,
     group: "hand-off between two processes",
     async fn(b) {
-      const lock = await FileLock.acquire(`${path}.handoff-${blocking}`);
+      const lock = await FileLock.acquire(name);
       await toChild.write(new TextEncoder().encode("go\n"));
       await childIsWaiting(Deno.statSync(lock.lockPath).ino!);
       b.start();

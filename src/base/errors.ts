@@ -74,6 +74,8 @@ export class LockTimeoutError extends LockError {
 export interface DeadlockStep {
   /** The waiting process. */
   pid: number;
+  /** Its host, for a PostgreSQL lock's cycle (processes on several hosts). */
+  hostname?: string;
   /**
    * The lock it waits for: a lock file's path (a PostgreSQL lock's name), or
    * `device:inode` where no path could be found.
@@ -114,13 +116,19 @@ export class DeadlockError extends LockError {
     readonly cycle: DeadlockStep[],
     options?: ErrorOptions,
   ) {
+    const who = (step: DeadlockStep) =>
+      `pid ${step.pid}${
+        step.hostname === undefined ? "" : ` on ${step.hostname}`
+      }`;
     super(
       `Cannot lock '${lockPath}': deadlock: ${
-        cycle.map((step, i) =>
-          `pid ${step.pid} waits for '${step.lock}' held by pid ${
-            cycle[(i + 1) % cycle.length].pid
-          }`
-        ).join(", ")
+        cycle.length === 0
+          ? `the server found one (${(options?.cause as Error)?.message})`
+          : cycle.map((step, i) =>
+            `${who(step)} waits for '${step.lock}' held by ${
+              who(cycle[(i + 1) % cycle.length])
+            }`
+          ).join(", ")
       }; this wait was given up so that the others go on; take locks in one fixed order everywhere`,
       options,
     );

@@ -128,6 +128,15 @@ async function _dbStatus(
         [info.name, info.mode ?? "free", `token ${info.token}`, holders]
           .filter(Boolean).join("\t"),
       );
+      for (const waiter of info.waiters) {
+        _print(
+          `  waiting\t${waiter.mode}\t${
+            waiter.pid === null
+              ? ""
+              : `pid ${waiter.pid} on ${waiter.hostname} `
+          }(session ${waiter.backendPid})`,
+        );
+      }
     }
   } finally {
     await db.close();

@@ -138,7 +138,8 @@ export function _graphOf(table: _FlockTable): _WaitGraph {
   return {
     table,
     edges,
-    cycles: _stronglyConnected(edges),
+    cycles: _stronglyConnected(edges).map((set) => set.sort((a, b) => a - b))
+      .sort((a, b) => a[0] - b[0]),
     processOf: mapped,
   };
 }
@@ -149,21 +150,26 @@ export function _readWaitGraph(): _WaitGraph | null {
   return text === null ? null : _graphOf(_parseFlocks(text));
 }
 
-/** Tarjan's algorithm: the sets of two or more processes in a cycle. */
-function _stronglyConnected(edges: _WaitEdge[]): number[][] {
-  const next = new Map<number, number[]>();
+/**
+ * Tarjan's algorithm: the sets of two or more processes that wait for each
+ * other in a cycle, from edges waiter -> holder.
+ */
+export function _stronglyConnected<K>(
+  edges: { waiter: K; holder: K }[],
+): K[][] {
+  const next = new Map<K, K[]>();
   for (const { waiter, holder } of edges) {
     const list = next.get(waiter) ?? [];
     if (!list.includes(holder)) list.push(holder);
     next.set(waiter, list);
   }
-  const index = new Map<number, number>();
-  const low = new Map<number, number>();
-  const stack: number[] = [];
-  const onStack = new Set<number>();
-  const sets: number[][] = [];
+  const index = new Map<K, number>();
+  const low = new Map<K, number>();
+  const stack: K[] = [];
+  const onStack = new Set<K>();
+  const sets: K[][] = [];
   let counter = 0;
-  const visit = (v: number) => {
+  const visit = (v: K) => {
     index.set(v, counter);
     low.set(v, counter++);
     stack.push(v);
@@ -177,18 +183,18 @@ function _stronglyConnected(edges: _WaitEdge[]): number[][] {
       }
     }
     if (low.get(v) === index.get(v)) {
-      const set: number[] = [];
-      let w: number;
+      const set: K[] = [];
+      let w: K;
       do {
         w = stack.pop()!;
         onStack.delete(w);
         set.push(w);
       } while (w !== v);
-      if (set.length > 1) sets.push(set.sort((a, b) => a - b));
+      if (set.length > 1) sets.push(set);
     }
   };
   for (const v of next.keys()) if (!index.has(v)) visit(v);
-  return sets.sort((a, b) => a[0] - b[0]);
+  return sets;
 }
 
 /**

@@ -1230,6 +1230,15 @@ function _stopLooking(queue: _Queue): void {
 
 /** The deadlock this process's wait for `queue`'s lock is part of, if any. */
 function _deadlockOf(queue: _Queue) {
+  // Holding no lock, this process cannot be in a cycle: no one waits for it.
+  let holds = false;
+  for (const other of _queues.values()) {
+    if (other.active > 0) {
+      holds = true;
+      break;
+    }
+  }
+  if (!holds) return null;
   const stat = _lstat(queue.lockPath);
   if (stat === null) return null;
   const graph = _readWaitGraph();

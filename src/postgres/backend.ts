@@ -11,7 +11,14 @@ import {
   type RunWithLockOptions,
 } from "../lock/run_command.ts";
 import { _after } from "../base/_promise.ts";
-import { LockError, LockLostError, LockTimeoutError } from "../base/errors.ts";
+import {
+  DeadlockError,
+  type DeadlockStep,
+  LockError,
+  LockLostError,
+  LockTimeoutError,
+} from "../base/errors.ts";
+import { _stronglyConnected } from "../lock/_wait_graph.ts";
 import { _env, _hostname, _pid } from "../runtime/mod.ts";
 import {
   _ANSWER_MS,
@@ -47,6 +54,10 @@ import {
   type PgJsonStoreOptions,
 } from "./pg_store.ts";
 
+/** A wait's deadlockTimeout unless its options say otherwise (ms). */
+const _DEADLOCK_TIMEOUT = 1000;
+/** PostgreSQL locks this process holds, on every backend. */
+let _heldInProcess = 0;
 /** Sessions kept open for the next acquisition. */
 const _MAX_IDLE = 8;
 /**
@@ -101,6 +112,13 @@ CREATE TABLE IF NOT EXISTS ${s}.holders (
   acquired_at timestamptz NOT NULL DEFAULT now(),
   metadata jsonb
 );
+CREATE TABLE IF NOT EXISTS ${s}.waits (
+  backend_pid integer PRIMARY KEY,
+  lock_id integer NOT NULL,
+  pid integer NOT NULL,
+  hostname text NOT NULL,
+  since timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS ${s}.documents (
   name text PRIMARY KEY,
   value json,
@@ -141,6 +159,7 @@ const _TABLES = [
   "document_backups",
   "quarantine",
   "logs",
+  "waits",
 ];
 
 /** Options of {@linkcode PostgresBackend.connect}. */
@@ -181,8 +200,32 @@ export interface PgLockOptions {
   timeout?: number;
   /** Gives up waiting; the promise rejects with `signal.reason`. */
   signal?: AbortSignal;
+  /**
+   * How long a wait lasts before it looks for a deadlock, and then again
+   * every as long while it waits, in milliseconds; `Infinity` never looks.
+   * As FileLock's `deadlockTimeout`, across every process (and host) that
+   * waits for lockbox's locks on this database.
+   *
+   * @default {1000}
+   */
+  deadlockTimeout?: number;
   /** Kept with the holder record, such as `{ job: "import" }`. */
   metadata?: Record<string, unknown>;
+}
+
+/** A session waiting for a lock, in {@linkcode PgLockInfo}. */
+export interface PgLockWaiter {
+  /** The waiting session's server process. */
+  backendPid: number;
+  /**
+   * The lockbox process waiting, and its host, once its wait has lasted
+   * `deadlockTimeout` (it records itself then); `null` before, or for a
+   * session that is not lockbox's.
+   */
+  pid: number | null;
+  hostname: string | null;
+  /** The mode it waits for. */
+  mode: "exclusive" | "shared";
 }
 
 /** One lock name in {@linkcode PostgresBackend.listLocks}. */
@@ -195,6 +238,8 @@ export interface PgLockInfo {
   token: number;
   /** The holders, as `lockHolder` describes one. */
   holders: PgLockHolder[];
+  /** The sessions waiting for it (`pg_locks`, `granted = false`). */
+  waiters: PgLockWaiter[];
 }
 
 /** A lock's guard held by `runWithLock`, on a session of its own. */
@@ -241,6 +286,34 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid = $1::oid AND l.objid = ANY($2::oid[])
 ORDER BY h.acquired_at NULLS LAST`;
+
+/** The sessions waiting for lockbox's locks, with who records each wait. */
+const _waitersSql = (schema: _Schema) => `
+SELECT l.objid::int AS lock_id, l.pid AS backend_pid, l.mode, w.pid, w.hostname
+FROM pg_locks l
+LEFT JOIN ${schema.sql}.waits w ON w.backend_pid = l.pid AND w.lock_id::oid = l.objid
+WHERE l.locktype = 'advisory' AND NOT l.granted AND l.objsubid = 2
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = $1::oid
+ORDER BY l.objid, l.pid`;
+
+/**
+ * The waits-for edges between lockbox processes (host and pid): a session
+ * whose wait is recorded in the schema's waits table, waiting for a lock held by a
+ * session with a holder record. See ARCHITECTURE.md, "Deadlocks".
+ */
+const _waitEdgesSql = (schema: _Schema) => `
+SELECT k.name, w.pid AS waiter_pid, w.hostname AS waiter_host,
+       h.pid AS holder_pid, h.hostname AS holder_host
+FROM pg_locks l
+JOIN ${schema.sql}.waits w ON w.backend_pid = l.pid AND w.lock_id::oid = l.objid
+JOIN pg_locks g ON g.locktype = 'advisory' AND g.granted AND g.objsubid = 2
+  AND g.database = l.database AND g.classid = l.classid AND g.objid = l.objid
+JOIN ${schema.sql}.holders h ON h.backend_pid = g.pid AND h.lock_id::oid = g.objid
+JOIN ${schema.sql}.locks k ON k.id = l.objid::int
+WHERE l.locktype = 'advisory' AND NOT l.granted AND l.objsubid = 2
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = $1::oid`;
 
 function _holder(row: _HolderRow): PgLockHolder {
   return {
@@ -802,6 +875,27 @@ export class PostgresBackend implements StoreBackend {
       if (!byLock.has(row.lock_id)) byLock.set(row.lock_id, []);
       byLock.get(row.lock_id)!.push(_holder(row));
     }
+    const waiting = new Map<number, PgLockWaiter[]>();
+    const waiterRows = await this.#withSession((session) =>
+      session.query<
+        {
+          lock_id: number;
+          backend_pid: number;
+          mode: string;
+          pid: number | null;
+          hostname: string | null;
+        }
+      >(_waitersSql(this.#schema), [this.#schema.lockKey])
+    );
+    for (const row of waiterRows) {
+      if (!waiting.has(row.lock_id)) waiting.set(row.lock_id, []);
+      waiting.get(row.lock_id)!.push({
+        backendPid: row.backend_pid,
+        pid: row.pid,
+        hostname: row.hostname,
+        mode: row.mode === "ShareLock" ? "shared" : "exclusive",
+      });
+    }
     const infos: PgLockInfo[] = [];
     for (const row of rows) {
       this.#ids.set(row.name, row.id);
@@ -815,6 +909,7 @@ export class PostgresBackend implements StoreBackend {
           : "exclusive",
         token: Number(row.fence),
         holders,
+        waiters: waiting.get(row.id) ?? [],
       });
     }
     return infos;
@@ -875,6 +970,7 @@ export class PostgresBackend implements StoreBackend {
   ): Promise<PgLock | null> {
     _lockName(name);
     const timeout = _checkTimeout(options.timeout);
+    _checkTimeout(options.deadlockTimeout, "deadlockTimeout");
     const shared = options.shared === true;
     const signal = options.signal;
     signal?.throwIfAborted();
@@ -905,8 +1001,10 @@ export class PostgresBackend implements StoreBackend {
       if (lock === null) this.#leave(name, queue, shared);
       else {
         this.#held.add(lock);
+        _heldInProcess++;
         lock.signal.addEventListener("abort", () => {
           this.#held.delete(lock!);
+          _heldInProcess--;
           this.#leave(name, queue, shared);
         }, { once: true });
       }
@@ -927,7 +1025,16 @@ export class PostgresBackend implements StoreBackend {
     const session = await this.#borrow(limit);
     let locked = false;
     try {
-      locked = await this.#wait(session, name, id, shared, timeout, limit);
+      locked = await this.#wait(
+        session,
+        name,
+        id,
+        shared,
+        timeout,
+        limit,
+        this.#schema.lockKey,
+        options.deadlockTimeout ?? _DEADLOCK_TIMEOUT,
+      );
       // Granted as the signal aborted: given back, no token taken.
       if (locked) options.signal?.throwIfAborted();
       // The token and holder record, in the statement that checks the guard
@@ -1102,13 +1209,29 @@ export class PostgresBackend implements StoreBackend {
     timeout: number,
     limit: _CallLimit,
     namespace = this.#schema.lockKey,
+    deadlockTimeout = Infinity,
   ): Promise<boolean> {
     const kind = shared ? "_shared" : "";
-    const signal = limit.signal;
     // Holding the lock itself (not its guard) makes the session one the
     // server ends once idle past _SERVER_IDLE_MS (the heartbeat keeps it
     // busy while its client lives).
     const hold = namespace === this.#schema.lockKey;
+    // A deadlock found ends the wait as an abort would, with DeadlockError.
+    const deadlock = hold && timeout > 0 && deadlockTimeout !== Infinity
+      ? new AbortController()
+      : null;
+    const signal = deadlock === null
+      ? limit.signal
+      : limit.signal
+      ? AbortSignal.any([limit.signal, deadlock.signal])
+      : deadlock.signal;
+    const looking = deadlock === null ? null : this.#lookForDeadlock(
+      session.backendPid,
+      name,
+      id,
+      deadlockTimeout,
+      deadlock,
+    );
     if (timeout === 0) {
       const [row] = await session.query<{ ok: boolean }>(
         hold
@@ -1178,6 +1301,11 @@ export class PostgresBackend implements StoreBackend {
             return false;
           }
           if (error instanceof LockError) throw error;
+          if (_sqlState(error) === "40P01") {
+            throw new DeadlockError(`${name} (PostgreSQL)`, [], {
+              cause: error,
+            });
+          }
           throw new LockError(
             `Cannot lock '${name}' on ${_describe(this.#config.url)}: ${
               (error as Error).message
@@ -1191,7 +1319,160 @@ export class PostgresBackend implements StoreBackend {
       // Granted as the signal aborted: the cancel must have reached the
       // server before the caller lets go of the lock on this session.
       if (delivered !== null && !await delivered) await session.close();
+      await looking?.();
     }
+  }
+
+  /**
+   * The deadlock check of a wait on the server (session `backendPid`, lock
+   * `id`): after `every` ms it records the wait in the schema's waits table (so other
+   * processes see who waits), then reads the waits-for graph between
+   * lockbox processes, and again every `every` ms. A cycle through this
+   * process whose victim (the highest pid, then host name) is this
+   * process, seen twice 100 ms apart, aborts `deadlock` with a
+   * DeadlockError. Returns the function that stops it and removes the
+   * record.
+   */
+  #lookForDeadlock(
+    backendPid: number,
+    name: string,
+    id: number,
+    every: number,
+    deadlock: AbortController,
+  ): () => Promise<void> {
+    const self = `${_pid()}@${_hostname()}`;
+    let stopped = false;
+    let recorded: Promise<unknown> | null = null;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let wake: () => void = () => {};
+    const sleep = (ms: number) =>
+      new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = setTimeout(resolve, ms);
+      });
+    const look = async (): Promise<string | null> => {
+      const rows = await this.#withSession((session) =>
+        session.query<{
+          name: string;
+          waiter_pid: number;
+          waiter_host: string;
+          holder_pid: number;
+          holder_host: string;
+        }>(_waitEdgesSql(this.#schema), [this.#schema.lockKey])
+      );
+      const edges = rows.map((row) => ({
+        waiter: `${row.waiter_pid}@${row.waiter_host}`,
+        holder: `${row.holder_pid}@${row.holder_host}`,
+        name: row.name,
+      })).filter((edge) => edge.waiter !== edge.holder);
+      const set = _stronglyConnected(edges).find((keys) => keys.includes(self));
+      if (set === undefined) return null;
+      const order = (key: string) => {
+        const at = key.indexOf("@");
+        return [Number(key.slice(0, at)), key.slice(at + 1)] as const;
+      };
+      const victim = set.reduce((a, b) => {
+        const [pa, ha] = order(a);
+        const [pb, hb] = order(b);
+        return pb > pa || (pb === pa && hb > ha) ? b : a;
+      });
+      if (victim !== self) return null;
+      const inSet = edges.filter((edge) =>
+        set.includes(edge.waiter) && set.includes(edge.holder)
+      );
+      const key = inSet.map((e) => `${e.waiter}>${e.name}>${e.holder}`).sort()
+        .join(" ");
+      // The way round from this process's wait back to it.
+      const first = inSet.find((e) => e.waiter === self && e.name === name);
+      if (first === undefined) return null;
+      const from = new Map([[first.holder, first]]);
+      for (const queue = [first.holder]; queue.length > 0;) {
+        const at = queue.shift()!;
+        for (const e of inSet) {
+          if (e.waiter === at && !from.has(e.holder)) {
+            from.set(e.holder, e);
+            queue.push(e.holder);
+          }
+        }
+      }
+      const route: typeof inSet = [];
+      for (let at = self; route.length <= set.length;) {
+        const e = from.get(at);
+        if (e === undefined) return null;
+        route.unshift(e);
+        at = e.waiter;
+        if (at === self) break;
+      }
+      const cycle: DeadlockStep[] = route.map((e) => {
+        const [pid, hostname] = order(e.waiter);
+        return { pid, hostname, lock: `${e.name} (PostgreSQL)` };
+      });
+      confirmed = { key, cycle };
+      return key;
+    };
+    let confirmed: { key: string; cycle: DeadlockStep[] } | null = null;
+    const loop = async () => {
+      // Looks at every, 2 every, 4 every, ... up to 8 every: each look is a
+      // query on a session of its own, and many processes may wait at once.
+      let wait = every;
+      const next = () => {
+        const ms = wait;
+        wait = Math.min(wait * 2, every * 8);
+        return sleep(ms);
+      };
+      await next();
+      // A process that holds no lock here cannot be in a cycle (no one
+      // waits for it): it neither records its wait nor looks.
+      while (!stopped && _heldInProcess === 0) await next();
+      if (stopped) return;
+      recorded = this.#withSession((session) =>
+        session.query(
+          `INSERT INTO ${this.#schema.sql}.waits (backend_pid, lock_id, pid, hostname)
+           VALUES ($1, $2, $3, $4) ON CONFLICT (backend_pid) DO UPDATE SET
+           lock_id = EXCLUDED.lock_id, pid = EXCLUDED.pid,
+           hostname = EXCLUDED.hostname, since = now()`,
+          [backendPid, id, _pid(), _hostname()],
+        )
+      );
+      await recorded;
+      while (!stopped) {
+        const first = _heldInProcess === 0 ? null : await look();
+        if (first !== null) {
+          await sleep(100);
+          if (stopped) return;
+          const found = confirmed;
+          if (await look() === first && found !== null) {
+            deadlock.abort(
+              new DeadlockError(`${name} (PostgreSQL)`, found.cycle),
+            );
+            return;
+          }
+        }
+        await next();
+      }
+    };
+    const running = loop().catch(() => {
+      // Cannot look (the server is gone): the wait itself will say so.
+    });
+    // Stopping never delays the caller (the lock may just have been
+    // granted): the record goes in the background, and close() waits for it.
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+      wake();
+      if (recorded === null) return Promise.resolve();
+      const removing = running.then(() =>
+        this.#withSession((session) =>
+          session.query(
+            `DELETE FROM ${this.#schema.sql}.waits WHERE backend_pid = $1`,
+            [backendPid],
+          )
+        )
+      ).then(() => {}, () => {})
+        .finally(() => this.#closing.delete(removing));
+      this.#closing.add(removing);
+      return Promise.resolve();
+    };
   }
 
   /** Cancels the statement a session is running, from another session. */

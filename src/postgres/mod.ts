@@ -18,6 +18,7 @@
 export {
   type PgLockInfo,
   type PgLockOptions,
+  type PgLockWaiter,
   PostgresBackend,
   type PostgresOptions,
 } from "./backend.ts";
@@ -34,6 +35,8 @@ export {
 } from "./pg_store.ts";
 export {
   CorruptStoreError,
+  DeadlockError,
+  type DeadlockStep,
   LockError,
   LockLostError,
   LockTimeoutError,

@@ -427,4 +427,108 @@ Deno.test({
   },
 });
 
+pgTest(
+  "PostgresBackend.listLocks() shows a waiting process, which a holder merely slow never fails with DeadlockError",
+  async (c) => {
+    const holder = denoWorker(c, "pg_hold.ts", ["dl-x"]);
+    const waiter = denoWorker(c, "pg_nest.ts", ["dl-y", "dl-x", "100"]);
+    try {
+      await holder.waitFor("locked");
+      await waiter.waitFor("holding");
+      await waiter.send("go");
+      const db = await PostgresBackend.connect(c.url);
+      try {
+        let info;
+        for (let i = 0; i < 200; i++) {
+          info = (await db.listLocks()).find((info) => info.name === "dl-x");
+          if (info?.waiters[0]?.pid) break;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.deepEqual(
+          info!.waiters.map((w) => [w.pid, w.hostname, w.mode]),
+          [[waiter.pid, Deno.hostname(), "exclusive"]],
+        );
+        assert.equal(info!.holders[0].pid, holder.pid);
+        const cli = fileURLToPath(new URL("../../cli.ts", import.meta.url));
+        const status = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "--allow-all", cli, "status", "--db", c.url, "dl-x"],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.ok(
+          new TextDecoder().decode(status.stdout).includes(
+            `\n  waiting\texclusive\tpid ${waiter.pid} on ${Deno.hostname()} (session ${
+              info!.waiters[0].backendPid
+            })\n`,
+          ),
+          new TextDecoder().decode(status.stdout),
+        );
+        // Well past the threshold: still waiting, no DeadlockError.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        assert.deepEqual(waiter.lines, ["holding"]);
+      } finally {
+        await db.close();
+      }
+      await holder.send("release");
+      const result = await waiter.finish(30_000);
+      assert.equal(result.lines.at(-1), "done", result.stderr);
+      await holder.finish();
+    } finally {
+      await holder.kill().catch(() => {});
+      await waiter.kill().catch(() => {});
+    }
+  },
+);
+
+pgTest(
+  "PostgresBackend.acquire() fails exactly one of three processes with DeadlockError in a cycle of PostgreSQL locks",
+  async (c) => {
+    const names = ["dl-a", "dl-b", "dl-c"];
+    const children = names.map((name, i) =>
+      denoWorker(c, "pg_nest.ts", [name, names[(i + 1) % 3], "300"])
+    );
+    try {
+      await Promise.all(children.map((child) => child.waitFor("holding")));
+      for (const child of children) await child.send("go");
+      const results = await Promise.all(
+        children.map((child) => child.finish(30_000)),
+      );
+      const last = results.map((result) => {
+        assert.equal(result.code, 0, result.stderr);
+        return result.lines.at(-1)!;
+      });
+      const failed = last.flatMap((line, i) =>
+        line.startsWith("deadlock ") ? [i] : []
+      );
+      assert.equal(failed.length, 1, last.join("\n"));
+      const victim = children[failed[0]];
+      assert.equal(victim.pid, Math.max(...children.map((child) => child.pid)));
+      const cycle = JSON.parse(last[failed[0]].slice("deadlock ".length));
+      assert.deepEqual(
+        cycle.map((
+          step: { pid: number; lock: string },
+        ) => [step.pid, step.lock]),
+        [0, 1, 2].map((k) => {
+          const i = (failed[0] + k) % 3;
+          return [children[i].pid, `${names[(i + 1) % 3]} (PostgreSQL)`];
+        }),
+      );
+      for (const [i, line] of last.entries()) {
+        if (i !== failed[0]) assert.equal(line, "done");
+      }
+      // Every recorded wait is gone with its wait.
+      assert.equal(
+        await c.sql(
+          `SELECT count(*) FROM lockbox.waits WHERE pid IN (${
+            children.map((child) => child.pid).join(", ")
+          })`,
+        ),
+        "0",
+      );
+    } finally {
+      for (const child of children) await child.kill().catch(() => {});
+    }
+  },
+);
+
 stopAfterwards();
