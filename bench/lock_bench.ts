@@ -58,7 +58,7 @@ Deno.bench({
 });
 
 // The same with the deadlock check off: an uncontended acquisition never
-// waits, so it must cost the same (see README, "Benchmarks").
+// waits, so it must cost the same (see docs/benchmarks.md).
 Deno.bench({
   name: "lockbox FileLock.acquire + release, deadlockTimeout: Infinity",
   group: "acquire+release",
