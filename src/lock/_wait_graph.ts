@@ -5,6 +5,7 @@
 import {
   _openFilesOf,
   _parentPid,
+  _pid,
   _readCommandLine,
   _readProcLocks,
 } from "../runtime/mod.ts";
@@ -108,6 +109,20 @@ function _waiterProcess(
     up = next;
   }
   return pid;
+}
+
+/** Whether an ancestor of this process (four levels up) holds a flock. */
+export function _underHeldLock(table: _FlockTable): boolean {
+  const holders = new Set<number>();
+  for (const entries of table.holders.values()) {
+    for (const { pid } of entries) holders.add(pid);
+  }
+  let up = _parentPid(_pid());
+  for (let depth = 0; depth < 4 && up !== null && up > 1; depth++) {
+    if (holders.has(up)) return true;
+    up = _parentPid(up);
+  }
+  return false;
 }
 
 /** Builds the graph from a table. */
@@ -234,6 +249,11 @@ export function _pathsOf(
 
 /** What a wait's deadlock check found. */
 export interface _Deadlock {
+  /**
+   * The checking process as the graph knows it: itself, or the holder it
+   * runs under (a command of `lockbox run a.lock`, waiting for another lock).
+   */
+  self: number;
   /** The process that gives up its wait: one of the cycle's lockbox processes. */
   victim: number;
   /** From the checking process round to it again. */
@@ -251,10 +271,11 @@ export interface _Deadlock {
  */
 export function _findDeadlock(
   graph: _WaitGraph,
-  self: number,
+  pid: number,
   file: string,
   known: Map<string, string>,
 ): _Deadlock | null {
+  const self = graph.processOf.get(pid) ?? pid;
   const set = graph.cycles.find((members) => members.includes(self));
   if (!set) return null;
   const inSet = new Set(set);
@@ -301,6 +322,7 @@ export function _findDeadlock(
     })
   );
   return {
+    self,
     victim: Math.max(...lockbox),
     cycle: route.map((edge) => ({
       pid: edge.waiter,

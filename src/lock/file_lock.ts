@@ -24,6 +24,7 @@ import {
   _openExisting,
   _openReadOnly,
   _pid,
+  _readProcLocks,
   _unrefTimer,
 } from "../runtime/mod.ts";
 import {
@@ -43,7 +44,13 @@ import {
   _checkTimeout,
   _heldRecord,
 } from "./_kernel.ts";
-import { _fileKey, _findDeadlock, _readWaitGraph } from "./_wait_graph.ts";
+import {
+  _fileKey,
+  _findDeadlock,
+  _graphOf,
+  _parseFlocks,
+  _underHeldLock,
+} from "./_wait_graph.ts";
 import {
   _decodeToken,
   _encodeRecord,
@@ -1204,7 +1211,7 @@ function _lookForDeadlock(queue: _Queue, every: number): void {
     } catch {
       // Cannot look now: look again later.
     }
-    if (found !== null && found.victim === _pid()) {
+    if (found !== null && found.victim === found.self) {
       if (found.key === confirming) {
         head.fail?.(new DeadlockError(head.lockPath, found.cycle));
         if (!queue.osWait || queue.waiting.length === 0) return;
@@ -1228,6 +1235,9 @@ function _stopLooking(queue: _Queue): void {
   }
 }
 
+/** Whether an ancestor held a lock at this process's first deadlock look. */
+let _runsUnderLock: boolean | undefined;
+
 /** The deadlock this process's wait for `queue`'s lock is part of, if any. */
 function _deadlockOf(queue: _Queue) {
   // Holding no lock, this process cannot be in a cycle: no one waits for it.
@@ -1238,11 +1248,18 @@ function _deadlockOf(queue: _Queue) {
       break;
     }
   }
-  if (!holds) return null;
+  // Holding no lock, this process is in a cycle only as a command run under
+  // an ancestor's lock (`lockbox run a.lock -- cmd`), which its first look
+  // tells for its whole life; else no one waits for it, and nothing is read.
+  if (!holds && _runsUnderLock === false) return null;
   const stat = _lstat(queue.lockPath);
   if (stat === null) return null;
-  const graph = _readWaitGraph();
-  if (graph === null) return null;
+  const text = _readProcLocks();
+  if (text === null) return null;
+  const table = _parseFlocks(text);
+  _runsUnderLock ??= _underHeldLock(table);
+  if (!holds && !_runsUnderLock) return null;
+  const graph = _graphOf(table);
   const file = _fileKey(stat);
   // Paths of the locks this process holds, for the error's message.
   const known = new Map([[file, queue.lockPath]]);

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import {
   formatLockStatus,
   listLocks,
+  lockInfo,
   readWaitGraph,
   withLock,
 } from "../../mod.ts";
@@ -173,6 +174,60 @@ Deno.test("withLock() fails the Deno process, never Python, when a Python fcntl.
       { pid: deno.pid, lock: `${b}.lock` },
       { pid: python.pid, lock: `${a}.lock` },
     ]);
+  });
+});
+
+Deno.test("withLock() in a command under lockbox run fails as its lockbox run when that is the cycle's highest pid", async () => {
+  await withTempDir(async (dir) => {
+    const [a, b] = [`${dir}/a`, `${dir}/b`];
+    const t = ["--deadlock-timeout", "200"];
+    // Started first: the lower pid. Holds b, then (on "go") waits for a.
+    const other = denoNest([...t, b, a]);
+    await other.waitFor("holding");
+    // lockbox run holds a.lock while its command waits for b: the command
+    // holds nothing itself, and its wait is lockbox run's.
+    const cli = fileURLToPath(new URL("../../cli.ts", import.meta.url));
+    const run = new Child(Deno.execPath(), [
+      "run",
+      "--allow-all",
+      "--quiet",
+      cli,
+      "run",
+      `${a}.lock`,
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      "--quiet",
+      fileURLToPath(new URL("./workers/nest.ts", import.meta.url)),
+      ...t,
+      b,
+    ], { stdin: true });
+    try {
+      for (let i = 0; i < 600; i++) {
+        const info = await lockInfo(`${a}.lock`).catch(() => null);
+        if (info?.holders.includes(run.pid)) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.deepEqual((await lockInfo(`${a}.lock`)).holders, [run.pid]);
+      assert.ok(run.pid > other.pid);
+      await other.send("go");
+      const [ran, rest] = await Promise.all([
+        run.finish(GUARD),
+        other.finish(GUARD),
+      ]);
+      assert.equal(rest.lines.at(-1), "done", rest.stderr);
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.deepEqual(
+        JSON.parse(ran.lines.at(-1)!.slice("deadlock ".length)),
+        [{ pid: run.pid, lock: `${b}.lock` }, {
+          pid: other.pid,
+          lock: `${a}.lock`,
+        }],
+      );
+    } finally {
+      await run.kill().catch(() => {});
+      await other.kill().catch(() => {});
+    }
   });
 });
 

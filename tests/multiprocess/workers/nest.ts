@@ -38,5 +38,9 @@ try {
 } catch (error) {
   if (!(error instanceof DeadlockError)) throw error;
   console.log(`deadlock ${JSON.stringify(error.cycle)}`);
+  // The given-up wait stays parked in the kernel until granted, and keeps
+  // the process alive: as a command under lockbox run, it would keep its
+  // lock from the others. Exit, as the FileLock docs advise.
+  Deno.exit(0);
 }
 await lines.cancel();
