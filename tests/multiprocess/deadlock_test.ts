@@ -30,7 +30,7 @@ const NODE_BUILD = new URL("../../dist/npm/", import.meta.url);
 
 function nodeNest(args: string[]): Child {
   try {
-    Deno.statSync(new URL("node_modules/fs-ext/", NODE_BUILD));
+    Deno.statSync(new URL("node_modules/koffi/", NODE_BUILD));
   } catch {
     throw new Error(
       "The Node build in dist/npm is missing: run `deno task build:npm --install` first (deno task test does)",
