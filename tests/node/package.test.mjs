@@ -434,7 +434,7 @@ main().catch((error) => { console.error(error); process.exit(1); });
     );
     // The page's tsconfig, over the same code as TypeScript.
     const tsconfig = JSON.parse(
-      page.match(/^```json\n(\{\n  "compilerOptions"[\s\S]*?)^```$/m)?.[1] ??
+      page.match(/^```json\n(\{\n {2}"compilerOptions"[\s\S]*?)^```$/m)?.[1] ??
         "null",
     );
     assert.ok(tsconfig, "docs/node.md has no tsconfig.json");
