@@ -260,7 +260,12 @@ Deno.test("FileLock removeOnRelease removes the lock file, and a new lock recrea
     const path = `${dir}/state.json`;
     const lock = await FileLock.acquire(path, { removeOnRelease: true });
     await lock.release();
-    await assert.rejects(Deno.lstat(`${path}.lock`), Deno.errors.NotFound);
+    if (Deno.env.get("LOCKBOX_NO_PROC") === "1") {
+      // Without /proc no one can be shown not to have it open: kept.
+      assert.ok((await Deno.lstat(`${path}.lock`)).isFile);
+    } else {
+      await assert.rejects(Deno.lstat(`${path}.lock`), Deno.errors.NotFound);
+    }
     const again = await FileLock.acquire(path);
     assert.ok((await Deno.lstat(`${path}.lock`)).isFile);
     await again.release();

@@ -3,7 +3,8 @@
 // that the lock stays with the shell after this process exits.
 
 import { _after } from "../base/_promise.ts";
-import { _flockDescriptor, _spawn } from "../runtime/mod.ts";
+import { _flockDescriptor, _onWindows, _spawn } from "../runtime/mod.ts";
+import { LockError } from "../base/errors.ts";
 
 /** How {@linkcode _lockDescriptor} waits. */
 export interface _DescriptorLockOptions {
@@ -28,12 +29,18 @@ export interface _DescriptorLockOptions {
  * the instant before it died.
  *
  * @throws {Error} With `code` `"EBADF"` if `fd` is not open.
+ * @throws {LockError} On Windows, which has no flock on a descriptor.
  */
 export async function _lockDescriptor(
   fd: number,
   how: "sh" | "ex" | "un",
   options: _DescriptorLockOptions,
 ): Promise<boolean> {
+  if (_onWindows) {
+    throw new LockError(
+      `Cannot lock descriptor ${fd}: descriptor mode is not on Windows, which has no flock(2) on a descriptor a shell passes in; run the command under the lock instead: lockbox run FILE COMMAND`,
+    );
+  }
   if (how === "un") return _flockDescriptor(fd, "un", true);
   if (_flockDescriptor(fd, how, false)) return true;
   if (options.timeout === 0) return false;

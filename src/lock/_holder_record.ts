@@ -4,6 +4,7 @@ import {
   _errorCode,
   type _LockHandle,
   _lstat,
+  _onWindows,
   _openReadOnly,
 } from "../runtime/mod.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
@@ -321,8 +322,10 @@ export function _isDamagedRecord(bytes: Uint8Array): boolean {
 
 /**
  * The file that keeps lockbox's record of a lock file written in seed 001's
- * format (the holder's pid alone): the lock file's name plus `.lockbox`, which
- * seed 001's tools, looking for `*.lock`, never look at.
+ * format (the holder's pid alone), and on Windows of every lock file (where
+ * no other handle may read a locked file, and a shared holder may not write
+ * it): the lock file's name plus `.lockbox`, which seed 001's tools, looking
+ * for `*.lock`, never look at.
  */
 export function _recordFileOf(lockPath: string): string {
   return `${lockPath}.lockbox`;
@@ -365,6 +368,7 @@ const _NOTHING: _LockFileContent = { record: null, pid: null };
  * that same pid (else it is an earlier holder's).
  */
 export function _readLockFile(lockPath: string): _LockFileContent {
+  if (_onWindows) return _readRecordBeside(lockPath);
   let handle;
   try {
     handle = _openReadOnly(lockPath);
@@ -389,9 +393,18 @@ export function _readLockFile(lockPath: string): _LockFileContent {
   return { record: _recordOfPidFile(lockPath, pid), pid };
 }
 
-/** The record in a pid file's record file, if it names `pid`. */
-function _recordOfPidFile(lockPath: string, pid: number): LockHolder | null {
-  const path = _recordFileOf(lockPath);
+/**
+ * Windows: the record in the lock file's record file, whoever it names (a
+ * caller trusts it only while the lock is held), since a locked file cannot
+ * be read from another handle there.
+ */
+function _readRecordBeside(lockPath: string): _LockFileContent {
+  if (_lstat(lockPath) === null) return _NOTHING;
+  return { record: _recordFile(_recordFileOf(lockPath)), pid: null };
+}
+
+/** The whole record in a record file, or `null`. */
+function _recordFile(path: string): LockHolder | null {
   let handle;
   try {
     if (!_lstat(path)?.isFile) return null;
@@ -405,12 +418,16 @@ function _recordOfPidFile(lockPath: string, pid: number): LockHolder | null {
   }
   try {
     const record = _readRecord(handle, handle.stat().size, _decodeHolder);
-    return record !== null && record !== "torn" && record.pid === pid
-      ? record
-      : null;
+    return record === "torn" ? null : record;
   } finally {
     handle.close();
   }
+}
+
+/** The record in a pid file's record file, if it names `pid`. */
+function _recordOfPidFile(lockPath: string, pid: number): LockHolder | null {
+  const record = _recordFile(_recordFileOf(lockPath));
+  return record?.pid === pid ? record : null;
 }
 
 /**

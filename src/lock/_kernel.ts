@@ -6,6 +6,7 @@ import {
   _inInitialPidNamespace,
   _lstat,
   _notRegularFile,
+  _onWindows,
   _openReadOnly,
   _readProcLocks,
 } from "../runtime/mod.ts";
@@ -203,13 +204,16 @@ export function _heldRecord(lockPath: string): LockHolder | null {
 
 /**
  * A pid holding the lock on `lockPath`, for a message: the kernel's (Linux),
- * else the one a held seed 001 lock file names; `null` when free or unknown.
+ * else the one a held seed 001 lock file names, else (where the kernel names
+ * none) the record's; `null` when free or unknown.
  */
 export function _holderPid(lockPath: string): number | null {
   try {
     const view = _viewOf(lockPath);
     if (view.mode === null) return null;
-    return view.pids[0] ?? _readLockFile(lockPath).pid;
+    if (view.pids.length > 0) return view.pids[0];
+    const content = _readLockFile(lockPath);
+    return content.pid ?? (_onWindows ? content.record?.pid ?? null : null);
   } catch {
     return null;
   }

@@ -21,6 +21,7 @@ import {
   type _LockHandle,
   _lstat,
   _mkdirp,
+  _onWindows,
   _openExisting,
   _openReadOnly,
   _pid,
@@ -349,6 +350,16 @@ function _open(queue: _Queue, kept: _KeptLockFile | undefined): _LockHandle {
       const code = _errorCode(error);
       // Removed or created between the lstat and the open: look again.
       if ((code === "ENOENT" || code === "EEXIST") && attempt < 100) continue;
+      // Windows: a file deleted while another handle has it open stays,
+      // pending deletion, until that handle closes, and opening it is
+      // denied (ERROR_ACCESS_DENIED) until then.
+      if (_onWindows && code === "EACCES" && attempt < 100) continue;
+      if (_onWindows && code === "EACCES") {
+        throw new LockError(
+          `Cannot lock '${lockPath}': it cannot be opened (access denied), as a file pending deletion cannot until every handle to it is closed; retry, or check its permissions`,
+          { cause: error },
+        );
+      }
       throw error;
     }
   }
@@ -779,7 +790,7 @@ export class FileLock implements AsyncDisposable {
     // Converting to exclusive fails if anyone else still shares the file.
     if (
       this.#removeOnRelease && !this.#sharedWithChildren &&
-      handle.tryLock(true)
+      _convert(handle, true)
     ) {
       return this.#removeAndRelease(handle);
     }
@@ -814,12 +825,25 @@ export class FileLock implements AsyncDisposable {
       // A child that inherited the lock file keeps the lock until it closes
       // it; unlocking would take it from the child too. Otherwise one call
       // (on Deno, the close alone).
-      if (this.#sharedWithChildren) handle.close();
-      else handle.unlockAndClose();
-      this.#released();
+      // A failed release still leaves the queue: the handle is closed.
+      try {
+        if (this.#sharedWithChildren) handle.close();
+        else handle.unlockAndClose();
+      } finally {
+        this.#released();
+      }
       return;
     }
-    handle.unlock();
+    try {
+      handle.unlock();
+    } catch (error) {
+      try {
+        handle.close();
+      } finally {
+        this.#released();
+      }
+      throw error;
+    }
     queue.spare = handle;
     this.#released();
     if (queue.spare === handle) {
@@ -842,6 +866,17 @@ export class FileLock implements AsyncDisposable {
   }
 }
 
+/**
+ * Turns the lock `handle` holds into `exclusive` or shared without
+ * blocking; `false` if it cannot. flock converts in place; Windows locks
+ * stack and never convert, so there the lock is let go and tried again in
+ * the other mode, and after `false` it is no longer held.
+ */
+function _convert(handle: _LockHandle, exclusive: boolean): boolean {
+  if (_onWindows) handle.unlock();
+  return handle.tryLock(exclusive);
+}
+
 /** Whether a file has an execute bit (a script locked as itself). */
 function _isExecutable(stat: _FileStat): boolean {
   return ((stat.mode ?? 0) & 0o111) !== 0;
@@ -862,8 +897,10 @@ function _grant(
 ): void {
   let lock: FileLock;
   try {
-    const token = request.pidFile
-      ? _writePidFile(request, handle, stat)
+    // Windows: the record beside the lock file, which no other handle may
+    // read while it is locked, and a shared holder may not write.
+    const token = request.pidFile || _onWindows
+      ? _writePidFile(request, handle, stat, !_onWindows)
       : _writeRecord(request, handle, stat);
     lock = _newLock(request, handle, token, queue);
   } catch (error) {
@@ -995,12 +1032,14 @@ function _nextToken(request: _Request, previous: number | null): number {
 
 /**
  * Option `pidFile`: writes the holder's pid alone into the lock file, and
- * the holder record into its record file; returns the token.
+ * the holder record into its record file; returns the token. Without
+ * `writePid` (Windows), the lock file is left as it is.
  */
 function _writePidFile(
   request: _Request,
   handle: _LockHandle,
   stat: _FileStat,
+  writePid = true,
 ): number {
   const head = _head(handle, stat);
   // A lockbox record here is this file's from before it was a pid file.
@@ -1042,6 +1081,7 @@ function _writePidFile(
       records.close();
     }
   }
+  if (!writePid) return token;
   const pid = _pidBytes(_pid());
   handle.writeAtStart(pid);
   if (stat.size > pid.length) handle.truncate(pid.length);
@@ -1169,7 +1209,7 @@ function _onKernelGrant(
       head !== undefined && queue.compatible(head.shared) &&
       // The request that started the wait may have given up; the next one
       // may want the other mode. Convert without blocking, or start over.
-      (head.shared === shared || handle.tryLock(!head.shared))
+      (head.shared === shared || _convert(handle, !head.shared))
     ) {
       stat = _stillLinked(handle, queue.lockPath);
       if (stat) _remember(queue.lockPath, stat);

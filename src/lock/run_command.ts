@@ -9,6 +9,7 @@ import {
   type _LockHandle,
   _lstat,
   _onTerminationSignals,
+  _onWindows,
   _openReadOnly,
   _processGroups,
   _spawn,
@@ -17,7 +18,11 @@ import {
 } from "../runtime/mod.ts";
 import { _after, _sleep } from "../base/_promise.ts";
 import { _checkTimeout } from "./_kernel.ts";
-import { CommandNotStartedError, LockTimeoutError } from "../base/errors.ts";
+import {
+  CommandNotStartedError,
+  LockError,
+  LockTimeoutError,
+} from "../base/errors.ts";
 import { _lockInternals } from "./_lock_internals.ts";
 import { FileLock } from "./file_lock.ts";
 import { _resolveTarget, type LockTarget } from "./lock_target.ts";
@@ -61,6 +66,8 @@ export interface RunWithLockOptions {
    * default the command inherits it, as with `flock(1)`: the lock stays
    * held while the command runs even if this process is killed, and a
    * background process the command leaves holding the file keeps it held.
+   * On Windows, where a command cannot inherit it, the lock is always held
+   * by this process alone, as with `close`.
    *
    * @default {false}
    */
@@ -398,7 +405,8 @@ export async function _runUnder(
       const waitedMs = performance.now() - started;
       if (caught.length > 0) return signaled(waitedMs);
       options.onLocked?.(waitedMs);
-      const passLock = options.close ? undefined : lock.handle;
+      const passLock = options.close || _onWindows ? undefined : lock.handle;
+      if (passLock) _checkPassable(passLock, command[0]);
       const keepOpen = _processGroups ? lock.keepOpen ?? [] : [];
       let gate: number | null = null;
       if (keepOpen.length > 0) {
@@ -462,5 +470,23 @@ export async function _runUnder(
     }
   } finally {
     stopListening();
+  }
+}
+
+/**
+ * Throws a clear `LockError` where the lock file cannot be passed on to a
+ * command (its descriptor cannot be found: no `/proc`, no `/dev/fd`),
+ * instead of letting it pass for a command that cannot be started.
+ */
+function _checkPassable(handle: _LockHandle, command: string): void {
+  try {
+    handle.descriptor();
+  } catch (error) {
+    throw new LockError(
+      `Cannot pass the lock on to '${command}': ${
+        (error as Error)?.message ?? String(error)
+      }; hold it in this process only with close: true (lockbox run --close)`,
+      { cause: error },
+    );
   }
 }

@@ -19,8 +19,27 @@ import type {
   _StopSignal,
   _WriteHandle,
 } from "./types.ts";
+import { _cLibrary, _onWindows, _procAllowed } from "./_platform.ts";
 
 const _signals = constants.signals as Record<string, number>;
+
+/**
+ * Whether `/proc` may be read: Linux, and not turned off by
+ * `LOCKBOX_NO_PROC=1` (read only with permission to, never prompting).
+ */
+function _proc(): boolean {
+  return _procAllowed((name) =>
+    Deno.permissions.querySync({ name: "env", variable: name }).state ===
+        "granted"
+      ? Deno.env.get(name)
+      : undefined
+  );
+}
+
+/** Windows' "not locked" (158) and, from Wine, "lock violation" (33). */
+function _isUnlockOfUnlocked(error: unknown): boolean {
+  return /\(os error (158|33)\)/.test((error as Error)?.message ?? "");
+}
 
 function _stat(info: Deno.FileInfo): _FileStat {
   return {
@@ -55,14 +74,16 @@ export function _lstat(path: string): _FileStat | null {
  * descriptor), which tells a lock from other opens of the same file.
  */
 function _descriptorOf(stat: _FileStat, locked = false): number {
+  const dir = _descriptorDirectory();
   const found: number[] = [];
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+  for (const entry of Deno.readDirSync(dir)) {
     const fd = Number(entry.name);
     try {
-      const target = Deno.statSync(`/proc/self/fd/${fd}`);
+      const target = Deno.statSync(`${dir}/${fd}`);
       if (target.dev !== stat.dev || target.ino !== stat.ino) continue;
+      // /dev/fd (macOS) cannot tell a locked description from another.
       if (
-        locked &&
+        locked && dir === "/proc/self/fd" &&
         !/^lock:\s.*FLOCK/m.test(
           Deno.readTextFileSync(`/proc/self/fdinfo/${fd}`),
         )
@@ -78,6 +99,32 @@ function _descriptorOf(stat: _FileStat, locked = false): number {
     );
   }
   return found[0];
+}
+
+/**
+ * Where this process's descriptors are listed: `/proc/self/fd` (Linux), or
+ * else `/dev/fd` (macOS, FreeBSD; on Linux with `LOCKBOX_NO_PROC=1` a link
+ * into /proc, which runs the macOS path).
+ *
+ * @throws {Error} With `code` `"ENOSYS"` where there is neither.
+ */
+function _descriptorDirectory(): string {
+  if (_proc()) return "/proc/self/fd";
+  if (!_onWindows) {
+    try {
+      if (Deno.statSync("/dev/fd").isDirectory) return "/dev/fd";
+    } catch {
+      // Not there: below.
+    }
+  }
+  throw Object.assign(
+    new Error(
+      _onWindows
+        ? "not on Windows: Deno cannot pass an open file on to a command there"
+        : "without /proc or /dev/fd, Deno cannot find the descriptor of an open file",
+    ),
+    { code: "ENOSYS" },
+  );
 }
 
 class _DenoLockHandle implements _LockHandle {
@@ -101,7 +148,13 @@ class _DenoLockHandle implements _LockHandle {
     this.#file.lockSync(exclusive);
   }
   unlock(): void {
-    this.#file.unlockSync();
+    try {
+      this.#file.unlockSync();
+    } catch (error) {
+      // Deno unlocks twice on Windows; the second answers "not locked"
+      // (158), or under Wine "lock violation" (33): the lock is released.
+      if (!_onWindows || !_isUnlockOfUnlocked(error)) throw error;
+    }
   }
   stat(): _FileStat {
     return _stat(this.#file.statSync());
@@ -132,6 +185,15 @@ class _DenoLockHandle implements _LockHandle {
     this.#file.close();
   }
   unlockAndClose(): void {
+    // Windows releases a closed handle's locks only "depending on available
+    // system resources" (LockFileEx's documentation): unlock first.
+    if (_onWindows) {
+      try {
+        this.unlock();
+      } catch {
+        // Closing releases it in the end.
+      }
+    }
     // Deno opens every file close-on-exec and never duplicates it, so this
     // descriptor is the open file description's only one (a lock shared with
     // a child is closed without unlocking, by FileLock): closing it is what
@@ -223,7 +285,10 @@ export function _processExists(pid: number): boolean {
   } catch (error) {
     if (_errorCode(error) === "EPERM") return true;
     if (_errorCode(error) === "ESRCH") return false;
+    // Windows answers a pid that is not there with NotFound.
+    if (_onWindows && _errorCode(error) === "ENOENT") return false;
     // Without --allow-run, fall back to /proc where there is one.
+    if (!_proc()) throw error;
     try {
       Deno.statSync(`/proc/${pid}`);
       return true;
@@ -236,6 +301,7 @@ export function _processExists(pid: number): boolean {
 
 /** See {@linkcode _isInitialPidNamespace}. */
 export function _inInitialPidNamespace(): boolean {
+  if (!_proc()) return false;
   return _isInitialPidNamespace((path) => Deno.readLinkSync(path));
 }
 
@@ -245,7 +311,7 @@ export function _inInitialPidNamespace(): boolean {
  * process gone, a kernel thread, no permission).
  */
 export function _readCommandLine(pid: number): string | null {
-  if (Deno.build.os !== "linux") return null;
+  if (!_proc()) return null;
   try {
     const text = new TextDecoder().decode(
       Deno.readFileSync(`/proc/${pid}/cmdline`),
@@ -266,7 +332,7 @@ export function _readCommandLine(pid: number): string | null {
  * records (about 70 locks) in one consistent piece.
  */
 export function _readProcLocks(): string | null {
-  if (Deno.build.os !== "linux") return null;
+  if (!_proc()) return null;
   let file: Deno.FsFile;
   try {
     file = Deno.openSync("/proc/locks", { read: true });
@@ -289,8 +355,10 @@ class _DenoWriteHandle implements _WriteHandle {
   #file: Deno.FsFile;
   /** Where the next read starts, when known (a fresh file starts at 0). */
   #readPosition: number | null = 0;
-  constructor(file: Deno.FsFile) {
+  #path: string;
+  constructor(file: Deno.FsFile, path: string) {
     this.#file = file;
+    this.#path = path;
   }
   matchOwnership(like: _FileStat): void {
     const own = _stat(this.#file.statSync());
@@ -299,8 +367,17 @@ class _DenoWriteHandle implements _WriteHandle {
     const mode = like.mode !== null && own.mode !== like.mode;
     if (!owner && !mode) return;
     // Deno has no fchown or fchmod; /proc/self/fd/N leads to the open file
-    // itself, not to whatever is at its path now.
-    const path = `/proc/self/fd/${_descriptorOf(own)}`;
+    // itself, not to whatever is at its path now. Without /proc, the path
+    // it was opened at, while that is still this file.
+    const path = _proc() ? `/proc/self/fd/${_descriptorOf(own)}` : this.#path;
+    if (!_proc()) {
+      const there = _lstat(path);
+      if (there?.dev !== own.dev || there?.ino !== own.ino) {
+        throw new Error(
+          `Cannot set the owner and mode of '${path}': another file is there now`,
+        );
+      }
+    }
     if (owner) Deno.chownSync(path, like.uid, like.gid);
     // After chown, which clears set-id bits.
     if (like.mode !== null) Deno.chmodSync(path, like.mode);
@@ -366,6 +443,7 @@ class _DenoWriteHandle implements _WriteHandle {
 export function _createForWrite(path: string, mode: number): _WriteHandle {
   return new _DenoWriteHandle(
     Deno.openSync(path, { write: true, createNew: true, mode }),
+    path,
   );
 }
 
@@ -387,6 +465,7 @@ export function _openForAppend(path: string): _WriteHandle {
           createNew: true,
           mode: 0o666,
         }),
+        path,
       );
     } catch (error) {
       // Made by someone else since: open theirs.
@@ -403,6 +482,7 @@ export function _openExistingForAppend(path: string): _WriteHandle | null {
   try {
     return new _DenoWriteHandle(
       Deno.openSync(path, { read: true, append: true }),
+      path,
     );
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
@@ -417,15 +497,20 @@ export function _openExistingForAppend(path: string): _WriteHandle | null {
  */
 export function _openExistingForReading(path: string): _WriteHandle | null {
   try {
-    return new _DenoWriteHandle(Deno.openSync(path, { read: true }));
+    return new _DenoWriteHandle(Deno.openSync(path, { read: true }), path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;
   }
 }
 
-/** `fsync` on a directory, so that a rename in it is durable. */
+/**
+ * `fsync` on a directory, so that a rename in it is durable. Nothing on
+ * Windows, where a directory cannot be opened for FlushFileBuffers (access
+ * denied) and NTFS journals a rename itself.
+ */
 export async function _syncDirectory(dir: string): Promise<void> {
+  if (_onWindows) return;
   const handle = await Deno.open(dir, { read: true });
   try {
     await handle.sync();
@@ -480,7 +565,7 @@ export function _openers(
   files: ReadonlySet<string>,
 ): { pids: Map<string, number[]>; complete: boolean } {
   const pids = new Map<string, number[]>();
-  if (Deno.build.os !== "linux") return { pids, complete: false };
+  if (!_proc()) return { pids, complete: false };
   let complete = true;
   for (const entry of Deno.readDirSync("/proc")) {
     const pid = Number(entry.name);
@@ -620,6 +705,7 @@ async function _spawnWithDescriptor3(
 
 /** What `/proc/self/fd/N` links to, for each descriptor `N`; `null` without /proc. */
 function _ownDescriptors(): Map<number, string> | null {
+  if (!_proc()) return null;
   const links = new Map<number, string>();
   try {
     for (const entry of Deno.readDirSync("/proc/self/fd")) {
@@ -646,10 +732,6 @@ function _descriptorLinkedTo(target: string): number | null {
   return found.length === 1 ? found[0][0] : null;
 }
 
-const _F_GETFD = 1;
-const _F_SETFD = 2;
-const _FD_CLOEXEC = 1;
-
 /**
  * Runs `fn` with the C library open, through FFI (`--allow-ffi`), for what
  * Deno has no API for; closed again after, so no test sees it leak.
@@ -666,20 +748,13 @@ function _withCLibrary<T>(
 }
 
 function _openLibc() {
-  return Deno.dlopen("libc.so.6", {
+  const c = _cLibrary();
+  return Deno.dlopen(c.path, {
     fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
     flock: { parameters: ["i32", "i32"], result: "i32" },
-    __errno_location: { parameters: [], result: "pointer" },
+    errno: { name: c.errnoFunction, parameters: [], result: "pointer" },
   });
 }
-
-const _LOCK_SH = 1;
-const _LOCK_EX = 2;
-const _LOCK_NB = 4;
-const _LOCK_UN = 8;
-const _EINTR = 4;
-const _EBADF = 9;
-const _EWOULDBLOCK = 11;
 
 /**
  * `flock(2)` on a descriptor this process inherited (Deno has no API for
@@ -692,30 +767,32 @@ export function _flockDescriptor(
   how: "sh" | "ex" | "un",
   wait: boolean,
 ): boolean {
-  return _withCLibrary(({ fcntl, flock, __errno_location }) => {
+  const c = _cLibrary();
+  return _withCLibrary(({ fcntl, flock, errno: errnoOf }) => {
     // The runtime opens its own descriptors close-on-exec; one that came
     // from the calling shell is not. So a number that is open here but
     // close-on-exec is the runtime's, and not open as far as the shell knows.
-    const flags = fcntl(fd, _F_GETFD, 0);
-    if (flags < 0 || (flags & _FD_CLOEXEC) !== 0) {
+    const flags = fcntl(fd, c.F_GETFD, 0);
+    if (flags < 0 || (flags & c.FD_CLOEXEC) !== 0) {
       throw Object.assign(new Error(`descriptor ${fd} is not open`), {
         code: "EBADF",
       });
     }
-    const op = (how === "sh" ? _LOCK_SH : how === "ex" ? _LOCK_EX : _LOCK_UN) |
-      (wait ? 0 : _LOCK_NB);
+    const op =
+      (how === "sh" ? c.LOCK_SH : how === "ex" ? c.LOCK_EX : c.LOCK_UN) |
+      (wait ? 0 : c.LOCK_NB);
     while (true) {
       if (flock(fd, op) === 0) return true;
-      const errno = new Deno.UnsafePointerView(__errno_location()!).getInt32();
-      if (errno === _EINTR) continue;
-      if (errno === _EWOULDBLOCK) return false;
+      const errno = new Deno.UnsafePointerView(errnoOf()!).getInt32();
+      if (errno === c.EINTR) continue;
+      if (errno === c.EWOULDBLOCK) return false;
       throw Object.assign(
         new Error(
-          errno === _EBADF
+          errno === c.EBADF
             ? `descriptor ${fd} is not open`
             : `flock(${fd}) failed with errno ${errno}`,
         ),
-        { code: errno === _EBADF ? "EBADF" : `ERRNO${errno}` },
+        { code: errno === c.EBADF ? "EBADF" : `ERRNO${errno}` },
       );
     }
   });
@@ -736,15 +813,16 @@ export function _selfCommand(): string[] {
  * close-on-exec, and a child keeps every descriptor that is not.
  */
 function _withInheritable<T>(fd: number, fn: () => T): T {
+  const c = _cLibrary();
   return _withCLibrary(({ fcntl }) => {
-    const flags = fcntl(fd, _F_GETFD, 0);
-    if (flags < 0 || fcntl(fd, _F_SETFD, flags & ~_FD_CLOEXEC) < 0) {
+    const flags = fcntl(fd, c.F_GETFD, 0);
+    if (flags < 0 || fcntl(fd, c.F_SETFD, flags & ~c.FD_CLOEXEC) < 0) {
       throw new Error(`Cannot pass descriptor ${fd} on to a command`);
     }
     try {
       return fn();
     } finally {
-      fcntl(fd, _F_SETFD, flags);
+      fcntl(fd, c.F_SETFD, flags);
     }
   });
 }
@@ -805,6 +883,7 @@ function _spawnNow(
     send: (text) => input!.write(encoder.encode(text)),
     endInput: () => input!.close(),
     inputDescriptor: () => {
+      if (!_proc()) return null;
       // Its stdin and this process's end of the pipe link to one pipe.
       try {
         return _descriptorLinkedTo(
@@ -838,6 +917,7 @@ export function _groupAlive(pgid: number): boolean {
     if (_errorCode(error) !== "EPERM") return false;
   }
   return _groupRunsByProc(pgid, () => {
+    if (!_proc()) return null;
     try {
       return [...Deno.readDirSync("/proc")].map((entry) => entry.name);
     } catch {
@@ -883,6 +963,7 @@ export function _socketDescriptor(
     );
     return added.length === 1 ? added[0][0] : null;
   }
+  if (!_proc()) return null;
   const read = (path: string) => {
     try {
       return Deno.readTextFileSync(path);

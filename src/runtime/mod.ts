@@ -9,6 +9,7 @@
 import type * as deno from "./deno.ts";
 
 export * from "./types.ts";
+export * from "./_platform.ts";
 
 /** Whether lockbox runs on Deno (else on Node). */
 export const _onDeno: boolean =

@@ -32,6 +32,7 @@ import {
   _ppidOf,
   _readWhole,
 } from "./types.ts";
+import { _procAllowed } from "./_platform.ts";
 import type {
   _Child,
   _DirEntry,
@@ -43,6 +44,11 @@ import type {
 } from "./types.ts";
 import { _libcFor } from "./_libc.ts";
 import type { _LibcFacts } from "./_libc.ts";
+
+/** Whether `/proc` may be read: Linux, unless `LOCKBOX_NO_PROC=1`. */
+function _proc(): boolean {
+  return _procAllowed((name) => process.env[name]);
+}
 
 /** The part of koffi lockbox uses. */
 interface _Koffi {
@@ -543,7 +549,7 @@ export function _openers(
   files: ReadonlySet<string>,
 ): { pids: Map<string, number[]>; complete: boolean } {
   const pids = new Map<string, number[]>();
-  if (process.platform !== "linux") return { pids, complete: false };
+  if (!_proc()) return { pids, complete: false };
   let complete = true;
   for (const name of fs.readdirSync("/proc")) {
     const pid = Number(name);
@@ -608,6 +614,7 @@ export function _parentPid(pid: number): number | null {
 
 /** See {@linkcode _isInitialPidNamespace}. */
 export function _inInitialPidNamespace(): boolean {
+  if (!_proc()) return false;
   return _isInitialPidNamespace((path) => fs.readlinkSync(path));
 }
 
@@ -617,7 +624,7 @@ export function _inInitialPidNamespace(): boolean {
  * process gone, a kernel thread, no permission).
  */
 export function _readCommandLine(pid: number): string | null {
-  if (process.platform !== "linux") return null;
+  if (!_proc()) return null;
   try {
     const text = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
     return text.replace(/\0+$/, "").replaceAll("\0", " ") || null;
@@ -631,7 +638,7 @@ export function _readCommandLine(pid: number): string | null {
  * one large read (see _runtime.ts for why).
  */
 export function _readProcLocks(): string | null {
-  if (process.platform !== "linux") return null;
+  if (!_proc()) return null;
   let fd: number;
   try {
     fd = fs.openSync("/proc/locks", fs.constants.O_RDONLY);
@@ -919,6 +926,7 @@ export function _groupAlive(pgid: number): boolean {
     if (_errorCode(error) !== "EPERM") return false;
   }
   return _groupRunsByProc(pgid, () => {
+    if (!_proc()) return null;
     try {
       return fs.readdirSync("/proc");
     } catch {
