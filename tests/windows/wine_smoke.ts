@@ -169,29 +169,42 @@ Deno.test("FileLock.acquire() takes shared locks together and an exclusive one a
 Deno.test("lockbox store set, store get and run work on Windows", async () => {
   await withTempDir(async (dir) => {
     const store = `${dir}\\s.json`;
-    const set = await run([...DENO, CLI, "store", "set", store, "/n", "41"]);
-    assert.equal(set.code, 0, set.stderr);
-    const got = await run([...DENO, CLI, "store", "get", store, "/n"]);
+    const lockFile = `${dir}\\job.lock`;
+    // Three independent checks at once: each deno.exe starts slowly under Wine.
+    const [got, ran, descriptor] = await Promise.all([
+      (async () => {
+        const set = await run([
+          ...DENO,
+          CLI,
+          "store",
+          "set",
+          store,
+          "/n",
+          "41",
+        ]);
+        assert.equal(set.code, 0, set.stderr);
+        return await run([...DENO, CLI, "store", "get", store, "/n"]);
+      })(),
+      // The command runs while the lock is held; its exit code comes back.
+      run([
+        ...DENO,
+        CLI,
+        "run",
+        lockFile,
+        Deno.execPath(),
+        "eval",
+        `import { isLocked } from ${
+          JSON.stringify(new URL("../../mod.ts", import.meta.url).href)
+        }; console.log("held", await isLocked(${
+          JSON.stringify(lockFile)
+        }, { lockPath: ${JSON.stringify(lockFile)} })); Deno.exit(3);`,
+      ]),
+      run([...DENO, CLI, "run", "-n", "9"]),
+    ]);
     assert.equal(got.code, 0, got.stderr);
     assert.equal(got.stdout.trim(), "41");
-    // The command runs while the lock is held, and its exit code comes back.
-    const lockFile = `${dir}\\job.lock`;
-    const ran = await run([
-      ...DENO,
-      CLI,
-      "run",
-      lockFile,
-      Deno.execPath(),
-      "eval",
-      `import { isLocked } from ${
-        JSON.stringify(new URL("../../mod.ts", import.meta.url).href)
-      }; console.log("held", await isLocked(${
-        JSON.stringify(lockFile)
-      }, { lockPath: ${JSON.stringify(lockFile)} })); Deno.exit(3);`,
-    ]);
     assert.equal(ran.code, 3, ran.stderr);
     assert.match(ran.stdout, /held true/);
-    const descriptor = await run([...DENO, CLI, "run", "-n", "9"]);
     assert.notEqual(descriptor.code, 0);
     assert.match(descriptor.stderr, /not on Windows/);
   });
