@@ -186,3 +186,40 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  "runWithLock() throws a LockError, not 'no such command', when the lock's descriptor cannot be found",
+  {
+    ignore: _os !== "linux",
+  },
+  async () => {
+    await withTempDir(async (dir) => {
+      const lockPath = `${dir}/job`;
+      // Without /proc, /dev/fd cannot tell the locked descriptor from a
+      // second open of the same file.
+      const script = `
+      import { runWithLock } from ${
+        JSON.stringify(fileURLToPath(new URL("../mod.ts", import.meta.url)))
+      };
+      Deno.writeTextFileSync(${JSON.stringify(lockPath)}, "");
+      using _other = Deno.openSync(${JSON.stringify(lockPath)});
+      try {
+        await runWithLock(${JSON.stringify(lockPath)}, ["true"]);
+        console.log("ran");
+      } catch (error) {
+        console.log(error.name + ": " + error.message);
+      }`;
+      const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+        args: ["eval", "--quiet", script],
+        env: { [_NO_PROC_VARIABLE]: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(code, 0, new TextDecoder().decode(stderr));
+      assert.match(
+        new TextDecoder().decode(stdout),
+        /^LockError: Cannot pass the lock on to 'true': .*2 open descriptors match.*--close/,
+      );
+    });
+  },
+);
