@@ -989,7 +989,8 @@ function _recordFloor(
       false,
       request.metadataJson,
     );
-    if (!request.pidFile) {
+    // Where _grant wrote the record: beside the lock file on Windows.
+    if (!request.pidFile && !_onWindows) {
       if (handle.writable) {
         handle.writeAtStart(_encodeRecord(text, handle.stat().size));
       }

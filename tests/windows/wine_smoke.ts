@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import {
   FileLock,
   isLocked,
+  JsonStore,
   listLocks,
   lockHolder,
   withLock,
@@ -163,6 +164,37 @@ Deno.test("FileLock.acquire() takes shared locks together and an exclusive one a
     await withLock(path, () => {}, { removeOnRelease: true });
     // Kept: no /proc to show that no one else has it open.
     assert.ok(Deno.statSync(`${path}.lock`).isFile);
+  });
+});
+
+Deno.test("FileLock tokens: after a holder whose clock is 5 hours behind is refused, the next holders are above the fence on Windows", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}\\s.json`;
+    const leader = `${dir}\\leader`;
+    const store = new JsonStore<{ by: string }>(path, { initial: { by: "" } });
+    for (let i = 0; i < 3; i++) {
+      await using lock = await FileLock.acquire(leader);
+      await store.write({ by: "on time" }, { fence: lock.token });
+    }
+    // The lock file and its record gone, as on a new disk.
+    await Deno.remove(`${leader}.lock`);
+    await Deno.remove(`${leader}.lock.lockbox`);
+    const once = async (hours: string) => {
+      const { code, stdout, stderr } = await run([
+        ...DENO,
+        new URL("behind_clock_fenced_write.ts", WORKERS).href,
+        hours,
+        leader,
+        path,
+        "1",
+      ]);
+      assert.equal(code, 0, stderr);
+      return stdout.trim();
+    };
+    assert.match(await once("5"), /^stale \d+ \d+$/);
+    assert.match(await once("5"), /^wrote \d+$/);
+    assert.match(await once("0"), /^wrote \d+$/);
+    assert.equal((await store.read()).by, "behind");
   });
 });
 
