@@ -5,7 +5,9 @@
 # 12's Wine 8 cannot run Deno 2). The chroot, its Wine prefix and deno.exe
 # are cached under ${XDG_CACHE_HOME:-$HOME/.cache}/lockbox-ci, so a second
 # run starts in seconds. Needs root (mmdebstrap --mode=root, chroot, bind
-# mounts). Usage: tests/windows/run.sh [deno test arguments...]
+# mounts). Usage: tests/windows/run.sh [deno test arguments...], or
+# tests/windows/run.sh --prepare to build the chroot, the prefix and deno.exe
+# and stop (CI does that in the background while the main suite runs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -75,6 +77,9 @@ ca="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
 [ -f "$ca" ] && cp "$ca" "$root/wineprefix/drive_c/deno/ca.pem"
 
 # "run.sh -- ARGS" runs deno.exe with ARGS instead (to look around).
+if [ "${1:-}" = "--prepare" ]; then
+  exit 0
+fi
 if [ "${1:-}" = "--" ]; then
   shift
 else
