@@ -24,6 +24,7 @@ import {
   type _Next,
 } from "../store/_document_backend.ts";
 import { _toJson } from "../store/_json.ts";
+import { _applyOp, type _Op, _Recorder } from "../store/_journal_draft.ts";
 import { _fenceFamily, _FILE_TOKEN_MIN } from "../lock/_fence.ts";
 import {
   _ANSWER_MS,
@@ -109,18 +110,62 @@ export interface _Versioned<T> {
   version: number;
 }
 
-/** One row of the documents table, as selected. */
+/** One row of the documents table, as a change selects it. */
 interface _Row {
-  value: unknown;
+  /** The value's text; null when missing or not sent (see `empty`). */
+  value: string | null;
+  /** The value is missing (never written). */
+  empty: boolean;
   version: string;
   fence: string | null;
+  value_id: string | null;
 }
+
+/** What a watch has of a document: a version, and the stored value it is of. */
+interface _View<T> {
+  state: T;
+  valueId: string | null;
+  version: number;
+}
+
+/** One row of the document_changes table: a version's ops, as JSON text. */
+interface _Change {
+  version: number;
+  ops: string;
+}
+
+/** This process's copy of a document, kept between its changes. */
+interface _Cache<T> {
+  state: T;
+  /** The stored value it is of (the documents table's value_id). */
+  valueId: string | null;
+  version: number;
+  /** The stored value's length, and the changes' since (compaction). */
+  baseBytes: number;
+  pendingBytes: number;
+}
+
+/**
+ * Documents smaller than this are written whole at every change, so that
+ * the documents table's value is always current for them (SQL that reads it).
+ */
+export const _WHOLE_BELOW = 64 * 1024;
+
+/**
+ * The changes of a document are folded into its value once they are
+ * longer than this or than the value, whichever is more (as the file
+ * journal is compacted).
+ */
+const _COMPACT_AT_LEAST = 256 * 1024;
 
 /** A JsonStore's document as a row of the documents table. */
 export class _PgDocument<T> implements _DocumentBackend<T> {
   readonly settings: _PgDocumentSettings<T>;
   #pool: _SessionPool;
   #label: string;
+  #cache: _Cache<T> | null = null;
+  /** A change of this process using #cache, settled when it is done. */
+  #busy: { promise: Promise<void>; resolve: () => void } | null = null;
 
   constructor(pool: _SessionPool, settings: _PgDocumentSettings<T>) {
     this.#pool = pool;
@@ -135,29 +180,36 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
 
   /** The last committed version and its number (0: never written). */
   async readVersioned(): Promise<_Versioned<T>> {
+    // One statement, one snapshot: the value and the changes after it.
     const [row] = await this.#withSession((session) =>
-      session.query<_Row>(
-        `SELECT value, version, fence FROM ${this.#pool.schema.sql}.documents WHERE name = $1`,
+      session.query<{ value: string | null; version: string; ops: string[] }>(
+        `SELECT d.value::text AS value, d.version, ARRAY(
+           SELECT c.ops::text FROM ${this.#pool.schema.sql}.document_changes c
+           WHERE c.name = d.name AND c.version > d.version
+           ORDER BY c.version) AS ops
+         FROM ${this.#pool.schema.sql}.documents d WHERE d.name = $1`,
         [this.settings.name],
       )
     );
     if (row === undefined || row.value === null) {
       return { value: this.#initial(), version: Number(row?.version ?? 0) };
     }
-    const checked = this.#check(row.value);
-    if (checked.ok) {
-      return { value: checked.value, version: Number(row.version) };
+    let value = JSON.parse(row.value);
+    let version = Number(row.version);
+    for (const ops of row.ops) {
+      value = this.#apply(value, { version: ++version, ops });
     }
+    const checked = this.#check(value);
+    if (checked.ok) return { value: checked.value, version };
     if (this.settings.onCorrupt === "throw") throw checked.error;
     // Quarantined under the row lock, by a change that changes nothing.
-    let version = 0;
-    const value = await this.change(
+    const quarantined = await this.change(
       (draft) =>
         Promise.resolve({ replace: false, value: draft, result: draft }),
       {},
       (committed) => version = committed,
     );
-    return { value, version };
+    return { value: quarantined, version };
   }
 
   /**
@@ -211,23 +263,28 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     // The wait for the row lock settles by lockTimeout plus the grace.
     const until = performance.now() + this.settings.lockTimeout + _GRACE_MS;
     const session = await this.#pool.borrow({ until, signal: options.signal });
+    const rules = this.settings.text;
+    // What this process has of the document: the server sends the value
+    // only if it is not that one (#lockRow).
+    const sent = rules ? null : this.#cache;
+    const known = sent && { valueId: sent.valueId, version: sent.version };
     let open = true;
     let called = false;
     // fn's and validate's errors reach the caller unchanged.
     let fromCaller = false;
+    let claimed: { promise: Promise<void>; resolve: () => void } | null = null;
     try {
-      const { row, lockToken } = await this.#lockRow(
+      const locked = await this.#lockRow(
         session,
         fence,
         options,
         until,
+        known,
       );
+      let { row, changes } = locked;
+      const lockToken = locked.lockToken;
       // Aborted before fn ran: rolled back, never committed.
       options.signal?.throwIfAborted();
-      const rules = this.settings.text;
-      if (rules && row.value !== null) {
-        row.value = rules.parse(row.value as string);
-      }
       // Only counter tokens are compared (a FileLock token an older lockbox
       // recorded here is ignored, so it cannot fence the document shut).
       const stored = _counterFence(row.fence);
@@ -235,6 +292,25 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       if (fence !== undefined && fence < highest) {
         throw new StaleFenceError(this.#label, fence, highest);
       }
+      // Another change of this process that held the row lock before this
+      // one is committed or rolled back on the server (this one holds the
+      // lock now): wait for it to settle the cache.
+      while (this.#busy !== null) await this.#busy.promise;
+      claimed = this.#busy = _busy();
+      let cache = this.#cache;
+      this.#cache = null;
+      const baseVersion = Number(row.version);
+      if (row.value === null && !row.empty) {
+        // The server sent no value: this process's copy is of the stored
+        // one, unless another change here dropped or moved it meanwhile.
+        if (
+          cache === null || cache.valueId !== row.value_id ||
+          cache.version < known!.version
+        ) {
+          ({ row, changes } = await this.#reload(session));
+          cache = null;
+        }
+      } else cache = null;
       // initial()'s error, like fn's, reaches the caller unchanged, once.
       const initial = () => {
         fromCaller = true;
@@ -243,56 +319,164 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
         return value;
       };
       let current: T;
-      let quarantined = false;
-      if (row.value === null) current = initial();
-      else {
-        const checked = this.#check(row.value);
+      // The first version, and the one after a quarantine, are written
+      // (whole) even if fn changes nothing.
+      let mustWrite = false;
+      let baseBytes: number;
+      let pendingBytes = 0;
+      let latest = Number(row.version);
+      if (cache !== null) {
+        current = cache.state;
+        baseBytes = cache.baseBytes;
+        pendingBytes = cache.pendingBytes;
+        latest = Math.max(latest, cache.version);
+        for (const change of changes) {
+          if (change.version <= cache.version) continue;
+          current = this.#apply(current, change);
+          pendingBytes += change.ops.length;
+          latest = change.version;
+        }
+      } else if (row.value === null) {
+        current = initial();
+        baseBytes = 0;
+        mustWrite = true;
+      } else {
+        baseBytes = row.value.length;
+        let value = (rules ? rules.parse : JSON.parse)(row.value);
+        for (const change of changes) {
+          value = this.#apply(value, change);
+          pendingBytes += change.ops.length;
+          latest = change.version;
+        }
+        const checked = this.#check(value);
         if (checked.ok) current = checked.value;
         else if (this.settings.onCorrupt === "throw") throw checked.error;
         else {
-          current = await this.#quarantine(session, row, checked.error) ??
-            initial();
-          quarantined = true;
+          current = await this.#quarantine(
+            session,
+            { value, version: String(latest) },
+            checked.error,
+          ) ?? initial();
+          mustWrite = true;
         }
       }
-      const before = row.value === null || quarantined
-        ? undefined
-        : rules
-        ? rules.stringify(current)
-        : JSON.stringify(current);
+      const backups = this.settings.backups;
+      // A backup of a version that is not the stored value (changes since).
+      const oldText = backups > 0 && latest > baseVersion && !mustWrite
+        ? JSON.stringify(current)
+        : null;
+      const holding = [...(_holding.getStore() ?? []), {
+        pool: this.#pool,
+        name: this.settings.name,
+      }];
+      let result: R;
+      let text: string | null = null;
+      let ops: string[] = [];
+      let root = false;
       called = fromCaller = true;
-      const next = await _holding.run(
-        [...(_holding.getStore() ?? []), {
-          pool: this.#pool,
-          name: this.settings.name,
-        }],
-        () => fn(current),
-      );
-      const validate = this.settings.validate;
-      const value = validate ? validate(next.value) : next.value;
-      fromCaller = false;
-      const text = this.#serialize(value);
+      if (rules) {
+        const before = mustWrite ? undefined : rules.stringify(current);
+        const next = await _holding.run(holding, () => fn(current));
+        const validate = this.settings.validate;
+        const value = validate ? validate(next.value) : next.value;
+        fromCaller = false;
+        result = next.result;
+        text = this.#serialize(value);
+        if (text !== before) ops = [""];
+      } else {
+        const recorder = new _Recorder();
+        try {
+          // A replacement (transform, write) gets the plain document, as
+          // in journal mode.
+          const before = options.replaces ? JSON.stringify(current) : undefined;
+          const outcome = await _holding.run(
+            holding,
+            () => fn(options.replaces ? current : recorder.wrap(current, [])),
+          );
+          result = outcome.result;
+          if (outcome.replace) {
+            current = recorder.replaceRoot(outcome.value) as T;
+            if (recorder.ops[0] === `["s",[],${before}]`) recorder.ops = [];
+          }
+          if (this.settings.validate) {
+            const checked = this.settings.validate(current);
+            if (checked !== current) {
+              current = recorder.conform(current, checked) as T;
+            }
+          }
+          result = recorder.finish(result);
+        } finally {
+          recorder.end();
+        }
+        fromCaller = false;
+        ops = recorder.ops;
+        root = ops.some((op) => op.startsWith('["s",[],'));
+      }
       const newFence = fence !== undefined && fence > stored;
-      if (text === before && !newFence && this.settings.log === undefined) {
+      const changed = ops.length > 0 || mustWrite;
+      if (!changed && !newFence && this.settings.log === undefined) {
         await session.run("ROLLBACK");
         open = false;
-        return {
-          retry: false,
-          result: next.result,
-          version: Number(row.version),
-        };
+        this.#keep(
+          rules,
+          current,
+          row.value_id,
+          latest,
+          baseBytes,
+          pendingBytes,
+        );
+        return { retry: false, result, version: latest };
       }
       // With a log, every change is an action to record, even one that
       // leaves the document as it was.
-      const changed = text !== before || this.settings.log !== undefined;
-      const version = await this.#write(
-        session,
-        row,
-        changed ? text : null,
+      const version = changed || this.settings.log !== undefined
+        ? latest + 1
+        : latest;
+      const opsText = `[${ops.join(",")}]`;
+      const asChange = !rules && !mustWrite && !root && backups === 0 &&
+        baseBytes >= _WHOLE_BELOW &&
+        pendingBytes + opsText.length <=
+          Math.max(_COMPACT_AT_LEAST, baseBytes) &&
+        (baseBytes + pendingBytes + opsText.length) * 3 <=
+          _MAX_PG_DOCUMENT_BYTES;
+      if (version === latest) {
+        await this.#writeFence(session, fence);
+        open = false;
+        this.#keep(
+          rules,
+          current,
+          row.value_id,
+          latest,
+          baseBytes,
+          pendingBytes,
+        );
+        return { retry: false, result, version };
+      }
+      if (asChange) {
+        await this.#writeChange(session, version, opsText, fence);
+        open = false;
+        this.#keep(
+          rules,
+          current,
+          row.value_id,
+          version,
+          baseBytes,
+          pendingBytes + opsText.length,
+        );
+        return { retry: false, result, version };
+      }
+      text ??= this.#serialize(current);
+      const valueId = await this.#write(session, {
+        text,
+        version,
+        oldText,
+        hadValue: row.value !== null || cache !== null,
+        pending: latest > baseVersion,
         fence,
-      );
+      });
       open = false;
-      return { retry: false, result: next.result, version };
+      this.#keep(rules, current, valueId, version, text.length, 0);
+      return { retry: false, result, version };
     } catch (error) {
       if (fromCaller) throw error;
       if (
@@ -308,6 +492,42 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       throw this.#translate(error, options.signal);
     } finally {
       this.#pool.giveBack(session, !session.ended && !open);
+      if (claimed !== null) {
+        this.#busy = null;
+        claimed.resolve();
+      }
+    }
+  }
+
+  /** Keeps the committed document for the next change of this process. */
+  #keep(
+    rules: _DocumentText | undefined,
+    state: T,
+    valueId: string | null,
+    version: number,
+    baseBytes: number,
+    pendingBytes: number,
+  ): void {
+    if (rules) return;
+    this.#cache = { state, valueId, version, baseBytes, pendingBytes };
+  }
+
+  /** Applies one stored change to `state`; a change that does not apply is a corrupt store. */
+  #apply(state: unknown, change: _Change): T {
+    try {
+      for (const op of JSON.parse(change.ops) as _Op[]) {
+        state = _applyOp(state, op);
+      }
+      return state as T;
+    } catch (error) {
+      throw new CorruptStoreError(
+        this.#label,
+        `change ${change.version} in ${this.#pool.schema.name}.document_changes does not apply (${
+          (error as Error).message
+        })`,
+        undefined,
+        { cause: error },
+      );
     }
   }
 
@@ -332,6 +552,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     signal?.addEventListener("abort", stop, { once: true });
     try {
       let last = -1;
+      let view: _View<T> | null = null;
       while (!signal?.aborted) {
         let current: _Versioned<T>;
         try {
@@ -342,7 +563,9 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
             if (signal?.aborted) break;
           }
           // After every (re)connect too: what was written meanwhile.
-          current = await this.readVersioned();
+          const read = await this.#readSince(view);
+          view = read.view;
+          current = read.current;
         } catch (error) {
           if (!_outage(error) || this.#pool.closed()) throw error;
           // The server is away: listen again at the next re-check.
@@ -353,7 +576,11 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
         }
         if (current.version !== last) {
           last = current.version;
-          yield current;
+          // The caller's own copy: the watch's stays for the next version.
+          yield view === null ? current : {
+            value: structuredClone(current.value),
+            version: current.version,
+          };
         }
         await wakeup.take(signal);
       }
@@ -361,6 +588,67 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       signal?.removeEventListener("abort", stop);
       stop();
     }
+  }
+
+  /**
+   * The last committed version, read on from `view` (the version a watch
+   * has): only the changes since, unless the stored value is no longer the
+   * one it has (then all of it). One statement, so one snapshot. The view
+   * to keep (`null` while never written, or with text rules).
+   */
+  async #readSince(
+    view: _View<T> | null,
+  ): Promise<{ current: _Versioned<T>; view: _View<T> | null }> {
+    const [row] = await this.#withSession((session) =>
+      session.query<{
+        value: string | null;
+        same: boolean;
+        version: string;
+        value_id: string | null;
+        ops: string[];
+      }>(
+        `SELECT CASE WHEN same THEN NULL ELSE d.value::text END AS value,
+           same, d.version, d.value_id, ARRAY(
+             SELECT c.ops::text FROM ${this.#pool.schema.sql}.document_changes c
+             WHERE c.name = d.name
+               AND c.version > CASE WHEN same THEN $3 ELSE d.version END
+             ORDER BY c.version) AS ops
+         FROM ${this.#pool.schema.sql}.documents d,
+           LATERAL (SELECT coalesce(d.value_id = $2 AND d.version <= $3,
+             false) AS same) s
+         WHERE d.name = $1`,
+        [this.settings.name, view?.valueId ?? null, view?.version ?? 0],
+      )
+    );
+    if (this.settings.text !== undefined || row === undefined) {
+      return { current: await this.readVersioned(), view: null };
+    }
+    let state: T;
+    let version: number;
+    if (row.same) {
+      state = view!.state;
+      version = view!.version;
+    } else if (row.value === null) {
+      return { current: await this.readVersioned(), view: null };
+    } else {
+      state = JSON.parse(row.value);
+      version = Number(row.version);
+    }
+    for (const ops of row.ops) {
+      state = this.#apply(state, { version: ++version, ops });
+    }
+    if (this.settings.validate) {
+      const checked = this.#check(state);
+      // A corrupt document: as a read handles it (throw, or quarantine).
+      if (!checked.ok) {
+        return { current: await this.readVersioned(), view: null };
+      }
+      state = checked.value;
+    }
+    return {
+      current: { value: state, version },
+      view: { state, valueId: row.value_id, version },
+    };
   }
 
   /** The stored backups, newest first. */
@@ -390,13 +678,19 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     return row?.value;
   }
 
-  /** Begins, waits for the row lock (making the row if it is missing). */
+  /**
+   * Begins, waits for the row lock (making the row if it is missing), and
+   * reads the document's changes since the stored value: the value itself
+   * only if it is not the one `known` is of (a cached copy at that
+   * version, which the changes after it bring up to date).
+   */
   async #lockRow(
     session: _Session,
     fence: number | undefined,
     options: _ChangeOptions,
     until: number,
-  ): Promise<{ row: _Row; lockToken: number }> {
+    known: { valueId: string | null; version: number } | null,
+  ): Promise<{ row: _Row; changes: _Change[]; lockToken: number }> {
     const { lockTimeout, holdTimeout, durable, name, fenceLock } =
       this.settings;
     const idleLimit = holdTimeout === 0 || holdTimeout > _MAX_LOCK_TIMEOUT
@@ -411,10 +705,22 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       ? 0
       : Math.ceil(lockTimeout);
     const wait = lockTimeout === 0 ? " NOWAIT" : "";
-    const value = this.settings.text ? "value::text AS value" : "value";
+    const literal = _literal(name);
+    // The stored value is the cached copy's: same value_id, and no newer
+    // than it (a value_id is NULL only on a row no lockbox wrote whole
+    // since the trigger came, and then never cached as known).
+    const same = known === null || known.valueId === null
+      ? "false"
+      : `value_id = ${known.valueId} AND version <= ${known.version}`;
     const select =
-      `SELECT ${value}, version, fence FROM ${this.#pool.schema.sql}.documents
-      WHERE name = ${_literal(name)} FOR UPDATE${wait}`;
+      `SELECT CASE WHEN ${same} THEN NULL ELSE value::text END AS value,
+        value IS NULL AND NOT (${same}) AS empty, version, fence, value_id
+      FROM ${this.#pool.schema.sql}.documents WHERE name = ${literal} FOR UPDATE${wait};
+      SELECT version, ops::text AS ops FROM ${this.#pool.schema.sql}.document_changes
+      WHERE name = ${literal} AND version > (SELECT CASE WHEN ${same}
+        THEN ${known?.version ?? 0} ELSE version END
+        FROM ${this.#pool.schema.sql}.documents WHERE name = ${literal})
+      ORDER BY version`;
     // The fencing lock's token, read FOR SHARE: a new holder's token
     // cannot commit until this transaction has.
     const lockRow = fence === undefined ? "" : `;
@@ -424,7 +730,8 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     const limit = { until, waits: true, signal: options.signal };
     const begin = `BEGIN; SET LOCAL lock_timeout = ${serverTimeout};
          SET LOCAL idle_in_transaction_session_timeout = ${idleLimit};
-         SET LOCAL synchronous_commit = ${durable ? "on" : "off"};`;
+         SET LOCAL synchronous_commit = ${durable ? "on" : "off"};
+         SET LOCAL lockbox.writer = 'changes';`;
     // A wait the server does not time (lock_timeout 0) would have no answer
     // deadline: it waits in slices instead, each answered in time.
     const waitFor = serverTimeout === 0
@@ -436,25 +743,55 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
         })
       : (first: string, wait: string) =>
         session.queryAll(`${first} ${wait}`, limit);
+    const back = fence === undefined ? 0 : 1;
     return await this.#cancellable(session, options.signal, async () => {
       const results = await waitFor(begin, `${select}${lockRow}`);
-      let rows = results[results.length - (fence === undefined ? 1 : 2)];
+      let rows = results[results.length - 2 - back];
+      let changes = results[results.length - 1 - back];
       if (rows.length === 0) {
         const made = await waitFor(
           "",
-          `INSERT INTO ${this.#pool.schema.sql}.documents (name) VALUES (${
-            _literal(name)
-          })
+          `INSERT INTO ${this.#pool.schema.sql}.documents (name) VALUES (${literal})
            ON CONFLICT (name) DO NOTHING; ${select}`,
         );
-        rows = made[made.length - 1];
+        rows = made[made.length - 2];
+        changes = made[made.length - 1];
       }
       const token = fence === undefined ? -1 : Number(
         (results[results.length - 1][0] as { fence?: string } | undefined)
           ?.fence ?? -1,
       );
-      return { row: rows[0] as _Row, lockToken: token };
+      return {
+        row: rows[0] as _Row,
+        changes: (changes as { version: string; ops: string }[]).map((c) => ({
+          version: Number(c.version),
+          ops: c.ops,
+        })),
+        lockToken: token,
+      };
     });
+  }
+
+  /** The stored value and every change after it, under the row lock. */
+  async #reload(
+    session: _Session,
+  ): Promise<{ row: _Row; changes: _Change[] }> {
+    const literal = _literal(this.settings.name);
+    const results = await session.queryAll(
+      `SELECT value::text AS value, value IS NULL AS empty, version, fence,
+        value_id FROM ${this.#pool.schema.sql}.documents WHERE name = ${literal};
+      SELECT version, ops::text AS ops FROM ${this.#pool.schema.sql}.document_changes
+      WHERE name = ${literal} AND version > (SELECT version
+        FROM ${this.#pool.schema.sql}.documents WHERE name = ${literal})
+      ORDER BY version`,
+    );
+    return {
+      row: results[0][0] as _Row,
+      changes: (results[1] as { version: string; ops: string }[]).map((c) => ({
+        version: Number(c.version),
+        ops: c.ops,
+      })),
+    };
   }
 
   /**
@@ -498,61 +835,125 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     }
   }
 
-  /** Writes the new version (and a backup of the old one), and commits. */
-  async #write(
-    session: _Session,
-    row: _Row,
-    text: string | null,
-    fence: number | undefined,
-  ): Promise<number> {
-    const name = _literal(this.settings.name);
-    const fenceSql = fence === undefined
+  /** The fence to record: a newer one replaces a FileLock token an older lockbox kept. */
+  #fenceSql(fence: number | undefined): string {
+    return fence === undefined
       ? "fence"
       : `CASE WHEN fence < ${_FILE_TOKEN_MIN} THEN greatest(fence, ${fence}) ELSE ${fence} END`;
-    if (text === null) {
-      // Only a newer fence to record: no new version.
-      await session.run(
-        `UPDATE ${this.#pool.schema.sql}.documents SET fence = ${fenceSql} WHERE name = ${name};
-         COMMIT;`,
-      );
-      return Number(row.version);
-    }
-    const backups = this.settings.backups;
-    const keep = backups > 0 && row.value !== null
-      ? `INSERT INTO ${this.#pool.schema.sql}.document_backups (name, version, value)
-           SELECT name, version, value FROM ${this.#pool.schema.sql}.documents
-           WHERE name = ${name} ON CONFLICT DO NOTHING;
-         DELETE FROM ${this.#pool.schema.sql}.document_backups WHERE name = ${name}
-           AND version NOT IN (SELECT version FROM ${this.#pool.schema.sql}.document_backups
-             WHERE name = ${name} ORDER BY version DESC LIMIT ${backups});`
-      : "";
+  }
+
+  /** Records a newer fence only (no new version), and commits. */
+  async #writeFence(
+    session: _Session,
+    fence: number | undefined,
+  ): Promise<void> {
+    await session.run(
+      `UPDATE ${this.#pool.schema.sql}.documents SET fence = ${
+        this.#fenceSql(fence)
+      } WHERE name = ${_literal(this.settings.name)};
+       COMMIT;`,
+    );
+  }
+
+  /** The log record of a new version, as SQL (empty without a log). */
+  #logSql(version: number): string {
     const log = this.settings.log;
-    const logged = log === undefined
+    return log === undefined
       ? ""
       : `INSERT INTO ${this.#pool.schema.sql}.logs (name, entry)
          VALUES (${_literal(log.name)}, ${
-        _literal(_toJson(log.record(Number(row.version) + 1), 0, log.name))
+        _literal(_toJson(log.record(version), 0, log.name))
       }::json);`;
-    // The notification is sent at the commit, and only if it commits:
-    // the name and version only (payloads stop at 8000 bytes), and the
-    // schema but for the default's (whose payload older versions read).
+  }
+
+  /**
+   * The notification of a new version, sent at the commit and only if it
+   * commits: the name and version only (payloads stop at 8000 bytes).
+   */
+  #notifySql(version: number): string {
+    // The schema too, but for the default's (whose payload older versions
+    // read).
     const schema = this.#pool.schema;
     const schemaField = schema.name === _DEFAULT_SCHEMA
       ? ""
       : `, 'schema', ${_literal(schema.name)}`;
+    return `SELECT pg_notify('${schema.channel}', json_build_object('name', ${
+      _literal(this.settings.name)
+    }, 'version', ${version}${schemaField})::text);`;
+  }
+
+  /**
+   * Writes a new version as a row of the document_changes table (its ops,
+   * as the file journal writes them), and commits: the stored value stays
+   * as it is, so the cost is the change's.
+   */
+  async #writeChange(
+    session: _Session,
+    version: number,
+    ops: string,
+    fence: number | undefined,
+  ): Promise<void> {
+    const name = _literal(this.settings.name);
+    const fenced = fence === undefined
+      ? ""
+      : `UPDATE ${this.#pool.schema.sql}.documents
+       SET fence = ${this.#fenceSql(fence)} WHERE name = ${name};`;
+    await session.run(
+      `INSERT INTO ${this.#pool.schema.sql}.document_changes (name, version, ops)
+       VALUES (${name}, ${version}, ${_literal(ops)}::json);
+       ${fenced}${this.#logSql(version)}${this.#notifySql(version)}
+       COMMIT;`,
+    );
+  }
+
+  /**
+   * Writes a new version whole (folding in the changes since the stored
+   * value, which it deletes), keeps a backup of the old one, and commits.
+   * The new value's id.
+   */
+  async #write(
+    session: _Session,
+    write: {
+      text: string;
+      version: number;
+      /** The old version's text, when it is not the stored value. */
+      oldText: string | null;
+      /** There is an old version (not only initial). */
+      hadValue: boolean;
+      /** Changes since the stored value are to be deleted. */
+      pending: boolean;
+      fence: number | undefined;
+    },
+  ): Promise<string> {
+    const name = _literal(this.settings.name);
+    const { text, version, oldText } = write;
+    const backups = this.settings.backups;
+    const old = oldText === null
+      ? `SELECT name, version, value FROM ${this.#pool.schema.sql}.documents WHERE name = ${name}`
+      : `VALUES (${name}, ${version - 1}, ${_literal(oldText)}::json)`;
+    const keep = backups > 0 && write.hadValue
+      ? `INSERT INTO ${this.#pool.schema.sql}.document_backups (name, version, value)
+           ${old} ON CONFLICT DO NOTHING;
+         DELETE FROM ${this.#pool.schema.sql}.document_backups WHERE name = ${name}
+           AND version NOT IN (SELECT version FROM ${this.#pool.schema.sql}.document_backups
+             WHERE name = ${name} ORDER BY version DESC LIMIT ${backups});`
+      : "";
+    const folded = write.pending
+      ? `DELETE FROM ${this.#pool.schema.sql}.document_changes WHERE name = ${name};`
+      : "";
     const results = await session.queryAll(
-      `${keep}${logged}
+      `${keep}${folded}${this.#logSql(version)}
        UPDATE ${this.#pool.schema.sql}.documents SET value = ${
         _literal(text)
       }::json,
-         version = version + 1, fence = ${fenceSql}, updated_at = now()
-       WHERE name = ${name} RETURNING version;
-       SELECT pg_notify('${this.#pool.schema.channel}', json_build_object('name', ${name},
-         'version', ${Number(row.version) + 1}${schemaField})::text);
+         version = ${version}, fence = ${this.#fenceSql(write.fence)},
+         updated_at = now(), value_id = txid_current()
+       WHERE name = ${name} RETURNING value_id;
+       ${this.#notifySql(version)}
        COMMIT;`,
     );
-    const updated = results[results.length - 3] as { version: string }[];
-    return Number(updated[0].version);
+    const updated = results[results.length - 3] as { value_id: string }[];
+    return String(updated[0].value_id);
   }
 
   /**
@@ -562,7 +963,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
    */
   async #quarantine(
     session: _Session,
-    row: _Row,
+    row: { value: unknown; version: string },
     error: CorruptStoreError,
   ): Promise<T | undefined> {
     const [{ id }] = await session.query<{ id: string }>(
@@ -748,6 +1149,13 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       }
     }
   }
+}
+
+/** A promise with its resolve function. */
+function _busy(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((yes) => resolve = yes);
+  return { promise, resolve };
 }
 
 /** A stored fence of the counter family, or -1 (none, or a FileLock token). */

@@ -87,6 +87,51 @@ const _STOP_GRACE_MS = Math.max(
 );
 
 /**
+/**
+ * The trigger that keeps a document's changes safe from writers that do
+ * not know the document_changes table (an older lockbox, a hand-made
+ * UPDATE): a new value or version from them is refused while the document
+ * has changes not yet folded into its value (they would write over them),
+ * and otherwise gets a new value_id, so that lockbox's cached copies read
+ * the value again. lockbox's own transactions say who they are with the
+ * setting lockbox.writer. `s` is the schema, as SQL.
+ */
+const _documentsGuard = (s: string) => `
+CREATE OR REPLACE FUNCTION ${s}.documents_guard() RETURNS trigger
+LANGUAGE plpgsql AS $guard$
+DECLARE
+  pending boolean;
+BEGIN
+  IF current_setting('lockbox.writer', true) = 'changes' THEN
+    RETURN NEW;
+  END IF;
+  IF NEW.version IS DISTINCT FROM OLD.version
+     OR NEW.value::text IS DISTINCT FROM OLD.value::text THEN
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.document_changes
+      WHERE name = $1 AND version > $2)', TG_TABLE_SCHEMA)
+      INTO pending USING OLD.name, OLD.version;
+    IF pending THEN
+      RAISE EXCEPTION 'Cannot write document % in %.documents: it has changes in %.document_changes that this writer does not read (an older lockbox, or a hand-made UPDATE), and writing over them would lose them',
+        OLD.name, TG_TABLE_SCHEMA, TG_TABLE_SCHEMA
+        USING ERRCODE = 'LB001',
+          HINT = 'Upgrade every lockbox client that writes this document; or write it through lockbox (JsonStore.write folds the changes in)';
+    END IF;
+    NEW.value_id := txid_current();
+  END IF;
+  RETURN NEW;
+END
+$guard$;
+DO $make$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'documents_guard'
+                 AND tgrelid = '${
+  s.replaceAll("'", "''")
+}.documents'::regclass) THEN
+    CREATE TRIGGER documents_guard BEFORE UPDATE ON ${s}.documents
+      FOR EACH ROW EXECUTE FUNCTION ${s}.documents_guard();
+  END IF;
+END $make$;`;
+
+/**
  * Makes the schema's tables; the schema too unless `made` (CREATE SCHEMA
  * needs CREATE on the database even when the schema exists).
  */
@@ -124,8 +169,18 @@ CREATE TABLE IF NOT EXISTS ${s}.documents (
   value json,
   version bigint NOT NULL DEFAULT 0,
   fence bigint,
-  updated_at timestamptz NOT NULL DEFAULT now()
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  value_id bigint
 );
+ALTER TABLE ${s}.documents ADD COLUMN IF NOT EXISTS value_id bigint;
+CREATE TABLE IF NOT EXISTS ${s}.document_changes (
+  name text NOT NULL REFERENCES ${s}.documents (name)
+    ON DELETE CASCADE ON UPDATE CASCADE,
+  version bigint NOT NULL,
+  ops json NOT NULL,
+  PRIMARY KEY (name, version)
+);
+${_documentsGuard(s)}
 CREATE TABLE IF NOT EXISTS ${s}.document_backups (
   name text NOT NULL,
   version bigint NOT NULL,
@@ -160,6 +215,7 @@ const _TABLES = [
   "quarantine",
   "logs",
   "waits",
+  "document_changes",
 ];
 
 /** Options of {@linkcode PostgresBackend.connect}. */
@@ -461,7 +517,9 @@ export class PostgresBackend implements StoreBackend {
           _TABLES.map((table) =>
             `to_regclass(${_literal(`${schema.sql}.${table}`)}) IS NOT NULL`
           ).join(" AND ")
-        } AS ready, EXISTS (SELECT FROM pg_namespace WHERE nspname = $1) AS made`,
+        } AND to_regprocedure(${
+          _literal(`${schema.sql}.documents_guard()`)
+        }) IS NOT NULL AS ready, EXISTS (SELECT FROM pg_namespace WHERE nspname = $1) AS made`,
         [schema.name],
       );
       // It waits for any other process making them at the same time.
