@@ -47,9 +47,10 @@ import type {
   _DocumentBackend,
   _Next,
 } from "./_document_backend.ts";
-import { _applyOp, type _Op, _Recorder } from "./_journal_draft.ts";
+import { _applyOp, type _Op, _opChanges, _Recorder } from "./_journal_draft.ts";
 import type { _StoreFiles } from "./_store_files.ts";
 import {
+  _Changed,
   _UNCHANGED,
   _watchFiles,
   type StoreVersion,
@@ -66,6 +67,8 @@ interface _View<T> {
   offset: number;
   seq: number;
   state: T;
+  /** `state` is what the watch yielded last (see watch). */
+  yielded?: boolean;
 }
 
 /** One process's view of the journal, kept between updates. */
@@ -128,6 +131,8 @@ interface _Applied {
   damage: _Damage | null;
   /** A line said a compaction began: the journal may be retired. */
   sealed: boolean;
+  /** Some op changed the document (only looked for when asked). */
+  changed: boolean;
 }
 
 function _damaged(result: _Applied, at: number, reason: string): _Applied {
@@ -150,6 +155,7 @@ function _applyLines(
   bytes: Uint8Array,
   state: unknown,
   seq: number,
+  detect = false,
 ): _Applied {
   const result: _Applied = {
     state,
@@ -158,6 +164,7 @@ function _applyLines(
     torn: false,
     damage: null,
     sealed: false,
+    changed: false,
   };
   const complete = bytes.lastIndexOf(0x0a) + 1;
   let text: string | null = null;
@@ -197,6 +204,9 @@ function _applyLines(
     }
     try {
       for (const op of record.o as _Op[]) {
+        if (detect && !result.changed) {
+          result.changed = _opChanges(result.state, op);
+        }
         result.state = _applyOp(result.state, op);
       }
     } catch (error) {
@@ -293,19 +303,36 @@ export class _Journal<T> implements _DocumentBackend<T> {
    */
   watch(options: WatchOptions): AsyncIterable<StoreVersion<T>> {
     let view: _View<T> | null = null;
+    /** The JSON of the last version a whole read found. */
+    let shown: string | undefined;
     return _watchFiles(
       this.#files.path,
       [".journal"],
       async () => {
+        // What was yielded last, if the watch still has it (a view, kept
+        // up to date, is always what it yielded last).
+        const previous = view;
         if (view !== null) {
           const moved = this.#advance(view);
           if (moved === false) return _UNCHANGED;
-          if (moved) return structuredClone(view.state);
+          // Lines that changed something: a new version, found without
+          // comparing documents.
+          if (moved) return new _Changed(structuredClone(view.state));
         }
         const read = await this.#readWithoutLock();
         view = read?.view ?? null;
-        if (read === null) return await this.#readLocked();
-        return view === null ? read.state : structuredClone(view.state);
+        const state = read === null ? await this.#readLocked() : read.state;
+        // Read whole (the first time, after a compaction, while there is
+        // no journal): compared with the last version only then.
+        const text = JSON.stringify(state);
+        const before = previous === null
+          ? shown
+          : previous.yielded === false
+          ? undefined
+          : JSON.stringify(previous.state);
+        shown = text;
+        if (text === before) return _UNCHANGED;
+        return new _Changed(view === null ? state : structuredClone(state));
       },
       options,
     );
@@ -337,13 +364,19 @@ export class _Journal<T> implements _DocumentBackend<T> {
     } catch (error) {
       throw _fsError("read", this.journalPath, error);
     }
-    const applied = _applyLines(tail, view.state, view.seq);
-    if (applied.damage) return null;
-    if (applied.used === 0) return false;
+    const applied = _applyLines(tail, view.state, view.seq, true);
+    if (applied.damage) {
+      // Lines before the damage changed the state in place: it is no
+      // longer what was yielded last.
+      if (applied.seq > view.seq) view.yielded = false;
+      return null;
+    }
     view.state = applied.state as T;
     view.seq = applied.seq;
     view.offset += applied.used;
-    return true;
+    // Lines that change nothing (a compaction's seal, an update that set
+    // what was there) are no new version.
+    return applied.changed;
   }
 
   async read(): Promise<T> {

@@ -431,6 +431,16 @@ export class _Recorder {
   }
 }
 
+/**
+ * Whether `op` would change `state`: by the value at its path only, so
+ * what it costs is the change's size, not the document's.
+ */
+export function _opChanges(state: unknown, op: _Op): boolean {
+  const there = _at(state, op[1]);
+  if (op[0] === "d") return there.found;
+  return !there.found || JSON.stringify(there.value) !== JSON.stringify(op[2]);
+}
+
 /** Applies one op to `state`; returns the new state (a new one for a root op). */
 export function _applyOp(state: unknown, op: _Op): unknown {
   const keys = op[1];

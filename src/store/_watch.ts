@@ -65,6 +65,14 @@ export class _Wakeup {
 /** What a watch's read returns when it knows nothing has changed. */
 export const _UNCHANGED: unique symbol = Symbol("unchanged");
 
+/**
+ * What a watch's read returns when it knows that `value` is a new version
+ * (so it is yielded without comparing it with the last one).
+ */
+export class _Changed<T> {
+  constructor(readonly value: T) {}
+}
+
 /** The default of `recheckInterval`, in milliseconds. */
 export const _RECHECK_MS = 2_000;
 
@@ -91,12 +99,13 @@ export function _checkRecheck(value: number | undefined): number {
  * Watches a file store at `path`: its entry and those named `path` plus a
  * suffix in `suffixes` wake the loop, which yields what `read` gives
  * whenever it differs from the last version yielded (`read` may instead say
- * that it knows nothing changed: `_UNCHANGED`).
+ * that it knows nothing changed, `_UNCHANGED`, or that it knows the value
+ * is new, `_Changed`: then no whole document is serialized to compare).
  */
 export async function* _watchFiles<T>(
   path: string,
   suffixes: string[],
-  read: () => Promise<T | typeof _UNCHANGED>,
+  read: () => Promise<T | typeof _UNCHANGED | _Changed<T>>,
   options: WatchOptions,
 ): AsyncGenerator<StoreVersion<T>, void, undefined> {
   const signal = options.signal;
@@ -122,10 +131,17 @@ export async function* _watchFiles<T>(
     let last: string | undefined;
     while (!signal?.aborted) {
       const value = await read();
-      const key = value === _UNCHANGED ? last : JSON.stringify(value);
-      if (key !== last) {
-        last = key;
-        yield { value: value as T, version: ++version };
+      if (value instanceof _Changed) {
+        // Compared by read itself: the next plain value is compared with
+        // nothing, so it is yielded.
+        last = undefined;
+        yield { value: value.value, version: ++version };
+      } else if (value !== _UNCHANGED) {
+        const key = JSON.stringify(value);
+        if (key !== last) {
+          last = key;
+          yield { value, version: ++version };
+        }
       }
       await wakeup.take(signal);
       // The directory may have gone, or come back: watch the one there now.
