@@ -1,12 +1,12 @@
 // The watcher of bench/watch_bench.ts: watches TARGET and writes each
 // yielded document's n as a line. Usage: _watch_child.ts MODE TARGET
-//   MODE: whole | journal | journal-100k | postgres (TARGET is then a document name on
-//   LOCKBOX_DATABASE_URL)
+//   MODE: whole | journal[-SIZE] | postgres[-SIZE] (TARGET is then a
+//   document name on LOCKBOX_DATABASE_URL)
 import { JsonStore } from "../mod.ts";
 
 const [mode, target] = Deno.args;
 let store: JsonStore<{ n: number }>;
-if (mode === "postgres") {
+if (mode.startsWith("postgres")) {
   const { PostgresBackend } = await import("../src/postgres/mod.ts");
   const db = await PostgresBackend.connect(
     Deno.env.get("LOCKBOX_DATABASE_URL"),

@@ -1,8 +1,9 @@
 // `deno task bench`: how long from a writer's update to a watcher in
 // another process yielding it (up to the watcher's line on a pipe, so an
 // upper bound; from the start of the write, and from its acknowledgment),
-// for whole-file, journal (also with a 100,000-item document, of which one
-// field changes) and PostgreSQL stores, beside the same writer's commit
+// for whole-file, journal and PostgreSQL stores (also with documents of
+// 1,000, 100,000 and 1,000,000 items, of which one field changes), beside
+// the same writer's commit
 // time. PostgreSQL: against LOCKBOX_DATABASE_URL (or the PG* variables) when
 // set, else a throwaway cluster when the server is installed, else skipped
 // with a message.
@@ -47,28 +48,37 @@ function watcher(mode: string, target: string) {
 
 const latencies: Record<string, number[]> = {};
 const afterCommit: Record<string, number[]> = {};
-const modes = [
+/** Documents of so many items, of which one field changes per update. */
+const SIZES = { "1k": 1_000, "100k": 100_000, "1m": 1_000_000 } as const;
+const modes: [string, string][] = [
   ["whole", "whole-file"],
   ["journal", "journal"],
-  ["journal-100k", "journal, 100,000 items"],
   ["postgres", "PostgreSQL"],
-] as const;
-/** The large document of journal-100k: a watch there must not cost O(size) per update. */
-const items = Array.from({ length: 100_000 }, (_, i) => `item-${i}`);
+];
+for (const [key, size] of Object.entries(SIZES)) {
+  const items = `${size.toLocaleString("en")} items`;
+  modes.push([`journal-${key}`, `journal, ${items}`]);
+  modes.push([`postgres-${key}`, `PostgreSQL, ${items}`]);
+}
 const children: Deno.ChildProcess[] = [];
 for (const [mode, label] of modes) {
-  const skip = mode === "postgres" && noPostgres;
+  const postgres = mode.startsWith("postgres");
+  const skip = postgres && noPostgres;
+  const size = SIZES[mode.split("-")[1] as keyof typeof SIZES];
+  const target = postgres ? `watched-${mode}` : `${dir}/${mode}.json`;
   const store = skip
     ? null
-    : mode === "postgres"
-    ? db!.jsonStore<{ n: number }>("watched", { initial: { n: 0 } })
-    : new JsonStore<{ n: number; items?: string[] }>(`${dir}/${mode}.json`, {
+    : postgres
+    ? db!.jsonStore<{ n: number; items?: string[] }>(target, {
+      initial: { n: 0 },
+    })
+    : new JsonStore<{ n: number; items?: string[] }>(target, {
       initial: { n: 0 },
       journal: mode !== "whole",
     });
-  // The large document changes by one field; the others are replaced whole.
+  // A sized document changes by one field; the others are replaced whole.
   const change = (next: number) =>
-    mode === "journal-100k"
+    size !== undefined
       ? store!.update((d) => void (d.n = next))
       : store!.write({ n: next });
   let n = 0;
@@ -82,12 +92,12 @@ for (const [mode, label] of modes) {
     async fn(b) {
       if (watching === null) {
         await store!.write(
-          mode === "journal-100k" ? { n: 0, items } : { n: 0 },
+          size === undefined ? { n: 0 } : {
+            n: 0,
+            items: Array.from({ length: size }, (_, i) => `item-${i}`),
+          },
         );
-        watching = watcher(
-          mode,
-          mode === "postgres" ? "watched" : `${dir}/${mode}.json`,
-        );
+        watching = watcher(mode, target);
         children.push(watching.process);
         await watching.seen(0);
       }

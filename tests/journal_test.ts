@@ -887,3 +887,43 @@ Deno.test("JsonStore journal mode stores what whole-file mode stores, over 600 r
     }
   });
 });
+
+Deno.test("JsonStore journal mode: a watch's copies keep an own __proto__ key and are the caller's own", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/copies.json`;
+    type Dated = { list: { n: number }[] };
+    const store = new JsonStore<Dated>(path, {
+      initial: { list: [] },
+      journal: true,
+    });
+    await store.write({ list: [{ n: 1 }] });
+    const controller = new AbortController();
+    const versions = store.watch({
+      signal: controller.signal,
+      recheckInterval: 20,
+    })
+      [Symbol.asyncIterator]();
+    const next = async (): Promise<Dated> =>
+      (await guarded(versions.next(), 10_000, "the next version")).value!
+        .value as Dated;
+    try {
+      const first = await next();
+      first.list[0].n = 99;
+      await store.update((d) => {
+        d.list.push(JSON.parse('{"__proto__": {"x": 1}, "n": 2}'));
+      });
+      const second = await next();
+      assert.equal(second.list[0].n, 1);
+      assert.ok(Object.hasOwn(second.list[1], "__proto__"));
+      assert.deepEqual(Object.keys(second.list[1]), ["__proto__", "n"]);
+      assert.equal(Object.getPrototypeOf(second.list[1]), Object.prototype);
+      second.list[1].n = 7;
+      await store.update((d) => void (d.list[0].n = 3));
+      const third = await next();
+      assert.deepEqual(third.list.map((item) => item.n), [3, 2]);
+    } finally {
+      controller.abort();
+      await versions.return?.();
+    }
+  });
+});

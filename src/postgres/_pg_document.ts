@@ -23,7 +23,7 @@ import {
   _initialValue,
   type _Next,
 } from "../store/_document_backend.ts";
-import { _toJson } from "../store/_json.ts";
+import { _copyJson, _toJson } from "../store/_json.ts";
 import { _applyOp, type _Op, _Recorder } from "../store/_journal_draft.ts";
 import { _fenceFamily, _FILE_TOKEN_MIN } from "../lock/_fence.ts";
 import {
@@ -578,7 +578,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
           last = current.version;
           // The caller's own copy: the watch's stays for the next version.
           yield view === null ? current : {
-            value: structuredClone(current.value),
+            value: _copyJson(current.value),
             version: current.version,
           };
         }

@@ -38,6 +38,7 @@ import {
   _quarantineAside,
 } from "./_atomic.ts";
 import { _fsError } from "../base/_fs_errors.ts";
+import { _copyJson } from "./_json.ts";
 import { _afterIdleTurns } from "../base/_promise.ts";
 import { _noteOpenFile, _stillLinked } from "../base/_file_identity.ts";
 import { _fnv1a, _hexAt } from "../lock/_holder_record.ts";
@@ -317,7 +318,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
           if (moved === false) return _UNCHANGED;
           // Lines that changed something: a new version, found without
           // comparing documents.
-          if (moved) return new _Changed(structuredClone(view.state));
+          if (moved) return new _Changed(_copyJson(view.state));
         }
         const read = await this.#readWithoutLock();
         view = read?.view ?? null;
@@ -332,7 +333,7 @@ export class _Journal<T> implements _DocumentBackend<T> {
           : JSON.stringify(previous.state);
         shown = text;
         if (text === before) return _UNCHANGED;
-        return new _Changed(view === null ? state : structuredClone(state));
+        return new _Changed(view === null ? state : _copyJson(state));
       },
       options,
     );
