@@ -392,4 +392,46 @@ pgTest(
   },
 );
 
+pgTest(
+  "PgJsonStore.update() writes a small document, or one with backups, whole, so the stored value is current",
+  async (c) => {
+    const db = await PostgresBackend.connect(c.url);
+    try {
+      const small = db.jsonStore<Doc>("small", {
+        initial: { n: 0, items: [] },
+      });
+      await small.write({ n: 0, items: ["a"] });
+      await small.update((d) => void (d.n = 5));
+      assert.equal(await changeRows(c, "small"), 0);
+      assert.equal(
+        await c.sql(
+          "SELECT value->>'n' FROM lockbox.documents WHERE name = 'small'",
+        ),
+        "5",
+      );
+      const kept = db.jsonStore<Doc>("kept", {
+        initial: { n: 0, items: [] },
+        backups: 2,
+      });
+      await kept.write(large());
+      await kept.update((d) => void (d.n = 1));
+      await kept.update((d) => void (d.n = 2));
+      assert.equal(await changeRows(c, "kept"), 0);
+      assert.equal(
+        await c.sql(
+          "SELECT value->>'n' FROM lockbox.documents WHERE name = 'kept'",
+        ),
+        "2",
+      );
+      assert.deepEqual(
+        (await kept.backups()).map((b) => b.version),
+        [2, 1],
+      );
+      assert.equal(((await kept.readBackup(2)) as Doc).n, 1);
+    } finally {
+      await db.close();
+    }
+  },
+);
+
 stopAfterwards();
