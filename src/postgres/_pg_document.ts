@@ -149,7 +149,7 @@ interface _Cache<T> {
  * Documents smaller than this are written whole at every change, so that
  * the documents table's value is always current for them (SQL that reads it).
  */
-export const _WHOLE_BELOW = 64 * 1024;
+export const _WHOLE_BELOW = 1024 * 1024;
 
 /**
  * The changes of a document are folded into its value once they are
