@@ -49,10 +49,18 @@ export function _devKey(dev: number): string {
   }`;
 }
 
-// A seq_file read returns at most one page of records; a record of
-// /proc/locks is well under 128 bytes.
+// A seq_file read returns at most one page of records, all from one moment
+// (the kernel holds the lock list for that read); a record of /proc/locks
+// (a lock, without waiters) is well under 128 bytes. A table shorter than a
+// page less one record therefore ended within the first read: any further
+// record would have fit in it.
 const _PAGE = 4096;
 const _LONGEST_RECORD = 128;
+
+/** Whether a `/proc/locks` text surely came in one read, so is consistent. */
+function _inOneRead(text: string): boolean {
+  return text.length + _LONGEST_RECORD < _PAGE;
+}
 
 /** Parses `/proc/locks` into flock holders by `"maj:min:ino"`. */
 function _parseProcLocks(text: string): Map<string, _KernelView> {
@@ -73,7 +81,6 @@ function _parseProcLocks(text: string): Map<string, _KernelView> {
   return views;
 }
 
-/** Who holds the lock on a file, by its `stat`; see {@linkcode _kernelTable}. */
 /**
  * The kernel's view of one file. With `probe: false`, a file the table
  * cannot vouch for without probing it (no `/proc/locks`, or a lock from
@@ -90,16 +97,24 @@ const _FREE: _KernelView = { mode: null, pids: [] };
 
 /**
  * A view of every flock on the machine, read once: on Linux from
- * `/proc/locks`, which never touches a lock. A table longer than one page
- * comes in several reads, and a release between two of them can hide a
- * record (see _readProcLocks), so such a table is read twice and the two
- * merged. Elsewhere each look probes with a non-blocking lock on a separate
- * handle: for a moment the probe holds the lock, so another process's
- * `tryAcquire` may fail in that instant, and pids are unknown.
+ * `/proc/locks`, which never touches a lock. Elsewhere each look probes with
+ * a non-blocking lock on a separate handle: for a moment the probe holds the
+ * lock, so another process's `tryAcquire` may fail in that instant, and pids
+ * are unknown.
  *
- * Outside the initial PID namespace `/proc/locks` lists only the locks of
- * processes in this one, so a lock it does not list may be held from
- * outside: the probe, which the kernel answers for every process, decides.
+ * The table vouches for a file it does not list (free) only when it is
+ * complete:
+ *
+ * - it came in one read. A longer table comes a page per read, and a lock
+ *   released before a page's end between two reads shifts the records, so
+ *   the next read skips one: a held lock could be missing. Reading it again
+ *   only makes that rarer;
+ * - this process is in the initial PID namespace: in any other,
+ *   `/proc/locks` lists only the locks of processes in this one, so a lock
+ *   it does not list may be held from outside.
+ *
+ * Otherwise the probe, which the kernel answers for every process, decides
+ * (unless `probe: false`).
  */
 export function _kernelTable(): _KernelTable {
   const procLocks = _readProcLocks();
@@ -108,12 +123,7 @@ export function _kernelTable(): _KernelTable {
       options?.probe === false ? _FREE : _probe(lockPath, stat);
   }
   const views = _parseProcLocks(procLocks);
-  if (procLocks.length + _LONGEST_RECORD >= _PAGE) {
-    for (const [id, view] of _parseProcLocks(_readProcLocks()!)) {
-      if (!views.has(id)) views.set(id, view);
-    }
-  }
-  const complete = _inInitialPidNamespace();
+  const complete = _inOneRead(procLocks) && _inInitialPidNamespace();
   return (lockPath, stat, options) =>
     views.get(`${_devKey(stat.dev)}:${stat.ino}`) ??
       (complete || options?.probe === false ? _FREE : _probe(lockPath, stat));
@@ -132,6 +142,8 @@ function _probe(lockPath: string, _stat: _FileStat): _KernelView {
       }; ${
         _readProcLocks() === null
           ? "without /proc/locks"
+          : _inInitialPidNamespace()
+          ? "with a lock table (/proc/locks) longer than one read, which may miss a lock,"
           : "in its own PID namespace, where /proc/locks lists only this namespace's locks,"
       } lockbox must open the lock file to probe it; run the monitor as a user who may read it`,
       { cause: error },
@@ -151,7 +163,10 @@ function _probe(lockPath: string, _stat: _FileStat): _KernelView {
 /**
  * How many flock entries the kernel lists for each file in `stats`: holders
  * and, marked `->`, processes waiting for it. `null` where there is no
- * `/proc/locks`.
+ * `/proc/locks`. A table longer than one read may miss a lock's record
+ * (see _kernelTable), so a count may be too low: 0 for a lock this process
+ * holds. The kernel prints a lock's waiters in the same record as the lock,
+ * so for a file held exclusively the count is either whole or 0.
  */
 export function _flockEntries(stats: _FileStat[]): number[] | null {
   const text = _readProcLocks();

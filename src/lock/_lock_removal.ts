@@ -28,6 +28,14 @@ export const _UNSEEN =
 export const _OTHER_NAMESPACE =
   "in its own PID namespace (a container), this process cannot see the open files of processes outside it, so cannot show that no one else has it open";
 
+/**
+ * Why a lock file is kept when the kernel's lock table does not show this
+ * process's lock on it alone: a process waits for it, or the table, longer
+ * than one read, missed the lock's record.
+ */
+export const _WAITED_FOR =
+  "the kernel's lock table (/proc/locks) did not show this process's lock on it alone (a process may be waiting for it), so cannot show that no one else will lock it";
+
 /** How long moved lock files wait for late openers before they are removed. */
 const _GRACE_MS = 50;
 
@@ -104,7 +112,11 @@ export async function _removeHeldLockFiles(
       continue;
     }
     await _putBack(aside, files[index].lockPath);
-    result[index] = after.complete && again.complete ? _openIn(pids) : _UNSEEN;
+    result[index] = !(after.complete && again.complete)
+      ? _UNSEEN
+      : pids.length > 0
+      ? _openIn(pids)
+      : _WAITED_FOR;
   }
   return result;
 }

@@ -262,7 +262,9 @@ async function _walk(
  * not listed, and never probed; {@linkcode lockInfo} looks at any file you
  * name. On Linux this
  * reads `/proc/locks` once per call and never touches a lock, so listing
- * over and over never makes anyone's `tryAcquire` fail. Elsewhere it probes
+ * over and over never makes anyone's `tryAcquire` fail, while the machine's
+ * lock table comes in one read (about 70 locks); a longer one may miss a
+ * lock, so a lockbox lock file it does not list is probed. Elsewhere it probes
  * each file with a non-blocking lock, which for an instant holds it; so it
  * does, in a PID namespace other than the initial one (a container), for
  * each file `/proc/locks` does not list, since a process outside may hold it.
