@@ -616,43 +616,76 @@ while not closed.is_set():
 print(f"bursts {bursts}", flush=True)
 `;
 
-Deno.test("isLocked() never reports a held lock free when the lock table is several reads long and locks before it come and go", async () => {
-  // /proc/locks comes a page (about 70 records) per read; a lock released
-  // before a page's end between two reads makes the next read skip a record.
-  // The kernel lists newer locks first: the padding, taken after the held
-  // lock, puts it pages deep, and the churners' bursts (20 to 60 locks
-  // taken, then released in random order) move it across page boundaries.
-  await withTempDir(async (dir) => {
-    const holder = spawnWorker("hold.ts", [`${dir}/held.json`], {
-      stdin: true,
-    });
-    await holder.waitFor("locked");
-    const pad = new Child("python3", ["-c", LOCK_TABLE_PY, "pad", "150"], {
+/**
+ * Looks `looks` times (`look` returns how many held locks it saw free) while
+ * a process holds `held`, another then holds 150 locks, and three churners
+ * take and release bursts of 20 to 60 locks; returns how many it saw free.
+ *
+ * /proc/locks comes a page (about 70 records) per read; a lock released
+ * before a page's end between two reads makes the next read skip a record.
+ * The kernel lists newer locks first: the padding, taken after the held
+ * locks, puts them pages deep, and the bursts (released in random order)
+ * move them across page boundaries.
+ */
+async function freeInChurningTable(
+  dir: string,
+  held: string[],
+  looks: number,
+  look: () => Promise<number>,
+): Promise<number> {
+  const holder = spawnWorker("hold.ts", held, { stdin: true });
+  await holder.waitFor("locked");
+  const pad = new Child("python3", ["-c", LOCK_TABLE_PY, "pad", "150"], {
+    cwd: dir,
+    stdin: true,
+  });
+  await pad.waitFor("ready");
+  const churners = [0, 1, 2].map((i) =>
+    new Child("python3", ["-c", LOCK_TABLE_PY, "churn", `churn${i}`], {
       cwd: dir,
       stdin: true,
-    });
-    await pad.waitFor("ready");
-    const churners = [0, 1, 2].map((i) =>
-      new Child("python3", ["-c", LOCK_TABLE_PY, "churn", `churn${i}`], {
-        cwd: dir,
-        stdin: true,
-      })
-    );
-    await Promise.all(churners.map((c) => c.waitFor("ready")));
-    let free = 0;
+    })
+  );
+  await Promise.all(churners.map((c) => c.waitFor("ready")));
+  let free = 0;
+  for (let n = 0; n < looks; n++) free += await look();
+  // The table was several pages long while we looked.
+  const table = Deno.readTextFileSync("/proc/locks");
+  const outputs = await finishAll([...churners, pad]);
+  await holder.finish();
+  assert.ok(table.length > 4096, `/proc/locks: ${table.length} bytes`);
+  for (const lines of outputs.slice(0, churners.length)) {
+    assert.ok(Number(lines.at(-1)?.split(" ")[1]) > 0, lines.join("\n"));
+  }
+  return free;
+}
+
+Deno.test("isLocked() never reports a held lock free when the lock table is several reads long and locks before it come and go", async () => {
+  await withTempDir(async (dir) => {
     const looks = 3000;
-    for (let look = 0; look < looks; look++) {
-      if (!await isLocked(`${dir}/held.json`)) free++;
-    }
-    // The table was several pages long while we looked.
-    const table = Deno.readTextFileSync("/proc/locks");
-    const outputs = await finishAll([...churners, pad]);
-    await holder.finish();
-    assert.ok(table.length > 4096, `/proc/locks: ${table.length} bytes`);
-    for (const lines of outputs.slice(0, churners.length)) {
-      assert.ok(Number(lines.at(-1)?.split(" ")[1]) > 0, lines.join("\n"));
-    }
+    const free = await freeInChurningTable(
+      dir,
+      [`${dir}/held.json`],
+      looks,
+      async () => await isLocked(`${dir}/held.json`) ? 0 : 1,
+    );
     assert.equal(free, 0, `reported free ${free} times in ${looks} looks`);
+  });
+});
+
+Deno.test("listLocks() never reports a held lock free when the lock table is several reads long and locks before it come and go", async () => {
+  // 80 held locks side by side in the table: one of them is nearly always
+  // the first record of a read.
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/held`);
+    const held = Array.from({ length: 80 }, (_, i) => `${dir}/held/${i}.json`);
+    const looks = 1000;
+    const free = await freeInChurningTable(dir, held, looks, async () => {
+      const infos = await listLocks(`${dir}/held`);
+      assert.equal(infos.length, held.length);
+      return infos.filter((info) => !info.held).length;
+    });
+    assert.equal(free, 0, `reported free ${free} times in ${looks} listings`);
   });
 });
 
