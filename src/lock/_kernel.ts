@@ -116,8 +116,9 @@ const _FREE: _KernelView = { mode: null, pids: [] };
  * Otherwise the probe, which the kernel answers for every process, decides
  * (unless `probe: false`).
  */
-export function _kernelTable(): _KernelTable {
-  const procLocks = _readProcLocks();
+export function _kernelTable(
+  procLocks: string | null = _readProcLocks(),
+): _KernelTable {
   if (procLocks === null) {
     return (lockPath, stat, options) =>
       options?.probe === false ? _FREE : _probe(lockPath, stat);

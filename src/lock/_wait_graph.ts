@@ -159,9 +159,13 @@ export function _graphOf(table: _FlockTable): _WaitGraph {
   };
 }
 
-/** Reads the graph from /proc/locks; `null` where there is none. */
-export function _readWaitGraph(): _WaitGraph | null {
-  const text = _readProcLocks();
+/**
+ * Reads the graph from /proc/locks (or from `text`, a copy of it already
+ * read); `null` where there is none.
+ */
+export function _readWaitGraph(
+  text: string | null = _readProcLocks(),
+): _WaitGraph | null {
   return text === null ? null : _graphOf(_parseFlocks(text));
 }
 

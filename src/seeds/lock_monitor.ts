@@ -25,6 +25,7 @@ import {
   _lstat,
   _readCommandLine,
   _readDir,
+  _readProcLocks,
   _toPath,
 } from "../runtime/mod.ts";
 import { StoreError } from "../base/errors.ts";
@@ -298,8 +299,10 @@ export async function listLocks(
 ): Promise<LockInfo[]> {
   const staleAfter = _staleAfter(options.staleAfter);
   const now = Date.now();
-  const table = _kernelTable();
-  const graph = _readWaitGraph();
+  // One read of the kernel's table for the holders and the waiters alike.
+  const procLocks = _readProcLocks();
+  const table = _kernelTable(procLocks);
+  const graph = _readWaitGraph(procLocks);
   const infos: LockInfo[] = [];
   const root = _toPath(dir);
   await _walk(root, options.recursive ?? false, (path, kind) => {
@@ -364,13 +367,14 @@ export function lockInfo(
     const content = stat?.isFile
       ? _readableContent(path)
       : { record: null, pid: null };
+    const procLocks = _readProcLocks();
     return _info(
       path,
       content,
       staleAfter,
       Date.now(),
-      _kernelTable(),
-      _readWaitGraph(),
+      _kernelTable(procLocks),
+      _readWaitGraph(procLocks),
     );
   });
 }
