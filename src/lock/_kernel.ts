@@ -124,11 +124,28 @@ export function _kernelTable(
       options?.probe === false ? _FREE : _probe(lockPath, stat);
   }
   const views = _parseProcLocks(procLocks);
-  const complete = _inOneRead(procLocks) && _inInitialPidNamespace();
-  return (lockPath, stat, options) =>
-    views.get(`${_devKey(stat.dev)}:${stat.ino}`) ??
-      (complete || options?.probe === false ? _FREE : _probe(lockPath, stat));
+  const initial = _inInitialPidNamespace();
+  const complete = _inOneRead(procLocks) && initial;
+  return (lockPath, stat, options) => {
+    const id = `${_devKey(stat.dev)}:${stat.ino}`;
+    const listed = views.get(id);
+    if (listed) return listed;
+    if (complete || options?.probe === false) return _FREE;
+    const probed = _probe(lockPath, stat);
+    if (probed.mode === null || !initial) return probed;
+    // Held, and the table skipped its record: its holders' pids (which tell
+    // the current holder's record from an earlier one's) are in the table
+    // whenever a read does not skip it, which is nearly always.
+    for (let look = 0; look < _PID_LOOKS; look++) {
+      const again = _parseProcLocks(_readProcLocks() ?? "").get(id);
+      if (again) return again;
+    }
+    return probed;
+  };
 }
+
+/** How many more reads of a long table look for a held lock's pids. */
+const _PID_LOOKS = 5;
 
 function _probe(lockPath: string, _stat: _FileStat): _KernelView {
   let probe;
