@@ -14,6 +14,7 @@ import * as real from "../../src/runtime/deno.ts";
 import type { _WriteHandle } from "../../src/runtime/types.ts";
 
 export * from "../../src/runtime/types.ts";
+export * from "../../src/runtime/_platform.ts";
 export * from "../../src/runtime/deno.ts";
 
 /** Whether lockbox runs on Deno: it does, here. */
