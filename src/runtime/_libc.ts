@@ -1,7 +1,9 @@
 // What Node's runtime layer needs to know about the C library of each
-// platform it calls flock(2) in through koffi: the library to load and the
-// numbers that differ between systems. One table, so that a new platform is
-// one entry (and its test), never a condition scattered through node.ts.
+// platform it calls flock(2) in through koffi, taken from the one table of C
+// libraries (_platform.ts, which Deno's FFI paths read too), under Node's
+// platform names.
+
+import { _C_LIBRARIES } from "./_platform.ts";
 
 /** The C library facts of one platform. */
 export interface _LibcFacts {
@@ -11,43 +13,11 @@ export interface _LibcFacts {
   EWOULDBLOCK: number;
   /** `EINTR`: a signal interrupted a blocking flock. */
   EINTR: number;
-  /**
-   * The signal that interrupts a waiting thread's flock (`SIGURG`: ignored
-   * by default, so a stray one never ends the process).
-   */
+  /** The signal that interrupts a waiting thread's flock (`SIGURG`). */
   SIGURG: number;
-  /**
-   * Whether a waiting thread can have the kernel interrupt it on a timer of
-   * its own (Linux's `timer_create` with `SIGEV_THREAD_ID`).
-   */
+  /** Whether a waiting thread can be interrupted by a timer of its own. */
   threadTimers: boolean;
 }
-
-const _TABLE: Record<string, _LibcFacts | string> = {
-  linux: {
-    library: "libc.so.6",
-    EWOULDBLOCK: 11,
-    EINTR: 4,
-    SIGURG: 23,
-    threadTimers: true,
-  },
-  darwin: {
-    library: "libSystem.B.dylib",
-    EWOULDBLOCK: 35,
-    EINTR: 4,
-    SIGURG: 16,
-    threadTimers: false,
-  },
-  freebsd: {
-    library: "libc.so.7",
-    EWOULDBLOCK: 35,
-    EINTR: 4,
-    SIGURG: 16,
-    threadTimers: false,
-  },
-  win32: "not supported yet on win32 (Windows has no flock(2); " +
-    "lockbox's Node locks run on Linux, macOS and FreeBSD)",
-};
 
 /**
  * The C library facts of `platform` (Node's `process.platform`).
@@ -55,14 +25,20 @@ const _TABLE: Record<string, _LibcFacts | string> = {
  * @throws {Error} Naming the platform, where lockbox has no flock for it.
  */
 export function _libcFor(platform: string): _LibcFacts {
-  const facts = _TABLE[platform];
-  if (facts === undefined) {
+  if (platform === "win32") {
+    throw new Error(
+      "Cannot lock files on Node on win32: not supported yet on win32 " +
+        "(Windows has no flock(2); lockbox's Node locks run on Linux, macOS and FreeBSD)",
+    );
+  }
+  const c = Object.hasOwn(_C_LIBRARIES, platform)
+    ? _C_LIBRARIES[platform]
+    : undefined;
+  if (c === undefined) {
     throw new Error(
       `Cannot lock files on Node on ${platform}: lockbox knows no C library there (it runs on Linux, macOS and FreeBSD)`,
     );
   }
-  if (typeof facts === "string") {
-    throw new Error(`Cannot lock files on Node on ${platform}: ${facts}`);
-  }
-  return facts;
+  const { path: library, EWOULDBLOCK, EINTR, SIGURG, threadTimers } = c;
+  return { library, EWOULDBLOCK, EINTR, SIGURG, threadTimers };
 }

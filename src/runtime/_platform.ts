@@ -32,6 +32,16 @@ export interface _CLibrary {
   F_GETFD: number;
   F_SETFD: number;
   FD_CLOEXEC: number;
+  /**
+   * The signal that interrupts a waiting thread's flock on Node (`SIGURG`:
+   * ignored by default, so a stray one never ends the process).
+   */
+  SIGURG: number;
+  /**
+   * Whether a waiting thread can have the kernel interrupt it on a timer of
+   * its own (Linux's `timer_create` with `SIGEV_THREAD_ID`).
+   */
+  threadTimers: boolean;
 }
 
 // flock's and fcntl's numbers are BSD's on all three; errno's differ.
@@ -54,18 +64,24 @@ export const _C_LIBRARIES: Readonly<Record<string, _CLibrary>> = {
     path: "libc.so.6",
     errnoFunction: "__errno_location",
     EWOULDBLOCK: 11,
+    SIGURG: 23,
+    threadTimers: true,
   },
   darwin: {
     ..._BSD_FLOCK,
     path: "libSystem.B.dylib",
     errnoFunction: "__error",
     EWOULDBLOCK: 35,
+    SIGURG: 16,
+    threadTimers: false,
   },
   freebsd: {
     ..._BSD_FLOCK,
     path: "libc.so.7",
     errnoFunction: "__error",
     EWOULDBLOCK: 35,
+    SIGURG: 16,
+    threadTimers: false,
   },
 };
 
@@ -76,7 +92,9 @@ export const _C_LIBRARIES: Readonly<Record<string, _CLibrary>> = {
  * (Windows).
  */
 export function _cLibrary(os: string = _os): _CLibrary {
-  const library = _C_LIBRARIES[os];
+  const library = Object.hasOwn(_C_LIBRARIES, os)
+    ? _C_LIBRARIES[os]
+    : undefined;
   if (library !== undefined) return library;
   throw Object.assign(
     new Error(
