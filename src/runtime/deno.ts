@@ -897,7 +897,7 @@ function _spawnNow(
 }
 
 /** Whether this system has process groups (every one but Windows). */
-export const _processGroups: boolean = Deno.build.os !== "windows";
+export const _processGroups: boolean = !_onWindows;
 
 /** Sends `signal` to every process of group `pgid`; `false` if none is left. */
 export function _killGroup(pgid: number, signal: _StopSignal): boolean {

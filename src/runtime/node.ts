@@ -32,7 +32,7 @@ import {
   _ppidOf,
   _readWhole,
 } from "./types.ts";
-import { _procAllowed } from "./_platform.ts";
+import { _onWindows, _procAllowed } from "./_platform.ts";
 import type {
   _Child,
   _DirEntry,
@@ -906,7 +906,7 @@ export function _spawn(
 }
 
 /** Whether this system has process groups (every one but Windows). */
-export const _processGroups: boolean = process.platform !== "win32";
+export const _processGroups: boolean = !_onWindows;
 
 /** Sends `signal` to every process of group `pgid`; `false` if none is left. */
 export function _killGroup(pgid: number, signal: _StopSignal): boolean {
