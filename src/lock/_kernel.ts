@@ -179,28 +179,70 @@ function _probe(lockPath: string, _stat: _FileStat): _KernelView {
 }
 
 /**
- * How many flock entries the kernel lists for each file in `stats`: holders
- * and, marked `->`, processes waiting for it. `null` where there is no
- * `/proc/locks`. A table longer than one read may miss a lock's record
- * (see _kernelTable), so a count may be too low: 0 for a lock this process
- * holds. The kernel prints a lock's waiters in the same record as the lock,
- * so for a file held exclusively the count is either whole or 0.
+ * How many processes the kernel lists as waiting (`->`) for each file in
+ * `stats`, a file this process holds exclusively: a number where a read of
+ * `/proc/locks` listed the file's lock, `null` where none did. `null` for
+ * all where there is no `/proc/locks`.
+ *
+ * The kernel prints a lock's waiters in the same record as the lock, so a
+ * read that lists the lock lists its waiters whole. A table longer than one
+ * read may skip a record (see _kernelTable) or repeat one: a file whose lock
+ * is missing is looked for again, up to `_PID_LOOKS` more reads, and a
+ * repeated record adds no waiters, since the lock's own line is not one.
  */
-export function _flockEntries(stats: _FileStat[]): number[] | null {
-  const text = _readProcLocks();
+export function _flockWaiters(stats: _FileStat[]): (number | null)[] | null {
+  let text = _readProcLocks();
   if (text === null) return null;
-  const counts = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (!line.includes(" FLOCK ")) continue;
-    // The device:inode field is the one with two colons.
-    const id = line.trim().split(/\s+/).find((f) =>
-      /^[0-9a-f]+:[0-9a-f]+:\d+$/.test(f)
-    );
-    if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+  const ids = stats.map((stat) => `${_devKey(stat.dev)}:${stat.ino}`);
+  const waiters: (number | null)[] = ids.map(() => null);
+  for (let look = 0;; look++) {
+    const listed = _waitersByFile(text);
+    for (const [i, id] of ids.entries()) waiters[i] ??= listed.get(id) ?? null;
+    if (_inOneRead(text) || look === _PID_LOOKS || !waiters.includes(null)) {
+      return waiters;
+    }
+    text = _readProcLocks() ?? "";
   }
-  return stats.map((stat) =>
-    counts.get(`${_devKey(stat.dev)}:${stat.ino}`) ?? 0
-  );
+}
+
+/**
+ * For each file with a flock in a table, the most waiters any one of its
+ * records lists (a repeated record is counted once).
+ */
+function _waitersByFile(text: string): Map<string, number> {
+  const waiters = new Map<string, number>();
+  let record: { id: string; waiters: number } | null = null;
+  const close = () => {
+    if (record === null) return;
+    waiters.set(
+      record.id,
+      Math.max(waiters.get(record.id) ?? 0, record.waiters),
+    );
+    record = null;
+  };
+  for (const line of text.split("\n")) {
+    const fields = line.trim().split(/\s+/);
+    // "1: FLOCK ADVISORY WRITE 2127 fe:00:2146430 0 EOF", and each waiter
+    // after it as "1: -> FLOCK ADVISORY WRITE 2130 fe:00:2146430 0 EOF".
+    const waiting = fields[1] === "->";
+    const offset = waiting ? 1 : 0;
+    if (fields[1 + offset] !== "FLOCK" || fields.length < 6 + offset) {
+      if (!waiting) close();
+      continue;
+    }
+    const id = fields[5 + offset];
+    if (!waiting) {
+      close();
+      record = { id, waiters: 0 };
+    } else if (record !== null && record.id === id) {
+      record.waiters++;
+    } else {
+      // A waiter whose lock's line was in an earlier read: count it alone.
+      waiters.set(id, Math.max(waiters.get(id) ?? 0, 1));
+    }
+  }
+  close();
+  return waiters;
 }
 
 /** Who holds the lock on the file `stat` describes (see _kernelTable). */

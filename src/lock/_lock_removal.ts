@@ -5,7 +5,7 @@
 
 import { basename, dirname, join } from "node:path";
 import { _sleep } from "../base/_promise.ts";
-import { _flockEntries } from "./_kernel.ts";
+import { _flockWaiters } from "./_kernel.ts";
 import {
   _errorCode,
   type _FileStat,
@@ -95,7 +95,7 @@ export async function _removeHeldLockFiles(
   // its descriptor in place yet. Give it time to show: as an open file, or
   // as a flock waiting behind ours in the kernel's table.
   await _sleep(_GRACE_MS);
-  const entries = _flockEntries(moved.map(({ index }) => stats[index]));
+  const waiters = _flockWaiters(moved.map(({ index }) => stats[index]));
   const again = _openers(keys);
   for (const [n, { index, aside }] of moved.entries()) {
     const key = _key(stats[index]);
@@ -106,7 +106,7 @@ export async function _removeHeldLockFiles(
       ]),
     ];
     const clean = after.complete && again.complete && pids.length === 0 &&
-      entries !== null && entries[n] === 1;
+      waiters !== null && waiters[n] === 0;
     if (clean) {
       _unlink(aside);
       continue;

@@ -1060,7 +1060,7 @@ Deno.test("lockbox status and clean leave other tools' *.lock files alone, read 
         `# ${name}, not lockbox's\n`,
       );
     }
-    assert.equal(JSON.parse(clean.stdout).removed.length, 41);
+    assert.equal(JSON.parse(clean.stdout).removed.length, 41, clean.stdout);
   });
 });
 

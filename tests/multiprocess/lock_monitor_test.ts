@@ -13,6 +13,8 @@ import {
   lockInfo,
 } from "../../mod.ts";
 import { fileURLToPath } from "node:url";
+import { _flockWaiters } from "../../src/lock/_kernel.ts";
+import { _lstat } from "../../src/runtime/mod.ts";
 import {
   Child,
   delay,
@@ -686,6 +688,55 @@ Deno.test("listLocks() never reports a held lock free when the lock table is sev
       return infos.filter((info) => !info.held).length;
     });
     assert.equal(free, 0, `reported free ${free} times in ${looks} listings`);
+  });
+});
+
+Deno.test("cleanupStaleLocks() removes every stale lock file when the lock table is several reads long and locks before it come and go", async () => {
+  // Before removing a file, cleanup checks that the kernel lists its own
+  // lock on it alone; a read that skipped the record must not keep it.
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/stale`);
+    const rounds = 40;
+    const kept: string[] = [];
+    await freeInChurningTable(dir, [`${dir}/held.json`], rounds, async () => {
+      for (let i = 0; i < 40; i++) {
+        await (await FileLock.acquire(`${dir}/stale/${i}`)).release();
+        await Deno.utime(`${dir}/stale/${i}.lock`, 0, 0);
+      }
+      const report = await cleanupStaleLocks(`${dir}/stale`, {
+        staleAfter: 0,
+      });
+      kept.push(
+        ...report.kept.map((k) => k.reason),
+        ...report.errors.map((e) => e.error),
+      );
+      return 0;
+    });
+    assert.deepEqual(kept, [], `${kept.length} kept in ${rounds} rounds`);
+  });
+});
+
+Deno.test("cleanup's look at the kernel's lock table counts the flock(1) processes waiting for a file it holds, and none where no one waits", async () => {
+  await withTempDir(async (dir) => {
+    const lock = await FileLock.acquire(`${dir}/a`);
+    const other = await FileLock.acquire(`${dir}/b`);
+    await Deno.writeTextFile(`${dir}/free.lock`, "");
+    const stats = [`${dir}/a.lock`, `${dir}/b.lock`, `${dir}/free.lock`]
+      .map((path) => _lstat(path)!);
+    const waiters = [1, 2].map(() =>
+      new Child("flock", [`${dir}/a.lock`, "true"])
+    );
+    try {
+      for (let n = 0; n < 500; n++) {
+        if (_flockWaiters(stats)?.[0] === 2) break;
+        await delay(10);
+      }
+      assert.deepEqual(_flockWaiters(stats), [2, 0, null]);
+    } finally {
+      await lock.release();
+      await other.release();
+      await finishAll(waiters);
+    }
   });
 });
 
