@@ -218,34 +218,42 @@ export function _realPath(path: string): string {
 
 // The thread parks in a blocking flock. state[0] is 1 while it waits,
 // state[1] is set to call the wait off (then an interrupted flock returns
-// `{ cancelled: true }` instead of trying again).
+// `{ cancelled: true }` instead of trying again), state[2] turns 1 once the
+// thread has loaded koffi (or failed to).
 const _WAITER_SOURCE = `
 const { parentPort, workerData } = require("node:worker_threads");
-const koffi = require(workerData.koffi);
-const facts = workerData.facts;
-const lib = koffi.load(facts.library);
-const flock = lib.func("int flock(int fd, int op)");
-const self = lib.func("uint64_t pthread_self(void)");
 const state = new Int32Array(workerData.state);
+let koffi, facts, flock, self, lib;
 let arm = () => {};
-if (facts.threadTimers) {
-  // A timer of this thread's own sends it SIGURG every 200 ms while it
-  // waits, so a wait always ends soon after its thread is terminated.
-  const gettid = lib.func("int gettid(void)");
-  const timerCreate = lib.func("int timer_create(int clock, void *event, _Out_ void **timer)");
-  const timerSettime = lib.func("int timer_settime(void *timer, int flags, void *value, void *old)");
-  // struct sigevent: sigev_value (8 bytes), sigev_signo, sigev_notify
-  // (SIGEV_THREAD_ID, 4), then the thread id; 64 bytes in all.
-  const event = new Int32Array(16);
-  event[2] = facts.SIGURG;
-  event[3] = 4;
-  event[4] = gettid();
-  const timer = [null];
-  if (timerCreate(1, event, timer) === 0) {
-    const on = new BigInt64Array([0n, 200000000n, 0n, 200000000n]);
-    const off = new BigInt64Array(4);
-    arm = (waiting) => timerSettime(timer[0], 0, waiting ? on : off, null);
+try {
+  koffi = require(workerData.koffi);
+  facts = workerData.facts;
+  lib = koffi.load(facts.library);
+  flock = lib.func("int flock(int fd, int op)");
+  self = lib.func("uint64_t pthread_self(void)");
+  if (facts.threadTimers) {
+    // A timer of this thread's own sends it SIGURG every 200 ms while it
+    // waits, so a wait always ends soon after its thread is terminated.
+    const gettid = lib.func("int gettid(void)");
+    const timerCreate = lib.func("int timer_create(int clock, void *event, _Out_ void **timer)");
+    const timerSettime = lib.func("int timer_settime(void *timer, int flags, void *value, void *old)");
+    // struct sigevent: sigev_value (8 bytes), sigev_signo, sigev_notify
+    // (SIGEV_THREAD_ID, 4), then the thread id; 64 bytes in all.
+    const event = new Int32Array(16);
+    event[2] = facts.SIGURG;
+    event[3] = 4;
+    event[4] = gettid();
+    const timer = [null];
+    if (timerCreate(1, event, timer) === 0) {
+      const on = new BigInt64Array([0n, 200000000n, 0n, 200000000n]);
+      const off = new BigInt64Array(4);
+      arm = (waiting) => timerSettime(timer[0], 0, waiting ? on : off, null);
+    }
   }
+} finally {
+  // Loaded (or failed): process.exit() may now stop this thread.
+  Atomics.store(state, 2, 1);
+  Atomics.notify(state, 2);
 }
 parentPort.postMessage({ thread: self() });
 parentPort.on("message", ({ fd, op }) => {
@@ -282,7 +290,9 @@ const _MAX_WAITERS = 16;
 /** A worker thread that parks in one blocking flock at a time. */
 class _Waiter {
   #worker: Worker;
-  #state = new Int32Array(new SharedArrayBuffer(8));
+  // [0] 1 while parked in flock; [1] 1 once the wait is called off;
+  // [2] 1 once the thread has loaded koffi (or failed to).
+  #state = new Int32Array(new SharedArrayBuffer(12));
   #thread: Promise<unknown>;
   #threadId: unknown = null;
   #dead = false;
@@ -298,6 +308,7 @@ class _Waiter {
     });
     this.#thread = new Promise((resolve) => {
       this.#worker.once("message", ({ thread }) => {
+        _startingWaiters.delete(this);
         this.#threadId = thread;
         if (!this.waiting) this.#worker.unref();
         resolve(thread);
@@ -312,12 +323,27 @@ class _Waiter {
     this.#worker.on("error", (error: Error) => {
       // A dead worker is not returned to the pool.
       this.#dead = true;
+      _startingWaiters.delete(this);
       _waiterCount--;
       const settle = this.#settle;
       this.#settle = null;
       settle?.({ ok: false, errno: -1, message: error.message } as never);
     });
     // Starting keeps the process alive: the wait that asked for it follows.
+    _startingWaiters.add(this);
+  }
+  /**
+   * Waits (blocking this thread, at most until `deadline`) until the thread
+   * has loaded koffi. Node stops a worker thread at exit wherever it is,
+   * and koffi's start-up, stopped halfway, aborts the whole process
+   * ("FATAL ERROR: Error::ThrowAsJavaScriptException napi_throw").
+   */
+  awaitLoaded(deadline: number): void {
+    while (Atomics.load(this.#state, 2) === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) return;
+      Atomics.wait(this.#state, 2, 0, left);
+    }
   }
   /** Whether it is parked in a flock now. */
   get waiting(): boolean {
@@ -367,6 +393,7 @@ class _Waiter {
 }
 
 const _idleWaiters: _Waiter[] = [];
+const _startingWaiters = new Set<_Waiter>();
 const _busyWaiters = new Set<_Waiter>();
 let _waiterCount = 0;
 let _exitHooked = false;
@@ -382,6 +409,8 @@ async function _waitForLock(fd: number, exclusive: boolean): Promise<void> {
     // Exiting never waits for a waiting thread: interrupt them all. (Node
     // joins worker threads after the "exit" listeners have run.)
     process.on("exit", () => {
+      const deadline = Date.now() + 5_000;
+      for (const waiter of _startingWaiters) waiter.awaitLoaded(deadline);
       for (const waiter of _busyWaiters) waiter.stopNow(libc, 1_000);
     });
   }

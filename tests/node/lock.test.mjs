@@ -2,9 +2,10 @@
 // shared locks, holder records, and a wait handed over from another process.
 
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
+import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import { lockbox } from "./workers/_lockbox.mjs";
 
@@ -306,6 +307,31 @@ test("process.exit() does not wait for a lock wait that timed out", async () => 
       const { code } = await waiter.finish(30_000);
       assert.equal(code, 5, waiter.stderr);
       assert.deepEqual(waiter.lines, ["timed out"]);
+    } finally {
+      await holder.finish();
+    }
+  });
+});
+
+test("process.exit() while a waiting thread loads koffi lets the load finish first (stopped halfway, koffi aborts the process)", async () => {
+  await withTempDir(async (dir) => {
+    const holder = nodeWorker("hold.mjs", [`${dir}/a`]);
+    try {
+      await holder.waitFor("locked");
+      const loads = `${dir}/loads`;
+      writeFileSync(loads, "");
+      const waiter = new Child(process.execPath, [
+        "--require",
+        fileURLToPath(
+          new URL("./workers/slow_addon_load.cjs", import.meta.url),
+        ),
+        fileURLToPath(new URL("./workers/give_up.mjs", import.meta.url)),
+        `${dir}/a`,
+      ], { env: { ...process.env, LOCKBOX_TEST_LOADS: loads } });
+      const { code } = await waiter.finish(30_000);
+      assert.equal(code, 5, waiter.stderr);
+      assert.deepEqual(waiter.lines, ["timed out"]);
+      assert.match(readFileSync(loads, "utf8"), /koffi\.node\n/);
     } finally {
       await holder.finish();
     }
