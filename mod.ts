@@ -44,7 +44,7 @@
 export * from "./src/base/errors.ts";
 export * from "./src/base/lock_holder.ts";
 export * from "./src/lock/lock_inspect.ts";
-export * from "./src/seeds/lock_monitor.ts";
+export * from "./src/lock/lock_monitor.ts";
 export * from "./src/lock/file_lock.ts";
 export type { LockTarget } from "./src/lock/lock_target.ts";
 export * from "./src/store/atomic_write.ts";

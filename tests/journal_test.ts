@@ -8,7 +8,7 @@ import {
   StaleFenceError,
   StoreError,
 } from "../mod.ts";
-import { _fnv1a } from "../src/lock/_holder_record.ts";
+import { _fnv1a } from "../src/base/checksum.ts";
 import {
   delay,
   guarded,

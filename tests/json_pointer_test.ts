@@ -5,7 +5,7 @@ import {
   _initialFor,
   _parsePointer,
   _setPointer,
-} from "../src/store/_json_pointer.ts";
+} from "../src/store/json_pointer.ts";
 
 Deno.test("_parsePointer() unescapes ~1 and ~0 and refuses malformed pointers", () => {
   assert.deepEqual(_parsePointer(""), []);

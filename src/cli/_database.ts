@@ -4,7 +4,7 @@
 
 import { type Command, InvalidArgumentError } from "commander";
 import type { PostgresBackend } from "../postgres/backend.ts";
-import { _checkSchema } from "../postgres/_schema.ts";
+import { _checkSchema } from "../postgres/schema.ts";
 import { _env } from "../runtime/mod.ts";
 
 /** What every `--db` help text says about passwords. */

@@ -2,7 +2,7 @@
 // lists and JSON pointers, each a usage error when malformed.
 
 import { InvalidArgumentError } from "commander";
-import { _parsePointer } from "../store/_json_pointer.ts";
+import { _parsePointer } from "../store/json_pointer.ts";
 
 /** `90s`, `5m`, `1h`, `2d` or plain seconds, in milliseconds. */
 export function _duration(text: string): number {

@@ -6,7 +6,7 @@
 // program in run.ts, which words its errors.
 
 import { CommandNotStartedError, LockTimeoutError } from "../base/errors.ts";
-import { _lockDescriptor } from "../lock/_descriptor_lock.ts";
+import { _lockDescriptor } from "../lock/descriptor_lock.ts";
 import { runWithLock } from "../lock/run_command.ts";
 import { _selfCommand } from "../runtime/mod.ts";
 import {

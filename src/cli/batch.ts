@@ -2,7 +2,7 @@
 // file's lock (seed 001).
 
 import type { Command } from "commander";
-import { _startCommand } from "../base/_command.ts";
+import { _startCommand } from "../base/command.ts";
 import { _columns, _isTerminal, _writeStderr } from "../runtime/mod.ts";
 import { type FileResult, processFiles } from "../seeds/batch.ts";
 import { loadLockingConfig } from "../seeds/config.ts";

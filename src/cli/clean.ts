@@ -1,7 +1,7 @@
 // `lockbox clean`: removes stale lock files, never a held one.
 
 import type { Command } from "commander";
-import { cleanupStaleLocks } from "../seeds/lock_monitor.ts";
+import { cleanupStaleLocks } from "../lock/lock_monitor.ts";
 import { _Exit, _json, _print, _say, EXIT_IO } from "./_output.ts";
 import { _duration } from "./_parse.ts";
 

@@ -2,9 +2,9 @@
 
 import type { Command } from "commander";
 import { _connectDb, DB_HELP } from "./_database.ts";
-import { _liveRecord } from "../lock/_kernel.ts";
+import { _liveRecord } from "../lock/kernel.ts";
 import { _lstat } from "../runtime/mod.ts";
-import { lockInfo } from "../seeds/lock_monitor.ts";
+import { lockInfo } from "../lock/lock_monitor.ts";
 import { _Exit, _json, _print, EXIT_CONFLICT } from "./_output.ts";
 
 /** Adds `lockbox holder` to the program. */

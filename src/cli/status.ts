@@ -2,7 +2,7 @@
 
 import type { Command } from "commander";
 import { _connectDb, DB_HELP } from "./_database.ts";
-import { _sleep } from "../base/_promise.ts";
+import { _sleep } from "../base/promise.ts";
 import { _columns, _isTerminal, _writeStdout } from "../runtime/mod.ts";
 import {
   formatLockStatus,
@@ -10,7 +10,7 @@ import {
   listLocks,
   type LockInfo,
   readWaitGraph,
-} from "../seeds/lock_monitor.ts";
+} from "../lock/lock_monitor.ts";
 import { _color, _json, _print } from "./_output.ts";
 import { _duration, _seconds } from "./_parse.ts";
 

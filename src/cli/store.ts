@@ -17,10 +17,10 @@ import {
   _getPointer,
   _initialFor,
   _setPointer,
-} from "../store/_json_pointer.ts";
-import { _hasJournal } from "../store/_store_mode.ts";
+} from "../store/json_pointer.ts";
+import { _hasJournal } from "../store/store_mode.ts";
 import { editStore } from "../store/edit_store.ts";
-import { _editDocument } from "../store/_edit_document.ts";
+import { _editDocument } from "../store/edit_document.ts";
 import type { PostgresBackend } from "../postgres/backend.ts";
 import { _usingDb, DB_STORE_HELP } from "./_database.ts";
 import { JsonStore } from "../store/json_store.ts";

@@ -1,5 +1,6 @@
 // The bytes of a holder record in a lock file, and reading them back.
 
+import { _fnv1a, _hexAt } from "../base/checksum.ts";
 import {
   _errorCode,
   type _LockHandle,
@@ -8,7 +9,7 @@ import {
   _openReadOnly,
 } from "../runtime/mod.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
-import { _FILE_TOKEN_MIN } from "./_fence.ts";
+import { _FILE_TOKEN_MIN } from "./fence.ts";
 
 // Layout: line 1 is the record as JSON, line 2 is `#lockbox <fnv1a-32 hex>`
 // over line 1's bytes, then spaces. A reader that catches a write half done
@@ -22,16 +23,6 @@ export const _MAX_RECORD_BYTES = 64 * 1024;
 
 const _encoder = new TextEncoder();
 const _decoder = new TextDecoder();
-
-/** FNV-1a, 32 bits, of `bytes[start..end)`: a cheap checksum. */
-export function _fnv1a(bytes: Uint8Array, end: number, start = 0): number {
-  let hash = 0x811c9dc5;
-  for (let i = start; i < end; i++) {
-    hash ^= bytes[i];
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return hash >>> 0;
-}
 
 const _TOKEN_PREFIX = '{"token":';
 
@@ -180,22 +171,6 @@ function _checksumOk(bytes: Uint8Array, newline: number): boolean {
   }
   const stored = _hexAt(bytes, start);
   return stored !== -1 && stored === _fnv1a(bytes, newline);
-}
-
-/** The 8 lowercase hex digits at `bytes[at..at+8)` as a number, or -1. */
-export function _hexAt(bytes: Uint8Array, at: number): number {
-  let value = 0;
-  for (let i = at; i < at + 8; i++) {
-    const c = bytes[i];
-    const digit = c >= 0x30 && c <= 0x39
-      ? c - 0x30
-      : c >= 0x61 && c <= 0x66
-      ? c - 0x57
-      : -1;
-    if (digit < 0) return -1;
-    value = value * 16 + digit;
-  }
-  return value;
 }
 
 /**

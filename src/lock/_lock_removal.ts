@@ -4,8 +4,8 @@
 // is there.
 
 import { basename, dirname, join } from "node:path";
-import { _sleep } from "../base/_promise.ts";
-import { _flockWaiters } from "./_kernel.ts";
+import { _sleep } from "../base/promise.ts";
+import { _flockWaiters } from "./kernel.ts";
 import {
   _errorCode,
   type _FileStat,

@@ -9,8 +9,9 @@
 // was aborted leaves that wait to finish and pass the lock to the next
 // request, or release it at once.
 
-import { _after, _promiseTry } from "../base/_promise.ts";
-import { _stillLinked } from "../base/_file_identity.ts";
+import { _checkBlockingWait, _checkTimeout } from "../base/checks.ts";
+import { _after, _promiseTry } from "../base/promise.ts";
+import { _stillLinked } from "../base/file_identity.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { dirname } from "node:path";
 import {
@@ -34,24 +35,19 @@ import {
   LockLostError,
   LockTimeoutError,
 } from "../base/errors.ts";
-import { _lockInternals } from "./_lock_internals.ts";
-import type { _KeptLockFile } from "./_kept_lock_file.ts";
-import { _FILE_TOKEN_MIN } from "./_fence.ts";
-import { _hint, _octal } from "../base/_fs_errors.ts";
+import { _lockInternals } from "./lock_internals.ts";
+import type { _KeptLockFile } from "./kept_lock_file.ts";
+import { _FILE_TOKEN_MIN } from "./fence.ts";
+import { _hint, _octal } from "../base/fs_errors.ts";
 import { _removeHeldLockFiles } from "./_lock_removal.ts";
-import {
-  _checkBlockingWait,
-  _checkLockFileStat,
-  _checkTimeout,
-  _heldRecord,
-} from "./_kernel.ts";
+import { _checkLockFileStat, _heldRecord } from "./kernel.ts";
 import {
   _fileKey,
   _findDeadlock,
   _graphOf,
   _parseFlocks,
   _underHeldLock,
-} from "./_wait_graph.ts";
+} from "./wait_graph.ts";
 import {
   _decodeToken,
   _encodeRecord,
@@ -1011,7 +1007,7 @@ function _recordFloor(
 /**
  * The token a holder that may write the record takes after `previous` (the
  * recorded one, `null` for none): a shared holder keeps it; an exclusive one
- * is FileLock's family (2^50 and up, see _fence.ts) even after a record
+ * is FileLock's family (2^50 and up, see fence.ts) even after a record
  * another tool wrote with a smaller one, and exceeds a fence that refused
  * this lock path's last one (_floors).
  */

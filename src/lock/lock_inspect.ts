@@ -1,9 +1,10 @@
 // Looking at a lock without taking it: the kernel's view (who holds it, in
 // which mode) and the holder record. Nothing here disturbs a holder or waiter.
 
-import { _promiseTry, _sleep } from "../base/_promise.ts";
+import { _checkTimeout } from "../base/checks.ts";
+import { _promiseTry, _sleep } from "../base/promise.ts";
 import { _processExists } from "../runtime/mod.ts";
-import { _checkTimeout, _heldRecord, _viewOf } from "./_kernel.ts";
+import { _heldRecord, _viewOf } from "./kernel.ts";
 import { _resolveTarget, type LockTarget } from "./lock_target.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
 

@@ -1,5 +1,6 @@
 // Running a command while holding a lock, as `flock(1)` does.
 
+import { _checkTimeout } from "../base/checks.ts";
 import {
   type _Child,
   _env,
@@ -16,17 +17,16 @@ import {
   _statFollow,
   type _StopSignal,
 } from "../runtime/mod.ts";
-import { _after, _sleep } from "../base/_promise.ts";
-import { _checkTimeout } from "./_kernel.ts";
+import { _after, _sleep } from "../base/promise.ts";
 import {
   CommandNotStartedError,
   LockError,
   LockTimeoutError,
 } from "../base/errors.ts";
-import { _lockInternals } from "./_lock_internals.ts";
+import { _lockInternals } from "./lock_internals.ts";
 import { FileLock } from "./file_lock.ts";
 import { _resolveTarget, type LockTarget } from "./lock_target.ts";
-import { _startCommand } from "../base/_command.ts";
+import { _startCommand } from "../base/command.ts";
 
 /** How {@linkcode runWithLock} locks. */
 export interface RunWithLockOptions {

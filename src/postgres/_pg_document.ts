@@ -15,17 +15,17 @@ import {
   StaleFenceError,
   StoreError,
 } from "../base/errors.ts";
-import { _after } from "../base/_promise.ts";
+import { _after } from "../base/promise.ts";
 import {
   type _ChangeOptions,
   _checkFence,
   type _DocumentBackend,
   _initialValue,
   type _Next,
-} from "../store/_document_backend.ts";
-import { _copyJson, _toJson } from "../store/_json.ts";
-import { _applyOp, type _Op, _Recorder } from "../store/_journal_draft.ts";
-import { _fenceFamily, _FILE_TOKEN_MIN } from "../lock/_fence.ts";
+} from "../store/document_backend.ts";
+import { _copyJson, _toJson } from "../store/json.ts";
+import { _applyOp, type _Op, _Recorder } from "../store/journal_draft.ts";
+import { _fenceFamily, _FILE_TOKEN_MIN } from "../lock/fence.ts";
 import {
   _ANSWER_MS,
   type _CallLimit,
@@ -37,13 +37,13 @@ import {
   _sqlState,
 } from "./_session.ts";
 import type { _Subscription } from "./_listener.ts";
-import { _DEFAULT_SCHEMA, type _Schema } from "./_schema.ts";
+import { _DEFAULT_SCHEMA, type _Schema } from "./schema.ts";
 import {
   _RECHECK_MS,
   _Wakeup,
   type StoreVersion,
   type WatchOptions,
-} from "../store/_watch.ts";
+} from "../store/watch.ts";
 
 /** The largest document a PostgreSQL store writes: 64 MiB of JSON text. */
 export const _MAX_PG_DOCUMENT_BYTES = 64 * 1024 * 1024;

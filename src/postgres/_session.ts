@@ -6,7 +6,7 @@
 
 import { LockError } from "../base/errors.ts";
 import { _socketDescriptor, _socketsNow } from "../runtime/mod.ts";
-import { _after } from "../base/_promise.ts";
+import { _after } from "../base/promise.ts";
 
 /**
  * The part of npm pg's `Client` lockbox uses, typed here: pg ships no types,

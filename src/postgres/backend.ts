@@ -4,13 +4,13 @@
 // row id), never a hash of the lock's name. A held lock has its own session;
 // sessions go back to the idle list only after their unlock succeeded.
 
-import { _checkTimeout } from "../lock/_kernel.ts";
+import { _checkTimeout } from "../base/checks.ts";
 import {
   _runUnder,
   type RunResult,
   type RunWithLockOptions,
 } from "../lock/run_command.ts";
-import { _after } from "../base/_promise.ts";
+import { _after } from "../base/promise.ts";
 import {
   DeadlockError,
   type DeadlockStep,
@@ -18,7 +18,7 @@ import {
   LockLostError,
   LockTimeoutError,
 } from "../base/errors.ts";
-import { _stronglyConnected } from "../lock/_wait_graph.ts";
+import { _stronglyConnected } from "../lock/wait_graph.ts";
 import { _env, _hostname, _pid } from "../runtime/mod.ts";
 import {
   _ANSWER_MS,
@@ -44,7 +44,7 @@ import {
   type PgLockHolder,
 } from "./pg_lock.ts";
 import type { _SessionPool } from "./_pg_document.ts";
-import { _DEFAULT_SCHEMA, type _Schema, _schema } from "./_schema.ts";
+import { _DEFAULT_SCHEMA, type _Schema, _schema } from "./schema.ts";
 import { _Listener } from "./_listener.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
 import { StoreError } from "../base/errors.ts";

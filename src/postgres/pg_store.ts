@@ -1,13 +1,13 @@
 // PgJsonStore: the JsonStore API and contract on a row of PostgreSQL, for
 // processes on many hosts. Made by PostgresBackend.jsonStore().
 
-import { _checkTimeout } from "../lock/_kernel.ts";
+import { _checkTimeout } from "../base/checks.ts";
 import {
   JsonStore,
   type JsonStoreOptions,
   type StoreWriteOptions,
 } from "../store/json_store.ts";
-import { _STORAGE, type _Storage } from "../store/_document_backend.ts";
+import { _STORAGE, type _Storage } from "../store/document_backend.ts";
 import {
   type _DocumentText,
   _PgDocument,

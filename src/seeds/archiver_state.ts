@@ -2,7 +2,7 @@
 // single-instance lock with a validity monitor.
 
 import { _toPath } from "../runtime/mod.ts";
-import { _readStoreFile, _replaceHoldingLock } from "../store/_atomic.ts";
+import { _readStoreFile, _replaceHoldingLock } from "../store/atomic.ts";
 import { LockBusyError, StoreError } from "../base/errors.ts";
 import { FileLock, withLock } from "../lock/file_lock.ts";
 import {

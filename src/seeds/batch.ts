@@ -1,10 +1,11 @@
 // Batch work under locks (seed 001): each file processed under its own lock,
 // a file held elsewhere reported as a result instead of stopping the batch.
 
-import { _lockInternals } from "../lock/_lock_internals.ts";
+import { _checkTimeout } from "../base/checks.ts";
+import { _lockInternals } from "../lock/lock_internals.ts";
 import { _toPath } from "../runtime/mod.ts";
-import { _sleep } from "../base/_promise.ts";
-import { _checkTimeout, _holderPid } from "../lock/_kernel.ts";
+import { _sleep } from "../base/promise.ts";
+import { _holderPid } from "../lock/kernel.ts";
 import { FileLock } from "../lock/file_lock.ts";
 import { LockTimeoutError } from "../base/errors.ts";
 import type { BackendLock, StoreBackend } from "../store/store_backend.ts";

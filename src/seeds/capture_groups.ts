@@ -7,7 +7,7 @@ import {
   _own,
   _setOwn,
   _unixSeconds,
-} from "../base/_ids.ts";
+} from "../base/ids.ts";
 import type {
   JsonStore,
   StoreVersion,

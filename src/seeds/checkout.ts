@@ -9,8 +9,8 @@ import {
   _statFollow,
   _toPath,
 } from "../runtime/mod.ts";
-import { _fsError } from "../base/_fs_errors.ts";
-import { _checkId, _own, _pythonUtcNow, _setOwn } from "../base/_ids.ts";
+import { _fsError } from "../base/fs_errors.ts";
+import { _checkId, _own, _pythonUtcNow, _setOwn } from "../base/ids.ts";
 import type { DbOptions } from "./_seed_db.ts";
 import type {
   JsonStore,

@@ -2,6 +2,7 @@
 // durable atomic saves, rotating backups and an append-only audit log, and a
 // global index that can be rebuilt from the files.
 
+import { _checkTimeout } from "../base/checks.ts";
 import { join } from "node:path";
 import {
   _errorCode,
@@ -18,12 +19,11 @@ import {
   _makeDirs,
   _readStoreFile,
   _replaceHoldingLock,
-} from "../store/_atomic.ts";
-import { _fsError } from "../base/_fs_errors.ts";
-import { _parseJson, _toJson } from "../store/_json.ts";
-import { _parsePython, _toPython } from "../store/_python_json.ts";
+} from "../store/atomic.ts";
+import { _fsError } from "../base/fs_errors.ts";
+import { _parseJson, _toJson } from "../store/json.ts";
+import { _parsePython, _toPython } from "../store/python_json.ts";
 import { appendJsonl, readJsonl } from "../store/jsonl.ts";
-import { _checkTimeout } from "../lock/_kernel.ts";
 import { withLock } from "../lock/file_lock.ts";
 import { StoreError } from "../base/errors.ts";
 import type { StoreBackend } from "../store/store_backend.ts";

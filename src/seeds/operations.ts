@@ -1,7 +1,7 @@
 // Operations (seed 000): background capture operations mapped to their
 // capture groups, in a JSON DB shared with the Python system.
 
-import { _checkId, _newHexId, _own, _unixSeconds } from "../base/_ids.ts";
+import { _checkId, _newHexId, _own, _unixSeconds } from "../base/ids.ts";
 import {
   type CaptureGroups,
   type DbOptions,

@@ -18,6 +18,7 @@
 // with lines that do not belong to it; a crash between the two renames
 // leaves journal.next, which the next writer finishes renaming.
 
+import { _fnv1a, _hex8, _hexAt } from "../base/checksum.ts";
 import { basename, dirname } from "node:path";
 import {
   _createForWrite,
@@ -36,19 +37,18 @@ import {
   _keepOwnership,
   _lockHolderTemp,
   _quarantineAside,
-} from "./_atomic.ts";
-import { _fsError } from "../base/_fs_errors.ts";
-import { _copyJson } from "./_json.ts";
-import { _afterIdleTurns } from "../base/_promise.ts";
-import { _noteOpenFile, _stillLinked } from "../base/_file_identity.ts";
-import { _fnv1a, _hexAt } from "../lock/_holder_record.ts";
+} from "./atomic.ts";
+import { _fsError } from "../base/fs_errors.ts";
+import { _copyJson } from "./json.ts";
+import { _afterIdleTurns, type _Deferred, _deferred } from "../base/promise.ts";
+import { _noteOpenFile, _stillLinked } from "../base/file_identity.ts";
 import { CorruptStoreError, StoreError } from "../base/errors.ts";
 import type {
   _ChangeOptions,
   _DocumentBackend,
   _Next,
-} from "./_document_backend.ts";
-import { _applyOp, type _Op, _opChanges, _Recorder } from "./_journal_draft.ts";
+} from "./document_backend.ts";
+import { _applyOp, type _Op, _opChanges, _Recorder } from "./journal_draft.ts";
 import type { _StoreFiles } from "./_store_files.ts";
 import {
   _Changed,
@@ -56,7 +56,7 @@ import {
   _watchFiles,
   type StoreVersion,
   type WatchOptions,
-} from "./_watch.ts";
+} from "./watch.ts";
 
 /**
  * What a watch has read of the journal without the lock: the lines of the
@@ -95,27 +95,6 @@ async function _sha256(bytes: Uint8Array): Promise<string> {
     await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
   );
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** A promise with its settle functions (Node 20 lacks Promise.withResolvers). */
-interface _Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (error: unknown) => void;
-}
-
-function _deferred(): _Deferred {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<void>((yes, no) => {
-    resolve = yes;
-    reject = no;
-  });
-  return { promise, resolve, reject };
-}
-
-function _hex8(n: number): string {
-  return n.toString(16).padStart(8, "0");
 }
 
 /** Why a journal's lines cannot all be applied. */

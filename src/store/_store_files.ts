@@ -16,24 +16,24 @@ import {
   type _Fences,
   _formatFences,
   _parseFences,
-} from "../lock/_fence.ts";
-import { _fsError } from "../base/_fs_errors.ts";
+} from "../lock/fence.ts";
+import { _fsError } from "../base/fs_errors.ts";
 import {
   type CorruptStoreError,
   StaleFenceError,
   StoreError,
 } from "../base/errors.ts";
 import { FileLock } from "../lock/file_lock.ts";
-import { _lockInternals } from "../lock/_lock_internals.ts";
-import { _KeptLockFile } from "../lock/_kept_lock_file.ts";
+import { _lockInternals } from "../lock/lock_internals.ts";
+import { _KeptLockFile } from "../lock/kept_lock_file.ts";
 import {
   _quarantineAside,
   _readStoreFile,
   _replaceHoldingLock,
-} from "./_atomic.ts";
-import { type _Parsed, _parseJson, _toJson } from "./_json.ts";
-import { _checkFence, _initialValue } from "./_document_backend.ts";
-import { _parsePython, _toPython } from "./_python_json.ts";
+} from "./atomic.ts";
+import { type _Parsed, _parseJson, _toJson } from "./json.ts";
+import { _checkFence, _initialValue } from "./document_backend.ts";
+import { _parsePython, _toPython } from "./python_json.ts";
 
 /** A parsed file, or why it is corrupt. */
 export type _Loaded<T> =
@@ -156,7 +156,7 @@ export class _StoreFiles<T> {
   }
 
   /**
-   * The highest fences applied so far, one per family (see `_fence.ts`);
+   * The highest fences applied so far, one per family (see `fence.ts`);
    * throws if `fence` is older than its family's. `null` without a fence.
    */
   async checkFence(given: number | undefined): Promise<_Fences | null> {

@@ -2,15 +2,15 @@
 // is one durable atomic replace of it under the store's lock.
 
 import { StoreError } from "../base/errors.ts";
-import { _checkTarget, _readStoreFile } from "./_atomic.ts";
+import { _checkTarget, _readStoreFile } from "./atomic.ts";
 import type {
   _ChangeOptions,
   _DocumentBackend,
   _Next,
-} from "./_document_backend.ts";
+} from "./document_backend.ts";
 import type { _Loaded, _StoreFiles } from "./_store_files.ts";
-import { _hasJournal } from "./_store_mode.ts";
-import { _watchFiles, type StoreVersion, type WatchOptions } from "./_watch.ts";
+import { _hasJournal } from "./store_mode.ts";
+import { _watchFiles, type StoreVersion, type WatchOptions } from "./watch.ts";
 
 /** A JsonStore's document as one file. */
 export class _WholeFile<T> implements _DocumentBackend<T> {

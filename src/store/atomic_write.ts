@@ -2,7 +2,7 @@
 
 import { basename, dirname } from "node:path";
 import { _toPath } from "../runtime/mod.ts";
-import { _atomicReplace } from "./_atomic.ts";
+import { _atomicReplace } from "./atomic.ts";
 
 /** How {@linkcode atomicWriteFile} writes. */
 export interface AtomicWriteOptions {

@@ -4,12 +4,12 @@
 import { basename } from "node:path";
 import { _toPath } from "../runtime/mod.ts";
 import { JsonStore } from "./json_store.ts";
-import { _hasJournal } from "./_store_mode.ts";
+import { _hasJournal } from "./store_mode.ts";
 import {
   _editDocument,
   type EditOutcome,
   type EditStoreOptions,
-} from "./_edit_document.ts";
+} from "./edit_document.ts";
 
 export type { EditOutcome, EditStoreOptions };
 

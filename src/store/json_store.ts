@@ -2,13 +2,13 @@
 // with locked read-modify-write, durable atomic replace, backups, fencing,
 // and corrupt-file handling that never loses data.
 
+import { _checkBlockingWait, _checkTimeout } from "../base/checks.ts";
 import { _toPath } from "../runtime/mod.ts";
-import { _checkBlockingWait, _checkTimeout } from "../lock/_kernel.ts";
 import {
   type _DocumentBackend,
   _STORAGE,
   type _Storage,
-} from "./_document_backend.ts";
+} from "./document_backend.ts";
 import { _Journal } from "./_journal.ts";
 import { _StoreFiles } from "./_store_files.ts";
 import { _WholeFile } from "./_whole_file.ts";
@@ -16,7 +16,7 @@ import {
   _checkRecheck,
   type StoreVersion,
   type WatchOptions,
-} from "./_watch.ts";
+} from "./watch.ts";
 
 export type { StoreVersion, WatchOptions };
 

@@ -1,9 +1,9 @@
 // JSON Lines logs: whole-line appends from many processes, and reads that
 // report damage instead of hiding it.
 
-import { _parsePython, _toPython } from "./_python_json.ts";
+import { _parsePython, _toPython } from "./python_json.ts";
 import { _toPath } from "../runtime/mod.ts";
-import { _appendHoldingLock, _readStoreFile } from "./_atomic.ts";
+import { _appendHoldingLock, _readStoreFile } from "./atomic.ts";
 import { withLock } from "../lock/file_lock.ts";
 
 /** How {@linkcode appendJsonl} appends. */

@@ -132,7 +132,7 @@ Deno.test({
       });
       const status = await modulesLoaded(["status", dir]);
       assert.ok(status.includes("src/cli/_program.ts"), status.join(" "));
-      assert.ok(status.includes("src/seeds/lock_monitor.ts"), status.join(" "));
+      assert.ok(status.includes("src/lock/lock_monitor.ts"), status.join(" "));
       assert.ok(status.includes("npm:commander"), status.join(" "));
     });
   },
@@ -152,7 +152,7 @@ Deno.test("cli.ts's module graph, which deno compile embeds, holds every command
   for (const entry of Deno.readDirSync(`${ROOT}src/cli`)) {
     if (entry.name.endsWith(".ts")) wanted.push(`src/cli/${entry.name}`);
   }
-  wanted.push("src/postgres/backend.ts", "src/seeds/lock_monitor.ts");
+  wanted.push("src/postgres/backend.ts", "src/lock/lock_monitor.ts");
   const missing = wanted.filter((name) =>
     !graph.has(new URL(name, `file://${ROOT}`).href)
   );

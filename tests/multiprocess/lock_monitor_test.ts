@@ -13,7 +13,7 @@ import {
   lockInfo,
 } from "../../mod.ts";
 import { fileURLToPath } from "node:url";
-import { _flockWaiters } from "../../src/lock/_kernel.ts";
+import { _flockWaiters } from "../../src/lock/kernel.ts";
 import { _lstat } from "../../src/runtime/mod.ts";
 import {
   Child,
@@ -196,7 +196,7 @@ Deno.test("lockInfo() and isLockStale() in another PID namespace throw a LockErr
     );
     await Deno.writeTextFile(
       `${tmp}/look.ts`,
-      `import { isLockStale, lockInfo } from "./src/seeds/lock_monitor.ts";
+      `import { isLockStale, lockInfo } from "./src/lock/lock_monitor.ts";
 const said = [];
 for (const look of [lockInfo, isLockStale]) {
   try {
@@ -756,7 +756,7 @@ Deno.test("the monitor, run as an unprivileged user, reports unreadable director
     );
     await Deno.writeTextFile(
       `${tmp}/report.ts`,
-      `import { cleanupStaleLocks, listLocks } from "./src/seeds/lock_monitor.ts";
+      `import { cleanupStaleLocks, listLocks } from "./src/lock/lock_monitor.ts";
 const options = { recursive: true, staleAfter: 1000 };
 const listed = await listLocks(Deno.args[0], options);
 const cleaned = await cleanupStaleLocks(Deno.args[0], options);

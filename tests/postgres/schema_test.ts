@@ -11,7 +11,7 @@ import pg from "pg";
 import { Child, output, withTempDir } from "../_helpers.ts";
 import { type Cluster, pgSuite } from "./_cluster.ts";
 import { LockError, PostgresBackend } from "../../src/postgres/mod.ts";
-import { _schema } from "../../src/postgres/_schema.ts";
+import { _schema } from "../../src/postgres/schema.ts";
 
 const CLI = fileURLToPath(new URL("../../cli.ts", import.meta.url));
 

@@ -9,7 +9,7 @@ import {
   _readCommandLine,
   _readProcLocks,
 } from "../runtime/mod.ts";
-import { _devKey } from "./_kernel.ts";
+import { _devKey } from "./kernel.ts";
 import { _readHolderRecord } from "./_holder_record.ts";
 import type { DeadlockStep } from "../base/errors.ts";
 

@@ -1,7 +1,7 @@
 // Parsing and serializing JSON documents, with the errors every store gives.
 
 import { CorruptStoreError, StoreError } from "../base/errors.ts";
-import { _setOwn } from "../base/_ids.ts";
+import { _setOwn } from "../base/ids.ts";
 
 /**
  * The largest document lockbox reads or writes, in bytes. JavaScript strings

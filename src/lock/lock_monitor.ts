@@ -1,25 +1,18 @@
 // The lock monitor: who holds which lock file, from the kernel, and cleanup
 // of stale lock files that can never break a held lock.
 
-import { _promiseTry } from "../base/_promise.ts";
+import { _promiseTry } from "../base/promise.ts";
 import { join } from "node:path";
-import {
-  type _LockFileContent,
-  _readLockFile,
-} from "../lock/_holder_record.ts";
-import {
-  type _KernelTable,
-  _kernelTable,
-  _liveRecord,
-} from "../lock/_kernel.ts";
+import { type _LockFileContent, _readLockFile } from "./_holder_record.ts";
+import { type _KernelTable, _kernelTable, _liveRecord } from "./kernel.ts";
 import {
   _fileKey,
   _pathsOf,
   _readWaitGraph,
   type _WaitGraph,
-} from "../lock/_wait_graph.ts";
-import { _lockInternals } from "../lock/_lock_internals.ts";
-import { _removeHeldLockFiles } from "../lock/_lock_removal.ts";
+} from "./wait_graph.ts";
+import { _lockInternals } from "./lock_internals.ts";
+import { _removeHeldLockFiles } from "./_lock_removal.ts";
 import {
   _errorCode,
   _lstat,
@@ -29,8 +22,8 @@ import {
   _toPath,
 } from "../runtime/mod.ts";
 import { StoreError } from "../base/errors.ts";
-import { FileLock } from "../lock/file_lock.ts";
-import { _resolveTarget, type LockTarget } from "../lock/lock_target.ts";
+import { FileLock } from "./file_lock.ts";
+import { _resolveTarget, type LockTarget } from "./lock_target.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
 
 /** A process waiting for a lock. */

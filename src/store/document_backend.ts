@@ -4,7 +4,7 @@
 // two file implementations; nothing in it assumes a file, so a database
 // can be a third.
 
-import type { StoreVersion, WatchOptions } from "./_watch.ts";
+import type { StoreVersion, WatchOptions } from "./watch.ts";
 
 /** What a change made: the new document and what to return to the caller. */
 export interface _Next<T, R> {
@@ -23,7 +23,7 @@ export interface _Next<T, R> {
 export interface _ChangeOptions {
   /**
    * A fencing token: refused with `StaleFenceError` if a higher one of its
-   * family (`src/lock/_fence.ts`) was applied.
+   * family (`src/lock/fence.ts`) was applied.
    */
   fence?: number;
   /** Gives up waiting for exclusion. */

@@ -4,8 +4,8 @@
 // up with the same document (see ARCHITECTURE.md, "JsonStore's document
 // backends").
 
-import { _setOwn } from "../base/_ids.ts";
-import { _checkArrayGrowth, _checkStoredValue } from "./_json.ts";
+import { _setOwn } from "../base/ids.ts";
+import { _checkArrayGrowth, _checkStoredValue } from "./json.ts";
 
 /** One change: a value set at a path of keys, or the key there deleted. */
 export type _Op = ["s", string[], unknown] | ["d", string[]];

@@ -20,8 +20,8 @@ import {
   type _WriteHandle,
 } from "../runtime/mod.ts";
 import { StoreError } from "../base/errors.ts";
-import { _fsError, _octal, _reason } from "../base/_fs_errors.ts";
-import { _checkDocumentSize } from "./_json.ts";
+import { _fsError, _octal, _reason } from "../base/fs_errors.ts";
+import { _checkDocumentSize } from "./json.ts";
 
 /** Reads a whole file; `null` if it does not exist, else a `StoreError`. */
 export async function _readStoreFile(

@@ -72,3 +72,21 @@ export function _afterIdleTurns(
   };
   queueMicrotask(check);
 }
+
+/** A promise with its settle functions (Node 20 lacks Promise.withResolvers). */
+export interface _Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/** A new `_Deferred`. */
+export function _deferred(): _Deferred {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((yes, no) => {
+    resolve = yes;
+    reject = no;
+  });
+  return { promise, resolve, reject };
+}

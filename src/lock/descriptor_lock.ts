@@ -2,7 +2,7 @@
 // calling shell passed in (`( flock -n 9 || exit 1; ... ) 9>job.lock`), so
 // that the lock stays with the shell after this process exits.
 
-import { _after } from "../base/_promise.ts";
+import { _after } from "../base/promise.ts";
 import { _flockDescriptor, _onWindows, _spawn } from "../runtime/mod.ts";
 import { LockError } from "../base/errors.ts";
 

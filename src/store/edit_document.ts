@@ -14,9 +14,9 @@ import {
   _readFile,
   _removeTree,
 } from "../runtime/mod.ts";
-import { _fsError } from "../base/_fs_errors.ts";
+import { _fsError } from "../base/fs_errors.ts";
 import type { JsonStore } from "./json_store.ts";
-import { _startCommand } from "../base/_command.ts";
+import { _startCommand } from "../base/command.ts";
 import { StoreError } from "../base/errors.ts";
 
 /** How {@linkcode editStore} edits. */

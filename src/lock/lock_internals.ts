@@ -2,7 +2,7 @@
 // does not offer. Filled in by FileLock's static block; never re-exported.
 
 import type { _LockHandle } from "../runtime/mod.ts";
-import type { _KeptLockFile } from "./_kept_lock_file.ts";
+import type { _KeptLockFile } from "./kept_lock_file.ts";
 
 /** Hooks into FileLock for lockbox's own modules. */
 export const _lockInternals: {

@@ -1,6 +1,6 @@
 // JSON Pointers (RFC 6901) for the CLI's `store get`, `set` and `delete`.
 
-import { _setOwn } from "../base/_ids.ts";
+import { _setOwn } from "../base/ids.ts";
 
 /** The reference tokens of a pointer; throws a `TypeError` for a malformed one. */
 export function _parsePointer(pointer: string): string[] {
