@@ -10,7 +10,7 @@
 // request, or release it at once.
 
 import { _checkBlockingWait, _checkTimeout } from "../base/checks.ts";
-import { _after, _promiseTry } from "../base/promise.ts";
+import { _promiseTry } from "../base/promise.ts";
 import { _stillLinked } from "../base/file_identity.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { dirname } from "node:path";
@@ -35,6 +35,7 @@ import {
   LockLostError,
   LockTimeoutError,
 } from "../base/errors.ts";
+import { LockQueue, LockQueues } from "./queue.ts";
 import { _lockInternals } from "./lock_internals.ts";
 import type { _KeptLockFile } from "./kept_lock_file.ts";
 import { _FILE_TOKEN_MIN } from "./fence.ts";
@@ -148,11 +149,6 @@ export interface LockOptions {
 
 /** One call to acquire, from its start until it is settled. */
 class _Request {
-  #cancelTimer: (() => void) | undefined;
-  #onAbort: (() => void) | undefined;
-  /** Takes a queued request out of its queue and fails it. */
-  fail: ((error: unknown) => void) | undefined;
-
   constructor(
     readonly path: string,
     readonly lockPath: string,
@@ -168,31 +164,17 @@ class _Request {
     readonly reject: (error: unknown) => void,
   ) {}
 
-  /** Starts the timeout and the abort listener of a queued request. */
-  arm(queue: _Queue, timeout: number): void {
-    const fail = (error: unknown) => {
-      const index = queue.waiting.indexOf(this);
-      if (index === -1) return;
-      queue.waiting.splice(index, 1);
-      this.settle(null, error);
-      _pump(queue);
-    };
-    this.fail = fail;
-    if (timeout !== Infinity) {
-      this.#cancelTimer = _after(timeout, () => fail(this.busy()));
-    }
-    if (this.signal) {
-      const signal = this.signal;
-      this.#onAbort = () => fail(signal.reason);
-      signal.addEventListener("abort", this.#onAbort, { once: true });
-    }
+  /** Waits in `queue`'s line until its turn, its timeout or its signal. */
+  waitIn(queue: _FileQueue, timeout: number): void {
+    queue.wait(this, {
+      timeout,
+      signal: this.signal,
+      timedOut: () => this.busy(),
+      giveUp: (error) => this.settle(null, error),
+    });
   }
 
   settle(lock: FileLock | null, error?: unknown): void {
-    this.#cancelTimer?.();
-    if (this.#onAbort) {
-      this.signal!.removeEventListener("abort", this.#onAbort);
-    }
     if (lock) this.resolve(lock);
     else if (error === undefined) this.resolve(null);
     else this.reject(error);
@@ -211,51 +193,57 @@ class _Request {
   }
 }
 
-class _Queue {
-  waiting: _Request[] = [];
-  active = 0;
-  activeExclusive = false;
-  osWait = false;
+/**
+ * The requests of this process for one lock path. Only the head touches
+ * the OS lock: `serve` tries it, and while the kernel makes it wait,
+ * `serving` holds the rest of the line.
+ */
+class _FileQueue extends LockQueue<_Request> {
   /** The timer of the deadlock check of the kernel wait in progress. */
   detector: ReturnType<typeof setTimeout> | undefined;
   /**
    * The lock file a release of this path just unlocked, while that release
-   * serves the next request in line (`_pump`): a hand-off within the
+   * serves the next request in line (`pump`): a hand-off within the
    * process reuses the open file instead of opening it again. Whatever the
    * pump leaves here goes back to the releaser at once (closed, or kept by
    * its owner), so nothing stays open after the release returns.
    */
   spare: _LockHandle | null = null;
-  constructor(readonly lockPath: string) {}
 
-  compatible(shared: boolean): boolean {
-    return this.active === 0 || (shared && !this.activeExclusive);
+  get lockPath(): string {
+    return this.key;
   }
-  idle(): boolean {
-    return this.waiting.length === 0 && this.active === 0 && !this.osWait;
+
+  /** Takes the OS lock for `head` if it is free, or starts a kernel wait. */
+  protected override serve(head: _Request): boolean {
+    let attempt;
+    try {
+      attempt = _tryTake(this, head.shared, head.kept);
+    } catch (error) {
+      this.shift();
+      head.settle(null, _wrap(this.lockPath, error));
+      return true;
+    }
+    if (attempt.stat) {
+      this.shift();
+      _grant(this, head, attempt.handle, attempt.stat);
+      return true;
+    }
+    _waitInKernel(this, attempt.handle, head.shared);
+    return false;
   }
 }
 
-const _queues = new Map<string, _Queue>();
+const _queues = new LockQueues<_Request, _FileQueue>(
+  (lockPath, onIdle) => new _FileQueue(lockPath, onIdle),
+);
 const _context = new AsyncLocalStorage<FileLock[]>();
 let _newLock: (
   request: _Request,
   handle: _LockHandle,
   token: number,
-  queue: _Queue,
+  queue: _FileQueue,
 ) => FileLock;
-
-function _queueFor(lockPath: string): _Queue {
-  let queue = _queues.get(lockPath);
-  if (!queue) _queues.set(lockPath, queue = new _Queue(lockPath));
-  return queue;
-}
-
-function _dropIfIdle(queue: _Queue): void {
-  if (queue.idle() && _queues.get(queue.lockPath) === queue) {
-    _queues.delete(queue.lockPath);
-  }
-}
 
 function _wrap(lockPath: string, error: unknown): unknown {
   if (error instanceof LockError || error instanceof RangeError) return error;
@@ -308,7 +296,10 @@ function _noteStaleFence(token: number, highest: number): void {
  * `kept` holds open (the inode check after the lock tells whether it is
  * still the file at lockPath).
  */
-function _open(queue: _Queue, kept: _KeptLockFile | undefined): _LockHandle {
+function _open(
+  queue: _FileQueue,
+  kept: _KeptLockFile | undefined,
+): _LockHandle {
   const lockPath = queue.lockPath;
   const spare = queue.spare ?? kept?.take(lockPath) ?? null;
   if (spare !== null) {
@@ -366,7 +357,7 @@ function _open(queue: _Queue, kept: _KeptLockFile | undefined): _LockHandle {
  * ready for a blocking wait.
  */
 function _tryTake(
-  queue: _Queue,
+  queue: _FileQueue,
   shared: boolean,
   kept: _KeptLockFile | undefined,
 ): { handle: _LockHandle; stat: _FileStat | null } {
@@ -424,7 +415,7 @@ function _tryTake(
  */
 export class FileLock implements AsyncDisposable {
   #handle: _LockHandle | null;
-  #queue: _Queue;
+  #queue: _FileQueue;
   #removeOnRelease: boolean;
   #kept: _KeptLockFile | undefined;
   #acquiredBy: _Request;
@@ -471,7 +462,7 @@ export class FileLock implements AsyncDisposable {
     request: _Request,
     handle: _LockHandle,
     token: number,
-    queue: _Queue,
+    queue: _FileQueue,
   ) {
     this.path = request.path;
     this.lockPath = request.lockPath;
@@ -687,16 +678,11 @@ export class FileLock implements AsyncDisposable {
       resolve,
       reject,
     );
-    const queue = _queueFor(lockPath);
-    if (
-      queue.waiting.length > 0 || queue.osWait || !queue.compatible(shared)
-    ) {
+    const queue = _queues.get(lockPath);
+    if (!queue.free(shared)) {
       // Someone in this process is ahead: wait in line, or give up now.
       if (timeout === 0) request.settle(null, request.busy());
-      else {
-        queue.waiting.push(request);
-        request.arm(queue, timeout);
-      }
+      else request.waitIn(queue, timeout);
       return;
     }
     // First in line: try right away, with no trip to the thread pool.
@@ -705,7 +691,7 @@ export class FileLock implements AsyncDisposable {
       attempt = _tryTake(queue, shared, kept);
     } catch (error) {
       request.settle(null, _wrap(lockPath, error));
-      _dropIfIdle(queue);
+      queue.dropIfIdle();
       return;
     }
     if (attempt.stat) {
@@ -715,11 +701,10 @@ export class FileLock implements AsyncDisposable {
     if (timeout === 0) {
       attempt.handle.close();
       request.settle(null, request.busy());
-      _dropIfIdle(queue);
+      queue.dropIfIdle();
       return;
     }
-    queue.waiting.push(request);
-    request.arm(queue, timeout);
+    request.waitIn(queue, timeout);
     if (options.blocking === true) _waitBlocking(queue, attempt.handle, shared);
     else _waitInKernel(queue, attempt.handle, shared);
   }
@@ -811,12 +796,12 @@ export class FileLock implements AsyncDisposable {
   /**
    * Releases the OS lock and closes the lock file before returning, unless
    * `reuse` lets the next request of this process waiting for it (see
-   * `_Queue.spare`), or the owner that keeps it (`_KeptLockFile`), have it.
+   * `_FileQueue.spare`), or the owner that keeps it (`_KeptLockFile`), have it.
    */
   #close(handle: _LockHandle, reuse = true): void {
     const queue = this.#queue;
     const handOn = reuse && !this.#sharedWithChildren &&
-      (queue.waiting.length > 0 || this.#kept !== undefined);
+      (queue.length > 0 || this.#kept !== undefined);
     if (!handOn) {
       // A child that inherited the lock file keeps the lock until it closes
       // it; unlocking would take it from the child too. Otherwise one call
@@ -850,10 +835,7 @@ export class FileLock implements AsyncDisposable {
   }
 
   #released(): void {
-    const queue = this.#queue;
-    queue.active--;
-    if (queue.active === 0) queue.activeExclusive = false;
-    _pump(queue);
+    this.#queue.leave();
   }
 
   /** Releases the lock: `await using lock = await FileLock.acquire(p)`. */
@@ -886,7 +868,7 @@ function _head(handle: _LockHandle, stat: _FileStat): Uint8Array {
 
 /** Gives `request` the OS lock on `handle`: writes the holder record. */
 function _grant(
-  queue: _Queue,
+  queue: _FileQueue,
   request: _Request,
   handle: _LockHandle,
   stat: _FileStat,
@@ -905,8 +887,7 @@ function _grant(
     request.settle(null, _wrap(request.lockPath, error));
     return;
   }
-  queue.active++;
-  queue.activeExclusive = !request.shared;
+  queue.enter(request.shared);
   request.settle(lock);
 }
 
@@ -1118,37 +1099,13 @@ function _openRecordFile(path: string): _LockHandle | null {
   }
 }
 
-/** Serves the queue's head while it can, and starts a kernel wait if not. */
-function _pump(queue: _Queue): void {
-  while (queue.waiting.length > 0) {
-    const head = queue.waiting[0];
-    if (queue.osWait || !queue.compatible(head.shared)) return;
-    let attempt;
-    try {
-      attempt = _tryTake(queue, head.shared, head.kept);
-    } catch (error) {
-      queue.waiting.shift();
-      head.settle(null, _wrap(queue.lockPath, error));
-      continue;
-    }
-    if (attempt.stat) {
-      queue.waiting.shift();
-      _grant(queue, head, attempt.handle, attempt.stat);
-      continue;
-    }
-    _waitInKernel(queue, attempt.handle, head.shared);
-    return;
-  }
-  _dropIfIdle(queue);
-}
-
 function _waitInKernel(
-  queue: _Queue,
+  queue: _FileQueue,
   handle: _LockHandle,
   shared: boolean,
 ): void {
-  queue.osWait = true;
-  const head = queue.waiting[0];
+  queue.serving = true;
+  const head = queue.head;
   if (head !== undefined && head.deadlockTimeout !== Infinity) {
     _lookForDeadlock(queue, head.deadlockTimeout);
   }
@@ -1161,15 +1118,15 @@ function _waitInKernel(
 /**
  * Option `blocking`: waits in this thread until the kernel grants it. (Should
  * the lock file turn out to have been replaced meanwhile, the request starts
- * over through `_pump`, which waits on a helper thread: `_pump` also runs on
+ * over through `pump`, which waits on a helper thread: `pump` also runs on
  * release, where blocking the caller would be wrong.)
  */
 function _waitBlocking(
-  queue: _Queue,
+  queue: _FileQueue,
   handle: _LockHandle,
   shared: boolean,
 ): void {
-  queue.osWait = true;
+  queue.serving = true;
   try {
     handle.lockSync(!shared);
   } catch (error) {
@@ -1180,26 +1137,26 @@ function _waitBlocking(
 }
 
 function _onKernelError(
-  queue: _Queue,
+  queue: _FileQueue,
   handle: _LockHandle,
   error: unknown,
 ): void {
-  queue.osWait = false;
+  queue.serving = false;
   _stopLooking(queue);
   handle.close();
-  const head = queue.waiting.shift();
+  const head = queue.shift();
   head?.settle(null, _wrap(queue.lockPath, error));
-  _pump(queue);
+  queue.pump();
 }
 
 function _onKernelGrant(
-  queue: _Queue,
+  queue: _FileQueue,
   handle: _LockHandle,
   shared: boolean,
 ): void {
-  queue.osWait = false;
+  queue.serving = false;
   _stopLooking(queue);
-  const head = queue.waiting[0];
+  const head = queue.head;
   let stat: _FileStat | null = null;
   try {
     if (
@@ -1214,15 +1171,15 @@ function _onKernelGrant(
   } catch {
     stat = null;
   }
-  if (!stat) {
+  if (!stat || head === undefined) {
     handle.unlock();
     handle.close();
-    _pump(queue);
+    queue.pump();
     return;
   }
-  queue.waiting.shift();
+  queue.shift();
   _grant(queue, head, handle, stat);
-  _pump(queue);
+  queue.pump();
 }
 
 const _DEADLOCK_TIMEOUT = 1000;
@@ -1237,11 +1194,11 @@ const _CONFIRM_MS = 100;
  * files, not atomically, and a real deadlock does not go away. See
  * ARCHITECTURE.md, "Deadlocks".
  */
-function _lookForDeadlock(queue: _Queue, every: number): void {
+function _lookForDeadlock(queue: _FileQueue, every: number): void {
   const look = (confirming: string | null) => {
     queue.detector = undefined;
-    const head = queue.waiting[0];
-    if (!queue.osWait || head === undefined) return;
+    const head = queue.head;
+    if (!queue.serving || head === undefined) return;
     let found = null;
     try {
       found = _deadlockOf(queue);
@@ -1250,8 +1207,8 @@ function _lookForDeadlock(queue: _Queue, every: number): void {
     }
     if (found !== null && found.victim === found.self) {
       if (found.key === confirming) {
-        head.fail?.(new DeadlockError(head.lockPath, found.cycle));
-        if (!queue.osWait || queue.waiting.length === 0) return;
+        queue.fail(head, new DeadlockError(head.lockPath, found.cycle));
+        if (!queue.serving || queue.length === 0) return;
       } else {
         queue.detector = setTimeout(() => look(found.key), _CONFIRM_MS);
         _unrefTimer(queue.detector);
@@ -1265,7 +1222,7 @@ function _lookForDeadlock(queue: _Queue, every: number): void {
   _unrefTimer(queue.detector);
 }
 
-function _stopLooking(queue: _Queue): void {
+function _stopLooking(queue: _FileQueue): void {
   if (queue.detector !== undefined) {
     clearTimeout(queue.detector);
     queue.detector = undefined;
@@ -1276,7 +1233,7 @@ function _stopLooking(queue: _Queue): void {
 let _runsUnderLock: boolean | undefined;
 
 /** The deadlock this process's wait for `queue`'s lock is part of, if any. */
-function _deadlockOf(queue: _Queue) {
+function _deadlockOf(queue: _FileQueue) {
   // Holding no lock, this process cannot be in a cycle: no one waits for it.
   let holds = false;
   for (const other of _queues.values()) {
@@ -1300,10 +1257,10 @@ function _deadlockOf(queue: _Queue) {
   const file = _fileKey(stat);
   // Paths of the locks this process holds, for the error's message.
   const known = new Map([[file, queue.lockPath]]);
-  for (const [lockPath, other] of _queues) {
+  for (const other of _queues.values()) {
     if (other.active === 0) continue;
-    const held = _lstat(lockPath);
-    if (held !== null) known.set(_fileKey(held), lockPath);
+    const held = _lstat(other.lockPath);
+    if (held !== null) known.set(_fileKey(held), other.lockPath);
   }
   return _findDeadlock(graph, _pid(), file, known);
 }
