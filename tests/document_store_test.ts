@@ -136,6 +136,30 @@ Deno.test("DocumentStore.get() and update() throw DocumentNotFoundError for a mi
   });
 });
 
+Deno.test("DocumentStore.save() and update() refuse an actor that is not a string before they lock or run fn", async () => {
+  await withTempDir(async (root) => {
+    const docs = new DocumentStore<Doc>(root);
+    const bad = { actor: 5 as unknown as string };
+    await assert.rejects(
+      docs.save("q3", { title: "", rev: 0 }, bad),
+      TypeError,
+    );
+    assert.deepEqual(names(root), []);
+    await docs.save("q3", { title: "Q3", rev: 1 });
+    let ran = false;
+    await assert.rejects(
+      docs.update("q3", (doc) => {
+        ran = true;
+        doc.rev = 2;
+      }, bad),
+      TypeError,
+    );
+    assert.equal(ran, false);
+    assert.equal((await docs.get("q3")).rev, 1);
+    assert.equal((await docs.history("q3")).length, 1);
+  });
+});
+
 Deno.test("DocumentStore.save() fails and keeps the document when the backup cannot be made", async () => {
   await withTempDir(async (root) => {
     const docs = new DocumentStore<Doc>(root);

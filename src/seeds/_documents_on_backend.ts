@@ -7,63 +7,47 @@
 import { CorruptStoreError } from "../base/errors.ts";
 import type { JsonStore } from "../store/json_store.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
-import type { AuditEvent, DocumentActionOptions } from "./document_types.ts";
-
-/** The settings DocumentStore checked, for its backend half. */
-export interface _DocumentSettings<T> {
-  root: string;
-  validate: ((value: unknown) => T) | undefined;
-  backups: number;
-  durable: boolean;
-  lockTimeout: number;
-}
-
-/** A document that is not there, as DocumentStore reports it. */
-export type _NotFound = (id: string, message?: string) => Error;
+import type { AuditEvent } from "./document_types.ts";
+import type {
+  _DocumentSettings,
+  _DocumentStorage,
+  _IndexEntry,
+} from "./_document_storage.ts";
 
 /** DocumentStore's documents, backups, audit logs and index on a backend. */
-export class _BackendDocuments<T> {
+export class _DocumentsOnBackend<T> implements _DocumentStorage<T> {
   #backend: StoreBackend;
   #settings: _DocumentSettings<T>;
-  #notFound: _NotFound;
 
-  constructor(
-    backend: StoreBackend,
-    settings: _DocumentSettings<T>,
-    notFound: _NotFound,
-  ) {
+  constructor(backend: StoreBackend, settings: _DocumentSettings<T>) {
     this.#backend = backend;
     this.#settings = settings;
-    this.#notFound = notFound;
   }
 
-  async get(id: string): Promise<T> {
-    const doc = await this.#store(id).read();
-    if (doc === undefined) throw this.#notFound(id);
-    return doc;
+  async read(id: string): Promise<T | undefined> {
+    return await this.#store(id).read();
   }
 
-  async save(
+  /** The change, its backup and its audit event in one transaction. */
+  async change(
     id: string,
-    doc: T,
-    options: DocumentActionOptions,
-  ): Promise<{ backup?: string }> {
-    await this.#indexOnce(id);
-    return (await this.#change(id, "save", options, {}, () => doc)).made;
-  }
-
-  async update<R>(
-    id: string,
-    fn: (doc: T) => R | Promise<R>,
-    options: DocumentActionOptions,
-  ): Promise<R> {
-    let result!: R;
-    await this.#change(id, "update", options, {}, async (current) => {
-      if (current === undefined) throw this.#notFound(id);
-      result = await fn(current);
-      return current;
+    next: (current: () => Promise<T | undefined>) => Promise<T>,
+    event: (backup: string | undefined) => AuditEvent,
+    existing: boolean,
+  ): Promise<string | undefined> {
+    if (!existing) await this.#indexOnce(id);
+    let existed = false;
+    let backup: string | undefined;
+    const store = this.#store(id, (version) => {
+      // The version before this one is kept as a backup, if any are.
+      if (existed && this.#settings.backups > 0) backup = `v${version - 1}`;
+      return event(backup);
     });
-    return result;
+    await store.transform(async (current) => {
+      existed = current !== undefined;
+      return await next(() => Promise.resolve(current));
+    });
+    return backup;
   }
 
   async history(id: string): Promise<AuditEvent[]> {
@@ -75,59 +59,32 @@ export class _BackendDocuments<T> {
     return kept.map((backup) => `v${backup.version}`);
   }
 
-  async restore(
-    id: string,
-    backup: string,
-    options: DocumentActionOptions,
-  ): Promise<void> {
-    const version = typeof backup === "string"
-      ? /^v(\d+)$/.exec(backup)?.[1]
-      : undefined;
-    if (version === undefined) {
-      throw new TypeError(
-        `Cannot restore backup ${
-          JSON.stringify(backup)
-        } of '${id}': expected a name from backups()`,
-      );
-    }
-    const name = this.#name(id);
-    await this.#change(
-      id,
-      "restore",
-      options,
-      { restored: backup },
-      async () => {
-        const stored = await this.#backend.readDocumentBackup(
-          name,
-          Number(version),
-        );
-        if (stored === undefined) {
-          throw this.#notFound(
-            `${id}/backups/${backup}`,
-            `Cannot restore backup '${backup}' of document '${id}' in '${this.#settings.root}': it is not kept (only the newest ${this.#settings.backups} are; older ones are rotated away); pick one that backups('${id}') lists`,
-          );
-        }
-        return this.#validated(stored, `${name} backup ${backup}`);
-      },
-    );
+  isBackupName(name: string): boolean {
+    return /^v\d+$/.test(name);
   }
 
-  async list(): Promise<string[]> {
-    const written = new Set(
-      await this.#backend.documentNames(this.#name("")),
+  async readBackup(id: string, name: string): Promise<T | undefined> {
+    const stored = await this.#backend.readDocumentBackup(
+      this.#name(id),
+      Number(name.slice(1)),
     );
-    const ids = new Set<string>();
-    for (const entry of await this.#backend.readLog(this.#indexName)) {
-      const id = (entry as { id?: unknown } | null)?.id;
-      // An entry whose first save never committed names nothing yet.
-      if (typeof id === "string" && written.has(this.#name(id))) ids.add(id);
-    }
-    return [...ids];
+    if (stored === undefined) return undefined;
+    return this.#validated(stored, `${this.#name(id)} backup ${name}`);
   }
 
-  async rebuildIndex(): Promise<number> {
+  async readIndex(): Promise<unknown[]> {
+    return await this.#backend.readLog(this.#indexName);
+  }
+
+  async written(ids: string[]): Promise<string[]> {
+    const names = new Set(await this.#backend.documentNames(this.#name("")));
+    return ids.filter((id) => names.has(this.#name(id)));
+  }
+
+  /** The documents, each created when its first audit event says. */
+  async documents(): Promise<_IndexEntry[]> {
     const prefix = this.#name("");
-    const found: { id: string; created: string }[] = [];
+    const found: _IndexEntry[] = [];
     for (const name of await this.#backend.documentNames(prefix)) {
       const id = name.slice(prefix.length);
       // Only a document's own name: its audit log lives below it.
@@ -135,51 +92,11 @@ export class _BackendDocuments<T> {
       const [first] = await this.history(id);
       found.push({ id, created: first?.ts ?? new Date(0).toISOString() });
     }
-    found.sort((a, b) =>
-      a.created < b.created ? -1 : a.created > b.created ? 1 : 0
-    );
-    await this.#backend.writeLog(this.#indexName, found);
-    return found.length;
+    return found;
   }
 
-  /**
-   * One change of a document, with its backup and audit event committed in
-   * the same transaction.
-   */
-  async #change(
-    id: string,
-    action: string,
-    options: DocumentActionOptions,
-    payload: Record<string, unknown>,
-    fn: (current: T | undefined) => Promise<T> | T,
-  ): Promise<{ made: { backup?: string } }> {
-    const actor = options.actor ?? "lockbox";
-    if (typeof actor !== "string") {
-      throw new TypeError(`Cannot use actor ${actor}: expected a string`);
-    }
-    let existed = false;
-    const made: { backup?: string } = {};
-    const store = this.#store(id, (version) => {
-      // The version before this one is kept as a backup, if any are.
-      if (existed && this.#settings.backups > 0) {
-        made.backup = `v${version - 1}`;
-      }
-      return {
-        action_id: crypto.randomUUID(),
-        document_id: id,
-        ts: new Date().toISOString(),
-        actor,
-        action_type: action,
-        payload: made.backup === undefined
-          ? payload
-          : { ...payload, backup: made.backup },
-      } satisfies AuditEvent;
-    });
-    await store.transform(async (current) => {
-      existed = current !== undefined;
-      return await fn(current);
-    });
-    return { made };
+  async writeIndex(entries: _IndexEntry[]): Promise<void> {
+    await this.#backend.writeLog(this.#indexName, entries);
   }
 
   #store(
@@ -216,7 +133,10 @@ export class _BackendDocuments<T> {
     }
   }
 
-  /** Adds `id` to the index before its first save, as on files. */
+  /**
+   * Adds `id` to the index before its first save, as on files (there under
+   * the document's lock, here before the change's transaction).
+   */
   async #indexOnce(id: string): Promise<void> {
     const existing = await this.#store(id).read();
     if (existing !== undefined) return;

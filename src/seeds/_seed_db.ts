@@ -1,6 +1,7 @@
 // The JsonStore behind each seed-compatible DB (capture groups, operations,
-// checkouts): `{}` while the file is missing, validated on every read and
-// write, with the options the caller gave.
+// checkouts, the archiver's run state): `{}` while the file is missing,
+// validated on every read and write, with the options the caller gave; in a
+// file, or on the caller's StoreBackend, chosen here once.
 
 import { JsonStore } from "../store/json_store.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
@@ -64,13 +65,19 @@ export function _backendName(path: string | URL, what: string): string {
   return path;
 }
 
+/**
+ * A seed's JSON DB: `{}` while it was never written, in a file (byte for
+ * byte the Python seeds' format) or, with `backend`, the backend's document
+ * named `path`. `what` names it in the error for a URL on a backend.
+ */
 export function _seedDb<T extends object>(
   path: string | URL,
   validate: (value: unknown) => T,
   options: DbOptions,
+  what = "a DB",
 ): JsonStore<T> {
   if (options.backend !== undefined) {
-    const name = _backendName(path, "a DB");
+    const name = _backendName(path, what);
     for (const key of ["journal", "blockingLock"] as const) {
       if (options[key]) {
         throw new TypeError(

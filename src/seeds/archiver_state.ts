@@ -1,20 +1,19 @@
 // Archiver run state (seed 003): run-state JSON, failure logs, and a
-// single-instance lock with a validity monitor.
+// single-instance lock with a validity monitor. The state is a seed DB
+// (`_seed_db.ts`); the logs and the lock are kept through
+// `_archiver_storage.ts`; each chooses files or the caller's backend once.
 
-import { _toPath } from "../runtime/mod.ts";
-import { _readStoreFile, _replaceHoldingLock } from "../store/atomic.ts";
-import { LockBusyError, StoreError } from "../base/errors.ts";
-import { FileLock, withLock } from "../lock/file_lock.ts";
-import {
+import { LockBusyError } from "../base/errors.ts";
+import { FileLock } from "../lock/file_lock.ts";
+import type {
   JsonStore,
-  type StoreVersion,
-  type WatchOptions,
+  StoreVersion,
+  WatchOptions,
 } from "../store/json_store.ts";
-import { appendJsonl } from "../store/jsonl.ts";
-import { lockHolder } from "../lock/lock_inspect.ts";
-import { _resolveTarget, type LockTarget } from "../lock/lock_target.ts";
+import type { LockTarget } from "../lock/lock_target.ts";
 import type { BackendLock, StoreBackend } from "../store/store_backend.ts";
-import { _backendName } from "./_seed_db.ts";
+import { _seedDb } from "./_seed_db.ts";
+import { _archiverStorage, _checkRuns } from "./_archiver_storage.ts";
 
 /** Where the archiver's state, failure logs and instance lock are. */
 export interface ArchiverOptions {
@@ -52,44 +51,19 @@ function _validateState(value: unknown): RunState {
   return value as RunState;
 }
 
+/** The state: a seed DB, in seed 003's file or on the backend. */
 function _store(
   path: string | URL,
   backend: StoreBackend | undefined,
 ): JsonStore<RunState> {
-  if (backend) {
-    return backend.jsonStore<RunState>(_backendName(path, "a state"), {
-      initial: () => ({}),
-      validate: _validateState,
-    });
-  }
-  return new JsonStore<RunState>(path, {
-    initial: () => ({}),
-    validate: _validateState,
-    // Shared with seed 003's Python: its numbers, keys and escaping kept.
-    format: "python",
-  });
-}
-
-function _checkRuns(runs: unknown, what: string): number[] {
-  if (!Array.isArray(runs)) {
-    throw new TypeError(`Cannot use ${what}: expected an array of run numbers`);
-  }
-  for (const run of runs) {
-    if (!Number.isSafeInteger(run) || run < 0) {
-      throw new TypeError(
-        `Cannot use ${what}: ${
-          JSON.stringify(run)
-        } is not a non-negative integer run number`,
-      );
-    }
-  }
-  return runs;
+  return _seedDb<RunState>(path, _validateState, { backend }, "a state");
 }
 
 /**
  * Reads the state file.
  *
  * @param path The state file.
+ * @param options The backend, if not files.
  * @returns The state; `{}` when the file does not exist.
  * @throws {CorruptStoreError} If it does not parse or is not a state object
  *   (the seed read it as `{}` and lost its place).
@@ -139,6 +113,7 @@ export function watchState(
  *
  * @param path The state file.
  * @param state The new state.
+ * @param options The backend, if not files.
  * @returns A promise that resolves once the state is durable.
  * @throws {TypeError} If the state is not a valid state object.
  */
@@ -162,6 +137,7 @@ export async function writeState(
  *
  * @param path The state file.
  * @param successfulRuns Runs that succeeded, in any order.
+ * @param options The backend, if not files.
  * @returns The new state.
  * @throws {TypeError} If a run is not a non-negative integer.
  *
@@ -203,6 +179,7 @@ export async function updateContiguousRunState(
  *
  * @param path The state file.
  * @param attemptedRuns Runs attempted, in any order.
+ * @param options The backend, if not files.
  * @returns The new state.
  * @throws {TypeError} If a run is not a non-negative integer.
  */
@@ -228,6 +205,7 @@ export async function updateAttemptedRunState(
  * `last_attempted_run`.
  *
  * @param path The state file.
+ * @param options The backend, if not files.
  * @returns That run number; 0 when the state file does not exist.
  */
 export async function getIncrementalStartRun(
@@ -244,7 +222,8 @@ export async function getIncrementalStartRun(
 /**
  * Reads run numbers, one a line; blank and invalid lines are skipped.
  *
- * @param path A run records or failure log file.
+ * @param path A run records or failure log file (with a backend: its name).
+ * @param options The backend, if not files.
  * @returns The run numbers, in file order.
  * @throws {StoreError} If the file does not exist or cannot be read.
  */
@@ -252,33 +231,7 @@ export async function parseRunRecordsFile(
   path: string | URL,
   options: ArchiverOptions = {},
 ): Promise<number[]> {
-  if (options.backend) {
-    const name = _backendName(path, "run records");
-    const runs = await _runLog(options.backend, name).read();
-    if (runs === null) {
-      throw new StoreError(
-        name,
-        `Cannot read run records '${name}': it does not exist; check the name`,
-      );
-    }
-    return runs;
-  }
-  const file = _toPath(path);
-  const bytes = await _readStoreFile(file, "read run records");
-  if (bytes === null) {
-    throw new StoreError(
-      file,
-      `Cannot read run records '${file}': it does not exist; check the path`,
-    );
-  }
-  const runs: number[] = [];
-  for (const line of new TextDecoder().decode(bytes).split("\n")) {
-    const text = line.trim();
-    if (/^\d+$/.test(text) && Number.isSafeInteger(Number(text))) {
-      runs.push(Number(text));
-    }
-  }
-  return runs;
+  return await _archiverStorage(options.backend).readRuns(path);
 }
 
 /**
@@ -286,6 +239,7 @@ export async function parseRunRecordsFile(
  *
  * @param path The failure log.
  * @param runs The failed runs.
+ * @param options The backend, if not files.
  * @returns A promise that resolves once the lines are durable.
  * @throws {TypeError} If a run is not a non-negative integer.
  */
@@ -295,17 +249,7 @@ export async function appendToFailureLog(
   options: ArchiverOptions = {},
 ): Promise<void> {
   _checkRuns(runs, "failed runs");
-  if (options.backend) {
-    // Appending nothing leaves a missing log missing, as with a file.
-    if (runs.length === 0) return;
-    await _runLog(options.backend, _backendName(path, "a failure log"))
-      .transform(
-        (log) => [...(log ?? []), ...runs],
-      );
-    return;
-  }
-  // A run number is a JSON value, so the log is also a JSONL file.
-  await appendJsonl(path, runs);
+  await _archiverStorage(options.backend).appendRuns(path, runs);
 }
 
 /**
@@ -314,6 +258,7 @@ export async function appendToFailureLog(
  *
  * @param path The failure log.
  * @param runs The runs it should list.
+ * @param options The backend, if not files.
  * @returns A promise that resolves once the log is durable.
  * @throws {TypeError} If a run is not a non-negative integer.
  */
@@ -323,28 +268,7 @@ export async function writeFailureLog(
   options: ArchiverOptions = {},
 ): Promise<void> {
   _checkRuns(runs, "failed runs");
-  if (options.backend) {
-    await _runLog(options.backend, _backendName(path, "a failure log")).write([
-      ...runs,
-    ]);
-    return;
-  }
-  const file = _toPath(path);
-  const text = runs.map((r) => `${r}\n`).join("");
-  await withLock(file, () => _replaceHoldingLock(file, text, true), {
-    timeout: 30_000,
-  });
-}
-
-/** A failure log or run records on a backend: a document of run numbers. */
-function _runLog(
-  backend: StoreBackend,
-  name: string,
-): JsonStore<number[] | null> {
-  return backend.jsonStore<number[] | null>(name, {
-    initial: null,
-    validate: (value) => value === null ? null : _checkRuns(value, "the log"),
-  });
+  await _archiverStorage(options.backend).writeRuns(path, runs);
 }
 
 /** Options of {@linkcode acquireInstanceLock}. */
@@ -362,7 +286,8 @@ export interface MonitorOptions {
 }
 
 /**
- * A held single-instance lock: the lock file itself is flocked.
+ * A held single-instance lock: a flock on the lock file itself, or a
+ * backend's lock.
  */
 export class InstanceLock implements AsyncDisposable {
   #lock: FileLock | BackendLock;
@@ -446,7 +371,7 @@ export class InstanceLock implements AsyncDisposable {
  * @param lockFile The lock file (created if missing): a bare path or
  *   `{ lockFile }`; or `{ guards }`, a file whose sidecar `<file>.lock` to
  *   lock. With a backend, a name (`{ lockFile }` or a bare string).
- * @param options Metadata for the holder record.
+ * @param options The backend, if not files; metadata for the holder record.
  * @returns The held lock.
  * @throws {LockBusyError} If another instance holds it, naming its pid and host.
  *
@@ -466,34 +391,14 @@ export async function acquireInstanceLock(
   lockFile: string | URL | LockTarget,
   options: InstanceLockOptions = {},
 ): Promise<InstanceLock> {
-  const backend = options.backend;
-  if (backend) {
-    const name = _backendName(
-      typeof lockFile === "object" && lockFile !== null &&
-        "lockFile" in lockFile
-        ? lockFile.lockFile
-        : lockFile as string | URL,
-      "an instance lock",
-    );
-    const held = await backend.tryAcquire(name, { metadata: options.metadata });
-    if (held === null) {
-      throw new LockBusyError(
-        name,
-        await backend.lockHolder(name).catch(() => null),
-      );
-    }
-    return new InstanceLock(held, name);
-  }
-  const path = _resolveTarget(lockFile, "lockFile", "acquireInstanceLock")
-    .lockPath;
-  const lock = await FileLock.tryAcquire({ lockFile: path }, {
-    metadata: options.metadata,
-  });
-  if (lock === null) {
+  const storage = _archiverStorage(options.backend);
+  const name = storage.lockName(lockFile);
+  const held = await storage.tryLock(name, options.metadata);
+  if (held === null) {
     throw new LockBusyError(
-      path,
-      await lockHolder({ lockFile: path }).catch(() => null),
+      name,
+      await storage.lockHolder(name).catch(() => null),
     );
   }
-  return new InstanceLock(lock);
+  return new InstanceLock(held, name);
 }

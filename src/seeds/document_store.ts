@@ -1,33 +1,18 @@
-// A store of JSON documents (seed 004): one directory per document with
-// durable atomic saves, rotating backups and an append-only audit log, and a
-// global index that can be rebuilt from the files.
+// A store of JSON documents (seed 004): durable atomic saves, rotating
+// backups and an append-only audit log per document, and an index that can
+// be rebuilt. The constructor chooses where they are kept, once: in seed
+// 004's files (`_documents_on_files.ts`) or on a StoreBackend
+// (`_documents_on_backend.ts`), both behind `_document_storage.ts`.
 
 import { _checkTimeout } from "../base/checks.ts";
-import { join } from "node:path";
-import {
-  _errorCode,
-  _link,
-  _lstat,
-  _readDir,
-  _removeIfExists,
-  _syncDirectory,
-  _toPath,
-} from "../runtime/mod.ts";
-import {
-  _appendHoldingLock,
-  _checkTarget,
-  _makeDirs,
-  _readStoreFile,
-  _replaceHoldingLock,
-} from "../store/atomic.ts";
-import { _fsError } from "../base/fs_errors.ts";
-import { _parseJson, _toJson } from "../store/json.ts";
-import { _parsePython, _toPython } from "../store/python_json.ts";
-import { appendJsonl, readJsonl } from "../store/jsonl.ts";
-import { withLock } from "../lock/file_lock.ts";
-import { StoreError } from "../base/errors.ts";
+import { _toPath } from "../runtime/mod.ts";
 import type { StoreBackend } from "../store/store_backend.ts";
-import { _BackendDocuments } from "./_documents_on_backend.ts";
+import {
+  _checkDocumentId,
+  type _DocumentStorage,
+} from "./_document_storage.ts";
+import { _DocumentsOnBackend } from "./_documents_on_backend.ts";
+import { _DocumentsOnFiles } from "./_documents_on_files.ts";
 import { _backendName } from "./_seed_db.ts";
 import type { AuditEvent, DocumentActionOptions } from "./document_types.ts";
 
@@ -111,9 +96,6 @@ export class DocumentNotFoundError extends Error {
   }
 }
 
-const _DOCUMENT = "document.json";
-const _BACKUP = /^document\.json\.(\d{8}T\d{6}_\d{6})\.bak$/;
-
 /**
  * Seed 004's document storage on lockbox. Layout under `root`:
  *
@@ -151,14 +133,10 @@ const _BACKUP = /^document\.json\.(\d{8}T\d{6}_\d{6})\.bak$/;
  * ```
  */
 export class DocumentStore<T> {
-  /** The store's root directory. */
+  /** The store's root directory (on a backend: the names' prefix). */
   readonly root: string;
-  #validate: ((value: unknown) => T) | undefined;
   #backups: number;
-  #durable: boolean;
-  #lockTimeout: number;
-  #warn: (message: string) => void;
-  #onBackend: _BackendDocuments<T> | null = null;
+  #storage: _DocumentStorage<T>;
 
   /**
    * Creates a DocumentStore.
@@ -177,25 +155,20 @@ export class DocumentStore<T> {
         `Cannot keep ${backups} backups: expected a non-negative integer`,
       );
     }
-    const lockTimeout = _checkTimeout(
-      options.lockTimeout,
-      "lockTimeout",
-      30_000,
-    );
-    this.#validate = options.validate;
+    const settings = {
+      root: this.root,
+      validate: options.validate,
+      backups,
+      durable: options.durable ?? true,
+      lockTimeout: _checkTimeout(options.lockTimeout, "lockTimeout", 30_000),
+      warn: options.onWarning ?? ((message: string) => console.warn(message)),
+      notFound: (id: string, message?: string) =>
+        new DocumentNotFoundError(id, this.root, message),
+    };
     this.#backups = backups;
-    this.#durable = options.durable ?? true;
-    this.#lockTimeout = lockTimeout;
-    this.#warn = options.onWarning ?? ((message) => console.warn(message));
-    if (options.backend !== undefined) {
-      this.#onBackend = new _BackendDocuments<T>(options.backend, {
-        root: this.root,
-        validate: this.#validate,
-        backups,
-        durable: this.#durable,
-        lockTimeout,
-      }, (id, message) => new DocumentNotFoundError(id, this.root, message));
-    }
+    this.#storage = options.backend === undefined
+      ? new _DocumentsOnFiles<T>(settings)
+      : new _DocumentsOnBackend<T>(options.backend, settings);
   }
 
   /**
@@ -208,9 +181,8 @@ export class DocumentStore<T> {
    * @throws {TypeError} If `id` is empty or contains a path separator or `..`.
    */
   async get(id: string): Promise<T> {
-    this.#dir(id);
-    if (this.#onBackend) return await this.#onBackend.get(id);
-    const value = await this.#read(this.#documentPath(id));
+    _checkDocumentId(id);
+    const value = await this.#storage.read(id);
     if (value === undefined) throw new DocumentNotFoundError(id, this.root);
     return value;
   }
@@ -223,7 +195,8 @@ export class DocumentStore<T> {
    * @param doc The new document.
    * @param options Who saves it.
    * @returns The name of the backup made of the previous version, if any.
-   * @throws {TypeError} If `id` is bad or `doc` is not JSON.
+   * @throws {TypeError} If `id` is bad, `doc` is not JSON or `actor` is not
+   *   a string (checked before the lock is taken).
    * @throws {StoreError} If the backup, the write or the audit append fails.
    * @throws {LockTimeoutError} If the lock was not free within `lockTimeout`.
    */
@@ -232,11 +205,8 @@ export class DocumentStore<T> {
     doc: T,
     options: DocumentActionOptions = {},
   ): Promise<{ backup?: string }> {
-    if (this.#onBackend) {
-      this.#dir(id);
-      return await this.#onBackend.save(id, doc, options);
-    }
-    return await this.#locked(id, () => this.#commit(id, doc, "save", options));
+    _checkDocumentId(id);
+    return await this.#change(id, "save", options, {}, () => doc);
   }
 
   /**
@@ -257,21 +227,20 @@ export class DocumentStore<T> {
     fn: (doc: T) => R | Promise<R>,
     options: DocumentActionOptions = {},
   ): Promise<R> {
-    const path = this.#documentPath(id);
+    _checkDocumentId(id);
     if (typeof fn !== "function") {
       throw new TypeError(
         `Cannot update document '${id}': fn must be a function`,
       );
     }
-    if (this.#onBackend) return await this.#onBackend.update(id, fn, options);
-    if (_lstat(path) === null) throw new DocumentNotFoundError(id, this.root);
-    return await this.#locked(id, async () => {
-      const doc = await this.#read(path);
+    let result!: R;
+    await this.#change(id, "update", options, {}, async (current) => {
+      const doc = await current();
       if (doc === undefined) throw new DocumentNotFoundError(id, this.root);
-      const result = await fn(doc);
-      await this.#commit(id, doc, "update", options);
-      return result;
-    });
+      result = await fn(doc);
+      return doc;
+    }, true);
+    return result;
   }
 
   /**
@@ -283,16 +252,8 @@ export class DocumentStore<T> {
    * @throws {StoreError} If the log cannot be read.
    */
   async history(id: string): Promise<AuditEvent[]> {
-    if (this.#onBackend) {
-      this.#dir(id);
-      return await this.#onBackend.history(id);
-    }
-    const path = join(this.#dir(id), "audit.jsonl");
-    const { records, torn, invalid } = await readJsonl<AuditEvent>(path, {
-      format: "python",
-    });
-    this.#warnDamage(path, torn, invalid.length);
-    return records;
+    _checkDocumentId(id);
+    return await this.#storage.history(id);
   }
 
   /**
@@ -302,11 +263,8 @@ export class DocumentStore<T> {
    * @returns Backup names, for {@linkcode DocumentStore.restore}.
    */
   async backups(id: string): Promise<string[]> {
-    if (this.#onBackend) {
-      this.#dir(id);
-      return await this.#onBackend.backups(id);
-    }
-    return await this.#listBackups(join(this.#dir(id), "backups"));
+    _checkDocumentId(id);
+    return await this.#storage.backups(id);
   }
 
   /**
@@ -324,29 +282,31 @@ export class DocumentStore<T> {
     backup: string,
     options: DocumentActionOptions = {},
   ): Promise<void> {
-    this.#documentPath(id);
-    if (this.#onBackend) {
-      return await this.#onBackend.restore(id, backup, options);
-    }
-    if (typeof backup !== "string" || !_BACKUP.test(backup)) {
+    _checkDocumentId(id);
+    if (typeof backup !== "string" || !this.#storage.isBackupName(backup)) {
       throw new TypeError(
         `Cannot restore backup ${
           JSON.stringify(backup)
         } of '${id}': expected a name from backups()`,
       );
     }
-    const path = join(this.#dir(id), "backups", backup);
-    await this.#locked(id, async () => {
-      const doc = await this.#read(path);
-      if (doc === undefined) {
-        throw new DocumentNotFoundError(
-          `${id}/backups/${backup}`,
-          this.root,
-          `Cannot restore backup '${backup}' of document '${id}' in '${this.root}': it is not kept (only the newest ${this.#backups} are; older ones are rotated away); pick one that backups('${id}') lists`,
-        );
-      }
-      await this.#commit(id, doc, "restore", options, { restored: backup });
-    });
+    await this.#change(
+      id,
+      "restore",
+      options,
+      { restored: backup },
+      async () => {
+        const doc = await this.#storage.readBackup(id, backup);
+        if (doc === undefined) {
+          throw new DocumentNotFoundError(
+            `${id}/backups/${backup}`,
+            this.root,
+            `Cannot restore backup '${backup}' of document '${id}' in '${this.root}': it is not kept (only the newest ${this.#backups} are; older ones are rotated away); pick one that backups('${id}') lists`,
+          );
+        }
+        return doc;
+      },
+    );
   }
 
   /**
@@ -355,267 +315,59 @@ export class DocumentStore<T> {
    * @returns The ids (empty while there is no index).
    */
   async list(): Promise<string[]> {
-    if (this.#onBackend) return await this.#onBackend.list();
-    const path = this.#indexPath;
-    const index = await readJsonl<{ id?: unknown }>(path, { format: "python" });
-    this.#warnDamage(path, index.torn, index.invalid.length);
     const ids = new Set<string>();
-    for (const entry of index.records) {
-      if (typeof entry?.id === "string") ids.add(entry.id);
+    for (const entry of await this.#storage.readIndex()) {
+      const id = (entry as { id?: unknown } | null)?.id;
+      if (typeof id === "string") ids.add(id);
     }
     // An entry whose save never finished (a crash between the index and the
     // document) names nothing yet.
-    return [...ids].filter((id) => {
-      try {
-        return _lstat(this.#documentPath(id)) !== null;
-      } catch {
-        return false; // an id the index holds that no document can have
-      }
-    });
+    return await this.#storage.written([...ids]);
   }
 
   /**
-   * Rewrites `index.jsonl` from the documents on disk (`by_id/<id>/document.json`).
+   * Rewrites the index from the documents stored (on files
+   * `by_id/<id>/document.json`, each dated by its file's modification time;
+   * on a backend, by its first audit event).
    *
    * @returns How many documents it lists.
    * @throws {StoreError} If the directories cannot be read or the index written.
    */
   async rebuildIndex(): Promise<number> {
-    if (this.#onBackend) return await this.#onBackend.rebuildIndex();
-    const byId = join(this.root, "by_id");
-    let entries;
-    try {
-      entries = _lstat(byId) === null ? [] : await _readDir(byId);
-    } catch (error) {
-      throw _fsError("rebuild the index from", byId, error);
-    }
-    const found: { id: string; created: string }[] = [];
-    for (const entry of entries) {
-      if (!entry.isDirectory) continue;
-      const stat = _lstat(join(byId, entry.name, _DOCUMENT));
-      if (stat === null || !stat.isFile) continue;
-      found.push({
-        id: entry.name,
-        created: new Date(stat.mtimeMs ?? 0).toISOString(),
-      });
-    }
+    const found = await this.#storage.documents();
     found.sort((a, b) =>
       a.created < b.created ? -1 : a.created > b.created ? 1 : 0
     );
-    const text = found.map((entry) => _toPython(entry, null, false) + "\n")
-      .join("");
-    await _makeDirs(this.root, this.#durable);
-    await withLock(
-      this.#indexPath,
-      () => _replaceHoldingLock(this.#indexPath, text, this.#durable),
-      { timeout: this.#lockTimeout },
-    );
+    await this.#storage.writeIndex(found);
     return found.length;
   }
 
-  get #indexPath(): string {
-    return join(this.root, "index.jsonl");
-  }
-
-  #dir(id: string): string {
-    if (
-      typeof id !== "string" || id.length === 0 || id === "." ||
-      id === ".." || /[/\\\0]/.test(id)
-    ) {
-      throw new TypeError(
-        `Cannot use document id ${
-          JSON.stringify(id)
-        }: expected a non-empty name without path separators or ".."`,
-      );
-    }
-    return join(this.root, "by_id", id);
-  }
-
-  #documentPath(id: string): string {
-    return join(this.#dir(id), _DOCUMENT);
-  }
-
-  async #locked<R>(id: string, fn: () => Promise<R>): Promise<R> {
-    const dir = this.#dir(id);
-    try {
-      await _makeDirs(dir, this.#durable);
-    } catch (error) {
-      throw _fsError("create the directory of document", dir, error);
-    }
-    return await withLock(join(dir, _DOCUMENT), fn, {
-      lockPath: join(dir, ".lock"),
-      timeout: this.#lockTimeout,
-    });
-  }
-
-  /** Reads and validates a document file; `undefined` if it does not exist. */
-  async #read(path: string): Promise<T | undefined> {
-    _checkTarget(path);
-    const bytes = await _readStoreFile(path);
-    if (bytes === null) return undefined;
-    const parsed = _parseJson(bytes, path, this.#validate, _parsePython);
-    if (!parsed.ok) throw parsed.error;
-    return parsed.value;
-  }
-
-  /** Backs up, replaces and logs, holding the document's lock. */
-  async #commit(
+  /** One change with its backup and its audit event, as the storage does it. */
+  async #change(
     id: string,
-    doc: T,
     action: string,
     options: DocumentActionOptions,
-    payload: Record<string, unknown> = {},
+    payload: Record<string, unknown>,
+    next: (current: () => Promise<T | undefined>) => Promise<T> | T,
+    existing = false,
   ): Promise<{ backup?: string }> {
     const actor = options.actor ?? "lockbox";
     if (typeof actor !== "string") {
       throw new TypeError(`Cannot use actor ${actor}: expected a string`);
     }
-    const dir = this.#dir(id);
-    const path = join(dir, _DOCUMENT);
-    const checked = this.#validate ? this.#validate(doc) : doc;
-    // As seed 004 writes it: json.dumps(data, indent=2, ensure_ascii=False).
-    const text = _toJson(
-      checked,
-      2,
-      path,
-      (value, indent) => _toPython(value, indent, false),
+    const backup = await this.#storage.change(
+      id,
+      async (current) => await next(current),
+      (backup): AuditEvent => ({
+        action_id: crypto.randomUUID(),
+        document_id: id,
+        ts: new Date().toISOString(),
+        actor,
+        action_type: action,
+        payload: backup === undefined ? payload : { ...payload, backup },
+      }),
+      existing,
     );
-    const exists = _checkTarget(path) !== null;
-    const backup = exists ? await this.#backUp(dir, path) : undefined;
-    if (!exists) {
-      // The index entry goes first: a crash between the two leaves an entry
-      // whose document does not exist, which list() leaves out, never a
-      // document that list() cannot find.
-      const entry = { id, created: new Date().toISOString() };
-      try {
-        await appendJsonl(this.#indexPath, [entry], {
-          durable: this.#durable,
-          lockTimeout: this.#lockTimeout,
-          format: "python",
-          ensureAscii: false,
-        });
-      } catch (error) {
-        throw new StoreError(
-          this.#indexPath,
-          `Cannot save document '${id}': adding it to the index '${this.#indexPath}' failed (${
-            (error as Error).message
-          }); nothing was saved`,
-          { cause: error },
-        );
-      }
-    }
-    await _replaceHoldingLock(path, text, this.#durable);
-    const event: AuditEvent = {
-      action_id: crypto.randomUUID(),
-      document_id: id,
-      ts: new Date().toISOString(),
-      actor,
-      action_type: action,
-      payload: backup === undefined ? payload : { ...payload, backup },
-    };
-    const audit = join(dir, "audit.jsonl");
-    try {
-      await _appendHoldingLock(
-        audit,
-        _toJson(event, 0, audit, (value) => _toPython(value, null, false)) +
-          "\n",
-        this.#durable,
-      );
-    } catch (error) {
-      throw new StoreError(
-        audit,
-        `Saved document '${id}', but could not append to its audit log (${
-          (error as Error).message
-        })`,
-        { cause: error },
-      );
-    }
     return backup === undefined ? {} : { backup };
   }
-
-  /**
-   * Keeps the current version as a backup (a hard link: the atomic replace
-   * that follows moves only `document.json` to the new inode) and removes
-   * the oldest beyond the limit. Names always sort newest first, even if
-   * the clock steps back.
-   */
-  async #backUp(dir: string, path: string): Promise<string | undefined> {
-    if (this.#backups === 0) return undefined;
-    const backups = join(dir, "backups");
-    try {
-      await _makeDirs(backups, this.#durable);
-      const existing = await this.#listBackups(backups);
-      let micros = _nowMicros();
-      const newest = existing[0]?.match(_BACKUP)?.[1];
-      if (newest !== undefined) {
-        micros = Math.max(micros, _parseStamp(newest) + 1);
-      }
-      let name: string;
-      for (;; micros++) {
-        name = `${_DOCUMENT}.${_stamp(micros)}.bak`;
-        try {
-          _link(path, join(backups, name));
-          break;
-        } catch (error) {
-          if (_errorCode(error) !== "EEXIST") throw error;
-        }
-      }
-      for (const old of existing.slice(this.#backups - 1)) {
-        _removeIfExists(join(backups, old));
-      }
-      if (this.#durable) await _syncDirectory(backups);
-      return name;
-    } catch (error) {
-      throw _fsError(
-        "back up",
-        path,
-        error,
-        "; the document was not changed",
-      );
-    }
-  }
-
-  async #listBackups(backups: string): Promise<string[]> {
-    let entries;
-    try {
-      entries = _lstat(backups) === null ? [] : await _readDir(backups);
-    } catch (error) {
-      throw _fsError("list the backups in", backups, error);
-    }
-    return entries.filter((e) => e.isFile && _BACKUP.test(e.name))
-      .map((e) => e.name).sort().reverse();
-  }
-
-  #warnDamage(path: string, torn: number, invalid: number): void {
-    if (torn > 0) {
-      this.#warn(
-        `Skipped a torn last line in '${path}' (a write cut short by a crash)`,
-      );
-    }
-    if (invalid > 0) {
-      this.#warn(
-        `Skipped ${invalid} damaged line${
-          invalid === 1 ? "" : "s"
-        } in '${path}'; inspect it with readJsonl()`,
-      );
-    }
-  }
-}
-
-function _nowMicros(): number {
-  return Math.floor((performance.timeOrigin + performance.now()) * 1000);
-}
-
-/** `YYYYMMDDTHHMMSS_ffffff` in UTC, as seed 004 names backups. */
-function _stamp(micros: number): string {
-  const iso = new Date(Math.floor(micros / 1000)).toISOString();
-  const digits = iso.replace(/[-:]/g, "").slice(0, 15);
-  return `${digits}_${String(micros % 1_000_000).padStart(6, "0")}`;
-}
-
-function _parseStamp(stamp: string): number {
-  const [, y, mo, d, h, mi, s, f] = stamp.match(
-    /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})_(\d{6})$/,
-  )!;
-  return Date.UTC(+y, +mo - 1, +d, +h, +mi, +s) * 1000 + Number(f);
 }
