@@ -29,8 +29,6 @@ const OVER_TODAY = new Set<string>([
   "src/postgres/backend.ts #lookForDeadlock",
   "src/lock/run_command.ts _runUnder",
   "src/postgres/backend.ts #wait",
-  "src/seeds/batch.ts processFiles",
-  "src/seeds/config.ts loadLockingConfig",
   "src/lock/file_lock.ts #request",
   "src/store/_journal.ts change",
   "src/store/json_store.ts constructor",

@@ -8,7 +8,7 @@ import { _sleep } from "../base/promise.ts";
 import { _holderPid } from "../lock/kernel.ts";
 import { FileLock } from "../lock/file_lock.ts";
 import { LockTimeoutError } from "../base/errors.ts";
-import type { BackendLock, StoreBackend } from "../store/store_backend.ts";
+import type { StoreBackend } from "../store/store_backend.ts";
 
 /** The outcome for one file of {@linkcode processFiles}. */
 export type FileResult<R> =
@@ -98,6 +98,64 @@ export async function processFiles<R>(
   fn: (file: string) => Promise<R>,
   options: ProcessFilesOptions<R> = {},
 ): Promise<FileResult<R>[]> {
+  const batch = _batch(files, fn, options);
+  const { paths, signal } = batch;
+  signal?.throwIfAborted();
+  const results: FileResult<R>[] = new Array(paths.length);
+  let next = 0;
+  let done = 0;
+  const lane = async () => {
+    while (next < paths.length) {
+      signal?.throwIfAborted();
+      const index = next++;
+      const result = await _processOne(paths[index], batch);
+      results[index] = result;
+      options.onProgress?.(++done, paths.length, result);
+    }
+  };
+  const lanes = Array.from(
+    { length: Math.min(batch.concurrency, paths.length) },
+    lane,
+  );
+  // Every lane finishes its file before the batch settles, so no lock or
+  // callback outlives the promise, even when one lane rejects.
+  const settled = await Promise.allSettled(lanes);
+  const rejected = settled.find((s) => s.status === "rejected");
+  if (rejected) throw (rejected as PromiseRejectedResult).reason;
+  return results;
+}
+
+/** A file's lock, held, and how to run under it. */
+interface _HeldLock {
+  run<R>(fn: () => Promise<R>): Promise<R>;
+  release(): Promise<void>;
+}
+
+/** Waits for one file's lock. */
+type _Locker = (
+  file: string,
+  timeout: number,
+  signal: AbortSignal | undefined,
+) => Promise<_HeldLock>;
+
+/** What processFiles checked of its arguments, and how it locks. */
+interface _Batch<R> {
+  paths: string[];
+  fn: (file: string) => Promise<R>;
+  concurrency: number;
+  retries: number;
+  lockTimeout: number;
+  retryDelay: number;
+  signal: AbortSignal | undefined;
+  /** `null` when files are processed without locks. */
+  lock: _Locker | null;
+}
+
+function _batch<R>(
+  files: (string | URL)[],
+  fn: (file: string) => Promise<R>,
+  options: ProcessFilesOptions<R>,
+): _Batch<R> {
   if (!Array.isArray(files)) {
     throw new TypeError("Cannot process files: expected an array of paths");
   }
@@ -108,98 +166,112 @@ export async function processFiles<R>(
   const retries = _count(options.retries ?? 0, "retries", 0);
   const lockTimeout = _checkTimeout(options.lockTimeout, "lockTimeout", 30_000);
   const retryDelay = _checkTimeout(options.retryDelay, "retryDelay", 0);
-  const paths = files.map(_toPath);
-  const { signal, onProgress } = options;
-  signal?.throwIfAborted();
+  return {
+    paths: files.map(_toPath),
+    fn,
+    concurrency,
+    retries,
+    lockTimeout,
+    retryDelay,
+    signal: options.signal,
+    lock: options.lock ?? true ? _locker(options.backend) : null,
+  };
+}
 
-  const results: FileResult<R>[] = new Array(paths.length);
-  let next = 0;
-  let done = 0;
-  const failed = (file: string, error: unknown): FileResult<R> => ({
+/** How a batch locks its files, chosen once: lock files, or a backend's locks. */
+function _locker(backend: StoreBackend | undefined): _Locker {
+  if (backend !== undefined) {
+    return async (file, timeout, signal) => {
+      const lock = await backend.acquire(file, { timeout, signal });
+      return { run: (fn) => fn(), release: () => lock.release() };
+    };
+  }
+  return async (file, timeout, signal) => {
+    const lock = await FileLock.acquire(file, {
+      timeout,
+      signal,
+      pidFile: true,
+    });
+    return {
+      // fn runs as the holder: asking for this lock again inside it fails
+      // at once instead of waiting for itself.
+      run: (fn) => _lockInternals.runHolding(lock, fn),
+      release: () => lock.release(),
+    };
+  };
+}
+
+/** One file: its lock (if files are locked), then fn under it. */
+async function _processOne<R>(
+  file: string,
+  batch: _Batch<R>,
+): Promise<FileResult<R>> {
+  const run = async (): Promise<FileResult<R>> => {
+    try {
+      return { file, ok: true, value: await batch.fn(file) };
+    } catch (error) {
+      return _failed(file, error);
+    }
+  };
+  if (batch.lock === null) return await run();
+  const held = await _lockFile(file, batch);
+  if ("ok" in held) return held;
+  try {
+    return await held.run(run);
+  } finally {
+    await held.release();
+  }
+}
+
+/** Takes a file's lock, retrying timeouts; a failed result if it cannot. */
+async function _lockFile<R>(
+  file: string,
+  batch: _Batch<R>,
+): Promise<_HeldLock | FileResult<R>> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await batch.lock!(file, batch.lockTimeout, batch.signal);
+    } catch (error) {
+      const result = await _notLocked<R>(file, error, attempt, batch);
+      if (result !== null) return result;
+    }
+  }
+}
+
+/** What a lock that could not be taken makes of this file, or `null` to retry. */
+async function _notLocked<R>(
+  file: string,
+  error: unknown,
+  attempt: number,
+  batch: _Batch<R>,
+): Promise<FileResult<R> | null> {
+  if (batch.signal?.aborted) throw error;
+  // A lock that cannot be taken at all (its lock file is a directory,
+  // say) fails this file, not the batch.
+  if (!(error instanceof LockTimeoutError)) return _failed(file, error);
+  if (attempt >= batch.retries) {
+    // A seed 001 holder writes no lockbox record: its pid then comes from
+    // the kernel or its lock file.
+    const holderPid = error.holder?.pid ?? _holderPid(error.lockPath);
+    const pid = holderPid === null ? "" : ` (pid ${holderPid})`;
+    return {
+      file,
+      ok: false,
+      locked: true,
+      error: `locked by another process${pid}`,
+    };
+  }
+  await _sleep(batch.retryDelay, batch.signal);
+  return null;
+}
+
+function _failed(file: string, error: unknown): FileResult<never> {
+  return {
     file,
     ok: false,
     locked: false,
     error: error instanceof Error ? error.message : String(error),
-  });
-  const run = async (file: string): Promise<FileResult<R>> => {
-    try {
-      return { file, ok: true, value: await fn(file) };
-    } catch (error) {
-      return failed(file, error);
-    }
   };
-  /** What a lock that could not be taken makes of this file, or `null` to retry. */
-  const notLocked = async (
-    file: string,
-    error: unknown,
-    attempt: number,
-  ): Promise<FileResult<R> | null> => {
-    if (signal?.aborted) throw error;
-    // A lock that cannot be taken at all (its lock file is a directory,
-    // say) fails this file, not the batch.
-    if (!(error instanceof LockTimeoutError)) return failed(file, error);
-    if (attempt >= retries) {
-      // A seed 001 holder writes no lockbox record: its pid then comes from
-      // the kernel or its lock file.
-      const holderPid = error.holder?.pid ?? _holderPid(error.lockPath);
-      const pid = holderPid === null ? "" : ` (pid ${holderPid})`;
-      return {
-        file,
-        ok: false,
-        locked: true,
-        error: `locked by another process${pid}`,
-      };
-    }
-    await _sleep(retryDelay, signal);
-    return null;
-  };
-  const backend = options.backend;
-  const one = async (file: string): Promise<FileResult<R>> => {
-    let lock: FileLock | BackendLock | undefined;
-    if (options.lock ?? true) {
-      for (let attempt = 0;; attempt++) {
-        try {
-          lock = await (backend
-            ? backend.acquire(file, { timeout: lockTimeout, signal })
-            : FileLock.acquire(file, {
-              timeout: lockTimeout,
-              signal,
-              pidFile: true,
-            }));
-          break;
-        } catch (error) {
-          const result = await notLocked(file, error, attempt);
-          if (result !== null) return result;
-        }
-      }
-    }
-    try {
-      return lock instanceof FileLock
-        ? await _lockInternals.runHolding(lock, () => run(file))
-        : await run(file);
-    } finally {
-      await lock?.release();
-    }
-  };
-  const lane = async () => {
-    while (next < paths.length) {
-      signal?.throwIfAborted();
-      const index = next++;
-      const result = await one(paths[index]);
-      results[index] = result;
-      onProgress?.(++done, paths.length, result);
-    }
-  };
-  const lanes = Array.from(
-    { length: Math.min(concurrency, paths.length) },
-    lane,
-  );
-  // Every lane finishes its file before the batch settles, so no lock or
-  // callback outlives the promise, even when one lane rejects.
-  const settled = await Promise.allSettled(lanes);
-  const rejected = settled.find((s) => s.status === "rejected");
-  if (rejected) throw (rejected as PromiseRejectedResult).reason;
-  return results;
 }
 
 function _count(value: number, name: string, min: number): number {

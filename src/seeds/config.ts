@@ -130,65 +130,7 @@ export async function loadLockingConfig(
 ): Promise<LockingConfig> {
   const file = _toPath(path);
   const warn = options.onWarning ?? ((message) => console.warn(message));
-  let bytes;
-  try {
-    bytes = await _readFile(file);
-  } catch (error) {
-    throw new ConfigError(
-      file,
-      undefined,
-      `Cannot read config '${file}': ${
-        (error as Error).message
-      }; check the path and its permissions`,
-      { cause: error },
-    );
-  }
-  if (bytes === null) {
-    throw new ConfigError(
-      file,
-      undefined,
-      `Cannot read config '${file}': no such file; check the path`,
-    );
-  }
-  const json = file.toLowerCase().endsWith(".json");
-  let yaml: typeof import("yaml") | undefined;
-  if (!json) {
-    try {
-      // Loaded on first use: most programs never read a YAML config, and the
-      // parser would add to every start.
-      yaml = await import("yaml");
-    } catch (error) {
-      throw new ConfigError(
-        file,
-        undefined,
-        `Cannot read YAML config '${file}': the yaml package cannot be loaded (${
-          (error as Error).message.split("\n")[0]
-        }); install it (npm install yaml) or use a JSON config`,
-        { cause: error },
-      );
-    }
-  }
-  let document: unknown;
-  try {
-    const text = new TextDecoder().decode(bytes);
-    // YAML 1.1, as the seeds' PyYAML reads it: merge keys (<<: *defaults),
-    // 010 is octal, yes/no/on/off are booleans, 1_000 and 1:30 (sexagesimal)
-    // are numbers, and a repeated key takes the last value.
-    document = json ? JSON.parse(text) : yaml!.parse(text, {
-      version: "1.1",
-      merge: true,
-      uniqueKeys: false,
-    });
-  } catch (error) {
-    throw new ConfigError(
-      file,
-      undefined,
-      `Cannot parse config '${file}': ${
-        (error as Error).message.split("\n")[0]
-      }; fix the syntax`,
-      { cause: error },
-    );
-  }
+  const document = await _parseConfig(file, await _readConfig(file));
   if (document !== null && document !== undefined && !_isObject(document)) {
     throw new ConfigError(
       file,
@@ -227,6 +169,72 @@ export async function loadLockingConfig(
     cleanupStaleLocks: v.cleanup_stale_locks,
     staleAfter: v.stale_threshold_hours * 3_600_000,
   };
+}
+
+async function _readConfig(file: string): Promise<Uint8Array> {
+  let bytes;
+  try {
+    bytes = await _readFile(file);
+  } catch (error) {
+    throw new ConfigError(
+      file,
+      undefined,
+      `Cannot read config '${file}': ${
+        (error as Error).message
+      }; check the path and its permissions`,
+      { cause: error },
+    );
+  }
+  if (bytes === null) {
+    throw new ConfigError(
+      file,
+      undefined,
+      `Cannot read config '${file}': no such file; check the path`,
+    );
+  }
+  return bytes;
+}
+
+/** The config's document: JSON when the name ends in `.json`, else YAML. */
+async function _parseConfig(file: string, bytes: Uint8Array): Promise<unknown> {
+  const json = file.toLowerCase().endsWith(".json");
+  let yaml: typeof import("yaml") | undefined;
+  if (!json) {
+    try {
+      // Loaded on first use: most programs never read a YAML config, and the
+      // parser would add to every start.
+      yaml = await import("yaml");
+    } catch (error) {
+      throw new ConfigError(
+        file,
+        undefined,
+        `Cannot read YAML config '${file}': the yaml package cannot be loaded (${
+          (error as Error).message.split("\n")[0]
+        }); install it (npm install yaml) or use a JSON config`,
+        { cause: error },
+      );
+    }
+  }
+  try {
+    const text = new TextDecoder().decode(bytes);
+    // YAML 1.1, as the seeds' PyYAML reads it: merge keys (<<: *defaults),
+    // 010 is octal, yes/no/on/off are booleans, 1_000 and 1:30 (sexagesimal)
+    // are numbers, and a repeated key takes the last value.
+    return json ? JSON.parse(text) : yaml!.parse(text, {
+      version: "1.1",
+      merge: true,
+      uniqueKeys: false,
+    });
+  } catch (error) {
+    throw new ConfigError(
+      file,
+      undefined,
+      `Cannot parse config '${file}': ${
+        (error as Error).message.split("\n")[0]
+      }; fix the syntax`,
+      { cause: error },
+    );
+  }
 }
 
 function _isObject(value: unknown): value is Record<string, unknown> {
