@@ -60,7 +60,10 @@ export interface _DocumentStorage<T> {
   readIndex(): Promise<unknown[]>;
   /** Those of `ids` whose document has been written, in the same order. */
   written(ids: string[]): Promise<string[]>;
-  /** Every written document, with when it was first saved. */
+  /**
+   * Every written document, dated for the rebuilt index's order: when it
+   * was first saved, or as near as the storage can tell.
+   */
   documents(): Promise<_IndexEntry[]>;
   /** Replaces the index with `entries`. */
   writeIndex(entries: _IndexEntry[]): Promise<void>;

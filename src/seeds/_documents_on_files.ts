@@ -106,7 +106,10 @@ export class _DocumentsOnFiles<T> implements _DocumentStorage<T> {
     }));
   }
 
-  /** The documents' directories, each created when its file was last written. */
+  /**
+   * The directories under `by_id/` that hold a document file, each dated by
+   * the file's modification time (its last save: files keep no other date).
+   */
   async documents(): Promise<_IndexEntry[]> {
     const byId = join(this.#settings.root, "by_id");
     let entries;

@@ -96,15 +96,17 @@ function _validateGroupDb(value: unknown): CaptureGroupDb {
  * ```
  */
 export class CaptureGroups {
-  /** The DB file. */
+  /** The DB file (with a backend: the document's name). */
   readonly dbPath: string;
   #store: JsonStore<CaptureGroupDb>;
 
   /**
    * Creates a CaptureGroups.
    *
-   * @param dbPath The DB file (created on the first change).
-   * @param options Lock timeout, durability and backups.
+   * @param dbPath The DB file (created on the first change; with a
+   *   backend, a name).
+   * @param options Lock timeout, durability, backups, journal mode,
+   *   backend.
    */
   constructor(dbPath: string | URL, options: DbOptions = {}) {
     const store = _seedDb<CaptureGroupDb>(dbPath, _validateGroupDb, options);

@@ -50,7 +50,7 @@ export class AlreadyCheckedOutError extends Error {
   /** Always `"AlreadyCheckedOutError"`. */
   override name = "AlreadyCheckedOutError";
   /**
-   * Creates a AlreadyCheckedOutError.
+   * Creates an AlreadyCheckedOutError.
    *
    * @param file The file asked for.
    * @param holder Who has it.
@@ -160,7 +160,7 @@ function _validateRegistry(value: unknown): CheckoutRegistryData {
  * ```
  */
 export class CheckoutRegistry {
-  /** The registry file. */
+  /** The registry file (with a backend: the document's name). */
   readonly registryPath: string;
   #store: JsonStore<CheckoutRegistryData>;
 
@@ -168,7 +168,8 @@ export class CheckoutRegistry {
    * Creates a CheckoutRegistry.
    *
    * @param registryFile The registry file (created on the first checkout).
-   * @param options Lock timeout, durability and backups.
+   * @param options Lock timeout, durability, backups, journal mode,
+   *   backend.
    */
   constructor(registryFile: string | URL, options: DbOptions = {}) {
     const store = _seedDb<CheckoutRegistryData>(

@@ -141,8 +141,10 @@ export class DocumentStore<T> {
   /**
    * Creates a DocumentStore.
    *
-   * @param root The root directory (created on the first save).
-   * @param options Validation, backups, durability and lock timeout.
+   * @param root The root directory (created on the first save; with a
+   *   backend, the names' prefix).
+   * @param options Validation, backups, durability, lock timeout, warnings
+   *   and the backend.
    * @throws {RangeError} If `backups` or `lockTimeout` is out of range.
    */
   constructor(root: string | URL, options: DocumentStoreOptions<T> = {}) {

@@ -1,5 +1,5 @@
 // The records of DocumentStore's audit log and the options of its actions,
-// shared by its file half (document_store.ts) and its backend half.
+// shared by DocumentStore and both of its storages (files and a backend).
 
 /** One entry of a document's audit log (seed 004's `AuditEvent`). */
 export interface AuditEvent {

@@ -64,16 +64,17 @@ function _validateOperationDb(
  * ```
  */
 export class Operations {
-  /** The DB file. */
+  /** The DB file (with a backend: the document's name). */
   readonly dbPath: string;
   #store: JsonStore<Record<string, OperationRecord>>;
   #groups: CaptureGroups;
 
   /**
-   * Creates a Operations.
+   * Creates an Operations.
    *
-   * @param dbPath The operation DB file.
-   * @param options The capture groups, lock timeout and durability.
+   * @param dbPath The operation DB file (with a backend: a name).
+   * @param options The capture groups, and the DB's options (lock timeout,
+   *   durability, journal mode, backend).
    * @throws {TypeError} If `options.groups` is missing.
    */
   constructor(dbPath: string | URL, options: OperationsOptions) {
