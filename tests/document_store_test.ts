@@ -190,6 +190,24 @@ Deno.test("DocumentStore.save() reports a failed audit append to the caller", as
   });
 });
 
+Deno.test("DocumentStore.get() of a document file that is a symlink says it cannot read it", async () => {
+  await withTempDir(async (root) => {
+    const docs = new DocumentStore<Doc>(root);
+    await docs.save("d", { title: "t", rev: 1 });
+    const file = `${root}/by_id/d/document.json`;
+    await Deno.rename(file, `${root}/elsewhere.json`);
+    await Deno.symlink(`${root}/elsewhere.json`, file);
+    await assert.rejects(
+      docs.get("d"),
+      (error: unknown) =>
+        error instanceof StoreError &&
+        error.message.startsWith(
+          `Cannot read '${file}': it is a symbolic link`,
+        ),
+    );
+  });
+});
+
 Deno.test("DocumentStore.get() throws CorruptStoreError for a damaged or invalid document", async () => {
   await withTempDir(async (root) => {
     const docs = new DocumentStore<Doc>(root, {

@@ -158,7 +158,7 @@ export class _DocumentsOnFiles<T> implements _DocumentStorage<T> {
 
   /** Reads and validates a document file; `undefined` if it does not exist. */
   async #read(path: string): Promise<T | undefined> {
-    _checkTarget(path);
+    _checkTarget(path, "read");
     const bytes = await _readStoreFile(path);
     if (bytes === null) return undefined;
     const parsed = _parseJson(
