@@ -52,7 +52,7 @@ function _validateState(value: unknown): RunState {
 }
 
 /** The state: a seed DB, in seed 003's file or on the backend. */
-function _store(
+function _stateStore(
   path: string | URL,
   backend: StoreBackend | undefined,
 ): JsonStore<RunState> {
@@ -81,7 +81,7 @@ export function readState(
   path: string | URL,
   options: ArchiverOptions = {},
 ): Promise<RunState> {
-  return _store(path, options.backend).read();
+  return _stateStore(path, options.backend).read();
 }
 
 /**
@@ -105,7 +105,7 @@ export function watchState(
   path: string | URL,
   options: ArchiverOptions & WatchOptions = {},
 ): AsyncIterable<StoreVersion<RunState>> {
-  return _store(path, options.backend).watch(options);
+  return _stateStore(path, options.backend).watch(options);
 }
 
 /**
@@ -127,7 +127,7 @@ export async function writeState(
   } catch (error) {
     throw new TypeError(`Cannot write state: ${(error as Error).message}`);
   }
-  await _store(path, options.backend).write(state);
+  await _stateStore(path, options.backend).write(state);
 }
 
 /**
@@ -158,7 +158,7 @@ export async function updateContiguousRunState(
 ): Promise<RunState> {
   _checkRuns(successfulRuns, "successful runs");
   const sorted = [...new Set(successfulRuns)].sort((a, b) => a - b);
-  return await _store(path, options.backend).update((state) => {
+  return await _stateStore(path, options.backend).update((state) => {
     if (sorted.length === 0) return { ...state };
     let last = state.last_contiguous_run ?? sorted[0] - 1;
     for (const run of sorted) {
@@ -189,7 +189,7 @@ export async function updateAttemptedRunState(
   options: ArchiverOptions = {},
 ): Promise<RunState> {
   _checkRuns(attemptedRuns, "attempted runs");
-  return await _store(path, options.backend).update((state) => {
+  return await _stateStore(path, options.backend).update((state) => {
     if (attemptedRuns.length > 0) {
       const highest = Math.max(...attemptedRuns);
       if (highest > (state.last_attempted_run ?? -1)) {
