@@ -46,6 +46,7 @@ export * from "./src/base/lock_holder.ts";
 export * from "./src/lock/lock_inspect.ts";
 export * from "./src/lock/lock_monitor.ts";
 export * from "./src/lock/file_lock.ts";
+export * from "./src/lock/with_lock.ts";
 export type { LockTarget } from "./src/lock/lock_target.ts";
 export * from "./src/store/atomic_write.ts";
 export * from "./src/store/jsonl.ts";

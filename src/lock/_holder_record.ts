@@ -9,7 +9,6 @@ import {
   _openReadOnly,
 } from "../runtime/mod.ts";
 import type { LockHolder } from "../base/lock_holder.ts";
-import { _FILE_TOKEN_MIN } from "./fence.ts";
 
 // Layout: line 1 is the record as JSON, line 2 is `#lockbox <fnv1a-32 hex>`
 // over line 1's bytes, then spaces. A reader that catches a write half done
@@ -249,32 +248,6 @@ export function _readRecord<T>(
     if (decoded !== "torn") return decoded;
   }
   return "torn";
-}
-
-/**
- * The first token for a lock file with no usable record (new, emptied by
- * another tool, damaged, or removed and made again): the wall clock in
- * milliseconds times 1000, past every token this process gave before, and
- * never below 2^50 (`_FILE_TOKEN_MIN`). The clock exceeds every token the
- * file's earlier lives handed out, since those started from an earlier
- * clock reading and grew by one per acquisition, and no lock is taken a
- * thousand times a millisecond. (A clock that is behind is caught up with
- * by the fence that refuses its token: `_floors` in file_lock.ts. Across
- * processes, a lock file made, removed and made again within one
- * millisecond could repeat a token; see ARCHITECTURE.md.)
- */
-export function _firstToken(): number {
-  return Math.max(Date.now() * 1000, _FILE_TOKEN_MIN, _highestToken + 1);
-}
-
-// The highest token this process has handed out, for any lock file: a first
-// token also exceeds it, so within one process tokens of a lock file that is
-// removed and made again within one millisecond still grow.
-let _highestToken = 0;
-
-/** Notes a token this process hands out (see {@linkcode _firstToken}). */
-export function _noteToken(token: number): void {
-  if (token > _highestToken) _highestToken = token;
 }
 
 /**

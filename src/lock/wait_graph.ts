@@ -1,6 +1,7 @@
 // Who waits for whom: the wait-for graph of flock(2) locks from /proc/locks,
-// its cycles, and the deadlock check of a wait. See ARCHITECTURE.md,
-// "Deadlocks".
+// its cycles, and the deadlock a wait is part of, with its victim (the
+// watch that looks during a wait is _deadlock_watch.ts). See
+// ARCHITECTURE.md, "Deadlocks".
 
 import {
   _openFilesOf,

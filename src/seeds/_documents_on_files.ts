@@ -22,7 +22,7 @@ import { _fsError } from "../base/fs_errors.ts";
 import { _parseJson, _toJson } from "../store/json.ts";
 import { _parsePython, _toPython } from "../store/python_json.ts";
 import { appendJsonl, readJsonl } from "../store/jsonl.ts";
-import { withLock } from "../lock/file_lock.ts";
+import { withLock } from "../lock/with_lock.ts";
 import { StoreError } from "../base/errors.ts";
 import type { AuditEvent } from "./document_types.ts";
 import {

@@ -4,7 +4,7 @@
 import { _parsePython, _toPython } from "./python_json.ts";
 import { _toPath } from "../runtime/mod.ts";
 import { _appendHoldingLock, _readStoreFile } from "./atomic.ts";
-import { withLock } from "../lock/file_lock.ts";
+import { withLock } from "../lock/with_lock.ts";
 
 /** How {@linkcode appendJsonl} appends. */
 export interface AppendJsonlOptions {
