@@ -26,7 +26,6 @@ const OVER_TODAY = new Set<string>([
   "src/postgres/_pg_document.ts",
   "src/store/_journal.ts",
   "src/postgres/backend.ts #lookForDeadlock",
-  "src/lock/run_command.ts _runUnder",
   "src/postgres/backend.ts #wait",
   "src/store/_journal.ts change",
   "src/store/json_store.ts constructor",

@@ -336,50 +336,22 @@ export async function runWithLock(
  */
 export async function _runUnder(
   command: string[],
-  options: RunWithLockOptions & { onLost?: (reason: unknown) => void },
+  options: _RunUnderOptions,
   take: (
     endWait: AbortSignal,
     metadata: Record<string, unknown> | undefined,
   ) => Promise<_Held>,
 ): Promise<RunResult> {
-  if (
-    !Array.isArray(command) || command.length === 0 ||
-    !command.every((part) => typeof part === "string") || command[0] === ""
-  ) {
-    throw new TypeError(
-      "Cannot run a command under a lock: expected a non-empty array of strings",
-    );
-  }
-  const started = performance.now();
+  _checkCommand(command);
+  const run = new _CommandRun(command, options);
   // Listen before anything can start: a signal that found no listener
   // would kill this process and leave the command running unlocked.
-  const caught: ("SIGINT" | "SIGTERM" | "SIGHUP")[] = [];
-  const stopWaiting = new AbortController();
-  let child: _Child | null = null;
-  /** The command's process group, once it runs in its own. */
-  let group: number | null = null;
-  const signalCommand = (signal: _StopSignal) => {
-    if (group !== null) _killGroup(group, signal);
-    else child?.kill(signal);
-  };
-  // SIGHUP too where the command has a session of its own: a terminal's
-  // hangup no longer reaches it directly.
-  const stopListening = _onTerminationSignals((signal) => {
-    if (child) signalCommand(signal);
-    else {
-      caught.push(signal);
-      stopWaiting.abort(new Error(`${signal} while waiting for the lock`));
-    }
-  }, _processGroups);
-  const signaled = (waitedMs: number): RunResult => {
-    const signal = _SIGNAL_NUMBERS[caught[0]];
-    return { code: 128 + signal, signal, started: false, waitedMs };
-  };
+  const stopListening = run.listen();
   try {
     // The caller's signal, or a termination signal, ends the wait.
     const endWait = options.signal
-      ? AbortSignal.any([options.signal, stopWaiting.signal])
-      : stopWaiting.signal;
+      ? AbortSignal.any([options.signal, run.stopWaiting.signal])
+      : run.stopWaiting.signal;
     let lock: _Held;
     try {
       lock = await take(
@@ -389,68 +361,100 @@ export async function _runUnder(
           : { command: command.join(" ") },
       );
     } catch (error) {
-      if (caught.length > 0) return signaled(performance.now() - started);
+      if (run.caught.length > 0) {
+        return run.signaled(performance.now() - run.started);
+      }
       throw error;
     }
-    let released = false;
-    let stopping: Promise<void> | undefined;
-    const onLost = () => {
-      if (released) return;
-      options.onLost?.(lock.lost!.reason);
-      if (group === null) child?.kill("SIGTERM");
-      else stopping ??= _stopGroup(group, lock.stopGrace ?? 0);
-    };
+    return await run.holding(lock);
+  } finally {
+    stopListening();
+  }
+}
+
+/** `_runUnder`'s options: `runWithLock`'s, and who hears of a lost lock. */
+type _RunUnderOptions = RunWithLockOptions & {
+  onLost?: (reason: unknown) => void;
+};
+
+function _checkCommand(command: string[]): void {
+  if (
+    !Array.isArray(command) || command.length === 0 ||
+    !command.every((part) => typeof part === "string") || command[0] === ""
+  ) {
+    throw new TypeError(
+      "Cannot run a command under a lock: expected a non-empty array of strings",
+    );
+  }
+}
+
+/**
+ * One run of `_runUnder`: the termination signals caught while it waits,
+ * then the command (and its watchdog) started under the lock.
+ */
+class _CommandRun {
+  readonly started = performance.now();
+  /** Termination signals caught before the command started. */
+  readonly caught: ("SIGINT" | "SIGTERM" | "SIGHUP")[] = [];
+  /** Ends the wait for the lock on a termination signal. */
+  readonly stopWaiting = new AbortController();
+  #child: _Child | null = null;
+  /** The command's process group, once it runs in its own. */
+  #group: number | null = null;
+  #released = false;
+  #stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly command: string[],
+    readonly options: _RunUnderOptions,
+  ) {}
+
+  /** Starts listening for termination signals; returns how to stop. */
+  listen(): () => void {
+    // SIGHUP too where the command has a session of its own: a terminal's
+    // hangup no longer reaches it directly.
+    return _onTerminationSignals((signal) => {
+      if (this.#child) this.#signalCommand(signal);
+      else {
+        this.caught.push(signal);
+        this.stopWaiting.abort(
+          new Error(`${signal} while waiting for the lock`),
+        );
+      }
+    }, _processGroups);
+  }
+
+  /** The result of a run that a signal ended before the command started. */
+  signaled(waitedMs: number): RunResult {
+    const signal = _SIGNAL_NUMBERS[this.caught[0]];
+    return { code: 128 + signal, signal, started: false, waitedMs };
+  }
+
+  /** Runs the command under `lock`, then releases it. */
+  async holding(lock: _Held): Promise<RunResult> {
+    const onLost = () => this.#onLost(lock);
     let watchdog: _Child | null = null;
     try {
-      const waitedMs = performance.now() - started;
-      if (caught.length > 0) return signaled(waitedMs);
-      options.onLocked?.(waitedMs);
-      const passLock = options.close || _onWindows ? undefined : lock.handle;
-      if (passLock) _checkPassable(passLock, command[0]);
-      const keepOpen = _processGroups ? lock.keepOpen ?? [] : [];
-      let gate: number | null = null;
-      if (keepOpen.length > 0) {
-        // The shell would only say "not found" once the command is gated.
-        if (!_runnable(command[0])) {
-          throw new CommandNotStartedError(command[0], "ENOENT");
-        }
-        // In a session of its own, so that a signal to this process's
-        // group (a terminal's, a supervisor's) does not reach it.
-        watchdog = await _spawn("/bin/sh", [
-          "-c",
-          _WATCHDOG,
-          "lockbox-watchdog",
-          String(Math.ceil((lock.stopGrace ?? 0) / 100)),
-        ], { input: true, passDescriptors: keepOpen, newGroup: true });
-        gate = watchdog.inputDescriptor();
-      }
-      // A session of its own has no controlling terminal (no /dev/tty for
-      // ssh or sudo to ask on, Ctrl-Z stops only this process): a command
-      // started from a terminal under a file lock, which cannot be lost,
-      // stays in this process's group and gets the terminal's signals there.
-      const ownGroup = _processGroups &&
-        (lock.untilGroupEnds === true || !_isTerminal("stdin"));
-      child = gate === null
-        ? await _startCommand(command, {
-          passLock,
-          newGroup: ownGroup,
-        })
-        : await _startCommand(["/bin/sh", "-c", _GATE, ...command], {
-          descriptor3: gate,
-          newGroup: true,
-        });
-      if (ownGroup || gate !== null) group = child.pid;
-      // Without the gate (no pipe found), the watchdog learns it from here.
-      if (gate === null) await watchdog?.send(`${child.pid}\n`);
+      const waitedMs = performance.now() - this.started;
+      if (this.caught.length > 0) return this.signaled(waitedMs);
+      this.options.onLocked?.(waitedMs);
+      const passLock = this.options.close || _onWindows
+        ? undefined
+        : lock.handle;
+      if (passLock) _checkPassable(passLock, this.command[0]);
+      watchdog = await this.#startWatchdog(lock);
+      const child = await this.#start(lock, passLock, watchdog);
       if (passLock) lock.shareWithChildren();
       lock.lost?.addEventListener("abort", onLost, { once: true });
       if (lock.lost?.aborted) onLost();
       // A signal caught while the command was being started goes to it now.
-      for (const signal of caught) signalCommand(signal);
+      for (const signal of this.caught) this.#signalCommand(signal);
       const { code, signal } = await child.status;
       // What the command started in its group may run on after it.
-      if (lock.untilGroupEnds && group !== null) await _groupEnded(group);
-      await stopping;
+      if (lock.untilGroupEnds && this.#group !== null) {
+        await _groupEnded(this.#group);
+      }
+      await this.#stopping;
       return {
         code: signal === null ? code : 128 + signal,
         signal,
@@ -458,19 +462,87 @@ export async function _runUnder(
         waitedMs,
       };
     } finally {
-      released = true;
+      this.#released = true;
       lock.lost?.removeEventListener("abort", onLost);
-      await stopping;
-      if (watchdog) {
-        await watchdog.send("done\n").catch(() => {});
-        await watchdog.endInput().catch(() => {});
-        await watchdog.status;
-      }
+      await this.#stopping;
+      await _endWatchdog(watchdog);
       await lock.release();
     }
-  } finally {
-    stopListening();
   }
+
+  /**
+   * Starts the watchdog that keeps copies of the lock's `keepOpen`
+   * descriptors, if it has any; `null` if not.
+   */
+  async #startWatchdog(lock: _Held): Promise<_Child | null> {
+    const keepOpen = _processGroups ? lock.keepOpen ?? [] : [];
+    if (keepOpen.length === 0) return null;
+    // The shell would only say "not found" once the command is gated.
+    if (!_runnable(this.command[0])) {
+      throw new CommandNotStartedError(this.command[0], "ENOENT");
+    }
+    // In a session of its own, so that a signal to this process's
+    // group (a terminal's, a supervisor's) does not reach it.
+    return await _spawn("/bin/sh", [
+      "-c",
+      _WATCHDOG,
+      "lockbox-watchdog",
+      String(Math.ceil((lock.stopGrace ?? 0) / 100)),
+    ], { input: true, passDescriptors: keepOpen, newGroup: true });
+  }
+
+  /**
+   * Starts the command: passed the lock file, or behind the watchdog's
+   * gate; in a process group of its own where it needs one.
+   */
+  async #start(
+    lock: _Held,
+    passLock: _LockHandle | undefined,
+    watchdog: _Child | null,
+  ): Promise<_Child> {
+    const gate = watchdog === null ? null : watchdog.inputDescriptor();
+    // A session of its own has no controlling terminal (no /dev/tty for
+    // ssh or sudo to ask on, Ctrl-Z stops only this process): a command
+    // started from a terminal under a file lock, which cannot be lost,
+    // stays in this process's group and gets the terminal's signals there.
+    const ownGroup = _processGroups &&
+      (lock.untilGroupEnds === true || !_isTerminal("stdin"));
+    const child = gate === null
+      ? await _startCommand(this.command, {
+        passLock,
+        newGroup: ownGroup,
+      })
+      : await _startCommand(["/bin/sh", "-c", _GATE, ...this.command], {
+        descriptor3: gate,
+        newGroup: true,
+      });
+    this.#child = child;
+    if (ownGroup || gate !== null) this.#group = child.pid;
+    // Without the gate (no pipe found), the watchdog learns it from here.
+    if (gate === null) await watchdog?.send(`${child.pid}\n`);
+    return child;
+  }
+
+  #signalCommand(signal: _StopSignal): void {
+    if (this.#group !== null) _killGroup(this.#group, signal);
+    else this.#child?.kill(signal);
+  }
+
+  /** Stops the command whose lock was lost, and says so. */
+  #onLost(lock: _Held): void {
+    if (this.#released) return;
+    this.options.onLost?.(lock.lost!.reason);
+    if (this.#group === null) this.#child?.kill("SIGTERM");
+    else this.#stopping ??= _stopGroup(this.#group, lock.stopGrace ?? 0);
+  }
+}
+
+/** Tells the watchdog the command is done, and waits for it to end. */
+async function _endWatchdog(watchdog: _Child | null): Promise<void> {
+  if (watchdog === null) return;
+  await watchdog.send("done\n").catch(() => {});
+  await watchdog.endInput().catch(() => {});
+  await watchdog.status;
 }
 
 /**
