@@ -200,7 +200,8 @@ function _runnable(name: string): boolean {
   });
 }
 
-function _fileLock(lock: FileLock): _Held {
+/** A held FileLock as a lock a command runs under. */
+function _heldFileLock(lock: FileLock): _Held {
   return {
     handle: _lockInternals.handleOf(lock)!,
     shareWithChildren: () => _lockInternals.shareWithChildren(lock),
@@ -273,9 +274,12 @@ async function _lockDirectory(
  * moment this is called until it returns: one that arrives while waiting for
  * the lock ends the wait and the command is never started (`started: false`,
  * `code` 128 + N); one that arrives once the command runs is passed on to its
- * process group. The command runs in a session and process group of its own
- * (except on Windows), so that group is everything it starts that does not
- * leave it; it has no controlling terminal.
+ * process group. Unless stdin is a terminal, the command runs in a session
+ * and process group of its own (except on Windows), so that group is
+ * everything it starts that does not leave it; it has no controlling
+ * terminal. Started from a terminal, it stays in this process's group and
+ * on the terminal, as under `flock(1)`, and a signal is passed on to the
+ * command alone.
  *
  * Requires `--allow-read`, `--allow-write`, `--allow-run`, and on Deno
  * `--allow-ffi` unless `close` (Deno has no API to let a child inherit a
@@ -313,7 +317,7 @@ export async function runWithLock(
     async (endWait, metadata) =>
       _lstat(path)?.isDirectory
         ? await _lockDirectory(path, options, endWait)
-        : _fileLock(
+        : _heldFileLock(
           await FileLock.acquire({ lockFile: path }, {
             shared: options.shared,
             timeout: options.timeout,
@@ -327,8 +331,11 @@ export async function runWithLock(
 /**
  * Runs `command` under the lock `take` gets, as `runWithLock` does: the
  * command runs in a process group (and session) of its own, where there are
- * process groups; a SIGINT or SIGTERM during the wait ends it (the command
- * never starts), one after the start goes to the command's whole group; a
+ * process groups, unless stdin is a terminal and the lock neither keeps
+ * descriptors open nor asks for `untilGroupEnds`; a SIGINT or SIGTERM
+ * during the wait ends it (the command never starts), one after the start
+ * goes to the command's own group (or to the command alone, when it stays
+ * in this process's group); a
  * lock lost while the command runs stops the group (SIGTERM, then SIGKILL
  * after `stopGrace`) and is reported through `onLost`. `take` gets the
  * signal that ends its wait and the holder metadata to record (the command
