@@ -121,7 +121,7 @@ const pkg = {
     "LICENSE",
   ],
   engines: { node: ">=20" },
-  os: ["linux", "darwin", "freebsd"],
+  os: ["linux", "darwin", "freebsd", "win32"],
   dependencies: { koffi: npmVersion("koffi") },
   // Only `@lockbox/lockbox/postgres` needs pg; a file-only project does not
   // install it. (A dev dependency too, so the package's own install, which

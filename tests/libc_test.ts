@@ -49,7 +49,7 @@ Deno.test("_libcFor() matches this system's C library when run on it", async () 
 Deno.test("_libcFor() throws an error naming win32 when the platform is Windows", () => {
   assert.throws(
     () => _libcFor("win32"),
-    /Cannot lock files on Node on win32: not supported yet on win32/,
+    /Cannot use flock\(2\) on Node on win32: Windows has none/,
   );
 });
 

@@ -22,13 +22,14 @@ export interface _LibcFacts {
 /**
  * The C library facts of `platform` (Node's `process.platform`).
  *
- * @throws {Error} Naming the platform, where lockbox has no flock for it.
+ * @throws {Error} Naming the platform, where lockbox has no flock for it
+ * (on win32, whose locks are LockFileEx instead).
  */
 export function _libcFor(platform: string): _LibcFacts {
   if (platform === "win32") {
     throw new Error(
-      "Cannot lock files on Node on win32: not supported yet on win32 " +
-        "(Windows has no flock(2); lockbox's Node locks run on Linux, macOS and FreeBSD)",
+      "Cannot use flock(2) on Node on win32: Windows has none " +
+        "(lockbox locks files there with LockFileEx, _node_windows.ts)",
     );
   }
   const c = Object.hasOwn(_C_LIBRARIES, platform)

@@ -33,6 +33,12 @@ import {
   _readWhole,
 } from "./types.ts";
 import { _onWindows, _procAllowed } from "./_platform.ts";
+import {
+  _winLockSync,
+  _winTryLock,
+  _winUnlock,
+  _winWaitForLock,
+} from "./_node_windows.ts";
 import type {
   _Child,
   _DirEntry,
@@ -451,15 +457,19 @@ class _NodeLockHandle implements _LockHandle {
     return this.#fd;
   }
   tryLock(exclusive: boolean): boolean {
+    if (_onWindows) return _winTryLock(this.#fd, exclusive);
     return _flock(this.#fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB);
   }
   lock(exclusive: boolean): Promise<void> {
+    if (_onWindows) return _winWaitForLock(this.#fd, exclusive);
     return _waitForLock(this.#fd, exclusive);
   }
   lockSync(exclusive: boolean): void {
+    if (_onWindows) return _winLockSync(this.#fd, exclusive);
     _flock(this.#fd, exclusive ? LOCK_EX : LOCK_SH);
   }
   unlock(): void {
+    if (_onWindows) return _winUnlock(this.#fd);
     _flock(this.#fd, LOCK_UN);
   }
   stat(): _FileStat {
@@ -499,6 +509,15 @@ class _NodeLockHandle implements _LockHandle {
     fs.closeSync(this.#fd);
   }
   unlockAndClose(): void {
+    // Windows releases a closed handle's locks only "depending on available
+    // system resources" (LockFileEx's documentation): unlock first.
+    if (_onWindows) {
+      try {
+        _winUnlock(this.#fd);
+      } catch {
+        // Closing releases it in the end.
+      }
+    }
     // Node opens files close-on-exec and lockbox never duplicates one, so
     // this descriptor is the open file description's only one (a lock
     // shared with a child is closed without unlocking, by FileLock):
@@ -820,8 +839,13 @@ export function _openExistingForReading(path: string): _WriteHandle | null {
   }
 }
 
-/** `fsync` on a directory, so that a rename in it is durable. */
+/**
+ * `fsync` on a directory, so that a rename in it is durable. Nothing on
+ * Windows, where a directory cannot be opened for FlushFileBuffers (access
+ * denied) and NTFS journals a rename itself.
+ */
 export async function _syncDirectory(dir: string): Promise<void> {
+  if (_onWindows) return;
   const handle = await fsp.open(dir, fs.constants.O_RDONLY);
   try {
     await handle.sync();

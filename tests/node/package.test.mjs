@@ -211,6 +211,19 @@ await FileLock.acquire(process.argv[2]).catch((error) => console.log(error.messa
     }
   });
 
+  test("package.json declares linux, darwin, freebsd and win32, each with a koffi binary", () => {
+    assert.deepEqual(pkg.os, ["linux", "darwin", "freebsd", "win32"]);
+    const koffi = JSON.parse(
+      readFileSync(`${project}/node_modules/koffi/package.json`, "utf8"),
+    );
+    for (const os of pkg.os) {
+      assert.ok(
+        `@koromix/koffi-${os}-x64` in koffi.optionalDependencies,
+        `no koffi binary for ${os}-x64`,
+      );
+    }
+  });
+
   test("package.json declares pg an optional peer dependency, not a dependency", () => {
     assert.equal(pkg.dependencies?.pg, undefined);
     assert.match(pkg.peerDependencies.pg, /^\^8\./);
