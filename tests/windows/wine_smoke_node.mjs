@@ -5,15 +5,42 @@
 // one a Windows node.exe.
 
 import assert from "node:assert/strict";
-import { readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { Child, nodeWorker, withTempDir } from "../node/_helpers.mjs";
+import { Child, nodeWorker } from "../node/_helpers.mjs";
 import { lockbox } from "../node/workers/_lockbox.mjs";
 
 const { FileLock, isLocked, listLocks, lockHolder, withLock } = lockbox;
+
+/**
+ * Runs `fn` in a fresh temporary directory, removed afterwards: retried for
+ * a while, since a file that a given-up wait still has open (until its next
+ * try) is only pending deletion, and its directory cannot go yet. A failed
+ * `fn`'s error is the one thrown (its files may still be open).
+ */
+async function withTempDir(fn) {
+  const dir = mkdtempSync(join(tmpdir(), "lockbox_win_node_"));
+  let failed = true;
+  try {
+    await fn(dir);
+    failed = false;
+  } finally {
+    try {
+      rmSync(dir, {
+        recursive: true,
+        force: true,
+        maxRetries: 20,
+        retryDelay: 50,
+      });
+    } catch (error) {
+      if (!failed) throw error;
+    }
+  }
+}
 
 /** Runs Node workers at once; fails unless every one exits 0. */
 async function all(children) {
@@ -161,5 +188,41 @@ test("FileLock.acquire() on Node waits for a lock Deno for Windows holds", async
     const lock = await FileLock.acquire(path, { timeout: 60_000 });
     assert.ok(lock.token > token);
     await lock.release();
+  });
+});
+
+test("FileLock.release() of a shared lock with removeOnRelease hands it on when another Node process shares it on Windows", async () => {
+  await withTempDir(async (dir) => {
+    const path = join(dir, "both");
+    const other = nodeWorker("hold.mjs", [path, "--shared"]);
+    const abort = new AbortController();
+    let exclusive;
+    try {
+      await other.waitFor("locked");
+      const lock = await FileLock.acquire(path, {
+        shared: true,
+        removeOnRelease: true,
+      });
+      // In line behind it in this process (queued before acquire returns).
+      exclusive = FileLock.acquire(path, { signal: abort.signal });
+      // The removal's try for an exclusive lock lets go of the shared one
+      // and fails (the other process shares it): the hand-on then unlocks a
+      // handle that holds nothing, which Windows answers with 158, Wine 33.
+      await lock.release();
+      assert.equal(await FileLock.tryAcquire(path), null);
+    } finally {
+      const { code } = await other.finish();
+      assert.equal(code, 0, other.stderr);
+    }
+    try {
+      const next = await exclusive;
+      assert.equal(next.shared, false);
+      await next.release();
+    } finally {
+      abort.abort(new Error("the test failed"));
+      await exclusive?.catch(() => {});
+    }
+    // Kept: the other process had it open.
+    assert.ok(statSync(`${path}.lock`).isFile());
   });
 });
