@@ -6,8 +6,8 @@
 // runtime statically, so ucrtbase.dll's descriptor table knows none of
 // Node's descriptors (it answers -1 for a file Node opened).
 //
-// The range is the one Deno's `FsFile.lock` takes (offset 0, 2^64 - 1
-// bytes), and any two ranges from offset 0 overlap, so Node and Deno
+// The range starts at offset 0, as Deno's `FsFile.lock` does (2^64 - 1
+// bytes here), and any two ranges from offset 0 overlap, so Node and Deno
 // processes exclude each other. Windows locks are mandatory and per handle:
 // this handle may read its own locked file, any other handle may not (the
 // holder record lives beside the lock file, see file_lock.ts). They stack:
