@@ -10,9 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { Child, nodeWorker } from "../node/_helpers.mjs";
-import { lockbox } from "../node/workers/_lockbox.mjs";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Child, CLI, nodeWorker, run } from "../node/_helpers.mjs";
+import { lockbox, PACKAGE } from "../node/workers/_lockbox.mjs";
 
 const { FileLock, isLocked, listLocks, lockHolder, withLock } = lockbox;
 
@@ -224,5 +224,37 @@ test("FileLock.release() of a shared lock with removeOnRelease hands it on when 
     }
     // Kept: the other process had it open.
     assert.ok(statSync(`${path}.lock`).isFile());
+  });
+});
+
+test("lockbox store set, store get and run work on Node on Windows", async () => {
+  await withTempDir(async (dir) => {
+    const store = join(dir, "s.json");
+    const lockFile = join(dir, "job.lock");
+    const set = run(process.execPath, [CLI, "store", "set", store, "/n", "41"]);
+    assert.equal(set.code, 0, set.stderr);
+    const got = run(process.execPath, [CLI, "store", "get", store, "/n"]);
+    assert.equal(got.code, 0, got.stderr);
+    assert.equal(got.stdout.trim(), "41");
+    // The command runs while the lock is held; its exit code comes back.
+    const mod = pathToFileURL(`${PACKAGE}mod.js`).href;
+    const ran = run(process.execPath, [
+      CLI,
+      "run",
+      lockFile,
+      process.execPath,
+      "--input-type=module",
+      "-e",
+      `const { isLocked } = await import(${JSON.stringify(mod)});
+console.log("held", await isLocked(${JSON.stringify(lockFile)}, { lockPath: ${
+        JSON.stringify(lockFile)
+      } }));
+process.exit(3);`,
+    ]);
+    assert.equal(ran.code, 3, ran.stderr);
+    assert.match(ran.stdout, /held true/);
+    const descriptor = run(process.execPath, [CLI, "run", "-n", "9"]);
+    assert.notEqual(descriptor.code, 0);
+    assert.match(descriptor.stderr, /not on Windows/);
   });
 });
