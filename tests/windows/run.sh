@@ -128,6 +128,7 @@ node_part() {
   fi
   local out status=0
   rm -rf dist/npm/node_modules/@koromix/koffi-win32-x64
+  mkdir -p dist/npm/node_modules/@koromix
   cp -r "$koffi_win" dist/npm/node_modules/@koromix/koffi-win32-x64
   # node.exe cannot write to a Linux pipe under Wine (it fails opening its
   # stderr, EBADF): its output goes to a file, printed when it ends.
