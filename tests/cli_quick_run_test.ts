@@ -69,3 +69,39 @@ Deno.test("_quickRunArgs() leaves every other form of lockbox run to the full pr
     assert.equal(_quickRunArgs(args), null, args.join(" "));
   }
 });
+
+Deno.test("_main() loads none of Node's built-in modules for lockbox run on Deno", async () => {
+  // Loading any of them (an import, a look at globalThis.process, Deno's
+  // timers behind a first clearInterval) starts Deno's Node compatibility
+  // layer, a large part of `lockbox run`'s start-up (docs/benchmarks.md).
+  // V8's code log names every script the process compiles.
+  const dir = await Deno.makeTempDir({ prefix: "lockbox_quick_run_" });
+  try {
+    const cli = new URL("../cli.ts", import.meta.url).pathname;
+    for (const flags of [["-n"], [], ["-w", "5"], ["-o"], ["-s"]]) {
+      const log = `${dir}/v8.log`;
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-all",
+          `--v8-flags=--log-code,--logfile=${log},--no-logfile-per-isolate`,
+          cli,
+          "run",
+          ...flags,
+          `${dir}/job.lock`,
+          "true",
+        ],
+        stdin: "null",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      const loaded = (await Deno.readTextFile(log)).split("\n")
+        .filter((line) => /^code-creation,(Script|Eval),/.test(line))
+        .filter((line) => / node:|ext:deno_node\//.test(line))
+        .map((line) => line.split(",")[6]);
+      assert.deepEqual(loaded, [], `lockbox run ${flags.join(" ")}`);
+      await Deno.remove(log);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

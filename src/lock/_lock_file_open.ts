@@ -2,10 +2,10 @@
 // through a symlink, reusing a file this process has open where it can.
 // See ARCHITECTURE.md, "The lock protocol".
 
-import { dirname } from "node:path";
 import { _stillLinked } from "../base/file_identity.ts";
 import {
   _createNew,
+  _dirname,
   _errorCode,
   type _FileStat,
   type _LockHandle,
@@ -83,7 +83,7 @@ function _open(
         return _createNew(lockPath);
       } catch (error) {
         if (_errorCode(error) !== "ENOENT") throw error;
-        _mkdirp(dirname(lockPath));
+        _mkdirp(_dirname(lockPath));
         return _createNew(lockPath);
       }
     } catch (error) {

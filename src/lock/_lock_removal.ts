@@ -3,13 +3,15 @@
 // fcntl.flock). ARCHITECTURE.md, "Removing a lock file", says why each step
 // is there.
 
-import { basename, dirname, join } from "node:path";
 import { _sleep } from "../base/promise.ts";
 import { _flockWaiters } from "./kernel.ts";
 import {
+  _basename,
+  _dirname,
   _errorCode,
   type _FileStat,
   _inInitialPidNamespace,
+  _join,
   _link,
   type _LockHandle,
   _lstat,
@@ -80,9 +82,9 @@ export async function _removeHeldLockFiles(
   const moved: { index: number; aside: string }[] = [];
   for (const [index, file] of files.entries()) {
     if (result[index] !== null) continue;
-    const aside = join(
-      dirname(file.lockPath),
-      `.${basename(file.lockPath)}.lockbox-removing-${_pid()}-${
+    const aside = _join(
+      _dirname(file.lockPath),
+      `.${_basename(file.lockPath)}.lockbox-removing-${_pid()}-${
         Math.random().toString(36).slice(2, 10)
       }`,
     );

@@ -6,8 +6,12 @@
 import { _checkBlockingWait, _checkTimeout } from "../base/checks.ts";
 import { _promiseTry } from "../base/promise.ts";
 import { _stillLinked } from "../base/file_identity.ts";
-import { AsyncLocalStorage } from "node:async_hooks";
-import { _errorCode, type _LockHandle } from "../runtime/mod.ts";
+import {
+  type _AsyncStore,
+  _asyncStore,
+  _errorCode,
+  type _LockHandle,
+} from "../runtime/mod.ts";
 import { LockError } from "../base/errors.ts";
 import { _lockInternals } from "./lock_internals.ts";
 import type { _KeptLockFile } from "./kept_lock_file.ts";
@@ -107,8 +111,11 @@ export interface LockOptions {
   deadlockTimeout?: number;
 }
 
-/** The locks the current async call chain holds (see `withLock`). */
-const _context = new AsyncLocalStorage<FileLock[]>();
+/**
+ * The locks the current async call chain holds (see `withLock`), made by the
+ * first `withLock`: node:async_hooks is loaded only then on Deno.
+ */
+let _context: _AsyncStore<FileLock[]> | undefined;
 
 /**
  * A held cross-process lock on a lock file: the sidecar `<file>.lock` of a
@@ -168,8 +175,10 @@ export class FileLock implements AsyncDisposable {
     _lockInternals.shareWithChildren = (lock) => {
       (lock as FileLock).#sharedWithChildren = true;
     };
-    _lockInternals.runHolding = (lock, fn) =>
-      _context.run([...(_context.getStore() ?? []), lock as FileLock], fn);
+    _lockInternals.runHolding = (lock, fn) => {
+      const context = _context ??= _asyncStore();
+      return context.run([...context.getStore() ?? [], lock as FileLock], fn);
+    };
     _lockInternals.noteStaleFence = _noteStaleFence;
     _lockInternals.acquireKept = (path, options, kept) =>
       new Promise<FileLock | null>((resolve, reject) => {
@@ -498,7 +507,7 @@ function _checkRequest(
   // Waiting for a lock this call chain holds would wait for itself; a
   // single try (tryAcquire, timeout 0) only finds it busy.
   const waits = !nullOnBusy && timeout > 0;
-  for (const held of waits ? _context.getStore() ?? [] : []) {
+  for (const held of waits ? _context?.getStore() ?? [] : []) {
     if (held.held && held.lockPath === lockPath) {
       throw new LockError(
         `Cannot lock '${lockPath}': this async context already holds it ` +

@@ -2,15 +2,17 @@
 // runtime-agnostic: the Node build swaps in _runtime_node.ts, which has the
 // same exports (the shapes are in _runtime_types.ts).
 
-import { constants } from "node:os";
 import {
+  _checkPathArgument,
   _groupRunsByProc,
   _isInitialPidNamespace,
+  _plainAbsolutePosix,
   _ppidOf,
   _readWhole,
   _tcpInodes,
 } from "./types.ts";
 import type {
+  _AsyncStore,
   _Child,
   _DirEntry,
   _FileStat,
@@ -21,7 +23,64 @@ import type {
 } from "./types.ts";
 import { _cLibrary, _onWindows, _procAllowed } from "./_platform.ts";
 
-const _signals = constants.signals as Record<string, number>;
+/**
+ * One of Node's built-in modules, loaded on first use. Loading any of them
+ * (an `import` of one, even a look at `globalThis.process`) starts Deno's
+ * Node compatibility layer, some 20 to 40 ms of CPU that `lockbox run` and
+ * most library calls never need (ARCHITECTURE.md, "Layers").
+ */
+function _builtin<T>(name: string): T {
+  return (globalThis as unknown as {
+    process: { getBuiltinModule(name: string): T };
+  }).process.getBuiltinModule(name);
+}
+
+/** The number of the signal Deno names `name` (`"SIGTERM"`: 15 on Linux). */
+function _signalNumber(name: string): number | null {
+  const { constants } = _builtin<typeof import("node:os")>("node:os");
+  return (constants.signals as Record<string, number>)[name] ?? null;
+}
+
+/** Turns a `string | URL` into an absolute file system path. */
+export function _toPath(path: string | URL): string {
+  _checkPathArgument(path);
+  if (path instanceof URL) {
+    return _builtin<typeof import("node:url")>("node:url").fileURLToPath(path);
+  }
+  if (!_onWindows) {
+    // Already absolute and plain (the usual case), or plain once the
+    // working directory is put before it: what node:path would make of it.
+    const plain = _plainAbsolutePosix(path) ??
+      (path.startsWith("/") ? null : _plainAbsolutePosix(
+        `${Deno.cwd().replace(/\/$/, "")}/${path}`,
+      ));
+    if (plain !== null) return plain;
+  }
+  return _builtin<typeof import("node:path")>("node:path").resolve(path);
+}
+
+/** The directory part of `path`, as node:path's `dirname`. */
+export function _dirname(path: string): string {
+  return _builtin<typeof import("node:path")>("node:path").dirname(path);
+}
+
+/** The last part of `path`, as node:path's `basename`. */
+export function _basename(path: string): string {
+  return _builtin<typeof import("node:path")>("node:path").basename(path);
+}
+
+/** `parts` joined into one path, as node:path's `join`. */
+export function _join(...parts: string[]): string {
+  return _builtin<typeof import("node:path")>("node:path").join(...parts);
+}
+
+/** A new value that follows an async call chain (node:async_hooks'). */
+export function _asyncStore<T>(): _AsyncStore<T> {
+  const { AsyncLocalStorage } = _builtin<typeof import("node:async_hooks")>(
+    "node:async_hooks",
+  );
+  return new AsyncLocalStorage<T>();
+}
 
 /**
  * Whether `/proc` may be read: Linux, and not turned off by
@@ -682,7 +741,7 @@ async function _spawnWithDescriptor3(
     const status = new Promise<{ code: number; signal: number | null }>(
       (done) =>
         child.on("exit", (code, signal) => {
-          const number = signal === null ? null : _signals[signal] ?? null;
+          const number = signal === null ? null : _signalNumber(signal);
           done({ code: code ?? 128 + (number ?? 0), signal: number });
         }),
     );
@@ -871,7 +930,7 @@ function _spawnNow(
     pid: child.pid,
     status: child.status.then((s) => ({
       code: s.code,
-      signal: s.signal === null ? null : _signals[s.signal] ?? null,
+      signal: s.signal === null ? null : _signalNumber(s.signal),
     })),
     kill(signal) {
       try {

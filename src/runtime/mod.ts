@@ -21,6 +21,11 @@ const chosen: typeof deno = _onDeno
   : await import("./node.ts");
 
 export const {
+  _toPath,
+  _dirname,
+  _basename,
+  _join,
+  _asyncStore,
   _lstat,
   _openExisting,
   _createNew,

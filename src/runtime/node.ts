@@ -26,7 +26,10 @@ import { Buffer } from "node:buffer";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { AsyncLocalStorage } from "node:async_hooks";
+import { basename, dirname, join, resolve } from "node:path";
 import {
+  _checkPathArgument,
   _groupRunsByProc,
   _isInitialPidNamespace,
   _ppidOf,
@@ -40,6 +43,7 @@ import {
   _winWaitForLock,
 } from "./_node_windows.ts";
 import type {
+  _AsyncStore,
   _Child,
   _DirEntry,
   _FileStat,
@@ -50,6 +54,32 @@ import type {
 } from "./types.ts";
 import { _libcFor } from "./_libc.ts";
 import type { _LibcFacts } from "./_libc.ts";
+
+/** Turns a `string | URL` into an absolute file system path. */
+export function _toPath(path: string | URL): string {
+  _checkPathArgument(path);
+  return path instanceof URL ? fileURLToPath(path) : resolve(path);
+}
+
+/** The directory part of `path`, as node:path's `dirname`. */
+export function _dirname(path: string): string {
+  return dirname(path);
+}
+
+/** The last part of `path`, as node:path's `basename`. */
+export function _basename(path: string): string {
+  return basename(path);
+}
+
+/** `parts` joined into one path, as node:path's `join`. */
+export function _join(...parts: string[]): string {
+  return join(...parts);
+}
+
+/** A new value that follows an async call chain (node:async_hooks'). */
+export function _asyncStore<T>(): _AsyncStore<T> {
+  return new AsyncLocalStorage<T>();
+}
 
 /** Whether `/proc` may be read: Linux, unless `LOCKBOX_NO_PROC=1`. */
 function _proc(): boolean {

@@ -1,9 +1,6 @@
 // What every runtime layer provides (Deno: _runtime.ts; Node:
 // _runtime_node.ts): the shapes, and the helpers that need no runtime.
 
-import { fileURLToPath } from "node:url";
-import { resolve } from "node:path";
-
 /** What lockbox needs to know about a file, from `lstat` or `fstat`. */
 export interface _FileStat {
   dev: number;
@@ -76,9 +73,23 @@ export interface _SpawnOptions {
   descriptor3?: number;
 }
 
-/** Turns a `string | URL` into an absolute file system path. */
-export function _toPath(path: string | URL): string {
-  if (path instanceof URL) return fileURLToPath(path);
+/**
+ * A value that follows an async call chain (node:async_hooks'
+ * `AsyncLocalStorage`): `run` sets it for `fn` and everything `fn` starts.
+ */
+export interface _AsyncStore<T> {
+  run<R>(store: T, fn: () => R): R;
+  getStore(): T | undefined;
+}
+
+/**
+ * Checks what a runtime's `_toPath` gets: a file URL or a non-empty
+ * string (each runtime then makes it an absolute path its own way).
+ */
+export function _checkPathArgument(path: unknown): asserts path is
+  | string
+  | URL {
+  if (path instanceof URL) return;
   if (typeof path !== "string" || path.length === 0) {
     throw new TypeError(
       `Cannot use path ${
@@ -86,7 +97,20 @@ export function _toPath(path: string | URL): string {
       }: expected a non-empty string or a file URL`,
     );
   }
-  return resolve(path);
+}
+
+/**
+ * `path` itself when it is already what `resolve` from node:path makes of it
+ * on a POSIX system (absolute, no empty, `.` or `..` segment, no trailing
+ * slash), else `null`.
+ */
+export function _plainAbsolutePosix(path: string): string | null {
+  if (path === "/") return path;
+  if (!path.startsWith("/") || path.endsWith("/")) return null;
+  for (const part of path.slice(1).split("/")) {
+    if (part === "" || part === "." || part === "..") return null;
+  }
+  return path;
 }
 
 /**
