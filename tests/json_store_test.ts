@@ -14,10 +14,12 @@ import {
   modesUnderUmask,
   names,
   openUnder,
+  output,
   withFailingFsync,
   withImmutableDir,
   withTempDir,
   withTmpfs,
+  worker,
 } from "./_helpers.ts";
 
 type Doc = { count: number; items: string[] };
@@ -668,3 +670,123 @@ for (const journal of [false, true]) {
     },
   );
 }
+
+/**
+ * The events of one whole-file update by another process, traced by strace
+ * in order: "lock", "fsync-temp", "rename", "unlock", "fsync-dir" and "ack"
+ * (the update resolved). Deno fsyncs on a duplicate of the descriptor, so
+ * duplicates are followed (closing one releases nothing).
+ */
+async function traceUpdate(dir: string): Promise<string[]> {
+  const path = `${dir}/s.json`;
+  // The store exists first, so that the traced update only replaces it.
+  const first = await output(Deno.execPath(), {
+    args: ["run", "-A", worker("store_update.ts"), path, "1", "a"],
+  });
+  assert.ok(first.success, new TextDecoder().decode(first.stderr));
+  const out = await output("strace", {
+    args: [
+      "-f",
+      "-e",
+      "trace=openat,flock,fsync,fdatasync,rename,renameat,renameat2,fcntl,dup,dup2,dup3,close,write",
+      "-o",
+      `${dir}/trace.txt`,
+      Deno.execPath(),
+      "run",
+      "-A",
+      worker("store_update.ts"),
+      path,
+      "1",
+      "b",
+    ],
+  });
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  // A call another thread interrupts is split ("<unfinished ...>", then
+  // "<... resumed>"): joined here, at the place where it returned.
+  const started = new Map<string, string>();
+  const lines: string[] = [];
+  for (
+    const line of (await Deno.readTextFile(`${dir}/trace.txt`)).split("\n")
+  ) {
+    const pid = line.split(/\s+/)[0];
+    if (line.endsWith("<unfinished ...>")) {
+      started.set(pid, line.slice(0, -"<unfinished ...>".length).trimEnd());
+    } else if (/^\d+\s+<\.\.\. \w+ resumed>/.test(line)) {
+      lines.push(`${started.get(pid) ?? ""}${line.replace(/^.*resumed>/, "")}`);
+    } else lines.push(line);
+  }
+  const kindOf = new Map<string, { kind: string; copy: boolean }>();
+  const events: string[] = [];
+  for (const line of lines) {
+    const result = line.match(/= (\d+)$/)?.[1];
+    const open = line.match(/openat\(AT_FDCWD, "([^"]+)"/);
+    if (open && result) {
+      const kind = open[1] === `${path}.lock`
+        ? "lock"
+        : open[1].endsWith(".lockbox-tmp")
+        ? "temp"
+        : open[1] === dir
+        ? "dir"
+        : null;
+      if (kind) kindOf.set(result, { kind, copy: false });
+      else kindOf.delete(result);
+      continue;
+    }
+    const dup = line.match(/(?:dup\d?\((\d+)|fcntl\((\d+), F_DUPFD)/);
+    if (dup && result) {
+      const original = kindOf.get(dup[1] ?? dup[2]);
+      if (original) kindOf.set(result, { kind: original.kind, copy: true });
+      continue;
+    }
+    const locked = line.match(/flock\((\d+), (LOCK_\w+)/);
+    if (locked && kindOf.get(locked[1])?.kind === "lock") {
+      events.push(locked[2] === "LOCK_UN" ? "unlock" : "lock");
+      continue;
+    }
+    const sync = line.match(/f(?:data)?sync\((\d+)/);
+    if (sync && kindOf.has(sync[1])) {
+      events.push(`fsync-${kindOf.get(sync[1])!.kind}`);
+      continue;
+    }
+    const closed = line.match(/close\((\d+)\)/);
+    if (closed) {
+      const open = kindOf.get(closed[1]);
+      if (open?.kind === "lock" && !open.copy) events.push("unlock");
+      kindOf.delete(closed[1]);
+      continue;
+    }
+    if (/rename/.test(line) && line.includes(`, "${path}"`)) {
+      events.push("rename");
+    }
+    if (/write\(1, "ack b-0/.test(line)) events.push("ack");
+  }
+  return events;
+}
+
+/** Whether strace runs here. */
+async function haveStrace(): Promise<boolean> {
+  try {
+    return (await output("strace", { args: ["-V"] })).code === 0;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test(
+  "JsonStore.update() releases the lock before its directory fsync and resolves only after it (strace)",
+  {
+    ignore: !await haveStrace(),
+  },
+  async () => {
+    await withTempDir(async (dir) => {
+      assert.deepEqual(await traceUpdate(dir), [
+        "lock",
+        "fsync-temp",
+        "rename",
+        "unlock",
+        "fsync-dir",
+        "ack",
+      ]);
+    });
+  },
+);

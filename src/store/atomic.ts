@@ -91,6 +91,11 @@ export async function _atomicReplace(
     mode?: number;
     tempPath: string;
     staleTemp: boolean;
+    /**
+     * Leave the directory's fsync to the caller (`_syncDirectoryOf`), who
+     * makes it after releasing the lock and before reporting success.
+     */
+    directoryLater?: boolean;
   },
 ): Promise<void> {
   const stat = _checkTarget(target);
@@ -139,7 +144,14 @@ export async function _atomicReplace(
     if (error instanceof StoreError) throw error;
     throw _fsError("write", target, error);
   }
-  if (!durable) return;
+  if (durable && !options.directoryLater) await _syncDirectoryOf(target);
+}
+
+/**
+ * The fsync of `target`'s directory that makes its replacement (a rename)
+ * survive a power loss; a failure is a `StoreError`.
+ */
+export async function _syncDirectoryOf(target: string): Promise<void> {
   try {
     await _syncDirectory(dirname(target));
   } catch (error) {
@@ -220,11 +232,13 @@ export function _replaceHoldingLock(
   target: string,
   text: string,
   durable: boolean,
+  directoryLater = false,
 ): Promise<void> {
   return _atomicReplace(target, _encoder.encode(text), {
     durable,
     tempPath: _lockHolderTemp(target),
     staleTemp: true,
+    directoryLater,
   });
 }
 
