@@ -37,6 +37,7 @@ import {
   _sqlState,
 } from "./_session.ts";
 import type { _Subscription } from "./_listener.ts";
+import type { _SessionPool } from "./_pool.ts";
 import { _DEFAULT_SCHEMA, type _Schema } from "./schema.ts";
 import {
   _RECHECK_MS,
@@ -47,26 +48,6 @@ import {
 
 /** The largest document a PostgreSQL store writes: 64 MiB of JSON text. */
 export const _MAX_PG_DOCUMENT_BYTES = 64 * 1024 * 1024;
-
-/** Sessions, lent by the PostgresBackend that made the store. */
-export interface _SessionPool {
-  /** A session of its own, idle (opened within `limit`, if given). */
-  borrow(limit?: _CallLimit): Promise<_Session>;
-  /** Returns a session; `reusable: false` closes it. */
-  giveBack(session: _Session, reusable: boolean): void;
-  /** Cancels what a session runs, from another session. */
-  cancel(backendPid: number): Promise<void>;
-  /**
-   * Wakes `wake` on each committed version of the document `name` (and
-   * once if the shared LISTEN session ends), from the backend's one
-   * LISTEN session.
-   */
-  subscribe(name: string, wake: () => void): Promise<_Subscription>;
-  /** Whether the backend was closed. */
-  closed(): boolean;
-  /** The schema that holds the tables. */
-  readonly schema: _Schema;
-}
 
 /** The documents (of which backend) the current async call chain holds. */
 const _holding = new AsyncLocalStorage<

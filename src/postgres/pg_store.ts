@@ -8,12 +8,8 @@ import {
   type StoreWriteOptions,
 } from "../store/json_store.ts";
 import { _STORAGE, type _Storage } from "../store/document_backend.ts";
-import {
-  type _DocumentText,
-  _PgDocument,
-  type _SessionPool,
-  _TEXT,
-} from "./_pg_document.ts";
+import { type _DocumentText, _PgDocument, _TEXT } from "./_pg_document.ts";
+import type { _SessionPool } from "./_pool.ts";
 import { _checkName } from "./_session.ts";
 
 /** How a PostgreSQL {@linkcode PgJsonStore} reads and writes its document. */
