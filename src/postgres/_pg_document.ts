@@ -1,11 +1,15 @@
 // A JsonStore document in PostgreSQL: one row of the documents table (json,
 // a version, the highest fence applied). json, not jsonb: it keeps the
 // document's text as written (key order, U+0000), so a document reads back
-// exactly as from a file; queries can cast it (value::jsonb). A change is one transaction that
-// holds the row FOR UPDATE from the read to the commit, in two round trips
-// (BEGIN + SELECT ... FOR UPDATE; UPDATE + COMMIT); the fence is checked
-// in the same transaction against the fencing lock's current token, read
-// FOR SHARE so that no new holder's token commits in between.
+// exactly as from a file; queries can cast it (value::jsonb). A change is
+// one transaction that holds the row FOR UPDATE from the read to the
+// commit, in two round trips (_pg_row.ts has its statements); the fence is
+// checked in the same transaction against the fencing lock's current
+// token, read FOR SHARE so that no new holder's token commits in between.
+// This module is the change's logic: this process's copy of the document
+// and the changes since, fn over a recording draft, validation and
+// quarantine, and which commit to make; and the reads a watch
+// (_pg_watch.ts) makes.
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import {
@@ -15,7 +19,6 @@ import {
   StaleFenceError,
   StoreError,
 } from "../base/errors.ts";
-import { _after } from "../base/promise.ts";
 import {
   type _ChangeOptions,
   _checkFence,
@@ -23,28 +26,26 @@ import {
   _initialValue,
   type _Next,
 } from "../store/document_backend.ts";
-import { _copyJson, _toJson } from "../store/json.ts";
+import { _toJson } from "../store/json.ts";
 import { _applyOp, type _Op, _Recorder } from "../store/journal_draft.ts";
-import { _fenceFamily, _FILE_TOKEN_MIN } from "../lock/fence.ts";
+import { _fenceFamily } from "../lock/fence.ts";
 import {
-  _ANSWER_MS,
   type _CallLimit,
   _GRACE_MS,
-  _literal,
-  _MAX_LOCK_TIMEOUT,
   _rightsHint,
   type _Session,
+  _sessionLost,
   _sqlState,
 } from "./_session.ts";
-import type { _Subscription } from "./_listener.ts";
+import { type _View, _watchDocument } from "./_pg_watch.ts";
 import type { _SessionPool } from "./_pool.ts";
-import { _DEFAULT_SCHEMA, type _Schema } from "./schema.ts";
 import {
-  _RECHECK_MS,
-  _Wakeup,
-  type StoreVersion,
-  type WatchOptions,
-} from "../store/watch.ts";
+  type _Change,
+  _PgRow,
+  type _Row,
+  type _RowSettings,
+} from "./_pg_row.ts";
+import type { StoreVersion, WatchOptions } from "../store/watch.ts";
 
 /** The largest document a PostgreSQL store writes: 64 MiB of JSON text. */
 export const _MAX_PG_DOCUMENT_BYTES = 64 * 1024 * 1024;
@@ -55,19 +56,11 @@ const _holding = new AsyncLocalStorage<
 >();
 
 /** The checked settings of one PostgreSQL store. */
-export interface _PgDocumentSettings<T> {
-  name: string;
-  fenceLock: string;
+export interface _PgDocumentSettings<T> extends _RowSettings {
   initial: T | (() => T);
   validate: ((value: unknown) => T) | undefined;
-  durable: boolean;
-  backups: number;
-  lockTimeout: number;
-  holdTimeout: number;
   onCorrupt: "throw" | "quarantine";
   warn: (message: string) => void;
-  /** A log that every new version appends `record(version)` to, in its transaction. */
-  log?: { name: string; record: (version: number) => unknown };
   /**
    * How changes read and write the document's text, in place of the
    * driver's JSON.parse and JSON.stringify (`migrateFileStore` keeps number
@@ -91,30 +84,6 @@ export interface _Versioned<T> {
   version: number;
 }
 
-/** One row of the documents table, as a change selects it. */
-interface _Row {
-  /** The value's text; null when missing or not sent (see `empty`). */
-  value: string | null;
-  /** The value is missing (never written). */
-  empty: boolean;
-  version: string;
-  fence: string | null;
-  value_id: string | null;
-}
-
-/** What a watch has of a document: a version, and the stored value it is of. */
-interface _View<T> {
-  state: T;
-  valueId: string | null;
-  version: number;
-}
-
-/** One row of the document_changes table: a version's ops, as JSON text. */
-interface _Change {
-  version: number;
-  ops: string;
-}
-
 /** This process's copy of a document, kept between its changes. */
 interface _Cache<T> {
   state: T;
@@ -124,6 +93,32 @@ interface _Cache<T> {
   /** The stored value's length, and the changes' since (compaction). */
   baseBytes: number;
   pendingBytes: number;
+}
+
+/** What a change's commit starts from, and what `fn` made of it. */
+interface _Commit<T> {
+  /** The new text, when text rules made it; else made from `current`. */
+  text: string | null;
+  ops: string[];
+  /** An op replaces the whole document. */
+  root: boolean;
+  /** Written whole even if unchanged (the first version, a quarantine). */
+  mustWrite: boolean;
+  fence: number | undefined;
+  /** The stored fence (of the counter family, else -1). */
+  stored: number;
+  row: _Row;
+  /** The copy of this process was used (so there is an old version). */
+  cached: boolean;
+  current: T;
+  /** The latest version, and that of the stored value. */
+  latest: number;
+  baseVersion: number;
+  baseBytes: number;
+  pendingBytes: number;
+  /** The old version's text for its backup, when it is not the stored value. */
+  oldText: string | null;
+  rules: _DocumentText | undefined;
 }
 
 /**
@@ -144,6 +139,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   readonly settings: _PgDocumentSettings<T>;
   #pool: _SessionPool;
   #label: string;
+  #row: _PgRow;
   #cache: _Cache<T> | null = null;
   /** A change of this process using #cache, settled when it is done. */
   #busy: { promise: Promise<void>; resolve: () => void } | null = null;
@@ -152,6 +148,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     this.#pool = pool;
     this.settings = settings;
     this.#label = `${settings.name} (PostgreSQL)`;
+    this.#row = new _PgRow(pool, settings);
   }
 
   /** The last committed version, without waiting for writers. */
@@ -255,7 +252,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     let fromCaller = false;
     let claimed: { promise: Promise<void>; resolve: () => void } | null = null;
     try {
-      const locked = await this.#lockRow(
+      const locked = await this.#row.lock(
         session,
         fence,
         options,
@@ -288,7 +285,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
           cache === null || cache.valueId !== row.value_id ||
           cache.version < known!.version
         ) {
-          ({ row, changes } = await this.#reload(session));
+          ({ row, changes } = await this.#row.reload(session));
           cache = null;
         }
       } else cache = null;
@@ -393,71 +390,26 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
         ops = recorder.ops;
         root = ops.some((op) => op.startsWith('["s",[],'));
       }
-      const newFence = fence !== undefined && fence > stored;
-      const changed = ops.length > 0 || mustWrite;
-      if (!changed && !newFence && this.settings.log === undefined) {
-        await session.run("ROLLBACK");
-        open = false;
-        this.#keep(
-          rules,
-          current,
-          row.value_id,
-          latest,
-          baseBytes,
-          pendingBytes,
-        );
-        return { retry: false, result, version: latest };
-      }
-      // With a log, every change is an action to record, even one that
-      // leaves the document as it was.
-      const version = changed || this.settings.log !== undefined
-        ? latest + 1
-        : latest;
-      const opsText = `[${ops.join(",")}]`;
-      const asChange = !rules && !mustWrite && !root && backups === 0 &&
-        baseBytes >= _WHOLE_BELOW &&
-        pendingBytes + opsText.length <=
-          Math.max(_COMPACT_AT_LEAST, baseBytes) &&
-        (baseBytes + pendingBytes + opsText.length) * 3 <=
-          _MAX_PG_DOCUMENT_BYTES;
-      if (version === latest) {
-        await this.#writeFence(session, fence);
-        open = false;
-        this.#keep(
-          rules,
-          current,
-          row.value_id,
-          latest,
-          baseBytes,
-          pendingBytes,
-        );
-        return { retry: false, result, version };
-      }
-      if (asChange) {
-        await this.#writeChange(session, version, opsText, fence);
-        open = false;
-        this.#keep(
-          rules,
-          current,
-          row.value_id,
-          version,
-          baseBytes,
-          pendingBytes + opsText.length,
-        );
-        return { retry: false, result, version };
-      }
-      text ??= this.#serialize(current);
-      const valueId = await this.#write(session, {
+      const kept = await this.#commit(session, {
         text,
-        version,
-        oldText,
-        hadValue: row.value !== null || cache !== null,
-        pending: latest > baseVersion,
+        ops,
+        root,
+        mustWrite,
         fence,
+        stored,
+        row,
+        cached: cache !== null,
+        current,
+        latest,
+        baseVersion,
+        baseBytes,
+        pendingBytes,
+        oldText,
+        rules,
       });
       open = false;
-      this.#keep(rules, current, valueId, version, text.length, 0);
-      return { retry: false, result, version };
+      if (!rules) this.#cache = { state: current, ...kept };
+      return { retry: false, result, version: kept.version };
     } catch (error) {
       if (fromCaller) throw error;
       if (
@@ -480,17 +432,51 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     }
   }
 
-  /** Keeps the committed document for the next change of this process. */
-  #keep(
-    rules: _DocumentText | undefined,
-    state: T,
-    valueId: string | null,
-    version: number,
-    baseBytes: number,
-    pendingBytes: number,
-  ): void {
-    if (rules) return;
-    this.#cache = { state, valueId, version, baseBytes, pendingBytes };
+  /**
+   * Ends a change's transaction: rolls back when there is nothing to
+   * record, else commits a newer fence only, a row of document_changes, or
+   * the value whole. What the process's copy is then of.
+   */
+  async #commit(
+    session: _Session,
+    c: _Commit<T>,
+  ): Promise<Omit<_Cache<T>, "state">> {
+    const { ops, fence, row, latest, baseBytes, pendingBytes } = c;
+    const changed = ops.length > 0 || c.mustWrite;
+    const logged = this.settings.log !== undefined;
+    const same = { valueId: row.value_id, version: latest, baseBytes };
+    if (!changed && !(fence !== undefined && fence > c.stored) && !logged) {
+      await session.run("ROLLBACK");
+      return { ...same, pendingBytes };
+    }
+    // With a log, every change is an action to record, even one that
+    // leaves the document as it was.
+    const version = changed || logged ? latest + 1 : latest;
+    if (version === latest) {
+      await this.#row.writeFence(session, fence);
+      return { ...same, pendingBytes };
+    }
+    const opsText = `[${ops.join(",")}]`;
+    const asChange = !c.rules && !c.mustWrite && !c.root &&
+      this.settings.backups === 0 && baseBytes >= _WHOLE_BELOW &&
+      pendingBytes + opsText.length <=
+        Math.max(_COMPACT_AT_LEAST, baseBytes) &&
+      (baseBytes + pendingBytes + opsText.length) * 3 <=
+        _MAX_PG_DOCUMENT_BYTES;
+    if (asChange) {
+      await this.#row.writeChange(session, version, opsText, fence);
+      return { ...same, version, pendingBytes: pendingBytes + opsText.length };
+    }
+    const text = c.text ?? this.#serialize(c.current);
+    const valueId = await this.#row.write(session, {
+      text,
+      version,
+      oldText: c.oldText,
+      hadValue: row.value !== null || c.cached,
+      pending: latest > c.baseVersion,
+      fence,
+    });
+    return { valueId, version, baseBytes: text.length, pendingBytes: 0 };
   }
 
   /** Applies one stored change to `state`; a change that does not apply is a corrupt store. */
@@ -517,58 +503,13 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
    * of its own that `LISTEN`s, and read again after every reconnect (a
    * write made while the session was down is seen then).
    */
-  async *watch(options: WatchOptions): AsyncGenerator<StoreVersion<T>> {
-    const signal = options.signal;
-    if (signal?.aborted) return;
-    const wakeup = new _Wakeup();
-    const wake = () => wakeup.set();
-    let subscription: _Subscription | null = null;
-    const timer = setInterval(wake, options.recheckInterval ?? _RECHECK_MS);
-    const stop = () => {
-      clearInterval(timer);
-      subscription?.close();
-      subscription = null;
-      wakeup.set();
-    };
-    signal?.addEventListener("abort", stop, { once: true });
-    try {
-      let last = -1;
-      let view: _View<T> | null = null;
-      while (!signal?.aborted) {
-        let current: _Versioned<T>;
-        try {
-          if (subscription === null || !subscription.live) {
-            subscription?.close();
-            subscription = null;
-            subscription = await this.#pool.subscribe(this.settings.name, wake);
-            if (signal?.aborted) break;
-          }
-          // After every (re)connect too: what was written meanwhile.
-          const read = await this.#readSince(view);
-          view = read.view;
-          current = read.current;
-        } catch (error) {
-          if (!_outage(error) || this.#pool.closed()) throw error;
-          // The server is away: listen again at the next re-check.
-          subscription?.close();
-          subscription = null;
-          await wakeup.take(signal);
-          continue;
-        }
-        if (current.version !== last) {
-          last = current.version;
-          // The caller's own copy: the watch's stays for the next version.
-          yield view === null ? current : {
-            value: _copyJson(current.value),
-            version: current.version,
-          };
-        }
-        await wakeup.take(signal);
-      }
-    } finally {
-      signal?.removeEventListener("abort", stop);
-      stop();
-    }
+  watch(options: WatchOptions): AsyncGenerator<StoreVersion<T>> {
+    return _watchDocument(
+      this.#pool,
+      this.settings.name,
+      (view) => this.#readSince(view),
+      options,
+    );
   }
 
   /**
@@ -660,284 +601,6 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   }
 
   /**
-   * Begins, waits for the row lock (making the row if it is missing), and
-   * reads the document's changes since the stored value: the value itself
-   * only if it is not the one `known` is of (a cached copy at that
-   * version, which the changes after it bring up to date).
-   */
-  async #lockRow(
-    session: _Session,
-    fence: number | undefined,
-    options: _ChangeOptions,
-    until: number,
-    known: { valueId: string | null; version: number } | null,
-  ): Promise<{ row: _Row; changes: _Change[]; lockToken: number }> {
-    const { lockTimeout, holdTimeout, durable, name, fenceLock } =
-      this.settings;
-    const idleLimit = holdTimeout === 0 || holdTimeout > _MAX_LOCK_TIMEOUT
-      ? 0
-      : Math.ceil(holdTimeout);
-    // lock_timeout 0 means no limit; "do not wait" is NOWAIT for the row
-    // lock, and 1 ms for waits NOWAIT does not cover (another session's
-    // uncommitted insert of the same new row).
-    const serverTimeout = lockTimeout === 0
-      ? 1
-      : lockTimeout > _MAX_LOCK_TIMEOUT
-      ? 0
-      : Math.ceil(lockTimeout);
-    const wait = lockTimeout === 0 ? " NOWAIT" : "";
-    const literal = _literal(name);
-    // The stored value is the cached copy's: same value_id, and no newer
-    // than it (a value_id is NULL only on a row no lockbox wrote whole
-    // since the trigger came, and then never cached as known).
-    const same = known === null || known.valueId === null
-      ? "false"
-      : `value_id = ${known.valueId} AND version <= ${known.version}`;
-    const select =
-      `SELECT CASE WHEN ${same} THEN NULL ELSE value::text END AS value,
-        value IS NULL AND NOT (${same}) AS empty, version, fence, value_id
-      FROM ${this.#pool.schema.sql}.documents WHERE name = ${literal} FOR UPDATE${wait};
-      SELECT version, ops::text AS ops FROM ${this.#pool.schema.sql}.document_changes
-      WHERE name = ${literal} AND version > (SELECT CASE WHEN ${same}
-        THEN ${known?.version ?? 0} ELSE version END
-        FROM ${this.#pool.schema.sql}.documents WHERE name = ${literal})
-      ORDER BY version`;
-    // The fencing lock's token, read FOR SHARE: a new holder's token
-    // cannot commit until this transaction has.
-    const lockRow = fence === undefined ? "" : `;
-      SELECT fence FROM ${this.#pool.schema.sql}.locks WHERE name = ${
-      _literal(fenceLock)
-    } FOR SHARE${wait}`;
-    const limit = { until, waits: true, signal: options.signal };
-    const begin = `BEGIN; SET LOCAL lock_timeout = ${serverTimeout};
-         SET LOCAL idle_in_transaction_session_timeout = ${idleLimit};
-         SET LOCAL synchronous_commit = ${durable ? "on" : "off"};
-         SET LOCAL lockbox.writer = 'changes';`;
-    // A wait the server does not time (lock_timeout 0) would have no answer
-    // deadline: it waits in slices instead, each answered in time.
-    const waitFor = serverTimeout === 0
-      ? (first: string, wait: string) =>
-        this.#waitInSlices(session, `${first} SAVEPOINT lockbox_wait;`, wait, {
-          until,
-          waits: true,
-          signal: options.signal,
-        })
-      : (first: string, wait: string) =>
-        session.queryAll(`${first} ${wait}`, limit);
-    const back = fence === undefined ? 0 : 1;
-    return await this.#cancellable(session, options.signal, async () => {
-      const results = await waitFor(begin, `${select}${lockRow}`);
-      let rows = results[results.length - 2 - back];
-      let changes = results[results.length - 1 - back];
-      if (rows.length === 0) {
-        const made = await waitFor(
-          "",
-          `INSERT INTO ${this.#pool.schema.sql}.documents (name) VALUES (${literal})
-           ON CONFLICT (name) DO NOTHING; ${select}`,
-        );
-        rows = made[made.length - 2];
-        changes = made[made.length - 1];
-      }
-      const token = fence === undefined ? -1 : Number(
-        (results[results.length - 1][0] as { fence?: string } | undefined)
-          ?.fence ?? -1,
-      );
-      return {
-        row: rows[0] as _Row,
-        changes: (changes as { version: string; ops: string }[]).map((c) => ({
-          version: Number(c.version),
-          ops: c.ops,
-        })),
-        lockToken: token,
-      };
-    });
-  }
-
-  /** The stored value and every change after it, under the row lock. */
-  async #reload(
-    session: _Session,
-  ): Promise<{ row: _Row; changes: _Change[] }> {
-    const literal = _literal(this.settings.name);
-    const results = await session.queryAll(
-      `SELECT value::text AS value, value IS NULL AS empty, version, fence,
-        value_id FROM ${this.#pool.schema.sql}.documents WHERE name = ${literal};
-      SELECT version, ops::text AS ops FROM ${this.#pool.schema.sql}.document_changes
-      WHERE name = ${literal} AND version > (SELECT version
-        FROM ${this.#pool.schema.sql}.documents WHERE name = ${literal})
-      ORDER BY version`,
-    );
-    return {
-      row: results[0][0] as _Row,
-      changes: (results[1] as { version: string; ops: string }[]).map((c) => ({
-        version: Number(c.version),
-        ops: c.ops,
-      })),
-    };
-  }
-
-  /**
-   * Runs `first` (which ends with `SAVEPOINT lockbox_wait`), then `wait` in
-   * slices of `lock_timeout` (_ANSWER_MS), each of which must be answered
-   * within its length plus `_GRACE_MS`: a slice that times out is rolled
-   * back to the savepoint and tried again (in the next one's statement),
-   * until `limit.until` less the grace. `lock_timeout` is 0 again after.
-   * The results of `wait`'s statements.
-   */
-  async #waitInSlices(
-    session: _Session,
-    first: string,
-    wait: string,
-    limit: _CallLimit,
-  ): Promise<unknown[][]> {
-    const end = (limit.until ?? Infinity) - _GRACE_MS;
-    let before = first;
-    for (;;) {
-      limit.signal?.throwIfAborted();
-      const left = Math.ceil(end - performance.now());
-      if (left <= 0) throw new LockTimeoutError(this.#label, null);
-      const slice = Math.min(left, _ANSWER_MS);
-      try {
-        const results = await session.queryAll(
-          `${before} SET LOCAL lock_timeout = ${slice}; ${wait};
-           SET LOCAL lock_timeout = 0`,
-          {
-            ...limit,
-            until: Math.min(
-              limit.until ?? Infinity,
-              performance.now() + slice + _GRACE_MS,
-            ),
-          },
-        );
-        return results.slice(0, -1);
-      } catch (error) {
-        if (_sqlState(error) !== "55P03") throw error;
-        before = "ROLLBACK TO SAVEPOINT lockbox_wait;";
-      }
-    }
-  }
-
-  /** The fence to record: a newer one replaces a FileLock token an older lockbox kept. */
-  #fenceSql(fence: number | undefined): string {
-    return fence === undefined
-      ? "fence"
-      : `CASE WHEN fence < ${_FILE_TOKEN_MIN} THEN greatest(fence, ${fence}) ELSE ${fence} END`;
-  }
-
-  /** Records a newer fence only (no new version), and commits. */
-  async #writeFence(
-    session: _Session,
-    fence: number | undefined,
-  ): Promise<void> {
-    await session.run(
-      `UPDATE ${this.#pool.schema.sql}.documents SET fence = ${
-        this.#fenceSql(fence)
-      } WHERE name = ${_literal(this.settings.name)};
-       COMMIT;`,
-    );
-  }
-
-  /** The log record of a new version, as SQL (empty without a log). */
-  #logSql(version: number): string {
-    const log = this.settings.log;
-    return log === undefined
-      ? ""
-      : `INSERT INTO ${this.#pool.schema.sql}.logs (name, entry)
-         VALUES (${_literal(log.name)}, ${
-        _literal(_toJson(log.record(version), 0, log.name))
-      }::json);`;
-  }
-
-  /**
-   * The notification of a new version, sent at the commit and only if it
-   * commits: the name and version only (payloads stop at 8000 bytes).
-   */
-  #notifySql(version: number): string {
-    // The schema too, but for the default's (whose payload older versions
-    // read).
-    const schema = this.#pool.schema;
-    const schemaField = schema.name === _DEFAULT_SCHEMA
-      ? ""
-      : `, 'schema', ${_literal(schema.name)}`;
-    return `SELECT pg_notify('${schema.channel}', json_build_object('name', ${
-      _literal(this.settings.name)
-    }, 'version', ${version}${schemaField})::text);`;
-  }
-
-  /**
-   * Writes a new version as a row of the document_changes table (its ops,
-   * as the file journal writes them), and commits: the stored value stays
-   * as it is, so the cost is the change's.
-   */
-  async #writeChange(
-    session: _Session,
-    version: number,
-    ops: string,
-    fence: number | undefined,
-  ): Promise<void> {
-    const name = _literal(this.settings.name);
-    const fenced = fence === undefined
-      ? ""
-      : `UPDATE ${this.#pool.schema.sql}.documents
-       SET fence = ${this.#fenceSql(fence)} WHERE name = ${name};`;
-    await session.run(
-      `INSERT INTO ${this.#pool.schema.sql}.document_changes (name, version, ops)
-       VALUES (${name}, ${version}, ${_literal(ops)}::json);
-       ${fenced}${this.#logSql(version)}${this.#notifySql(version)}
-       COMMIT;`,
-    );
-  }
-
-  /**
-   * Writes a new version whole (folding in the changes since the stored
-   * value, which it deletes), keeps a backup of the old one, and commits.
-   * The new value's id.
-   */
-  async #write(
-    session: _Session,
-    write: {
-      text: string;
-      version: number;
-      /** The old version's text, when it is not the stored value. */
-      oldText: string | null;
-      /** There is an old version (not only initial). */
-      hadValue: boolean;
-      /** Changes since the stored value are to be deleted. */
-      pending: boolean;
-      fence: number | undefined;
-    },
-  ): Promise<string> {
-    const name = _literal(this.settings.name);
-    const { text, version, oldText } = write;
-    const backups = this.settings.backups;
-    const old = oldText === null
-      ? `SELECT name, version, value FROM ${this.#pool.schema.sql}.documents WHERE name = ${name}`
-      : `VALUES (${name}, ${version - 1}, ${_literal(oldText)}::json)`;
-    const keep = backups > 0 && write.hadValue
-      ? `INSERT INTO ${this.#pool.schema.sql}.document_backups (name, version, value)
-           ${old} ON CONFLICT DO NOTHING;
-         DELETE FROM ${this.#pool.schema.sql}.document_backups WHERE name = ${name}
-           AND version NOT IN (SELECT version FROM ${this.#pool.schema.sql}.document_backups
-             WHERE name = ${name} ORDER BY version DESC LIMIT ${backups});`
-      : "";
-    const folded = write.pending
-      ? `DELETE FROM ${this.#pool.schema.sql}.document_changes WHERE name = ${name};`
-      : "";
-    const results = await session.queryAll(
-      `${keep}${folded}${this.#logSql(version)}
-       UPDATE ${this.#pool.schema.sql}.documents SET value = ${
-        _literal(text)
-      }::json,
-         version = ${version}, fence = ${this.#fenceSql(write.fence)},
-         updated_at = now(), value_id = txid_current()
-       WHERE name = ${name} RETURNING value_id;
-       ${this.#notifySql(version)}
-       COMMIT;`,
-    );
-    const updated = results[results.length - 3] as { value_id: string }[];
-    return String(updated[0].value_id);
-  }
-
-  /**
    * Moves a stored value that validate rejects to the quarantine table; the
    * newest backup that validates, else `undefined` (continue from
    * `initial`).
@@ -1018,52 +681,6 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     return _initialValue(this.settings.initial);
   }
 
-  /**
-   * Runs `work` on `session`, cancelling it from another session when the
-   * signal aborts or a timeout past lock_timeout's range runs out.
-   */
-  async #cancellable<R>(
-    session: _Session,
-    signal: AbortSignal | undefined,
-    work: () => Promise<R>,
-  ): Promise<R> {
-    const lockTimeout = this.settings.lockTimeout;
-    let cancelled: "timeout" | "abort" | null = null;
-    let delivered: Promise<boolean> | null = null;
-    const cancel = (why: "timeout" | "abort") => {
-      if (cancelled !== null) return;
-      cancelled = why;
-      delivered = this.#pool.cancel(session.backendPid).then(
-        () => true,
-        () => false,
-      );
-    };
-    const stopTimer =
-      lockTimeout > _MAX_LOCK_TIMEOUT && lockTimeout !== Infinity
-        ? _after(lockTimeout, () => cancel("timeout"))
-        : () => {};
-    const onAbort = () => cancel("abort");
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      return await work();
-    } catch (error) {
-      if (_sqlState(error) === "57014" && cancelled === "abort") {
-        throw signal!.reason;
-      }
-      if (_sqlState(error) === "57014" && cancelled === "timeout") {
-        throw new LockTimeoutError(this.#label, null);
-      }
-      throw error;
-    } finally {
-      stopTimer();
-      signal?.removeEventListener("abort", onAbort);
-      // As in PostgresBackend's wait: nothing more runs on the session (nor
-      // does it go back to the pool) until the cancel has reached the
-      // server; if it may not have, the session is closed (rolling back).
-      if (delivered !== null && !await delivered) await session.close();
-    }
-  }
-
   /** A driver error as lockbox's: what failed and what to do. */
   #translate(error: unknown, signal: AbortSignal | undefined): unknown {
     const state = _sqlState(error);
@@ -1103,7 +720,6 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     );
   }
 
-  /** Runs one read on a session, on a fresh one if it was found dead. */
   /** Forgets the document's fence (a later fenced change records its own). */
   async resetFence(_options: { signal?: AbortSignal }): Promise<void> {
     await this.#withSession((session) =>
@@ -1114,6 +730,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     );
   }
 
+  /** Runs one read on a session, on a fresh one if it was found dead. */
   async #withSession<R>(fn: (session: _Session) => Promise<R>): Promise<R> {
     for (let attempt = 0;; attempt++) {
       const session = await this.#pool.borrow();
@@ -1143,20 +760,4 @@ function _busy(): { promise: Promise<void>; resolve: () => void } {
 function _counterFence(stored: string | null): number {
   const fence = Number(stored ?? -1);
   return _fenceFamily(fence) === "counter" ? fence : -1;
-}
-
-/**
- * Whether an error says the server is out of reach (a session lost, a
- * connection refused), not that something is wrong with the request.
- */
-function _outage(error: unknown): boolean {
-  if (error instanceof LockError) return true; // could not connect
-  return error instanceof StoreError && _sessionLost(error.cause);
-}
-
-/** Whether a driver error says the session is gone (not a SQL error). */
-function _sessionLost(error: unknown): boolean {
-  const state = _sqlState(error);
-  if (state !== undefined) return /^(08|57P0)/.test(state);
-  return error instanceof Error && error.constructor === Error;
 }

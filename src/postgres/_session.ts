@@ -190,6 +190,13 @@ export function _sqlState(error: unknown): string | undefined {
     : undefined;
 }
 
+/** Whether a driver error says the session is gone (not a SQL error). */
+export function _sessionLost(error: unknown): boolean {
+  const state = _sqlState(error);
+  if (state !== undefined) return /^(08|57P0)/.test(state);
+  return error instanceof Error && error.constructor === Error;
+}
+
 /**
  * A SQL string literal for `text` (standard_conforming_strings is on in
  * every lockbox session, so only quotes are doubled). Lets several
