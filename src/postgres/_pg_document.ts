@@ -161,10 +161,14 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     // One statement, one snapshot: the value and the changes after it.
     const [row] = await this.#withSession((session) =>
       session.query<{ value: string | null; version: string; ops: string[] }>(
-        `SELECT d.value::text AS value, d.version, ARRAY(
+        `SELECT d.value::text AS value, d.version, ${
+          this.#pool.changeRows
+            ? `ARRAY(
            SELECT c.ops::text FROM ${this.#pool.schema.sql}.document_changes c
            WHERE c.name = d.name AND c.version > d.version
-           ORDER BY c.version) AS ops
+           ORDER BY c.version)`
+            : "ARRAY[]::text[]"
+        } AS ops
          FROM ${this.#pool.schema.sql}.documents d WHERE d.name = $1`,
         [this.settings.name],
       )
@@ -244,7 +248,7 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
     const rules = this.settings.text;
     // What this process has of the document: the server sends the value
     // only if it is not that one (#lockRow).
-    const sent = rules ? null : this.#cache;
+    const sent = rules || !this.#pool.changeRows ? null : this.#cache;
     const known = sent && { valueId: sent.valueId, version: sent.version };
     let open = true;
     let called = false;
@@ -457,7 +461,8 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
       return { ...same, pendingBytes };
     }
     const opsText = `[${ops.join(",")}]`;
-    const asChange = !c.rules && !c.mustWrite && !c.root &&
+    const asChange = this.#pool.changeRows && !c.rules && !c.mustWrite &&
+      !c.root &&
       this.settings.backups === 0 && baseBytes >= _WHOLE_BELOW &&
       pendingBytes + opsText.length <=
         Math.max(_COMPACT_AT_LEAST, baseBytes) &&
@@ -521,6 +526,9 @@ export class _PgDocument<T> implements _DocumentBackend<T> {
   async #readSince(
     view: _View<T> | null,
   ): Promise<{ current: _Versioned<T>; view: _View<T> | null }> {
+    if (!this.#pool.changeRows) {
+      return { current: await this.readVersioned(), view: null };
+    }
     const [row] = await this.#withSession((session) =>
       session.query<{
         value: string | null;

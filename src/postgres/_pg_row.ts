@@ -145,8 +145,10 @@ export class _PgRow {
       : Math.ceil(holdTimeout);
     return `BEGIN; SET LOCAL lock_timeout = ${serverTimeout};
          SET LOCAL idle_in_transaction_session_timeout = ${idleLimit};
-         SET LOCAL synchronous_commit = ${durable ? "on" : "off"};
-         SET LOCAL lockbox.writer = 'changes';`;
+         SET LOCAL synchronous_commit = ${durable ? "on" : "off"};${
+      // Without change rows it writes as an older lockbox does, so the
+      // tables' trigger (once an owner adds it) treats it as one.
+      this.#pool.changeRows ? " SET LOCAL lockbox.writer = 'changes';" : ""}`;
   }
 
   /**
@@ -160,6 +162,12 @@ export class _PgRow {
   ): string {
     const s = this.#pool.schema.sql;
     const literal = _literal(this.#settings.name);
+    if (!this.#pool.changeRows) {
+      return `SELECT value::text AS value, value IS NULL AS empty, version,
+        fence, NULL::text AS value_id
+      FROM ${s}.documents WHERE name = ${literal} FOR UPDATE${wait};
+      SELECT 1 WHERE false`;
+    }
     // The stored value is the cached copy's: same value_id, and no newer
     // than it (a value_id is NULL only on a row no lockbox wrote whole
     // since the trigger came, and then never cached as known).
@@ -328,7 +336,7 @@ export class _PgRow {
       pending: boolean;
       fence: number | undefined;
     },
-  ): Promise<string> {
+  ): Promise<string | null> {
     const name = _literal(this.#settings.name);
     const { text, version, oldText } = write;
     const backups = this.#settings.backups;
@@ -351,13 +359,18 @@ export class _PgRow {
         _literal(text)
       }::json,
          version = ${version}, fence = ${this.#fenceSql(write.fence)},
-         updated_at = now(), value_id = txid_current()
-       WHERE name = ${name} RETURNING value_id;
+         updated_at = now()${
+        this.#pool.changeRows
+          ? `, value_id = txid_current() WHERE name = ${name} RETURNING value_id`
+          : ` WHERE name = ${name} RETURNING NULL::text AS value_id`
+      };
        ${this.#notifySql(version)}
        COMMIT;`,
     );
-    const updated = results[results.length - 3] as { value_id: string }[];
-    return String(updated[0].value_id);
+    const [{ value_id }] = results[results.length - 3] as {
+      value_id: string | null;
+    }[];
+    return value_id === null ? null : String(value_id);
   }
 
   /**

@@ -37,12 +37,19 @@ export interface _SessionPool {
   closed(): boolean;
   /** The schema that holds the tables. */
   readonly schema: _Schema;
+  /**
+   * Large documents' changes are rows of document_changes; `false` on an
+   * older lockbox's tables this role could not upgrade (see _tables.ts):
+   * every version is then read and written whole.
+   */
+  readonly changeRows: boolean;
 }
 
 /** The session pool of one backend. */
 export class _Pool implements _SessionPool {
   readonly config: _SessionConfig;
   readonly schema: _Schema;
+  readonly changeRows: boolean;
   #idle: _Session[] = [];
   #closed = false;
   /** The one LISTEN session that every watch of this backend shares. */
@@ -50,9 +57,10 @@ export class _Pool implements _SessionPool {
   /** Sessions being closed (and records being removed), which `close()` waits for. */
   #closing = new Set<Promise<void>>();
 
-  constructor(config: _SessionConfig, schema: _Schema) {
+  constructor(config: _SessionConfig, schema: _Schema, changeRows: boolean) {
     this.config = config;
     this.schema = schema;
+    this.changeRows = changeRows;
     this.#listener = new _Listener(
       () => _openSession(this.config),
       schema.channel,

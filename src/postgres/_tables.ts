@@ -2,7 +2,7 @@
 // database an older lockbox made), and the check connect() runs first, so
 // that a role that may not make tables can use tables already made.
 
-import { _literal, type _Session } from "./_session.ts";
+import { _literal, type _Session, _sqlState } from "./_session.ts";
 import type { _Schema } from "./schema.ts";
 
 /**
@@ -136,30 +136,46 @@ const _TABLES = [
   "document_changes",
 ];
 
+/** The tables an older lockbox made, before documents had change rows. */
+const _OLDER_TABLES = _TABLES.filter((table) => table !== "document_changes");
+
+/** SQL that is true when every one of `tables` exists in the schema. */
+const _allExist = (schema: _Schema, tables: string[]) =>
+  tables.map((table) =>
+    `to_regclass(${_literal(`${schema.sql}.${table}`)}) IS NOT NULL`
+  ).join(" AND ");
+
 /**
  * Makes lockbox's tables in `schema` where any is missing, on `session`,
- * within `until`.
+ * within `until`. `changeRows` is `false` when the database is an older
+ * lockbox's and this role may not upgrade it (not the tables' owner,
+ * 42501): its documents are then read and written whole, as that lockbox
+ * does (the upgrade rolled back, the session usable).
  */
 export async function _makeTables(
   session: _Session,
   schema: _Schema,
   until: number,
-): Promise<void> {
+): Promise<{ changeRows: boolean }> {
   // Made already: a user with no CREATE on the database can use it.
-  const [{ ready, made }] = await session.query<
-    { ready: boolean; made: boolean }
+  const [{ ready, older, made }] = await session.query<
+    { ready: boolean; older: boolean; made: boolean }
   >(
-    `SELECT ${
-      _TABLES.map((table) =>
-        `to_regclass(${_literal(`${schema.sql}.${table}`)}) IS NOT NULL`
-      ).join(" AND ")
-    } AND to_regprocedure(${
+    `SELECT ${_allExist(schema, _TABLES)} AND to_regprocedure(${
       _literal(`${schema.sql}.documents_guard()`)
-    }) IS NOT NULL AS ready, EXISTS (SELECT FROM pg_namespace WHERE nspname = $1) AS made`,
+    }) IS NOT NULL AS ready, ${
+      _allExist(schema, _OLDER_TABLES)
+    } AS older, EXISTS (SELECT FROM pg_namespace WHERE nspname = $1) AS made`,
     [schema.name],
   );
-  // It waits for any other process making them at the same time.
-  if (!ready) {
+  if (ready) return { changeRows: true };
+  try {
+    // It waits for any other process making them at the same time.
     await session.run(_setupSql(schema, made), { until, waits: true });
+    return { changeRows: true };
+  } catch (error) {
+    if (!older || _sqlState(error) !== "42501") throw error;
+    await session.run("ROLLBACK");
+    return { changeRows: false };
   }
 }

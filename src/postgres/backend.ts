@@ -91,6 +91,14 @@ export interface PostgresOptions {
    * @default {"lockbox"}
    */
   schema?: string;
+  /**
+   * Receives warnings: connect gives one when lockbox's tables are an
+   * older lockbox's and this role may not upgrade them (see
+   * `docs/postgres-stores.md`).
+   *
+   * @default {console.warn}
+   */
+  onWarning?: (message: string) => void;
 }
 
 /** The in-process queue of one name: FileLock's rules, FIFO. */
@@ -127,8 +135,12 @@ export class PostgresBackend implements StoreBackend {
   #queues = new Map<string, _Queue>();
   #held = new Set<PgLock>();
 
-  private constructor(config: _SessionConfig, schema: _Schema) {
-    this.#pool = new _Pool(config, schema);
+  private constructor(
+    config: _SessionConfig,
+    schema: _Schema,
+    changeRows: boolean,
+  ) {
+    this.#pool = new _Pool(config, schema, changeRows);
     this.#graph = new _LockGraph(this.#pool, this.#ids);
     this.#locks = new _ServerLocks(this.#pool, this.#graph, this.#ids);
     this.#logs = new _Logs(this.#pool);
@@ -172,6 +184,7 @@ export class PostgresBackend implements StoreBackend {
       applicationName: options.applicationName ?? "lockbox",
     };
     const session = await _openSession(config);
+    let changeRows: boolean;
     try {
       const probe = await _openSession(config);
       try {
@@ -179,7 +192,11 @@ export class PostgresBackend implements StoreBackend {
       } finally {
         await probe.close();
       }
-      await _makeTables(session, schema, performance.now() + connectTimeout);
+      ({ changeRows } = await _makeTables(
+        session,
+        schema,
+        performance.now() + connectTimeout,
+      ));
     } catch (error) {
       await session.close();
       if (error instanceof LockError) throw error;
@@ -193,7 +210,14 @@ export class PostgresBackend implements StoreBackend {
         { cause: error },
       );
     }
-    const backend = new PostgresBackend(config, schema);
+    if (!changeRows) {
+      (options.onWarning ?? ((message) => console.warn(message)))(
+        `lockbox's tables in schema ${schema.name} on ${
+          _describe(config.url)
+        } are an older lockbox's, and this role may not upgrade them (it does not own them): every version of a document is read and written whole, as that lockbox does, so a large document's update costs its whole size; connect once as the tables' owner to upgrade them`,
+      );
+    }
+    const backend = new PostgresBackend(config, schema, changeRows);
     backend.#pool.giveBack(session, true);
     return backend;
   }

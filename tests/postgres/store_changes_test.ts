@@ -438,4 +438,91 @@ pgTest(
   },
 );
 
+pgTest(
+  "PostgresBackend.connect() reads and writes documents whole, with one warning, on an older lockbox's tables that its role may not upgrade",
+  async (c) => {
+    const schema = "older_app";
+    await (await PostgresBackend.connect(c.url, { schema })).close();
+    // The tables as a lockbox before change rows made them.
+    await c.sql(
+      `DROP TRIGGER documents_guard ON ${schema}.documents;
+       DROP FUNCTION ${schema}.documents_guard();
+       DROP TABLE ${schema}.document_changes;
+       ALTER TABLE ${schema}.documents DROP COLUMN value_id;
+       CREATE ROLE older_worker LOGIN;
+       GRANT USAGE, CREATE ON SCHEMA ${schema} TO older_worker;
+       GRANT SELECT, INSERT, UPDATE, DELETE
+         ON ALL TABLES IN SCHEMA ${schema} TO older_worker;`,
+    );
+    const url = c.url.replace("postgres@", "older_worker@");
+    const warnings: string[] = [];
+    await using db = await PostgresBackend.connect(url, {
+      schema,
+      onWarning: (message) => warnings.push(message),
+    });
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /older lockbox's.*read and written whole/);
+    await using other = await PostgresBackend.connect(url, {
+      schema,
+      onWarning: () => {},
+    });
+    const store = db.jsonStore<Doc>("big", { initial: { n: 0, items: [] } });
+    const seen = other.jsonStore<Doc>("big", { initial: { n: 0, items: [] } });
+    const lock = await db.acquire("big-lock");
+    await store.write(large(), { fence: lock.token });
+    await lock.release();
+    for (let i = 1; i <= 3; i++) {
+      await (i % 2 === 0 ? seen : store).update((d) => void (d.n = i));
+    }
+    assert.equal(
+      await c.sql(
+        `SELECT value->>'n' FROM ${schema}.documents WHERE name = 'big'`,
+      ),
+      "3",
+    );
+    assert.deepEqual(
+      [(await seen.readWithVersion()).version, (await seen.read()).n],
+      [4, 3],
+    );
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 30_000);
+    try {
+      const versions = seen.watch({ signal: controller.signal })
+        [Symbol.asyncIterator]();
+      assert.equal((await versions.next()).value?.version, 4);
+      await store.update((d) => void (d.n = 4));
+      const next = (await versions.next()).value;
+      assert.deepEqual([next?.version, next?.value.n], [5, 4]);
+    } finally {
+      clearTimeout(timer);
+      controller.abort();
+    }
+    assert.equal(
+      await c.sql(`SELECT to_regclass('${schema}.document_changes') IS NULL`),
+      "t",
+    );
+    // The owner upgrades the tables and commits a change row: the backend
+    // that writes whole is refused as an older lockbox is, and loses nothing.
+    await using owner = await PostgresBackend.connect(c.url, { schema });
+    const owned = owner.jsonStore<Doc>("big", { initial: { n: 0, items: [] } });
+    await owned.update((d) => void (d.n = 10));
+    await c.sql(
+      `GRANT SELECT, INSERT, UPDATE, DELETE
+         ON ALL TABLES IN SCHEMA ${schema} TO older_worker`,
+    );
+    assert.equal(
+      await c.sql(`SELECT count(*) FROM ${schema}.document_changes`),
+      "1",
+    );
+    await assert.rejects(
+      store.update((d) => void (d.n = 11)),
+      (error: Error) =>
+        error instanceof StoreError && /changes in .*document_changes/.test(
+          error.message,
+        ),
+    );
+    assert.equal((await owned.read()).n, 10);
+  },
+);
+
 stopAfterwards();
