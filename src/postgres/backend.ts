@@ -10,7 +10,7 @@ import {
   type RunResult,
   type RunWithLockOptions,
 } from "../lock/run_command.ts";
-import { _after } from "../base/promise.ts";
+import { LockQueue, LockQueues } from "../lock/queue.ts";
 import { LockError, LockTimeoutError } from "../base/errors.ts";
 import { _env } from "../runtime/mod.ts";
 import {
@@ -101,11 +101,9 @@ export interface PostgresOptions {
   onWarning?: (message: string) => void;
 }
 
-/** The in-process queue of one name: FileLock's rules, FIFO. */
-interface _Queue {
-  waiting: { shared: boolean; go: () => void }[];
-  active: number;
-  exclusive: boolean;
+/** A request in a lock name's line in this process. */
+interface _Request {
+  readonly shared: boolean;
 }
 
 function _lockName(name: unknown): string {
@@ -132,7 +130,10 @@ export class PostgresBackend implements StoreBackend {
   #graph: _LockGraph;
   #locks: _ServerLocks;
   #logs: _Logs;
-  #queues = new Map<string, _Queue>();
+  /** This process's line of requests per lock name, as FileLock's. */
+  #queues = new LockQueues<_Request, LockQueue<_Request>>(
+    (name, onIdle) => new LockQueue<_Request>(name, onIdle),
+  );
   #held = new Set<PgLock>();
 
   private constructor(
@@ -485,11 +486,9 @@ export class PostgresBackend implements StoreBackend {
       );
     }
     const started = performance.now();
-    const queue = this.#queueFor(name);
+    const queue = this.#queues.get(name);
     if (!await this.#enter(queue, shared, nullOnBusy, signal, timeout, name)) {
-      if (queue.active === 0 && queue.waiting.length === 0) {
-        this.#queues.delete(name);
-      }
+      queue.dropIfIdle();
       return null;
     }
     let lock: PgLock | null = null;
@@ -503,28 +502,17 @@ export class PostgresBackend implements StoreBackend {
       if (error === signal?.reason) throw error;
       throw this.#pool.refusal(`lock '${name}'`, error);
     } finally {
-      if (lock === null) this.#leave(name, queue);
+      if (lock === null) queue.leave();
       else {
         this.#held.add(lock);
         _inProcess.held++;
         lock.signal.addEventListener("abort", () => {
           this.#held.delete(lock!);
           _inProcess.held--;
-          this.#leave(name, queue);
+          queue.leave();
         }, { once: true });
       }
     }
-  }
-
-  #queueFor(name: string): _Queue {
-    let queue = this.#queues.get(name);
-    if (!queue) {
-      this.#queues.set(
-        name,
-        queue = { waiting: [], active: 0, exclusive: false },
-      );
-    }
-    return queue;
   }
 
   /**
@@ -532,77 +520,32 @@ export class PostgresBackend implements StoreBackend {
    * `false` at once when it is not free and `nullOnBusy`.
    */
   async #enter(
-    queue: _Queue,
+    queue: LockQueue<_Request>,
     shared: boolean,
     nullOnBusy: boolean,
     signal: AbortSignal | undefined,
     timeout: number,
     name: string,
   ): Promise<boolean> {
-    const compatible = () => queue.active === 0 || (shared && !queue.exclusive);
-    if (queue.waiting.length === 0 && compatible()) {
-      queue.active++;
-      queue.exclusive = !shared;
+    if (queue.free(shared)) {
+      queue.enter(shared);
       return true;
     }
     if (nullOnBusy) return false;
-    const holder = () =>
+    const timedOut = () =>
       this.#graph.holders(name, { until: performance.now() + _GRACE_MS })
-        .then((holders) => holders[0] ?? null, () => null);
-    if (timeout === 0) {
-      throw new LockTimeoutError(`${name} (PostgreSQL)`, await holder());
-    }
+        .then((holders) => holders[0] ?? null, () => null)
+        .then((found) => new LockTimeoutError(`${name} (PostgreSQL)`, found));
+    if (timeout === 0) throw await timedOut();
     await new Promise<void>((resolve, reject) => {
-      const entry = {
-        shared,
-        go: () => {
-          stop();
-          resolve();
-        },
-      };
-      const fail = (error: unknown) => {
-        const at = queue.waiting.indexOf(entry);
-        if (at !== -1) queue.waiting.splice(at, 1);
-        stop();
-        reject(error);
-        this.#admit(queue);
-      };
-      const onAbort = () => fail(signal!.reason);
-      const stopTimer = timeout === Infinity
-        ? () => {}
-        : _after(timeout, () => {
-          holder().then((found) =>
-            fail(new LockTimeoutError(`${name} (PostgreSQL)`, found))
-          );
-        });
-      const stop = () => {
-        stopTimer();
-        signal?.removeEventListener("abort", onAbort);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      queue.waiting.push(entry);
+      queue.wait({ shared }, {
+        timeout,
+        signal,
+        timedOut,
+        giveUp: reject,
+        onTurn: resolve,
+      });
     });
     return true;
-  }
-
-  #leave(name: string, queue: _Queue): void {
-    queue.active--;
-    if (queue.active === 0) queue.exclusive = false;
-    this.#admit(queue);
-    if (queue.active === 0 && queue.waiting.length === 0) {
-      this.#queues.delete(name);
-    }
-  }
-
-  /** Lets waiting requests in, in order, while they are compatible. */
-  #admit(queue: _Queue): void {
-    while (queue.waiting.length > 0) {
-      const next = queue.waiting[0];
-      if (queue.active > 0 && (!next.shared || queue.exclusive)) return;
-      queue.waiting.shift();
-      queue.active++;
-      queue.exclusive = !next.shared;
-      next.go();
-    }
   }
 }
