@@ -306,14 +306,17 @@ export class _PgRow {
     fence: number | undefined,
   ): Promise<void> {
     const name = _literal(this.#settings.name);
+    // updated_at is the last version's time; the value and its version stay
+    // the last fold's (an unchanged value is not rewritten: its TOAST is kept).
     const fenced = fence === undefined
       ? ""
-      : `UPDATE ${this.#pool.schema.sql}.documents
-       SET fence = ${this.#fenceSql(fence)} WHERE name = ${name};`;
+      : `, fence = ${this.#fenceSql(fence)}`;
     await session.run(
       `INSERT INTO ${this.#pool.schema.sql}.document_changes (name, version, ops)
        VALUES (${name}, ${version}, ${_literal(ops)}::json);
-       ${fenced}${this.#logSql(version)}${this.#notifySql(version)}
+       UPDATE ${this.#pool.schema.sql}.documents SET updated_at = now()${fenced}
+       WHERE name = ${name};
+       ${this.#logSql(version)}${this.#notifySql(version)}
        COMMIT;`,
     );
   }

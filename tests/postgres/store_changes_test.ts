@@ -525,4 +525,26 @@ pgTest(
   },
 );
 
+pgTest(
+  "PgJsonStore.update() sets the document's updated_at when it commits a change row, and leaves value and version at the last fold",
+  async (c) => {
+    await using db = await PostgresBackend.connect(c.url);
+    const store = db.jsonStore<Doc>("dated", { initial: { n: 0, items: [] } });
+    await store.write(large());
+    await c.sql(
+      "UPDATE lockbox.documents SET updated_at = '2000-01-01Z' WHERE name = 'dated'",
+    );
+    await store.update((d) => void (d.n = 1));
+    assert.equal(await changeRows(c, "dated"), 1);
+    assert.equal(
+      await c.sql(
+        `SELECT updated_at > '2000-01-02Z', version, value->>'n'
+         FROM lockbox.documents WHERE name = 'dated'`,
+      ),
+      "t|1|0",
+    );
+    assert.equal((await store.readWithVersion()).version, 2);
+  },
+);
+
 stopAfterwards();
