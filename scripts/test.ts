@@ -31,7 +31,7 @@ const deno = Deno.execPath();
 const JOB_GUARD_MS = 15 * 60_000;
 
 /** One command whose whole output is reported together. */
-interface Job {
+export interface Job {
   name: string;
   kind: "build" | "deno" | "node";
   args: string[];
@@ -249,11 +249,12 @@ function testFiles(dir: string, pattern: RegExp, skip: string[]): string[] {
 }
 
 /**
- * The order to start jobs in: the slow kinds (PostgreSQL, processes, Node)
- * taken in turn, so that their clusters and process swarms do not all run
- * at once, each kind's biggest files first; then the rest, biggest first.
+ * The order to start jobs in: the slow kinds (PostgreSQL, processes, the
+ * CLI's processes, Node) taken in turn, so that their clusters and process
+ * swarms do not all run at once, each kind's biggest files first; then the
+ * rest, biggest first.
  */
-function schedule(jobs: Job[]): Job[] {
+export function schedule(jobs: Job[]): Job[] {
   const size = (job: Job) => {
     try {
       return Deno.statSync(`${root}${job.name.replace(/ \(.*\)$/, "")}`).size;
@@ -261,7 +262,13 @@ function schedule(jobs: Job[]): Job[] {
       return 0; // the documentation's examples
     }
   };
-  const kinds = ["tests/postgres/", "tests/multiprocess/", "tests/node/", ""];
+  const kinds = [
+    "tests/postgres/",
+    "tests/multiprocess/",
+    "tests/cli/",
+    "tests/node/",
+    "",
+  ];
   const groups = kinds.map((prefix) =>
     jobs.filter((job) =>
       kinds.find((kind) => job.name.startsWith(kind)) === prefix

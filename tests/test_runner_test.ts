@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { firstFailure } from "../scripts/test.ts";
+import { firstFailure, type Job, schedule } from "../scripts/test.ts";
 import { output, withTempDir } from "./_helpers.ts";
 
 const SCRIPT = fileURLToPath(new URL("../scripts/test.ts", import.meta.url));
@@ -112,4 +112,27 @@ Deno.test("scripts/test.ts --first-failure prints the first failure of a deno te
       /^Only\.fail\(\) fails => \.\/c_test\.ts:1:6\nerror: Error: the error\n/,
     );
   });
+});
+
+Deno.test("schedule() takes the CLI's test files in turn with the other slow kinds, before the in-process tests", () => {
+  const job = (name: string): Job => ({
+    name,
+    kind: name.startsWith("tests/node/") ? "node" : "deno",
+    command: "true",
+    args: [],
+  });
+  const names = [
+    "tests/json_store_test.ts",
+    "tests/cli/run_test.ts",
+    "tests/node/lock.test.mjs (dist/npm)",
+    "tests/multiprocess/file_lock_test.ts",
+    "tests/postgres/lock_test.ts",
+  ];
+  assert.deepEqual(schedule(names.map(job)).map((j) => j.name), [
+    "tests/postgres/lock_test.ts",
+    "tests/multiprocess/file_lock_test.ts",
+    "tests/cli/run_test.ts",
+    "tests/node/lock.test.mjs (dist/npm)",
+    "tests/json_store_test.ts",
+  ]);
 });
