@@ -3,7 +3,7 @@
 // PostgreSQL's server is installed, stopped when the bench process ends;
 // else none, and the bench says why it skips.
 
-import { Cluster, PG_BIN } from "../tests/postgres/_cluster.ts";
+import { Cluster, PG_BIN } from "../testing/postgres.ts";
 
 /** Where to connect (`undefined`: the PG* variables), or `skip`. */
 export async function benchServer(

@@ -1,5 +1,5 @@
 // A throwaway PostgreSQL cluster for the Node suite, as the Deno tests'
-// tests/postgres/_cluster.ts makes one: initdb (as the postgres user when
+// testing/postgres.ts makes one: initdb (as the postgres user when
 // root), fsync on, a Unix socket and 127.0.0.1. `null` when PostgreSQL's
 // server is not installed, except in CI (CI=true), where that is an error.
 
