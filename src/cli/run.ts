@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import { DB_HELP } from "./_database.ts";
 import { _env } from "../runtime/mod.ts";
 import { _integer, _seconds } from "./_parse.ts";
-import { _runCommand, _runOnDescriptor } from "./_run.ts";
+import { _runCommand, _runOnDescriptor, type _RunOptions } from "./_run.ts";
 
 /** Adds `lockbox run` to the program. */
 export function _addRun(program: Command): void {
@@ -57,45 +57,69 @@ export function _addRun(program: Command): void {
       "say on stderr how long the lock took, what runs, and why a lock was not taken",
     )
     .passThroughOptions()
-    .action(
-      async (lockfile: string, command: string[], options, cmd: Command) => {
-        let argv = command;
-        let shellCommand: string | undefined = options.command;
-        if (argv[0] === "-c" || argv[0] === "--command") {
-          shellCommand = argv[1];
-          if (shellCommand === undefined || argv.length > 2) {
-            cmd.error("-c takes exactly one command string");
-          }
-          argv = [];
-        }
-        if (shellCommand !== undefined) {
-          if (argv.length > 0) {
-            cmd.error(
-              "give either -c 'SHELL COMMAND' or COMMAND [ARG...], not both",
-            );
-          }
-          argv = [_env("SHELL") || "/bin/sh", "-c", shellCommand];
-        }
-        if (options.fork === false && options.close) {
-          cmd.error("-F (--no-fork) and -o (--close) cannot go together");
-        }
-        if (options.db !== undefined && (options.unlock || argv.length === 0)) {
-          cmd.error(
-            "--db takes a lock NAME and a COMMAND: lockbox run --db URL NAME COMMAND",
-          );
-        }
-        if (argv.length === 0) {
-          if (!/^\d+$/.test(lockfile)) {
-            cmd.error(
-              `missing the command to run (or '${lockfile}' is not a descriptor number for descriptor mode: lockbox run -n 9)`,
-            );
-          }
-          return await _runOnDescriptor(Number(lockfile), options);
-        }
-        if (options.unlock) {
-          cmd.error("-u (--unlock) works on a descriptor: lockbox run -u FD");
-        }
-        await _runCommand(lockfile, argv, options);
-      },
+    .action(_runAction);
+}
+
+/**
+ * What `lockbox run` does with what commander parsed: the command to run,
+ * checked against the options, in command mode; with no command, LOCKFILE
+ * is a descriptor number for descriptor mode.
+ */
+async function _runAction(
+  lockfile: string,
+  command: string[],
+  options: _RunOptions & { command?: string },
+  cmd: Command,
+): Promise<void> {
+  const argv = _commandLine(command, options.command, cmd);
+  if (options.fork === false && options.close) {
+    cmd.error("-F (--no-fork) and -o (--close) cannot go together");
+  }
+  if (options.db !== undefined && (options.unlock || argv.length === 0)) {
+    cmd.error(
+      "--db takes a lock NAME and a COMMAND: lockbox run --db URL NAME COMMAND",
     );
+  }
+  if (argv.length === 0) {
+    if (!/^\d+$/.test(lockfile)) {
+      cmd.error(
+        `missing the command to run (or '${lockfile}' is not a descriptor number for descriptor mode: lockbox run -n 9)`,
+      );
+    }
+    return await _runOnDescriptor(Number(lockfile), options);
+  }
+  if (options.unlock) {
+    cmd.error("-u (--unlock) works on a descriptor: lockbox run -u FD");
+  }
+  await _runCommand(lockfile, argv, options);
+}
+
+/**
+ * The command to run: COMMAND [ARG...], or `$SHELL -c` with the string
+ * that -c gave (as an option, or as the first words after LOCKFILE, where
+ * passThroughOptions leaves it); empty for descriptor mode.
+ */
+function _commandLine(
+  command: string[],
+  shellOption: string | undefined,
+  cmd: Command,
+): string[] {
+  let argv = command;
+  let shellCommand = shellOption;
+  if (argv[0] === "-c" || argv[0] === "--command") {
+    shellCommand = argv[1];
+    if (shellCommand === undefined || argv.length > 2) {
+      cmd.error("-c takes exactly one command string");
+    }
+    argv = [];
+  }
+  if (shellCommand !== undefined) {
+    if (argv.length > 0) {
+      cmd.error(
+        "give either -c 'SHELL COMMAND' or COMMAND [ARG...], not both",
+      );
+    }
+    argv = [_env("SHELL") || "/bin/sh", "-c", shellCommand];
+  }
+  return argv;
 }
