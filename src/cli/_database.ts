@@ -1,6 +1,7 @@
-// `--db URL` for the lock commands: lockbox's PostgreSQL backend, loaded
-// only when a command names a database, so that file-only use never loads
-// a database driver.
+// `--db URL` and `--schema NAME` for every command that takes them (locks,
+// stores, the seed systems): lockbox's PostgreSQL backend, loaded only when
+// a command names a database, so that file-only use never loads a database
+// driver.
 
 import { type Command, InvalidArgumentError } from "commander";
 import type { PostgresBackend } from "../postgres/backend.ts";

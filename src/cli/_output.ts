@@ -1,5 +1,6 @@
 // What every command shares: exit codes, the _Exit that ends a command
-// with one, and writing to stdout and stderr whole.
+// with one, writing to stdout and stderr whole, colour, and the wording of
+// a corrupt store's remedy for the shell.
 
 import type { CorruptStoreError } from "../base/errors.ts";
 import {

@@ -1,6 +1,6 @@
 // `lockbox store get|set|delete|edit|check|watch|reset-fence`: a store's
 // document, read and changed under its lock, in whole-file or journal mode
-// as the files beside it say.
+// as the files beside it say, or a PostgreSQL document with `--db`.
 
 import type { Command } from "commander";
 import { CorruptStoreError, StoreError } from "../base/errors.ts";

@@ -1,5 +1,6 @@
-// What differs between the systems lockbox runs on, in one place: the C
-// library's constants for the FFI paths, and whether `/proc` may be used.
+// What differs between the systems lockbox runs on, in one place: the OS,
+// the C library's constants for the FFI paths (Deno's, and Node's through
+// _libc.ts), and whether `/proc` may be used.
 // Runtime-agnostic: both runtime layers import it.
 
 /** The operating system, as Deno names it (`"linux"`, `"darwin"`, `"windows"`, ...). */
@@ -44,7 +45,8 @@ export interface _CLibrary {
   threadTimers: boolean;
 }
 
-// flock's and fcntl's numbers are BSD's on all three; errno's differ.
+// flock's and fcntl's numbers, EINTR and EBADF are BSD's on all three;
+// EWOULDBLOCK and SIGURG differ.
 const _BSD_FLOCK = {
   LOCK_SH: 1,
   LOCK_EX: 2,

@@ -1,6 +1,7 @@
-// The only module that touches `Deno.*`. Everything above it is
-// runtime-agnostic: the Node build swaps in _runtime_node.ts, which has the
-// same exports (the shapes are in _runtime_types.ts).
+// The runtime layer on Deno, the only module that touches `Deno.*`.
+// node.ts has the same exports for Node (the shapes are in types.ts), and
+// runtime/mod.ts picks one of the two when it loads, so everything above
+// this folder is runtime-agnostic.
 
 import {
   _checkPathArgument,
@@ -128,7 +129,7 @@ export function _lstat(path: string): _FileStat | null {
 
 /**
  * The descriptor number of this process's open file `stat` describes, which
- * Deno does not expose: found in /proc. With `locked`, the one whose open
+ * Deno does not expose: found in /proc (or /dev/fd). With `locked`, the one whose open
  * file description holds a flock (the kernel lists it under that
  * descriptor), which tells a lock from other opens of the same file.
  */
@@ -259,7 +260,7 @@ class _DenoLockHandle implements _LockHandle {
     // releases the flock.
     this.#file.close();
   }
-  /** The descriptor number, which Deno does not expose: found in /proc. */
+  /** The descriptor number, which Deno does not expose (see `_descriptorOf`). */
   descriptor(): number {
     return _descriptorOf(this.stat(), true);
   }
@@ -1070,7 +1071,7 @@ export function _isTerminal(stream: "stdin" | "stdout" | "stderr"): boolean {
   return Deno[stream].isTerminal();
 }
 
-/** The width of the terminal on stderr, or 80. */
+/** The width of the terminal a standard stream is on, or 80. */
 export function _columns(): number {
   try {
     return Deno.consoleSize().columns || 80;

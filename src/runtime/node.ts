@@ -622,7 +622,7 @@ export function _processExists(pid: number): boolean {
   }
 }
 
-/** The other processes that have any of `files` open (see _runtime.ts). */
+/** The other processes that have any of `files` open (see deno.ts). */
 export function _openers(
   files: ReadonlySet<string>,
 ): { pids: Map<string, number[]>; complete: boolean } {
@@ -653,7 +653,7 @@ export function _openers(
   return { pids, complete };
 }
 
-/** The files process `pid` has open (see _runtime.ts). */
+/** The files process `pid` has open (see deno.ts). */
 export function _openFilesOf(
   pid: number,
 ): { path: string; dev: number; ino: number }[] | null {
@@ -680,7 +680,7 @@ export function _openFilesOf(
   return files;
 }
 
-/** The parent of process `pid` (see _runtime.ts). */
+/** The parent of process `pid` (see deno.ts). */
 export function _parentPid(pid: number): number | null {
   if (process.platform !== "linux") return null;
   try {
@@ -713,7 +713,7 @@ export function _readCommandLine(pid: number): string | null {
 
 /**
  * The text of `/proc/locks`, or `null` where the system has none; read in
- * one large read (see _runtime.ts for why).
+ * one large read (deno.ts says why).
  */
 export function _readProcLocks(): string | null {
   if (!_proc()) return null;
@@ -1082,7 +1082,7 @@ export function _writeStderr(text: string): void {
   _writeAll(2, text);
 }
 
-/** Writes text to stdout whole, before returning (see _runtime.ts). */
+/** Writes text to stdout whole, before returning (see deno.ts). */
 export function _writeStdout(text: string): void {
   _writeAll(1, text);
 }
@@ -1149,7 +1149,7 @@ export function _args(): string[] {
   return process.argv.slice(2);
 }
 
-/** `flock(2)` on an inherited descriptor (see _runtime.ts). */
+/** `flock(2)` on an inherited descriptor (see deno.ts). */
 export function _flockDescriptor(
   fd: number,
   how: "sh" | "ex" | "un",
@@ -1174,7 +1174,7 @@ export function _flockDescriptor(
   return _flock(fd, wait ? op : op | LOCK_NB);
 }
 
-/** The command that runs this program again (see _runtime.ts). */
+/** The command that runs this program again (see deno.ts). */
 export function _selfCommand(): string[] {
   return [process.execPath, process.argv[1]];
 }

@@ -1,5 +1,5 @@
-// What every runtime layer provides (Deno: _runtime.ts; Node:
-// _runtime_node.ts): the shapes, and the helpers that need no runtime.
+// What every runtime layer provides (Deno: deno.ts; Node: node.ts): the
+// shapes, and the helpers that need no runtime.
 
 /** What lockbox needs to know about a file, from `lstat` or `fstat`. */
 export interface _FileStat {
@@ -23,7 +23,10 @@ export interface _LockHandle {
   /** `false` for a file opened read-only (one this process may not write). */
   readonly writable: boolean;
   tryLock(exclusive: boolean): boolean;
-  /** Blocks one thread of the runtime's pool until the kernel grants it. */
+  /**
+   * Waits until the kernel grants it, off the main thread (Deno: a thread of
+   * its blocking pool; Node: a waiting thread of node.ts's own, or polls).
+   */
   lock(exclusive: boolean): Promise<void>;
   /** Blocks the calling thread until the kernel grants it. */
   lockSync(exclusive: boolean): void;
