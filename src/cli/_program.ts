@@ -12,10 +12,11 @@ type _Adder = (program: Command, batchArgv?: string[]) => void;
 
 // Each command's module, loaded only when that command runs or the whole
 // program is needed (the top-level help, an unknown command, completions),
-// so that `lockbox run` loads the lock layer and nothing of the stores, the
-// seed systems or PostgreSQL. The specifiers are string literals: `deno
-// compile` and `deno bundle` follow them into the executable and the npm
-// package's chunks.
+// so that `lockbox run` loads the lock layer and no store, seed system or
+// database driver (of the stores and PostgreSQL, only the two pure modules
+// the shared option parsers use: json_pointer.ts and schema.ts). The
+// specifiers are string literals: `deno compile` and `deno bundle` follow
+// them into the executable and the npm package's chunks.
 const _GROUPS: [string, Record<string, () => Promise<_Adder>>][] = [
   ["Locks:", {
     run: async () => (await import("./run.ts"))._addRun,
