@@ -1,7 +1,9 @@
 // `lockbox run`, black-box: spawned as a user would run it, and compared
-// with the real flock(1): exit codes, mutual exclusion, waits, descriptor
-// and directory locks, the FLOCKER idiom, lock files it may not write.
-// Signals and the terminal are in run_signals_test.ts.
+// with the real flock(1): exit codes, mutual exclusion, waits, --verbose,
+// descriptor and directory locks, the FLOCKER idiom, lock files it may not
+// write, the command line in the holder record and a full disk (that test
+// also checks two usage errors of `files` and `state`). Signals and the
+// terminal are in run_signals_test.ts.
 
 import assert from "node:assert/strict";
 import { FileLock } from "../../mod.ts";
