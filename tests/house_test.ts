@@ -111,9 +111,14 @@ function functionsOf(text: string): { name: string; lines: number }[] {
     let open = -1;
     if (line.trimEnd().endsWith("{")) open = i;
     else if (line.trimEnd().endsWith("(")) {
+      // The parameters end at a line of the declaration's indentation:
+      // `): T {`, or `): Promise<` with the return type's `> {` after it.
       for (let j = i + 1; j < Math.min(i + 30, lines.length); j++) {
-        if (lines[j].startsWith(`${indent})`)) {
-          if (lines[j].trimEnd().endsWith("{")) open = j;
+        const at = lines[j].slice(indent.length);
+        if (!lines[j].startsWith(indent) || /^\s/.test(at)) continue;
+        if (!at.startsWith(")") && !at.startsWith(">")) break;
+        if (at.trimEnd().endsWith("{")) {
+          open = j;
           break;
         }
       }
@@ -153,6 +158,13 @@ Deno.test("the house: functionsOf() measures a declaration from its first line t
     "  if (x) {",
     "  }",
     "}",
+    "function d(",
+    "  x: number,",
+    "): Promise<",
+    "  number",
+    "> {",
+    "  return x;",
+    "}",
     "class B {",
     "  #c(): void {",
     "    return;",
@@ -161,6 +173,7 @@ Deno.test("the house: functionsOf() measures a declaration from its first line t
   ].join("\n");
   assert.deepEqual(functionsOf(text), [
     { name: "a", lines: 6 },
+    { name: "d", lines: 7 },
     { name: "#c", lines: 3 },
   ]);
 });
