@@ -24,22 +24,25 @@ const { FileLock, isLocked, listLocks, lockHolder, withLock } = lockbox;
  */
 async function withTempDir(fn) {
   const dir = mkdtempSync(join(tmpdir(), "lockbox_win_node_"));
-  let failed = true;
+  const remove = () =>
+    rmSync(dir, {
+      recursive: true,
+      force: true,
+      maxRetries: 20,
+      retryDelay: 50,
+    });
   try {
     await fn(dir);
-    failed = false;
-  } finally {
+  } catch (error) {
+    // The test's own error is the one to report, not a failed clean-up.
     try {
-      rmSync(dir, {
-        recursive: true,
-        force: true,
-        maxRetries: 20,
-        retryDelay: 50,
-      });
-    } catch (error) {
-      if (!failed) throw error;
+      remove();
+    } catch {
+      // Left behind in the temporary directory.
     }
+    throw error;
   }
+  remove();
 }
 
 /** Runs Node workers at once; fails unless every one exits 0. */
@@ -228,7 +231,7 @@ test("FileLock.release() of a shared lock with removeOnRelease hands it on when 
 });
 
 test("lockbox store set, store get and run work on Node on Windows", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir((dir) => {
     const store = join(dir, "s.json");
     const lockFile = join(dir, "job.lock");
     const set = run(process.execPath, [CLI, "store", "set", store, "/n", "41"]);
