@@ -32,7 +32,7 @@ import {
   _replaceHoldingLock,
 } from "./atomic.ts";
 import { type _Parsed, _parseJson, _toJson } from "./json.ts";
-import { _checkFence, _initialValue } from "./document_backend.ts";
+import { _checkFence, _initialValue } from "./document_storage.ts";
 import { _parsePython, _toPython } from "./python_json.ts";
 
 /** A parsed file, or why it is corrupt. */
@@ -253,11 +253,13 @@ export class _StoreFiles<T> {
   }
 
   /**
-   * Moves a corrupt document's bytes to `<path>.corrupt-<time>`, continues
-   * from the newest backup that parses and validates (else the initial
-   * value), writes that in its place, and warns.
+   * Applies `onCorrupt` to a corrupt document: throws `error`, or
+   * (quarantine) moves the document's bytes to `<path>.corrupt-<time>`,
+   * continues from the newest backup that parses and validates (else the
+   * initial value), writes that in its place, and warns.
    */
-  async quarantine(error: CorruptStoreError): Promise<T> {
+  async applyOnCorrupt(error: CorruptStoreError): Promise<T> {
+    if (this.onCorrupt === "throw") throw error;
     let destination: string;
     try {
       destination = _quarantineAside(this.path);

@@ -5,18 +5,18 @@ import { StoreError } from "../base/errors.ts";
 import { _checkTarget, _readStoreFile, _syncDirectoryOf } from "./atomic.ts";
 import type {
   _ChangeOptions,
-  _DocumentBackend,
+  _DocumentStorage,
   _Next,
-} from "./document_backend.ts";
+} from "./document_storage.ts";
 import type { _Loaded, _StoreFiles } from "./_store_files.ts";
 import { _hasJournal } from "./store_mode.ts";
 import { _watchFiles, type StoreVersion, type WatchOptions } from "./watch.ts";
 
 /** A JsonStore's document as one file. */
-export class _WholeFile<T> implements _DocumentBackend<T> {
+export class _WholeFile<T> implements _DocumentStorage<T> {
   #files: _StoreFiles<T>;
 
-  /** Creates the whole-file backend over a store's files. */
+  /** Creates the whole-file storage over a store's files. */
   constructor(files: _StoreFiles<T>) {
     this.#files = files;
   }
@@ -105,7 +105,7 @@ export class _WholeFile<T> implements _DocumentBackend<T> {
   async #loadLocked(): Promise<{ value: T; exists: boolean }> {
     const loaded = await this.#load();
     if (loaded.ok) return loaded;
-    if (this.#files.onCorrupt === "throw") throw loaded.error;
-    return { value: await this.#files.quarantine(loaded.error), exists: true };
+    const value = await this.#files.applyOnCorrupt(loaded.error);
+    return { value, exists: true };
   }
 }

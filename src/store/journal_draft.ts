@@ -2,7 +2,7 @@
 // journal ops, and the rules by which an op changes a document, shared by
 // the recording and by every replay of the journal, so that both always end
 // up with the same document (see ARCHITECTURE.md, "JsonStore's document
-// backends").
+// storage").
 
 import { _setOwn } from "../base/ids.ts";
 import { _checkArrayGrowth, _checkStoredValue } from "./json.ts";
@@ -118,9 +118,10 @@ export class _Recorder {
   #ended = false;
 
   /**
-   * Ends the update, even a failed one: a draft kept past it (in a variable,
-   * or inside a value `finish` does not walk) can be read but no longer changed, since it
-   * would change this process's cached document behind the journal's back.
+   * Ends the update, even a failed one: a draft kept past it (in a
+   * variable, or inside a value `finish` does not walk) can be read but no
+   * longer changed, since it would change this process's cached document
+   * behind the journal's back.
    */
   end(): void {
     this.#ended = true;

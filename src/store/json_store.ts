@@ -5,12 +5,14 @@
 import { _checkBlockingWait, _checkTimeout } from "../base/checks.ts";
 import { _toPath } from "../runtime/mod.ts";
 import {
-  type _DocumentBackend,
+  _checkBackups,
+  _checkOnCorrupt,
+  type _DocumentStorage,
   _STORAGE,
   type _Storage,
-} from "./document_backend.ts";
+} from "./document_storage.ts";
 import { _Journal } from "./_journal.ts";
-import { _StoreFiles } from "./_store_files.ts";
+import { _StoreFiles, type _StoreSettings } from "./_store_files.ts";
 import { _WholeFile } from "./_whole_file.ts";
 import {
   _checkRecheck,
@@ -153,6 +155,68 @@ export interface StoreWriteOptions {
 }
 
 /**
+ * Checks the options of a store on files (the first bad one throws) and
+ * gives the settings of its files.
+ */
+function _checkFileOptions<T>(
+  options: JsonStoreOptions<T>,
+): Omit<_StoreSettings<T>, "path" | "lockPath"> {
+  const backups = _checkBackups(options.backups ?? 0);
+  const indent = options.indent ?? 2;
+  if (!Number.isInteger(indent) || indent < 0 || indent > 10) {
+    throw new RangeError(
+      `Cannot use indent ${indent}: expected an integer from 0 to 10`,
+    );
+  }
+  const lockTimeout = _checkTimeout(options.lockTimeout, "lockTimeout", 30_000);
+  const blockingLock = options.blockingLock === true;
+  if (blockingLock) {
+    _checkBlockingWait("blockingLock", "lockTimeout", lockTimeout, undefined);
+  }
+  const onCorrupt = _checkOnCorrupt(options.onCorrupt ?? "throw");
+  const compactAt = options.compactAt;
+  if (
+    compactAt !== undefined &&
+    (typeof compactAt !== "number" || !(compactAt >= 0))
+  ) {
+    throw new RangeError(
+      `Cannot use compactAt ${compactAt}: expected a number of bytes of at least 0`,
+    );
+  }
+  const format = options.format ?? "json";
+  if (format !== "json" && format !== "python") {
+    throw new TypeError(
+      `Cannot use format "${format}": expected "json" or "python"`,
+    );
+  }
+  if (backups > 0 && options.journal) {
+    throw new TypeError(
+      "Cannot keep backups in journal mode: backups are kept by whole-file stores, whose every write replaces the file; use one or the other",
+    );
+  }
+  if (format === "python" && options.journal) {
+    throw new TypeError(
+      'Cannot use format "python" in journal mode: the journal is lockbox\'s own format, for stores only lockbox reads',
+    );
+  }
+  return {
+    initial: options.initial,
+    durable: options.durable ?? true,
+    backups,
+    validate: options.validate,
+    lockTimeout,
+    blockingLock,
+    onCorrupt,
+    indent,
+    warn: options.onWarning ?? ((message) => console.warn(message)),
+    python: format === "python"
+      ? { ensureAscii: options.ensureAscii ?? true }
+      : null,
+    keepOpen: options.keepOpen === true,
+  };
+}
+
+/**
  * A JSON document in a file, shared safely by any number of processes.
  *
  * `update` holds the file's exclusive lock from the read to the rename, so
@@ -183,16 +247,19 @@ export class JsonStore<T> implements AsyncDisposable {
   readonly path: string;
   /** The lock file (on PostgreSQL: the name of the lock that fences it). */
   readonly lockPath: string;
-  #backend: _DocumentBackend<T>;
+  #storage: _DocumentStorage<T>;
 
   /**
    * Creates a JsonStore.
    *
    * @param path The store file (created on the first write).
    * @param options The initial value and how to read and write.
-   * @throws {TypeError} If `initial` is missing, `onCorrupt` is unknown, or
-   *   `blockingLock` comes with a `lockTimeout` other than `Infinity` or 0.
-   * @throws {RangeError} If `backups`, `indent` or `lockTimeout` is out of range.
+   * @throws {TypeError} If `initial` is missing, `onCorrupt` or `format` is
+   *   unknown, `blockingLock` comes with a `lockTimeout` other than
+   *   `Infinity` or 0, or `journal` comes with `backups` or
+   *   `format: "python"`.
+   * @throws {RangeError} If `backups`, `indent`, `lockTimeout` or
+   *   `compactAt` is out of range.
    */
   constructor(path: string | URL, options: JsonStoreOptions<T>) {
     if (options === undefined || !("initial" in options)) {
@@ -204,84 +271,20 @@ export class JsonStore<T> implements AsyncDisposable {
     if (storage !== undefined) {
       this.path = storage.path;
       this.lockPath = storage.lockPath;
-      this.#backend = storage.backend;
+      this.#storage = storage.backend;
       return;
     }
     this.path = _toPath(path);
     this.lockPath = options.lockPath === undefined
       ? `${this.path}.lock`
       : _toPath(options.lockPath);
-    const backups = options.backups ?? 0;
-    if (!Number.isInteger(backups) || backups < 0 || backups > 1000) {
-      throw new RangeError(
-        `Cannot use backups ${backups}: expected an integer from 0 to 1000`,
-      );
-    }
-    const indent = options.indent ?? 2;
-    if (!Number.isInteger(indent) || indent < 0 || indent > 10) {
-      throw new RangeError(
-        `Cannot use indent ${indent}: expected an integer from 0 to 10`,
-      );
-    }
-    const lockTimeout = _checkTimeout(
-      options.lockTimeout,
-      "lockTimeout",
-      30_000,
-    );
-    const blockingLock = options.blockingLock === true;
-    if (blockingLock) {
-      _checkBlockingWait("blockingLock", "lockTimeout", lockTimeout, undefined);
-    }
-    const onCorrupt = options.onCorrupt ?? "throw";
-    if (onCorrupt !== "throw" && onCorrupt !== "quarantine") {
-      throw new TypeError(
-        `Cannot use onCorrupt "${onCorrupt}": expected "throw" or "quarantine"`,
-      );
-    }
-    const compactAt = options.compactAt;
-    if (
-      compactAt !== undefined &&
-      (typeof compactAt !== "number" || !(compactAt >= 0))
-    ) {
-      throw new RangeError(
-        `Cannot use compactAt ${compactAt}: expected a number of bytes of at least 0`,
-      );
-    }
-    const format = options.format ?? "json";
-    if (format !== "json" && format !== "python") {
-      throw new TypeError(
-        `Cannot use format "${format}": expected "json" or "python"`,
-      );
-    }
-    if (backups > 0 && options.journal) {
-      throw new TypeError(
-        "Cannot keep backups in journal mode: backups are kept by whole-file stores, whose every write replaces the file; use one or the other",
-      );
-    }
-    if (format === "python" && options.journal) {
-      throw new TypeError(
-        'Cannot use format "python" in journal mode: the journal is lockbox\'s own format, for stores only lockbox reads',
-      );
-    }
     const files = new _StoreFiles<T>({
       path: this.path,
       lockPath: this.lockPath,
-      initial: options.initial,
-      durable: options.durable ?? true,
-      backups,
-      validate: options.validate,
-      lockTimeout,
-      blockingLock,
-      onCorrupt,
-      indent,
-      warn: options.onWarning ?? ((message) => console.warn(message)),
-      python: format === "python"
-        ? { ensureAscii: options.ensureAscii ?? true }
-        : null,
-      keepOpen: options.keepOpen === true,
+      ..._checkFileOptions(options),
     });
-    this.#backend = options.journal
-      ? new _Journal<T>(files, compactAt)
+    this.#storage = options.journal
+      ? new _Journal<T>(files, options.compactAt)
       : new _WholeFile<T>(files);
   }
 
@@ -309,7 +312,7 @@ export class JsonStore<T> implements AsyncDisposable {
    * ```
    */
   read(): Promise<T> {
-    return this.#backend.read();
+    return this.#storage.read();
   }
 
   /**
@@ -346,7 +349,7 @@ export class JsonStore<T> implements AsyncDisposable {
     if (typeof fn !== "function") {
       throw new TypeError("Cannot update a JsonStore: fn must be a function");
     }
-    return await this.#backend.change(async (draft) => {
+    return await this.#storage.change(async (draft) => {
       const result = await fn(draft);
       return { replace: false, value: draft, result };
     }, options);
@@ -386,7 +389,7 @@ export class JsonStore<T> implements AsyncDisposable {
         "Cannot transform a JsonStore: fn must be a function",
       );
     }
-    return await this.#backend.change(async (current) => {
+    return await this.#storage.change(async (current) => {
       const value = await fn(current);
       return { replace: true, value, result: value };
     }, { ...options, replaces: true });
@@ -416,7 +419,7 @@ export class JsonStore<T> implements AsyncDisposable {
    * ```
    */
   write(value: T, options: StoreWriteOptions = {}): Promise<void> {
-    return this.#backend.change(
+    return this.#storage.change(
       () => Promise.resolve({ replace: true, value, result: undefined }),
       { ...options, replaces: true },
     );
@@ -449,7 +452,7 @@ export class JsonStore<T> implements AsyncDisposable {
    * ```
    */
   watch(options: WatchOptions = {}): AsyncIterable<StoreVersion<T>> {
-    return this.#backend.watch({
+    return this.#storage.watch({
       signal: options.signal,
       recheckInterval: _checkRecheck(options.recheckInterval),
     });
@@ -485,7 +488,7 @@ export class JsonStore<T> implements AsyncDisposable {
    * ```
    */
   resetFence(options: { signal?: AbortSignal } = {}): Promise<void> {
-    return this.#backend.resetFence(options);
+    return this.#storage.resetFence(options);
   }
 
   /**
@@ -515,7 +518,7 @@ export class JsonStore<T> implements AsyncDisposable {
    * ```
    */
   close(): Promise<void> {
-    return this.#backend.close?.() ?? Promise.resolve();
+    return this.#storage.close?.() ?? Promise.resolve();
   }
 
   /** Closes the kept files: `await using store = new JsonStore(...)`. */

@@ -1,8 +1,10 @@
-// The one interface JsonStore's storage modes implement: a document that is
-// read as a committed version and changed under exclusion, with fencing.
-// Whole-file mode (_whole_file.ts) and journal mode (_journal.ts) are the
-// two file implementations; nothing in it assumes a file, so a database
-// can be a third.
+// The one interface JsonStore's document storages implement: a document
+// that is read as a committed version and changed under exclusion, with
+// fencing. Whole-file mode (_whole_file.ts) and journal mode (_journal.ts)
+// are the two file implementations; nothing in it assumes a file, so a
+// database (src/postgres/_pg_document.ts) is the third. ("Storage", not
+// "backend": a StoreBackend, store_backend.ts, is where the seed systems
+// keep their state.)
 
 import type { StoreVersion, WatchOptions } from "./watch.ts";
 
@@ -53,8 +55,28 @@ export function _checkFence(fence: number | undefined): number | undefined {
   return fence;
 }
 
-/** A document store's storage: JsonStore picks one in its constructor. */
-export interface _DocumentBackend<T> {
+/** Checks a store's `backups` option: an integer from 0 to 1000. */
+export function _checkBackups(backups: number): number {
+  if (!Number.isInteger(backups) || backups < 0 || backups > 1000) {
+    throw new RangeError(
+      `Cannot use backups ${backups}: expected an integer from 0 to 1000`,
+    );
+  }
+  return backups;
+}
+
+/** Checks a store's `onCorrupt` option. */
+export function _checkOnCorrupt(onCorrupt: string): "throw" | "quarantine" {
+  if (onCorrupt !== "throw" && onCorrupt !== "quarantine") {
+    throw new TypeError(
+      `Cannot use onCorrupt "${onCorrupt}": expected "throw" or "quarantine"`,
+    );
+  }
+  return onCorrupt;
+}
+
+/** A JsonStore's storage: the store picks one in its constructor. */
+export interface _DocumentStorage<T> {
   /** A committed version of the document, without waiting for writers. */
   read(): Promise<T>;
   /**
@@ -78,7 +100,7 @@ export interface _DocumentBackend<T> {
    */
   resetFence(options: { signal?: AbortSignal }): Promise<void>;
   /**
-   * Closes what the backend keeps open between calls (a file store's
+   * Closes what the storage keeps open between calls (a file store's
    * `keepOpen`); calls still in flight close theirs as they settle.
    */
   close?(): Promise<void>;
@@ -86,9 +108,9 @@ export interface _DocumentBackend<T> {
 
 /**
  * The key under which another storage (PostgreSQL's, in `src/postgres/`)
- * hands JsonStore its document backend, so that one class keeps one
- * contract whatever holds the document. Not exported from mod.ts: a JsonStore option only
- * lockbox's own storages pass.
+ * hands JsonStore its document storage, so that one class keeps one
+ * contract whatever holds the document. Not exported from mod.ts: a
+ * JsonStore option only lockbox's own storages pass.
  */
 export const _STORAGE: unique symbol = Symbol("lockbox.storage");
 
@@ -98,6 +120,6 @@ export interface _Storage<T> {
   path: string;
   /** What `lockPath` shows: the name of the lock that fences it. */
   lockPath: string;
-  /** The document. */
-  backend: _DocumentBackend<T>;
+  /** The document's storage. */
+  backend: _DocumentStorage<T>;
 }
