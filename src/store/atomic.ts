@@ -1,5 +1,7 @@
-// The durable atomic replace every lockbox writer uses, and the checks and
-// messages around it.
+// The file work every lockbox writer uses: the durable atomic replace (and
+// the ownership it keeps), whole-line appends, whole-file reads within the
+// document limit, the checks that refuse a symlink or a directory, moving
+// a corrupt file aside, and making durable directories.
 
 import { basename, dirname } from "node:path";
 import {

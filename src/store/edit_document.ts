@@ -125,7 +125,8 @@ async function _removeOrphanedCopies(tmp: string): Promise<void> {
     return; // only tidying
   }
   for (const entry of entries) {
-    const match = /^lockbox_edit_(\d+)_/.exec(entry.name);
+    if (!entry.name.startsWith(_EDIT_PREFIX)) continue;
+    const match = /^(\d+)_/.exec(entry.name.slice(_EDIT_PREFIX.length));
     if (!match || !entry.isDirectory || entry.isSymlink) continue;
     const pid = Number(match[1]);
     if (pid === _pid() || _processExists(pid)) continue;

@@ -59,8 +59,8 @@ function _fresh(next: string): unknown {
 /**
  * Sets the value at `pointer`, creating missing objects on the way; `-`
  * appends to an array, and a missing container before `-` is created as an
- * array (`/jobs/-` on `{}` makes `{"jobs":[value]}`). Returns the new document (a new value only when the
- * pointer is empty). Throws a `TypeError` naming the pointer when the path
+ * array (`/jobs/-` on `{}` makes `{"jobs":[value]}`). Returns the new
+ * document (a new value only when the pointer is empty). Throws a `TypeError` naming the pointer when the path
  * runs through a value that is not an object or array.
  */
 export function _setPointer(

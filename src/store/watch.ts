@@ -40,7 +40,7 @@ export class _Wakeup {
   #set = false;
   #waiters: (() => void)[] = [];
 
-  /** Sets the flag and wakes the waiter. */
+  /** Sets the flag and wakes every waiter. */
   set(): void {
     this.#set = true;
     for (const wake of this.#waiters.splice(0)) wake();
