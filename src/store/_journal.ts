@@ -56,24 +56,24 @@ const _MIN_COMPACT_AT = 1 << 20;
 
 /** Journal mode of one JsonStore. */
 export class _Journal<T> implements _DocumentStorage<T> {
-  #store: _StoreFiles<T>;
+  #storeFiles: _StoreFiles<T>;
   #compactAt: number | undefined;
-  #files: _JournalFiles;
+  #journal: _JournalFiles;
   #cache: _JournalCache<T>;
 
   /**
    * Creates the journal storage over a store's files; `compactAt` is the
    * journal size past which an update folds it into a new snapshot.
    */
-  constructor(store: _StoreFiles<T>, compactAt: number | undefined) {
-    this.#store = store;
+  constructor(storeFiles: _StoreFiles<T>, compactAt: number | undefined) {
+    this.#storeFiles = storeFiles;
     this.#compactAt = compactAt;
-    this.#files = new _JournalFiles(
-      store.path,
-      store,
+    this.#journal = new _JournalFiles(
+      storeFiles.path,
+      storeFiles,
       () => this.#cache.current,
     );
-    this.#cache = new _JournalCache(store, this.#files);
+    this.#cache = new _JournalCache(storeFiles, this.#journal);
   }
 
   /**
@@ -88,7 +88,7 @@ export class _Journal<T> implements _DocumentStorage<T> {
     /** The JSON of the last version a whole read found. */
     let shown: string | undefined;
     return _watchFiles(
-      this.#store.path,
+      this.#storeFiles.path,
       [".journal"],
       async () => {
         // What was yielded last, if the watch still has it (a view, kept
@@ -127,12 +127,12 @@ export class _Journal<T> implements _DocumentStorage<T> {
    * when `view` must be dropped.
    */
   #advance(view: _View<T>): boolean | null {
-    _checkTarget(this.#files.journalPath, "read");
+    _checkTarget(this.#journal.journalPath, "read");
     let tail: Uint8Array;
     try {
       // Header and lines through one descriptor: both of the same file.
       // Lines appended after the size was read wake the watch again.
-      const handle = _openExistingForReading(this.#files.journalPath);
+      const handle = _openExistingForReading(this.#journal.journalPath);
       if (handle === null) return null;
       try {
         const size = handle.size();
@@ -144,7 +144,7 @@ export class _Journal<T> implements _DocumentStorage<T> {
         handle.close();
       }
     } catch (error) {
-      throw _fsError("read", this.#files.journalPath, error);
+      throw _fsError("read", this.#journal.journalPath, error);
     }
     const applied = _applyLines(tail, view.state, view.seq, true);
     if (applied.damage) {
@@ -177,24 +177,24 @@ export class _Journal<T> implements _DocumentStorage<T> {
     { state: T; view: _View<T> | null } | null
   > {
     for (let attempt = 0; attempt < 5; attempt++) {
-      const snapshot = await _readIfExists(this.#store.path);
-      const journal = await _readIfExists(this.#files.journalPath);
+      const snapshot = await _readIfExists(this.#storeFiles.path);
+      const journal = await _readIfExists(this.#journal.journalPath);
       if (journal === null) {
         // No journal yet: the snapshot (or nothing) is the whole story,
         // unless a compaction stopped half way: the catch-up under the
         // lock finishes it.
-        if (_lstat(this.#files.nextPath) !== null) break;
+        if (_lstat(this.#journal.nextPath) !== null) break;
         if (snapshot === null) {
-          return { state: this.#store.initial(), view: null };
+          return { state: this.#storeFiles.initial(), view: null };
         }
-        const parsed = this.#store.parse(snapshot);
+        const parsed = this.#storeFiles.parse(snapshot);
         if (!parsed.ok) break;
         return { state: parsed.value, view: null };
       }
       const header = _parseHeader(journal);
       if (header === null || snapshot === null) break;
       if (await _sha256(snapshot) !== header.base) continue; // mid-compaction
-      const parsed = this.#store.parse(snapshot);
+      const parsed = this.#storeFiles.parse(snapshot);
       if (!parsed.ok) break;
       const applied = _applyLines(
         journal.subarray(header.length),
@@ -219,12 +219,12 @@ export class _Journal<T> implements _DocumentStorage<T> {
 
   /** Reads under the lock, catching up with the files as an update does. */
   async #readLocked(): Promise<T> {
-    return await this.#files.counted(() =>
-      this.#store.locked(async () => {
+    return await this.#journal.counted(() =>
+      this.#storeFiles.locked(async () => {
         try {
           return structuredClone((await this.#cache.catchUp()).state);
         } finally {
-          this.#files.release();
+          this.#journal.release();
         }
       }, {})
     );
@@ -245,15 +245,15 @@ export class _Journal<T> implements _DocumentStorage<T> {
     // meanwhile (_group_commit.ts). The update is acknowledged only once
     // its line is on disk.
     let unsynced: _WriteHandle | null = null;
-    return await this.#files.counted(async () => {
+    return await this.#journal.counted(async () => {
       try {
-        const result = await this.#store.locked(async () => {
+        const result = await this.#storeFiles.locked(async () => {
           try {
             const cache = await this.#cache.catchUp();
-            const highest = await this.#store.checkFence(options.fence);
+            const highest = await this.#storeFiles.checkFence(options.fence);
             const { result, ops } = await this.#record(cache, fn, options);
             try {
-              await this.#store.recordFence(options.fence, highest);
+              await this.#storeFiles.recordFence(options.fence, highest);
               if (ops.length === 0) return result;
               unsynced = this.#append(cache, ops);
             } catch (error) {
@@ -263,12 +263,12 @@ export class _Journal<T> implements _DocumentStorage<T> {
             await this.#compactIfDue(cache);
             return result;
           } finally {
-            this.#files.release();
+            this.#journal.release();
           }
         }, { signal: options.signal });
         if (unsynced !== null) {
-          const synced = this.#files.syncSoon(unsynced);
-          this.#files.park(unsynced);
+          const synced = this.#journal.syncSoon(unsynced);
+          this.#journal.park(unsynced);
           unsynced = null;
           if (synced !== null) await synced;
         }
@@ -302,11 +302,11 @@ export class _Journal<T> implements _DocumentStorage<T> {
         // The same document again writes nothing, as in whole-file mode.
         if (recorder.ops[0] === `["s",[],${before}]`) recorder.ops = [];
       }
-      if (this.#store.validate) {
+      if (this.#storeFiles.validate) {
         // What validate returns is what is stored, as in whole-file mode.
         // It gets the document itself, not a draft: a proxy would make a
         // validator that walks the document several times slower.
-        const checked = this.#store.validate(cache.state);
+        const checked = this.#storeFiles.validate(cache.state);
         if (checked !== cache.state) {
           cache.state = recorder.conform(cache.state, checked) as T;
         }
@@ -336,8 +336,8 @@ export class _Journal<T> implements _DocumentStorage<T> {
       await this.#cache.compact(cache.state);
     } catch (error) {
       this.#cache.drop();
-      this.#store.warn(
-        `lockbox: the update to '${this.#store.path}' is saved, but folding its journal into the file failed (${
+      this.#storeFiles.warn(
+        `lockbox: the update to '${this.#storeFiles.path}' is saved, but folding its journal into the file failed (${
           (error as Error).message
         }); a later update tries again`,
       );
@@ -346,13 +346,13 @@ export class _Journal<T> implements _DocumentStorage<T> {
 
   /** Forgets the fences applied, under the store's lock. */
   resetFence(options: { signal?: AbortSignal }): Promise<void> {
-    return this.#store.resetFence(options);
+    return this.#storeFiles.resetFence(options);
   }
 
   /** Closes the kept journal (keepOpen); calls in flight close theirs. */
   close(): Promise<void> {
-    this.#store.close();
-    this.#files.closeWhenIdle();
+    this.#storeFiles.close();
+    this.#journal.closeWhenIdle();
     return Promise.resolve();
   }
 
@@ -361,9 +361,9 @@ export class _Journal<T> implements _DocumentStorage<T> {
    * durable, for the caller to fdatasync once the lock is released.
    */
   #append(cache: _Cache<T>, ops: string[]): _WriteHandle | null {
-    const journalPath = this.#files.journalPath;
+    const journalPath = this.#journal.journalPath;
     const line = _updateLine(cache.seq + 1, ops);
-    const handle = this.#files.takeHeld();
+    const handle = this.#journal.takeHeld();
     if (handle === null) {
       throw new StoreError(
         journalPath,
@@ -382,13 +382,13 @@ export class _Journal<T> implements _DocumentStorage<T> {
       } catch {
         // The error below is what counts.
       }
-      this.#files.close(handle);
+      this.#journal.close(handle);
       throw _fsError("append to", journalPath, error);
     }
     cache.offset += line.length;
     cache.seq++;
-    if (this.#store.durable) return handle;
-    this.#files.park(handle);
+    if (this.#storeFiles.durable) return handle;
+    this.#journal.park(handle);
     return null;
   }
 }

@@ -35,16 +35,16 @@ export interface _Cache<T> extends _Position {
 
 /** This process's copy of a journal-mode store, and its repair. */
 export class _JournalCache<T> {
-  #store: _StoreFiles<T>;
-  #files: _JournalFiles;
+  #storeFiles: _StoreFiles<T>;
+  #journal: _JournalFiles;
   #compaction: _JournalCompaction<T>;
   #cache: _Cache<T> | null = null;
 
-  /** Creates the cache of a store's journal; `files` reads the journal. */
-  constructor(store: _StoreFiles<T>, files: _JournalFiles) {
-    this.#store = store;
-    this.#files = files;
-    this.#compaction = new _JournalCompaction(store, files);
+  /** Creates the cache of a store's journal, which `journal` reads. */
+  constructor(storeFiles: _StoreFiles<T>, journal: _JournalFiles) {
+    this.#storeFiles = storeFiles;
+    this.#journal = journal;
+    this.#compaction = new _JournalCompaction(storeFiles, journal);
   }
 
   /** The cached state, if this process has one. */
@@ -65,11 +65,11 @@ export class _JournalCache<T> {
    * journal held open for this update's append (`_JournalFiles.hold`).
    */
   async catchUp(): Promise<_Cache<T>> {
-    const idle = this.#files.takeIdle();
+    const idle = this.#journal.takeIdle();
     if (idle !== null) {
       return await this.#applyNewLines(idle.handle, idle.size, this.#cache!);
     }
-    const handle = this.#files.open();
+    const handle = this.#journal.open();
     if (handle === null) return await this.#start();
     let cache: _Cache<T>;
     let size: number;
@@ -83,7 +83,7 @@ export class _JournalCache<T> {
         handle.close();
         return await this.#corrupt(
           new CorruptStoreError(
-            this.#files.journalPath,
+            this.#journal.journalPath,
             "its first line is not a lockbox journal header",
           ),
           null,
@@ -97,7 +97,7 @@ export class _JournalCache<T> {
         // file or journal.next; we hold the lock, so nobody is writing them
         // now. A journal.next for the snapshot in place finishes the
         // compaction; any other is an orphan and goes.
-        _removeIfExists(_lockHolderTemp(this.#store.path));
+        _removeIfExists(_lockHolderTemp(this.#storeFiles.path));
         if (await this.#compaction.finish()) {
           handle.close();
           return await this.catchUp();
@@ -132,7 +132,7 @@ export class _JournalCache<T> {
   #forget(handle: _WriteHandle): void {
     this.#cache = null;
     try {
-      this.#files.close(handle);
+      this.#journal.close(handle);
     } catch {
       // Already closed on the way to #corrupt or #recover.
     }
@@ -148,7 +148,7 @@ export class _JournalCache<T> {
     size: number,
     cache: _Cache<T>,
   ): Promise<_Cache<T>> {
-    const journalPath = this.#files.journalPath;
+    const journalPath = this.#journal.journalPath;
     try {
       const tail = handle.readAt(cache.offset, size - cache.offset);
       const applied = _applyLines(tail, cache.state, cache.seq);
@@ -160,7 +160,7 @@ export class _JournalCache<T> {
           }) is damaged: ${applied.damage.reason}`,
         );
         this.#cache = null;
-        this.#files.close(handle);
+        this.#journal.close(handle);
         return await this.#corrupt(error, applied.state as T);
       }
       cache.state = applied.state as T;
@@ -172,14 +172,14 @@ export class _JournalCache<T> {
       // is stale and the journal stands.)
       if (applied.sealed && await this.#compaction.finish()) {
         this.#cache = null;
-        this.#files.close(handle);
+        this.#journal.close(handle);
         return await this.catchUp();
       }
       if (applied.torn) {
         // Only a writer holding the lock appends, and we hold it: the cut
         // line is the remains of one that died mid-append.
         handle.truncate(cache.offset);
-        this.#store.warn(
+        this.#storeFiles.warn(
           `Cut a torn last line (${
             size - cache.offset
           } bytes) from '${journalPath}': an update that never finished, never acknowledged`,
@@ -189,7 +189,7 @@ export class _JournalCache<T> {
       this.#forget(handle);
       throw error;
     }
-    this.#files.hold(handle, cache.id);
+    this.#journal.hold(handle, cache.id);
     this.#cache = cache;
     return cache;
   }
@@ -201,9 +201,9 @@ export class _JournalCache<T> {
   async #loadSnapshot(
     base: string,
   ): Promise<{ value: T; bytes: number } | CorruptStoreError | null> {
-    const bytes = await _readIfExists(this.#store.path);
+    const bytes = await _readIfExists(this.#storeFiles.path);
     if (bytes === null || await _sha256(bytes) !== base) return null;
-    const parsed = this.#store.parse(bytes);
+    const parsed = this.#storeFiles.parse(bytes);
     if (!parsed.ok) return parsed.error;
     return { value: parsed.value, bytes: bytes.length };
   }
@@ -211,18 +211,18 @@ export class _JournalCache<T> {
   /** No journal yet: start one for the snapshot (writing it if missing). */
   async #start(): Promise<_Cache<T>> {
     if (await this.#compaction.finish()) return await this.catchUp();
-    let bytes = await _readIfExists(this.#store.path);
+    let bytes = await _readIfExists(this.#storeFiles.path);
     let state: T;
     if (bytes === null) {
-      state = this.#store.initial();
-      const text = this.#store.serialize(state);
-      await this.#store.replace(this.#store.path, text);
+      state = this.#storeFiles.initial();
+      const text = this.#storeFiles.serialize(state);
+      await this.#storeFiles.replace(this.#storeFiles.path, text);
       bytes = _encoder.encode(text);
     } else {
-      const parsed = this.#store.parse(bytes);
+      const parsed = this.#storeFiles.parse(bytes);
       state = parsed.ok
         ? parsed.value
-        : await this.#store.applyOnCorrupt(parsed.error);
+        : await this.#storeFiles.applyOnCorrupt(parsed.error);
       if (!parsed.ok) return await this.compact(state);
     }
     return this.#cacheOf(await this.#compaction.start(bytes), state);
@@ -233,8 +233,8 @@ export class _JournalCache<T> {
     if (await this.#compaction.finish()) return await this.catchUp();
     return await this.#corrupt(
       new CorruptStoreError(
-        this.#store.path,
-        `it is not the snapshot '${this.#files.journalPath}' was written for (a writer outside journal mode replaced it, or it was restored by hand)`,
+        this.#storeFiles.path,
+        `it is not the snapshot '${this.#journal.journalPath}' was written for (a writer outside journal mode replaced it, or it was restored by hand)`,
       ),
       null,
     );
@@ -249,8 +249,8 @@ export class _JournalCache<T> {
     error: CorruptStoreError,
     state: T | null,
   ): Promise<_Cache<T>> {
-    if (this.#store.onCorrupt === "throw") throw error;
-    const journalPath = this.#files.journalPath;
+    if (this.#storeFiles.onCorrupt === "throw") throw error;
+    const journalPath = this.#journal.journalPath;
     let aside: string;
     try {
       aside = _quarantineAside(journalPath);
@@ -260,15 +260,15 @@ export class _JournalCache<T> {
     let from = "the updates before the damage";
     if (state === null) {
       from = "the snapshot";
-      const bytes = await _readIfExists(this.#store.path);
-      const parsed = bytes === null ? null : this.#store.parse(bytes);
+      const bytes = await _readIfExists(this.#storeFiles.path);
+      const parsed = bytes === null ? null : this.#storeFiles.parse(bytes);
       state = parsed?.ok
         ? parsed.value
         : parsed
-        ? await this.#store.applyOnCorrupt(parsed.error)
-        : this.#store.initial();
+        ? await this.#storeFiles.applyOnCorrupt(parsed.error)
+        : this.#storeFiles.initial();
     }
-    this.#store.warn(
+    this.#storeFiles.warn(
       `${
         error.message.split(";")[0]
       }; moved the journal to '${aside}' and continued from ${from}`,

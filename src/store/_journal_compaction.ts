@@ -38,13 +38,13 @@ export interface _NewJournal {
 
 /** The compactions of one store's journal. */
 export class _JournalCompaction<T> {
-  #store: _StoreFiles<T>;
-  #files: _JournalFiles;
+  #storeFiles: _StoreFiles<T>;
+  #journal: _JournalFiles;
 
   /** Creates the compaction of a store's journal. */
-  constructor(store: _StoreFiles<T>, files: _JournalFiles) {
-    this.#store = store;
-    this.#files = files;
+  constructor(storeFiles: _StoreFiles<T>, journal: _JournalFiles) {
+    this.#storeFiles = storeFiles;
+    this.#journal = journal;
   }
 
   /**
@@ -54,12 +54,12 @@ export class _JournalCompaction<T> {
    * journal.next over the journal.
    */
   async compact(state: T, seq: number | null): Promise<_NewJournal> {
-    const text = this.#store.serialize(state);
+    const text = this.#storeFiles.serialize(state);
     const bytes = _encoder.encode(text);
     const header = await this.#writeNext(bytes);
     if (seq !== null) this.#seal(seq, header.id);
-    this.#store.rotateBackups();
-    await this.#store.replace(this.#store.path, text);
+    this.#storeFiles.rotateBackups();
+    await this.#storeFiles.replace(this.#storeFiles.path, text);
     await this.#putNextInPlace();
     return { ...header, snapshotBytes: bytes.length };
   }
@@ -76,11 +76,11 @@ export class _JournalCompaction<T> {
    * (`true`); removes a journal.next that never got that far.
    */
   async finish(): Promise<boolean> {
-    const next = await _readIfExists(this.#files.nextPath);
+    const next = await _readIfExists(this.#journal.nextPath);
     if (next === null) return false;
     const header = _parseHeader(next);
-    const snapshot = await _readIfExists(this.#store.path);
-    const current = this.#files.readHeader();
+    const snapshot = await _readIfExists(this.#storeFiles.path);
+    const current = this.#journal.readHeader();
     if (
       header === null || snapshot === null ||
       await _sha256(snapshot) !== header.base ||
@@ -89,7 +89,7 @@ export class _JournalCompaction<T> {
       header.base === current?.base
     ) {
       // It never got as far as the snapshot: the old journal stands.
-      _removeIfExists(this.#files.nextPath);
+      _removeIfExists(this.#journal.nextPath);
       return false;
     }
     await this.#putNextInPlace();
@@ -103,7 +103,7 @@ export class _JournalCompaction<T> {
    * needs no fsync.)
    */
   #seal(seq: number, nextId: string): void {
-    const handle = this.#files.open();
+    const handle = this.#journal.open();
     if (handle === null) return;
     try {
       handle.writeNow(_sealLine(seq + 1, nextId));
@@ -116,7 +116,7 @@ export class _JournalCompaction<T> {
   async #writeNext(
     snapshot: Uint8Array,
   ): Promise<{ id: string; length: number }> {
-    const { journalPath, nextPath } = this.#files;
+    const { journalPath, nextPath } = this.#journal;
     const id = crypto.randomUUID();
     const line = _headerLine(id, await _sha256(snapshot));
     let handle: _WriteHandle | undefined;
@@ -125,14 +125,14 @@ export class _JournalCompaction<T> {
       // 0666 less the umask for a new store, as `touch` makes a file.
       handle = _createForWrite(nextPath, 0o666);
       // The journal keeps the owner, group and mode of the store's files.
-      for (const like of [journalPath, this.#store.path]) {
+      for (const like of [journalPath, this.#storeFiles.path]) {
         const stat = _lstat(like);
         if (stat === null) continue;
         _keepOwnership(handle, stat, like);
         break;
       }
       await handle.write(line);
-      if (this.#store.durable) await handle.sync();
+      if (this.#storeFiles.durable) await handle.sync();
     } catch (error) {
       handle?.close();
       handle = undefined;
@@ -151,7 +151,7 @@ export class _JournalCompaction<T> {
 
   /** Renames journal.next over the journal, and fsyncs the directory. */
   async #putNextInPlace(): Promise<void> {
-    const { journalPath, nextPath } = this.#files;
+    const { journalPath, nextPath } = this.#journal;
     try {
       _rename(nextPath, journalPath);
     } catch (error) {
@@ -159,7 +159,7 @@ export class _JournalCompaction<T> {
         throw _fsError("rename", nextPath, error);
       }
     }
-    if (!this.#store.durable) return;
+    if (!this.#storeFiles.durable) return;
     try {
       await _syncDirectory(dirname(journalPath));
     } catch (error) {

@@ -35,7 +35,7 @@ export async function _readIfExists(path: string): Promise<Uint8Array | null> {
 export class _JournalFiles {
   readonly journalPath: string;
   readonly nextPath: string;
-  #store: { readonly keepsOpen: boolean };
+  #storeFiles: { readonly keepsOpen: boolean };
   /** Where the cached state stands, if there is one (see _JournalCache). */
   #position: () => _Position | null;
   #commit: _GroupCommit;
@@ -55,17 +55,17 @@ export class _JournalFiles {
   #idleId: string | null = null;
 
   /**
-   * Creates the journal files of the store at `path`; `store` says whether
-   * it keeps files open, `position` where the cached state stands.
+   * Creates the journal files of the store at `path`; `storeFiles` says
+   * whether it keeps files open, `position` where the cached state stands.
    */
   constructor(
     path: string,
-    store: { readonly keepsOpen: boolean },
+    storeFiles: { readonly keepsOpen: boolean },
     position: () => _Position | null,
   ) {
     this.journalPath = `${path}.journal`;
     this.nextPath = `${path}.journal.next`;
-    this.#store = store;
+    this.#storeFiles = storeFiles;
     this.#position = position;
     this.#commit = new _GroupCommit(this.journalPath);
   }
@@ -161,7 +161,9 @@ export class _JournalFiles {
    */
   closeWhenIdle(): void {
     const idle = this.#idle;
-    if (idle === null || this.#inFlight > 0 || this.#store.keepsOpen) return;
+    if (idle === null || this.#inFlight > 0 || this.#storeFiles.keepsOpen) {
+      return;
+    }
     this.#idle = null;
     this.close(idle);
   }

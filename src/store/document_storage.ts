@@ -4,7 +4,8 @@
 // are the two file implementations; nothing in it assumes a file, so a
 // database (src/postgres/_pg_document.ts) is the third. ("Storage", not
 // "backend": a StoreBackend, store_backend.ts, is where the seed systems
-// keep their state.)
+// keep their state.) Beside it, what every storage shares: the initial
+// value, and the checks of a fence and of the options they share.
 
 import type { StoreVersion, WatchOptions } from "./watch.ts";
 
