@@ -294,7 +294,10 @@ export class JsonStore<T> implements AsyncDisposable {
    *
    * If the file does not parse, it is read again under a shared lock, in case
    * a tool that writes in place (such as the Python seed systems) was caught
-   * mid-write; only then is it corrupt.
+   * mid-write; only then is it corrupt (with `onCorrupt: "quarantine"` the
+   * second read takes the exclusive lock, to quarantine). In journal mode, a
+   * read that keeps meeting compactions half way, or finds an unfinished
+   * one or damage, is made again under the exclusive lock.
    *
    * @returns The document, or `initial` while the file does not exist.
    * @throws {CorruptStoreError} If the file does not parse or validate (with
