@@ -22,10 +22,10 @@ import {
 import {
   type _ChangeOptions,
   _checkFence,
-  type _DocumentStorage,
   _initialValue,
+  type _JsonStoreStorage,
   type _Next,
-} from "../store/document_storage.ts";
+} from "../store/json_store_storage.ts";
 import { _toJson } from "../store/json.ts";
 import { _applyOp, type _Op, _Recorder } from "../store/journal_draft.ts";
 import { _fenceFamily } from "../lock/fence.ts";
@@ -135,7 +135,7 @@ export const _WHOLE_BELOW = 1024 * 1024;
 const _COMPACT_AT_LEAST = 256 * 1024;
 
 /** A JsonStore's document as a row of the documents table. */
-export class _PgDocument<T> implements _DocumentStorage<T> {
+export class _PgDocument<T> implements _JsonStoreStorage<T> {
   readonly settings: _PgDocumentSettings<T>;
   #pool: _SessionPool;
   #label: string;

@@ -7,7 +7,7 @@
 
 import { LockTimeoutError } from "../base/errors.ts";
 import { _after } from "../base/promise.ts";
-import type { _ChangeOptions } from "../store/document_backend.ts";
+import type { _ChangeOptions } from "../store/json_store_storage.ts";
 import { _toJson } from "../store/json.ts";
 import { _FILE_TOKEN_MIN } from "../lock/fence.ts";
 import {

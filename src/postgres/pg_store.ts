@@ -7,7 +7,7 @@ import {
   type JsonStoreOptions,
   type StoreWriteOptions,
 } from "../store/json_store.ts";
-import { _STORAGE, type _Storage } from "../store/document_storage.ts";
+import { _STORAGE, type _Storage } from "../store/json_store_storage.ts";
 import { type _DocumentText, _PgDocument, _TEXT } from "./_pg_document.ts";
 import type { _SessionPool } from "./_pool.ts";
 import { _checkName } from "./_session.ts";

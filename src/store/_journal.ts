@@ -17,9 +17,9 @@ import { _checkTarget } from "./atomic.ts";
 import { _copyJson } from "./json.ts";
 import type {
   _ChangeOptions,
-  _DocumentStorage,
+  _JsonStoreStorage,
   _Next,
-} from "./document_storage.ts";
+} from "./json_store_storage.ts";
 import { _Recorder } from "./journal_draft.ts";
 import {
   _applyLines,
@@ -55,7 +55,7 @@ interface _View<T> {
 const _MIN_COMPACT_AT = 1 << 20;
 
 /** Journal mode of one JsonStore. */
-export class _Journal<T> implements _DocumentStorage<T> {
+export class _Journal<T> implements _JsonStoreStorage<T> {
   #storeFiles: _StoreFiles<T>;
   #compactAt: number | undefined;
   #journal: _JournalFiles;

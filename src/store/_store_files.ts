@@ -32,7 +32,7 @@ import {
   _replaceHoldingLock,
 } from "./atomic.ts";
 import { type _Parsed, _parseJson, _toJson } from "./json.ts";
-import { _checkFence, _initialValue } from "./document_storage.ts";
+import { _checkFence, _initialValue } from "./json_store_storage.ts";
 import { _parsePython, _toPython } from "./python_json.ts";
 
 /** A parsed file, or why it is corrupt. */

@@ -5,15 +5,15 @@ import { StoreError } from "../base/errors.ts";
 import { _checkTarget, _readStoreFile, _syncDirectoryOf } from "./atomic.ts";
 import type {
   _ChangeOptions,
-  _DocumentStorage,
+  _JsonStoreStorage,
   _Next,
-} from "./document_storage.ts";
+} from "./json_store_storage.ts";
 import type { _Loaded, _StoreFiles } from "./_store_files.ts";
 import { _hasJournal } from "./store_mode.ts";
 import { _watchFiles, type StoreVersion, type WatchOptions } from "./watch.ts";
 
 /** A JsonStore's document as one file. */
-export class _WholeFile<T> implements _DocumentStorage<T> {
+export class _WholeFile<T> implements _JsonStoreStorage<T> {
   #files: _StoreFiles<T>;
 
   /** Creates the whole-file storage over a store's files. */

@@ -7,10 +7,10 @@ import { _toPath } from "../runtime/mod.ts";
 import {
   _checkBackups,
   _checkOnCorrupt,
-  type _DocumentStorage,
+  type _JsonStoreStorage,
   _STORAGE,
   type _Storage,
-} from "./document_storage.ts";
+} from "./json_store_storage.ts";
 import { _Journal } from "./_journal.ts";
 import { _StoreFiles, type _StoreSettings } from "./_store_files.ts";
 import { _WholeFile } from "./_whole_file.ts";
@@ -247,7 +247,7 @@ export class JsonStore<T> implements AsyncDisposable {
   readonly path: string;
   /** The lock file (on PostgreSQL: the name of the lock that fences it). */
   readonly lockPath: string;
-  #storage: _DocumentStorage<T>;
+  #storage: _JsonStoreStorage<T>;
 
   /**
    * Creates a JsonStore.

@@ -1,11 +1,12 @@
-// The one interface JsonStore's document storages implement: a document
+// The one interface JsonStore's storages implement (`_JsonStoreStorage`;
+// the seeds' DocumentStore has a `_DocumentStorage` of its own): a document
 // that is read as a committed version and changed under exclusion, with
 // fencing. Whole-file mode (_whole_file.ts) and journal mode (_journal.ts)
 // are the two file implementations; nothing in it assumes a file, so a
 // database (src/postgres/_pg_document.ts) is the third. ("Storage", not
 // "backend": a StoreBackend, store_backend.ts, is where the seed systems
-// keep their state.) Beside it, what every storage shares: the initial
-// value, and the checks of a fence and of the options they share.
+// keep their state.) Beside it, what the storages share: the initial
+// value, and the checks of a fence and of the options they have in common.
 
 import type { StoreVersion, WatchOptions } from "./watch.ts";
 
@@ -77,7 +78,7 @@ export function _checkOnCorrupt(onCorrupt: string): "throw" | "quarantine" {
 }
 
 /** A JsonStore's storage: the store picks one in its constructor. */
-export interface _DocumentStorage<T> {
+export interface _JsonStoreStorage<T> {
   /** A committed version of the document, without waiting for writers. */
   read(): Promise<T>;
   /**
@@ -122,5 +123,5 @@ export interface _Storage<T> {
   /** What `lockPath` shows: the name of the lock that fences it. */
   lockPath: string;
   /** The document's storage. */
-  backend: _DocumentStorage<T>;
+  backend: _JsonStoreStorage<T>;
 }
