@@ -21,8 +21,7 @@ const MAX_FUNCTION_LINES = 80;
  * Over the limits today, until the restructuring of issue #35 lands:
  * entries are removed as they are split, and none may be added.
  */
-const OVER_TODAY = new Set<string>([
-]);
+const OVER_TODAY = new Set<string>([]);
 
 async function sources(): Promise<Map<string, string>> {
   const files = new Map<string, string>();
