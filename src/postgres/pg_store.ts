@@ -183,7 +183,7 @@ export class PgJsonStore<T> extends JsonStore<T> {
     const storage: _Storage<T> = {
       path: name,
       lockPath: fenceLock,
-      backend: document,
+      document,
     };
     super(
       name,

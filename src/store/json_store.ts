@@ -271,7 +271,7 @@ export class JsonStore<T> implements AsyncDisposable {
     if (storage !== undefined) {
       this.path = storage.path;
       this.lockPath = storage.lockPath;
-      this.#storage = storage.backend;
+      this.#storage = storage.document;
       return;
     }
     this.path = _toPath(path);

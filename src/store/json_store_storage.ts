@@ -123,5 +123,5 @@ export interface _Storage<T> {
   /** What `lockPath` shows: the name of the lock that fences it. */
   lockPath: string;
   /** The document's storage. */
-  backend: _JsonStoreStorage<T>;
+  document: _JsonStoreStorage<T>;
 }
