@@ -696,7 +696,7 @@ Deno.test("cleanupStaleLocks() removes every stale lock file when the lock table
   // lock on it alone; a read that skipped the record must not keep it.
   await withTempDir(async (dir) => {
     await Deno.mkdir(`${dir}/stale`);
-    const rounds = 40;
+    const rounds = 15;
     const kept: string[] = [];
     await freeInChurningTable(dir, [`${dir}/held.json`], rounds, async () => {
       for (let i = 0; i < 40; i++) {
