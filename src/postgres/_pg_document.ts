@@ -16,7 +16,6 @@ import {
   CorruptStoreError,
   LockError,
   LockTimeoutError,
-  StaleFenceError,
   StoreError,
 } from "../base/errors.ts";
 import {
@@ -26,6 +25,7 @@ import {
   type _JsonStoreStorage,
   type _Next,
 } from "../store/json_store_storage.ts";
+import { type _Deferred, _deferred } from "../base/promise.ts";
 import { _toJson } from "../store/json.ts";
 import { _applyOp, type _Op, _Recorder } from "../store/journal_draft.ts";
 import { _fenceFamily } from "../lock/fence.ts";
@@ -95,30 +95,43 @@ interface _Cache<T> {
   pendingBytes: number;
 }
 
-/** What a change's commit starts from, and what `fn` made of it. */
-interface _Commit<T> {
+/** Where a change starts: the document, how far past the stored value. */
+interface _Start<T> {
+  current: T;
+  /** Written whole even if unchanged (the first version, a quarantine). */
+  mustWrite: boolean;
+  latest: number;
+  baseBytes: number;
+  pendingBytes: number;
+}
+
+/** What a change loaded under the row lock, before `fn`. */
+interface _Loaded<T> extends _Start<T> {
+  row: _Row;
+  /** The copy of this process was used (so there is an old version). */
+  cached: boolean;
+  /** The version of the stored value. */
+  baseVersion: number;
+  /** The old version's text for its backup, when it is not the stored value. */
+  oldText: string | null;
+  /** The stored fence (of the counter family, else -1). */
+  stored: number;
+}
+
+/** What `fn` (and validate) made of the document. */
+interface _Made<T, R> {
+  result: R;
   /** The new text, when text rules made it; else made from `current`. */
   text: string | null;
   ops: string[];
   /** An op replaces the whole document. */
   root: boolean;
-  /** Written whole even if unchanged (the first version, a quarantine). */
-  mustWrite: boolean;
-  fence: number | undefined;
-  /** The stored fence (of the counter family, else -1). */
-  stored: number;
-  row: _Row;
-  /** The copy of this process was used (so there is an old version). */
-  cached: boolean;
   current: T;
-  /** The latest version, and that of the stored value. */
-  latest: number;
-  baseVersion: number;
-  baseBytes: number;
-  pendingBytes: number;
-  /** The old version's text for its backup, when it is not the stored value. */
-  oldText: string | null;
-  rules: _DocumentText | undefined;
+}
+
+/** What a change's commit starts from, and what `fn` made of it. */
+interface _Commit<T> extends _Loaded<T>, Omit<_Made<T, unknown>, "result"> {
+  fence: number | undefined;
 }
 
 /**
@@ -142,7 +155,7 @@ export class _PgDocument<T> implements _JsonStoreStorage<T> {
   #row: _PgRow;
   #cache: _Cache<T> | null = null;
   /** A change of this process using #cache, settled when it is done. */
-  #busy: { promise: Promise<void>; resolve: () => void } | null = null;
+  #busy: _Deferred | null = null;
 
   constructor(pool: _SessionPool, settings: _PgDocumentSettings<T>) {
     this.#pool = pool;
@@ -247,175 +260,32 @@ export class _PgDocument<T> implements _JsonStoreStorage<T> {
     const session = await this.#pool.borrow({ until, signal: options.signal });
     const rules = this.settings.text;
     // What this process has of the document: the server sends the value
-    // only if it is not that one (#lockRow).
+    // only if it is not that one (_PgRow.lock).
     const sent = rules || !this.#pool.changeRows ? null : this.#cache;
     const known = sent && { valueId: sent.valueId, version: sent.version };
     let open = true;
     let called = false;
-    // fn's and validate's errors reach the caller unchanged.
-    let fromCaller = false;
-    let claimed: { promise: Promise<void>; resolve: () => void } | null = null;
+    let claimed: _Deferred | null = null;
     try {
-      const locked = await this.#row.lock(
-        session,
-        fence,
-        options,
-        until,
-        known,
-      );
-      let { row, changes } = locked;
-      const lockToken = locked.lockToken;
-      // Aborted before fn ran: rolled back, never committed.
-      options.signal?.throwIfAborted();
-      // Only counter tokens are compared (a FileLock token an older lockbox
-      // recorded here is ignored, so it cannot fence the document shut).
-      const stored = _counterFence(row.fence);
-      const highest = Math.max(stored, lockToken);
-      if (fence !== undefined && fence < highest) {
-        throw new StaleFenceError(this.#label, fence, highest);
-      }
+      // Refused here if fence is stale, or the signal aborted meanwhile.
+      const held = await this.#row.lock(session, fence, options, until, known);
       // Another change of this process that held the row lock before this
       // one is committed or rolled back on the server (this one holds the
       // lock now): wait for it to settle the cache.
       while (this.#busy !== null) await this.#busy.promise;
-      claimed = this.#busy = _busy();
-      let cache = this.#cache;
-      this.#cache = null;
-      const baseVersion = Number(row.version);
-      if (row.value === null && !row.empty) {
-        // The server sent no value: this process's copy is of the stored
-        // one, unless another change here dropped or moved it meanwhile.
-        if (
-          cache === null || cache.valueId !== row.value_id ||
-          cache.version < known!.version
-        ) {
-          ({ row, changes } = await this.#row.reload(session));
-          cache = null;
-        }
-      } else cache = null;
-      // initial()'s error, like fn's, reaches the caller unchanged, once.
-      const initial = () => {
-        fromCaller = true;
-        const value = this.#initial();
-        fromCaller = false;
-        return value;
-      };
-      let current: T;
-      // The first version, and the one after a quarantine, are written
-      // (whole) even if fn changes nothing.
-      let mustWrite = false;
-      let baseBytes: number;
-      let pendingBytes = 0;
-      let latest = Number(row.version);
-      if (cache !== null) {
-        current = cache.state;
-        baseBytes = cache.baseBytes;
-        pendingBytes = cache.pendingBytes;
-        latest = Math.max(latest, cache.version);
-        for (const change of changes) {
-          if (change.version <= cache.version) continue;
-          current = this.#apply(current, change);
-          pendingBytes += change.ops.length;
-          latest = change.version;
-        }
-      } else if (row.value === null) {
-        current = initial();
-        baseBytes = 0;
-        mustWrite = true;
-      } else {
-        baseBytes = row.value.length;
-        let value = (rules ? rules.parse : JSON.parse)(row.value);
-        for (const change of changes) {
-          value = this.#apply(value, change);
-          pendingBytes += change.ops.length;
-          latest = change.version;
-        }
-        const checked = this.#check(value);
-        if (checked.ok) current = checked.value;
-        else if (this.settings.onCorrupt === "throw") throw checked.error;
-        else {
-          current = await this.#quarantine(
-            session,
-            { value, version: String(latest) },
-            checked.error,
-          ) ?? initial();
-          mustWrite = true;
-        }
-      }
-      const backups = this.settings.backups;
-      // A backup of a version that is not the stored value (changes since).
-      const oldText = backups > 0 && latest > baseVersion && !mustWrite
-        ? JSON.stringify(current)
-        : null;
-      const holding = [...(_holding.getStore() ?? []), {
-        pool: this.#pool,
-        name: this.settings.name,
-      }];
-      let result: R;
-      let text: string | null = null;
-      let ops: string[] = [];
-      let root = false;
-      called = fromCaller = true;
-      if (rules) {
-        const before = mustWrite ? undefined : rules.stringify(current);
-        const next = await _holding.run(holding, () => fn(current));
-        const validate = this.settings.validate;
-        const value = validate ? validate(next.value) : next.value;
-        fromCaller = false;
-        result = next.result;
-        text = this.#serialize(value);
-        if (text !== before) ops = [""];
-      } else {
-        const recorder = new _Recorder();
-        try {
-          // A replacement (transform, write) gets the plain document, as
-          // in journal mode.
-          const before = options.replaces ? JSON.stringify(current) : undefined;
-          const outcome = await _holding.run(
-            holding,
-            () => fn(options.replaces ? current : recorder.wrap(current, [])),
-          );
-          result = outcome.result;
-          if (outcome.replace) {
-            current = recorder.replaceRoot(outcome.value) as T;
-            if (recorder.ops[0] === `["s",[],${before}]`) recorder.ops = [];
-          }
-          if (this.settings.validate) {
-            const checked = this.settings.validate(current);
-            if (checked !== current) {
-              current = recorder.conform(current, checked) as T;
-            }
-          }
-          result = recorder.finish(result);
-        } finally {
-          recorder.end();
-        }
-        fromCaller = false;
-        ops = recorder.ops;
-        root = ops.some((op) => op.startsWith('["s",[],'));
-      }
-      const kept = await this.#commit(session, {
-        text,
-        ops,
-        root,
-        mustWrite,
-        fence,
-        stored,
-        row,
-        cached: cache !== null,
-        current,
-        latest,
-        baseVersion,
-        baseBytes,
-        pendingBytes,
-        oldText,
-        rules,
-      });
+      claimed = this.#busy = _deferred();
+      const loaded = await this.#load(session, held, known);
+      called = true;
+      const made = rules
+        ? await this.#callOnText(fn, loaded, rules)
+        : await this.#callOnDraft(fn, loaded.current, options.replaces);
+      const kept = await this.#commit(session, { ...loaded, ...made, fence });
       open = false;
-      if (!rules) this.#cache = { state: current, ...kept };
-      return { retry: false, result, version: kept.version };
+      if (!rules) this.#cache = { state: made.current, ...kept };
+      return { retry: false, result: made.result, version: kept.version };
     } catch (error) {
-      if (fromCaller) throw error;
+      // fn's, validate's and initial()'s errors reach the caller unchanged.
+      if (error instanceof _ByCaller) throw error.error;
       if (
         mayRetry && !called && _sessionLost(error) && !options.signal?.aborted
       ) {
@@ -433,6 +303,165 @@ export class _PgDocument<T> implements _JsonStoreStorage<T> {
         this.#busy = null;
         claimed.resolve();
       }
+    }
+  }
+
+  /**
+   * Under the row lock, with the cache claimed: the document this change
+   * starts from. The cache is taken (a failed change leaves none); a stored
+   * value the server did not send, and that the cache is no longer of
+   * (another change here dropped or moved it), is read again.
+   */
+  async #load(
+    session: _Session,
+    held: { row: _Row; changes: _Change[]; stored: number },
+    known: { valueId: string | null; version: number } | null,
+  ): Promise<_Loaded<T>> {
+    let { row, changes } = held;
+    let cache = this.#cache;
+    this.#cache = null;
+    const baseVersion = Number(row.version);
+    if (row.value === null && !row.empty) {
+      if (
+        cache === null || cache.valueId !== row.value_id ||
+        cache.version < known!.version
+      ) {
+        ({ row, changes } = await this.#row.reload(session));
+        cache = null;
+      }
+    } else cache = null;
+    const start = cache !== null
+      ? this.#catchUp(cache, changes, Number(row.version))
+      : await this.#fromStored(session, row, changes);
+    // A backup of a version that is not the stored value (changes since).
+    const oldText = this.settings.backups > 0 && start.latest > baseVersion &&
+        !start.mustWrite
+      ? JSON.stringify(start.current)
+      : null;
+    const cached = cache !== null;
+    return { ...start, row, cached, baseVersion, oldText, stored: held.stored };
+  }
+
+  /** This process's copy, brought up to date by the changes after its version. */
+  #catchUp(cache: _Cache<T>, changes: _Change[], version: number): _Start<T> {
+    let current = cache.state;
+    let pendingBytes = cache.pendingBytes;
+    let latest = Math.max(version, cache.version);
+    for (const change of changes) {
+      if (change.version <= cache.version) continue;
+      current = this.#apply(current, change);
+      pendingBytes += change.ops.length;
+      latest = change.version;
+    }
+    const baseBytes = cache.baseBytes;
+    return { current, mustWrite: false, baseBytes, pendingBytes, latest };
+  }
+
+  /**
+   * The stored value with the changes after it, validated (a corrupt one
+   * throws, or is quarantined for a backup or initial), else initial: the
+   * first version, and the one after a quarantine, are written (whole)
+   * even if fn changes nothing.
+   */
+  async #fromStored(
+    session: _Session,
+    row: _Row,
+    changes: _Change[],
+  ): Promise<_Start<T>> {
+    let latest = Number(row.version);
+    let pendingBytes = 0;
+    if (row.value === null) {
+      const current = _byCaller(() => this.#initial());
+      return { current, mustWrite: true, baseBytes: 0, pendingBytes, latest };
+    }
+    const baseBytes = row.value.length;
+    let value = (this.settings.text?.parse ?? JSON.parse)(row.value);
+    for (const change of changes) {
+      value = this.#apply(value, change);
+      pendingBytes += change.ops.length;
+      latest = change.version;
+    }
+    const checked = this.#check(value);
+    if (!checked.ok && this.settings.onCorrupt === "throw") throw checked.error;
+    const current = checked.ok ? checked.value : await this.#quarantine(
+      session,
+      { value, version: String(latest) },
+      checked.error,
+    ) ?? _byCaller(() => this.#initial());
+    return { current, mustWrite: !checked.ok, baseBytes, pendingBytes, latest };
+  }
+
+  /** Runs `work` with this document among those the call chain holds. */
+  #holding<X>(work: () => X): X {
+    const held = _holding.getStore() ?? [];
+    const entry = { pool: this.#pool, name: this.settings.name };
+    return _holding.run([...held, entry], work);
+  }
+
+  /**
+   * Calls `fn` on the document that text rules parsed, then validate: the
+   * new text (one op, to mark it changed, if it is not the old one's).
+   */
+  async #callOnText<R>(
+    fn: (draft: T) => Promise<_Next<T, R>>,
+    loaded: _Loaded<T>,
+    rules: _DocumentText,
+  ): Promise<_Made<T, R>> {
+    const { current, mustWrite } = loaded;
+    let before: string | undefined;
+    let next: _Next<T, R>;
+    let value: T;
+    try {
+      before = mustWrite ? undefined : rules.stringify(current);
+      next = await this.#holding(() => fn(current));
+      const validate = this.settings.validate;
+      value = validate ? validate(next.value) : next.value;
+    } catch (error) {
+      throw new _ByCaller(error);
+    }
+    const text = this.#serialize(value);
+    const ops = text !== before ? [""] : [];
+    return { result: next.result, text, ops, root: false, current };
+  }
+
+  /**
+   * Calls `fn` on a recording draft of `current` (a replacement, for
+   * transform and write, gets the plain document, as in journal mode),
+   * then validate: the ops they made, and the document after them.
+   */
+  async #callOnDraft<R>(
+    fn: (draft: T) => Promise<_Next<T, R>>,
+    current: T,
+    replaces: boolean | undefined,
+  ): Promise<_Made<T, R>> {
+    try {
+      const recorder = new _Recorder();
+      let result: R;
+      try {
+        const before = replaces ? JSON.stringify(current) : undefined;
+        const outcome = await this.#holding(() =>
+          fn(replaces ? current : recorder.wrap(current, []))
+        );
+        result = outcome.result;
+        if (outcome.replace) {
+          current = recorder.replaceRoot(outcome.value) as T;
+          if (recorder.ops[0] === `["s",[],${before}]`) recorder.ops = [];
+        }
+        if (this.settings.validate) {
+          const checked = this.settings.validate(current);
+          if (checked !== current) {
+            current = recorder.conform(current, checked) as T;
+          }
+        }
+        result = recorder.finish(result);
+      } finally {
+        recorder.end();
+      }
+      const ops = recorder.ops;
+      const root = ops.some((op) => op.startsWith('["s",[],'));
+      return { result, text: null, ops, root, current };
+    } catch (error) {
+      throw new _ByCaller(error);
     }
   }
 
@@ -461,8 +490,8 @@ export class _PgDocument<T> implements _JsonStoreStorage<T> {
       return { ...same, pendingBytes };
     }
     const opsText = `[${ops.join(",")}]`;
-    const asChange = this.#pool.changeRows && !c.rules && !c.mustWrite &&
-      !c.root &&
+    const asChange = this.#pool.changeRows && !this.settings.text &&
+      !c.mustWrite && !c.root &&
       this.settings.backups === 0 && baseBytes >= _WHOLE_BELOW &&
       pendingBytes + opsText.length <=
         Math.max(_COMPACT_AT_LEAST, baseBytes) &&
@@ -618,20 +647,11 @@ export class _PgDocument<T> implements _JsonStoreStorage<T> {
     row: { value: unknown; version: string },
     error: CorruptStoreError,
   ): Promise<T | undefined> {
-    const [{ id }] = await session.query<{ id: string }>(
-      `INSERT INTO ${this.#pool.schema.sql}.quarantine (name, version, value, reason)
-       VALUES ($1, $2, $3::json, $4) RETURNING id`,
-      [
-        this.settings.name,
-        row.version,
-        JSON.stringify(row.value),
-        error.reason,
-      ],
-    );
-    const backups = await session.query<{ version: string; value: unknown }>(
-      `SELECT version, value FROM ${this.#pool.schema.sql}.document_backups
-       WHERE name = $1 ORDER BY version DESC`,
-      [this.settings.name],
+    const { id, backups } = await this.#row.quarantine(
+      session,
+      row.version,
+      JSON.stringify(row.value),
+      error.reason,
     );
     let value: T | undefined;
     let source = "the initial value";
@@ -757,15 +777,16 @@ export class _PgDocument<T> implements _JsonStoreStorage<T> {
   }
 }
 
-/** A promise with its resolve function. */
-function _busy(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((yes) => resolve = yes);
-  return { promise, resolve };
+/** An error of the caller's code (fn, validate, initial): passed on unchanged. */
+class _ByCaller {
+  constructor(readonly error: unknown) {}
 }
 
-/** A stored fence of the counter family, or -1 (none, or a FileLock token). */
-function _counterFence(stored: string | null): number {
-  const fence = Number(stored ?? -1);
-  return _fenceFamily(fence) === "counter" ? fence : -1;
+/** Runs the caller's `work`: what it throws comes out as a `_ByCaller`. */
+function _byCaller<X>(work: () => X): X {
+  try {
+    return work();
+  } catch (error) {
+    throw new _ByCaller(error);
+  }
 }

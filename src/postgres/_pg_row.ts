@@ -1,15 +1,16 @@
 // The statements of one change of a PostgreSQL document, in its
 // transaction: the row lock (waited for by the server, or in slices each
 // with a deadline; cancelled from another session on abort or a timeout
-// past lock_timeout's range), the changes since the stored value, and the
-// commit of a new version: a fence only, a row of document_changes, or the
-// value whole (with its backup, log record and notification).
+// past lock_timeout's range) and the fence's check, the changes since the
+// stored value, a corrupt value's quarantine, and the commit of a new
+// version: a fence only, a row of document_changes, or the value whole (with
+// its backup, log record and notification).
 
-import { LockTimeoutError } from "../base/errors.ts";
+import { LockTimeoutError, StaleFenceError } from "../base/errors.ts";
 import { _after } from "../base/promise.ts";
 import type { _ChangeOptions } from "../store/json_store_storage.ts";
 import { _toJson } from "../store/json.ts";
-import { _FILE_TOKEN_MIN } from "../lock/fence.ts";
+import { _fenceFamily, _FILE_TOKEN_MIN } from "../lock/fence.ts";
 import {
   _ANSWER_MS,
   type _CallLimit,
@@ -67,7 +68,8 @@ export class _PgRow {
    * Begins, waits for the row lock (making the row if it is missing), and
    * reads the document's changes since the stored value: the value itself
    * only if it is not the one `known` is of (a cached copy at that
-   * version, which the changes after it bring up to date).
+   * version, which the changes after it bring up to date). Then refuses a
+   * stale `fence` (#checkFence), and gives the stored fence too.
    */
   async lock(
     session: _Session,
@@ -75,7 +77,7 @@ export class _PgRow {
     options: _ChangeOptions,
     until: number,
     known: { valueId: string | null; version: number } | null,
-  ): Promise<{ row: _Row; changes: _Change[]; lockToken: number }> {
+  ): Promise<{ row: _Row; changes: _Change[]; stored: number }> {
     const { lockTimeout, name, fenceLock } = this.#settings;
     // lock_timeout 0 means no limit; "do not wait" is NOWAIT for the row
     // lock, and 1 ms for waits NOWAIT does not cover (another session's
@@ -109,7 +111,7 @@ export class _PgRow {
       : (first: string, wait: string) =>
         session.queryAll(`${first} ${wait}`, limit);
     const back = fence === undefined ? 0 : 1;
-    return await this.#cancellable(session, options.signal, async () => {
+    const held = await this.#cancellable(session, options.signal, async () => {
       const results = await waitFor(begin, `${select}${lockRow}`);
       let rows = results[results.length - 2 - back];
       let changes = results[results.length - 1 - back];
@@ -135,6 +137,26 @@ export class _PgRow {
         lockToken: token,
       };
     });
+    // Aborted before fn ran: rolled back, never committed.
+    options.signal?.throwIfAborted();
+    const { row, changes, lockToken } = held;
+    return { row, changes, stored: this.#checkFence(fence, row, lockToken) };
+  }
+
+  /**
+   * Refuses `fence` if the stored fence or the fencing lock's token is
+   * higher; the stored fence (of the counter family, else -1).
+   */
+  #checkFence(fence: number | undefined, row: _Row, lockToken: number): number {
+    // Only counter tokens are compared (a FileLock token an older lockbox
+    // recorded here is ignored, so it cannot fence the document shut).
+    const recorded = Number(row.fence ?? -1);
+    const stored = _fenceFamily(recorded) === "counter" ? recorded : -1;
+    const highest = Math.max(stored, lockToken);
+    if (fence !== undefined && fence < highest) {
+      throw new StaleFenceError(this.#label, fence, highest);
+    }
+    return stored;
   }
 
   /** The transaction's start: its limits, durability and writer. */
@@ -204,6 +226,30 @@ export class _PgRow {
         ops: c.ops,
       })),
     };
+  }
+
+  /**
+   * Moves a corrupt value (its version's JSON text) to the quarantine
+   * table: its row's id, and the stored backups, newest first.
+   */
+  async quarantine(
+    session: _Session,
+    version: string,
+    text: string,
+    reason: string,
+  ): Promise<{ id: string; backups: { version: string; value: unknown }[] }> {
+    const s = this.#pool.schema.sql;
+    const [{ id }] = await session.query<{ id: string }>(
+      `INSERT INTO ${s}.quarantine (name, version, value, reason)
+       VALUES ($1, $2, $3::json, $4) RETURNING id`,
+      [this.#settings.name, version, text, reason],
+    );
+    const backups = await session.query<{ version: string; value: unknown }>(
+      `SELECT version, value FROM ${s}.document_backups
+       WHERE name = $1 ORDER BY version DESC`,
+      [this.#settings.name],
+    );
+    return { id, backups };
   }
 
   /**
