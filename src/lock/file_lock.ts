@@ -175,6 +175,9 @@ export class FileLock implements AsyncDisposable {
     _lockInternals.shareWithChildren = (lock) => {
       (lock as FileLock).#sharedWithChildren = true;
     };
+    _lockInternals.prepareHolding = () => {
+      _context ??= _asyncStore();
+    };
     _lockInternals.runHolding = (lock, fn) => {
       const context = _context ??= _asyncStore();
       return context.run([...context.getStore() ?? [], lock as FileLock], fn);

@@ -21,6 +21,12 @@ export const _lockInternals: {
    */
   runHolding: <R>(lock: object, fn: () => R) => R;
   /**
+   * Makes what `runHolding` needs before the lock is taken: on Deno its
+   * first use starts Node's compatibility layer (node:async_hooks), tens of
+   * milliseconds of CPU that must not be spent while holding a lock.
+   */
+  prepareHolding: () => void;
+  /**
    * A store refused `token` as older than the fence `highest`: if this
    * process handed it out, the next exclusive token of its lock path
    * exceeds `highest`.
@@ -41,6 +47,7 @@ export const _lockInternals: {
   handleOf: () => null,
   shareWithChildren: () => {},
   runHolding: (_lock, fn) => fn(),
+  prepareHolding: () => {},
   noteStaleFence: () => {},
   acquireKept: () => Promise.reject(new Error("FileLock is not loaded")),
 };

@@ -39,6 +39,7 @@ export async function withLock<T>(
   fn: (lock: FileLock) => T | Promise<T>,
   options: LockOptions = {},
 ): Promise<T> {
+  _lockInternals.prepareHolding();
   const lock = await FileLock.acquire(path, options);
   try {
     return await _lockInternals.runHolding(lock, () => fn(lock));

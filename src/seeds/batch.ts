@@ -187,6 +187,7 @@ function _locker(backend: StoreBackend | undefined): _Locker {
     };
   }
   return async (file, timeout, signal) => {
+    _lockInternals.prepareHolding();
     const lock = await FileLock.acquire(file, {
       timeout,
       signal,

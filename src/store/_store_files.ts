@@ -107,6 +107,7 @@ export class _StoreFiles<T> {
       shared: options.shared,
       signal: options.signal,
     };
+    _lockInternals.prepareHolding();
     const lock = this.#kept === undefined
       ? await FileLock.acquire(this.path, lockOptions)
       : await _lockInternals.acquireKept(
