@@ -773,7 +773,7 @@ async function haveStrace(): Promise<boolean> {
 }
 
 Deno.test(
-  "JsonStore.update() releases the lock before its directory fsync and resolves only after it (strace)",
+  "JsonStore.update() fsyncs the temp file, renames, fsyncs the directory, then releases the lock and resolves (strace)",
   {
     ignore: !await haveStrace(),
   },
@@ -783,8 +783,8 @@ Deno.test(
         "lock",
         "fsync-temp",
         "rename",
-        "unlock",
         "fsync-dir",
+        "unlock",
         "ack",
       ]);
     });

@@ -244,13 +244,9 @@ export class _StoreFiles<T> {
     }
   }
 
-  /**
-   * Replaces `path` atomically, durably if set. With `directoryLater`, the
-   * directory's fsync is the caller's (`_syncDirectoryOf`, once the lock is
-   * released, before the write is reported done).
-   */
-  replace(path: string, text: string, directoryLater = false): Promise<void> {
-    return _replaceHoldingLock(path, text, this.durable, directoryLater);
+  /** Replaces `path` (the document by default) atomically, durably if set. */
+  replace(path: string, text: string): Promise<void> {
+    return _replaceHoldingLock(path, text, this.durable);
   }
 
   /**

@@ -2,7 +2,7 @@
 // is one durable atomic replace of it under the store's lock.
 
 import { StoreError } from "../base/errors.ts";
-import { _checkTarget, _readStoreFile, _syncDirectoryOf } from "./atomic.ts";
+import { _checkTarget, _readStoreFile } from "./atomic.ts";
 import type {
   _ChangeOptions,
   _JsonStoreStorage,
@@ -42,8 +42,7 @@ export class _WholeFile<T> implements _JsonStoreStorage<T> {
     options: _ChangeOptions,
   ): Promise<R> {
     const files = this.#files;
-    let replaced = false;
-    const result = await files.locked(async () => {
+    return await files.locked(async () => {
       const { value, exists } = await this.#loadLocked();
       const highest = await files.checkFence(options.fence);
       const before = exists ? files.serialize(value) : undefined;
@@ -53,16 +52,9 @@ export class _WholeFile<T> implements _JsonStoreStorage<T> {
       await files.recordFence(options.fence, highest);
       if (text === before) return next.result;
       files.rotateBackups();
-      await files.replace(files.path, text, true);
-      replaced = true;
+      await files.replace(files.path, text);
       return next.result;
     }, { signal: options.signal });
-    // The rename is made durable after the lock is released, as the
-    // journal's fdatasync is: the next writer need not wait for this disk
-    // flush (and one flush of the directory can then cover several
-    // renames), and the change is reported done only once it is durable.
-    if (replaced && files.durable) await _syncDirectoryOf(files.path);
-    return result;
   }
 
   /** Forgets the fences applied, under the store's lock. */

@@ -93,11 +93,6 @@ export async function _atomicReplace(
     mode?: number;
     tempPath: string;
     staleTemp: boolean;
-    /**
-     * Leave the directory's fsync to the caller (`_syncDirectoryOf`), who
-     * makes it after releasing the lock and before reporting success.
-     */
-    directoryLater?: boolean;
   },
 ): Promise<void> {
   const stat = _checkTarget(target);
@@ -146,14 +141,7 @@ export async function _atomicReplace(
     if (error instanceof StoreError) throw error;
     throw _fsError("write", target, error);
   }
-  if (durable && !options.directoryLater) await _syncDirectoryOf(target);
-}
-
-/**
- * The fsync of `target`'s directory that makes its replacement (a rename)
- * survive a power loss; a failure is a `StoreError`.
- */
-export async function _syncDirectoryOf(target: string): Promise<void> {
+  if (!durable) return;
   try {
     await _syncDirectory(dirname(target));
   } catch (error) {
@@ -234,13 +222,11 @@ export function _replaceHoldingLock(
   target: string,
   text: string,
   durable: boolean,
-  directoryLater = false,
 ): Promise<void> {
   return _atomicReplace(target, _encoder.encode(text), {
     durable,
     tempPath: _lockHolderTemp(target),
     staleTemp: true,
-    directoryLater,
   });
 }
 
