@@ -64,4 +64,4 @@ if (subject === "lockbox") {
 
 const start = Date.now();
 for (let i = 0; i < count; i++) await iteration();
-console.log(`times ${start} ${Date.now()}`);
+console.log(`times ${start} ${Date.now()} ${JSON.stringify(process.cpuUsage())}`);

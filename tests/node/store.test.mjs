@@ -48,6 +48,40 @@ for (const journal of [false, true]) {
   });
 }
 
+test("JsonStore on Node writes and reads back documents below, at and above the 1 MiB read-at-once limit, byte for byte", async () => {
+  await withTempDir(async (dir) => {
+    // Sizes around the limit (the file is the text plus a newline) and
+    // well above it, where reads and writes go through libuv's pool.
+    for (
+      const size of [
+        10,
+        2 ** 20 - 40,
+        2 ** 20 - 12,
+        2 ** 20 + 50,
+        5 * 2 ** 20 + 3,
+      ]
+    ) {
+      const path = `${dir}/s${size}.json`;
+      const store = new JsonStore(path, { initial: { text: "" }, indent: 0 });
+      const text = Array.from(
+        { length: size },
+        (_, i) => String.fromCharCode(97 + (i * 7) % 26),
+      ).join("");
+      await store.update((doc) => {
+        doc.text = text;
+      });
+      assert.equal(JSON.parse(readFileSync(path, "utf8")).text, text);
+      const again = new JsonStore(path, { initial: { text: "" } });
+      assert.equal((await again.read()).text, text);
+      // A read-modify-write on top of it sees the whole document.
+      await again.update((doc) => {
+        doc.text += "!";
+      });
+      assert.equal(JSON.parse(readFileSync(path, "utf8")).text, `${text}!`);
+    }
+  });
+});
+
 test("JsonStore throws CorruptStoreError on a damaged file and leaves it", async () => {
   await withTempDir(async (dir) => {
     writeFileSync(`${dir}/s.json`, "{nope");
