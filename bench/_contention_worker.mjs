@@ -1,6 +1,8 @@
 // One process of bench/node_contention.mjs: COUNT iterations of a durable
 // store update and a locked counter increment, by SUBJECT; prints
-// "times START END" (ms since the epoch) around its iterations.
+// "ready" once loaded, waits for a line on stdin, then prints
+// "times START END CPU" (ms since the epoch; process.cpuUsage()) around its
+// iterations.
 // Usage: _contention_worker.mjs SUBJECT STORE COUNTER COUNT
 //   SUBJECT: lockbox (the npm build on Node, or mod.ts on Deno) |
 //            proper-lockfile (with write-file-atomic)
@@ -62,6 +64,13 @@ if (subject === "lockbox") {
   throw new Error(`unknown subject '${subject}'`);
 }
 
+// Every process starts its iterations together: it says it is ready (its
+// runtime started, the modules loaded) and waits for the word to go.
+console.log("ready");
+await new Promise((resolve) => process.stdin.once("data", resolve));
+process.stdin.pause();
 const start = Date.now();
 for (let i = 0; i < count; i++) await iteration();
-console.log(`times ${start} ${Date.now()} ${JSON.stringify(process.cpuUsage())}`);
+console.log(
+  `times ${start} ${Date.now()} ${JSON.stringify(process.cpuUsage())}`,
+);

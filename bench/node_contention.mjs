@@ -3,8 +3,10 @@
 // JsonStore.update plus a withLock increment, with default options, on one
 // store and one counter: lockbox on Node, proper-lockfile + write-file-atomic
 // on Node doing the same work, and lockbox on Deno, in the same run, in
-// rounds that alternate the order. updates/s = 240 / (last iteration's end -
-// first one's start), so each runtime's start-up is left out; the figure per
+// rounds that alternate the order. Every process starts its iterations when
+// all 8 have started and loaded their modules; updates/s = 240 / (last
+// iteration's end - first one's start), so each runtime's start-up is left
+// out (what a first lock loads is not); the figure per
 // subject is the median of the rounds. proper-lockfile and write-file-atomic
 // are installed by npm into dist/bench-node/ on first use.
 // Usage: node bench/node_contention.mjs [ROUNDS]
@@ -66,7 +68,11 @@ async function race(argv, dir) {
   const counter = `${dir}/counter`;
   writeFileSync(store, '{"n":0}');
   writeFileSync(counter, "0");
-  const outputs = await Promise.all(
+  let ready = 0;
+  let go;
+  const allReady = new Promise((resolve) => go = resolve);
+  const children = [];
+  const outputs = Promise.all(
     Array.from({ length: PROCESSES }, () =>
       new Promise((resolve, reject) => {
         const child = spawn(argv[0], [
@@ -75,16 +81,26 @@ async function race(argv, dir) {
           counter,
           String(ITERATIONS),
         ], {
-          stdio: ["ignore", "pipe", "inherit"],
+          stdio: ["pipe", "pipe", "inherit"],
         });
+        children.push(child);
         let text = "";
-        child.stdout.setEncoding("utf8").on("data", (chunk) => text += chunk);
+        child.stdout.setEncoding("utf8").on("data", (chunk) => {
+          if (!text.includes("ready") && (text + chunk).includes("ready")) {
+            if (++ready === PROCESSES) go();
+          }
+          text += chunk;
+        });
         child.on("close", (code) =>
           code === 0
             ? resolve(text)
             : reject(new Error(`${argv.join(" ")} exited ${code}`)));
       })),
   );
+  // The iterations start together, once every process has started.
+  await Promise.race([allReady, outputs]);
+  for (const child of children) child.stdin.end("go\n");
+  await outputs;
   const total = PROCESSES * ITERATIONS;
   const n = JSON.parse(readFileSync(store, "utf8")).n;
   const counted = Number(readFileSync(counter, "utf8"));
@@ -95,7 +111,7 @@ async function race(argv, dir) {
       }: lost updates (store ${n}, counter ${counted}, expected ${total})`,
     );
   }
-  const times = outputs.map((text) =>
+  const times = (await outputs).map((text) =>
     /times (\d+) (\d+)/.exec(text).slice(1).map(Number)
   );
   const ms = Math.max(...times.map((t) => t[1])) -
