@@ -485,3 +485,22 @@ export async function modesUnderUmask(
   }
   return modes;
 }
+
+/**
+ * The lines of an `strace -f` log with each call that another thread
+ * interrupted ("<unfinished ...>", later "<... NAME resumed>") joined into
+ * one line, at the place where it returned.
+ */
+export function straceLines(text: string): string[] {
+  const started = new Map<string, string>();
+  const lines: string[] = [];
+  for (const line of text.split("\n")) {
+    const pid = line.split(/\s+/)[0];
+    if (line.endsWith("<unfinished ...>")) {
+      started.set(pid, line.slice(0, -"<unfinished ...>".length).trimEnd());
+    } else if (/^\d+\s+<\.\.\. \w+ resumed>/.test(line)) {
+      lines.push(`${started.get(pid) ?? ""}${line.replace(/^.*resumed>/, "")}`);
+    } else lines.push(line);
+  }
+  return lines;
+}

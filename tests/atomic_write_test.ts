@@ -6,6 +6,7 @@ import {
   modesUnderUmask,
   names,
   output,
+  straceLines,
   withTempDir,
   worker,
 } from "./_helpers.ts";
@@ -60,7 +61,7 @@ async function trace(path: string, mode: string): Promise<string[]> {
     ],
   });
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  const lines = (await Deno.readTextFile(`${dir}/trace.txt`)).split("\n");
+  const lines = straceLines(await Deno.readTextFile(`${dir}/trace.txt`));
   await Deno.remove(`${dir}/trace.txt`);
   const kindOf = new Map<string, "temp" | "dir">();
   const events: string[] = [];

@@ -15,6 +15,7 @@ import {
   names,
   openUnder,
   output,
+  straceLines,
   withFailingFsync,
   withImmutableDir,
   withTempDir,
@@ -701,20 +702,7 @@ async function traceUpdate(dir: string): Promise<string[]> {
     ],
   });
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  // A call another thread interrupts is split ("<unfinished ...>", then
-  // "<... resumed>"): joined here, at the place where it returned.
-  const started = new Map<string, string>();
-  const lines: string[] = [];
-  for (
-    const line of (await Deno.readTextFile(`${dir}/trace.txt`)).split("\n")
-  ) {
-    const pid = line.split(/\s+/)[0];
-    if (line.endsWith("<unfinished ...>")) {
-      started.set(pid, line.slice(0, -"<unfinished ...>".length).trimEnd());
-    } else if (/^\d+\s+<\.\.\. \w+ resumed>/.test(line)) {
-      lines.push(`${started.get(pid) ?? ""}${line.replace(/^.*resumed>/, "")}`);
-    } else lines.push(line);
-  }
+  const lines = straceLines(await Deno.readTextFile(`${dir}/trace.txt`));
   const kindOf = new Map<string, { kind: string; copy: boolean }>();
   const events: string[] = [];
   for (const line of lines) {
