@@ -141,7 +141,14 @@ export async function _atomicReplace(
     if (error instanceof StoreError) throw error;
     throw _fsError("write", target, error);
   }
-  if (!durable) return;
+  if (durable) await _syncDirectoryOf(target);
+}
+
+/**
+ * The fsync of `target`'s directory after `target` was written or made; a
+ * failure is a `StoreError` saying the write may not survive a power loss.
+ */
+async function _syncDirectoryOf(target: string): Promise<void> {
   try {
     await _syncDirectory(dirname(target));
   } catch (error) {
@@ -260,7 +267,7 @@ export async function _appendHoldingLock(
   } finally {
     handle?.close();
   }
-  if (durable && !existed) await _syncDirectory(dirname(target));
+  if (durable && !existed) await _syncDirectoryOf(target);
 }
 
 /**
