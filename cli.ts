@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-read --allow-write --allow-run --allow-env --allow-ffi --allow-sys=hostname
+#!/usr/bin/env -S deno run --unstable-lazy-dynamic-imports --allow-read --allow-write --allow-run --allow-env --allow-ffi --allow-sys=hostname
 /**
  * The `lockbox` command: a `flock(1)`-compatible `run`, lock status and
  * cleanup, and safe tools for lockbox's stores. It parses arguments, calls

@@ -30,11 +30,34 @@ async function works(command: string, args: string[]): Promise<boolean> {
   }
 }
 
+// deno.json without its "unstable" list: Deno then reads and parses, at
+// start, every module the CLI could import dynamically (the full program,
+// PostgreSQL, commander, pg), which lazy-dynamic-imports leaves until used.
+const config = JSON.parse(
+  await Deno.readTextFile(new URL("deno.json", root)),
+);
+delete config.unstable;
+const eagerConfig = `${dir}/deno.json`;
+await Deno.writeTextFile(eagerConfig, JSON.stringify(config));
+
 const variants: [string, string, string[]][] = [
   ["deno run of an empty script", Deno.execPath(), ["run", empty]],
   ["lockbox run -n LOCK true (Deno)", Deno.execPath(), [
     "run",
     "-A",
+    cli,
+    "run",
+    "-n",
+    lock,
+    "true",
+  ]],
+  ["the same, dynamic imports at start", Deno.execPath(), [
+    "run",
+    "-A",
+    "--config",
+    eagerConfig,
+    "--lock",
+    fileURLToPath(new URL("deno.lock", root)),
     cli,
     "run",
     "-n",
