@@ -7,7 +7,12 @@ import {
   type JsonStoreOptions,
   type StoreWriteOptions,
 } from "../store/json_store.ts";
-import { _STORAGE, type _Storage } from "../store/json_store_storage.ts";
+import {
+  _checkBackups,
+  _checkOnCorrupt,
+  _STORAGE,
+  type _Storage,
+} from "../store/json_store_storage.ts";
 import { type _DocumentText, _PgDocument, _TEXT } from "./_pg_document.ts";
 import type { _SessionPool } from "./_pool.ts";
 import { _checkName } from "./_session.ts";
@@ -150,18 +155,8 @@ export class PgJsonStore<T> extends JsonStore<T> {
         );
       }
     }
-    const backups = options.backups ?? 0;
-    if (!Number.isInteger(backups) || backups < 0 || backups > 1000) {
-      throw new RangeError(
-        `Cannot use backups ${backups}: expected an integer from 0 to 1000`,
-      );
-    }
-    const onCorrupt = options.onCorrupt ?? "throw";
-    if (onCorrupt !== "throw" && onCorrupt !== "quarantine") {
-      throw new TypeError(
-        `Cannot use onCorrupt "${onCorrupt}": expected "throw" or "quarantine"`,
-      );
-    }
+    const backups = _checkBackups(options.backups ?? 0);
+    const onCorrupt = _checkOnCorrupt(options.onCorrupt ?? "throw");
     const fenceLock = _checkDocumentName(options.fenceLock ?? name);
     const document = new _PgDocument<T>(pool, {
       name,

@@ -401,6 +401,27 @@ pgTest(
           } as unknown as { initial: object }),
         /journal on a PostgreSQL store/,
       );
+      // The same option checks as a file store's, with the same words.
+      for (const backups of [-1, 1001, 1.5]) {
+        assert.throws(
+          () => db.jsonStore("b", { initial: {}, backups }),
+          (error: Error) =>
+            error instanceof RangeError &&
+            error.message ===
+              `Cannot use backups ${backups}: expected an integer from 0 to 1000`,
+        );
+      }
+      assert.throws(
+        () =>
+          db.jsonStore("c", {
+            initial: {},
+            onCorrupt: "reset" as "throw",
+          }),
+        (error: Error) =>
+          error instanceof TypeError &&
+          error.message ===
+            'Cannot use onCorrupt "reset": expected "throw" or "quarantine"',
+      );
 
       const store = db.jsonStore<{ s: string }>("limits", {
         initial: { s: "" },
