@@ -9,7 +9,7 @@
 // out (what a first lock loads is not); the figure per
 // subject is the median of the rounds. proper-lockfile and write-file-atomic
 // are installed by npm into dist/bench-node/ on first use.
-// Usage: node bench/node_contention.mjs [ROUNDS]
+// Usage: node bench/node_contention.mjs [ROUNDS] [ITERATIONS]
 import { spawn, spawnSync } from "node:child_process";
 import {
   existsSync,
@@ -24,7 +24,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 
 const PROCESSES = 8;
-const ITERATIONS = 30;
+const ITERATIONS = Number(process.argv[3] ?? 30);
 const rounds = Number(process.argv[2] ?? 5);
 const root = new URL("../", import.meta.url);
 const worker = fileURLToPath(

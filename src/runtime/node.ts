@@ -903,9 +903,8 @@ export function _link(from: string, to: string): void {
  * thread pool, so that a large file does not hold up the event loop. Each
  * trip through the pool wakes a pool thread and then the main thread, and
  * a store makes these calls while it holds its lock: under contention on a
- * busy machine each trip costs more than the copy (8 Node processes
- * updating one store: 0.68x the updates per second of Deno with every call
- * in the pool, 0.85x with these).
+ * busy machine each trip costs more than the copy (figures in docs/node.md,
+ * from bench/node_contention.mjs).
  */
 const _AT_ONCE = 1 << 20;
 
