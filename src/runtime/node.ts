@@ -4,15 +4,17 @@
 // per-platform optional dependencies, so it installs without a compiler).
 //
 // Waiting for a lock is the hard part (ARCHITECTURE.md, "Waiting for a lock
-// on Node"). A blocking flock on libuv's pool would take one of its four
-// threads for as long as the lock is held elsewhere, so a wait runs in a
-// worker thread of our own (`_Waiter`), blocked in flock: the kernel lists
-// this process as the waiter and, once granted, as the holder. A blocked
-// thread would hold up process.exit() (which joins workers), so it can be
-// interrupted: a SIGURG sent to that thread makes its flock return EINTR
-// (the signal's handler is installed without SA_RESTART), on exit and, on
-// Linux, from a timer of the thread's own every 200 ms, which is what ends
-// it when the thread that started it is terminated.
+// on Node"). A wait parks in a blocking flock on a thread of this process,
+// so the kernel lists this process as the waiter and, once granted, as the
+// holder. On Linux, one wait at a time parks on one of libuv's pool threads
+// (koffi's async call: no thread to start), and only while the pool has at
+// least four, so three are left for fs calls; other waits park in worker
+// threads of our own (`_Waiter`). Either thread would hold up exit (libuv
+// and Node join them), so a parked flock can be interrupted: SIGURG sent to
+// its thread makes it return EINTR (the handler is installed without
+// SA_RESTART), on exit and, in a worker thread on Linux, from a timer of
+// the thread's own every 200 ms, which is what ends it when the thread
+// that started it is terminated.
 
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
@@ -25,7 +27,7 @@ import { isatty } from "node:tty";
 import { Buffer } from "node:buffer";
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { Worker } from "node:worker_threads";
+import { isMainThread, Worker } from "node:worker_threads";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { basename, dirname, join, resolve } from "node:path";
 import {
@@ -109,9 +111,17 @@ function _require(): ReturnType<typeof createRequire> {
 interface _Libc {
   facts: _LibcFacts;
   koffi: _Koffi;
+  /** The C library, for functions loaded later (`_poolCalls`). */
+  lib: ReturnType<_Koffi["load"]>;
   /** Where koffi's entry point is, for the waiting threads to load it. */
   koffiPath: string;
-  flock: (fd: number, op: number) => number;
+  flock: ((fd: number, op: number) => number) & {
+    async(
+      fd: number,
+      op: number,
+      done: (error: unknown, result: number) => void,
+    ): void;
+  };
   /** `code` names by errno value, from koffi's table. */
   codes: Map<number, string>;
   /** Makes SIGURG interrupt a blocked flock (see `_armInterrupts`). */
@@ -151,11 +161,9 @@ function _libc(): _Libc {
   _libcLoaded = {
     facts,
     koffi,
+    lib,
     koffiPath,
-    flock: lib.func("int flock(int fd, int op)") as (
-      fd: number,
-      op: number,
-    ) => number,
+    flock: lib.func("int flock(int fd, int op)") as _Libc["flock"],
     codes,
     signal: lib.func("void *signal(int sig, void *handler)"),
     siginterrupt: lib.func("int siginterrupt(int sig, int flag)") as (
@@ -317,9 +325,6 @@ parentPort.on("message", ({ fd, op }) => {
 });
 `;
 
-/** The pauses (ms) of the tries before a wait parks in a thread. */
-const _SPIN_PAUSES = [1, 2, 4, 8];
-
 /** At most this many waiting threads at once; further waits poll. */
 const _MAX_WAITERS = 16;
 
@@ -428,6 +433,139 @@ class _Waiter {
   }
 }
 
+// --- Waiting for a lock on libuv's pool (Linux) ----------------------------
+
+/** flock's number in /proc/self/task/TID/syscall, by `process.arch`. */
+const _SYS_FLOCK: Readonly<Record<string, number>> = { x64: 73, arm64: 32 };
+
+/** What a wait on the pool needs beyond `_libc()`: Linux's calls. */
+interface _PoolCalls {
+  tgkill: (pid: number, tid: number, sig: number) => number;
+  dup2: (from: number, to: number) => number;
+  pipe: (fds: Int32Array) => number;
+}
+
+let _poolCallsLoaded: _PoolCalls | null | undefined;
+
+/** tgkill, dup2 and pipe, or `null` where the C library lacks one. */
+function _poolCalls(libc: _Libc): _PoolCalls | null {
+  if (_poolCallsLoaded !== undefined) return _poolCallsLoaded;
+  try {
+    _poolCallsLoaded = {
+      // glibc 2.30 and later, musl.
+      tgkill: libc.lib.func(
+        "int tgkill(int pid, int tid, int sig)",
+      ) as _PoolCalls["tgkill"],
+      dup2: libc.lib.func("int dup2(int from, int to)") as _PoolCalls["dup2"],
+      pipe: libc.lib.func("int pipe(_Out_ int *fds)") as _PoolCalls["pipe"],
+    };
+  } catch {
+    _poolCallsLoaded = null;
+  }
+  return _poolCallsLoaded;
+}
+
+/** The descriptor of the one wait parked on libuv's pool, if any. */
+let _poolWaitFd: number | null = null;
+
+/**
+ * Whether a wait may park on libuv's pool now: none is parked there yet,
+ * this is Linux on an architecture in `_SYS_FLOCK`, the main thread (a
+ * worker thread's wait must end when the thread is terminated, which only a
+ * thread of its own arranges), `/proc` may be read (to find the thread that
+ * parked, on exit), and the pool has at least four threads, so that three
+ * are left for `fs` calls.
+ */
+function _poolUsable(libc: _Libc): boolean {
+  if (_poolWaitFd !== null || !_proc() || !isMainThread) return false;
+  if (_SYS_FLOCK[process.arch] === undefined) return false;
+  // libuv reads it once, with atoi (a bad value gives one thread).
+  const size = process.env.UV_THREADPOOL_SIZE;
+  if (size !== undefined && !(parseInt(size, 10) >= 4)) return false;
+  return _poolCalls(libc) !== null;
+}
+
+/**
+ * Waits for the lock on `fd` in a blocking flock on one of libuv's pool
+ * threads (through koffi's async call): no thread of our own to start. The
+ * kernel lists this process as the waiter, then the holder.
+ */
+async function _waitOnPool(
+  libc: _Libc,
+  fd: number,
+  exclusive: boolean,
+): Promise<void> {
+  _armInterrupts(libc);
+  _poolWaitFd = fd;
+  try {
+    while (true) {
+      const errno = await new Promise<number>((resolve, reject) =>
+        libc.flock.async(
+          fd,
+          exclusive ? LOCK_EX : LOCK_SH,
+          (error, result) =>
+            error
+              ? reject(error)
+              : resolve(result === 0 ? 0 : libc.koffi.errno()),
+        )
+      );
+      if (errno === 0) return;
+      // A stray SIGURG (only exit sends one on purpose, and then this
+      // never runs again): park again.
+      if (errno !== libc.facts.EINTR) throw _cError(libc, errno, "flock");
+    }
+  } finally {
+    _poolWaitFd = null;
+  }
+}
+
+/**
+ * The thread ids of this process blocked in flock on `fd`, read from
+ * /proc/self/task/TID/syscall ("73 0x12 0x2 ..." on x64).
+ */
+function _threadsInFlock(fd: number): number[] {
+  const prefix = `${_SYS_FLOCK[process.arch]} 0x${fd.toString(16)} `;
+  const threads = [];
+  for (const tid of fs.readdirSync("/proc/self/task")) {
+    try {
+      if (
+        fs.readFileSync(`/proc/self/task/${tid}/syscall`, "latin1")
+          .startsWith(prefix)
+      ) threads.push(Number(tid));
+    } catch {
+      // The thread has ended.
+    }
+  }
+  return threads;
+}
+
+/**
+ * On exit: libuv joins its pool threads, so a flock parked there must end.
+ * The descriptor first becomes a pipe of our own (a flock that has not
+ * started yet, queued behind other work, then returns at once), then the
+ * thread parked on the lock file gets SIGURG, resent until no thread has
+ * been in that flock for 50 ms (one that had the descriptor before dup2 may
+ * take a moment to reach the wait).
+ */
+function _endPoolWait(libc: _Libc): void {
+  const fd = _poolWaitFd;
+  const calls = _poolCalls(libc);
+  if (fd === null || calls === null) return;
+  const pipe = new Int32Array(2);
+  if (calls.pipe(pipe) === 0) calls.dup2(pipe[0], fd);
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = Date.now() + 5_000;
+  let quietSince = Date.now();
+  while (Date.now() - quietSince < 50 && Date.now() < deadline) {
+    const threads = _threadsInFlock(fd);
+    for (const tid of threads) {
+      calls.tgkill(process.pid, tid, libc.facts.SIGURG);
+    }
+    if (threads.length > 0) quietSince = Date.now();
+    Atomics.wait(pause, 0, 0, 2);
+  }
+}
+
 const _idleWaiters: _Waiter[] = [];
 const _startingWaiters = new Set<_Waiter>();
 const _busyWaiters = new Set<_Waiter>();
@@ -448,17 +586,12 @@ async function _waitForLock(fd: number, exclusive: boolean): Promise<void> {
       const deadline = Date.now() + 5_000;
       for (const waiter of _startingWaiters) waiter.awaitLoaded(deadline);
       for (const waiter of _busyWaiters) waiter.stopNow(libc, 1_000);
+      _endPoolWait(libc);
     });
   }
-  // A lock held for a moment (a store update) is often free again within a
-  // few milliseconds: try for it from here first. Once parked, a grant
-  // wakes the waiting thread and then this one while the lock is already
-  // held, which on a busy machine can cost more than the update itself.
-  const op = (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB;
-  for (const pause of _SPIN_PAUSES) {
-    await new Promise((resolve) => setTimeout(resolve, pause));
-    if (_flock(fd, op)) return;
-  }
+  // Parked at once: tries at 1, 2, 4 and 8 ms first cost more (timers and
+  // lost turns) than they saved (docs/node.md, "Waiting").
+  if (_poolUsable(libc)) return await _waitOnPool(libc, fd, exclusive);
   let waiter = _idleWaiters.pop();
   if (waiter === undefined && _waiterCount < _MAX_WAITERS) {
     _waiterCount++;

@@ -2,7 +2,15 @@
 // shared locks, holder records, and a wait handed over from another process.
 
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
@@ -141,7 +149,7 @@ test("FileLock.acquire() waits in a thread of this process: the kernel lists thi
   });
 });
 
-test("FileLock.acquire() gets 20 locks waited for at once, past the 16 waiting threads", async () => {
+test("FileLock.acquire() gets 20 locks waited for at once, past the pool's one wait and the 16 waiting threads", async () => {
   await withTempDir(async (dir) => {
     const paths = Array.from({ length: 20 }, (_, i) => `${dir}/l${i}`);
     // One holder process for all twenty.
@@ -159,14 +167,90 @@ sys.stdin.readline()`,
     await until(
       () =>
         paths.filter((p) => waitersOn(`${p}.lock`).includes(process.pid))
-          .length === 16,
-      "16 waits in the kernel",
+          .length === 17,
+      "17 waits in the kernel: one on libuv's pool, 16 in waiting threads",
+    );
+    // And no more: the other three poll.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(
+      paths.filter((p) => waitersOn(`${p}.lock`).includes(process.pid)).length,
+      17,
     );
     holder.process.stdin.end("done\n");
     const locks = await Promise.all(waits);
     assert.equal(locks.length, 20);
     for (const lock of locks) await lock.release();
     assert.equal((await holder.finish()).code, 0);
+  });
+});
+
+test("FileLock.acquire() parks a process's first wait on a thread of libuv's pool: no thread starts, and a stray SIGURG does not end it", async () => {
+  await withTempDir(async (dir) => {
+    const flock = new Child("flock", [
+      `${dir}/a.lock`,
+      "sh",
+      "-c",
+      "echo locked; read line",
+    ]);
+    await flock.waitFor("locked");
+    const waiter = nodeWorker("park.mjs", [`${dir}/a`]);
+    await waiter.waitFor("parked");
+    const [before, now, tid] = waiter.lines[0].split(" ").slice(1);
+    assert.notEqual(tid, "null");
+    assert.equal(now, before, "threads before the wait and while it lasts");
+    assert.deepEqual(waitersOn(`${dir}/a.lock`), [waiter.pid]);
+    // SIGURG interrupts that flock (its handler has no SA_RESTART): the
+    // wait parks again instead of failing.
+    const kill = run("python3", [
+      "-c",
+      `import ctypes, sys
+libc = ctypes.CDLL(None)
+print(sum(libc.tgkill(int(sys.argv[1]), int(sys.argv[2]), 23) for _ in range(3)))`,
+      String(waiter.pid),
+      tid,
+    ]);
+    assert.equal(kill.stdout, "0\n", kill.stderr);
+    await until(
+      () => waitersOn(`${dir}/a.lock`).includes(waiter.pid),
+      "the wait parked again",
+    );
+    assert.equal(waiter.process.exitCode, null, waiter.stderr);
+    assert.deepEqual(waiter.lines.slice(1), []);
+    flock.process.stdin.end("done\n");
+    await waiter.waitFor("locked");
+    assert.deepEqual(await waiter.finish(), { code: 0, signal: null });
+    assert.equal((await flock.finish()).code, 0);
+  });
+});
+
+test("process.exit() while a wait's flock is still queued behind busy pool threads ends once they are done, the lock never taken", async () => {
+  await withTempDir(async (dir) => {
+    const flock = new Child("flock", [
+      `${dir}/a.lock`,
+      "sh",
+      "-c",
+      "echo locked; read line",
+    ]);
+    await flock.waitFor("locked");
+    // The pool's four threads block opening these until a writer opens them.
+    const fifos = [0, 1, 2, 3].map((i) => `${dir}/fifo${i}`);
+    for (const fifo of fifos) assert.equal(run("mkfifo", [fifo]).code, 0);
+    const waiter = nodeWorker("exit_queued.mjs", [`${dir}/a`, ...fifos], {
+      env: { ...process.env, UV_THREADPOOL_SIZE: "4" },
+    });
+    await waiter.waitFor("queued");
+    // Exiting, libuv joins its threads, which are still in open().
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(waiter.process.exitCode, null);
+    for (const fifo of fifos) {
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    }
+    // Then the queued flock runs: it must not park on the held lock.
+    assert.deepEqual(await waiter.finish(60_000), { code: 0, signal: null });
+    assert.deepEqual(waiter.lines, ["queued"]);
+    flock.process.stdin.end("done\n");
+    assert.equal((await flock.finish()).code, 0);
+    assert.equal(await isLocked(`${dir}/a`), false);
   });
 });
 
@@ -196,29 +280,43 @@ async function assertWaitEnds(start, end) {
   });
 }
 
-for (const sigurg of [false, true]) {
-  test(`process.exit() with lock waits pending ends the process while the lock is still held elsewhere${sigurg ? ", with a SIGURG listener" : ""}`, async () => {
-    await assertWaitEnds(
-      async (path) => {
-        const waiter = nodeWorker("waits.mjs", [
-          ...(sigurg ? ["--sigurg"] : []),
-          path,
-          path,
-        ]);
-        await waiter.waitFor("waiting");
-        return waiter;
-      },
-      async (waiter) => {
-        waiter.process.stdin.write("exit\n");
-        // The hang guard: the lock is held until after this returns.
-        assert.deepEqual(await waiter.finish(60_000), {
-          code: 0,
-          signal: null,
-        });
-        assert.deepEqual(waiter.lines, ["waiting"]);
-      },
-    );
-  });
+/**
+ * The two places a wait parks: libuv's pool (the default) and a waiting
+ * thread of lockbox's own (with fewer than four pool threads).
+ */
+const PARKING = [
+  { where: "on libuv's pool", env: process.env },
+  {
+    where: "in a waiting thread",
+    env: { ...process.env, UV_THREADPOOL_SIZE: "2" },
+  },
+];
+
+for (const { where, env } of PARKING) {
+  for (const sigurg of [false, true]) {
+    test(`process.exit() with lock waits pending ${where} ends the process while the lock is still held elsewhere${sigurg ? ", with a SIGURG listener" : ""}`, async () => {
+      await assertWaitEnds(
+        async (path) => {
+          const waiter = nodeWorker("waits.mjs", [
+            ...(sigurg ? ["--sigurg"] : []),
+            path,
+            path,
+          ], { env });
+          await waiter.waitFor("waiting");
+          return waiter;
+        },
+        async (waiter) => {
+          waiter.process.stdin.write("exit\n");
+          // The hang guard: the lock is held until after this returns.
+          assert.deepEqual(await waiter.finish(60_000), {
+            code: 0,
+            signal: null,
+          });
+          assert.deepEqual(waiter.lines, ["waiting"]);
+        },
+      );
+    });
+  }
 }
 
 test("Worker.terminate() of a thread waiting for a lock ends it while the lock is still held elsewhere", async () => {
@@ -298,20 +396,22 @@ test("lockHolder() reads the holding process's record", async () => {
   });
 });
 
-test("process.exit() does not wait for a lock wait that timed out", async () => {
-  await withTempDir(async (dir) => {
-    const holder = nodeWorker("hold.mjs", [`${dir}/a`]);
-    try {
-      await holder.waitFor("locked");
-      const waiter = nodeWorker("give_up.mjs", [`${dir}/a`]);
-      const { code } = await waiter.finish(30_000);
-      assert.equal(code, 5, waiter.stderr);
-      assert.deepEqual(waiter.lines, ["timed out"]);
-    } finally {
-      await holder.finish();
-    }
+for (const { where, env } of PARKING) {
+  test(`process.exit() does not wait for a lock wait ${where} that timed out`, async () => {
+    await withTempDir(async (dir) => {
+      const holder = nodeWorker("hold.mjs", [`${dir}/a`]);
+      try {
+        await holder.waitFor("locked");
+        const waiter = nodeWorker("give_up.mjs", [`${dir}/a`], { env });
+        const { code } = await waiter.finish(30_000);
+        assert.equal(code, 5, waiter.stderr);
+        assert.deepEqual(waiter.lines, ["timed out"]);
+      } finally {
+        await holder.finish();
+      }
+    });
   });
-});
+}
 
 test("process.exit() while a waiting thread loads koffi lets the load finish first (stopped halfway, koffi aborts the process)", async () => {
   await withTempDir(async (dir) => {
@@ -327,7 +427,14 @@ test("process.exit() while a waiting thread loads koffi lets the load finish fir
         ),
         fileURLToPath(new URL("./workers/give_up.mjs", import.meta.url)),
         `${dir}/a`,
-      ], { env: { ...process.env, LOCKBOX_TEST_LOADS: loads } });
+      ], {
+        // Fewer than four pool threads: the wait parks in a thread of its own.
+        env: {
+          ...process.env,
+          LOCKBOX_TEST_LOADS: loads,
+          UV_THREADPOOL_SIZE: "2",
+        },
+      });
       const { code } = await waiter.finish(30_000);
       assert.equal(code, 5, waiter.stderr);
       assert.deepEqual(waiter.lines, ["timed out"]);

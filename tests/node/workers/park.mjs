@@ -1,0 +1,48 @@
+// Waits for the FileLock on PATH, which another process holds, and reports
+// where the wait parked: "parked BEFORE NOW TID" once a thread of this process
+// is blocked in flock (BEFORE and NOW: this process's thread counts before
+// the wait and while it lasts; TID: the thread in flock). Then "locked" once
+// the lock is granted. With --exit, it calls process.exit(0) on the line
+// "exit" on stdin instead of waiting for the grant.
+// Usage: park.mjs PATH [--exit]
+import { readdirSync, readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import process from "node:process";
+import { lockbox } from "./_lockbox.mjs";
+
+const { FileLock } = lockbox;
+const [path, mode] = process.argv.slice(2);
+
+/** The thread of this process blocked in flock(2) (x64: 73, arm64: 32). */
+function threadInFlock() {
+  const number = { x64: 73, arm64: 32 }[process.arch];
+  for (const tid of readdirSync("/proc/self/task")) {
+    try {
+      const call = readFileSync(`/proc/self/task/${tid}/syscall`, "latin1");
+      if (call.startsWith(`${number} `)) return tid;
+    } catch {
+      // Ended meanwhile.
+    }
+  }
+  return null;
+}
+
+// libuv starts its pool threads on first use: start them before counting.
+await readFile(new URL(import.meta.url));
+const before = readdirSync("/proc/self/task").length;
+const wait = FileLock.acquire(path);
+let tid = null;
+for (let i = 0; i < 6_000 && tid === null; i++) {
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  tid = threadInFlock();
+}
+console.log(`parked ${before} ${readdirSync("/proc/self/task").length} ${tid}`);
+if (mode === "--exit") {
+  process.stdin.setEncoding("utf8").on("data", (chunk) => {
+    if (chunk.includes("exit")) process.exit(0);
+  });
+} else {
+  const lock = await wait;
+  console.log("locked");
+  await lock.release();
+}
