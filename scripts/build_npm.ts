@@ -175,15 +175,17 @@ async function commonJs(): Promise<void> {
     }
   };
   await walk(fileURLToPath(out));
+  // runtime/mod.ts's one top-level await: Deno's layer is imported
+  // statically, Node's on Node only (CommonJS: a require).
   const choice =
-    /_onDeno \? await import\("(\.\/deno-\w+)\.js"\) : await import\("(\.\/node-\w+)\.js"\)/g;
+    /_onDeno \? (\w+) : await import\("(\.\/node-\w+)\.js"\)/g;
   let choices = 0;
   try {
     for (const path of files) {
       let code = await Deno.readTextFile(path);
       code = code.replace(choice, (_, deno, node) => {
         choices++;
-        return `_onDeno ? require("${deno}.cjs") : require("${node}.cjs")`;
+        return `_onDeno ? ${deno} : require("${node}.cjs")`;
       });
       code = code.replace(
         /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s*)"(\.{1,2}\/[^"]+)\.js"/g,

@@ -6,7 +6,6 @@
 // program in run.ts, which words its errors.
 
 import { CommandNotStartedError, LockTimeoutError } from "../base/errors.ts";
-import { _lockDescriptor } from "../lock/descriptor_lock.ts";
 import { runWithLock } from "../lock/run_command.ts";
 import { _selfCommand } from "../runtime/mod.ts";
 import {
@@ -110,6 +109,7 @@ export async function _runOnDescriptor(
   const started = performance.now();
   let locked;
   try {
+    const { _lockDescriptor } = await import("../lock/descriptor_lock.ts");
     locked = await _lockDescriptor(fd, how, {
       timeout: options.nonblock ? 0 : options.timeout ?? Infinity,
       helper: (mode, n) => [

@@ -12,8 +12,6 @@ import {
   _underHeldLock,
 } from "./wait_graph.ts";
 
-/** How long a wait lasts before it first looks, by default (ms). */
-export const _DEADLOCK_TIMEOUT = 1000;
 /** How long a found deadlock must stay before its victim gives up. */
 const _CONFIRM_MS = 100;
 

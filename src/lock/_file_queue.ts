@@ -20,7 +20,10 @@ import { _heldRecord } from "./kernel.ts";
 import { LockQueue, LockQueues } from "./queue.ts";
 import { _convert, _remember, _tryTake } from "./_lock_file_open.ts";
 import { _writePidFile, _writeRecord } from "./_holder_write.ts";
-import { _DeadlockWatch, type _WaitingLine } from "./_deadlock_watch.ts";
+import type { _DeadlockWatch, _WaitingLine } from "./_deadlock_watch.ts";
+
+/** How long a kernel wait lasts before its deadlock watch first looks (ms). */
+export const _DEADLOCK_TIMEOUT = 1000;
 
 /** A lock taken for a request: what its `FileLock` is made of. */
 export interface _Grant {
@@ -84,6 +87,8 @@ export class _Request {
 export class _FileQueue extends LockQueue<_Request> implements _WaitingLine {
   /** The deadlock check of the kernel wait in progress. */
   watch: _DeadlockWatch | undefined;
+  /** How many kernel waits this line has started (see `_watchWait`). */
+  waits = 0;
   /**
    * The lock file a release of this path just unlocked, while that release
    * serves the next request in line (`pump`): a hand-off within the
@@ -226,14 +231,29 @@ function _waitInKernel(
   shared: boolean,
 ): void {
   queue.serving = true;
+  const wait = ++queue.waits;
   const head = queue.head;
   if (head !== undefined && head.deadlockTimeout !== Infinity) {
-    queue.watch = new _DeadlockWatch(queue, head.deadlockTimeout, _heldPaths);
+    _watchWait(queue, wait, head.deadlockTimeout);
   }
   handle.lock(!shared).then(
     () => _onKernelGrant(queue, handle, shared),
     (error) => _onKernelError(queue, handle, error),
   );
+}
+
+/**
+ * Starts the deadlock watch of kernel wait number `wait` of `queue`, whose
+ * module is loaded on first use (`lockbox run` and most processes never
+ * wait that long; it first looks after `every` ms), unless that wait has
+ * ended meanwhile.
+ */
+function _watchWait(queue: _FileQueue, wait: number, every: number): void {
+  import("./_deadlock_watch.ts").then(({ _DeadlockWatch }) => {
+    if (queue.serving && queue.waits === wait && queue.watch === undefined) {
+      queue.watch = new _DeadlockWatch(queue, every, _heldPaths);
+    }
+  });
 }
 
 /**

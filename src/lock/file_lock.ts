@@ -15,12 +15,11 @@ import {
 import { LockError } from "../base/errors.ts";
 import { _lockInternals } from "./lock_internals.ts";
 import type { _KeptLockFile } from "./kept_lock_file.ts";
-import { _removeHeldLockFiles } from "./_lock_removal.ts";
 import { _metadataJson } from "./_holder_record.ts";
 import { _noteStaleFence, _recordFloor } from "./_holder_write.ts";
 import { _convert } from "./_lock_file_open.ts";
-import { _DEADLOCK_TIMEOUT } from "./_deadlock_watch.ts";
 import {
+  _DEADLOCK_TIMEOUT,
   type _FileQueue,
   type _Grant,
   _Request,
@@ -419,6 +418,8 @@ export class FileLock implements AsyncDisposable {
   async #removeAndRelease(handle: _LockHandle): Promise<void> {
     try {
       if (_stillLinked(handle, this.lockPath)) {
+        // Loaded on first use: few locks remove their file.
+        const { _removeHeldLockFiles } = await import("./_lock_removal.ts");
         await _removeHeldLockFiles([{ handle, lockPath: this.lockPath }]);
       }
     } catch (error) {

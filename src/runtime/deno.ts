@@ -23,6 +23,7 @@ import type {
   _WriteHandle,
 } from "./types.ts";
 import { _cLibrary, _onWindows, _procAllowed } from "./_platform.ts";
+import { _spawnByFfi, _spawnsByFfi } from "./_deno_spawn.ts";
 
 /**
  * One of Node's built-in modules, loaded on first use. Loading any of them
@@ -260,10 +261,14 @@ class _DenoLockHandle implements _LockHandle {
     // releases the flock.
     this.#file.close();
   }
-  /** The descriptor number, which Deno does not expose (see `_descriptorOf`). */
+  /**
+   * The descriptor number, which Deno does not expose (see `_descriptorOf`);
+   * found once, as it stays the same while the file is open.
+   */
   descriptor(): number {
-    return _descriptorOf(this.stat(), true);
+    return this.#descriptor ??= _descriptorOf(this.stat(), true);
   }
+  #descriptor: number | undefined;
 }
 
 /**
@@ -906,6 +911,21 @@ function _spawnNow(
   // which compares $0). A shell's exec keeps the path as given.
   const relative = command.includes("/") && !command.startsWith("/") &&
     _isExecutableFile(command);
+  const lock = options.passLock as _DenoLockHandle | undefined;
+  const passed = [
+    ...(lock ? [lock.descriptor()] : []),
+    ...(options.passDescriptor === undefined ? [] : [options.passDescriptor]),
+    ...options.passDescriptors ?? [],
+  ];
+  const inheriting = <T>(start: () => T): T =>
+    passed.reduceRight<() => T>(
+      (next, fd) => () => _withInheritable(fd, next),
+      start,
+    )();
+  const started = _spawnsByFfi(options)
+    ? _spawnByFfi(command, args, options, passed)
+    : null;
+  if (started !== null) return started;
   const start = () =>
     new Deno.Command(relative ? "/bin/sh" : command, {
       args: relative ? ["-c", 'exec "$0" "$@"', command, ...args] : args,
@@ -915,16 +935,7 @@ function _spawnNow(
       stderr: "inherit",
       detached: options.newGroup === true && _processGroups,
     }).spawn();
-  const lock = options.passLock as _DenoLockHandle | undefined;
-  const passed = [
-    ...(lock ? [lock.descriptor()] : []),
-    ...(options.passDescriptor === undefined ? [] : [options.passDescriptor]),
-    ...options.passDescriptors ?? [],
-  ];
-  const child = passed.reduceRight<() => Deno.ChildProcess>(
-    (next, fd) => () => _withInheritable(fd, next),
-    start,
-  )();
+  const child = inheriting(start);
   const input = options.input ? child.stdin.getWriter() : null;
   const encoder = new TextEncoder();
   return {

@@ -6,7 +6,7 @@
 // built-in modules cost Deno about 30 ms of start-up); Node's flock comes
 // through koffi, which node.ts loads on first use, so Deno never needs it.
 
-import type * as deno from "./deno.ts";
+import * as deno from "./deno.ts";
 
 export * from "./types.ts";
 export * from "./_platform.ts";
@@ -16,9 +16,7 @@ export const _onDeno: boolean =
   typeof (globalThis as { Deno?: { version?: { deno?: unknown } } }).Deno
     ?.version?.deno === "string";
 
-const chosen: typeof deno = _onDeno
-  ? await import("./deno.ts")
-  : await import("./node.ts");
+const chosen: typeof deno = _onDeno ? deno : await import("./node.ts");
 
 export const {
   _toPath,

@@ -420,3 +420,66 @@ Deno.test("lockbox run takes a lock file it may not write as flock(1) does when 
     }
   });
 });
+
+Deno.test("lockbox run starts its command with every signal at its default and none blocked, in a session of its own, and a script without #! through sh; without --allow-ffi too", async () => {
+  await withTempDir(async (dir) => {
+    // Deno ignores SIGPIPE, and an ignored signal stays ignored across exec.
+    const probe = "exec grep -E '^(SigIgn|SigBlk)' /proc/self/status";
+    const session =
+      'set -- $(cut -d" " -f5,6 /proc/$$/stat); [ "$1" = $$ ] && [ "$2" = $$ ] && echo own session';
+    const noFfi = [
+      Deno.execPath(),
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-run",
+      "--allow-env",
+      "--quiet",
+      CLI.at(-1)!,
+    ];
+    // A compiled CLI (LOCKBOX_CLI) has its permissions built in.
+    for (const cli of Deno.env.get("LOCKBOX_CLI") ? [CLI] : [CLI, noFfi]) {
+      const close = cli === CLI ? [] : ["--close"];
+      const signals = await run([
+        ...cli,
+        "run",
+        ...close,
+        `${dir}/a.lock`,
+        "sh",
+        "-c",
+        probe,
+      ]);
+      assert.equal(signals.code, 0, signals.stderr);
+      const [blocked, ignored] = signals.stdout.trim().split("\n").map((
+        line,
+      ) => BigInt(`0x${line.split("\t")[1]}`));
+      assert.equal(blocked, 0n, signals.stdout);
+      // Signals 1 to 31; glibc's posix_spawn, Deno.Command's, leaves its
+      // own two (32 and 33) ignored, which its programs reset themselves.
+      assert.equal(ignored & 0x7fffffffn, 0n, signals.stdout);
+      const own = await run([
+        ...cli,
+        "run",
+        ...close,
+        `${dir}/a.lock`,
+        "sh",
+        "-c",
+        session,
+      ]);
+      assert.equal(own.stdout, "own session\n", own.stderr);
+      await Deno.writeTextFile(`${dir}/job.sh`, 'echo "ran $0 $1"\n');
+      await Deno.chmod(`${dir}/job.sh`, 0o755);
+      const script = await run([
+        ...cli,
+        "run",
+        ...close,
+        "a.lock",
+        "./job.sh",
+        "x",
+      ], {
+        cwd: dir,
+      });
+      assert.equal(script.stdout, "ran ./job.sh x\n", script.stderr);
+    }
+  });
+});
