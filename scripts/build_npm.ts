@@ -177,8 +177,7 @@ async function commonJs(): Promise<void> {
   await walk(fileURLToPath(out));
   // runtime/mod.ts's one top-level await: Deno's layer is imported
   // statically, Node's on Node only (CommonJS: a require).
-  const choice =
-    /_onDeno \? (\w+) : await import\("(\.\/node-\w+)\.js"\)/g;
+  const choice = /_onDeno \? (\w+) : await import\("(\.\/node-\w+)\.js"\)/g;
   let choices = 0;
   try {
     for (const path of files) {
