@@ -50,8 +50,22 @@ const _SPAWN_SYMBOLS = {
 
 type _SpawnLibrary = Deno.DynamicLibrary<typeof _SPAWN_SYMBOLS>;
 
-/** Opened on first use and kept: a `waitpid` may be pending on it. */
+/**
+ * Open while a command it started runs (its `waitpid` is pending on it),
+ * closed once none does: a library left open is a leak to `deno test`'s
+ * sanitizers, and to anyone who counts them.
+ */
 let _library: _SpawnLibrary | undefined;
+/** How many commands started through `_library` have not been reaped. */
+let _running = 0;
+
+/** Closes `_library` when no command started through it runs. */
+function _release(): void {
+  if (--_running === 0) {
+    _library?.close();
+    _library = undefined;
+  }
+}
 
 /** The error names of the errno values posix_spawnp returns most. */
 const _ERRNO_CODES: Readonly<Record<number, string>> = {
@@ -123,6 +137,23 @@ export function _spawnByFfi(
   inherit: number[] = [],
 ): _Child | null {
   const lib = _library ??= Deno.dlopen("libc.so.6", _SPAWN_SYMBOLS);
+  _running++;
+  let child: _Child | null = null;
+  try {
+    child = _inheriting(lib, command, args, options, inherit);
+  } finally {
+    if (child === null) _release();
+  }
+  return child;
+}
+
+function _inheriting(
+  lib: _SpawnLibrary,
+  command: string,
+  args: string[],
+  options: _SpawnOptions,
+  inherit: number[],
+): _Child | null {
   const c = lib.symbols;
   // Deno opens every file close-on-exec: these must stay open in the child.
   const flags = inherit.map((fd) => c.fcntl(fd, F_GETFD, 0));
@@ -196,12 +227,17 @@ function _child(lib: _SpawnLibrary, pid: number): _Child {
   let exited = false;
   const status = (async () => {
     const out = new Int32Array(1);
-    // Signal handlers here are SA_RESTART: -1 means it is not ours to reap.
-    if (await lib.symbols.waitpid(pid, new Uint8Array(out.buffer), 0) !== pid) {
+    let reaped: number;
+    try {
+      reaped = await lib.symbols.waitpid(pid, new Uint8Array(out.buffer), 0);
+    } finally {
       exited = true;
+      _release();
+    }
+    // Signal handlers here are SA_RESTART: -1 means it is not ours to reap.
+    if (reaped !== pid) {
       throw new Error(`Cannot wait for process ${pid}: it is not a child`);
     }
-    exited = true;
     return _decodeStatus(out[0]);
   })();
   const noInput = () =>
