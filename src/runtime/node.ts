@@ -465,6 +465,13 @@ function _poolCalls(libc: _Libc): _PoolCalls | null {
   return _poolCallsLoaded;
 }
 
+/**
+ * UV_THREADPOOL_SIZE as libuv read it, once, when its pool started (with
+ * atoi: a bad value gives one thread); read here when this module loads, as
+ * a change made later does not change the pool.
+ */
+const _POOL_SIZE = process.env.UV_THREADPOOL_SIZE;
+
 /** The descriptor of the one wait parked on libuv's pool, if any. */
 let _poolWaitFd: number | null = null;
 
@@ -479,8 +486,7 @@ let _poolWaitFd: number | null = null;
 function _poolUsable(libc: _Libc): boolean {
   if (_poolWaitFd !== null || !_proc() || !isMainThread) return false;
   if (_SYS_FLOCK[process.arch] === undefined) return false;
-  // libuv reads it once, with atoi (a bad value gives one thread).
-  const size = process.env.UV_THREADPOOL_SIZE;
+  const size = _POOL_SIZE;
   if (size !== undefined && !(parseInt(size, 10) >= 4)) return false;
   return _poolCalls(libc) !== null;
 }
@@ -542,22 +548,35 @@ function _threadsInFlock(fd: number): number[] {
 /**
  * On exit: libuv joins its pool threads, so a flock parked there must end.
  * The descriptor first becomes a pipe of our own (a flock that has not
- * started yet, queued behind other work, then returns at once), then the
- * thread parked on the lock file gets SIGURG, resent until no thread has
- * been in that flock for 50 ms (one that had the descriptor before dup2 may
- * take a moment to reach the wait).
+ * started yet, queued behind other work, then returns at once; out of
+ * descriptors, it is closed instead, which frees one for the look below),
+ * then the thread parked on the lock file gets SIGURG, resent until no
+ * thread has been in that flock for 50 ms (one that had the descriptor
+ * before dup2 may take a moment to reach the wait). Runs once.
  */
 function _endPoolWait(libc: _Libc): void {
   const fd = _poolWaitFd;
   const calls = _poolCalls(libc);
   if (fd === null || calls === null) return;
+  _poolWaitFd = null;
   const pipe = new Int32Array(2);
-  if (calls.pipe(pipe) === 0) calls.dup2(pipe[0], fd);
+  if (calls.pipe(pipe) !== 0 || calls.dup2(pipe[0], fd) < 0) {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // Already closed.
+    }
+  }
   const pause = new Int32Array(new SharedArrayBuffer(4));
   const deadline = Date.now() + 5_000;
   let quietSince = Date.now();
   while (Date.now() - quietSince < 50 && Date.now() < deadline) {
-    const threads = _threadsInFlock(fd);
+    let threads: number[] = [];
+    try {
+      threads = _threadsInFlock(fd);
+    } catch {
+      // Cannot look now: look again.
+    }
     for (const tid of threads) {
       calls.tgkill(process.pid, tid, libc.facts.SIGURG);
     }
@@ -581,13 +600,22 @@ async function _waitForLock(fd: number, exclusive: boolean): Promise<void> {
   if (!_exitHooked) {
     _exitHooked = true;
     // Exiting never waits for a waiting thread: interrupt them all. (Node
-    // joins worker threads after the "exit" listeners have run.)
-    process.on("exit", () => {
+    // joins worker threads after the "exit" listeners have run.) First of
+    // the listeners, as one that exits or throws skips the rest; and again
+    // from process.reallyExit, which such an exit (or a direct call) reaches
+    // without them.
+    process.prependListener("exit", () => {
       const deadline = Date.now() + 5_000;
       for (const waiter of _startingWaiters) waiter.awaitLoaded(deadline);
       for (const waiter of _busyWaiters) waiter.stopNow(libc, 1_000);
       _endPoolWait(libc);
     });
+    const host = process as unknown as { reallyExit: (code?: number) => void };
+    const reallyExit = host.reallyExit;
+    host.reallyExit = function (code?: number): void {
+      _endPoolWait(libc);
+      return reallyExit.call(this, code);
+    };
   }
   // Parked at once: tries at 1, 2, 4 and 8 ms first cost more (timers and
   // lost turns) than they saved (docs/node.md, "Waiting").

@@ -223,6 +223,56 @@ print(sum(libc.tgkill(int(sys.argv[1]), int(sys.argv[2]), 23) for _ in range(3))
   });
 });
 
+for (
+  const [way, code] of [["exit-in-exit", 3], ["throw-in-exit", null], [
+    "really-exit",
+    4,
+  ]]
+) {
+  test(`a wait parked on libuv's pool ends with the process when ${way} skips lockbox's exit listener, the lock never taken`, async () => {
+    await assertWaitEnds(
+      async (path) => {
+        const waiter = nodeWorker("exit_ways.mjs", [way, path]);
+        await waiter.waitFor("parked");
+        return waiter;
+      },
+      async (waiter) => {
+        waiter.process.stdin.write("exit\n");
+        // The hang guard: the lock is held until after this returns.
+        const ended = await waiter.finish(60_000);
+        assert.deepEqual(waiter.lines, ["parked"], waiter.stderr);
+        // Node keeps the code process.exit() was given when a listener throws.
+        if (code !== null) assert.equal(ended.code, code, waiter.stderr);
+        else assert.match(waiter.stderr, /an exit listener that throws/);
+      },
+    );
+  });
+}
+
+test("a wait parks in a waiting thread, not on libuv's pool, when UV_THREADPOOL_SIZE was below 4 as the pool started, whatever it is set to later", async () => {
+  await withTempDir(async (dir) => {
+    const flock = new Child("flock", [
+      `${dir}/a.lock`,
+      "sh",
+      "-c",
+      "echo locked; read line",
+    ]);
+    await flock.waitFor("locked");
+    const waiter = nodeWorker("park.mjs", [`${dir}/a`, "--pool-size-later"], {
+      env: { ...process.env, UV_THREADPOOL_SIZE: "1" },
+    });
+    await waiter.waitFor("parked");
+    const [before, now] = waiter.lines[0].split(" ").slice(1).map(Number);
+    // A waiting thread (a worker: several threads) rather than the pool's
+    // one thread, which fs calls need.
+    assert.ok(now > before, waiter.lines[0]);
+    flock.process.stdin.end("done\n");
+    await waiter.waitFor("locked");
+    assert.deepEqual(await waiter.finish(), { code: 0, signal: null });
+    assert.equal((await flock.finish()).code, 0);
+  });
+});
+
 test("process.exit() while a wait's flock is still queued behind busy pool threads ends once they are done, the lock never taken", async () => {
   await withTempDir(async (dir) => {
     const flock = new Child("flock", [

@@ -3,8 +3,9 @@
 // is blocked in flock (BEFORE and NOW: this process's thread counts before
 // the wait and while it lasts; TID: the thread in flock). Then "locked" once
 // the lock is granted. With --exit, it calls process.exit(0) on the line
-// "exit" on stdin instead of waiting for the grant.
-// Usage: park.mjs PATH [--exit]
+// "exit" on stdin instead of waiting for the grant. With --pool-size-later,
+// it sets UV_THREADPOOL_SIZE to 8 after the pool has started.
+// Usage: park.mjs PATH [--exit | --pool-size-later]
 import { readdirSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import process from "node:process";
@@ -29,6 +30,7 @@ function threadInFlock() {
 
 // libuv starts its pool threads on first use: start them before counting.
 await readFile(new URL(import.meta.url));
+if (mode === "--pool-size-later") process.env.UV_THREADPOOL_SIZE = "8";
 const before = readdirSync("/proc/self/task").length;
 const wait = FileLock.acquire(path);
 let tid = null;
