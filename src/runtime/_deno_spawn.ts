@@ -26,9 +26,12 @@ const SIGSET_BYTES = 256;
 
 const _SPAWN_SYMBOLS = {
   posix_spawnp: {
-    parameters: ["buffer", "buffer", "pointer", "buffer", "buffer", "buffer"],
+    parameters: ["buffer", "buffer", "pointer", "buffer", "buffer", "pointer"],
     result: "i32",
   },
+  // This process's environment as the C library keeps it: every variable,
+  // whatever its bytes, with no `--allow-env` needed.
+  environ: { type: "pointer" },
   posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
   posix_spawnattr_setsigmask: {
@@ -110,6 +113,30 @@ function _cStrings(
   return new Uint8Array(pointers.buffer);
 }
 
+/**
+ * Where execvp finds `command`: itself when it has a "/", else the first
+ * executable file of that name on PATH; `null` if none.
+ */
+function _onPath(command: string): string | null {
+  if (command.includes("/")) return command;
+  let path: string | undefined;
+  try {
+    path = Deno.env.get("PATH");
+  } catch {
+    return null; // no --allow-env
+  }
+  for (const dir of (path ?? "/usr/local/bin:/usr/bin:/bin").split(":")) {
+    const file = `${dir === "" ? "." : dir}/${command}`;
+    try {
+      const info = Deno.statSync(file);
+      if (info.isFile && ((info.mode ?? 0) & 0o111) !== 0) return file;
+    } catch {
+      // Not there.
+    }
+  }
+  return null;
+}
+
 /** A wait(2) status as `_Child`'s: the code, or 128 + the killing signal. */
 function _decodeStatus(
   status: number,
@@ -122,8 +149,9 @@ function _decodeStatus(
 /**
  * Starts `command` (searched on this process's PATH when it has no "/",
  * run as given, relative paths included, when it has one: `$0` stays as
- * typed) with this process's stdin, stdout and stderr, every signal at its
- * default and none blocked, in a session of its own with `newGroup`, and
+ * typed) with this process's stdin, stdout, stderr and environment (or
+ * `options.env` added to it), SIGPIPE back to its default (what the caller
+ * ignored stays ignored) and no signal blocked, in a session of its own with `newGroup`, and
  * the descriptors in `inherit` open in it at their own numbers.
  *
  * @returns The child, or `null` where the C library lacks a spawn flag
@@ -180,20 +208,29 @@ function _spawnWith(
   const c = lib.symbols;
   const keep: Uint8Array[] = [];
   const argv = _cStrings([command, ...args], keep);
-  const env = { ...Deno.env.toObject(), ...options.env };
-  const envp = _cStrings(
-    Object.entries(env).map(([name, value]) => `${name}=${value}`),
-    keep,
-  );
+  const envp = options.env === undefined
+    ? new Deno.UnsafePointerView(c.environ!).getPointer(0)
+    : Deno.UnsafePointer.of(_cStrings(
+      Object.entries({ ...Deno.env.toObject(), ...options.env }).map((
+        [name, value],
+      ) => `${name}=${value}`),
+      keep,
+    ));
   // glibc's posix_spawnattr_destroy does nothing: the buffer is all there is.
   const attr = new Uint8Array(ATTR_BYTES);
   c.posix_spawnattr_init(attr);
   // sigset_t is a bit mask: no signal, or every one (each symbol costs
   // Deno.dlopen time, so not sigemptyset and sigfillset).
   const none = new Uint8Array(SIGSET_BYTES);
-  const all = new Uint8Array(SIGSET_BYTES).fill(0xff);
-  // Deno ignores SIGPIPE; an ignored signal stays ignored across exec.
-  c.posix_spawnattr_setsigdefault(attr, all);
+  // Deno ignores SIGPIPE, and an ignored signal stays ignored across exec:
+  // back to its default, with glibc's own two (32, 33), which its
+  // posix_spawn leaves ignored. What the caller ignored stays ignored, as
+  // under flock(1) (`nohup`, `trap '' USR1`).
+  const reset = new Uint8Array(SIGSET_BYTES);
+  for (const signal of [13, 32, 33]) {
+    reset[(signal - 1) >> 3] |= 1 << ((signal - 1) & 7);
+  }
+  c.posix_spawnattr_setsigdefault(attr, reset);
   c.posix_spawnattr_setsigmask(attr, none);
   const flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
     (options.newGroup === true ? POSIX_SPAWN_SETSID : 0);
@@ -209,8 +246,9 @@ function _spawnWith(
     envp,
   );
   // A script without "#!": run it with sh, as execvp (and flock(1)) do.
-  if (errno === ENOEXEC && command.includes("/")) {
-    return _spawnWith(lib, "/bin/sh", [command, ...args], options);
+  const script = errno === ENOEXEC ? _onPath(command) : null;
+  if (script !== null) {
+    return _spawnWith(lib, "/bin/sh", [script, ...args], options);
   }
   if (errno !== 0) {
     const code = _ERRNO_CODES[errno] ?? `ERRNO${errno}`;

@@ -421,7 +421,7 @@ Deno.test("lockbox run takes a lock file it may not write as flock(1) does when 
   });
 });
 
-Deno.test("lockbox run starts its command with every signal at its default and none blocked, in a session of its own, and a script without #! through sh; without --allow-ffi too", async () => {
+Deno.test("lockbox run starts its command with SIGPIPE at its default, what its caller ignored still ignored, none blocked, in a session of its own, the environment byte for byte, and a script without #! through sh; without --allow-ffi too", async () => {
   await withTempDir(async (dir) => {
     // Deno ignores SIGPIPE, and an ignored signal stays ignored across exec.
     const probe = "exec grep -E '^(SigIgn|SigBlk)' /proc/self/status";
@@ -480,6 +480,41 @@ Deno.test("lockbox run starts its command with every signal at its default and n
         cwd: dir,
       });
       assert.equal(script.stdout, "ran ./job.sh x\n", script.stderr);
+      // The same script found on PATH, as execvp finds it.
+      await Deno.mkdir(`${dir}/bin`, { recursive: true });
+      await Deno.rename(`${dir}/job.sh`, `${dir}/bin/job`);
+      const onPath = await run([
+        ...cli,
+        "run",
+        ...close,
+        `${dir}/a.lock`,
+        "job",
+        "y",
+      ], {
+        env: { PATH: `${dir}/bin:${Deno.env.get("PATH")}` },
+      });
+      assert.equal(onPath.stdout, `ran ${dir}/bin/job y\n`, onPath.stderr);
+      // Ignored by the caller (nohup, trap ''): still ignored, as flock(1)
+      // leaves it. And a variable that is not UTF-8 passes unchanged.
+      const line = [...cli, "run", ...close, `${dir}/a.lock`].map((part) =>
+        `'${part}'`
+      ).join(" ");
+      const caller = await run([
+        "sh",
+        "-c",
+        `trap '' USR1; BIN=$(printf 'a\\377b') exec ${line} sh -c "${
+          probe.slice("exec ".length)
+        }; printf %s \\"\\$BIN\\" | od -An -tx1"`,
+      ]);
+      assert.equal(caller.code, 0, caller.stderr);
+      const [, ignoredHere, bytes] = caller.stdout.trim().split("\n");
+      assert.equal(
+        BigInt(`0x${ignoredHere.split("\t")[1]}`) & 0x7fffffffn,
+        1n << 9n,
+        caller.stdout,
+      );
+      assert.equal(bytes.trim(), "61 ff 62", caller.stdout);
+      await Deno.remove(`${dir}/bin`, { recursive: true });
     }
   });
 });
