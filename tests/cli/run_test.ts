@@ -440,15 +440,12 @@ Deno.test("lockbox run starts its command with SIGPIPE at its default, what its 
     // A compiled CLI (LOCKBOX_CLI) has its permissions built in.
     for (const cli of Deno.env.get("LOCKBOX_CLI") ? [CLI] : [CLI, noFfi]) {
       const close = cli === CLI ? [] : ["--close"];
-      const signals = await run([
-        ...cli,
-        "run",
-        ...close,
-        `${dir}/a.lock`,
-        "sh",
-        "-c",
-        probe,
-      ]);
+      /** `lockbox run` by this CLI (`--close` without FFI: no lock to pass). */
+      const lockboxRun = (
+        args: string[],
+        options?: { env?: Record<string, string>; cwd?: string },
+      ) => run([...cli, "run", ...close, ...args], options);
+      const signals = await lockboxRun([`${dir}/a.lock`, "sh", "-c", probe]);
       assert.equal(signals.code, 0, signals.stderr);
       const [blocked, ignored] = signals.stdout.trim().split("\n").map((
         line,
@@ -457,40 +454,18 @@ Deno.test("lockbox run starts its command with SIGPIPE at its default, what its 
       // Signals 1 to 31; glibc's posix_spawn, Deno.Command's, leaves its
       // own two (32 and 33) ignored, which its programs reset themselves.
       assert.equal(ignored & 0x7fffffffn, 0n, signals.stdout);
-      const own = await run([
-        ...cli,
-        "run",
-        ...close,
-        `${dir}/a.lock`,
-        "sh",
-        "-c",
-        session,
-      ]);
+      const own = await lockboxRun([`${dir}/a.lock`, "sh", "-c", session]);
       assert.equal(own.stdout, "own session\n", own.stderr);
       await Deno.writeTextFile(`${dir}/job.sh`, 'echo "ran $0 $1"\n');
       await Deno.chmod(`${dir}/job.sh`, 0o755);
-      const script = await run([
-        ...cli,
-        "run",
-        ...close,
-        "a.lock",
-        "./job.sh",
-        "x",
-      ], {
+      const script = await lockboxRun(["a.lock", "./job.sh", "x"], {
         cwd: dir,
       });
       assert.equal(script.stdout, "ran ./job.sh x\n", script.stderr);
       // The same script found on PATH, as execvp finds it.
       await Deno.mkdir(`${dir}/bin`, { recursive: true });
       await Deno.rename(`${dir}/job.sh`, `${dir}/bin/job`);
-      const onPath = await run([
-        ...cli,
-        "run",
-        ...close,
-        `${dir}/a.lock`,
-        "job",
-        "y",
-      ], {
+      const onPath = await lockboxRun([`${dir}/a.lock`, "job", "y"], {
         env: { PATH: `${dir}/bin:${Deno.env.get("PATH")}` },
       });
       assert.equal(onPath.stdout, `ran ${dir}/bin/job y\n`, onPath.stderr);

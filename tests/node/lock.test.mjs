@@ -38,6 +38,18 @@ function waitersOn(lockFile) {
     .map((f) => Number(f[5]));
 }
 
+/** flock(1) holding `lockFile` until a line comes on its stdin. */
+async function flockHolder(lockFile) {
+  const flock = new Child("flock", [
+    lockFile,
+    "sh",
+    "-c",
+    "echo locked; read line",
+  ]);
+  await flock.waitFor("locked");
+  return flock;
+}
+
 /** Polls `fn` every 10 ms until it returns true (hang guard: 60 s). */
 async function until(fn, what) {
   for (let i = 0; i < 6_000; i++) {
@@ -186,13 +198,7 @@ sys.stdin.readline()`,
 
 test("FileLock.acquire() parks a process's first wait on a thread of libuv's pool: no thread starts, and a stray SIGURG does not end it", async () => {
   await withTempDir(async (dir) => {
-    const flock = new Child("flock", [
-      `${dir}/a.lock`,
-      "sh",
-      "-c",
-      "echo locked; read line",
-    ]);
-    await flock.waitFor("locked");
+    const flock = await flockHolder(`${dir}/a.lock`);
     const waiter = nodeWorker("park.mjs", [`${dir}/a`]);
     await waiter.waitFor("parked");
     const [before, now, tid] = waiter.lines[0].split(" ").slice(1);
@@ -251,13 +257,7 @@ for (
 
 test("a wait parks in a waiting thread, not on libuv's pool, when UV_THREADPOOL_SIZE was below 4 as the pool started, whatever it is set to later", async () => {
   await withTempDir(async (dir) => {
-    const flock = new Child("flock", [
-      `${dir}/a.lock`,
-      "sh",
-      "-c",
-      "echo locked; read line",
-    ]);
-    await flock.waitFor("locked");
+    const flock = await flockHolder(`${dir}/a.lock`);
     const waiter = nodeWorker("park.mjs", [`${dir}/a`, "--pool-size-later"], {
       env: { ...process.env, UV_THREADPOOL_SIZE: "1" },
     });
@@ -275,13 +275,7 @@ test("a wait parks in a waiting thread, not on libuv's pool, when UV_THREADPOOL_
 
 test("process.exit() while a wait's flock is still queued behind busy pool threads ends once they are done, the lock never taken", async () => {
   await withTempDir(async (dir) => {
-    const flock = new Child("flock", [
-      `${dir}/a.lock`,
-      "sh",
-      "-c",
-      "echo locked; read line",
-    ]);
-    await flock.waitFor("locked");
+    const flock = await flockHolder(`${dir}/a.lock`);
     // The pool's four threads block opening these until a writer opens them.
     const fifos = [0, 1, 2, 3].map((i) => `${dir}/fifo${i}`);
     for (const fifo of fifos) assert.equal(run("mkfifo", [fifo]).code, 0);
@@ -312,13 +306,7 @@ test("process.exit() while a wait's flock is still queued behind busy pool threa
 async function assertWaitEnds(start, end) {
   await withTempDir(async (dir) => {
     const path = `${dir}/a`;
-    const flock = new Child("flock", [
-      `${path}.lock`,
-      "sh",
-      "-c",
-      "echo locked; read line",
-    ]);
-    await flock.waitFor("locked");
+    const flock = await flockHolder(`${path}.lock`);
     const waiter = await start(path);
     await until(() => waitersOn(`${path}.lock`).length > 0, "a waiter");
     await end(waiter);
