@@ -127,14 +127,19 @@ function _onPath(command: string): string | null {
   }
   for (const dir of (path ?? "/usr/local/bin:/usr/bin:/bin").split(":")) {
     const file = `${dir === "" ? "." : dir}/${command}`;
-    try {
-      const info = Deno.statSync(file);
-      if (info.isFile && ((info.mode ?? 0) & 0o111) !== 0) return file;
-    } catch {
-      // Not there.
-    }
+    if (_isExecutableFile(file)) return file;
   }
   return null;
+}
+
+/** Whether `path` is a file with an execute bit (`false` if it is not there). */
+export function _isExecutableFile(path: string): boolean {
+  try {
+    const info = Deno.statSync(path);
+    return info.isFile && ((info.mode ?? 0) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
 }
 
 /** A wait(2) status as `_Child`'s: the code, or 128 + the killing signal. */

@@ -23,7 +23,7 @@ import type {
   _WriteHandle,
 } from "./types.ts";
 import { _cLibrary, _onWindows, _procAllowed } from "./_platform.ts";
-import { _spawnByFfi, _spawnsByFfi } from "./_deno_spawn.ts";
+import { _isExecutableFile, _spawnByFfi, _spawnsByFfi } from "./_deno_spawn.ts";
 
 /**
  * One of Node's built-in modules, loaded on first use. Loading any of them
@@ -892,25 +892,11 @@ function _withInheritable<T>(fd: number, fn: () => T): T {
   });
 }
 
-function _isExecutableFile(path: string): boolean {
-  try {
-    const info = Deno.statSync(path);
-    return info.isFile && ((info.mode ?? 0) & 0o111) !== 0;
-  } catch {
-    return false;
-  }
-}
-
 function _spawnNow(
   command: string,
   args: string[],
   options: _SpawnOptions,
 ): _Child {
-  // Deno runs a relative path such as ./job.sh by its absolute path, so a
-  // script would see an absolute $0 (breaking flock(1)'s FLOCKER idiom,
-  // which compares $0). A shell's exec keeps the path as given.
-  const relative = command.includes("/") && !command.startsWith("/") &&
-    _isExecutableFile(command);
   const lock = options.passLock as _DenoLockHandle | undefined;
   const passed = [
     ...(lock ? [lock.descriptor()] : []),
@@ -926,6 +912,11 @@ function _spawnNow(
     ? _spawnByFfi(command, args, options, passed)
     : null;
   if (started !== null) return started;
+  // Deno runs a relative path such as ./job.sh by its absolute path, so a
+  // script would see an absolute $0 (breaking flock(1)'s FLOCKER idiom,
+  // which compares $0). A shell's exec keeps the path as given.
+  const relative = command.includes("/") && !command.startsWith("/") &&
+    _isExecutableFile(command);
   const start = () =>
     new Deno.Command(relative ? "/bin/sh" : command, {
       args: relative ? ["-c", 'exec "$0" "$@"', command, ...args] : args,

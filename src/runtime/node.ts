@@ -466,11 +466,12 @@ function _poolCalls(libc: _Libc): _PoolCalls | null {
 }
 
 /**
- * UV_THREADPOOL_SIZE as libuv read it, once, when its pool started (with
- * atoi: a bad value gives one thread); read here when this module loads, as
- * a change made later does not change the pool.
+ * Whether libuv's pool has at least four threads: UV_THREADPOOL_SIZE, which
+ * libuv reads once when its pool starts (with atoi: a bad value gives one
+ * thread), is read here when this module loads, as a later change does not
+ * resize the pool.
  */
-const _POOL_SIZE = process.env.UV_THREADPOOL_SIZE;
+const _POOL_OF_FOUR = parseInt(process.env.UV_THREADPOOL_SIZE ?? "4", 10) >= 4;
 
 /** The descriptor of the one wait parked on libuv's pool, if any. */
 let _poolWaitFd: number | null = null;
@@ -486,8 +487,7 @@ let _poolWaitFd: number | null = null;
 function _poolUsable(libc: _Libc): boolean {
   if (_poolWaitFd !== null || !_proc() || !isMainThread) return false;
   if (_SYS_FLOCK[process.arch] === undefined) return false;
-  const size = _POOL_SIZE;
-  if (size !== undefined && !(parseInt(size, 10) >= 4)) return false;
+  if (!_POOL_OF_FOUR) return false;
   return _poolCalls(libc) !== null;
 }
 

@@ -8,9 +8,9 @@
 //   throw-in-exit: an "exit" listener added before the wait throws;
 //   really-exit: process.reallyExit(4), which runs no listener.
 // Usage: exit_ways.mjs WAY PATH
-import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { lockbox } from "./_lockbox.mjs";
+import { threadInFlock } from "./_flock_thread.mjs";
 
 const { FileLock } = lockbox;
 const [way, path] = process.argv.slice(2);
@@ -22,21 +22,8 @@ if (way === "throw-in-exit") {
   });
 }
 
-/** Whether a thread of this process is blocked in flock(2). */
-function inFlock() {
-  const number = { x64: 73, arm64: 32 }[process.arch];
-  return readdirSync("/proc/self/task").some((tid) => {
-    try {
-      return readFileSync(`/proc/self/task/${tid}/syscall`, "latin1")
-        .startsWith(`${number} `);
-    } catch {
-      return false;
-    }
-  });
-}
-
 FileLock.acquire(path).then(() => console.log("locked"));
-for (let i = 0; i < 6_000 && !inFlock(); i++) {
+for (let i = 0; i < 6_000 && threadInFlock() === null; i++) {
   await new Promise((resolve) => setTimeout(resolve, 10));
 }
 console.log("parked");

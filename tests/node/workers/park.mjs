@@ -6,27 +6,14 @@
 // "exit" on stdin instead of waiting for the grant. With --pool-size-later,
 // it sets UV_THREADPOOL_SIZE to 8 after the pool has started.
 // Usage: park.mjs PATH [--exit | --pool-size-later]
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { lockbox } from "./_lockbox.mjs";
+import { threadInFlock } from "./_flock_thread.mjs";
 
 const { FileLock } = lockbox;
 const [path, mode] = process.argv.slice(2);
-
-/** The thread of this process blocked in flock(2) (x64: 73, arm64: 32). */
-function threadInFlock() {
-  const number = { x64: 73, arm64: 32 }[process.arch];
-  for (const tid of readdirSync("/proc/self/task")) {
-    try {
-      const call = readFileSync(`/proc/self/task/${tid}/syscall`, "latin1");
-      if (call.startsWith(`${number} `)) return tid;
-    } catch {
-      // Ended meanwhile.
-    }
-  }
-  return null;
-}
 
 // libuv starts its pool threads on first use: start them before counting.
 await readFile(new URL(import.meta.url));
