@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --unstable-lazy-dynamic-imports --allow-read --allow-write --allow-run --allow-env --allow-ffi --allow-sys=hostname
+#!/usr/bin/env -S deno run --unstable-lazy-dynamic-imports --allow-all
 /**
  * The `lockbox` command: a `flock(1)`-compatible `run`, lock status and
  * cleanup, and safe tools for lockbox's stores. It parses arguments, calls
@@ -14,6 +14,11 @@
  * usage error; 3 I/O or data error (a file that cannot be read or written, a
  * corrupt store). `run` exits with its command's status (128 + N when signal
  * N killed it, 69 when it could not be started, as `flock(1)`).
+ *
+ * Permissions: all of them (the `#!` line's `--allow-all`). `run` passes the
+ * locked file on to its command, finding its descriptor in /proc/self/fd,
+ * which Deno 2.9 lets only `--allow-all` read, and FFI (`--allow-ffi`)
+ * amounts to all access anyway.
  *
  * @module
  */

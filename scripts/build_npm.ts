@@ -19,6 +19,7 @@
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
+import { run as runIn } from "./_run.ts";
 
 const root = new URL("../", import.meta.url);
 const out = new URL("dist/npm/", root);
@@ -39,14 +40,8 @@ function npmVersion(name: string): string {
   return match[1];
 }
 
-async function run(command: string, args: string[], cwd = root): Promise<void> {
-  const { success, code } = await new Deno.Command(command, {
-    args,
-    cwd: fileURLToPath(cwd),
-    stdout: "inherit",
-    stderr: "inherit",
-  }).output();
-  if (!success) throw new Error(`${command} ${args.join(" ")} exited ${code}`);
+function run(command: string, args: string[], cwd = root): Promise<void> {
+  return runIn(command, args, cwd);
 }
 
 await Deno.remove(out, { recursive: true }).catch(() => {});

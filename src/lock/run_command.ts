@@ -282,8 +282,11 @@ async function _lockDirectory(
  * command alone.
  *
  * Requires `--allow-read`, `--allow-write`, `--allow-run`, and on Deno
- * `--allow-ffi` unless `close` (Deno has no API to let a child inherit a
- * file; lockbox clears its close-on-exec flag through the C library).
+ * `--allow-all` unless `close`: Deno has no API to let a child inherit a
+ * file, so lockbox finds its descriptor in /proc/self/fd (which Deno 2.9
+ * reads only with `--allow-all`) and clears its close-on-exec flag through
+ * the C library (`--allow-ffi`). With less, it throws a `LockError` that
+ * says so, before the command starts.
  *
  * @param lockFile The lock file: a bare path or `{ lockFile }`; or
  *   `{ guards }`, a file whose sidecar `<file>.lock` to lock.

@@ -6,6 +6,7 @@
 // terminal are in run_signals_test.ts.
 
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { FileLock } from "../../mod.ts";
 import {
   Child,
@@ -491,5 +492,45 @@ Deno.test("lockbox run starts its command with SIGPIPE at its default, what its 
       assert.equal(bytes.trim(), "61 ff 62", caller.stdout);
       await Deno.remove(`${dir}/bin`, { recursive: true });
     }
+  });
+});
+
+Deno.test("lockbox run with every permission but --allow-all: refuses to pass the lock on and says why, before the command starts; --close runs it", async () => {
+  // A compiled CLI (LOCKBOX_CLI) has its permissions built in.
+  if (Deno.env.get("LOCKBOX_CLI")) return;
+  await withTempDir(async (dir) => {
+    const granular = [
+      Deno.execPath(),
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-run",
+      "--allow-env",
+      "--allow-ffi",
+      "--allow-sys",
+      "--quiet",
+      CLI.at(-1)!,
+      "run",
+    ];
+    const marker = `${dir}/ran`;
+    const refused = await run([
+      ...granular,
+      `${dir}/a.lock`,
+      "touch",
+      marker,
+    ]);
+    assert.equal(refused.code, 3, refused.stderr);
+    assert.match(refused.stderr, /--allow-all/);
+    assert.match(refused.stderr, /--close/);
+    assert.equal(existsSync(marker), false);
+    const closed = await run([
+      ...granular,
+      "--close",
+      `${dir}/a.lock`,
+      "touch",
+      marker,
+    ]);
+    assert.equal(closed.code, 0, closed.stderr);
+    assert.equal(existsSync(marker), true);
   });
 });
