@@ -13,7 +13,11 @@ import {
   waitForRelease,
   withLock,
 } from "../mod.ts";
-import { _encodeRecord, _recordText } from "../src/lock/_holder_record.ts";
+import {
+  _encodeRecord,
+  _isoTime,
+  _recordText,
+} from "../src/lock/_holder_record.ts";
 import {
   delay,
   modesUnderUmask,
@@ -182,6 +186,40 @@ Deno.test("FileLock tokens grow by one per exclusive acquisition; shared ones ke
     const shared = await FileLock.acquire(path, { shared: true });
     assert.equal(shared.token, tokens[4]);
     await shared.release();
+  });
+});
+
+Deno.test("a holder record's acquiredAt is what Date's toISOString gives, on leap days, century ends and every millisecond field", async () => {
+  const times = [
+    0,
+    Date.UTC(1999, 11, 31, 23, 59, 59, 999),
+    Date.UTC(2000, 1, 29, 12, 0, 0, 1),
+    Date.UTC(2000, 2, 1),
+    Date.UTC(2100, 1, 28, 23, 59, 59, 999),
+    Date.UTC(2100, 2, 1),
+    Date.UTC(2400, 1, 29, 1, 2, 3, 45),
+    Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+  ];
+  // And a day every 37 days, at a time of day that moves with it, from
+  // 1970 to 2300.
+  for (
+    let ms = 0;
+    ms < Date.UTC(2300, 0, 1);
+    ms += 37 * 86_400_000 + 3_723_457
+  ) {
+    times.push(ms);
+  }
+  for (const ms of times) {
+    assert.equal(_isoTime(ms), new Date(ms).toISOString(), String(ms));
+  }
+  await withTempDir(async (dir) => {
+    const before = Date.now();
+    const lock = await FileLock.acquire(`${dir}/state.json`);
+    const after = Date.now();
+    const holder = await lockHolder(`${dir}/state.json`);
+    await lock.release();
+    const at = Date.parse(holder!.acquiredAt);
+    assert.ok(at >= before && at <= after, holder!.acquiredAt);
   });
 });
 
