@@ -1,7 +1,10 @@
-// The C library table Node's runtime layer calls flock(2) through.
+// The C library table Node's runtime layer calls flock(2) through, and
+// Deno's posix_spawnp through FFI.
 
 import assert from "node:assert/strict";
 import { _libcFor } from "../src/runtime/_libc.ts";
+import { _spawnByFfi } from "../src/runtime/_deno_spawn.ts";
+import { _openExisting } from "../src/runtime/deno.ts";
 
 Deno.test("_libcFor() gives glibc's library and numbers when the platform is linux", () => {
   assert.deepEqual(_libcFor("linux"), {
@@ -58,4 +61,37 @@ Deno.test("_libcFor() throws an error naming the platform when it is unknown", (
     () => _libcFor("aix"),
     /Cannot lock files on Node on aix: lockbox knows no C library there/,
   );
+});
+
+Deno.test({
+  name:
+    "Deno's posix_spawnp through FFI: starts a command in a session of its own with a descriptor passed, reads its status, and names a start that failed",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const handle = _openExisting(
+      (await Deno.writeTextFile(`${dir}/held`, ""), `${dir}/held`),
+    );
+    try {
+      // A handle finds its descriptor by the flock on it.
+      assert.ok(handle.tryLock(true));
+      const fd = handle.descriptor();
+      const ino = Deno.statSync(`${dir}/held`).ino;
+      // The child has the file open at the same number, and leads a
+      // session of its own (its sid is its pid).
+      const probe =
+        `[ "$(stat -L -c %i /proc/self/fd/${fd})" = ${ino} ] || exit 9
+set -- $(cut -d" " -f6 /proc/$$/stat); [ "$1" = $$ ] || exit 8; exit 7`;
+      const child = _spawnByFfi("sh", ["-c", probe], { newGroup: true }, [fd]);
+      assert.notEqual(child, null, "posix_spawnp, not Deno.Command");
+      assert.deepEqual(await child!.status, { code: 7, signal: null });
+      assert.throws(
+        () => _spawnByFfi(`${dir}/missing`, [], {}),
+        (error: Error & { code?: string }) => error.code === "ENOENT",
+      );
+    } finally {
+      handle.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -24,25 +24,38 @@ const ENOEXEC = 8;
 const ATTR_BYTES = 1024;
 const SIGSET_BYTES = 256;
 
+/**
+ * The result type of the functions below that return a C `int`, declared as
+ * a struct of one int32, which x86-64 and AArch64 (the Linux machines Deno
+ * runs on) return exactly as they return an int. Deno calls a function with
+ * a struct result through libffi; for any other it compiles a fast-call
+ * trampoline with Cranelift when the library is opened, and the first costs
+ * a process about 2 ms of start-up, for functions called a handful of times.
+ * {@linkcode _int} reads the value.
+ */
+const INT = { struct: ["i32"] } as const;
+
+/** The int a function declared with {@linkcode INT} returned. */
+function _int(result: Uint8Array): number {
+  return new Int32Array(result.buffer, result.byteOffset, 1)[0];
+}
+
 const _SPAWN_SYMBOLS = {
   posix_spawnp: {
     parameters: ["buffer", "buffer", "pointer", "buffer", "buffer", "pointer"],
-    result: "i32",
+    result: INT,
   },
   // This process's environment as the C library keeps it: every variable,
   // whatever its bytes, with no `--allow-env` needed.
   environ: { type: "pointer" },
-  posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
-  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
-  posix_spawnattr_setsigmask: {
-    parameters: ["buffer", "buffer"],
-    result: "i32",
-  },
+  posix_spawnattr_init: { parameters: ["buffer"], result: INT },
+  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: INT },
+  posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: INT },
   posix_spawnattr_setsigdefault: {
     parameters: ["buffer", "buffer"],
-    result: "i32",
+    result: INT,
   },
-  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: INT },
   // Blocks a thread of Deno's blocking pool until the command exits.
   waitpid: {
     parameters: ["i32", "buffer", "i32"],
@@ -189,10 +202,13 @@ function _inheriting(
 ): _Child | null {
   const c = lib.symbols;
   // Deno opens every file close-on-exec: these must stay open in the child.
-  const flags = inherit.map((fd) => c.fcntl(fd, F_GETFD, 0));
+  const flags = inherit.map((fd) => _int(c.fcntl(fd, F_GETFD, 0)));
   try {
     inherit.forEach((fd, i) => {
-      if (flags[i] < 0 || c.fcntl(fd, F_SETFD, flags[i] & ~FD_CLOEXEC) < 0) {
+      if (
+        flags[i] < 0 ||
+        _int(c.fcntl(fd, F_SETFD, flags[i] & ~FD_CLOEXEC)) < 0
+      ) {
         throw new Error(`Cannot pass descriptor ${fd} on to a command`);
       }
     });
@@ -240,16 +256,16 @@ function _spawnWith(
   const flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
     (options.newGroup === true ? POSIX_SPAWN_SETSID : 0);
   // glibc before 2.26 has no POSIX_SPAWN_SETSID: Deno.Command then.
-  if (c.posix_spawnattr_setflags(attr, flags) !== 0) return null;
+  if (_int(c.posix_spawnattr_setflags(attr, flags)) !== 0) return null;
   const pidOut = new Int32Array(1);
-  const errno = c.posix_spawnp(
+  const errno = _int(c.posix_spawnp(
     new Uint8Array(pidOut.buffer),
     _cString(command),
     null,
     attr,
     argv,
     envp,
-  );
+  ));
   // A script without "#!": run it with sh, as execvp (and flock(1)) do.
   const script = errno === ENOEXEC ? _onPath(command) : null;
   if (script !== null) {
