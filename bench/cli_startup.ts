@@ -1,15 +1,19 @@
 // How long `lockbox run -n LOCK true` takes from start to exit, beside
 // `deno run` of an empty script (the baseline: the target is within 1.5x of
 // it), `flock(1)`, and the npm package's CLI under Node (when
-// `deno task build:npm` has built dist/npm). Each sample is one whole
-// process; the variants take turns, so a change in the machine's load falls
-// on all of them. Prints the median wall time and the mean CPU time (user +
+// `deno task build:npm` has built dist/npm). Two Deno forms: the installed
+// command (`deno task install:cli`, run here into a temporary
+// DENO_INSTALL_ROOT: the built CLI of dist/deno, through its shim) and
+// `deno run -A cli.ts` from the sources. Each sample is one whole process;
+// the variants take turns, so a change in the machine's load falls on all
+// of them. Prints the median wall time and the mean CPU time (user +
 // system, from this process's children's times in /proc/self/stat, which a
 // busy machine disturbs far less). Linux.
 //
 // Usage: deno run -A bench/cli_startup.ts [RUNS] [CLI_TS]
 // (CLI_TS: another checkout's cli.ts, to compare with it.)
 
+import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const runs = Number(Deno.args[0] ?? 20);
@@ -40,9 +44,27 @@ delete config.unstable;
 const eagerConfig = `${dir}/deno.json`;
 await Deno.writeTextFile(eagerConfig, JSON.stringify(config));
 
+// The command as `deno task install:cli` installs it.
+const installed = await new Deno.Command(Deno.execPath(), {
+  args: ["task", "--quiet", "install:cli"],
+  cwd: fileURLToPath(root),
+  env: { DENO_INSTALL_ROOT: dir },
+  stdout: "null",
+  stderr: "null",
+}).output();
+if (!installed.success) throw new Error("deno task install:cli failed");
+// Its shim runs the `deno` on PATH: this one.
+Deno.env.set("PATH", `${dirname(Deno.execPath())}:${Deno.env.get("PATH")}`);
+
 const variants: [string, string, string[]][] = [
   ["deno run of an empty script", Deno.execPath(), ["run", empty]],
-  ["lockbox run -n LOCK true (Deno)", Deno.execPath(), [
+  ["lockbox run -n LOCK true (installed)", `${dir}/bin/lockbox`, [
+    "run",
+    "-n",
+    lock,
+    "true",
+  ]],
+  ["the same, deno run -A cli.ts", Deno.execPath(), [
     "run",
     "-A",
     cli,
@@ -106,11 +128,12 @@ const median = (values: number[]) =>
   values.toSorted((a, b) => a - b)[Math.floor(values.length / 2)];
 const base = { wall: median(wall[0]), cpu: cpu[0] / runs };
 console.log(`${runs} runs each, ${Deno.execPath()}, ${cli}`);
+
 for (const [i, [name]] of variants.entries()) {
   const w = median(wall[i]);
   const c = cpu[i] / runs;
   console.log(
-    `${name.padEnd(34)} wall median ${w.toFixed(0).padStart(5)} ms (${
+    `${name.padEnd(36)} wall median ${w.toFixed(0).padStart(5)} ms (${
       (w / base.wall).toFixed(2)
     }x)   CPU mean ${c.toFixed(0).padStart(4)} ms (${
       (c / base.cpu).toFixed(2)

@@ -45,7 +45,9 @@ await run(Deno.execPath(), [
 // time: name the package as deno.json does.
 const bare = new RegExp(
   `(\\bfrom\\s*|\\bimport\\s*\\(\\s*|\\bimport\\s*)"(${
-    Object.keys(npmImports).map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
+    Object.keys(npmImports).map((name) =>
+      name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+    )
       .join("|")
   })"`,
   "g",

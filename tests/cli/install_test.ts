@@ -1,6 +1,7 @@
 // Ways to install the `lockbox` command that work offline, tried as a user
-// would: `deno task install:cli` (deno install with the config) into a fresh
-// DENO_INSTALL_ROOT, run from elsewhere; and what `lockbox run` loads.
+// would: `deno task install:cli` (the built CLI, dist/deno, installed) into a
+// fresh DENO_INSTALL_ROOT, run from elsewhere; and what `lockbox run` loads,
+// built and from the sources.
 
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -23,7 +24,7 @@ async function have(command: string): Promise<boolean> {
   }
 }
 
-Deno.test("deno task install:cli installs a lockbox that runs --help, --version and run from another directory", async () => {
+Deno.test("deno task install:cli installs the built lockbox, which runs --help, --version, run and the stores from another directory, and whose run reads none of the full program", async () => {
   await withTempDir(async (dir) => {
     const env = {
       DENO_INSTALL_ROOT: `${dir}/root`,
@@ -62,6 +63,72 @@ Deno.test("deno task install:cli installs a lockbox that runs --help, --version 
       args: ["-n", "-E", "7", lock, "true"],
     });
     assert.equal(free.code, 0);
+
+    // The shim runs the built CLI (dist/deno), not the checkout's sources.
+    const shim = await Deno.readTextFile(lockbox);
+    assert.match(shim, /dist\/deno\/cli\.js/);
+    assert.doesNotMatch(shim, /cli\.ts/);
+    // Held elsewhere: exit 1, and a store written and read back through
+    // the full program (commander, the stores).
+    const held = await output("flock", {
+      args: [lock, lockbox, "run", "-n", lock, "true"],
+      cwd: dir,
+      env,
+    });
+    assert.equal(held.code, 1, decode(held.stderr));
+    const state = `${dir}/state.json`;
+    const set = await output(lockbox, {
+      args: ["store", "set", state, "/jobs/-", '"a"'],
+      env,
+    });
+    assert.equal(set.code, 0, decode(set.stderr));
+    const get = await output(lockbox, {
+      args: ["store", "get", "--raw", state, "/jobs/0"],
+      env,
+    });
+    assert.equal(decode(get.stdout), "a\n", decode(get.stderr));
+
+    if (await have("strace")) {
+      // `lockbox run` reads the run's chunks only: not the full program's,
+      // commander's or the stores'.
+      const trace = `${dir}/trace`;
+      const traced = await output("strace", {
+        args: [
+          "-f",
+          "-qq",
+          "-e",
+          "trace=openat",
+          "-o",
+          trace,
+          lockbox,
+          "run",
+          "-n",
+          lock,
+          "true",
+        ],
+        env,
+      });
+      assert.equal(traced.code, 0, decode(traced.stderr));
+      const built = `${ROOT}dist/deno/`;
+      const read = new Set(
+        [...(await Deno.readTextFile(trace)).matchAll(/"([^"]+\.js)"/g)]
+          .map((match) => match[1])
+          .filter((path) => path.startsWith(built)),
+      );
+      assert.ok(read.size > 1, [...read].join(" "));
+      const code = await Promise.all(
+        [...read].map((path) => Deno.readTextFile(path)),
+      );
+      assert.ok(code.some((text) => /function runWithLock\(/.test(text)));
+      for (const [i, path] of [...read].entries()) {
+        assert.doesNotMatch(path, /_program-/);
+        assert.doesNotMatch(
+          code[i],
+          /"npm:(commander|pg)@|class JsonStore\b/,
+          path,
+        );
+      }
+    }
   });
 });
 
