@@ -137,7 +137,18 @@ export function _lstat(path: string): _FileStat | null {
 function _descriptorOf(stat: _FileStat, locked = false): number {
   const dir = _descriptorDirectory();
   const found: number[] = [];
-  for (const entry of Deno.readDirSync(dir)) {
+  const entries = Deno.readDirSync(dir);
+  // The listing's own descriptor is in it, closed by now: its stat would
+  // throw, and a process's first exception costs Deno about 1 ms. Opening
+  // the directory again takes the lowest free number, which is that one
+  // (were it taken in between by another thread, the stat throws as before).
+  let placeholder: Deno.FsFile | undefined;
+  try {
+    placeholder = Deno.openSync(dir);
+  } catch {
+    // Then the stat throws.
+  }
+  for (const entry of entries) {
     const fd = Number(entry.name);
     try {
       const target = Deno.statSync(`${dir}/${fd}`);
@@ -154,6 +165,7 @@ function _descriptorOf(stat: _FileStat, locked = false): number {
     }
     found.push(fd);
   }
+  placeholder?.close();
   if (found.length !== 1) {
     throw new Error(
       `Cannot find the descriptor of inode ${stat.ino}: ${found.length} open descriptors match`,
