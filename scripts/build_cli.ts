@@ -43,13 +43,11 @@ await run(Deno.execPath(), [
 
 // An import of a bare package name would need deno.json's import map at run
 // time: name the package as deno.json does.
+const names = Object.keys(npmImports)
+  .map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
+  .join("|");
 const bare = new RegExp(
-  `(\\bfrom\\s*|\\bimport\\s*\\(\\s*|\\bimport\\s*)"(${
-    Object.keys(npmImports).map((name) =>
-      name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
-    )
-      .join("|")
-  })"`,
+  `(\\bfrom\\s*|\\bimport\\s*\\(\\s*|\\bimport\\s*)"(${names})"`,
   "g",
 );
 let files = 0;
