@@ -1,7 +1,8 @@
 // Where `lockbox run -n LOCK true` spends its time beyond an empty
 // `deno run`, step by step, each timed with performance.now() the first time
 // it runs in a fresh process and again once warm: importing the modules the
-// run evaluates, the first lock, Deno's signal listeners, starting `true` in
+// run evaluates, the first lock, finding the held lock file's descriptor (in
+// /proc/self/fd, to pass it on), Deno's signal listeners, starting `true` in
 // a session of its own as `lockbox run` does when stdin is not a terminal
 // (`_spawn`: posix_spawn through FFI on Linux, the C library loaded the first
 // time), and the same with `Deno.Command`'s `detached`, for comparison.
@@ -10,16 +11,19 @@
 // Usage: deno run -A bench/cli_startup_steps.ts [RUNS]
 
 const runs = Number(Deno.args[0] ?? 10);
-const steps = ["import", "lock", "signals", "spawn", "detached"];
+const steps = ["import", "lock", "descriptor", "signals", "spawn", "detached"];
 
 if (Deno.args[0] === "--child") {
   const dir = Deno.args[1];
   const times: Record<string, number[]> = {};
+  /** Times `fn`, or takes the time it returns (a step inside it). */
   const timed = async (name: string, fn: () => unknown) => {
     for (let i = 0; i < 2; i++) {
       const started = performance.now();
-      await fn();
-      (times[name] ??= []).push(performance.now() - started);
+      const took = await fn();
+      (times[name] ??= []).push(
+        typeof took === "number" ? took : performance.now() - started,
+      );
     }
   };
   let lockModule: typeof import("../src/lock/file_lock.ts") | undefined;
@@ -32,6 +36,17 @@ if (Deno.args[0] === "--child") {
       lockFile: `${dir}/job.lock`,
     }, { metadata: { command: "true" } });
     await lock.release();
+  });
+  const { _lockInternals } = await import("../src/lock/lock_internals.ts");
+  await timed("descriptor", async () => {
+    const lock = await lockModule!.FileLock.acquire({
+      lockFile: `${dir}/job.lock`,
+    });
+    const started = performance.now();
+    _lockInternals.handleOf(lock)!.descriptor();
+    const took = performance.now() - started;
+    await lock.release();
+    return took;
   });
   await timed("signals", () => {
     const listener = () => {};
