@@ -877,12 +877,24 @@ export function _flockDescriptor(
 
 /**
  * The command that runs this program again: for a helper process that
- * must be this same CLI.
+ * must be this same CLI. The built CLI (dist/deno, JavaScript) runs as its
+ * `#!` line says, without a configuration (the sources need their
+ * deno.json, which Deno finds beside them, for commander); both with their
+ * dynamic imports loaded lazily.
  */
 export function _selfCommand(): string[] {
-  return (Deno.build as { standalone?: boolean }).standalone
-    ? [Deno.execPath()]
-    : [Deno.execPath(), "run", "--allow-all", "--quiet", Deno.mainModule];
+  if ((Deno.build as { standalone?: boolean }).standalone) {
+    return [Deno.execPath()];
+  }
+  return [
+    Deno.execPath(),
+    "run",
+    "--allow-all",
+    "--quiet",
+    "--unstable-lazy-dynamic-imports",
+    ...Deno.mainModule.endsWith(".js") ? ["--no-config"] : [],
+    Deno.mainModule,
+  ];
 }
 
 /**

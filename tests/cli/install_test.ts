@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { output, withTempDir } from "../_helpers.ts";
+import { holdWithFlock } from "./_cli.ts";
 import { VERSION } from "../../src/cli/_version.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -88,6 +89,29 @@ Deno.test("deno task install:cli installs the built lockbox, which runs --help, 
     });
     assert.equal(decode(get.stdout), "a\n", decode(get.stderr));
 
+    // A rebuild never leaves the installed lockbox without its files: runs
+    // that start while it writes them all work.
+    const rebuild = new Deno.Command(Deno.execPath(), {
+      args: ["task", "--quiet", "build:cli"],
+      cwd: ROOT,
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    let rebuilt = false;
+    const finished = rebuild.output().finally(() => rebuilt = true);
+    const during = [];
+    while (!rebuilt || during.length < 3) {
+      const again = await output(lockbox, {
+        args: ["store", "get", "--raw", state, "/jobs/0"],
+        env,
+      });
+      during.push(
+        `${again.code} ${decode(again.stdout)}${decode(again.stderr)}`,
+      );
+    }
+    assert.equal((await finished).code, 0);
+    assert.deepEqual(during.filter((line) => line !== "0 a\n"), []);
+
     if (await have("strace")) {
       // `lockbox run` reads the run's chunks only: not the full program's,
       // commander's or the stores'.
@@ -129,6 +153,62 @@ Deno.test("deno task install:cli installs the built lockbox, which runs --help, 
         );
       }
     }
+  });
+});
+
+Deno.test("the built lockbox's helper for a timed wait on a shell's descriptor runs as the built CLI does, taking no configuration from where it lies", async () => {
+  await withTempDir(async (dir) => {
+    const build = await output(Deno.execPath(), {
+      args: ["task", "--quiet", "build:cli"],
+      cwd: ROOT,
+    });
+    assert.equal(build.code, 0, decode(build.stderr));
+    // The built files copied under a Node project whose commander is not
+    // the one the CLI imports: Deno would take that one under a
+    // configuration found there.
+    await Deno.mkdir(`${dir}/pkg/node_modules/commander`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/pkg/package.json`, '{"type":"module"}');
+    await Deno.writeTextFile(
+      `${dir}/pkg/node_modules/commander/package.json`,
+      '{"name":"commander","version":"14.0.3","main":"index.js"}',
+    );
+    await Deno.writeTextFile(
+      `${dir}/pkg/node_modules/commander/index.js`,
+      "module.exports = {};",
+    );
+    await Deno.mkdir(`${dir}/pkg/deno`);
+    for (const entry of Deno.readDirSync(`${ROOT}dist/deno`)) {
+      await Deno.copyFile(
+        `${ROOT}dist/deno/${entry.name}`,
+        `${dir}/pkg/deno/${entry.name}`,
+      );
+    }
+    const cli = [
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      "--no-config",
+      "--unstable-lazy-dynamic-imports",
+      `${dir}/pkg/deno/cli.js`,
+    ].map((part) => `'${part}'`).join(" ");
+    const lock = `${dir}/held.lock`;
+    const holder = await holdWithFlock(lock, "-x");
+    try {
+      // Held elsewhere for the whole wait: exit 1, from the helper's answer.
+      const waited = await output("sh", {
+        args: ["-c", `${cli} run -w 1 9 9>'${lock}'`],
+        cwd: dir,
+      });
+      assert.equal(waited.code, 1, decode(waited.stderr));
+      assert.equal(decode(waited.stderr), "");
+    } finally {
+      await holder.release();
+    }
+    const free = await output("sh", {
+      args: ["-c", `${cli} run -w 1 9 9>'${lock}'`],
+      cwd: dir,
+    });
+    assert.equal(free.code, 0, decode(free.stderr));
   });
 });
 
