@@ -1070,17 +1070,25 @@ export function _socketDescriptor(
 
 /**
  * Calls `fn` on SIGINT or SIGTERM (and SIGHUP with `hangup`) instead of
- * dying; returns the undo.
+ * dying; returns the undo. A signal this process was started with ignored
+ * (`nohup`'s SIGHUP, a background job's SIGINT; Linux, from /proc) stays
+ * ignored by this process, as by `flock(1)`: `fn` never hears of it. (The
+ * commands it starts then get it at its default: Deno catches it.)
  */
 export function _onTerminationSignals(
   fn: (signal: "SIGINT" | "SIGTERM" | "SIGHUP") => void,
   hangup = false,
 ): () => void {
+  const ignored = _ignoredAtStart ??= _ignoredTerminationSignals(
+    _proc() ? _readIfAllowed("/proc/self/status") : "",
+  );
   const signals: ("SIGINT" | "SIGTERM" | "SIGHUP")[] = hangup
     ? ["SIGINT", "SIGTERM", "SIGHUP"]
     : ["SIGINT", "SIGTERM"];
+  // Deno's first listener, for any signal, replaces the disposition of all
+  // three: one that was ignored gets a listener that ignores it.
   const listeners = signals.map((signal) =>
-    [signal, () => fn(signal)] as const
+    [signal, ignored.has(signal) ? () => {} : () => fn(signal)] as const
   );
   for (const [signal, listener] of listeners) {
     Deno.addSignalListener(signal, listener);
@@ -1090,6 +1098,36 @@ export function _onTerminationSignals(
       Deno.removeSignalListener(signal, listener);
     }
   };
+}
+
+/**
+ * The termination signals this process was started with ignored, read
+ * before lockbox listens for any (a listener replaces the ignoring).
+ */
+let _ignoredAtStart: Set<string> | undefined;
+
+/**
+ * The termination signals a `/proc/PID/status` text says are ignored (its
+ * `SigIgn` mask, bit N-1 for signal N). Empty if the text has no mask.
+ */
+function _ignoredTerminationSignals(status: string): Set<string> {
+  const mask = /^SigIgn:\s*([0-9a-f]+)$/m.exec(status);
+  const bits = mask === null ? 0n : BigInt(`0x${mask[1]}`);
+  const numbers = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+  return new Set(
+    Object.entries(numbers)
+      .filter(([, number]) => ((bits >> BigInt(number - 1)) & 1n) === 1n)
+      .map(([name]) => name),
+  );
+}
+
+/** A file's text, or "" where Deno does not let this process read it. */
+function _readIfAllowed(path: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return "";
+  }
 }
 
 /** Whether a standard stream is a terminal. */

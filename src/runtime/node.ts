@@ -1259,7 +1259,9 @@ export function _socketDescriptor(
 
 /**
  * Calls `fn` on SIGINT or SIGTERM (and SIGHUP with `hangup`) instead of
- * dying; returns the undo.
+ * dying; returns the undo. Node resets every signal but SIGPIPE and SIGXFSZ
+ * to its default when it starts, so what the caller ignored (`nohup`'s
+ * SIGHUP), which deno.ts leaves ignored, cannot be seen here.
  */
 export function _onTerminationSignals(
   fn: (signal: "SIGINT" | "SIGTERM" | "SIGHUP") => void,

@@ -208,3 +208,39 @@ Deno.test("lockbox run's command keeps the lock when lockbox is SIGKILLed, as fl
     }
   });
 });
+
+Deno.test("lockbox run started with SIGHUP and SIGINT ignored (nohup, a shell's background job) keeps ignoring them, as flock(1) does, while waiting and while the command runs", async () => {
+  await withTempDir(async (dir) => {
+    const L = `${dir}/job.lock`;
+    const holder = await holdWithFlock(L, "-x");
+    // Ignored by the shell that execs it: a background job's SIGINT, nohup's
+    // SIGHUP. SIGTERM is not, and still ends the wait.
+    const started = new Child("sh", [
+      "-c",
+      `trap '' HUP INT; exec ${quoted} run ${L} sh -c 'echo started; sleep 1; echo survived'`,
+    ]);
+    await delay(1000);
+    Deno.kill(started.pid, "SIGHUP");
+    Deno.kill(started.pid, "SIGINT");
+    await delay(200);
+    await holder.release();
+    await started.waitFor("started");
+    Deno.kill(started.pid, "SIGHUP");
+    Deno.kill(started.pid, "SIGINT");
+    const done = await started.finish();
+    assert.equal(done.code, 0, done.stderr);
+    assert.ok(done.lines.includes("survived"), done.lines.join("\n"));
+    // Not ignored: SIGHUP is passed on, and the run ends 128+1.
+    const plain = new Child(CLI[0], [
+      ...CLI.slice(1),
+      "run",
+      L,
+      "sh",
+      "-c",
+      "echo started; sleep 5",
+    ]);
+    await plain.waitFor("started");
+    Deno.kill(plain.pid, "SIGHUP");
+    assert.equal((await plain.finish()).code, 129);
+  });
+});
