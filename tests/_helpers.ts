@@ -371,7 +371,10 @@ export function names(dir: string): string[] {
  * Kills store writers at random moments: in 4 lanes, starts `start(prefix)`
  * (a worker printing "ack ID" per acknowledged update), SIGKILLs it 0-40 ms
  * after its first ack, and calls `check(acked)` with every ID acknowledged so
- * far, until `kills` writers have been killed.
+ * far, until `kills` writers have been killed. Each check gets its own copy:
+ * the IDs acknowledged before it began, which whatever it reads must hold,
+ * and not those the other lanes add while it awaits its read (which may have
+ * read the files before they were written).
  */
 export async function killWriters(
   kills: number,
@@ -391,7 +394,7 @@ export async function killWriters(
       for (const line of child.lines) {
         if (line.startsWith("ack ")) acked.add(line.slice(4));
       }
-      await check(acked);
+      await check(new Set(acked));
     }
   };
   await Promise.all([lane(0), lane(1), lane(2), lane(3)]);

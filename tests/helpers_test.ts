@@ -2,7 +2,13 @@
 // follows, and a mount is never left behind.
 
 import assert from "node:assert/strict";
-import { withCleanup, withTempDir, withTmpfs } from "./_helpers.ts";
+import {
+  Child,
+  killWriters,
+  withCleanup,
+  withTempDir,
+  withTmpfs,
+} from "./_helpers.ts";
 
 Deno.test("withCleanup() throws fn's error first when the cleanup fails too, and the cleanup's alone when fn succeeded", async () => {
   await assert.rejects(
@@ -52,4 +58,28 @@ Deno.test("withTmpfs() reports a busy unmount without hiding fn's error, and lea
     const mounts = await Deno.readTextFile("/proc/self/mountinfo");
     assert.ok(!mounts.includes(` ${mountpoint} `), "still mounted");
   });
+});
+
+Deno.test("killWriters() gives each check the IDs acknowledged before it began, not those other lanes add while it awaits its read", async () => {
+  // The first check waits until a fifth kill, necessarily of a writer started
+  // after a first check returned, has been checked: that writer's ID was
+  // acknowledged after the first check began, so its read may not hold it.
+  let checks = 0;
+  let fifth!: () => void;
+  const fifthChecked = new Promise<void>((resolve) => (fifth = resolve));
+  let grew: string[] = [];
+  await killWriters(
+    8,
+    (prefix) => new Child("sh", ["-c", `echo ack ${prefix}; exec sleep 60`]),
+    async (acked) => {
+      const n = ++checks;
+      if (n === 5) fifth();
+      if (n !== 1) return;
+      const before = new Set(acked);
+      await fifthChecked;
+      grew = [...acked].filter((id) => !before.has(id));
+    },
+  );
+  assert.ok(checks >= 5);
+  assert.deepEqual(grew, []);
 });
