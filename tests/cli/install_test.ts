@@ -115,28 +115,9 @@ Deno.test("deno task install:cli installs the built lockbox, which runs --help, 
     if (await have("strace")) {
       // `lockbox run` reads the run's chunks only: not the full program's,
       // commander's or the stores'.
-      const trace = `${dir}/trace`;
-      const traced = await output("strace", {
-        args: [
-          "-f",
-          "-qq",
-          "-e",
-          "trace=openat",
-          "-o",
-          trace,
-          lockbox,
-          "run",
-          "-n",
-          lock,
-          "true",
-        ],
-        env,
-      });
-      assert.equal(traced.code, 0, decode(traced.stderr));
       const built = `${ROOT}dist/deno/`;
       const read = new Set(
-        [...(await Deno.readTextFile(trace)).matchAll(/"([^"]+\.js)"/g)]
-          .map((match) => match[1])
+        (await jsOpened([lockbox, "run", "-n", lock, "true"], { env }))
           .filter((path) => path.startsWith(built)),
       );
       assert.ok(read.size > 1, [...read].join(" "));
@@ -212,39 +193,41 @@ Deno.test("the built lockbox's helper for a timed wait on a shell's descriptor r
   });
 });
 
-/** The lockbox modules a run of the CLI evaluates (their emitted code read from Deno's cache). */
-async function modulesLoaded(args: string[]): Promise<string[]> {
+/**
+ * The `.js` files `command` opened, as strace saw it, in a directory of its
+ * own (asserting it exited 0).
+ */
+async function jsOpened(
+  command: string[],
+  options: { env?: Record<string, string> } = {},
+): Promise<string[]> {
   return await withTempDirResult(async (dir) => {
     const trace = `${dir}/trace`;
     const out = await output("strace", {
-      args: [
-        "-f",
-        "-qq",
-        "-e",
-        "trace=openat",
-        "-o",
-        trace,
-        Deno.execPath(),
-        "run",
-        "-A",
-        CLI,
-        ...args,
-      ],
+      args: ["-f", "-qq", "-e", "trace=openat", "-o", trace, ...command],
       cwd: dir,
+      env: options.env,
     });
     assert.equal(out.code, 0, decode(out.stderr));
     const text = await Deno.readTextFile(trace);
-    const names = new Set<string>();
-    const prefix = `/gen/file${ROOT}`;
-    for (const match of text.matchAll(/"([^"]+)\.js"/g)) {
-      const at = match[1].indexOf(prefix);
-      if (at !== -1) names.add(match[1].slice(at + prefix.length));
-      // An npm package's files are read from Deno's npm cache as they are.
-      const npm = /\/registry\.npmjs\.org\/([^/]+)\//.exec(match[1]);
-      if (npm) names.add(`npm:${npm[1]}`);
-    }
-    return [...names].sort();
+    return [...text.matchAll(/"([^"]+\.js)"/g)].map((match) => match[1]);
   });
+}
+
+/** The lockbox modules a run of the CLI evaluates (their emitted code read from Deno's cache). */
+async function modulesLoaded(args: string[]): Promise<string[]> {
+  const names = new Set<string>();
+  const prefix = `/gen/file${ROOT}`;
+  for (
+    const path of await jsOpened([Deno.execPath(), "run", "-A", CLI, ...args])
+  ) {
+    const at = path.indexOf(prefix);
+    if (at !== -1) names.add(path.slice(at + prefix.length, -".js".length));
+    // An npm package's files are read from Deno's npm cache as they are.
+    const npm = /\/registry\.npmjs\.org\/([^/]+)\//.exec(path);
+    if (npm) names.add(`npm:${npm[1]}`);
+  }
+  return [...names].sort();
 }
 
 async function withTempDirResult<T>(fn: (dir: string) => Promise<T>) {

@@ -428,16 +428,12 @@ Deno.test("lockbox run starts its command with SIGPIPE at its default, what its 
     const probe = "exec grep -E '^(SigIgn|SigBlk)' /proc/self/status";
     const session =
       'set -- $(cut -d" " -f5,6 /proc/$$/stat); [ "$1" = $$ ] && [ "$2" = $$ ] && echo own session';
-    const noFfi = [
-      Deno.execPath(),
-      "run",
+    const noFfi = cliWith([
       "--allow-read",
       "--allow-write",
       "--allow-run",
       "--allow-env",
-      "--quiet",
-      CLI.at(-1)!,
-    ];
+    ]);
     // A compiled CLI (LOCKBOX_CLI) has its permissions built in.
     for (const cli of Deno.env.get("LOCKBOX_CLI") ? [CLI] : [CLI, noFfi]) {
       const close = cli === CLI ? [] : ["--close"];
@@ -500,16 +496,14 @@ Deno.test("lockbox run with every permission but --allow-all: refuses to pass th
   if (Deno.env.get("LOCKBOX_CLI")) return;
   await withTempDir(async (dir) => {
     const granular = [
-      Deno.execPath(),
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-run",
-      "--allow-env",
-      "--allow-ffi",
-      "--allow-sys",
-      "--quiet",
-      CLI.at(-1)!,
+      ...cliWith([
+        "--allow-read",
+        "--allow-write",
+        "--allow-run",
+        "--allow-env",
+        "--allow-ffi",
+        "--allow-sys",
+      ]),
       "run",
     ];
     const marker = `${dir}/ran`;
@@ -534,3 +528,8 @@ Deno.test("lockbox run with every permission but --allow-all: refuses to pass th
     assert.equal(existsSync(marker), true);
   });
 });
+
+/** `deno run` of the CLI's source with `permissions` only. */
+function cliWith(permissions: string[]): string[] {
+  return [Deno.execPath(), "run", ...permissions, "--quiet", CLI.at(-1)!];
+}
