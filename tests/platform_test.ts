@@ -223,3 +223,45 @@ Deno.test(
     });
   },
 );
+
+Deno.test({
+  name:
+    "Finding a held lock file's descriptor in /proc/self/fd stats no descriptor that is gone (the listing's own is filled first)",
+  ignore: Deno.build.os !== "linux" ||
+    !(await new Deno.Command("strace", { args: ["-V"], stdout: "null" })
+      .output().then((out) => out.success, () => false)),
+  async fn() {
+    await withTempDir(async (dir) => {
+      const script = `${dir}/pass.ts`;
+      await Deno.writeTextFile(
+        script,
+        `import { runWithLock } from ${
+          JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+        };\nDeno.exit((await runWithLock(${
+          JSON.stringify(`${dir}/job.lock`)
+        }, ["true"])).code);\n`,
+      );
+      const trace = `${dir}/trace`;
+      const out = await new Deno.Command("strace", {
+        args: [
+          "-f",
+          "-qq",
+          "-e",
+          "trace=statx,newfstatat,stat",
+          "-o",
+          trace,
+          Deno.execPath(),
+          "run",
+          "-A",
+          script,
+        ],
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      const stats = (await Deno.readTextFile(trace)).split("\n")
+        .filter((line) => /"\/proc\/self\/fd\/\d+"/.test(line));
+      assert.ok(stats.length > 2, "the search ran");
+      assert.deepEqual(stats.filter((line) => /= -1 E/.test(line)), []);
+    });
+  },
+});

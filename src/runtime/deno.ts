@@ -1009,13 +1009,7 @@ export function _groupAlive(pgid: number): boolean {
     } catch {
       return null;
     }
-  }, (path) => {
-    try {
-      return Deno.readTextFileSync(path);
-    } catch {
-      return null;
-    }
-  }) ?? true;
+  }, _readOrNull) ?? true;
 }
 
 /** This process's socket descriptors and what each links to (`/proc`). */
@@ -1050,13 +1044,7 @@ export function _socketDescriptor(
     return added.length === 1 ? added[0][0] : null;
   }
   if (!_proc()) return null;
-  const read = (path: string) => {
-    try {
-      return Deno.readTextFileSync(path);
-    } catch {
-      return "";
-    }
-  };
+  const read = (path: string) => _readOrNull(path) ?? "";
   const inodes = _tcpInodes(
     [read("/proc/net/tcp"), read("/proc/net/tcp6")],
     localPort,
@@ -1080,7 +1068,7 @@ export function _onTerminationSignals(
   hangup = false,
 ): () => void {
   const ignored = _ignoredAtStart ??= _ignoredTerminationSignals(
-    _proc() ? _readIfAllowed("/proc/self/status") : "",
+    _proc() ? _readOrNull("/proc/self/status") ?? "" : "",
   );
   const signals: ("SIGINT" | "SIGTERM" | "SIGHUP")[] = hangup
     ? ["SIGINT", "SIGTERM", "SIGHUP"]
@@ -1121,12 +1109,12 @@ function _ignoredTerminationSignals(status: string): Set<string> {
   );
 }
 
-/** A file's text, or "" where Deno does not let this process read it. */
-function _readIfAllowed(path: string): string {
+/** A file's text, or `null` where it cannot be read (gone, not allowed). */
+function _readOrNull(path: string): string | null {
   try {
     return Deno.readTextFileSync(path);
   } catch {
-    return "";
+    return null;
   }
 }
 
